@@ -1,0 +1,17 @@
+"""Shared fixtures: the tiny test model is built once per session through the same code path as
+the default model (posttrain.model.tiny.build_tiny), then loaded with from_pretrained like any model."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A saved Hugging Face model directory: Llama architecture (preset 'test') plus its BPE tokenizer."""
+    from posttrain.model.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "model", preset="test", seed=0)
