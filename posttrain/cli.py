@@ -1,0 +1,107 @@
+"""`posttrain <command> ...`: maps sub-commands to stages and tools, nothing else.
+
+A user's mistake (bad recipe key, missing file, invalid row, unloadable model) is printed as one
+line `posttrain: error: ...` with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from posttrain.errors import UserError
+
+TRAIN_STAGES = ("pretrain", "sft")
+
+
+def _train_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key (dotted, typed as YAML), e.g. --set train.lr=1e-4")
+    p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir or runs/<stage>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output directory "
+                   "from its latest checkpoint")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posttrain", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub, "pretrain", "continual pre-training on raw text")
+    _train_parser(sub, "sft", "supervised fine-tuning on conversations")
+
+    g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
+    g.add_argument("model", help="model directory, hub id, or 'tiny'")
+    g.add_argument("--prompt", action="append", help="a user message (repeat for several prompts)")
+    g.add_argument("--system", help="system message")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-chat", action="store_true", help="raw text continuation (base models)")
+
+    t = sub.add_parser("make-tiny", help="build the default tiny Llama model and tokenizer")
+    t.add_argument("--preset", default="default", choices=["default", "test"])
+    t.add_argument("--out", help="directory (default: the posttrain cache, where 'model: tiny' finds it)")
+
+    s = sub.add_parser("synth", help="write a generated data set")
+    s.add_argument("task", choices=["arithmetic"])
+    s.add_argument("--out", required=True, help="output directory")
+
+    q = sub.add_parser("quickstart", help="build, pre-train, fine-tune and evaluate the tiny model")
+    q.add_argument("--output-dir", default="runs/quickstart")
+    q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command in TRAIN_STAGES:
+        import importlib
+
+        from posttrain.config import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        stage = importlib.import_module(f"posttrain.stages.{args.command}")
+        stage.run(recipe, output_dir=args.output_dir, resume=args.resume)
+    elif args.command == "generate":
+        from posttrain.interactive import generate_command
+
+        generate_command(args)
+    elif args.command == "make-tiny":
+        from posttrain.model.tiny import build_tiny, ensure_tiny
+
+        print(build_tiny(args.out, args.preset) if args.out else ensure_tiny(args.preset))
+    elif args.command == "synth":
+        from posttrain.data.synth.arithmetic import write_quickstart_data
+
+        for name, path in write_quickstart_data(args.out).items():
+            print(f"{name}: {path}")
+    elif args.command == "quickstart":
+        from posttrain.quickstart import run_quickstart
+
+        run_quickstart(args.output_dir, fast=args.fast)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # per-file load/save bars; ours shows the run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return run_command(args)
+    except UserError as err:
+        print(f"posttrain: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posttrain: interrupted", file=sys.stderr)
+        return 130

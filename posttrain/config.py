@@ -1,0 +1,260 @@
+"""The recipe: a typed, closed schema read from YAML, with `--set key=value` overrides.
+
+Closed means an unknown key is an error that names the nearest valid key (a misspelled key must
+never fall back silently to a default). Every default lives here, in one place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from posttrain.errors import UserError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str = "tiny"  # "tiny" (the project's default tiny Llama), a local directory or a hub id
+    init: Literal["pretrained", "random"] = "pretrained"  # random: fresh weights from path's config
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class SourceConfig(Section):
+    path: str
+    kind: Literal["auto", "text", "conversation", "preference", "prompt"] = "auto"
+    name: str | None = None  # mixture key; defaults to the file name without suffix
+    weight: float = 1.0
+    split: str | None = None  # for `datasets` directories holding a DatasetDict
+    columns: dict[str, str] = {}  # rename fields before validation, e.g. {question: prompt}
+
+    @property
+    def key(self) -> str:
+        return self.name or Path(self.path).name.split(".")[0]
+
+
+class PhaseConfig(Section):
+    """One curriculum phase of a pre-training mixture: source weights for `steps` optimizer steps."""
+
+    steps: int | None = None  # None: until the end of training (last phase only)
+    weights: dict[str, float]
+
+
+class DataConfig(Section):
+    sources: list[SourceConfig] = []
+    eval_sources: list[SourceConfig] = []
+    eval_fraction: float = 0.0  # held-out share of the training sources when no eval_sources
+    phases: list[PhaseConfig] = []
+    max_length: int | None = None  # default: the model's context length
+    pack: bool | None = None  # default: True for pre-training, False for SFT
+    on_error: Literal["fail", "skip"] = "fail"
+
+    @field_validator("sources", "eval_sources", mode="before")
+    @classmethod
+    def _paths_as_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"path": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class TrainConfig(Section):
+    micro_batch_size: int = 8
+    grad_accum_steps: int = 1
+    max_steps: int | None = None  # wins over epochs when both are set
+    epochs: float = 1.0
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    schedule: Literal["constant", "linear", "cosine", "wsd"] = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps is 0
+    min_lr_ratio: float = 0.0
+    decay_ratio: float = 0.1  # wsd: share of steps in the final decay
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: int = 1
+    eval_every: int | None = None  # steps; the final step is always evaluated when eval data exists
+    save_every: int | None = None  # steps
+    keep_last: int = 2
+    logprob_chunk_size: int = 1024  # loss positions per LM-head chunk
+
+
+class EvalConfig(Section):
+    """Generation-based evaluation run at eval steps (and by the quickstart)."""
+
+    task: Literal["exact_match"] | None = None
+    data: str | None = None  # prompt records with a reference answer
+    limit: int | None = 200
+    batch_size: int = 32
+    max_new_tokens: int = 32
+
+    @model_validator(mode="after")
+    def _task_needs_data(self) -> EvalConfig:
+        if self.task and not self.data:
+            raise ValueError(f"eval.task '{self.task}' needs eval.data (prompts with references)")
+        return self
+
+
+class LogConfig(Section):
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    run_name: str | None = None
+
+
+class Recipe(Section):
+    stage: str | None = None  # informational; the CLI sub-command decides
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    seed: int = 0
+    output_dir: str | None = None
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_shorthand(cls, value: Any) -> Any:
+        return {"sources": value} if isinstance(value, (str, list)) else value
+
+    @model_validator(mode="after")
+    def _phases_name_sources(self) -> Recipe:
+        known = {s.key for s in self.data.sources}
+        for phase in self.data.phases:
+            for key in phase.weights:
+                if key not in known:
+                    raise ValueError(f"data.phases names source '{key}', known: {sorted(known)}")
+        return self
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe file (or start from defaults when path is None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    label = str(path) if path else "recipe"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: recipe file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
+    _expand_shorthands(raw)
+    for item in overrides:
+        apply_override(raw, item)
+        _expand_shorthands(raw)
+    return validate_recipe(raw, label)
+
+
+def _expand_shorthands(raw: dict[str, Any]) -> None:
+    """Turn `model: path`, `data: path|list` and path-only sources into mappings, in place, so that
+    dotted overrides can reach inside them."""
+    if isinstance(raw.get("model"), str):
+        raw["model"] = {"path": raw["model"]}
+    if isinstance(raw.get("data"), (str, list)):
+        raw["data"] = {"sources": raw["data"]}
+    data = raw.get("data")
+    for key in ("sources", "eval_sources"):
+        if isinstance(data, dict) and isinstance(data.get(key), (str, list)):
+            items = [data[key]] if isinstance(data[key], str) else data[key]
+            data[key] = [{"path": v} if isinstance(v, str) else v for v in items]
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `dotted.key=value` (value parsed as YAML, so numbers and lists get their types)."""
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected key=value")
+    key, text = item.split("=", 1)
+    value = yaml.safe_load(text) if text.strip() else ""
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[i + 1], key)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    else:
+        node[last] = value
+
+
+def _child(node: Any, part: str, next_part: str, key: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    if not isinstance(node.get(part), (dict, list)):
+        node[part] = [] if next_part.isdigit() else {}
+    return node[part]
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise UserError(f"--set {key}: '{part}' is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def validate_recipe(raw: dict[str, Any], label: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_describe(err.errors()[0], label)) from None
+
+
+def _describe(error: dict, label: str) -> str:
+    loc = [str(p) for p in error["loc"]]
+    dotted = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{'.'.join(loc[:-1] + near)}'?)" if near else ""
+        return f"{label}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
+    got = error.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    where = f"{dotted}: " if dotted else ""
+    return f"{label}: {where}{error['msg']}{shown}"
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    """Field names of the section at `loc` (list indexes skipped), for the did-you-mean hint."""
+    section: type[BaseModel] = Recipe
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = section.model_fields.get(part)
+        inner = _section_type(field.annotation) if field else None
+        if inner is None:
+            return []
+        section = inner
+    return list(section.model_fields)
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain YAML-able data (written to config.yaml and every checkpoint)."""
+    return recipe.model_dump(mode="json")

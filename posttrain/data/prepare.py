@@ -1,0 +1,67 @@
+"""Recipe sources -> tokenised training units (the part of the data flow that needs a tokenizer)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+from posttrain.config import DataConfig, SourceConfig
+from posttrain.data.batching import Example
+from posttrain.data.chat import tokenize_conversation, tokenize_text
+from posttrain.data.sources import LoadedRecords, load_records
+from posttrain.errors import UserError, row_error
+
+log = logging.getLogger(__name__)
+
+
+def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str) -> list[LoadedRecords]:
+    if not sources:
+        raise UserError(f"the recipe has no data sources (data.sources) of {kind} records")
+    return [load_records(s.path, kind=kind if s.kind == "auto" else s.kind, on_error=on_error,
+                         split=s.split, columns=s.columns or None) for s in sources]
+
+
+def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
+                          on_error: str) -> list[Example]:
+    """Tokenise conversations with assistant-only labels; an example longer than max_length is an
+    error naming its row (or skipped and counted with on_error: skip), never silently truncated."""
+    examples, too_long = [], 0
+    for row, record in zip(loaded.rows, loaded.records):
+        input_ids, labels = tokenize_conversation(tokenizer, record.messages)
+        if len(input_ids) > max_length:
+            if on_error == "fail":
+                raise row_error(loaded.path, row, "messages",
+                                f"{len(input_ids)} tokens, longer than max_length {max_length} "
+                                "(raise data.max_length or set data.on_error: skip)")
+            too_long += 1
+            continue
+        examples.append(Example(input_ids, labels))
+    if too_long:
+        log.warning("%s: skipped %d conversations longer than %d tokens", loaded.path, too_long, max_length)
+    if not examples:
+        raise UserError(f"{loaded.path}: no conversation fits in max_length {max_length}")
+    return examples
+
+
+def text_documents(tokenizer, loaded: LoadedRecords) -> list[list[int]]:
+    """Pre-training documents as BOS + tokens + EOS; long ones are split later by packing."""
+    return [tokenize_text(tokenizer, record.text) for record in loaded.records]
+
+
+def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A seed-determined held-out share (at least one item when fraction > 0)."""
+    if fraction <= 0:
+        return items, []
+    order = list(range(len(items)))
+    random.Random(f"{seed}/holdout").shuffle(order)
+    n_held = max(1, round(fraction * len(items)))
+    held = set(order[:n_held])
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+
+def max_length_for(data: DataConfig, model_context: int) -> int:
+    if data.max_length and data.max_length > model_context:
+        raise UserError(f"data.max_length {data.max_length} is longer than the model's context "
+                        f"({model_context} tokens)")
+    return data.max_length or model_context

@@ -1,0 +1,66 @@
+"""Per-token log-probs of the labels, without ever building full-vocabulary logits for the batch.
+
+The decoder runs once; the LM head is applied only at positions that carry a loss, a chunk of
+positions at a time, with log-softmax and gather inside the chunk and the chunk recomputed in
+backward (activation checkpointing). Peak memory for the head is chunk_size x vocab, not
+batch x length x vocab: with Llama-3's 128K vocabulary that is what decides whether a batch fits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from posttrain.data.batching import IGNORE
+
+
+def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden).float()
+    return -F.cross_entropy(logits, targets, reduction="none")
+
+
+def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                      chunk_size: int = 1024) -> torch.Tensor:
+    """log p(targets[i] | hidden[i]) for rows of `hidden` [N, H], chunk by chunk."""
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logprobs, head, h, t, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logprobs(head, h, t))
+    return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                   position_ids: torch.Tensor | None = None,
+                   attention_mask: torch.Tensor | None = None,
+                   chunk_size: int = 1024) -> torch.Tensor:
+    """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0."""
+    decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                      position_ids=position_ids, use_cache=False)
+    hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    picked = selected_logprobs(model.get_output_embeddings(), hidden[keep], targets[keep], chunk_size)
+    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    out[:, 1:][keep] = picked
+    return out
+
+
+class TokenLogprobs(nn.Module):
+    """Wraps a causal LM so that its forward returns token log-probs.
+
+    The training loop hands this wrapper to accelerate, so DDP/FSDP see every computation as part of
+    one module forward (calling the decoder directly on a DDP-wrapped model would skip its hooks).
+    """
+
+    def __init__(self, model: nn.Module, chunk_size: int = 1024):
+        super().__init__()
+        self.model, self.chunk_size = model, chunk_size
+
+    def forward(self, input_ids, labels, position_ids=None, attention_mask=None) -> torch.Tensor:
+        return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,
+                              self.chunk_size)

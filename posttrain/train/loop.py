@@ -1,0 +1,199 @@
+"""The one training loop every stage uses.
+
+    for each optimizer step:
+        micro-batches of this process  <- plan (a pure function of the step: exact resume)
+        n = loss units of the whole step, summed over micro-batches and processes
+        for each micro-batch: backward(objective sum / n)   (token-level normalisation)
+        clip, optimizer step, scheduler step
+        log / evaluate / checkpoint when due
+
+A stage supplies the objective: `weight(mb)` counts the loss units of a micro-batch (tokens for
+SFT, pairs for preference losses) and `loss(policy, mb)` returns (sum of unit losses, dict of
+summed statistics). Dividing every micro-batch's sum by the step's total count makes the
+accumulated gradient equal the full-batch gradient whatever the micro-batch lengths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+
+from posttrain.checkpoint.io import latest_checkpoint, load_training_state, save_checkpoint, save_final
+from posttrain.config import Recipe, recipe_to_dict
+from posttrain.log import MetricsLogger, progress_bar
+from posttrain.train.optim import build_optimizer, build_scheduler
+
+MicroBatch = dict[str, torch.Tensor]
+
+
+class Objective(Protocol):
+    def weight(self, mb: MicroBatch) -> int: ...
+    def loss(self, policy: torch.nn.Module, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+class Plan(Protocol):
+    total_steps: int
+    def steps(self, start: int = 0): ...
+
+
+@dataclass
+class TrainJob:
+    recipe: Recipe
+    out_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module  # the Hugging Face model that is saved
+    policy: torch.nn.Module  # the module whose forward the objective calls (wraps model)
+    tokenizer: Any
+    plan: Plan
+    objective: Objective
+    eval_batches: list[MicroBatch] = field(default_factory=list)
+    extra_eval: Callable[[torch.nn.Module], dict[str, float]] | None = None  # main process only
+    resume_from: Path | None = None
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    tokens_seen: int = 0
+
+
+def run(job: TrainJob) -> dict[str, float]:
+    """Train to the plan's last step; returns the last evaluation's metrics."""
+    cfg, acc = job.recipe.train, job.accelerator
+    optimizer = build_optimizer(job.policy, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
+    warmup = cfg.warmup_steps or round(cfg.warmup_ratio * job.plan.total_steps)
+    scheduler = build_scheduler(optimizer, cfg.schedule, job.plan.total_steps, warmup,
+                                cfg.min_lr_ratio, cfg.decay_ratio)
+    policy, optimizer = acc.prepare(job.policy, optimizer)
+    logger = MetricsLogger(job.out_dir, tensorboard=job.recipe.log.tensorboard,
+                           wandb_project=job.recipe.log.wandb_project,
+                           run_name=job.recipe.log.run_name,
+                           config=recipe_to_dict(job.recipe), enabled=acc.is_main_process)
+    state = LoopState()
+    if job.resume_from is not None:
+        saved = load_training_state(job.resume_from, optimizer, scheduler)
+        state = LoopState(step=saved["step"], tokens_seen=saved["tokens_seen"])
+    logger.truncate_after(state.step)  # a resumed run rewrites the steps after its checkpoint
+    last_eval: dict[str, float] = {}
+    bar = progress_bar(job.plan.total_steps, initial=state.step, enabled=acc.is_main_process)
+    for micro_batches in job.plan.steps(state.step):
+        started = time.perf_counter()
+        stats = _train_step(job, policy, optimizer, scheduler, micro_batches)
+        state.step += 1
+        state.tokens_seen += stats["step_tokens"]
+        elapsed = time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['step_tokens'] / elapsed:.0f}")
+        if state.step % cfg.log_every == 0 or state.step == job.plan.total_steps:
+            logger.log({**stats, "tokens_seen": state.tokens_seen,
+                        "tokens_per_s": stats["step_tokens"] / elapsed, "step_time_s": elapsed},
+                       step=state.step)
+        if _due(cfg.eval_every, state.step, job.plan.total_steps):
+            last_eval = evaluate(job, policy)
+            logger.log(last_eval, step=state.step)
+        if cfg.save_every and state.step % cfg.save_every == 0 and state.step < job.plan.total_steps:
+            _save(job, optimizer, scheduler, state)
+        _fault_injection(state.step)
+    bar.close()
+    if acc.is_main_process:
+        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer)
+    acc.wait_for_everyone()
+    logger.close()
+    return last_eval
+
+
+def _due(every: int | None, step: int, total: int) -> bool:
+    return step == total or bool(every and step % every == 0)
+
+
+def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list[MicroBatch]) -> dict:
+    acc, cfg = job.accelerator, job.recipe.train
+    stats = accumulate_gradients(job, policy, micro_batches)
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
+    grad_norm = acc.clip_grad_norm_(policy.parameters(), max_norm)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {**stats, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch]) -> dict:
+    """Forward and backward over one optimizer step's micro-batches, normalised by the step's
+    total loss units across micro-batches and processes; returns the step's statistics."""
+    acc = job.accelerator
+    policy.train()
+    local_weight = sum(job.objective.weight(mb) for mb in micro_batches)
+    total_weight = acc.reduce(torch.tensor(float(local_weight), device=acc.device), "sum").clamp(min=1.0)
+    # DDP averages gradients over processes; multiplying by world size turns that into a sum,
+    # so each unit of the global step counts exactly once.
+    scale = acc.num_processes / total_weight
+    loss_sum = torch.zeros((), device=acc.device)
+    sums: dict[str, torch.Tensor] = {}
+    tokens = 0
+    for i, mb in enumerate(micro_batches):
+        tokens += int(mb["num_tokens"].sum())
+        mb = {k: v.to(acc.device) for k, v in mb.items() if k != "num_tokens"}
+        last = i == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else acc.no_sync(policy):
+            unit_loss_sum, unit_stats = job.objective.loss(policy, mb)
+            acc.backward(unit_loss_sum * scale)
+        loss_sum += unit_loss_sum.detach()
+        for k, v in unit_stats.items():
+            sums[k] = sums.get(k, 0) + v.detach()
+    totals = acc.reduce(torch.stack([loss_sum, *sums.values()]), "sum") / total_weight
+    step_tokens = int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum"))
+    return {"loss": float(totals[0]), **{k: float(v) for k, v in zip(sums, totals[1:])},
+            "step_tokens": step_tokens}
+
+
+@torch.no_grad()
+def evaluate(job: TrainJob, policy) -> dict[str, float]:
+    """Held-out loss (same objective, same normalisation) plus the stage's extra metrics."""
+    acc = job.accelerator
+    metrics: dict[str, float] = {}
+    if job.eval_batches:
+        policy.eval()
+        loss_sum = torch.zeros((), device=acc.device)
+        weight = 0
+        for mb in job.eval_batches:
+            mb = {k: v.to(acc.device) for k, v in mb.items() if k != "num_tokens"}
+            weight += job.objective.weight(mb)
+            loss_sum += job.objective.loss(policy, mb)[0]
+        totals = acc.reduce(torch.stack([loss_sum, torch.tensor(float(weight), device=acc.device)]), "sum")
+        metrics["eval_loss"] = float(totals[0] / totals[1].clamp(min=1.0))
+    if job.extra_eval is not None and acc.is_main_process:
+        metrics.update(job.extra_eval(acc.unwrap_model(policy).model))
+    acc.wait_for_everyone()
+    return metrics
+
+
+def _save(job: TrainJob, optimizer, scheduler, state: LoopState) -> None:
+    acc = job.accelerator
+    if acc.is_main_process:
+        save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(job.policy).model,
+                        job.tokenizer, optimizer, scheduler,
+                        {"step": state.step, "tokens_seen": state.tokens_seen},
+                        recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last)
+    acc.wait_for_everyone()
+
+
+def find_resume_checkpoint(out_dir: Path) -> Path | None:
+    return latest_checkpoint(out_dir / "checkpoints")
+
+
+def _fault_injection(step: int) -> None:
+    """POSTTRAIN_KILL_AFTER_STEP=k kills the process (SIGKILL, no cleanup) right after step k:
+    the resume tests use it to prove that a killed run continues exactly."""
+    target = os.environ.get("POSTTRAIN_KILL_AFTER_STEP")
+    if target is not None and step == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,65 @@
+"""What every stage does before its loop: output directory, seeds, accelerator, model, tokenizer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from posttrain.checkpoint.io import latest_checkpoint
+from posttrain.config import Recipe, recipe_to_dict
+from posttrain.data.plans import Layout
+from posttrain.errors import UserError
+from posttrain.model.load import load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    recipe: Recipe
+    out_dir: Path
+    accelerator: Accelerator
+    model: Any
+    tokenizer: Any
+    layout: Layout
+    resume_from: Path | None
+
+
+def output_dir_for(recipe: Recipe, stage: str, override: str | None) -> Path:
+    return Path(override or recipe.output_dir or f"runs/{stage}")
+
+
+def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) -> RunContext:
+    out_dir = output_dir_for(recipe, stage, output_dir)
+    resume_from = _check_output_dir(out_dir, resume)
+    accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision)
+    set_seed(recipe.seed)
+    recipe = recipe.model_copy(update={"stage": stage, "output_dir": str(out_dir)})
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    tokenizer = load_tokenizer(recipe.model.path, recipe.model.revision, recipe.model.trust_remote_code)
+    model = load_model(recipe.model, recipe.seed, path_override=resume_from)
+    layout = Layout(recipe.train.micro_batch_size, recipe.train.grad_accum_steps,
+                    accelerator.num_processes, accelerator.process_index)
+    return RunContext(recipe, out_dir, accelerator, model, tokenizer, layout, resume_from)
+
+
+def _check_output_dir(out_dir: Path, resume: bool) -> Path | None:
+    """Never overwrite a run by accident: continuing one needs --resume."""
+    has_run = (out_dir / "metrics.jsonl").exists() or (out_dir / "checkpoints").exists()
+    if not resume:
+        if has_run:
+            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, "
+                            "or choose another --output-dir")
+        return None
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if ckpt is None:
+        log.warning("--resume: no checkpoint in %s, starting from the beginning", out_dir)
+    return ckpt

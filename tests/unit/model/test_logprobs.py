@@ -1,0 +1,55 @@
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from posttrain.data.batching import IGNORE
+from posttrain.model.logprobs import TokenLogprobs, token_logprobs
+
+
+def _model():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=64, vocab_size=97,
+                                        max_position_embeddings=64))
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 97, (3, 11), generator=g)
+    labels = ids.clone()
+    labels[0, :4] = IGNORE  # a prompt
+    labels[2, 7:] = IGNORE  # padding
+    return ids, labels
+
+
+def _reference(model, ids, labels):
+    """The plain computation: full logits, log-softmax over the vocabulary, gather."""
+    logits = model(ids).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, -1)
+    targets = labels[:, 1:]
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(labels.shape)
+    out[:, 1:] = torch.where(targets != IGNORE, picked, torch.zeros_like(picked))
+    return out
+
+
+def test_chunked_logprobs_equal_full_logits_in_value_and_gradient():
+    model, (ids, labels) = _model(), _batch()
+    expected = _reference(model, ids, labels)
+    expected.sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = token_logprobs(model, ids, labels, chunk_size=4)  # several chunks, one ragged
+    got.sum().backward()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for p, g in zip(model.parameters(), expected_grads):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
+
+
+def test_ignored_positions_are_zero_and_wrapper_matches():
+    model, (ids, labels) = _model(), _batch()
+    with torch.no_grad():
+        got = TokenLogprobs(model, chunk_size=1000)(ids, labels)
+        assert (got[0, :4] == 0).all() and (got[2, 7:] == 0).all() and (got[:, 0] == 0).all()
+        one = -F.cross_entropy(model(ids).logits[1, 4], ids[1, 5])
+        torch.testing.assert_close(got[1, 5], one, atol=1e-5, rtol=1e-5)

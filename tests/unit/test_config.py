@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from posttrain.config import load_recipe
+from posttrain.errors import UserError
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_every_shipped_recipe_validates(path):
+    load_recipe(path)
+
+
+def test_unknown_key_names_the_nearest_valid_key():
+    with pytest.raises(UserError, match=r"unknown key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        load_recipe(None, ["train.lrr=0.1"])
+    with pytest.raises(UserError, match=r"unknown key 'trian' \(did you mean 'train'\?\)"):
+        load_recipe(None, ["trian.lr=0.1"])
+
+
+def test_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: tiny\ntrain:\n  micro_batch: 4\n")
+    with pytest.raises(UserError) as err:
+        load_recipe(recipe)
+    assert str(err.value).startswith(f"{recipe}: unknown key 'train.micro_batch'")
+    assert "did you mean 'train.micro_batch_size'" in str(err.value)
+
+
+def test_overrides_are_typed_and_dotted():
+    recipe = load_recipe(None, ["train.lr=1e-4", "train.max_steps=7", "model=some/dir",
+                                "model.dtype=bfloat16", "data=[a.jsonl, b.jsonl]",
+                                "data.sources.1.weight=3", "train.betas=[0.9, 0.99]"])
+    assert recipe.train.lr == pytest.approx(1e-4) and recipe.train.max_steps == 7
+    assert recipe.model.path == "some/dir" and recipe.model.dtype == "bfloat16"
+    assert [s.path for s in recipe.data.sources] == ["a.jsonl", "b.jsonl"]
+    assert recipe.data.sources[1].weight == 3.0 and recipe.train.betas == (0.9, 0.99)
+
+
+def test_bad_values_are_one_line_errors():
+    with pytest.raises(UserError, match=r"train.lr: .*number.*\(got 'fast'\)"):
+        load_recipe(None, ["train.lr=fast"])
+    with pytest.raises(UserError, match="train.schedule: Input should be 'constant'"):
+        load_recipe(None, ["train.schedule=cos"])
+    with pytest.raises(UserError, match="expected key=value"):
+        load_recipe(None, ["train.lr"])
+    with pytest.raises(UserError, match="recipe file not found"):
+        load_recipe("no/such/recipe.yaml")
+
+
+def test_phases_must_name_known_sources():
+    with pytest.raises(UserError, match="names source 'web'"):
+        load_recipe(None, ["data=[books.jsonl]", "data.phases=[{steps: 5, weights: {web: 1}}]"])
