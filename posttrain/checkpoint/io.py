@@ -1,0 +1,182 @@
+"""Atomic checkpoints: a directory under its final name is always complete.
+
+Layout of root/step-00001234/:
+    model weights + config   model.save_pretrained (for a peft PeftModel: the adapter only)
+    tokenizer files          tokenizer.save_pretrained
+    recipe.yaml              the recipe the run was started with
+    trainer_state.json       step, tokens seen, data position ... (whatever the trainer passes)
+    optim.pt                 optimizer, scheduler and RNG state (torch.load(weights_only=True) safe)
+
+Every directory is written under root/.tmp-<name> and renamed into place with os.replace, which is
+atomic on one filesystem; a killed run leaves at most a .tmp-* directory, removed by the next save.
+
+Callers pass the unwrapped model (accelerate's unwrap_model is their job) and call these functions on
+the main process only; model weights are loaded back by the caller with from_pretrained(ckpt_dir).
+"""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from posttrain.errors import UserError
+from posttrain.train.state import capture_rng_state, restore_rng_state
+
+STEP_DIR_PATTERN = re.compile(r"^step-(\d{8,})$")
+TMP_PREFIX = ".tmp-"
+TRAINER_STATE_FILE = "trainer_state.json"
+OPTIM_FILE = "optim.pt"
+RECIPE_FILE = "recipe.yaml"
+FINAL_DIR = "final"
+
+
+def save_checkpoint(
+    root: str | os.PathLike,
+    step: int,
+    model,
+    tokenizer,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    trainer_state: dict[str, Any],
+    recipe: dict[str, Any],
+    keep_last: int | None = None,
+) -> Path:
+    """Write root/step-{step:08d} atomically, then delete the oldest step dirs beyond `keep_last`.
+
+    Main process only. `trainer_state` must be JSON-serialisable; its "step" is set to `step`.
+    `tokenizer` may be None (nothing to save, e.g. in tests). Returns the checkpoint directory.
+    """
+    if keep_last is not None and keep_last < 1:
+        raise UserError(f"keep_last must be >= 1 (or unset to keep every checkpoint), got {keep_last}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp_dirs(root)
+    final_dir = root / f"step-{step:08d}"
+
+    def write(tmp_dir: Path) -> None:
+        _save_model_and_tokenizer(tmp_dir, model, tokenizer)
+        (tmp_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        state = {**trainer_state, "step": step}
+        (tmp_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        optim_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        torch.save({**optim_state, "rng": capture_rng_state()}, tmp_dir / OPTIM_FILE)
+
+    _write_dir_atomically(final_dir, write)
+    if keep_last is not None:
+        for old_dir in list_checkpoints(root)[:-keep_last]:
+            _remove_dir_atomically(old_dir)
+    return final_dir
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The complete step-* directory with the highest step, or None when there is none (fresh run)."""
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1] if checkpoints else None
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete step-* directories under root, oldest step first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = STEP_DIR_PATTERN.match(entry.name)
+        if match and _is_complete(entry):
+            found.append((int(match.group(1)), entry))
+    return [path for _, path in sorted(found)]
+
+
+def load_training_state(
+    ckpt_dir: str | os.PathLike,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG state from ckpt_dir; return its trainer_state.json dict.
+
+    Build the optimizer and scheduler exactly as the saving run did (same model, same trainable
+    parameters, same schedule) before calling this; the model weights are the caller's to load.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not _is_complete(ckpt_dir):
+        raise UserError(f"{ckpt_dir}: not a complete checkpoint (needs {TRAINER_STATE_FILE} and {OPTIM_FILE})")
+    saved = torch.load(ckpt_dir / OPTIM_FILE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    restore_rng_state(saved["rng"])
+    return json.loads((ckpt_dir / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+
+
+def save_final(out_dir: str | os.PathLike, model, tokenizer) -> Path:
+    """Write out_dir/final: a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
+
+    Main process only. Replaces an existing final directory; it is never seen half-written. A peft
+    model is refused, because its save_pretrained writes only the adapter: merge it first
+    (model.merge_and_unload()) or keep the adapter checkpoints.
+    """
+    if _is_peft_model(model):
+        raise ValueError("save_final needs a plain model, got a peft model: call merge_and_unload() first")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp_dirs(out_dir)
+    final_dir = out_dir / FINAL_DIR
+    _write_dir_atomically(final_dir, lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer))
+    return final_dir
+
+
+def remove_stale_tmp_dirs(root: Path) -> None:
+    """Delete .tmp-* directories that a killed save left behind (only the main process saves, so none is live)."""
+    for entry in root.glob(TMP_PREFIX + "*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _save_model_and_tokenizer(directory: Path, model, tokenizer) -> None:
+    # transformers >= 5 and peft both write safetensors by default; nothing to ask for.
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def _is_peft_model(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # without peft installed there can be no peft model
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _is_complete(ckpt_dir: Path) -> bool:
+    return (ckpt_dir / TRAINER_STATE_FILE).is_file() and (ckpt_dir / OPTIM_FILE).is_file()
+
+
+def _write_dir_atomically(final_dir: Path, write) -> None:
+    """Run write(tmp_dir) on a fresh temp dir beside final_dir, then swap it in under final_dir's name.
+
+    os.replace cannot rename over a non-empty directory, so an existing final_dir is first moved aside
+    to a .tmp-* name (deleted afterwards, or by the next save if we are killed in between).
+    """
+    tmp_dir = final_dir.with_name(f"{TMP_PREFIX}{final_dir.name}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir()
+    try:
+        write(tmp_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    if final_dir.exists():
+        _remove_dir_atomically(final_dir)
+    os.replace(tmp_dir, final_dir)
+
+
+def _remove_dir_atomically(directory: Path) -> None:
+    """Rename to a .tmp-* name first, so a crash mid-delete never leaves a partial dir under a real name."""
+    doomed = directory.with_name(f"{TMP_PREFIX}old-{directory.name}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(directory, doomed)
+    shutil.rmtree(doomed)
