@@ -15,3 +15,11 @@ def tiny_dir(tmp_path_factory):
     from posttrain.model.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", preset="test", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_default_dir(tmp_path_factory):
+    """The default tiny model (the quickstart's), for tests that must show learning."""
+    from posttrain.model.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny-default") / "model", preset="default", seed=0)

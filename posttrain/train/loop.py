@@ -97,7 +97,8 @@ def run(job: TrainJob) -> dict[str, float]:
             logger.log({**stats, "tokens_seen": state.tokens_seen,
                         "tokens_per_s": stats["step_tokens"] / elapsed, "step_time_s": elapsed},
                        step=state.step)
-        if _due(cfg.eval_every, state.step, job.plan.total_steps):
+        has_eval = bool(job.eval_batches) or job.extra_eval is not None
+        if has_eval and _due(cfg.eval_every, state.step, job.plan.total_steps):
             last_eval = evaluate(job, policy)
             logger.log(last_eval, step=state.step)
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < job.plan.total_steps:
