@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from posttrain.errors import UserError
 
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="default", choices=["default", "test"])
     t.add_argument("--out", help="directory (default: the posttrain cache, where 'model: tiny' finds it)")
 
+    m = sub.add_parser("merge-lora", help="merge a LoRA/DoRA adapter into its base: a plain model dir")
+    m.add_argument("adapter", help="adapter directory (a run's final/ or a checkpoint)")
+    m.add_argument("--out", required=True, help="output model directory")
+    m.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
     s = sub.add_parser("synth", help="write a generated data set")
     s.add_argument("task", choices=["arithmetic"])
     s.add_argument("--out", required=True, help="output directory")
@@ -73,6 +79,10 @@ def run_command(args: argparse.Namespace) -> int:
         from posttrain.model.tiny import build_tiny, ensure_tiny
 
         print(build_tiny(args.out, args.preset) if args.out else ensure_tiny(args.preset))
+    elif args.command == "merge-lora":
+        from posttrain.model.adapters import merge_adapter_dir
+
+        print(merge_adapter_dir(args.adapter, args.out, args.dtype))
     elif args.command == "synth":
         from posttrain.data.synth.arithmetic import write_quickstart_data
 
@@ -88,6 +98,8 @@ def run_command(args: argparse.Namespace) -> int:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CPU kernel notices on import
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
     import transformers
 
     transformers.logging.set_verbosity_error()

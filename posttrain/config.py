@@ -31,6 +31,17 @@ class ModelConfig(Section):
     trust_remote_code: bool = False
 
 
+class AdapterConfig(Section):
+    """Parameter-efficient tuning through peft; kind none trains every weight."""
+
+    kind: Literal["none", "lora", "qlora", "dora"] = "none"
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"  # or names, e.g. [q_proj, v_proj]
+    modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
+
+
 class SourceConfig(Section):
     path: str
     kind: Literal["auto", "text", "conversation", "preference", "prompt"] = "auto"
@@ -117,6 +128,7 @@ class LogConfig(Section):
 class Recipe(Section):
     stage: str | None = None  # informational; the CLI sub-command decides
     model: ModelConfig = ModelConfig()
+    adapter: AdapterConfig = AdapterConfig()
     data: DataConfig = DataConfig()
     seed: int = 0
     output_dir: str | None = None

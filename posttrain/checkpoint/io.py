@@ -113,20 +113,24 @@ def load_training_state(
 
 
 def save_final(out_dir: str | os.PathLike, model, tokenizer) -> Path:
-    """Write out_dir/final: a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
+    """Write out_dir/final (main process only), replacing an existing one; never seen half-written.
 
-    Main process only. Replaces an existing final directory; it is never seen half-written. A peft
-    model is refused, because its save_pretrained writes only the adapter: merge it first
-    (model.merge_and_unload()) or keep the adapter checkpoints.
+    A plain model gives a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
+    A peft model gives its adapter (what LoRA runs train): transformers loads it too when peft is
+    installed (adapter_config.json names the base), and `posttrain merge-lora` makes it a plain model.
     """
-    if _is_peft_model(model):
-        raise ValueError("save_final needs a plain model, got a peft model: call merge_and_unload() first")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp_dirs(out_dir)
-    final_dir = out_dir / FINAL_DIR
-    _write_dir_atomically(final_dir, lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer))
-    return final_dir
+    return save_model_dir(out_dir / FINAL_DIR, model, tokenizer)
+
+
+def save_model_dir(directory: str | os.PathLike, model, tokenizer) -> Path:
+    """Atomically write model (or adapter) and tokenizer into `directory`."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _write_dir_atomically(directory, lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer))
+    return directory
 
 
 def remove_stale_tmp_dirs(root: Path) -> None:

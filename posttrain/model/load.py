@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.config import ModelConfig
+from posttrain.config import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
+from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,47 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     return tok
 
 
-def load_model(cfg: ModelConfig, seed: int = 0, path_override: str | Path | None = None):
-    """Pretrained weights, or (init: random) fresh weights from the path's config under `seed`.
-    `path_override` loads a checkpoint of this run instead (resume)."""
-    path = str(path_override) if path_override else resolve_model_path(cfg.path)
+def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
+               resume_from: str | Path | None = None):
+    """Pretrained weights, or (init: random) fresh weights from the path's config under `seed`;
+    then the recipe's adapter, fresh or (resume) the checkpoint's. A full-model checkpoint of this
+    run replaces the recipe's weights on resume."""
+    adapter = adapter or AdapterConfig()
+    resume_adapter = resume_from is not None and is_adapter_dir(resume_from)
+    full_checkpoint = resume_from is not None and not resume_adapter
+    path = str(resume_from) if full_checkpoint else resolve_model_path(cfg.path)
     kwargs = dict(dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation,
                   trust_remote_code=cfg.trust_remote_code)
+    quant = quantization_config(adapter, DTYPES[cfg.dtype])
+    if quant is not None and cfg.init == "random":
+        raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
     try:
-        if cfg.init == "random" and path_override is None:
+        if cfg.init == "random" and not full_checkpoint:
             config = AutoConfig.from_pretrained(path, revision=cfg.revision,
                                                 trust_remote_code=cfg.trust_remote_code)
-            torch.manual_seed(seed)
+            torch.manual_seed(seed)  # the same base again when a LoRA run resumes
             model = AutoModelForCausalLM.from_config(config, **kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision,
+                                                         quantization_config=quant, **kwargs)
     except (OSError, ValueError) as err:
         raise _cannot_load(path, err) from None
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
+    if resume_adapter:
+        return load_adapter(model, resume_from)
+    if adapter.kind != "none":
+        return add_adapter(model, adapter)
     return model
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer in backward (non-reentrant: works with frozen inputs and LoRA)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def context_length(model) -> int:

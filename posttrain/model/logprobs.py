@@ -16,21 +16,24 @@ from torch.utils.checkpoint import checkpoint
 from posttrain.data.batching import IGNORE
 
 
-def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                    softcap: float | None) -> torch.Tensor:
     logits = head(hidden).float()
+    if softcap:  # Gemma-2 style final-logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / softcap) * softcap
     return -F.cross_entropy(logits, targets, reduction="none")
 
 
 def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                      chunk_size: int = 1024) -> torch.Tensor:
+                      chunk_size: int = 1024, softcap: float | None = None) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for rows of `hidden` [N, H], chunk by chunk."""
     pieces = []
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            pieces.append(checkpoint(_chunk_logprobs, head, h, t, use_reentrant=False))
+            pieces.append(checkpoint(_chunk_logprobs, head, h, t, softcap, use_reentrant=False))
         else:
-            pieces.append(_chunk_logprobs(head, h, t))
+            pieces.append(_chunk_logprobs(head, h, t, softcap))
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 
@@ -44,7 +47,9 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    picked = selected_logprobs(model.get_output_embeddings(), hidden[keep], targets[keep], chunk_size)
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    picked = selected_logprobs(model.get_output_embeddings(), hidden[keep], targets[keep], chunk_size,
+                               softcap)
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     out[:, 1:][keep] = picked
     return out

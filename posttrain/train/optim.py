@@ -81,7 +81,7 @@ def check_schedule_args(
     if total_steps < 1:
         raise UserError(f"total_steps must be >= 1, got {total_steps}")
     if not 0 <= warmup_steps <= total_steps:
-        raise UserError(f"warmup_steps must be between 0 and total_steps ({total_steps}), got {warmup_steps}")
+        raise UserError(f"train.warmup_steps must be between 0 and total_steps ({total_steps}), got {warmup_steps}")
     if not 0.0 <= min_lr_ratio <= 1.0:
         raise UserError(f"min_lr_ratio must be between 0 and 1, got {min_lr_ratio}")
     if not 0.0 <= decay_ratio <= 1.0:

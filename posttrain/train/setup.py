@@ -45,7 +45,7 @@ def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     tokenizer = load_tokenizer(recipe.model.path, recipe.model.revision, recipe.model.trust_remote_code)
-    model = load_model(recipe.model, recipe.seed, path_override=resume_from)
+    model = load_model(recipe.model, recipe.seed, recipe.adapter, resume_from=resume_from)
     layout = Layout(recipe.train.micro_batch_size, recipe.train.grad_accum_steps,
                     accelerator.num_processes, accelerator.process_index)
     return RunContext(recipe, out_dir, accelerator, model, tokenizer, layout, resume_from)

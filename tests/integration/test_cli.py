@@ -34,6 +34,8 @@ train: {{micro_batch_size: 4, max_steps: 4, lr: 1.0e-3, save_every: 2, eval_ever
     assert any("exact_match" in m for m in lines)
     out = run_cli("generate", ft / "final", "--prompt", "What is 12 + 30?", "--max-new-tokens", "8")
     assert out.stdout.startswith(">>> What is 12 + 30?")
+    chat = run_cli("generate", ft / "final", "--max-new-tokens", "4", stdin="What is 1 + 2?\nAnd 2 + 2?\n\n")
+    assert chat.stdout.count("assistant> ") == 2
 
 
 def _sft_recipe(tmp_path, model, data):

@@ -110,15 +110,15 @@ def test_final_loads_with_auto_model_and_replaces_previous(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_peft_checkpoint_holds_only_the_adapter_and_final_refuses_it(tmp_path):
+def test_peft_checkpoint_and_final_hold_only_the_adapter(tmp_path):
     peft = pytest.importorskip("peft")
     model = peft.get_peft_model(tiny_model(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     optimizer, scheduler = optim_for(model)
     ckpt = save(tmp_path, 1, model, optimizer, scheduler)
     names = {path.name for path in ckpt.iterdir()}
     assert "adapter_model.safetensors" in names and "model.safetensors" not in names
-    with pytest.raises(ValueError, match="merge_and_unload"):
-        save_final(tmp_path, model, None)
+    final = {path.name for path in save_final(tmp_path, model, None).iterdir()}
+    assert "adapter_model.safetensors" in final and "model.safetensors" not in final
 
 
 def test_tokenizer_is_saved_beside_the_weights(tmp_path, tiny_dir):

@@ -1,0 +1,80 @@
+"""Parameter-efficient tuning through peft: LoRA, DoRA, and QLoRA (LoRA on a 4-bit NF4 base).
+
+Only the adapter (and `modules_to_save`, e.g. embeddings after a vocabulary grows) is trained and
+checkpointed; `posttrain merge-lora ADAPTER_DIR --out DIR` folds it into a full model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from posttrain.config import AdapterConfig
+from posttrain.errors import UserError
+
+
+def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
+    """QLoRA's base: NF4 weights with double quantisation, matmuls in compute_dtype."""
+    if adapter.kind != "qlora":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError("adapter.kind: qlora needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+
+
+def add_adapter(model, adapter: AdapterConfig):
+    """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if adapter.kind == "qlora":
+        # Casts norms to fp32 and makes inputs require grad so checkpointed layers backpropagate.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets = adapter.target_modules
+    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                        target_modules=targets if isinstance(targets, str) else list(targets),
+                        modules_to_save=list(adapter.modules_to_save) or None,
+                        use_dora=adapter.kind == "dora", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise UserError(f"adapter.target_modules: {str(err).splitlines()[0]}") from None
+
+
+def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
+    """A saved adapter (a checkpoint of this run, or a user's) on top of an already loaded base."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
+    """Load the adapter's base, apply the adapter, merge it into the weights and save a plain model
+    directory (safetensors + tokenizer) that transformers loads without peft."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.checkpoint.io import save_model_dir
+    from posttrain.model.load import DTYPES, load_tokenizer
+
+    if not is_adapter_dir(adapter_dir):
+        raise UserError(f"{adapter_dir}: not an adapter directory (no adapter_config.json)")
+    base_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    try:
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
+    except OSError as err:
+        raise UserError(f"cannot load the adapter's base model '{base_path}': "
+                        f"{str(err).splitlines()[0]}") from None
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tokenizer = load_tokenizer(str(adapter_dir) if (Path(adapter_dir) / "tokenizer_config.json").exists()
+                               else base_path)
+    return save_model_dir(out_dir, merged, tokenizer)

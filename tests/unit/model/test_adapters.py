@@ -1,0 +1,59 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from posttrain.checkpoint.io import save_final
+from posttrain.config import AdapterConfig, ModelConfig
+from posttrain.errors import UserError
+from posttrain.model.adapters import merge_adapter_dir
+from posttrain.model.load import load_model, load_tokenizer
+from posttrain.model.logprobs import token_logprobs
+
+IDS = torch.tensor([[1, 50, 60, 70, 80, 90]])
+
+
+def _trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+def test_adapter_trains_only_its_own_weights(tiny_dir, kind):
+    model = load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind=kind, r=4))
+    names = _trainable(model)
+    assert names and all("lora_" in n for n in names)
+    if kind == "dora":
+        assert any("magnitude" in n for n in names)
+    logps = token_logprobs(model, IDS, IDS.clone())  # the chunked path goes through peft
+    logps.sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if n in names)
+
+
+def test_target_modules_and_modules_to_save(tiny_dir):
+    adapter = AdapterConfig(kind="lora", r=2, target_modules=["q_proj"], modules_to_save=["lm_head"])
+    names = _trainable(load_model(ModelConfig(path=str(tiny_dir)), adapter=adapter))
+    assert any("q_proj.lora_A" in n for n in names) and not any("v_proj" in n for n in names)
+    assert any("lm_head.modules_to_save" in n for n in names)
+    with pytest.raises(UserError, match="adapter.target_modules"):
+        load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora", target_modules=["nope"]))
+
+
+def test_merged_model_equals_the_adapted_model(tiny_dir, tmp_path):
+    model = load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora", r=4))
+    with torch.no_grad():  # make the adapter non-trivial (lora_B starts at zero)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    adapter_dir = save_final(tmp_path / "run", model, load_tokenizer(str(tiny_dir)))
+    merged_dir = merge_adapter_dir(adapter_dir, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    assert not (merged_dir / "adapter_config.json").exists()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(IDS).logits, model.eval()(IDS).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_qlora_nf4_forward_and_backward_on_cpu(tiny_dir):
+    pytest.importorskip("bitsandbytes")
+    model = load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="qlora", r=4))
+    assert any("Linear4bit" in type(m).__name__ for m in model.modules())
+    token_logprobs(model, IDS, IDS.clone()).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
