@@ -8,9 +8,10 @@ import pytest
 
 from tests.integration.conftest import run_cli
 
-STAGES = {
-    "pretrain": "data:\n  sources: [{{path: {pretrain}, kind: text}}]\n  max_length: 48\n",
-    "sft": "data:\n  sources: [{sft}]\n",
+CASES = {  # name: (command, recipe body)
+    "pretrain": ("pretrain", "data:\n  sources: [{{path: {pretrain}, kind: text}}]\n  max_length: 48\n"),
+    "sft": ("sft", "data:\n  sources: [{sft}]\n"),
+    "sft-lora": ("sft", "data:\n  sources: [{sft}]\nadapter: {{kind: lora, r: 4, dropout: 0.1}}\n"),
 }
 
 
@@ -19,10 +20,11 @@ def _metrics(out_dir):
     return {m["step"]: (m["loss"], m["lr"], m["grad_norm"], m["tokens_seen"]) for m in rows if "loss" in m}
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_killed_run_resumes_exactly(stage, tmp_path, tiny_dir, small_data):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_killed_run_resumes_exactly(case, tmp_path, tiny_dir, small_data):
+    stage, body = CASES[case]
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"model: {tiny_dir}\n" + STAGES[stage].format(**small_data) +
+    recipe.write_text(f"model: {tiny_dir}\n" + body.format(**small_data) +
                       "train: {micro_batch_size: 4, grad_accum_steps: 2, max_steps: 8, lr: 1.0e-3,"
                       " save_every: 2, keep_last: 2, schedule: cosine, warmup_steps: 2}\n")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
