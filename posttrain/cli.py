@@ -25,6 +25,8 @@ def _train_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir or runs/<stage>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the output directory "
                    "from its latest checkpoint")
+    p.add_argument("--num-processes", type=int, default=1, help="data-parallel processes on this "
+                   "machine (relaunches under torchrun; same as `accelerate launch -m posttrain`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.command in TRAIN_STAGES and args.num_processes > 1:
+        from posttrain.train.distributed import in_distributed_launch, relaunch
+
+        if not in_distributed_launch():
+            return relaunch(args.num_processes, _without_num_processes(args.argv))
     if args.command in TRAIN_STAGES:
         import importlib
 
@@ -95,6 +102,18 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_num_processes(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            out.append(arg)
+    return out
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -107,7 +126,9 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _quiet_libraries()
     try:
         return run_command(args)

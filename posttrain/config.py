@@ -96,6 +96,7 @@ class TrainConfig(Section):
     decay_ratio: float = 0.1  # wsd: share of steps in the final decay
     max_grad_norm: float | None = 1.0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # with several processes: replicate or shard (FSDP2)
     log_every: int = 1
     eval_every: int | None = None  # steps; the final step is always evaluated when eval data exists
     save_every: int | None = None  # steps

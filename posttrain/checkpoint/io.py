@@ -45,11 +45,13 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     recipe: dict[str, Any],
     keep_last: int | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write root/step-{step:08d} atomically, then delete the oldest step dirs beyond `keep_last`.
 
     Main process only. `trainer_state` must be JSON-serialisable; its "step" is set to `step`.
-    `tokenizer` may be None (nothing to save, e.g. in tests). Returns the checkpoint directory.
+    `tokenizer` may be None (nothing to save, e.g. in tests). `model_state` replaces the model's own
+    state dict (full weights gathered from sharded processes). Returns the checkpoint directory.
     """
     if keep_last is not None and keep_last < 1:
         raise UserError(f"keep_last must be >= 1 (or unset to keep every checkpoint), got {keep_last}")
@@ -59,7 +61,7 @@ def save_checkpoint(
     final_dir = root / f"step-{step:08d}"
 
     def write(tmp_dir: Path) -> None:
-        _save_model_and_tokenizer(tmp_dir, model, tokenizer)
+        _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state)
         (tmp_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
         state = {**trainer_state, "step": step}
         (tmp_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -112,7 +114,7 @@ def load_training_state(
     return json.loads((ckpt_dir / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
 
 
-def save_final(out_dir: str | os.PathLike, model, tokenizer) -> Path:
+def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict | None = None) -> Path:
     """Write out_dir/final (main process only), replacing an existing one; never seen half-written.
 
     A plain model gives a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
@@ -122,14 +124,15 @@ def save_final(out_dir: str | os.PathLike, model, tokenizer) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp_dirs(out_dir)
-    return save_model_dir(out_dir / FINAL_DIR, model, tokenizer)
+    return save_model_dir(out_dir / FINAL_DIR, model, tokenizer, model_state)
 
 
-def save_model_dir(directory: str | os.PathLike, model, tokenizer) -> Path:
+def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: dict | None = None) -> Path:
     """Atomically write model (or adapter) and tokenizer into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    _write_dir_atomically(directory, lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer))
+    _write_dir_atomically(directory,
+                          lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state))
     return directory
 
 
@@ -140,9 +143,12 @@ def remove_stale_tmp_dirs(root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _save_model_and_tokenizer(directory: Path, model, tokenizer) -> None:
+def _save_model_and_tokenizer(directory: Path, model, tokenizer, model_state: dict | None = None) -> None:
     # transformers >= 5 and peft both write safetensors by default; nothing to ask for.
-    model.save_pretrained(directory)
+    if model_state is None:
+        model.save_pretrained(directory)
+    else:
+        model.save_pretrained(directory, state_dict=model_state)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
 

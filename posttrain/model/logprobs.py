@@ -65,6 +65,8 @@ class TokenLogprobs(nn.Module):
     def __init__(self, model: nn.Module, chunk_size: int = 1024):
         super().__init__()
         self.model, self.chunk_size = model, chunk_size
+        # FSDP auto-wrapping reads the decoder-layer class names from here.
+        self._no_split_modules = getattr(model, "_no_split_modules", None)
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None) -> torch.Tensor:
         return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,

@@ -27,9 +27,10 @@ from typing import Any, Protocol
 import torch
 from accelerate import Accelerator
 
-from posttrain.checkpoint.io import latest_checkpoint, load_training_state, save_checkpoint, save_final
+from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_final
 from posttrain.config import Recipe, recipe_to_dict
 from posttrain.log import MetricsLogger, progress_bar
+from posttrain.train.distributed import Frozen, GatheredOptimizerState, model_state_dict
 from posttrain.train.optim import build_optimizer, build_scheduler
 
 MicroBatch = dict[str, torch.Tensor]
@@ -80,7 +81,7 @@ def run(job: TrainJob) -> dict[str, float]:
                            config=recipe_to_dict(job.recipe), enabled=acc.is_main_process)
     state = LoopState()
     if job.resume_from is not None:
-        saved = load_training_state(job.resume_from, optimizer, scheduler)
+        saved = load_training_state(job.resume_from, GatheredOptimizerState(policy, optimizer), scheduler)
         state = LoopState(step=saved["step"], tokens_seen=saved["tokens_seen"])
     logger.truncate_after(state.step)  # a resumed run rewrites the steps after its checkpoint
     last_eval: dict[str, float] = {}
@@ -102,11 +103,12 @@ def run(job: TrainJob) -> dict[str, float]:
             last_eval = evaluate(job, policy)
             logger.log(last_eval, step=state.step)
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < job.plan.total_steps:
-            _save(job, optimizer, scheduler, state)
+            _save(job, policy, optimizer, scheduler, state)
         _fault_injection(state.step)
     bar.close()
+    weights = model_state_dict(acc, policy)  # a collective under FSDP
     if acc.is_main_process:
-        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer)
+        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights)
     acc.wait_for_everyone()
     logger.close()
     return last_eval
@@ -178,18 +180,17 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
     return metrics
 
 
-def _save(job: TrainJob, optimizer, scheduler, state: LoopState) -> None:
+def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> None:
     acc = job.accelerator
+    weights = model_state_dict(acc, policy)  # gathered on every process (collective under FSDP)
+    optimizer_state = Frozen(GatheredOptimizerState(policy, optimizer).state_dict())
     if acc.is_main_process:
-        save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(job.policy).model,
-                        job.tokenizer, optimizer, scheduler,
+        save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
+                        job.tokenizer, optimizer_state, scheduler,
                         {"step": state.step, "tokens_seen": state.tokens_seen},
-                        recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last)
+                        recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
+                        model_state=weights)
     acc.wait_for_everyone()
-
-
-def find_resume_checkpoint(out_dir: Path) -> Path | None:
-    return latest_checkpoint(out_dir / "checkpoints")
 
 
 def _fault_injection(step: int) -> None:

@@ -16,6 +16,7 @@ from posttrain.config import Recipe, recipe_to_dict
 from posttrain.data.plans import Layout
 from posttrain.errors import UserError
 from posttrain.model.load import load_model, load_tokenizer
+from posttrain.train.distributed import make_accelerator
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def output_dir_for(recipe: Recipe, stage: str, override: str | None) -> Path:
 def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) -> RunContext:
     out_dir = output_dir_for(recipe, stage, output_dir)
     resume_from = _check_output_dir(out_dir, resume)
-    accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision)
+    accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
     recipe = recipe.model_copy(update={"stage": stage, "output_dir": str(out_dir)})
     if accelerator.is_main_process:

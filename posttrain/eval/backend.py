@@ -1,0 +1,159 @@
+"""What a task asks of a model, and the Hugging Face backend that answers it.
+
+Every task kind reduces to two kinds of request, so a backend (HF here, vLLM in vllm_backend.py)
+only implements these two:
+  loglikelihood: log p(continuation | context), summed over the continuation's tokens;
+  generate: a completion of a prompt, cut at stop strings.
+Requests carry token ids, built by the task with the model's own tokenizer (and chat template),
+so every backend scores exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from posttrain.data.batching import IGNORE
+from posttrain.errors import UserError
+from posttrain.model.generate import GenerationConfig, generate_text
+from posttrain.model.load import context_length
+from posttrain.model.logprobs import token_logprobs
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: list[int]  # at least one token (BOS at least): the first token is never scored
+    continuation: list[int]
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    logprob: float  # sum over the continuation's tokens
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: list[int]
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+class Backend(Protocol):
+    """A model that answers requests; `tokenizer` is the one the requests were built with."""
+
+    tokenizer: Any
+    is_chat: bool  # the tokenizer came with its own chat template (an instruct model)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
+        ...
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
+        ...
+
+
+@dataclass
+class HFBackend:
+    """A transformers causal LM in-process: batches sorted by length, results in request order."""
+
+    model: Any
+    tokenizer: Any
+    batch_size: int = 16
+    seed: int = 0
+    is_chat: bool = True
+    show_progress: bool = True
+    logprob_chunk_size: int = 1024
+    _max_length: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        self._max_length = context_length(self.model)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
+        """Longest first, so the first batch shows at once whether memory suffices; right padding
+        is harmless here (causal attention: pads come after every scored token)."""
+        order = sorted(range(len(requests)), key=lambda i: -_total_length(requests[i]))
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for batch in self._batches(order, desc or "loglikelihood"):
+                    rows = [self._fit(requests[i]) for i in batch]
+                    for index, result in zip(batch, self._score_batch(rows)):
+                        results[index] = result
+        finally:
+            self.model.train(was_training)
+        return results  # type: ignore[return-value]
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
+        """Requests sharing settings are generated together, shortest prompt first, one batch of
+        generate_text per progress step (generate_text left-pads and seeds each call)."""
+        outputs: list[str] = [""] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            key = (request.max_new_tokens, request.stop, request.temperature, request.top_p)
+            groups.setdefault(key, []).append(index)
+        with self._progress(len(requests), desc or "generate") as bar:
+            for (max_new, stop, temperature, top_p), indices in groups.items():
+                cfg = GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p,
+                                       seed=self.seed, stop_strings=list(stop), batch_size=self.batch_size)
+                indices.sort(key=lambda i: len(requests[i].prompt))
+                for start in range(0, len(indices), self.batch_size):
+                    batch = indices[start : start + self.batch_size]
+                    texts = generate_text(self.model, self.tokenizer, [requests[i].prompt for i in batch], cfg)
+                    for index, text in zip(batch, texts):
+                        outputs[index] = text
+                    bar.update(len(batch))
+        return outputs
+
+    def _fit(self, request: LoglikelihoodRequest) -> LoglikelihoodRequest:
+        """Drop the oldest context tokens when a request exceeds the model's context."""
+        if not request.context:
+            raise ValueError("a log-likelihood request needs at least one context token")
+        excess = _total_length(request) - self._max_length
+        if excess <= 0:
+            return request
+        if excess >= len(request.context):
+            raise UserError(f"a continuation of {len(request.continuation)} tokens does not fit the "
+                            f"model's context of {self._max_length}")
+        return LoglikelihoodRequest(request.context[excess:], request.continuation)
+
+    def _score_batch(self, rows: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        width = max(_total_length(row) for row in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids, start = row.context + row.continuation, len(row.context)
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            labels[r, start : len(ids)] = torch.tensor(row.continuation, dtype=torch.long)
+            attention[r, : len(ids)] = 1
+        device = next(self.model.parameters()).device
+        logprobs = token_logprobs(self.model, input_ids.to(device), labels.to(device),
+                                  attention_mask=attention.to(device), chunk_size=self.logprob_chunk_size)
+        sums = logprobs.sum(dim=1).tolist()
+        return [LoglikelihoodResult(total, len(row.continuation)) for total, row in zip(sums, rows)]
+
+    def _batches(self, order: list[int], desc: str) -> Iterator[list[int]]:
+        with self._progress(len(order), desc) as bar:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                yield batch
+                bar.update(len(batch))
+
+    def _progress(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, unit="req", disable=not self.show_progress or total == 0,
+                    leave=False, dynamic_ncols=True)
+
+
+def _total_length(request: LoglikelihoodRequest) -> int:
+    return len(request.context) + len(request.continuation)

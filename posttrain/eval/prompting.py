@@ -1,0 +1,112 @@
+"""From a task's documents to prompt token ids: templates, few-shot examples, chain of thought,
+chat template or plain text.
+
+Prompts are built as chat messages in every case. A chat model sees them through its own chat
+template (few-shot examples as earlier user/assistant turns); a base model sees them as plain text:
+each user turn followed by its answer, examples separated by a blank line, after one BOS.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from posttrain.data.chat import tokenize_prompt
+from posttrain.errors import UserError
+
+# Kojima et al. (2022), "Large Language Models are Zero-Shot Reasoners": the zero-shot CoT trigger.
+COT_TRIGGER = "Let's think step by step."
+DIRECT_TARGET = "The answer is {reference}."
+COT_TARGET = "{rationale} The answer is {reference}."
+
+
+def fill(template: str, doc: dict[str, Any], task: str = "") -> str:
+    """str.format over a document's fields, with a one-line error naming a missing field."""
+    try:
+        return template.format_map(doc)
+    except KeyError as err:
+        fields = ", ".join(sorted(k for k in doc if not k.startswith("_")))
+        where = f"task '{task}': " if task else ""
+        raise UserError(f"{where}template names field {err} that the data does not have; "
+                        f"fields: {fields}") from None
+    except (IndexError, ValueError) as err:
+        raise UserError(f"task '{task}': bad template {template!r}: {err}") from None
+
+
+@dataclass
+class Prompter:
+    """Renders messages for one model: through its chat template, or as plain text."""
+
+    tokenizer: Any
+    chat: bool
+    system: str | None = None
+
+    def messages(self, user: str, examples: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        for question, answer in examples:
+            out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        return out + [{"role": "user", "content": user}]
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.chat:
+            return tokenize_prompt(self.tokenizer, messages)
+        ids = list(self.tokenizer(self.plain_text(messages), add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if bos is not None else []) + ids
+
+    def prompt(self, user: str, examples: list[tuple[str, str]] = ()) -> list[int]:
+        return self.encode(self.messages(user, examples))
+
+    def continuation(self, text: str) -> str:
+        """What follows a prompt as the model's answer: after a chat header the answer starts
+        fresh; after plain text it is separated by a space (as "Answer:" + " Paris")."""
+        return text.strip() if self.chat else " " + text.strip()
+
+    def continuation_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(self.continuation(text), add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    @staticmethod
+    def plain_text(messages: list[dict[str, str]]) -> str:
+        parts, current = [], ""
+        for message in messages:
+            if message["role"] == "assistant":
+                current = _join_answer(current, message["content"])
+            else:
+                if current:
+                    parts.append(current)
+                current = message["content"]
+        return "\n\n".join(parts + [current])
+
+
+def _join_answer(question: str, answer: str) -> str:
+    return question + answer.strip() if question[-1:].isspace() else f"{question} {answer.strip()}"
+
+
+def pick_examples(pool: list[dict], k: int, doc: dict, seed: int) -> list[dict]:
+    """k few-shot documents, the same for a document whatever --limit is (seeded by its id), never
+    the document itself when the pool is the evaluated set."""
+    if k <= 0:
+        return []
+    candidates = [d for d in pool if d.get("_id") != doc.get("_id")]  # a separate pool has "shot-N" ids
+    if len(candidates) < k:
+        raise UserError(f"few_shot={k} needs at least {k} example documents besides each evaluated one, "
+                        f"found {len(candidates)}")
+    return random.Random(f"{seed}:{doc.get('_id', 0)}").sample(candidates, k)
+
+
+def with_cot(user: str, cot: bool) -> str:
+    return f"{user}\n{COT_TRIGGER}" if cot else user
+
+
+def target_text(doc: dict, cot: bool, template: str | None = None, task: str = "") -> str:
+    """A few-shot example's answer: the task's target template, else a worked rationale (chain of
+    thought, when the document has one) or just the final answer."""
+    if template:
+        return fill(template, doc, task)
+    if cot and doc.get("rationale"):
+        return fill(COT_TARGET, doc, task)
+    return fill(DIRECT_TARGET, doc, task)

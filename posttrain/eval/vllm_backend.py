@@ -1,0 +1,65 @@
+"""The vLLM backend (GPU only): the same two requests as HFBackend, answered by vllm.LLM.
+
+vllm is imported when the backend is built, never at module import, so the package works without
+it. Log-likelihoods come from prompt_logprobs (the log-prob vLLM reports for each prompt token);
+generation passes token ids, so the chat template and BOS handling are the engine's, not vLLM's.
+Not exercised by the CPU test suite: check it on a GPU machine with vllm installed
+(`posttrain eval MODEL --backend vllm --tasks arithmetic` should match the HF backend's greedy
+exact match up to kernel-level numeric differences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from posttrain.errors import UserError
+from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from posttrain.eval.load import has_own_chat_template
+
+
+class VLLMBackend:
+    def __init__(self, path: str, tokenizer: Any = None, seed: int = 0, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.9, **engine_kwargs: Any):
+        try:
+            import vllm
+        except ImportError:
+            raise UserError("backend 'vllm' needs vllm installed (a GPU machine): pip install vllm") from None
+        from posttrain.model.load import load_tokenizer
+
+        self._vllm = vllm
+        self.tokenizer = tokenizer or load_tokenizer(path)
+        self.is_chat = has_own_chat_template(self.tokenizer)
+        self.seed = seed
+        self.llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
+                            gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        prompts = [self._tokens(r.context + r.continuation) for r in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=bool(desc))
+        results = []
+        for request, output in zip(requests, outputs):
+            start = len(request.context)
+            ids = request.context + request.continuation
+            total = sum(output.prompt_logprobs[t][ids[t]].logprob for t in range(start, len(ids)))
+            results.append(LoglikelihoodResult(float(total), len(request.continuation)))
+        return results
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
+        outputs = [""] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            key = (request.max_new_tokens, request.stop, request.temperature, request.top_p)
+            groups.setdefault(key, []).append(index)
+        for (max_new, stop, temperature, top_p), indices in groups.items():
+            params = self._vllm.SamplingParams(max_tokens=max_new, temperature=temperature, top_p=top_p,
+                                               stop=list(stop) or None, seed=self.seed)
+            generated = self.llm.generate([self._tokens(requests[i].prompt) for i in indices], params,
+                                          use_tqdm=bool(desc))
+            for index, output in zip(indices, generated):
+                outputs[index] = output.outputs[0].text
+        return outputs
+
+    def _tokens(self, ids: list[int]):
+        return self._vllm.inputs.TokensPrompt(prompt_token_ids=list(ids))

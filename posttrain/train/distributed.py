@@ -1,0 +1,85 @@
+"""Scale through accelerate: DDP by default when several processes run, FSDP2 when the recipe
+asks (`train.distributed: fsdp`). `--num-processes N` relaunches the command under torchrun;
+`accelerate launch -m posttrain ...` works the same way.
+
+Checkpoints hold full (unsharded) weights and optimizer state keyed by parameter name, gathered
+with torch.distributed.checkpoint's state-dict helpers: a run saved by 2 processes resumes in 1
+and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+
+from posttrain.config import Recipe
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    plugin = None
+    if recipe.train.distributed == "fsdp":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        # FSDP2 (fully_shard) on every decoder layer; full state dicts for saving.
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
+            reshard_after_forward=True, state_dict_type="FULL_STATE_DICT",
+            cpu_ram_efficient_loading=False)
+    # accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU.
+    return Accelerator(mixed_precision=recipe.train.mixed_precision, fsdp_plugin=plugin,
+                       cpu=not torch.cuda.is_available())
+
+
+class GatheredOptimizerState:
+    """The optimizer's full state, gathered on every process (a collective under FSDP), keyed by
+    parameter name so it loads into any sharding. Quacks like an optimizer for save/load."""
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self.module, self.optimizer = module, getattr(optimizer, "optimizer", optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return get_optimizer_state_dict(self.module, self.optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_optimizer_state_dict(self.module, self.optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True))
+
+
+class Frozen:
+    """A state dict computed on every process, handed to the main process's writer."""
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state
+
+
+def model_state_dict(accelerator: Accelerator, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Full weights of the wrapped HF model (policy.model), gathered on every process."""
+    state = accelerator.get_state_dict(policy)
+    return {k.removeprefix("model."): v for k, v in state.items()} if state else state
+
+
+def relaunch(num_processes: int, argv: list[str]) -> int:
+    """Run `posttrain <argv>` in num_processes processes under torchrun (DDP on gloo on CPU)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={num_processes}",
+           "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "posttrain", *argv]
+    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))})
+
+
+def in_distributed_launch() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
