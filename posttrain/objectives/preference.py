@@ -304,10 +304,11 @@ def kto(batch: UnpairedLogps, cfg: PreferenceConfig) -> PreferenceOutput:
     +-beta*r and the accuracy counts rows whose reward has the sign their label asks for."""
     r = batch.policy_logps - batch.ref_logps
     z0 = batch.kl_reference_point.detach()
-    wanted = batch.desirable.to(r.dtype)
+    desirable = batch.desirable.bool()
+    wanted = desirable.to(r.dtype)
     desirable_loss = cfg.kto_desirable_weight * (1 - torch.sigmoid(cfg.beta * (r - z0)))
     undesirable_loss = cfg.kto_undesirable_weight * (1 - torch.sigmoid(cfg.beta * (z0 - r)))
-    losses = torch.where(batch.desirable, desirable_loss, undesirable_loss)
+    losses = torch.where(desirable, desirable_loss, undesirable_loss)
     reward = (cfg.beta * r).detach()
     extra = {"desirable": wanted, "logps": batch.policy_logps.detach(), "kl_reference_point": z0.expand_as(r)}
     return PreferenceOutput(losses, reward * wanted, reward * (1 - wanted), extra)

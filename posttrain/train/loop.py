@@ -86,23 +86,29 @@ def run(job: TrainJob) -> dict[str, float]:
     logger.truncate_after(state.step)  # a resumed run rewrites the steps after its checkpoint
     last_eval: dict[str, float] = {}
     bar = progress_bar(job.plan.total_steps, initial=state.step, enabled=acc.is_main_process)
+    pending_tokens = torch.zeros((), device=acc.device)  # read (a device sync) only when logging
     for micro_batches in job.plan.steps(state.step):
         started = time.perf_counter()
         stats = _train_step(job, policy, optimizer, scheduler, micro_batches)
         state.step += 1
-        state.tokens_seen += stats["step_tokens"]
-        elapsed = time.perf_counter() - started
+        pending_tokens += stats["step_tokens"]
         bar.update(1)
-        bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['step_tokens'] / elapsed:.0f}")
         if state.step % cfg.log_every == 0 or state.step == job.plan.total_steps:
-            logger.log({**stats, "tokens_seen": state.tokens_seen,
-                        "tokens_per_s": stats["step_tokens"] / elapsed, "step_time_s": elapsed},
-                       step=state.step)
+            state.tokens_seen += int(pending_tokens)
+            pending_tokens.zero_()
+            row = {k: float(v) for k, v in stats.items()}
+            elapsed = time.perf_counter() - started
+            row.update(tokens_seen=state.tokens_seen, tokens_per_s=row["step_tokens"] / elapsed,
+                       step_time_s=elapsed)
+            logger.log(row, step=state.step)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
         has_eval = bool(job.eval_batches) or job.extra_eval is not None
         if has_eval and _due(cfg.eval_every, state.step, job.plan.total_steps):
             last_eval = evaluate(job, policy)
             logger.log(last_eval, step=state.step)
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < job.plan.total_steps:
+            state.tokens_seen += int(pending_tokens)
+            pending_tokens.zero_()
             _save(job, policy, optimizer, scheduler, state)
         _fault_injection(state.step)
     bar.close()
@@ -127,12 +133,13 @@ def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {**stats, "lr": lr, "grad_norm": float(grad_norm)}
+    return {**stats, "lr": lr, "grad_norm": grad_norm}
 
 
 def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch]) -> dict:
     """Forward and backward over one optimizer step's micro-batches, normalised by the step's
-    total loss units across micro-batches and processes; returns the step's statistics."""
+    total loss units across micro-batches and processes; returns the step's statistics as device
+    tensors (one collective, no host sync: the caller reads them only when it logs)."""
     acc = job.accelerator
     policy.train()
     local_weight = sum(job.objective.weight(mb) for mb in micro_batches)
@@ -153,10 +160,10 @@ def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch])
         loss_sum += unit_loss_sum.detach()
         for k, v in unit_stats.items():
             sums[k] = sums.get(k, 0) + v.detach()
-    totals = acc.reduce(torch.stack([loss_sum, *sums.values()]), "sum") / total_weight
-    step_tokens = int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum"))
-    return {"loss": float(totals[0]), **{k: float(v) for k, v in zip(sums, totals[1:])},
-            "step_tokens": step_tokens}
+    tokens_t = torch.tensor(float(tokens), device=acc.device)
+    totals = acc.reduce(torch.stack([loss_sum, *sums.values(), tokens_t]), "sum")
+    means = totals[:-1] / total_weight
+    return {"loss": means[0], **dict(zip(sums, means[1:])), "step_tokens": totals[-1]}
 
 
 @torch.no_grad()

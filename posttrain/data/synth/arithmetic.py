@@ -52,8 +52,8 @@ class Problem:
     def worked_answer(self) -> str:
         """Column method, ones then tens, then the result: "7 + 8 = 15, carry 1. 4 + 3 + 1 = 8.
         47 + 38 = 85. The answer is 85." Each step is a one-digit fact a tiny model learns in a few
-        hundred steps; the bare "47 + 38 = 85." alone stayed near 0% held-out exact match after
-        1000 steps (batch 32) in our check, while this form reached ~75% after 700."""
+        hundred steps. In a check (default tiny model, batch 32, lr 3e-3) the bare "47 + 38 = 85.
+        The answer is 85." reached 9% held-out exact match after 1000 steps; this form 75% after 700."""
         steps = _addition_steps(self.a, self.b) if self.op == "+" else _subtraction_steps(self.a, self.b)
         return f"{steps} {self.a} {self.op} {self.b} = {self.value}. The answer is {self.value}."
 
@@ -170,8 +170,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def write_quickstart_data(out_dir, n_pretrain: int = 4000, n_sft: int = 4000, n_sft_eval: int = 200,
-                          n_test: int = 200, seed: int = 0) -> dict[str, Path]:
+def write_quickstart_data(out_dir, n_pretrain: int = 4000, n_sft: int = 20000,
+                          n_sft_eval: int = 200, n_test: int = 200, seed: int = 0) -> dict[str, Path]:
     """Write the quickstart's files; no train, pretrain or sft_eval problem shares (a, op, b) with test."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
