@@ -69,6 +69,7 @@ class DataConfig(Section):
     phases: list[PhaseConfig] = []
     max_length: int | None = None  # default: the model's context length
     pack: bool | None = None  # default: True for pre-training, False for SFT
+    group_by_length: bool = True  # SFT without packing: micro-batches of similar lengths
     on_error: Literal["fail", "skip"] = "fail"
 
     @field_validator("sources", "eval_sources", mode="before")

@@ -47,8 +47,9 @@ class EpochPlan:
     The last incomplete global batch of an epoch is dropped so every step has the same size."""
 
     def __init__(self, units: Sequence[Any], collate: Collate, layout: Layout, seed: int,
-                 max_steps: int | None, epochs: float):
+                 max_steps: int | None, epochs: float, lengths: Sequence[int] | None = None):
         self.units, self.collate, self.layout, self.seed = units, collate, layout, seed
+        self.lengths = lengths  # given: group similar lengths into the same micro-batches
         self.steps_per_epoch = len(units) // layout.global_batch
         if self.steps_per_epoch == 0:
             raise UserError(
@@ -57,8 +58,11 @@ class EpochPlan:
         self.total_steps = max_steps or max(1, math.ceil(epochs * self.steps_per_epoch))
 
     def _order(self, epoch: int) -> list[int]:
+        rng = random.Random(f"{self.seed}/epoch/{epoch}")
         order = list(range(len(self.units)))
-        random.Random(f"{self.seed}/epoch/{epoch}").shuffle(order)
+        rng.shuffle(order)
+        if self.lengths is not None:
+            order = group_by_length(order, self.lengths, self.layout, rng)
         return order
 
     def steps(self, start: int = 0) -> Iterator[list[MicroBatch]]:
@@ -70,6 +74,26 @@ class EpochPlan:
             i = step % self.steps_per_epoch
             step_units = [self.units[j] for j in order[i * G : (i + 1) * G]]
             yield [self.collate(mb) for mb in self.layout.local_micro_batches(step_units)]
+
+
+def group_by_length(order: list[int], lengths: Sequence[int], layout: Layout,
+                    rng: random.Random, megabatch: int = 64) -> list[int]:
+    """Length-grouped order: within each window of `megabatch` global batches of the shuffled order,
+    sort by length and cut micro-batches of neighbours, so a micro-batch pads little; then shuffle
+    the global batches so long and short ones alternate over the epoch. Each step keeps its fixed
+    size and the order stays a pure function of (seed, epoch)."""
+    G, mb = layout.global_batch, layout.micro_batch_size
+    window = G * megabatch
+    batches: list[list[int]] = []
+    for start in range(0, len(order) - len(order) % G, window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i], reverse=True)
+        micro = [chunk[i : i + mb] for i in range(0, len(chunk), mb)]
+        per_step = G // mb
+        steps = [sum(micro[i : i + per_step], []) for i in range(0, len(micro), per_step)]
+        batches += [s for s in steps if len(s) == G]
+    rng.shuffle(batches)
+    used = {i for b in batches for i in b}
+    return [i for b in batches for i in b] + [i for i in order if i not in used]
 
 
 class StreamPlan:

@@ -47,7 +47,9 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     else:
         collate = functools.partial(collate_padded, pad_id=tok.pad_token_id)
     eval_collate = functools.partial(collate_padded, pad_id=tok.pad_token_id)
-    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps, recipe.train.epochs)
+    lengths = [len(ex) for ex in train] if data.group_by_length and not data.pack else None
+    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
+                     recipe.train.epochs, lengths)
     job = loop.TrainJob(
         recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
         policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,

@@ -50,3 +50,18 @@ def test_too_little_data_for_one_global_batch_is_a_user_error():
 
 def test_eval_units_are_split_round_robin():
     assert eval_micro_batches(list(range(5)), _ids, Layout(2, 1, 2, 1)) == [[1, 3]]
+
+
+def test_length_grouping_keeps_each_epoch_complete_and_pads_less():
+    lengths = [((i * 37) % 50) + 1 for i in range(64)]
+    layout = Layout(4, 2)
+    grouped = EpochPlan(list(range(64)), _ids, layout, seed=0, max_steps=None, epochs=1, lengths=lengths)
+    plain = EpochPlan(list(range(64)), _ids, layout, seed=0, max_steps=None, epochs=1)
+
+    def padding(plan):
+        return sum(len(mb) * max(lengths[i] for i in mb) - sum(lengths[i] for i in mb)
+                   for step in plan.steps() for mb in step)
+
+    assert sorted(sum(map(_flat, grouped.steps()), [])) == list(range(64))
+    assert padding(grouped) < padding(plain) / 3
+    assert list(grouped.steps(3)) == list(grouped.steps())[3:]  # still exact on resume
