@@ -2,10 +2,13 @@
 the default model (posttrain.model.tiny.build_tiny), then loaded with from_pretrained like any model."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Built-in models ('tiny') and tokenisation caches of the tests go to a fresh directory.
+os.environ.setdefault("POSTTRAIN_CACHE", tempfile.mkdtemp(prefix="posttrain-test-cache-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from posttrain.config import DataConfig, SourceConfig
 from posttrain.data.batching import Example
+from posttrain.data.cache import cached_examples, records_key, tokenizer_fingerprint
 from posttrain.data.chat import tokenize_conversation, tokenize_text
 from posttrain.data.sources import LoadedRecords, load_records
 from posttrain.errors import UserError, row_error
@@ -24,8 +25,16 @@ def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str) -> l
 
 def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
                           on_error: str) -> list[Example]:
-    """Tokenise conversations with assistant-only labels; an example longer than max_length is an
-    error naming its row (or skipped and counted with on_error: skip), never silently truncated."""
+    """Tokenise conversations with assistant-only labels (cached on disk); an example longer than
+    max_length is an error naming its row (or skipped and counted with on_error: skip), never
+    silently truncated."""
+    key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="conversation",
+                      max_length=max_length, on_error=on_error)
+    return cached_examples(key, lambda: _tokenize_conversations(tokenizer, loaded, max_length, on_error))
+
+
+def _tokenize_conversations(tokenizer, loaded: LoadedRecords, max_length: int,
+                            on_error: str) -> list[Example]:
     examples, too_long = [], 0
     for row, record in zip(loaded.rows, loaded.records):
         input_ids, labels = tokenize_conversation(tokenizer, record.messages)
@@ -45,8 +54,11 @@ def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
 
 
 def text_documents(tokenizer, loaded: LoadedRecords) -> list[list[int]]:
-    """Pre-training documents as BOS + tokens + EOS; long ones are split later by packing."""
-    return [tokenize_text(tokenizer, record.text) for record in loaded.records]
+    """Pre-training documents as BOS + tokens + EOS (cached on disk); packing splits long ones."""
+    key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="text")
+    examples = cached_examples(key, lambda: [Example(ids, ids) for ids in
+                                             (tokenize_text(tokenizer, r.text) for r in loaded.records)])
+    return [e.input_ids for e in examples]
 
 
 def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:

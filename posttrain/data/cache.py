@@ -1,0 +1,71 @@
+"""Tokenised data cached on disk, keyed by the records' content, the tokenizer and the settings.
+
+Re-tokenising a large SFT set with its chat template costs minutes at every start; the cache makes
+a resumed or repeated run start at once. Entries are safetensors (flat int32 arrays plus offsets):
+nothing is unpickled. Changed records, tokenizer, template or setting give a new key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from posttrain.data.batching import Example
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("POSTTRAIN_CACHE") or Path.home() / ".cache" / "posttrain"
+    return Path(root) / "tokenized"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id])
+    return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
+
+
+def records_key(records: list, tokenizer_fp: str, **settings) -> str:
+    """Hash of the validated records themselves (so column renames, splits and skipped rows are
+    covered), the tokenizer fingerprint and the tokenisation settings."""
+    digest = hashlib.sha256(json.dumps({"tokenizer": tokenizer_fp, "version": 1, **settings},
+                                       sort_keys=True).encode())
+    for record in records:
+        digest.update(repr(record).encode())
+    return digest.hexdigest()[:24]
+
+
+def cached_examples(key: str, build: Callable[[], list[Example]]) -> list[Example]:
+    """Load the examples stored under `key`, or build, store (atomically) and return them."""
+    path = cache_dir() / f"{key}.safetensors"
+    if path.is_file():
+        return _read(path)
+    examples = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(_flatten(examples), str(tmp))
+    os.replace(tmp, path)
+    return examples
+
+
+def _flatten(examples: list[Example]) -> dict[str, torch.Tensor]:
+    lengths = torch.tensor([len(e) for e in examples], dtype=torch.int64)
+    ids = torch.tensor([t for e in examples for t in e.input_ids], dtype=torch.int32)
+    labels = torch.tensor([t for e in examples for t in e.labels], dtype=torch.int32)
+    return {"lengths": lengths, "input_ids": ids, "labels": labels}
+
+
+def _read(path: Path) -> list[Example]:
+    flat = load_file(str(path))
+    ids, labels = flat["input_ids"].tolist(), flat["labels"].tolist()
+    out, start = [], 0
+    for n in flat["lengths"].tolist():
+        out.append(Example(ids[start : start + n], labels[start : start + n]))
+        start += n
+    return out
