@@ -29,6 +29,7 @@ from accelerate import Accelerator
 
 from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_final
 from posttrain.config import Recipe, recipe_to_dict
+from posttrain.errors import UserError
 from posttrain.log import MetricsLogger, progress_bar
 from posttrain.train.distributed import Frozen, GatheredOptimizerState, model_state_dict
 from posttrain.train.optim import build_optimizer, build_scheduler
@@ -74,6 +75,7 @@ def run(job: TrainJob) -> dict[str, float]:
     warmup = cfg.warmup_steps or round(cfg.warmup_ratio * job.plan.total_steps)
     scheduler = build_scheduler(optimizer, cfg.schedule, job.plan.total_steps, warmup,
                                 cfg.min_lr_ratio, cfg.decay_ratio)
+    _check_deepspeed(acc, cfg.grad_accum_steps)
     policy, optimizer = acc.prepare(job.policy, optimizer)
     logger = MetricsLogger(job.out_dir, tensorboard=job.recipe.log.tensorboard,
                            wandb_project=job.recipe.log.wandb_project,
@@ -129,6 +131,8 @@ def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list
     stats = accumulate_gradients(job, policy, micro_batches)
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
     grad_norm = acc.clip_grad_norm_(policy.parameters(), max_norm)
+    if grad_norm is None:  # DeepSpeed clips inside its engine and does not report the norm here
+        grad_norm = torch.tensor(float("nan"))
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
@@ -198,6 +202,16 @@ def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> None
                         recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
                         model_state=weights)
     acc.wait_for_everyone()
+
+
+def _check_deepspeed(acc: Accelerator, grad_accum_steps: int) -> None:
+    """accelerate's DeepSpeed wrapper steps the engine inside every backward, which would break this
+    loop's own accumulation (token-level normalisation over the whole step)."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type == DistributedType.DEEPSPEED and grad_accum_steps > 1:
+        raise UserError("with DeepSpeed, set train.grad_accum_steps: 1 (raise micro_batch_size or "
+                        "processes instead), or use train.distributed: fsdp")
 
 
 def _fault_injection(step: int) -> None:
