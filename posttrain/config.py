@@ -111,6 +111,7 @@ class EvalConfig(Section):
     task: Literal["exact_match"] | None = None
     data: str | None = None  # prompt records with a reference answer
     limit: int | None = 200
+    answer: Literal["final_number", "text"] = "final_number"  # what is compared with the reference
     batch_size: int = 32
     max_new_tokens: int = 32
 
@@ -119,6 +120,24 @@ class EvalConfig(Section):
         if self.task and not self.data:
             raise ValueError(f"eval.task '{self.task}' needs eval.data (prompts with references)")
         return self
+
+
+class PreferenceSection(Section):
+    """`posttrain dpo`: which objective (objectives/registry.py) and its hyperparameters."""
+
+    loss: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0  # conservative (cDPO)
+    label_noise: float = 0.0  # robust (rDPO)
+    gamma: float | None = None  # simpo margin
+    gamma_beta_ratio: float | None = None  # simpo margin as gamma / beta
+    ipo_average_logps: bool = False
+    cpo_nll_weight: float = 1.0
+    orpo_lambda: float = 0.1
+    selm_alpha: float = 0.001
+    reference: str | None = None  # another reference model; default: the initial policy
+    sample_max_new_tokens: int = 128  # selm: the reference-policy sample per prompt
+    sample_temperature: float = 1.0
 
 
 class LogConfig(Section):
@@ -136,6 +155,7 @@ class Recipe(Section):
     output_dir: str | None = None
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    preference: PreferenceSection = PreferenceSection()
     log: LogConfig = LogConfig()
 
     @field_validator("model", mode="before")

@@ -69,3 +69,16 @@ def _read(path: Path) -> list[Example]:
         out.append(Example(ids[start : start + n], labels[start : start + n]))
         start += n
     return out
+
+
+def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Like cached_examples, for a dict of tensors (e.g. precomputed reference log-probs)."""
+    path = cache_dir() / f"{key}.safetensors"
+    if path.is_file():
+        return load_file(str(path))
+    tensors = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+    return tensors

@@ -10,6 +10,7 @@ so every backend scores exactly the same tokens.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,6 +23,8 @@ from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import token_logprobs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Backend(Protocol):
 
     tokenizer: Any
     is_chat: bool  # the tokenizer came with its own chat template (an instruct model)
+    max_length: int  # the model's context length in tokens
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         ...
@@ -69,12 +73,13 @@ class HFBackend:
     is_chat: bool = True
     show_progress: bool = True
     logprob_chunk_size: int = 1024
-    _max_length: int = field(init=False, default=0)
+    max_length: int = field(init=False, default=0)
+    _warned_truncation: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
-        self._max_length = context_length(self.model)
+        self.max_length = context_length(self.model)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         """Longest first, so the first batch shows at once whether memory suffices; right padding
@@ -105,25 +110,38 @@ class HFBackend:
             for (max_new, stop, temperature, top_p), indices in groups.items():
                 cfg = GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p,
                                        seed=self.seed, stop_strings=list(stop), batch_size=self.batch_size)
-                indices.sort(key=lambda i: len(requests[i].prompt))
+                cfg.max_new_tokens = min(max_new, self.max_length - 1)
+                prompts = {i: self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices}
+                indices.sort(key=lambda i: len(prompts[i]))
                 for start in range(0, len(indices), self.batch_size):
                     batch = indices[start : start + self.batch_size]
-                    texts = generate_text(self.model, self.tokenizer, [requests[i].prompt for i in batch], cfg)
+                    texts = generate_text(self.model, self.tokenizer, [prompts[i] for i in batch], cfg)
                     for index, text in zip(batch, texts):
                         outputs[index] = text
                     bar.update(len(batch))
         return outputs
 
+    def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
+        """Keep the prompt's last tokens when prompt plus answer would exceed the context."""
+        room = self.max_length - max_new_tokens
+        if len(prompt) > room:
+            if not self._warned_truncation:
+                log.warning("prompts longer than the model's context less max_new_tokens (%d) lose "
+                            "their first tokens", room)
+                self._warned_truncation = True
+            return prompt[-room:]
+        return prompt
+
     def _fit(self, request: LoglikelihoodRequest) -> LoglikelihoodRequest:
         """Drop the oldest context tokens when a request exceeds the model's context."""
         if not request.context:
             raise ValueError("a log-likelihood request needs at least one context token")
-        excess = _total_length(request) - self._max_length
+        excess = _total_length(request) - self.max_length
         if excess <= 0:
             return request
         if excess >= len(request.context):
             raise UserError(f"a continuation of {len(request.continuation)} tokens does not fit the "
-                            f"model's context of {self._max_length}")
+                            f"model's context of {self.max_length}")
         return LoglikelihoodRequest(request.context[excess:], request.continuation)
 
     def _score_batch(self, rows: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:

@@ -18,7 +18,7 @@ _ANY_NUMBER = re.compile(r"(?<![\d.])" + _NUMBER)
 _LETTER_PATTERNS = [
     re.compile(r"answer is:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE),
     re.compile(r"answer:\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE),
-    re.compile(r"^\s*\(?([A-J])\)?(?:[.):]|\s|$)"),
+    re.compile(r"^\s*\(?([A-J])(?:[.):]|\s*$)"),  # "C." "(C)" "C" -- not the word "I"
     re.compile(r"\(([A-J])\)"),
 ]
 
@@ -109,7 +109,8 @@ def canonical(kind: str, reference: str) -> str:
     if kind == "final_number":
         return canonical_number(reference) or canonical_text(reference)
     if kind == "choice_letter":
-        return choice_letter(reference) or canonical_text(reference)
+        bare = reference.strip().strip("().").upper()
+        return bare if len(bare) == 1 else choice_letter(reference) or canonical_text(reference)
     if kind == "boxed":
         return boxed(reference) or canonical_text(reference)
     if kind == "countdown":

@@ -33,6 +33,7 @@ class VLLMBackend:
         self.seed = seed
         self.llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
                             gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
+        self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)

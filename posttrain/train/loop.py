@@ -177,14 +177,16 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if job.eval_batches:
         policy.eval()
-        loss_sum = torch.zeros((), device=acc.device)
-        weight = 0
+        sums: dict[str, torch.Tensor] = {}
         for mb in job.eval_batches:
+            weight = float(job.objective.weight(mb))
             mb = {k: v.to(acc.device) for k, v in mb.items() if k != "num_tokens"}
-            weight += job.objective.weight(mb)
-            loss_sum += job.objective.loss(policy, mb)[0]
-        totals = acc.reduce(torch.stack([loss_sum, torch.tensor(float(weight), device=acc.device)]), "sum")
-        metrics["eval_loss"] = float(totals[0] / totals[1].clamp(min=1.0))
+            loss_sum, stats = job.objective.loss(policy, mb)
+            for k, v in {"loss": loss_sum, **stats, "weight": torch.tensor(weight)}.items():
+                sums[k] = sums.get(k, 0) + v.detach().to(acc.device)
+        totals = acc.reduce(torch.stack(list(sums.values())), "sum")
+        weight = totals[-1].clamp(min=1.0)
+        metrics.update({f"eval_{k}": float(v / weight) for k, v in zip(sums, totals[:-1])})
     if job.extra_eval is not None and acc.is_main_process:
         metrics.update(job.extra_eval(acc.unwrap_model(policy).model))
     acc.wait_for_everyone()

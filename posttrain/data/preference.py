@@ -1,0 +1,68 @@
+"""Preference records -> tokenised pairs -> one concatenated batch per micro-batch.
+
+Chosen and rejected share one tokenised prompt (rendered once with the chat template's generation
+header); each response is the token continuation of that prompt, and only response tokens carry
+labels. A micro-batch stacks the chosen rows, then the rejected rows (then SELM's reference-policy
+samples), so a single forward scores all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from posttrain.data.batching import IGNORE, Example, collate_padded
+from posttrain.data.chat import tokenize_conversation, tokenize_prompt
+from posttrain.errors import UserError, row_error
+
+
+@dataclass
+class PairExample:
+    prompt: list[dict]
+    chosen: Example
+    rejected: Example
+    ref_sample: Example | None = None  # SELM: a response sampled from the reference policy
+    ref_logps: dict[str, float] = field(default_factory=dict)  # precomputed reference log-probs
+
+    def __len__(self) -> int:
+        return max(len(self.chosen), len(self.rejected))
+
+
+def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -> Example:
+    """prompt + completion with labels on the completion tokens only (end-of-turn included)."""
+    prompt_ids = tokenize_prompt(tokenizer, prompt)
+    full_ids, _ = tokenize_conversation(tokenizer, prompt + completion)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise UserError("the chat template renders the prompt differently inside the conversation; "
+                        "cannot separate response tokens")
+    return Example(full_ids, [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids):])
+
+
+def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str) -> list[PairExample]:
+    pairs, too_long = [], 0
+    for row, record in zip(loaded.rows, loaded.records):
+        chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
+        rejected = tokenize_completion(tokenizer, record.prompt, record.rejected)
+        if max(len(chosen), len(rejected)) > max_length:
+            if on_error == "fail":
+                raise row_error(loaded.path, row, "chosen/rejected",
+                                f"{max(len(chosen), len(rejected))} tokens, longer than max_length "
+                                f"{max_length} (raise data.max_length or set data.on_error: skip)")
+            too_long += 1
+            continue
+        pairs.append(PairExample(record.prompt, chosen, rejected))
+    if not pairs:
+        raise UserError(f"{loaded.path}: no preference pair fits in max_length {max_length}")
+    return pairs
+
+
+def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tensor]:
+    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    if all(p.ref_sample is not None for p in pairs):
+        rows += [p.ref_sample for p in pairs]
+    batch = collate_padded(rows, pad_id)
+    for key in pairs[0].ref_logps:
+        batch[f"ref_{key}"] = torch.tensor([p.ref_logps[key] for p in pairs], dtype=torch.float32)
+    batch["num_pairs"] = torch.tensor(len(pairs))
+    return batch

@@ -1,0 +1,147 @@
+"""`posttrain eval`: evaluate a model on tasks, compare two evaluations, list the built-in tasks.
+
+    posttrain eval MODEL_DIR --tasks arithmetic,countdown [--limit N] [--batch-size B]
+                   [--output-dir DIR] [--seed S] [--data gsm8k=PATH] [--set gsm8k.few_shot=8]
+    posttrain eval compare DIR_A DIR_B [--iterations 1000] [--seed S]
+    posttrain eval list
+
+MODEL_DIR may be a LoRA adapter directory (its base comes from adapter_config.json).
+`--set KEY=VALUE` applies to every task, `--set TASK.KEY=VALUE` to one (TASK: as given in --tasks,
+or a task file's name without .yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from posttrain.errors import UserError
+
+DEFAULT_OUTPUT_ROOT = Path("runs") / "eval"
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("eval", help="evaluate a model on tasks, or compare two evaluations",
+                              description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("model", help="model or adapter directory, hub id or 'tiny'; or 'compare', or 'list'")
+    p.add_argument("paths", nargs="*", help="with 'compare': the two eval output directories, A then B")
+    p.add_argument("--tasks", help="comma-separated built-in task names and/or task YAML files")
+    p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output-dir", help=f"where results.json and samples.jsonl go (default {DEFAULT_OUTPUT_ROOT}/<model>)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
+    p.add_argument("--data", action="append", default=[], metavar="TASK=PATH", help="a task's data file or directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[TASK.]KEY=VALUE",
+                   help="override a task setting (typed as YAML), e.g. --set gsm8k.few_shot=8")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: GPU only, needs vllm installed")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--iterations", type=int, default=1000, help="compare: bootstrap resamples")
+    return p
+
+
+def eval_command(args: argparse.Namespace) -> None:
+    if args.model == "compare":
+        _compare_command(args)
+    elif args.model == "list":
+        _list_command()
+    else:
+        if args.paths:
+            raise UserError(f"unexpected arguments after the model: {' '.join(args.paths)}")
+        _evaluate_command(args)
+
+
+def _evaluate_command(args: argparse.Namespace) -> None:
+    from posttrain.eval.engine import run_tasks
+    from posttrain.eval.report import results_table, write_outputs
+
+    specs = [s.strip() for s in (args.tasks or "").split(",") if s.strip()]
+    if not specs:
+        raise UserError("give the tasks to run: --tasks NAME[,NAME...] (posttrain eval list shows them)")
+    overrides, data = split_overrides(specs, args.overrides), split_data(specs, args.data)
+    from posttrain.eval.engine import resolve_tasks
+
+    tasks = resolve_tasks(specs, overrides, data)  # fail on a typo before loading the model
+    backend = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype)
+    results = run_tasks(backend, tasks, args.limit, args.seed)
+    out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / _safe_name(args.model)
+    run_info = {"model": args.model, "backend": args.backend, "batch_size": args.batch_size,
+                "limit": args.limit, "seed": args.seed, "dtype": args.dtype}
+    write_outputs(out_dir, results, run_info)
+    print(results_table(results))
+    print(f"results: {out_dir / 'results.json'}\nsamples: {out_dir / 'samples.jsonl'}")
+
+
+def make_backend(model: str, kind: str, batch_size: int, seed: int, dtype: str = "float32"):
+    if kind == "vllm":
+        from posttrain.eval.vllm_backend import VLLMBackend
+        from posttrain.model.adapters import is_adapter_dir
+        from posttrain.model.load import resolve_model_path
+
+        path = resolve_model_path(model)
+        if is_adapter_dir(path):
+            raise UserError("the vllm backend needs a full model: posttrain merge-lora ADAPTER --out DIR first")
+        return VLLMBackend(path, seed=seed, dtype="auto" if dtype == "float32" else dtype)
+    from posttrain.eval.backend import HFBackend
+    from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
+
+    loaded, tokenizer = load_model_and_tokenizer(model, dtype)
+    return HFBackend(loaded, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer))
+
+
+def _aliases(spec: str) -> set[str]:
+    return {spec, Path(spec).stem} if spec.endswith((".yaml", ".yml")) else {spec}
+
+
+def split_overrides(specs: list[str], items: list[str]) -> dict[str, list[str]]:
+    """--set items per task: 'TASK.KEY=V' goes to TASK, 'KEY=V' to every task."""
+    out: dict[str, list[str]] = {spec: [] for spec in specs}
+    for item in items:
+        head, _, rest = item.partition(".")
+        owners = [spec for spec in specs if head in _aliases(spec)] if "=" not in head else []
+        if owners and rest:
+            for spec in owners:
+                out[spec].append(rest)
+        else:
+            for spec in specs:
+                out[spec].append(item)
+    return out
+
+
+def split_data(specs: list[str], items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        owners = [spec for spec in specs if name in _aliases(spec)]
+        if not sep or not path:
+            raise UserError(f"--data {item!r}: expected TASK=PATH")
+        if not owners:
+            raise UserError(f"--data {item!r}: '{name}' is not one of the tasks ({', '.join(specs)})")
+        out.update({spec: path for spec in owners})
+    return out
+
+
+def _safe_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model.rstrip("/")).name or model) or "model"
+
+
+def _compare_command(args: argparse.Namespace) -> None:
+    from posttrain.eval.compare import compare_dirs, differences_table
+
+    if len(args.paths) != 2:
+        raise UserError("compare needs two eval output directories: posttrain eval compare DIR_A DIR_B")
+    differences, changed = compare_dirs(args.paths[0], args.paths[1], args.iterations, args.seed)
+    print(f"A: {args.paths[0]}\nB: {args.paths[1]}")
+    print(differences_table(differences))
+    if changed:
+        print(f"note: task configurations differ between the runs for: {', '.join(changed)}")
+
+
+def _list_command() -> None:
+    from posttrain.eval.report import format_table
+    from posttrain.eval.tasks.builtin import BUILTIN_TASKS, builtin_names
+
+    rows = [[name, BUILTIN_TASKS[name]["kind"], BUILTIN_TASKS[name].get("description", "")]
+            for name in builtin_names()]
+    print(format_table(rows, ["task", "kind", "description"]))

@@ -1,0 +1,188 @@
+"""Metrics as functions of a task's samples, each named by its aggregation.
+
+A metric is (name, aggregation); the aggregation name is stored in results.json so `compare` can
+recompute the metric on bootstrap resamples of samples.jsonl. Standard errors: for a mean, the
+sample standard deviation over sqrt(n); for corpus-level metrics (F1, MCC, BLEU, perplexity, ...),
+the standard deviation over seeded bootstrap resamples of the samples.
+ROUGE comes from rouge-score and BLEU/chrF from sacrebleu; F1 and MCC are the textbook formulas
+(sklearn's definitions: labels = union of references and predictions, zero where undefined).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from posttrain.eval.sample import Sample
+
+BOOTSTRAP_ITERS = 200  # for the standard errors of corpus-level metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    aggregate: str = "mean"
+    higher_is_better: bool = True
+
+
+def mean_of(samples: Sequence[Sample], name: str) -> float:
+    return float(np.mean([s.scores[name] for s in samples])) if samples else float("nan")
+
+
+# ---- classification ----------------------------------------------------------------------------
+
+
+def confusion(references: Sequence, predictions: Sequence) -> tuple[list, np.ndarray]:
+    labels = sorted({*map(str, references), *map(str, predictions)})
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for ref, pred in zip(references, predictions):
+        matrix[index[str(ref)], index[str(pred)]] += 1
+    return labels, matrix
+
+
+def f1_per_class(matrix: np.ndarray) -> np.ndarray:
+    tp = np.diag(matrix).astype(float)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    total = precision + recall
+    return np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
+
+
+def f1_macro(references: Sequence, predictions: Sequence) -> float:
+    return float(f1_per_class(confusion(references, predictions)[1]).mean())
+
+
+def f1_weighted(references: Sequence, predictions: Sequence) -> float:
+    matrix = confusion(references, predictions)[1]
+    support = matrix.sum(axis=1)
+    return float((f1_per_class(matrix) * support).sum() / max(1, support.sum()))
+
+
+def matthews_corrcoef(references: Sequence, predictions: Sequence) -> float:
+    """Gorodkin's multi-class MCC: (c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))."""
+    matrix = confusion(references, predictions)[1].astype(float)
+    c, s = np.trace(matrix), matrix.sum()
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    numerator = c * s - predicted @ actual
+    denominator = math.sqrt((s * s - predicted @ predicted) * (s * s - actual @ actual))
+    return float(numerator / denominator) if denominator > 0 else 0.0
+
+
+def _labels(samples: Sequence[Sample]) -> tuple[list, list]:
+    return [s.reference for s in samples], [s.extracted for s in samples]
+
+
+# ---- text --------------------------------------------------------------------------------------
+
+
+def rouge_scores(prediction: str, reference: str, kinds: Sequence[str] = ("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
+    """F-measures from rouge-score (Porter stemming on, as in the summarisation papers)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
+    return {kind: score.fmeasure for kind, score in scorer.score(reference, prediction).items()}
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+
+
+def corpus_chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
+    import sacrebleu
+
+    return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
+
+
+def _hypotheses(samples: Sequence[Sample]) -> tuple[list[str], list[str]]:
+    return [s.output.strip() for s in samples], [str(s.reference) for s in samples]
+
+
+# ---- perplexity --------------------------------------------------------------------------------
+
+
+def _total(samples: Sequence[Sample], key: str) -> float:
+    return float(sum(s.extra[key] for s in samples))
+
+
+def perplexity(samples: Sequence[Sample]) -> float:
+    """Token-level: exp of the mean negative log-likelihood over every scored token of every document."""
+    return math.exp(-_total(samples, "logprob") / max(1.0, _total(samples, "n_tokens")))
+
+
+def bits_per_byte(samples: Sequence[Sample]) -> float:
+    """Tokenizer-independent: total negative log-likelihood in bits over the text's UTF-8 bytes."""
+    return -_total(samples, "logprob") / (math.log(2) * max(1.0, _total(samples, "n_bytes")))
+
+
+# ---- instruction following ----------------------------------------------------------------------
+
+
+def instruction_level(samples: Sequence[Sample], key: str) -> float:
+    followed = [ok for s in samples for ok in s.extra[key]]
+    return sum(followed) / len(followed) if followed else float("nan")
+
+
+# ---- registry ----------------------------------------------------------------------------------
+
+Aggregation = Callable[[Sequence[Sample], str], float]
+
+
+def _lc_win_rate(samples: Sequence[Sample], name: str) -> float:
+    from posttrain.eval.length_control import length_controlled_win_rate
+
+    return length_controlled_win_rate([s.scores["preference"] for s in samples],
+                                      [s.extra["length_diff"] for s in samples])
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    "mean": mean_of,
+    "f1_macro": lambda samples, name: f1_macro(*_labels(samples)),
+    "f1_weighted": lambda samples, name: f1_weighted(*_labels(samples)),
+    "mcc": lambda samples, name: matthews_corrcoef(*_labels(samples)),
+    "bleu": lambda samples, name: corpus_bleu(*_hypotheses(samples)),
+    "chrf": lambda samples, name: corpus_chrf(*_hypotheses(samples)),
+    "perplexity": lambda samples, name: perplexity(samples),
+    "bits_per_byte": lambda samples, name: bits_per_byte(samples),
+    "instruction_level_strict": lambda samples, name: instruction_level(samples, "followed_strict"),
+    "instruction_level_loose": lambda samples, name: instruction_level(samples, "followed_loose"),
+    "lc_win_rate": _lc_win_rate,
+}
+
+
+def compute(metric: Metric, samples: Sequence[Sample]) -> float:
+    return AGGREGATIONS[metric.aggregate](samples, metric.name)
+
+
+def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
+                   iterations: int = BOOTSTRAP_ITERS) -> float | None:
+    """None where it is undefined (fewer than two samples)."""
+    n = len(samples)
+    if n < 2:
+        return None
+    if metric.aggregate == "mean":
+        values = np.array([s.scores[metric.name] for s in samples], dtype=float)
+        return float(values.std(ddof=1) / math.sqrt(n))
+    rng = np.random.default_rng(seed)
+    draws = [compute(metric, [samples[i] for i in rng.integers(0, n, n)]) for _ in range(iterations)]
+    return float(np.std(draws, ddof=1))
+
+
+def summarise(metrics: Sequence[Metric], samples: Sequence[Sample], seed: int = 0) -> dict[str, dict]:
+    """{name: {value, stderr, aggregate, higher_is_better}} for results.json."""
+    out = {}
+    for metric in metrics:
+        out[metric.name] = {"value": compute(metric, samples), "stderr": standard_error(metric, samples, seed),
+                            "aggregate": metric.aggregate, "higher_is_better": metric.higher_is_better}
+    return out
+
+
+def label_counts(values: Sequence) -> dict[str, int]:
+    return dict(Counter(map(str, values)))

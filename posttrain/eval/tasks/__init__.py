@@ -1,0 +1,24 @@
+"""Task kinds, each a module with `run(task, docs, pool, ctx) -> samples` and `metrics(task)`.
+This table is the only place a kind's name maps to its code."""
+
+from posttrain.eval.tasks import (
+    classification,
+    generation,
+    hpt,
+    ifeval,
+    multiple_choice,
+    pairwise,
+    perplexity,
+    refusal,
+)
+
+KIND_MODULES = {
+    "multiple_choice": multiple_choice,
+    "generation": generation,
+    "classification": classification,
+    "perplexity": perplexity,
+    "ifeval": ifeval,
+    "pairwise_judge": pairwise,
+    "hpt": hpt,
+    "refusal": refusal,
+}

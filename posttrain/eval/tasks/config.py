@@ -1,0 +1,162 @@
+"""Task configurations: a closed, typed schema per task kind (an unknown key is an error naming the
+nearest valid key), read from a built-in name or a task YAML file, with `--set` overrides."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, TypeAdapter, ValidationError
+
+from posttrain.config import Section, apply_override
+from posttrain.errors import UserError
+
+
+class JudgeConfig(Section):
+    """A local model (a directory, hub id or 'tiny': scored by the log-prob of each answer label) or
+    an OpenAI-compatible endpoint (a URL ending in /v1: scored from its answer text)."""
+
+    model: str | None = None
+    api_model: str = "default"  # the `model` field sent to an endpoint
+    api_key_env: str | None = None  # environment variable holding the endpoint's key, if it needs one
+    template: str | None = None  # template text, or a path to a file holding it
+    timeout_s: float = 60.0
+
+
+class TaskBase(Section):
+    name: str
+    description: str = ""
+    data: str | None = None  # a file or directory; generated tasks need none
+    format: str = "prompt"  # how rows become documents (tasks/formats.py)
+    split: str | None = None  # for datasets directories holding a DatasetDict
+    fields: dict[str, str] = {}  # rename file columns before the format reads them
+    generator: Literal["arithmetic", "countdown"] | None = None
+    size: int = 200  # documents a generator makes
+    data_seed: int = 0
+    chat: bool | None = None  # None: the chat template when the model ships one
+    system: str | None = None
+    template: str = "{prompt}"  # the user message, over document fields
+    target_template: str | None = None  # a few-shot example's answer
+    few_shot: int = 0
+    few_shot_data: str | None = None  # default: other documents of the evaluated set
+    few_shot_seed: int = 1234
+    limit: int | None = None
+
+
+class MultipleChoiceTask(TaskBase):
+    kind: Literal["multiple_choice"]
+    choice_style: Literal["texts", "letters"] = "texts"  # score each answer's text, or its letter
+
+
+GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf"]
+Extraction = Literal["final_number", "boxed", "choice_letter", "regex", "text", "countdown"]
+
+
+class GenerationTask(TaskBase):
+    kind: Literal["generation"]
+    extract: Extraction = "text"
+    regex: str | None = None
+    strategy: Literal["direct", "cot"] = "direct"
+    metrics: list[GenerationMetric] = ["exact_match"]
+    stop: list[str] = []
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+
+
+class ClassificationTask(TaskBase):
+    kind: Literal["classification"]
+    labels: list[str]
+    method: Literal["loglikelihood", "generation"] = "loglikelihood"
+    max_new_tokens: int = 8
+
+
+class PerplexityTask(TaskBase):
+    kind: Literal["perplexity"]
+    format: str = "text"
+    window: int | None = None  # tokens per forward pass; default: the model's context length
+    stride: int | None = None  # tokens newly scored per window; default: window // 2
+
+
+class IFEvalTask(TaskBase):
+    kind: Literal["ifeval"]
+    format: str = "ifeval"
+    max_new_tokens: int = 512
+
+
+class PairwiseJudgeTask(TaskBase):
+    kind: Literal["pairwise_judge"]
+    format: str = "alpaca_eval"
+    judge: JudgeConfig = JudgeConfig()
+    max_new_tokens: int = 512
+
+
+class HPTTask(TaskBase):
+    kind: Literal["hpt"]
+    extract: Extraction = "final_number"
+    regex: str | None = None
+    metric: Literal["exact_match", "countdown"] = "exact_match"
+    role: str = "an expert problem solver"
+    levels: list[int] = [1, 2, 3, 4, 5]
+    unsolved_penalty: float = 1.0  # added to the last level's number when no level solves a sample
+    max_new_tokens: int = 256
+
+
+class RefusalTask(TaskBase):
+    kind: Literal["refusal"]
+    format: str = "harmful"
+    classifier: Literal["patterns", "judge"] = "patterns"
+    patterns: list[str] | None = None  # default: refusal.REFUSAL_PATTERNS
+    judge: JudgeConfig = JudgeConfig()
+    max_new_tokens: int = 128
+
+
+TaskConfig = Annotated[
+    Union[MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
+          PairwiseJudgeTask, HPTTask, RefusalTask],
+    Field(discriminator="kind"),
+]
+_ADAPTER = TypeAdapter(TaskConfig)
+KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
+         (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
+          PairwiseJudgeTask, HPTTask, RefusalTask)}
+
+
+def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
+    if raw.get("kind") not in KINDS:
+        raise UserError(f"{label}: kind must be one of {', '.join(KINDS)} (got {raw.get('kind')!r})")
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as err:
+        raise UserError(_describe(err.errors()[0], raw["kind"], label)) from None
+
+
+def _describe(error: dict, kind: str, label: str) -> str:
+    loc = [str(part) for part in error["loc"][1:]]  # [0] is the kind tag
+    dotted = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        section = JudgeConfig if loc[0] == "judge" and len(loc) > 1 else KINDS[kind]
+        valid = list(section.model_fields)
+        near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        return f"{label}: unknown key '{dotted}' for a {kind} task{hint}; valid keys: {', '.join(valid)}"
+    got = error.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    return f"{label}: {dotted}: {error['msg']}{shown}"
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a task file is a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        apply_override(raw, item)
+    return raw

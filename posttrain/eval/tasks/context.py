@@ -1,0 +1,32 @@
+"""What a task kind's runner gets: the backend, the seed, and (optionally) a judge to use instead
+of the one the task configures (tests and in-process callers pass one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from posttrain.eval.backend import Backend
+from posttrain.eval.prompting import Prompter, fill, pick_examples, target_text, with_cot
+
+
+@dataclass
+class TaskContext:
+    backend: Backend
+    seed: int = 0
+    judge: Any = None
+
+    def prompter(self, task) -> Prompter:
+        chat = self.backend.is_chat if task.chat is None else task.chat
+        return Prompter(self.backend.tokenizer, chat, task.system)
+
+
+def user_prompt(task, doc: dict, cot: bool = False) -> str:
+    return with_cot(fill(task.template, doc, task.name), cot)
+
+
+def few_shot_turns(task, doc: dict, pool: list[dict], cot: bool = False) -> list[tuple[str, str]]:
+    """(question, answer) pairs for the task's few_shot examples of this document."""
+    shots = pick_examples(pool, task.few_shot, doc, task.few_shot_seed)
+    return [(user_prompt(task, shot, cot), target_text(shot, cot, task.target_template, task.name))
+            for shot in shots]

@@ -1,0 +1,115 @@
+"""A task's documents (and its few-shot pool): generated, or read from the user's files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from posttrain.data.sources import read_rows
+from posttrain.errors import UserError
+from posttrain.eval.tasks.formats import FormatError, row_reader
+
+FEW_SHOT_POOL_SIZE = 50
+
+
+def load_documents(task, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+    """(documents to evaluate, few-shot pool). Each document gets `_id`, its position in the full
+    set, so a sample can be matched across runs and its few-shot examples do not depend on limit."""
+    limit = limit if limit is not None else task.limit
+    if task.generator:
+        docs, pool = _generated(task)
+    else:
+        if not task.data:
+            raise UserError(f"task '{task.name}' needs data: --data {task.name}=PATH "
+                            f"(docs/eval_tasks.md says where its files come from)")
+        docs = _read(task, task.data)
+        pool = docs
+    for index, doc in enumerate(docs):
+        doc["_id"] = index
+    if task.few_shot_data:
+        pool = _read(task, task.few_shot_data)
+        for index, doc in enumerate(pool):
+            doc["_id"] = f"shot-{index}"
+    if limit is not None:
+        if limit < 1:
+            raise UserError(f"limit must be >= 1, got {limit}")
+        docs = docs[:limit]
+    return docs, pool
+
+
+def _generated(task) -> tuple[list[dict], list[dict]]:
+    if task.generator == "countdown":
+        from posttrain.eval import countdown
+
+        shots = countdown.rows(FEW_SHOT_POOL_SIZE, task.data_seed + 1_000)
+        for shot in shots:
+            shot["rationale"] = shot["solution"]
+        return countdown.rows(task.size, task.data_seed), [{**s, "_id": f"shot-{i}"} for i, s in enumerate(shots)]
+    from posttrain.data.synth import arithmetic
+
+    # data_seed 0 reproduces the quickstart's test set (write_quickstart_data uses seed + 3).
+    test_seed = task.data_seed + 3
+    docs = arithmetic.eval_rows(task.size, test_seed)
+    held_out = arithmetic.eval_keys(task.size, test_seed)
+    pool = []
+    for index, row in enumerate(arithmetic.sft_rows(FEW_SHOT_POOL_SIZE, task.data_seed + 1, held_out)):
+        question, worked = row["messages"][0]["content"], row["messages"][1]["content"]
+        rationale, final = worked.rsplit(" The answer is ", 1)
+        pool.append({"prompt": question, "rationale": rationale, "reference": final.rstrip("."),
+                     "_id": f"shot-{index}"})
+    return docs, pool
+
+
+def _read(task, path: str) -> list[dict]:
+    reader = row_reader(task.format)
+    docs = []
+    for number, row in _rows(task, Path(path)):
+        row = _renamed(row, task.fields)
+        try:
+            docs.append(reader(row))
+        except (FormatError, KeyError, TypeError, ValueError) as err:
+            problem = f"missing field {err}" if isinstance(err, KeyError) else str(err)
+            raise UserError(f"{path}: row {number}: not a '{task.format}' row: {problem}") from None
+    if not docs:
+        raise UserError(f"{path}: no rows")
+    return docs
+
+
+def _rows(task, path: Path):
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.suffix == ".txt":
+        return iter([(1, {"text": path.read_text(encoding="utf-8")})])
+    if task.format == "mmlu" and (path.suffix == ".csv" or _csv_dir(path)):
+        return _mmlu_csv_rows(path)
+    return read_rows(path, task.split)
+
+
+def _csv_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.csv"))
+
+
+def _mmlu_csv_rows(path: Path):
+    """MMLU's released CSVs have no header: question, A, B, C, D, answer letter; one file per
+    subject (data/test/<subject>_test.csv), the subject taken from the file name."""
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    number = 0
+    for file in files:
+        subject = file.stem.rsplit("_", 1)[0].replace("_", " ")
+        with file.open(newline="", encoding="utf-8") as handle:
+            for cells in csv.reader(handle):
+                number += 1
+                if len(cells) != 6:
+                    raise UserError(f"{file}: row {number}: expected 6 cells (question, A-D, answer), "
+                                    f"got {len(cells)}")
+                if cells[-1] not in ("A", "B", "C", "D"):  # a header row
+                    continue
+                yield number, dict(zip(["question", "A", "B", "C", "D", "answer"], cells), subject=subject)
+
+
+def _renamed(row: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    if not fields:
+        return row
+    kept = {key: value for key, value in row.items() if key not in fields}
+    return {**kept, **{fields[key]: value for key, value in row.items() if key in fields}}

@@ -1,0 +1,37 @@
+"""Wires policy log-probs and precomputed reference log-probs to a registered preference loss, for
+the training loop. The loss unit is a pair: the loop divides the summed pair losses by the number
+of pairs in the whole optimizer step."""
+
+from __future__ import annotations
+
+import torch
+
+from posttrain.objectives.preference import PairLogps, PreferenceConfig, summed_statistics
+from posttrain.objectives.registry import LossSpec
+
+
+def sequence_logps(token_logps: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of response-token log-probs, response token count) per row."""
+    counts = (labels[:, 1:] != -100).sum(-1).to(token_logps.dtype)
+    return token_logps.sum(-1), counts
+
+
+class PairwiseObjective:
+    def __init__(self, spec: LossSpec, cfg: PreferenceConfig):
+        self.spec, self.cfg = spec, cfg
+
+    def weight(self, mb: dict[str, torch.Tensor]) -> int:
+        return int(mb["num_pairs"])
+
+    def loss(self, policy, mb: dict[str, torch.Tensor]):
+        n = mb["input_ids"].shape[0] // (3 if self.spec.needs_reference_sample else 2)
+        logps, lengths = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
+        sample = slice(2 * n, 3 * n)
+        batch = PairLogps(
+            policy_chosen_logps=logps[:n], policy_rejected_logps=logps[n : 2 * n],
+            ref_chosen_logps=mb.get("ref_chosen"), ref_rejected_logps=mb.get("ref_rejected"),
+            chosen_lengths=lengths[:n], rejected_lengths=lengths[n : 2 * n],
+            policy_ref_sample_logps=logps[sample] if logps.shape[0] > 2 * n else None,
+            ref_ref_sample_logps=mb.get("ref_ref_sample"))
+        out = self.spec.fn(batch, self.cfg)
+        return out.losses.sum(), summed_statistics(out)

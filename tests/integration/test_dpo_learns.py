@@ -1,0 +1,72 @@
+"""Preference optimisation learns: after a short SFT on a parity task (the format is learned, the
+rule only partly), DPO and SimPO on (correct, wrong) answer pairs raise the share of held-out pairs
+whose correct answer the policy prefers, i.e. logp(chosen) > logp(rejected)."""
+
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from posttrain.config import load_recipe
+from posttrain.data.batching import IGNORE
+from posttrain.data.preference import tokenize_completion
+from posttrain.model.load import load_tokenizer
+from posttrain.model.logprobs import token_logprobs
+from posttrain.stages import dpo, sft
+from tests.integration.conftest import write_jsonl
+
+
+def _question(n):
+    return [{"role": "user", "content": f"Is {n} even or odd?"}]
+
+
+def _answers(n):
+    right, wrong = ("even", "odd") if n % 2 == 0 else ("odd", "even")
+    return right, wrong
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory, tiny_default_dir):
+    root = tmp_path_factory.mktemp("parity")
+    numbers = list(range(100, 1000))
+    random.Random(0).shuffle(numbers)
+    test, train = numbers[:100], numbers[100:]
+    sft_rows = [{"messages": _question(n) + [{"role": "assistant", "content": _answers(n)[0]}]} for n in train]
+    pairs = [{"prompt": _question(n)[0]["content"], "chosen": _answers(n)[0], "rejected": _answers(n)[1]}
+             for n in train]
+    write_jsonl(root / "sft.jsonl", sft_rows)
+    write_jsonl(root / "pairs.jsonl", pairs)
+    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{root / 'sft.jsonl'}]",
+                               "train.micro_batch_size=16", "train.max_steps=10", "train.lr=1e-3",
+                               "train.warmup_steps=5"]), output_dir=str(root / "sft"))
+    return root, test
+
+
+def _pairwise_accuracy(model_dir, numbers):
+    tok = load_tokenizer(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    wins = 0
+    with torch.no_grad():
+        for n in numbers:
+            scores = []
+            for answer in _answers(n):
+                ex = tokenize_completion(tok, _question(n), [{"role": "assistant", "content": answer}])
+                ids, labels = torch.tensor([ex.input_ids]), torch.tensor([ex.labels])
+                scores.append(float(token_logprobs(model, ids, labels).sum()))
+            wins += scores[0] > scores[1]
+    assert all(label == IGNORE for label in ex.labels[:3])  # the prompt is not scored
+    return wins / len(numbers)
+
+
+@pytest.mark.parametrize("loss, extra", [("sigmoid", ["preference.beta=0.5"]),
+                                         ("simpo", ["preference.beta=2.0", "preference.gamma=1.0"])])
+def test_preference_optimisation_raises_held_out_pair_accuracy(parity, loss, extra):
+    root, test = parity
+    before = _pairwise_accuracy(root / "sft" / "final", test)
+    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{root / 'pairs.jsonl'}]",
+                                "train.micro_batch_size=16", "train.max_steps=80", "train.lr=2e-4",
+                                "train.warmup_steps=5", f"preference.loss={loss}", *extra])
+    dpo.run(recipe, output_dir=str(root / loss))
+    after = _pairwise_accuracy(root / loss / "final", test)
+    assert after >= before + 0.15, (before, after)  # measured: 0.51 -> 0.74 (DPO), 0.75 (SimPO)
