@@ -8,13 +8,17 @@ samples), so a single forward scores all of them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import tokenize_conversation, tokenize_prompt
+from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +28,7 @@ class PairExample:
     rejected: Example
     ref_sample: Example | None = None  # SELM: a response sampled from the reference policy
     ref_logps: dict[str, float] = field(default_factory=dict)  # precomputed reference log-probs
+    scores: tuple[float, float] | None = None  # REBEL: rewards r(x, chosen), r(x, rejected)
 
     def __len__(self) -> int:
         return max(len(self.chosen), len(self.rejected))
@@ -39,7 +44,11 @@ def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -
     return Example(full_ids, [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids):])
 
 
-def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str) -> list[PairExample]:
+def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
+                   with_scores: bool = False) -> list[PairExample]:
+    """Tokenised pairs; a pair longer than max_length is an error naming its row (or skipped and
+    counted with on_error: skip). with_scores reads `chosen_score`/`rejected_score` of each row."""
+    raw = dict(read_rows(loaded.path)) if with_scores else {}
     pairs, too_long = [], 0
     for row, record in zip(loaded.rows, loaded.records):
         chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
@@ -51,10 +60,24 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str) -> list[Pa
                                 f"{max_length} (raise data.max_length or set data.on_error: skip)")
             too_long += 1
             continue
-        pairs.append(PairExample(record.prompt, chosen, rejected))
+        scores = _scores(loaded.path, row, raw[row]) if with_scores else None
+        pairs.append(PairExample(record.prompt, chosen, rejected, scores=scores))
+    if too_long:
+        log.warning("%s: skipped %d pairs longer than %d tokens", loaded.path, too_long, max_length)
     if not pairs:
         raise UserError(f"{loaded.path}: no preference pair fits in max_length {max_length}")
     return pairs
+
+
+def _scores(path, row: int, raw: dict) -> tuple[float, float]:
+    """REBEL's rewards, as `posttrain score` writes them beside each pair."""
+    values = []
+    for name in ("chosen_score", "rejected_score"):
+        value = raw.get(name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise row_error(path, row, name, f"a number is needed, got {value!r}")
+        values.append(float(value))
+    return values[0], values[1]
 
 
 def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -64,5 +87,8 @@ def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tens
     batch = collate_padded(rows, pad_id)
     for key in pairs[0].ref_logps:
         batch[f"ref_{key}"] = torch.tensor([p.ref_logps[key] for p in pairs], dtype=torch.float32)
+    if pairs[0].scores is not None:
+        scores = torch.tensor([p.scores for p in pairs], dtype=torch.float32)
+        batch["chosen_score"], batch["rejected_score"] = scores[:, 0], scores[:, 1]
     batch["num_pairs"] = torch.tensor(len(pairs))
     return batch

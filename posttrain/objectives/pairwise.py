@@ -32,6 +32,8 @@ class PairwiseObjective:
             ref_chosen_logps=mb.get("ref_chosen"), ref_rejected_logps=mb.get("ref_rejected"),
             chosen_lengths=lengths[:n], rejected_lengths=lengths[n : 2 * n],
             policy_ref_sample_logps=logps[sample] if logps.shape[0] > 2 * n else None,
-            ref_ref_sample_logps=mb.get("ref_ref_sample"))
+            ref_ref_sample_logps=mb.get("ref_ref_sample"),
+            old_chosen_logps=mb.get("ref_chosen"), old_rejected_logps=mb.get("ref_rejected"),
+            chosen_scores=mb.get("chosen_score"), rejected_scores=mb.get("rejected_score"))
         out = self.spec.fn(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)

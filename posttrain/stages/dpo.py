@@ -39,9 +39,8 @@ from posttrain.train.setup import RunContext, start_run
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
     spec = get_preference_loss(recipe.preference.loss)
-    if not spec.paired or spec.needs_rewards:
-        raise UserError(f"preference.loss '{spec.name}' needs unpaired data or rollout rewards, "
-                        "which `posttrain dpo` does not build; use a paired loss")
+    if not spec.paired:
+        raise UserError(f"preference.loss '{spec.name}' takes unpaired data: use `posttrain kto`")
     cfg = _preference_config(recipe)
     ctx = start_run(recipe, "dpo", output_dir, resume)
     tok, data = ctx.tokenizer, ctx.recipe.data
@@ -50,7 +49,8 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     def pairs_of(sources):
         loaded = load_sources(sources, "preference", data.on_error)
-        return [p for part in loaded for p in tokenize_pairs(tok, part, max_len, data.on_error)]
+        return [p for part in loaded
+                for p in tokenize_pairs(tok, part, max_len, data.on_error, spec.needs_rewards)]
 
     train = pairs_of(data.sources)
     held = pairs_of(data.eval_sources) if data.eval_sources else []
@@ -58,7 +58,8 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
         _add_reference_samples(ctx, train + held, max_len)
-    if spec.needs_reference:
+    if spec.needs_reference or spec.needs_rewards:
+        # REBEL's "old policy" (the one that sampled the pairs) is the initial policy here.
         _reference_logps(ctx, spec, train + held)
     collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id)
     lengths = [len(p) for p in train] if data.group_by_length else None
