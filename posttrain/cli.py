@@ -14,7 +14,7 @@ import warnings
 
 from posttrain.errors import UserError
 
-TRAIN_STAGES = ("pretrain", "sft", "dpo")
+TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto")
 
 
 def _train_parser(sub, name: str, help_text: str) -> None:
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub, "pretrain", "continual pre-training on raw text")
     _train_parser(sub, "sft", "supervised fine-tuning on conversations")
     _train_parser(sub, "dpo", "preference optimisation on chosen/rejected pairs (DPO, SimPO, ...)")
+    _train_parser(sub, "kto", "KTO on unpaired desirable/undesirable examples")
 
     g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
     g.add_argument("model", help="model directory, hub id, or 'tiny'")

@@ -9,42 +9,42 @@ disk, keyed by the reference model and the tokenised data.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from posttrain.data.preference import PairExample, collate_pairs
 from posttrain.model.logprobs import token_logprobs
 from posttrain.objectives.pairwise import sequence_logps
 
 
 @torch.no_grad()
-def precompute_reference_logps(model, pairs: Sequence[PairExample], pad_id: int, batch_size: int,
-                               device: torch.device, chunk_size: int = 1024) -> None:
-    """Fill pair.ref_logps with logp_ref of chosen, rejected (and the reference sample)."""
+def precompute_reference_logps(model, units: Sequence, collate: Callable, names: Sequence[str],
+                               batch_size: int, device: torch.device, chunk_size: int = 1024) -> None:
+    """Fill unit.ref_logps[name] with the reference's response log-prob of each row block:
+    `collate` stacks a group's rows block by block (e.g. all chosen, then all rejected), and
+    names[k] names block k (blocks beyond the collated rows are skipped)."""
     was_training = model.training
     model.eval()  # dropout off: the reference is a fixed function
     try:
-        for start in tqdm(range(0, len(pairs), batch_size), desc="reference log-probs", leave=False):
-            group = pairs[start : start + batch_size]
-            batch = collate_pairs(group, pad_id)
+        for start in tqdm(range(0, len(units), batch_size), desc="reference log-probs", leave=False):
+            group = units[start : start + batch_size]
+            batch = collate(group)
             ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
             logps, _ = sequence_logps(token_logprobs(model, ids, labels, chunk_size=chunk_size), labels)
             n = len(group)
-            for i, pair in enumerate(group):
-                pair.ref_logps["chosen"] = float(logps[i])
-                pair.ref_logps["rejected"] = float(logps[n + i])
-                if pair.ref_sample is not None:
-                    pair.ref_logps["ref_sample"] = float(logps[2 * n + i])
+            for block, name in enumerate(names[: logps.shape[0] // n]):
+                for i, unit in enumerate(group):
+                    unit.ref_logps[name] = float(logps[block * n + i])
     finally:
         model.train(was_training)
 
 
-def pairs_fingerprint(pairs: Sequence[PairExample], model_id: str) -> str:
+def units_fingerprint(units: Sequence, fields: Sequence[str], model_id: str) -> str:
+    """What precomputed log-probs depend on: the reference's identity and every scored token."""
     digest = hashlib.sha256(model_id.encode())
-    for p in pairs:
-        for ex in (p.chosen, p.rejected, p.ref_sample):
+    for unit in units:
+        for ex in (getattr(unit, f) for f in fields):
             if ex is not None:
                 digest.update(repr(ex.input_ids).encode())
                 digest.update(repr(ex.labels).encode())

@@ -4,10 +4,20 @@ of pairs in the whole optimizer step."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from posttrain.objectives.preference import PairLogps, PreferenceConfig, summed_statistics
+from posttrain.config import PreferenceSection
+from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,
+                                            kto_reference_point, summed_statistics)
 from posttrain.objectives.registry import LossSpec
+
+
+def preference_config(section: PreferenceSection) -> PreferenceConfig:
+    """The objective's hyperparameters from the recipe's `preference:` section."""
+    fields = {f.name for f in dataclasses.fields(PreferenceConfig)}
+    return PreferenceConfig(**{k: v for k, v in section.model_dump().items() if k in fields})
 
 
 def sequence_logps(token_logps: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,4 +46,25 @@ class PairwiseObjective:
             old_chosen_logps=mb.get("ref_chosen"), old_rejected_logps=mb.get("ref_rejected"),
             chosen_scores=mb.get("chosen_score"), rejected_scores=mb.get("rejected_score"))
         out = self.spec.fn(batch, self.cfg)
+        return out.losses.sum(), summed_statistics(out)
+
+
+class UnpairedObjective:
+    """KTO for the loop: rows are the examples' own completions, then their mismatched partners
+    (another example's completion), whose log-ratio mean estimates z0 within the micro-batch.
+    The loss unit is an example."""
+
+    def __init__(self, cfg: PreferenceConfig):
+        self.cfg = cfg
+
+    def weight(self, mb: dict[str, torch.Tensor]) -> int:
+        return int(mb["num_examples"])
+
+    def loss(self, policy, mb: dict[str, torch.Tensor]):
+        n = mb["input_ids"].shape[0] // 2
+        logps, _ = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
+        z0 = kto_reference_point(logps[n:], mb["ref_mismatched"])
+        batch = UnpairedLogps(policy_logps=logps[:n], ref_logps=mb["ref_matched"],
+                              desirable=mb["desirable"], kl_reference_point=z0)
+        out = kto(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)

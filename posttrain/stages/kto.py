@@ -1,0 +1,54 @@
+"""KTO on unpaired desirable/undesirable examples (Ethayarajh et al. 2024).
+
+    posttrain kto recipes/tiny/kto.yaml [--set preference.beta=0.1]
+
+Data: TRL's unpaired rows {prompt, completion, label} or paired rows (chosen counts as desirable,
+rejected as undesirable). Reference log-probs of each completion and of its fixed mismatched
+partner (for the z0 estimate) are computed once before training and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from posttrain.config import Recipe
+from posttrain.data.chat import ensure_chat_template
+from posttrain.data.plans import EpochPlan, eval_micro_batches
+from posttrain.data.prepare import max_length_for, split_holdout
+from posttrain.data.unpaired import collate_unpaired, read_unpaired, tokenize_unpaired
+from posttrain.errors import UserError
+from posttrain.model.load import context_length
+from posttrain.model.logprobs import TokenLogprobs
+from posttrain.objectives.pairwise import UnpairedObjective, preference_config
+from posttrain.train import loop
+from posttrain.train.reference import attach_reference_logps
+from posttrain.train.setup import start_run
+
+
+def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
+    if recipe.preference.loss not in ("sigmoid", "kto"):  # the default loss name means "unset"
+        raise UserError(f"posttrain kto trains KTO; preference.loss '{recipe.preference.loss}' belongs to posttrain dpo")
+    ctx = start_run(recipe, "kto", output_dir, resume)
+    tok, data = ctx.tokenizer, ctx.recipe.data
+    ensure_chat_template(tok)
+    max_len = max_length_for(data, context_length(ctx.model))
+    if not data.sources:
+        raise UserError("the recipe has no data sources (data.sources)")
+    train = [ex for s in data.sources for ex in read_unpaired(s.path)]
+    held = [ex for s in data.eval_sources for ex in read_unpaired(s.path)]
+    if not held:
+        train, held = split_holdout(train, data.eval_fraction, ctx.recipe.seed)
+    for part in (train, held):
+        if part:
+            tokenize_unpaired(tok, part, max_len, ctx.recipe.seed)
+    collate = functools.partial(collate_unpaired, pad_id=tok.pad_token_id)
+    attach_reference_logps(ctx, train + held, collate, ("matched", "mismatched"), ("matched", "mismatched"))
+    lengths = [len(ex) for ex in train] if data.group_by_length else None
+    plan = EpochPlan(train, collate, ctx.layout, ctx.recipe.seed, ctx.recipe.train.max_steps,
+                     ctx.recipe.train.epochs, lengths)
+    job = loop.TrainJob(
+        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=tok,
+        plan=plan, objective=UnpairedObjective(preference_config(ctx.recipe.preference)),
+        eval_batches=eval_micro_batches(held, collate, ctx.layout), resume_from=ctx.resume_from)
+    return loop.run(job)
