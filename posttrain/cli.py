@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-chat", action="store_true", help="raw text continuation (base models)")
 
+    from posttrain.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+
     t = sub.add_parser("make-tiny", help="build the default tiny Llama model and tokenizer")
     t.add_argument("--preset", default="default", choices=["default", "test"])
     t.add_argument("--out", help="directory (default: the posttrain cache, where 'model: tiny' finds it)")
@@ -80,6 +84,10 @@ def run_command(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         stage = importlib.import_module(f"posttrain.stages.{args.command}")
         stage.run(recipe, output_dir=args.output_dir, resume=args.resume)
+    elif args.command == "eval":
+        from posttrain.eval.cli import eval_command
+
+        eval_command(args)
     elif args.command == "generate":
         from posttrain.interactive import generate_command
 

@@ -102,24 +102,23 @@ class HFBackend:
         """Requests sharing settings are generated together, shortest prompt first, one batch of
         generate_text per progress step (generate_text left-pads and seeds each call)."""
         outputs: list[str] = [""] * len(requests)
-        groups: dict[tuple, list[int]] = {}
-        for index, request in enumerate(requests):
-            key = (request.max_new_tokens, request.stop, request.temperature, request.top_p)
-            groups.setdefault(key, []).append(index)
         with self._progress(len(requests), desc or "generate") as bar:
-            for (max_new, stop, temperature, top_p), indices in groups.items():
-                cfg = GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p,
-                                       seed=self.seed, stop_strings=list(stop), batch_size=self.batch_size)
-                cfg.max_new_tokens = min(max_new, self.max_length - 1)
-                prompts = {i: self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices}
-                indices.sort(key=lambda i: len(prompts[i]))
-                for start in range(0, len(indices), self.batch_size):
-                    batch = indices[start : start + self.batch_size]
-                    texts = generate_text(self.model, self.tokenizer, [prompts[i] for i in batch], cfg)
-                    for index, text in zip(batch, texts):
-                        outputs[index] = text
-                    bar.update(len(batch))
+            for settings, indices in group_by_settings(requests).items():
+                self._generate_group(requests, indices, settings, outputs, bar)
         return outputs
+
+    def _generate_group(self, requests, indices: list[int], settings: tuple, outputs: list[str], bar) -> None:
+        max_new, stop, temperature, top_p = settings
+        cfg = GenerationConfig(max_new_tokens=min(max_new, self.max_length - 1), temperature=temperature,
+                               top_p=top_p, seed=self.seed, stop_strings=list(stop), batch_size=self.batch_size)
+        prompts = {i: self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices}
+        indices = sorted(indices, key=lambda i: len(prompts[i]))
+        for start in range(0, len(indices), self.batch_size):
+            batch = indices[start : start + self.batch_size]
+            texts = generate_text(self.model, self.tokenizer, [prompts[i] for i in batch], cfg)
+            for index, text in zip(batch, texts):
+                outputs[index] = text
+            bar.update(len(batch))
 
     def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
         """Keep the prompt's last tokens when prompt plus answer would exceed the context."""
@@ -171,6 +170,15 @@ class HFBackend:
     def _progress(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, unit="req", disable=not self.show_progress or total == 0,
                     leave=False, dynamic_ncols=True)
+
+
+def group_by_settings(requests: Sequence[GenerationRequest]) -> dict[tuple, list[int]]:
+    """Request indices by (max_new_tokens, stop, temperature, top_p): one generation call each."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = (request.max_new_tokens, request.stop, request.temperature, request.top_p)
+        groups.setdefault(key, []).append(index)
+    return groups
 
 
 def _total_length(request: LoglikelihoodRequest) -> int:

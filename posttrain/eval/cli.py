@@ -53,15 +53,13 @@ def eval_command(args: argparse.Namespace) -> None:
 
 
 def _evaluate_command(args: argparse.Namespace) -> None:
-    from posttrain.eval.engine import run_tasks
+    from posttrain.eval.engine import resolve_tasks, run_tasks
     from posttrain.eval.report import results_table, write_outputs
 
     specs = [s.strip() for s in (args.tasks or "").split(",") if s.strip()]
     if not specs:
         raise UserError("give the tasks to run: --tasks NAME[,NAME...] (posttrain eval list shows them)")
     overrides, data = split_overrides(specs, args.overrides), split_data(specs, args.data)
-    from posttrain.eval.engine import resolve_tasks
-
     tasks = resolve_tasks(specs, overrides, data)  # fail on a typo before loading the model
     backend = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype)
     results = run_tasks(backend, tasks, args.limit, args.seed)

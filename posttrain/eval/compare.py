@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from posttrain.errors import UserError
-from posttrain.eval.metrics import AGGREGATIONS, Metric, compute
+from posttrain.eval.metrics import AGGREGATIONS, Metric, compute, resampled
 from posttrain.eval.report import format_table, read_results
 from posttrain.eval.sample import Sample
 
@@ -44,15 +44,8 @@ class Difference:
 def paired_bootstrap(metric: Metric, a: list[Sample], b: list[Sample], iterations: int = ITERATIONS,
                      seed: int = 0) -> tuple[np.ndarray, float]:
     """(bootstrap deltas B - A, two-sided p-value) over paired samples a[i] <-> b[i]."""
-    n = len(a)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(iterations, n))
-    if metric.aggregate == "mean":  # vectorised: the common case, and thousands of draws are cheap
-        diff = np.array([sb.scores[metric.name] - sa.scores[metric.name] for sa, sb in zip(a, b)], dtype=float)
-        deltas = diff[draws].mean(axis=1)
-    else:
-        deltas = np.array([compute(metric, [b[i] for i in idx]) - compute(metric, [a[i] for i in idx])
-                           for idx in draws])
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(iterations, len(a)))
+    deltas = resampled(metric, b, draws) - resampled(metric, a, draws)  # the same resamples for both
     p_value = min(1.0, 2 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))))
     return deltas, p_value
 

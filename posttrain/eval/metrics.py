@@ -10,8 +10,8 @@ ROUGE comes from rouge-score and BLEU/chrF from sacrebleu; F1 and MCC are the te
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from posttrain.eval.sample import Sample
 
-BOOTSTRAP_ITERS = 200  # for the standard errors of corpus-level metrics
+BOOTSTRAP_ITERS = 1000  # for the standard errors of corpus-level metrics
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,17 @@ def _labels(samples: Sequence[Sample]) -> tuple[list, list]:
 # ---- text --------------------------------------------------------------------------------------
 
 
-def rouge_scores(prediction: str, reference: str, kinds: Sequence[str] = ("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
-    """F-measures from rouge-score (Porter stemming on, as in the summarisation papers)."""
+@functools.lru_cache(maxsize=4)
+def _rouge_scorer(kinds: tuple[str, ...]):
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
-    return {kind: score.fmeasure for kind, score in scorer.score(reference, prediction).items()}
+    return rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
+
+
+def rouge_scores(prediction: str, reference: str, kinds: Sequence[str] = ("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
+    """F-measures from rouge-score (Porter stemming on, as in the summarisation papers)."""
+    scores = _rouge_scorer(tuple(kinds)).score(reference, prediction)
+    return {kind: score.fmeasure for kind, score in scores.items()}
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -161,6 +166,32 @@ def compute(metric: Metric, samples: Sequence[Sample]) -> float:
     return AGGREGATIONS[metric.aggregate](samples, metric.name)
 
 
+def resampled(metric: Metric, samples: Sequence[Sample], draws: np.ndarray) -> np.ndarray:
+    """The metric on each bootstrap resample (each row of `draws` holds indices into samples).
+    Means are vectorised; BLEU/chrF re-aggregate sacrebleu's per-sentence statistics (the method
+    sacrebleu's own significance tests use) instead of re-scoring every sentence each time."""
+    if metric.aggregate == "mean":
+        values = np.array([s.scores[metric.name] for s in samples], dtype=float)
+        return values[draws].mean(axis=1)
+    if metric.aggregate in ("bleu", "chrf"):
+        fast = _sacrebleu_resampled(metric.aggregate, samples, draws)
+        if fast is not None:
+            return fast
+    return np.array([compute(metric, [samples[i] for i in row]) for row in draws])
+
+
+def _sacrebleu_resampled(kind: str, samples: Sequence[Sample], draws: np.ndarray) -> np.ndarray | None:
+    from sacrebleu.metrics import BLEU, CHRF
+
+    scorer = BLEU() if kind == "bleu" else CHRF()
+    hypotheses, references = _hypotheses(samples)
+    try:
+        stats = scorer._extract_corpus_statistics(hypotheses, [references])
+        return np.array([scorer._aggregate_and_compute([stats[i] for i in row]).score for row in draws])
+    except AttributeError:  # a sacrebleu without these internals: the caller re-scores
+        return None
+
+
 def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
                    iterations: int = BOOTSTRAP_ITERS) -> float | None:
     """None where it is undefined (fewer than two samples)."""
@@ -170,9 +201,8 @@ def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
     if metric.aggregate == "mean":
         values = np.array([s.scores[metric.name] for s in samples], dtype=float)
         return float(values.std(ddof=1) / math.sqrt(n))
-    rng = np.random.default_rng(seed)
-    draws = [compute(metric, [samples[i] for i in rng.integers(0, n, n)]) for _ in range(iterations)]
-    return float(np.std(draws, ddof=1))
+    draws = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
+    return float(np.std(resampled(metric, samples, draws), ddof=1))
 
 
 def summarise(metrics: Sequence[Metric], samples: Sequence[Sample], seed: int = 0) -> dict[str, dict]:
@@ -183,6 +213,3 @@ def summarise(metrics: Sequence[Metric], samples: Sequence[Sample], seed: int = 
                             "aggregate": metric.aggregate, "higher_is_better": metric.higher_is_better}
     return out
 
-
-def label_counts(values: Sequence) -> dict[str, int]:
-    return dict(Counter(map(str, values)))

@@ -91,11 +91,14 @@ def pick_examples(pool: list[dict], k: int, doc: dict, seed: int) -> list[dict]:
     the document itself when the pool is the evaluated set."""
     if k <= 0:
         return []
-    candidates = [d for d in pool if d.get("_id") != doc.get("_id")]  # a separate pool has "shot-N" ids
-    if len(candidates) < k:
+    rng = random.Random(f"{seed}:{doc.get('_id', 0)}")
+    # k + 1 draws leave k after dropping the document itself (a separate pool has "shot-N" ids)
+    drawn = [pool[i] for i in rng.sample(range(len(pool)), min(k + 1, len(pool)))]
+    chosen = [d for d in drawn if d.get("_id") != doc.get("_id")][:k]
+    if len(chosen) < k:
         raise UserError(f"few_shot={k} needs at least {k} example documents besides each evaluated one, "
-                        f"found {len(candidates)}")
-    return random.Random(f"{seed}:{doc.get('_id', 0)}").sample(candidates, k)
+                        f"found {len(chosen)}")  # short only when the whole pool was drawn
+    return chosen
 
 
 def with_cot(user: str, cot: bool) -> str:

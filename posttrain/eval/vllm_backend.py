@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from posttrain.eval.backend import (GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult,
+                                    group_by_settings)
 from posttrain.eval.load import has_own_chat_template
 
 
@@ -23,17 +24,18 @@ class VLLMBackend:
                  gpu_memory_utilization: float = 0.9, **engine_kwargs: Any):
         try:
             import vllm
+            from vllm.inputs import TokensPrompt
         except ImportError:
             raise UserError("backend 'vllm' needs vllm installed (a GPU machine): pip install vllm") from None
         from posttrain.model.load import load_tokenizer
 
-        self._vllm = vllm
+        self._vllm, self._tokens_prompt = vllm, TokensPrompt
         self.tokenizer = tokenizer or load_tokenizer(path)
         self.is_chat = has_own_chat_template(self.tokenizer)
         self.seed = seed
         self.llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
                             gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
-        self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
+        self.max_length = _max_model_len(self.llm, path)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
@@ -49,11 +51,7 @@ class VLLMBackend:
 
     def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
         outputs = [""] * len(requests)
-        groups: dict[tuple, list[int]] = {}
-        for index, request in enumerate(requests):
-            key = (request.max_new_tokens, request.stop, request.temperature, request.top_p)
-            groups.setdefault(key, []).append(index)
-        for (max_new, stop, temperature, top_p), indices in groups.items():
+        for (max_new, stop, temperature, top_p), indices in group_by_settings(requests).items():
             params = self._vllm.SamplingParams(max_tokens=max_new, temperature=temperature, top_p=top_p,
                                                stop=list(stop) or None, seed=self.seed)
             generated = self.llm.generate([self._tokens(requests[i].prompt) for i in indices], params,
@@ -63,4 +61,14 @@ class VLLMBackend:
         return outputs
 
     def _tokens(self, ids: list[int]):
-        return self._vllm.inputs.TokensPrompt(prompt_token_ids=list(ids))
+        return self._tokens_prompt(prompt_token_ids=list(ids))
+
+
+def _max_model_len(llm, path: str) -> int:
+    """The engine's context length; the model config's when this vLLM version hides it."""
+    try:
+        return int(llm.llm_engine.model_config.max_model_len)
+    except AttributeError:
+        from transformers import AutoConfig
+
+        return int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 2048))

@@ -43,21 +43,26 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     docs = [{**doc, "reference": reference_label(task, doc)} for doc in docs]
     prompter = ctx.prompter(task)
     contexts = [(user_prompt(task, doc), few_shot_turns(task, doc, shot_docs)) for doc in docs]
-    if task.method == "generation":
-        requests = [build_request(task, prompter, user, shots) for user, shots in contexts]
-        outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
-        predictions = [_label_in(task.labels, output) for output in outputs]
-        prompts = [r.prompt for r in requests]
-    else:
-        prompts = [prompter.prompt(user, shots) for user, shots in contexts]
-        requests = [LoglikelihoodRequest(p, prompter.continuation_ids(label)) for p in prompts for label in task.labels]
-        results = ctx.backend.loglikelihood(requests, desc=f"{task.name}: loglikelihood")
-        k = len(task.labels)
-        predictions = [_best(task.labels, [r.logprob for r in results[i * k : (i + 1) * k]]) for i in range(len(docs))]
-        outputs = list(predictions)
+    predict = _by_generation if task.method == "generation" else _by_loglikelihood
+    prompts, outputs, predictions = predict(task, prompter, contexts, ctx)
     return [Sample(task.name, doc["_id"], prompter.decode(prompt), output, reference=doc["reference"],
                    extracted=prediction, scores={"acc": float(prediction == doc["reference"])})
             for doc, prompt, output, prediction in zip(docs, prompts, outputs, predictions)]
+
+
+def _by_generation(task, prompter, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
+    requests = [build_request(task, prompter, user, shots) for user, shots in contexts]
+    outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
+    return [r.prompt for r in requests], outputs, [_label_in(task.labels, output) for output in outputs]
+
+
+def _by_loglikelihood(task, prompter, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
+    prompts = [prompter.prompt(user, shots) for user, shots in contexts]
+    requests = [LoglikelihoodRequest(p, prompter.continuation_ids(label)) for p in prompts for label in task.labels]
+    results = ctx.backend.loglikelihood(requests, desc=f"{task.name}: loglikelihood")
+    k = len(task.labels)
+    predictions = [_best(task.labels, [r.logprob for r in results[i * k : (i + 1) * k]]) for i in range(len(prompts))]
+    return prompts, list(predictions), predictions
 
 
 def _best(labels: list[str], logprobs: list[float]) -> str:

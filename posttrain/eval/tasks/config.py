@@ -143,7 +143,8 @@ def _describe(error: dict, kind: str, label: str) -> str:
         return f"{label}: unknown key '{dotted}' for a {kind} task{hint}; valid keys: {', '.join(valid)}"
     got = error.get("input")
     shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-    return f"{label}: {dotted}: {error['msg']}{shown}"
+    where = f"{dotted}: " if dotted else ""
+    return f"{label}: {where}{error['msg']}{shown}"
 
 
 def read_task_yaml(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Metrics a task can ask for:
 
 from __future__ import annotations
 
+from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest
 from posttrain.eval.countdown import is_solution
 from posttrain.eval.extract import canonical, get_extractor
@@ -31,9 +32,9 @@ def metrics(task) -> list[Metric]:
     return out
 
 
-def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = (),
-                  max_new_tokens: int | None = None) -> GenerationRequest:
-    return GenerationRequest(prompter.prompt(user, shots), max_new_tokens or task.max_new_tokens,
+def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = ()) -> GenerationRequest:
+    """Every generating kind's request: its task's length limit, stop strings and temperature."""
+    return GenerationRequest(prompter.prompt(user, shots), task.max_new_tokens,
                              tuple(getattr(task, "stop", ())), getattr(task, "temperature", 0.0))
 
 
@@ -51,7 +52,9 @@ def check_answer(task, doc: dict, output: str, rule: str = "exact_match") -> tup
     """(extracted answer, correct?) under the task's extraction and the exact_match or countdown rule."""
     extracted = get_extractor(task.extract, task.regex)(output)
     if rule == "countdown":
-        return extracted, is_solution(extracted, doc["numbers"], doc["target"])
+        if "numbers" not in doc or "target" not in doc:
+            raise UserError(f"task '{task.name}': the countdown metric needs documents with numbers and target")
+        return extracted, is_solution(extracted, doc["numbers"], int(doc["target"]))
     reference = str(doc.get("reference", ""))
     return extracted, extracted is not None and extracted == canonical(task.extract, reference)
 

@@ -1,0 +1,84 @@
+"""Models, backends and judges whose behaviour a test controls: scripted ones check the engine's
+plumbing (requests in, scores out) without depending on what a tiny model happens to say; the
+memorised model is a real model that knows the answers of the first generated documents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+
+
+class ScriptedBackend:
+    """Answers each generation request with answer(prompt text) and each log-likelihood request
+    with score(prompt text, continuation text); records every request it saw."""
+
+    def __init__(self, tokenizer, answer: Callable[[str], str] = lambda prompt: "",
+                 score: Callable[[str, str], float] = lambda context, continuation: 0.0,
+                 is_chat: bool = True, max_length: int = 256):
+        self.tokenizer, self.answer, self.score = tokenizer, answer, score
+        self.is_chat, self.max_length = is_chat, max_length
+        self.generated: list[GenerationRequest] = []
+        self.scored: list[LoglikelihoodRequest] = []
+
+    def _text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
+        self.generated += list(requests)
+        return [self.answer(self._text(r.prompt)) for r in requests]
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
+        self.scored += list(requests)
+        return [LoglikelihoodResult(self.score(self._text(r.context), self._text(r.continuation)),
+                                    len(r.continuation)) for r in requests]
+
+
+class FixedJudge:
+    """Prefers the answer for which prefer(answer_a, answer_b) says 'A' or 'B' (or 0.5 for a tie),
+    read from the filled-in pairwise template."""
+
+    def __init__(self, prefer: Callable[[str, str], float]):
+        self.prefer = prefer
+        self.prompts: list[str] = []
+
+    def choose(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        self.prompts += list(prompts)
+        out = []
+        for prompt in prompts:
+            a = prompt.split("# Response A\n", 1)[1].split("\n\n# Response B", 1)[0]
+            b = prompt.split("# Response B\n", 1)[1].split("\n\nWhich response", 1)[0]
+            p_a = self.prefer(a, b)
+            out.append([p_a, 1 - p_a])
+        return out
+
+
+MEMORISED_DOCS = 8
+MEMORISED_ANSWERS = {"arithmetic": lambda doc: f"The answer is {doc['reference']}.",
+                     "countdown": lambda doc: doc["solution"]}
+
+
+def first_documents(name: str, n: int = MEMORISED_DOCS) -> list[dict]:
+    from posttrain.eval.tasks.builtin import resolve_task
+    from posttrain.eval.tasks.documents import load_documents
+
+    return load_documents(resolve_task(name), limit=n)[0]
+
+
+def train_memorised(base_dir, root: Path) -> Path:
+    """Fine-tune the tiny test model (100 steps, ~5 s on one core) on the answers of the first
+    MEMORISED_DOCS arithmetic and countdown documents; returns the model directory."""
+    from posttrain.config import load_recipe
+    from posttrain.stages import sft
+
+    rows = [{"messages": [{"role": "user", "content": doc["prompt"]}, {"role": "assistant", "content": answer(doc)}]}
+            for name, answer in MEMORISED_ANSWERS.items() for doc in first_documents(name)]
+    data = root / "memorise.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = load_recipe(None, [f"model={base_dir}", f"data=[{data}]", "train.micro_batch_size=16",
+                                "train.max_steps=100", "train.lr=6e-3", "train.warmup_steps=5",
+                                "log.tensorboard=false"])
+    sft.run(recipe, output_dir=str(root / "run"))
+    return root / "run" / "final"

@@ -1,0 +1,50 @@
+"""HPT: each sample climbs the five levels until one solves it; levels 4 and 5 ask twice; the
+HP-score is the solving level, or the last level plus the penalty."""
+
+import pytest
+
+from posttrain.eval.engine import run_task
+from posttrain.eval.prompting import COT_TRIGGER
+from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.eval.tasks.documents import load_documents
+from tests.unit.eval.fakes import ScriptedBackend
+
+
+def _level(prompt: str) -> str:
+    if "Do not solve this yet" in prompt:
+        return "4a"
+    if "Sub-questions:" in prompt:
+        return "4b"
+    if "Write down facts" in prompt:
+        return "5a"
+    if "Knowledge:" in prompt:
+        return "5b"
+    if prompt.count("<|start_header_id|>user") == 4:
+        return "3"
+    if COT_TRIGGER in prompt:
+        return "2"
+    assert "You are an expert problem solver." in prompt
+    return "1"
+
+
+def test_hp_score_is_the_first_solving_level(tiny_model):
+    _, tokenizer = tiny_model
+    task = resolve_task("hpt_arithmetic", ["unsolved_penalty=1.5"])
+    docs, _ = load_documents(task, limit=4)
+    solves_at = {docs[0]["prompt"]: "1", docs[1]["prompt"]: "3", docs[2]["prompt"]: "5b"}  # docs[3]: never
+    asked = []
+
+    def answer(prompt):
+        level = _level(prompt)
+        question = prompt.rsplit("<|start_header_id|>user<|end_header_id|>\n\n", 1)[1]
+        doc = next(d for d in docs if d["prompt"] in question)
+        asked.append((level, doc["_id"]))
+        return f"The answer is {doc['reference']}." if solves_at.get(doc["prompt"]) == level else "The answer is -1."
+
+    result = run_task(task, ScriptedBackend(tokenizer, answer=answer), limit=4)
+    assert [s.scores["hp_score"] for s in result.samples] == [1.0, 3.0, 5.0, 6.5]
+    assert result.values() == {"hp_score": pytest.approx((1 + 3 + 5 + 6.5) / 4), "solved": 0.75}
+    assert sorted(asked) == sorted([("1", i) for i in range(4)] + [("2", i) for i in (1, 2, 3)]
+                                   + [("3", i) for i in (1, 2, 3)] + [(s, i) for s in ("4a", "4b", "5a", "5b")
+                                                                      for i in (2, 3)])
+    assert result.samples[3].extra["levels"].keys() == {"1", "2", "3", "4", "5"}
