@@ -106,12 +106,14 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    """Generation-based evaluation run at eval steps (and by the quickstart)."""
+    """Evaluation at eval steps, through the evaluation engine (posttrain/eval): an exact-match
+    task on the recipe's own prompt/reference file, and any built-in or YAML tasks."""
 
     task: Literal["exact_match"] | None = None
-    data: str | None = None  # prompt records with a reference answer
-    limit: int | None = 200
+    data: str | None = None  # prompt records with a reference answer, for task: exact_match
     answer: Literal["final_number", "text"] = "final_number"  # what is compared with the reference
+    tasks: list[str] = []  # built-in task names or task YAML files (`posttrain eval list`)
+    limit: int | None = 200
     batch_size: int = 32
     max_new_tokens: int = 32
 
@@ -140,6 +142,17 @@ class PreferenceSection(Section):
     sample_temperature: float = 1.0
 
 
+class RewardSection(Section):
+    """`posttrain reward`: which objective (objectives/registry.py), its head and its annotations."""
+
+    loss: str = "bradley_terry"  # bradley_terry | bt_margin | scaled_bt | regression
+    attributes: list[str] = []  # regression: one head output per attribute, e.g. HelpSteer2's five
+    score_attribute: str | None = None  # pairwise on a multi-attribute head: the output that scores
+    margin_field: str = "margin"  # bt_margin: the data field holding each pair's margin m
+    strength_field: str = "strength"  # scaled_bt: the data field holding each pair's m in {1,2,3}
+    reset_head: bool = False  # re-initialise an initial reward model's head (always when its size differs)
+
+
 class LogConfig(Section):
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -156,6 +169,7 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     preference: PreferenceSection = PreferenceSection()
+    reward: RewardSection = RewardSection()
     log: LogConfig = LogConfig()
 
     @field_validator("model", mode="before")

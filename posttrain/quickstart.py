@@ -12,17 +12,15 @@ import json
 import time
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
-
 from posttrain.config import load_recipe
-from posttrain.data.sources import load_records
 from posttrain.data.synth.arithmetic import write_quickstart_data
 from posttrain.errors import UserError
-from posttrain.eval.exact_match import exact_match
-from posttrain.model.generate import GenerationConfig
-from posttrain.model.load import load_tokenizer
+from posttrain.eval.cli import make_backend
+from posttrain.eval.engine import run_tasks
+from posttrain.eval.report import write_outputs
 from posttrain.model.tiny import ensure_tiny
 from posttrain.stages import pretrain, sft
+from posttrain.train.periodic_eval import exact_match_task
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 
@@ -34,11 +32,13 @@ def _recipe(name: str, overrides: list[str]):
     return load_recipe(path, overrides)
 
 
-def _accuracy(model_dir: str | Path, test_path: Path) -> tuple[float, list]:
-    tokenizer = load_tokenizer(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    records = load_records(test_path, kind="prompt").records
-    return exact_match(model, tokenizer, records, GenerationConfig(max_new_tokens=24, batch_size=50))
+def _evaluate(model_dir: str | Path, test_path: Path, out_dir: Path) -> float:
+    """Exact match through the evaluation engine, with results.json and samples.jsonl written to
+    out_dir exactly as `posttrain eval` writes them."""
+    task = exact_match_task(str(test_path), "final_number", max_new_tokens=48)
+    results = run_tasks(make_backend(str(model_dir), "hf", batch_size=50, seed=0), [task])
+    write_outputs(out_dir, results, {"model": str(model_dir), "backend": "hf", "seed": 0})
+    return results[0].values()["exact_match"]
 
 
 def run_quickstart(output_dir: str, fast: bool = False) -> dict:
@@ -64,23 +64,21 @@ def run_quickstart(output_dir: str, fast: bool = False) -> dict:
     report = _report(rows, data["test"], out)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwall time {report['wall_time_s']} s; outputs: {out}/ (report.json, samples.jsonl, "
-          f"pretrain/, sft/ with metrics.jsonl, tb/, final/)")
+    print(f"\nwall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
+          f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)")
     print(f"try it: posttrain generate {out / 'sft' / 'final'} --prompt 'What is 47 + 38?'")
     return report
 
 
 def _report(rows, test_path: Path, out: Path) -> dict:
     results, lines = [], []
-    for name, model_dir, seconds in rows:
-        accuracy, samples = _accuracy(model_dir, test_path)
+    for i, (name, model_dir, seconds) in enumerate(rows):
+        accuracy = _evaluate(model_dir, test_path, out / "eval" / f"{i}")
         results.append({"model": name, "dir": str(model_dir), "exact_match": accuracy,
-                        "train_time_s": round(seconds, 1)})
+                        "train_time_s": round(seconds, 1), "eval_dir": str(out / "eval" / f"{i}")})
         lines.append(f"| {name:<28} | {accuracy:>11.1%} | {seconds:>14.0f} |")
-    with open(out / "samples.jsonl", "w") as f:
-        for s in samples:  # the final model's answers
-            f.write(json.dumps(s.__dict__) + "\n")
-    print(f"\nExact match on {len(samples)} held-out arithmetic problems")
+    n = sum(1 for _ in open(test_path))
+    print(f"\nExact match on {n} held-out arithmetic problems (none of their operand pairs is in training)")
     print(f"| {'model':<28} | exact match | train time (s) |")
     print(f"|{'-' * 30}|{'-' * 13}|{'-' * 16}|")
     print("\n".join(lines))

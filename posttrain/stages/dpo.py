@@ -66,7 +66,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=tok,
         plan=plan, objective=PairwiseObjective(spec, cfg),
         eval_batches=eval_micro_batches(held, collate, ctx.layout),
-        extra_eval=generation_eval(ctx.recipe.eval, tok), resume_from=ctx.resume_from)
+        extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)
 
 

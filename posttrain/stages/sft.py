@@ -55,5 +55,5 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,
         plan=plan, objective=NextTokenObjective(),
         eval_batches=eval_micro_batches(held, eval_collate, ctx.layout),
-        extra_eval=generation_eval(recipe.eval, tok), resume_from=ctx.resume_from)
+        extra_eval=generation_eval(recipe.eval, tok, recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)

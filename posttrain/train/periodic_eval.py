@@ -1,27 +1,34 @@
-"""The generation metric a recipe's `eval:` section asks for, as a callable the loop runs at eval
-steps on the main process."""
+"""The evaluation a recipe's `eval:` section asks for, as a callable the loop runs at eval steps
+on the main process: the same engine as `posttrain eval`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from posttrain.config import EvalConfig
-from posttrain.data.sources import load_records
-from posttrain.data.synth.arithmetic import extract_final_number
-from posttrain.eval.exact_match import exact_match
-from posttrain.model.generate import GenerationConfig
+from posttrain.errors import UserError
 
 
-def generation_eval(cfg: EvalConfig, tokenizer) -> Callable | None:
-    if cfg.task is None:
+def exact_match_task(data: str, answer: str = "final_number", max_new_tokens: int = 32) -> dict:
+    """A generation task on prompt/reference rows, scored by exact match of the extracted answer."""
+    return {"name": "exact_match", "kind": "generation", "data": data, "format": "prompt",
+            "extract": "final_number" if answer == "final_number" else "text",
+            "max_new_tokens": max_new_tokens}
+
+
+def generation_eval(cfg: EvalConfig, tokenizer, seed: int = 0) -> Callable | None:
+    tasks: list = list(cfg.tasks)
+    if cfg.task == "exact_match":
+        if not Path(cfg.data).exists():
+            raise UserError(f"{cfg.data}: no such file or directory (eval.data)")
+        tasks.insert(0, exact_match_task(cfg.data, cfg.answer, cfg.max_new_tokens))
+    if not tasks:
         return None
-    records = load_records(cfg.data, kind="prompt").records[: cfg.limit]
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
-
-    extract = extract_final_number if cfg.answer == "final_number" else str.strip
+    from posttrain.eval import evaluate_tasks
 
     def run(model) -> dict[str, float]:
-        accuracy, _ = exact_match(model, tokenizer, records, gen, extract)
-        return {"exact_match": accuracy}
+        metrics = evaluate_tasks(model, tokenizer, tasks, cfg.limit, cfg.batch_size, seed)
+        return {("exact_match" if k == "exact_match/exact_match" else k): v for k, v in metrics.items()}
 
     return run

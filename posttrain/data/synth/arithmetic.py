@@ -125,8 +125,14 @@ def eval_keys(n: int, seed: int) -> set[ProblemKey]:
 
 
 def _fact_sentence(rng: random.Random, p: Problem) -> str:
-    """Plain prose about numbers (not chat): arithmetic and one-digit facts, counting, successors."""
-    kind = rng.randrange(5)
+    """Plain prose about numbers (not chat): column-method sums, facts, counting, successors.
+
+    Three sentences in eight work a sum in the SFT answers' notation, so continual pre-training
+    teaches the skill and SFT mostly has to learn the chat format around it."""
+    kind = rng.randrange(8)
+    if kind >= 5:
+        steps = _addition_steps(p.a, p.b) if p.op == "+" else _subtraction_steps(p.a, p.b)
+        return f"{steps} So {p.a} {p.op} {p.b} = {p.value}."
     if kind == 0:
         word = "plus" if p.op == "+" else "minus"
         return f"{p.a} {word} {p.b} is {p.value}."

@@ -1,0 +1,95 @@
+"""Reward-model training: a causal LM's decoder with a scalar or per-attribute head.
+
+    posttrain reward recipes/tiny/reward.yaml [--set reward.loss=scaled_bt] [--output-dir DIR]
+
+reward.loss picks the objective (objectives/registry.py): bradley_terry -log sigma(r_w - r_l),
+bt_margin -log sigma(r_w - r_l - m) with m from each row's reward.margin_field, scaled_bt
+-m log sigma(r_w - r_l) with m in {1,2,3} from reward.strength_field, regression: squared error per
+annotated attribute (reward.attributes, one head output each; rows as HelpSteer2 ships them).
+model.path may be a causal LM (fresh head) or a reward model (its head kept unless
+reward.reset_head or its size differs): HelpSteer2-Preference's best recipe is scaled_bt
+initialised from a helpfulness-only regression model. final/ loads with
+AutoModelForSequenceClassification; `posttrain reward-eval` and `posttrain score` use it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import yaml
+from accelerate.utils import set_seed
+
+from posttrain.config import Recipe, recipe_to_dict
+from posttrain.data.chat import ensure_chat_template
+from posttrain.data.plans import EpochPlan, Layout, eval_micro_batches
+from posttrain.data.prepare import max_length_for, split_holdout
+from posttrain.data.reward import collate_rated, collate_reward_pairs, rated_responses, reward_pairs
+from posttrain.errors import UserError
+from posttrain.model.load import context_length, load_tokenizer
+from posttrain.model.reward_model import (RewardScores, head_labels, load_reward_model,
+                                          reward_model_labels)
+from posttrain.objectives.registry import RewardLossSpec, get_reward_loss
+from posttrain.objectives.reward_step import PairwiseRewardObjective, RegressionRewardObjective
+from posttrain.train import loop
+from posttrain.train.distributed import make_accelerator
+from posttrain.train.setup import RunContext, _check_output_dir, output_dir_for
+
+
+def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
+    spec = get_reward_loss(recipe.reward.loss)
+    labels = head_labels(recipe.reward, spec.pairwise, reward_model_labels(recipe.model.path))
+    ctx = _start_run(recipe, output_dir, resume, labels)
+    recipe, tok, data = ctx.recipe, ctx.tokenizer, ctx.recipe.data
+    max_len = max_length_for(data, context_length(ctx.model))
+    units = functools.partial(_units, recipe, spec, tok, max_len)
+    train = units(data.sources)
+    held = units(data.eval_sources) if data.eval_sources else []
+    if not held:
+        train, held = split_holdout(train, data.eval_fraction, recipe.seed)
+    collate = functools.partial(collate_reward_pairs if spec.pairwise else collate_rated,
+                                pad_id=tok.pad_token_id)
+    lengths = [len(u) for u in train] if data.group_by_length else None
+    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
+                     recipe.train.epochs, lengths)
+    score_index = labels.index(recipe.reward.score_attribute) if recipe.reward.score_attribute else 0
+    objective = (PairwiseRewardObjective(spec, score_index) if spec.pairwise
+                 else RegressionRewardObjective())
+    job = loop.TrainJob(
+        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        policy=RewardScores(ctx.model), tokenizer=tok, plan=plan, objective=objective,
+        eval_batches=eval_micro_batches(held, collate, ctx.layout), resume_from=ctx.resume_from)
+    return loop.run(job)
+
+
+def _units(recipe: Recipe, spec: RewardLossSpec, tokenizer, max_len: int, sources) -> list:
+    """Training units of every source: pairs (pairwise losses) or rated responses (regression)."""
+    if not sources:
+        raise UserError("the recipe has no data sources (data.sources)")
+    reward, on_error = recipe.reward, recipe.data.on_error
+    if not spec.pairwise:
+        return [u for s in sources for u in
+                rated_responses(tokenizer, s, reward.attributes, max_len, on_error)]
+    margin = reward.margin_field if spec.needs_margins else None
+    strength = reward.strength_field if spec.needs_strengths else None
+    return [u for s in sources for u in reward_pairs(tokenizer, s, max_len, on_error, margin, strength)]
+
+
+def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: list[str]) -> RunContext:
+    """train/setup.py's start_run with a sequence-classification model in place of the causal LM
+    (loading the LM first would hold two copies of the weights)."""
+    out_dir = output_dir_for(recipe, "reward", output_dir)
+    resume_from = _check_output_dir(out_dir, resume)
+    accelerator = make_accelerator(recipe)
+    set_seed(recipe.seed)
+    recipe = recipe.model_copy(update={"stage": "reward", "output_dir": str(out_dir)})
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    m = recipe.model
+    tokenizer = load_tokenizer(m.path, m.revision, m.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    model = load_reward_model(m, labels, tokenizer.pad_token_id, recipe.seed, recipe.adapter,
+                              recipe.reward.reset_head, resume_from)
+    layout = Layout(recipe.train.micro_batch_size, recipe.train.grad_accum_steps,
+                    accelerator.num_processes, accelerator.process_index)
+    return RunContext(recipe, out_dir, accelerator, model, tokenizer, layout, resume_from)
