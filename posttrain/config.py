@@ -137,6 +137,9 @@ class PreferenceSection(Section):
     cpo_nll_weight: float = 1.0
     orpo_lambda: float = 0.1
     selm_alpha: float = 0.001
+    rebel_eta: float = 1.0
+    kto_desirable_weight: float = 1.0
+    kto_undesirable_weight: float = 1.0
     reference: str | None = None  # another reference model; default: the initial policy
     sample_max_new_tokens: int = 128  # selm: the reference-policy sample per prompt
     sample_temperature: float = 1.0

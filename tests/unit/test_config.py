@@ -53,3 +53,12 @@ def test_bad_values_are_one_line_errors():
 def test_phases_must_name_known_sources():
     with pytest.raises(UserError, match="names source 'web'"):
         load_recipe(None, ["data=[books.jsonl]", "data.phases=[{steps: 5, weights: {web: 1}}]"])
+
+
+def test_every_objective_hyperparameter_can_be_set_from_a_recipe():
+    import dataclasses
+
+    from posttrain.config import PreferenceSection
+    from posttrain.objectives.preference import PreferenceConfig
+
+    assert {f.name for f in dataclasses.fields(PreferenceConfig)} <= set(PreferenceSection.model_fields)
