@@ -102,7 +102,7 @@ class TrainConfig(Section):
     eval_every: int | None = None  # steps; the final step is always evaluated when eval data exists
     save_every: int | None = None  # steps
     keep_last: int = 2
-    logprob_chunk_size: int = 1024  # loss positions per LM-head chunk
+    logprob_chunk_size: int = 256  # loss positions per LM-head chunk (x vocab floats live at once)
 
 
 class EvalConfig(Section):

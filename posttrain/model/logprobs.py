@@ -25,7 +25,7 @@ def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor
 
 
 def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                      chunk_size: int = 1024, softcap: float | None = None) -> torch.Tensor:
+                      chunk_size: int = 256, softcap: float | None = None) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for rows of `hidden` [N, H], chunk by chunk."""
     pieces = []
     for start in range(0, hidden.shape[0], chunk_size):
@@ -40,7 +40,7 @@ def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                    position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None,
-                   chunk_size: int = 1024) -> torch.Tensor:
+                   chunk_size: int = 256) -> torch.Tensor:
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0."""
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=position_ids, use_cache=False)
@@ -62,7 +62,7 @@ class TokenLogprobs(nn.Module):
     one module forward (calling the decoder directly on a DDP-wrapped model would skip its hooks).
     """
 
-    def __init__(self, model: nn.Module, chunk_size: int = 1024):
+    def __init__(self, model: nn.Module, chunk_size: int = 256):
         super().__init__()
         self.model, self.chunk_size = model, chunk_size
         # FSDP auto-wrapping reads the decoder-layer class names from here.

@@ -20,7 +20,7 @@ from posttrain.objectives.pairwise import sequence_logps
 
 @torch.no_grad()
 def precompute_reference_logps(model, units: Sequence, collate: Callable, names: Sequence[str],
-                               batch_size: int, device: torch.device, chunk_size: int = 1024) -> None:
+                               batch_size: int, device: torch.device, chunk_size: int = 256) -> None:
     """Fill unit.ref_logps[name] with the reference's response log-prob of each row block:
     `collate` stacks a group's rows block by block (e.g. all chosen, then all rejected), and
     names[k] names block k (blocks beyond the collated rows are skipped)."""

@@ -76,6 +76,9 @@ def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, se
     kwargs = dict(dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation,
                   trust_remote_code=cfg.trust_remote_code)
     init_labels = None if full_checkpoint else reward_model_labels(path)
+    quant = quantization_config(adapter, DTYPES[cfg.dtype])
+    if quant is not None and cfg.init == "random":
+        raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
     try:
         if cfg.init == "random" and not full_checkpoint:
             config = AutoConfig.from_pretrained(path, revision=cfg.revision,
@@ -83,7 +86,6 @@ def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, se
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_config(config, **kwargs)
         else:
-            quant = quantization_config(adapter, DTYPES[cfg.dtype])
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, revision=cfg.revision, quantization_config=quant, ignore_mismatched_sizes=True,
                 **head, **kwargs)
