@@ -2,7 +2,7 @@
 """DPO step time, throughput, peak memory and MFU: posttrain's DPO path vs TRL's DPOTrainer.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/dpo_vs_trl.py [--steps 10] [--warmup 2]
-        [--vocab 8192,128256] [--frameworks posttrain,trl,trl-precompute] [--chunk-size 1024]
+        [--vocab 8192,128256] [--frameworks posttrain,trl,trl-precompute] [--chunk-size 256]
         [--json out.json]
 
 All frameworks train the same tiny Llama as bench/sft_vs_trl.py (hidden 256, 4 layers, 4 heads /
@@ -473,7 +473,7 @@ def main() -> int:
     ap.add_argument("--vocab", default="8192,128256", help="comma-separated vocabulary sizes")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                     help="comma-separated: posttrain,trl,trl-precompute (default all three)")
-    ap.add_argument("--chunk-size", type=int, default=1024, help="posttrain's train.logprob_chunk_size")
+    ap.add_argument("--chunk-size", type=int, default=256, help="posttrain's train.logprob_chunk_size")
     ap.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the MFU rate")
     ap.add_argument("--matmul-seconds", type=float, default=1.0)
     ap.add_argument("--json", help="also write every number (and per-step times) to this file")

@@ -2,7 +2,7 @@
 """SFT step time, throughput, peak memory and MFU: posttrain's training loop vs TRL's SFTTrainer.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/sft_vs_trl.py [--steps 10] [--warmup 2]
-        [--vocab 8192,128256] [--frameworks posttrain,trl] [--chunk-size 1024] [--json out.json]
+        [--vocab 8192,128256] [--frameworks posttrain,trl] [--chunk-size 256] [--json out.json]
 
 Both frameworks train the same tiny Llama (hidden 256, 4 layers, 4 heads / 2 KV heads, untied
 head, fp32, sdpa; torch.manual_seed(0)) on the same pre-tokenised random sequences of exactly 256
@@ -402,7 +402,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps first (default 2)")
     ap.add_argument("--vocab", default="8192,128256", help="comma-separated vocabulary sizes")
     ap.add_argument("--frameworks", default="posttrain,trl", help="comma-separated: posttrain,trl")
-    ap.add_argument("--chunk-size", type=int, default=1024, help="posttrain's train.logprob_chunk_size")
+    ap.add_argument("--chunk-size", type=int, default=256, help="posttrain's train.logprob_chunk_size")
     ap.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the MFU rate")
     ap.add_argument("--matmul-seconds", type=float, default=1.0)
     ap.add_argument("--json", help="also write every number (and per-step times) to this file")

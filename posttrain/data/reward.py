@@ -189,9 +189,10 @@ def _raw_rows(source: SourceConfig) -> dict[int, dict[str, Any]]:
 
 
 def _number(fields: dict[str, Any], name: str, required: bool = True) -> float | None:
-    """A finite number (a numeric string too: CSV cells are strings); absent or null is None."""
+    """A finite number (a numeric string too: CSV cells are strings); absent, null, an empty cell
+    or NaN (how pandas writes a missing float) is None."""
     value = fields.get(name)
-    if value is None or value == "":
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         if required:
             raise RecordError(name, "missing")
         return None
