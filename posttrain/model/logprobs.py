@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
+from posttrain.model.fused_head import SummedLogprobHead, can_fuse
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -40,16 +41,21 @@ def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                    position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None,
-                   chunk_size: int = 256) -> torch.Tensor:
-    """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0."""
+                   chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+    """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
+    summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
+    lets the head compute its gradient in the forward pass (model/fused_head.py)."""
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=position_ids, use_cache=False)
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
     softcap = getattr(model.config, "final_logit_softcapping", None)
-    picked = selected_logprobs(model.get_output_embeddings(), hidden[keep], targets[keep], chunk_size,
-                               softcap)
+    head = model.get_output_embeddings()
+    if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
+        picked = SummedLogprobHead.apply(hidden[keep], head.weight, targets[keep], chunk_size)
+    else:
+        picked = selected_logprobs(head, hidden[keep], targets[keep], chunk_size, softcap)
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     out[:, 1:][keep] = picked
     return out
@@ -68,6 +74,7 @@ class TokenLogprobs(nn.Module):
         # FSDP auto-wrapping reads the decoder-layer class names from here.
         self._no_split_modules = getattr(model, "_no_split_modules", None)
 
-    def forward(self, input_ids, labels, position_ids=None, attention_mask=None) -> torch.Tensor:
+    def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
+                summed: bool = False) -> torch.Tensor:
         return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,
-                              self.chunk_size)
+                              self.chunk_size, summed)

@@ -28,5 +28,6 @@ class NextTokenObjective:
         return int((mb["labels"][:, 1:] != -100).sum())
 
     def loss(self, policy, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logps = policy(mb["input_ids"], mb["labels"], position_ids=mb.get("position_ids"))
+        # The loss is a scaled sum of these log-probs, so the head may form its gradient early.
+        logps = policy(mb["input_ids"], mb["labels"], position_ids=mb.get("position_ids"), summed=True)
         return nll_sum(logps, loss_mask(mb["labels"])), {}

@@ -53,3 +53,27 @@ def test_ignored_positions_are_zero_and_wrapper_matches():
         assert (got[0, :4] == 0).all() and (got[2, 7:] == 0).all() and (got[:, 0] == 0).all()
         one = -F.cross_entropy(model(ids).logits[1, 4], ids[1, 5])
         torch.testing.assert_close(got[1, 5], one, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_head_for_summed_losses_equals_the_plain_computation():
+    """The NLL path forms the head's gradient in the forward pass; value and gradients must equal
+    full logits + log-softmax, for a scaled sum of log-probs (what the loop backpropagates)."""
+    model, (ids, labels) = _model(), _batch()
+    expected = _reference(model, ids, labels)
+    (expected.sum() * -0.37).backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = token_logprobs(model, ids, labels, chunk_size=4, summed=True)
+    (got.sum() * -0.37).backward()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for p, g in zip(model.parameters(), expected_grads):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_head_refuses_a_non_uniform_upstream_gradient():
+    import pytest
+
+    model, (ids, labels) = _model(), _batch()
+    got = token_logprobs(model, ids, labels, summed=True)
+    with pytest.raises(RuntimeError, match="one upstream gradient"):
+        (got * torch.rand_like(got)).sum().backward()
