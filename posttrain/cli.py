@@ -14,7 +14,7 @@ import warnings
 
 from posttrain.errors import UserError
 
-TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto")
+TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward")
 
 
 def _train_parser(sub, name: str, help_text: str) -> None:
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub, "sft", "supervised fine-tuning on conversations")
     _train_parser(sub, "dpo", "preference optimisation on chosen/rejected pairs (DPO, SimPO, ...)")
     _train_parser(sub, "kto", "KTO on unpaired desirable/undesirable examples")
+    _train_parser(sub, "reward", "train a reward model (Bradley-Terry, margin, scaled BT, regression)")
 
     g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
     g.add_argument("model", help="model directory, hub id, or 'tiny'")
@@ -48,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-chat", action="store_true", help="raw text continuation (base models)")
 
     from posttrain.eval.cli import add_eval_parser
+    from posttrain.reward_cli import add_reward_parsers
 
     add_eval_parser(sub)
+    add_reward_parsers(sub)
 
     t = sub.add_parser("make-tiny", help="build the default tiny Llama model and tokenizer")
     t.add_argument("--preset", default="default", choices=["default", "test"])
@@ -84,6 +87,10 @@ def run_command(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         stage = importlib.import_module(f"posttrain.stages.{args.command}")
         stage.run(recipe, output_dir=args.output_dir, resume=args.resume)
+    elif args.command in ("reward-eval", "score"):
+        from posttrain.reward_cli import run_reward_command
+
+        run_reward_command(args)
     elif args.command == "eval":
         from posttrain.eval.cli import eval_command
 

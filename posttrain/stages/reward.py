@@ -32,7 +32,7 @@ from posttrain.objectives.registry import RewardLossSpec, get_reward_loss
 from posttrain.objectives.reward_step import PairwiseRewardObjective, RegressionRewardObjective
 from posttrain.train import loop
 from posttrain.train.distributed import make_accelerator
-from posttrain.train.setup import RunContext, _check_output_dir, output_dir_for
+from posttrain.train.setup import RunContext, check_output_dir, output_dir_for
 
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
@@ -78,7 +78,7 @@ def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: lis
     """train/setup.py's start_run with a sequence-classification model in place of the causal LM
     (loading the LM first would hold two copies of the weights)."""
     out_dir = output_dir_for(recipe, "reward", output_dir)
-    resume_from = _check_output_dir(out_dir, resume)
+    resume_from = check_output_dir(out_dir, resume)
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
     recipe = recipe.model_copy(update={"stage": "reward", "output_dir": str(out_dir)})

@@ -38,7 +38,7 @@ def output_dir_for(recipe: Recipe, stage: str, override: str | None) -> Path:
 
 def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) -> RunContext:
     out_dir = output_dir_for(recipe, stage, output_dir)
-    resume_from = _check_output_dir(out_dir, resume)
+    resume_from = check_output_dir(out_dir, resume)
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
     recipe = recipe.model_copy(update={"stage": stage, "output_dir": str(out_dir)})
@@ -52,7 +52,7 @@ def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) 
     return RunContext(recipe, out_dir, accelerator, model, tokenizer, layout, resume_from)
 
 
-def _check_output_dir(out_dir: Path, resume: bool) -> Path | None:
+def check_output_dir(out_dir: Path, resume: bool) -> Path | None:
     """Never overwrite a run by accident: continuing one needs --resume."""
     has_run = (out_dir / "metrics.jsonl").exists() or (out_dir / "checkpoints").exists()
     if not resume:
