@@ -14,7 +14,8 @@ import warnings
 
 from posttrain.errors import UserError
 
-TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward")
+TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
+                "grpo")
 
 
 def _train_parser(sub, name: str, help_text: str) -> None:
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub, "dpo", "preference optimisation on chosen/rejected pairs (DPO, SimPO, ...)")
     _train_parser(sub, "kto", "KTO on unpaired desirable/undesirable examples")
     _train_parser(sub, "reward", "train a reward model (Bradley-Terry, margin, scaled BT, regression)")
+    _train_parser(sub, "grpo", "online RL with verifiable rewards (GRPO, RLOO)")
 
     g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
     g.add_argument("model", help="model directory, hub id, or 'tiny'")

@@ -156,6 +156,44 @@ class RewardSection(Section):
     reset_head: bool = False  # re-initialise an initial reward model's head (always when its size differs)
 
 
+class RewardTermConfig(Section):
+    """One reward term of `posttrain grpo` (posttrain/rewards lists the names and options)."""
+
+    name: str  # a registered reward (math, countdown, ifeval, similarity, format, exploration,
+    # reward_model) or a user function by dotted path, e.g. my_pkg.rewards:score
+    weight: float = 1.0
+    label: str | None = None  # its name in the logs; default: name
+    verifier: bool | None = None  # decides accuracy; default: the registry's (user functions: True)
+    options: dict[str, Any] = {}  # keyword arguments of the reward function
+
+
+class GrpoSection(Section):
+    """`posttrain grpo`: online RL with verifiable rewards (objectives/policy_gradient.py)."""
+
+    rewards: list[RewardTermConfig] = [RewardTermConfig(name="math")]
+    group_size: int = 8  # completions sampled per prompt (G)
+    prompts_per_step: int = 8  # prompts per batch of samples (across processes)
+    advantage: Literal["group_std", "none", "rloo"] = "group_std"  # rloo: leave-one-out baseline
+    clip_eps: float = 0.2
+    clip_eps_high: float | None = None  # DAPO's clip-higher; default: clip_eps
+    kl_coef: float = 0.0  # beta; 0 switches the KL term (and the reference model) off
+    kl_estimator: Literal["k1", "k3"] = "k3"
+    aggregation: Literal["sequence_mean", "token"] = "sequence_mean"  # the loss unit
+    updates_per_batch: int = 1  # mu: optimizer steps on each batch of samples
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    generation_batch_size: int = 64
+    samples_every: int = 10  # steps between writes of samples.jsonl (0: never)
+
+    @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+
 class LogConfig(Section):
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -173,6 +211,7 @@ class Recipe(Section):
     eval: EvalConfig = EvalConfig()
     preference: PreferenceSection = PreferenceSection()
     reward: RewardSection = RewardSection()
+    grpo: GrpoSection = GrpoSection()
     log: LogConfig = LogConfig()
 
     @field_validator("model", mode="before")

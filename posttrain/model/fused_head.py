@@ -49,7 +49,8 @@ class SummedLogprobHead(torch.autograd.Function):
         if not torch.equal(grad_out, g.expand_as(grad_out)):
             raise RuntimeError("SummedLogprobHead needs one upstream gradient for every token "
                                "(a scaled sum of log-probs); use the generic chunked path")
-        return grad_h * grad_out[:, None].to(grad_h.dtype), grad_w * g.to(grad_w.dtype), None, None
+        # Scaled in place: the buffers are used once, and a copy would cost another vocab x hidden.
+        return grad_h.mul_(grad_out[:, None].to(grad_h.dtype)), grad_w.mul_(g.to(grad_w.dtype)), None, None
 
 
 def can_fuse(head: torch.nn.Module, softcap: float | None) -> bool:
