@@ -1,0 +1,161 @@
+"""Policy-gradient objectives for RL with verifiable rewards (GRPO, RLOO): pure tensor functions.
+
+For a prompt x, G completions y_1..y_G are sampled from the old policy and scored r_1..r_G.
+
+Advantages (one per completion, shared by its tokens):
+    GRPO, group std:  A_i = (r_i - mean(r)) / (std(r) + eps)      (Shao et al. 2024, DeepSeekMath)
+    GRPO, none:       A_i =  r_i - mean(r)                         (Dr. GRPO drops the std: Liu et al. 2025)
+    RLOO:             A_i =  r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean(r))   (Ahmadian et al. 2024)
+std is the unbiased sample std (torch's default), as DeepSeekMath's implementation and TRL use.
+
+Per token t of completion i, with rho = pi(y_t|.) / pi_old(y_t|.):
+    surrogate  l_t = -min(rho*A_i, clip(rho, 1-eps_low, 1+eps_high)*A_i)
+    KL         k1 = log(pi/ref)           (unbiased for KL(pi||ref), can be negative)
+               k3 = ref/pi - log(ref/pi) - 1    (Schulman's estimator: unbiased, always >= 0)
+    token loss l_t + beta * k_t
+The gradient of k1's value is zero in expectation; it is used as a loss here like k3 (its
+gradient grad(log pi) pushes pi's mass of sampled tokens down toward ref), which is what GRPO
+implementations that offer k1 do.
+
+Aggregation (the loss unit the training loop divides by):
+    sequence_mean: sum_i (1/|y_i|) sum_t l_it, unit = a completion (GRPO's paper: the mean over
+                   tokens of each sequence, then over sequences)
+    token:         sum_i sum_t l_it, unit = a token (DAPO / Dr. GRPO: every token of the step
+                   weighs the same, so long completions are not down-weighted per token)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from posttrain.errors import UserError
+
+AdvantageKind = Literal["group_std", "none", "rloo"]
+KlKind = Literal["k1", "k3"]
+Aggregation = Literal["sequence_mean", "token"]
+
+
+def group_advantages(rewards: torch.Tensor, kind: AdvantageKind = "group_std",
+                     eps: float = 1e-4) -> torch.Tensor:
+    """rewards [P, G] (P prompts, G completions each) -> advantages [P, G]; see the module doc."""
+    if rewards.dim() != 2:
+        raise UserError(f"rewards must be [prompts, group_size], got shape {tuple(rewards.shape)}")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if kind == "none":
+        return centred
+    if kind == "group_std":
+        if rewards.shape[1] < 2:
+            return torch.zeros_like(rewards)
+        std = rewards.std(dim=1, keepdim=True)
+        return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
+    if kind == "rloo":
+        return rloo_advantages(rewards)
+    raise UserError(f"unknown advantage kind {kind!r}; choose group_std, none or rloo")
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """A_i = r_i - (sum_j r_j - r_i) / (G - 1): each completion's baseline is its G-1 siblings' mean."""
+    group = rewards.shape[1]
+    if group < 2:
+        raise UserError("RLOO needs at least 2 completions per prompt (grpo.group_size >= 2)")
+    others = (rewards.sum(dim=1, keepdim=True) - rewards) / (group - 1)
+    return rewards - others
+
+
+def clipped_surrogate(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+                      eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (loss -min(rho*A, clip(rho)*A), clipped?) for logps/old_logps [B, T] and A [B].
+    `clipped` marks the tokens where the clipped branch is the minimum (its gradient is zero)."""
+    ratio = torch.exp(logps - old_logps)
+    adv = advantages.unsqueeze(-1)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * adv
+    return -torch.minimum(unclipped, clipped), clipped < unclipped
+
+
+def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, kind: KlKind = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(pi || ref) from samples of pi: k1 = log(pi/ref),
+    k3 = ref/pi - log(ref/pi) - 1."""
+    log_ratio = ref_logps - logps
+    if kind == "k1":
+        return -log_ratio
+    if kind == "k3":
+        return torch.exp(log_ratio) - log_ratio - 1
+    raise UserError(f"unknown KL estimator {kind!r}; choose k1 or k3")
+
+
+def aggregate(token_values: torch.Tensor, mask: torch.Tensor, mode: Aggregation) -> torch.Tensor:
+    """The sum over loss units of [B, T] values on mask: per-sequence token means summed over
+    sequences (sequence_mean), or the plain sum over tokens (token)."""
+    masked = token_values * mask
+    if mode == "token":
+        return masked.sum()
+    if mode == "sequence_mean":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum()
+    raise UserError(f"unknown loss aggregation {mode!r}; choose sequence_mean or token")
+
+
+def unit_count(mask: torch.Tensor, mode: Aggregation) -> int:
+    """Loss units in a batch: completions (sequence_mean) or response tokens (token)."""
+    return int(mask.sum()) if mode == "token" else int(mask.shape[0])
+
+
+def policy_gradient_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+                         mask: torch.Tensor, *, eps_low: float, eps_high: float,
+                         aggregation: Aggregation, kl_coef: float = 0.0,
+                         ref_logps: torch.Tensor | None = None,
+                         kl_kind: KlKind = "k3") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(summed unit loss, summed per-unit stats kl and clip_fraction) of the clipped objective
+    with an optional KL penalty beta * k(pi, ref) added per token (GRPO adds it to the loss rather
+    than to the reward as PPO-RLHF does)."""
+    mask = mask.to(logps.dtype)
+    token_loss, clipped = clipped_surrogate(logps, old_logps, advantages, eps_low, eps_high)
+    stats = {"clip_fraction": aggregate(clipped.to(logps.dtype), mask, aggregation).detach()}
+    if kl_coef > 0:
+        if ref_logps is None:
+            raise UserError("a KL penalty (grpo.kl_coef > 0) needs reference log-probs")
+        kl = kl_estimate(logps, ref_logps, kl_kind)
+        token_loss = token_loss + kl_coef * kl
+        stats["kl"] = aggregate(kl, mask, aggregation).detach()
+    return aggregate(token_loss, mask, aggregation), stats
+
+
+def per_unit_sum(values: torch.Tensor, lengths: torch.Tensor, mode: Aggregation) -> torch.Tensor:
+    """A per-completion statistic [B] summed over loss units: once per completion
+    (sequence_mean), or once per token, i.e. length-weighted (token)."""
+    return (values * lengths).sum() if mode == "token" else values.sum()
+
+
+class PolicyGradientObjective:
+    """policy_gradient_loss for the training loop. A micro-batch holds input_ids, labels (IGNORE
+    outside the completions), advantages [B], optionally old_logps and ref_logps [B, T] (token
+    log-probs aligned with labels), and per-completion statistics under `stat/<name>` [B].
+    Without old_logps the old policy is the current one (one update per batch of samples:
+    rho = 1, so the objective is the plain policy gradient plus the KL term).
+    Logged per loss unit: every `stat/` value, kl, clip_fraction, and entropy, approximated by
+    the sampled tokens' -log pi (an unbiased estimate of the per-token entropy at temperature 1)."""
+
+    def __init__(self, *, eps_low: float, eps_high: float, aggregation: Aggregation,
+                 kl_coef: float, kl_kind: KlKind, ignore_index: int = -100):
+        self.eps_low, self.eps_high, self.aggregation = eps_low, eps_high, aggregation
+        self.kl_coef, self.kl_kind, self.ignore_index = kl_coef, kl_kind, ignore_index
+
+    def weight(self, mb: dict[str, torch.Tensor]) -> int:
+        return unit_count(mb["labels"] != self.ignore_index, self.aggregation)
+
+    def loss(self, policy, mb: dict[str, torch.Tensor]):
+        mask = mb["labels"] != self.ignore_index
+        logps = policy(mb["input_ids"], mb["labels"])
+        old = mb["old_logps"] if "old_logps" in mb else logps.detach()
+        loss, stats = policy_gradient_loss(
+            logps, old, mb["advantages"], mask, eps_low=self.eps_low, eps_high=self.eps_high,
+            aggregation=self.aggregation, kl_coef=self.kl_coef, ref_logps=mb.get("ref_logps"),
+            kl_kind=self.kl_kind)
+        stats["entropy"] = aggregate(-logps.detach(), mask.to(logps.dtype), self.aggregation)
+        lengths = mask.sum(-1).to(logps.dtype)
+        for key, values in mb.items():
+            if key.startswith("stat/"):
+                stats[key[5:]] = per_unit_sum(values.to(logps.dtype), lengths, self.aggregation)
+        return loss, stats

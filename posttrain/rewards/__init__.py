@@ -1,0 +1,123 @@
+"""Reward functions for RL: pure `(sample, completion) -> float`, selected by name, weighted.
+
+`sample` is the prompt row as read from the data file (every field, so verifiers can read
+`reference`, `numbers`, `instruction_id_list`, ...) plus `prompt` (the messages) and `reference`.
+The total reward of a completion is sum_k weight_k * r_k; each term is logged on its own, and a
+term marked as a verifier decides accuracy (its raw reward > 0).
+
+Registered names (options are the functions' keyword arguments):
+    math          final-answer match, numbers / fractions / \\boxed{}          (verifier)
+    exact_match   the whole completion equals the reference (normalised text) (verifier)
+    countdown     Countdown expression check                                  (verifier)
+    ifeval        IFEval-style constraints; options: loose                    (verifier)
+    similarity    SWE-RL difflib ratio, -1 on bad format; options: pattern    (verifier)
+    format        regex format reward; options: pattern
+    exploration   RLSP exploration (reasoning steps); options: max_steps, answer_marker
+    reward_model  a reward model's score; options: path, attribute, dtype
+A user function is named by dotted path, `package.module:function` or `package.module.function`
+(a verifier unless the term says `verifier: false`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from posttrain.errors import UserError
+from posttrain.rewards import math as math_rewards
+from posttrain.rewards import tasks, text
+from posttrain.rewards.reward_model import reward_model_score
+
+RewardFn = Callable[[dict, str], float]
+
+# name -> (function or factory, is a verifier, is a factory: called with the options once)
+REGISTRY: dict[str, tuple[Callable, bool, bool]] = {
+    "math": (math_rewards.math_answer, True, False),
+    "exact_match": (text.exact_match, True, False),
+    "countdown": (tasks.countdown, True, False),
+    "ifeval": (tasks.ifeval, True, False),
+    "similarity": (text.similarity, True, False),
+    "format": (text.format_match, False, False),
+    "exploration": (text.exploration, False, False),
+    "reward_model": (reward_model_score, False, True),
+}
+
+
+def _bind(name: str, fn: Callable, options: dict, skip: int) -> Callable:
+    """fn with `options` as keyword arguments; an option fn does not take is a UserError."""
+    accepted = list(inspect.signature(fn).parameters)[skip:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise UserError(f"reward '{name}': unknown option(s) {unknown}; it takes {accepted or 'none'}")
+    return functools.partial(fn, **options) if options else fn
+
+
+def import_function(path: str) -> Callable:
+    """`module:function` or `module.function` -> the function."""
+    module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise UserError(f"reward '{path}': not a registered name ({', '.join(REGISTRY)}) "
+                        "nor a dotted path module:function")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"reward '{path}': cannot import: {err}") from None
+    if not callable(fn):
+        raise UserError(f"reward '{path}': not a function")
+    return fn
+
+
+def reward_function(name: str, options: dict | None = None) -> tuple[RewardFn, bool]:
+    """(reward function with its options bound, whether it is a verifier by default)."""
+    options = options or {}
+    if name in REGISTRY:
+        fn, verifier, factory = REGISTRY[name]
+        if factory:
+            _bind(name, fn, options, 0)  # rejects unknown option names
+            return fn(**options), verifier
+        return _bind(name, fn, options, 2), verifier
+    return _bind(name, import_function(name), options, 2), True
+
+
+@dataclass
+class RewardTerm:
+    label: str
+    weight: float
+    fn: RewardFn
+    verifier: bool
+
+
+class RewardSet:
+    """Weighted reward terms: raw score of each, their weighted total, and accuracy."""
+
+    def __init__(self, terms: Sequence[RewardTerm]):
+        if not terms:
+            raise UserError("grpo.rewards is empty: name at least one reward function")
+        labels = [t.label for t in terms]
+        if len(set(labels)) != len(labels):
+            raise UserError(f"grpo.rewards: two terms share a label in {labels}; set `label` on one")
+        self.terms = list(terms)
+
+    def score(self, sample: dict, completion: str) -> dict[str, float]:
+        return {t.label: float(t.fn(sample, completion)) for t in self.terms}
+
+    def total(self, scores: dict[str, float]) -> float:
+        return sum(t.weight * scores[t.label] for t in self.terms)
+
+    def correct(self, scores: dict[str, float]) -> bool:
+        """The first verifier term's raw reward > 0 (with no verifier: the total > 0)."""
+        verifiers = [t for t in self.terms if t.verifier]
+        return scores[verifiers[0].label] > 0 if verifiers else self.total(scores) > 0
+
+
+def build_reward_set(configs: Sequence) -> RewardSet:
+    """From the recipe's grpo.rewards entries (name, weight, label, verifier, options)."""
+    terms = []
+    for cfg in configs:
+        fn, verifier = reward_function(cfg.name, dict(cfg.options))
+        terms.append(RewardTerm(cfg.label or cfg.name, cfg.weight, fn,
+                                verifier if cfg.verifier is None else cfg.verifier))
+    return RewardSet(terms)

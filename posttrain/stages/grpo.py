@@ -1,0 +1,230 @@
+"""Online RL with verifiable rewards: GRPO and RLOO.
+
+    posttrain grpo recipes/tiny/grpo.yaml [--set grpo.advantage=rloo] [--set grpo.kl_coef=0.05]
+
+Each batch of samples: P prompts (grpo.prompts_per_step), G completions each (grpo.group_size)
+sampled from the current policy, scored by the recipe's reward terms (posttrain/rewards), turned
+into group advantages, then mu = grpo.updates_per_batch optimizer steps on that batch with the
+clipped objective (objectives/policy_gradient.py). The rollouts are made lazily inside the plan's
+generator, so they always come from the weights the loop has just updated.
+
+Where this departs from the papers, and why:
+- GRPO's KL term is against the initial model, not a moving reference. With LoRA the reference
+  is the base with the adapter disabled; with full fine-tuning a frozen copy of the weights is
+  held, only when grpo.kl_coef > 0: unlike DPO, the reference must score fresh samples at every
+  step, so its log-probs cannot be precomputed.
+- With mu = 1 (the default) no old-policy forward is run: the ratio is exactly 1 and the
+  objective's gradient is the policy gradient (plus KL). With mu > 1 the old log-probs are
+  computed once per batch, before its first update.
+- Rollouts come from Hugging Face generate (model/generate.py); a vLLM backend is not wired yet.
+- Exact resume: sampling is seeded from (seed, batch, rank) and the prompt order from (seed,
+  epoch). A resume in the middle of a batch's mu updates regenerates that batch from the
+  resumed weights (not the old policy's): save at multiples of mu for an exact continuation.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import random
+from contextlib import nullcontext
+
+import torch
+
+from posttrain.config import Recipe
+from posttrain.data.batching import IGNORE
+from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
+from posttrain.data.prepare import load_sources, max_length_for
+from posttrain.data.sources import read_rows
+from posttrain.errors import UserError
+from posttrain.model.generate import GenerationConfig, generate_ids, stop_token_ids
+from posttrain.model.load import context_length
+from posttrain.model.logprobs import TokenLogprobs, token_logprobs
+from posttrain.objectives.policy_gradient import PolicyGradientObjective, group_advantages
+from posttrain.rewards import RewardSet, build_reward_set
+from posttrain.train import loop
+from posttrain.train.periodic_eval import generation_eval
+from posttrain.train.reference import initial_policy
+from posttrain.train.setup import RunContext, start_run
+
+
+def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
+    cfg = recipe.grpo
+    if recipe.train.grad_accum_steps != 1:
+        raise UserError("grpo: leave train.grad_accum_steps at 1; a step's size is "
+                        "grpo.prompts_per_step x grpo.group_size, cut into train.micro_batch_size rows")
+    rewards = build_reward_set(cfg.rewards)
+    ctx = start_run(recipe, "grpo", output_dir, resume)
+    ensure_chat_template(ctx.tokenizer)
+    prompts, samples = load_prompts(ctx)
+    if cfg.prompts_per_step % ctx.accelerator.num_processes:
+        raise UserError(f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
+                        f"the number of processes ({ctx.accelerator.num_processes})")
+    plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx))
+    objective = PolicyGradientObjective(
+        eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
+        aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE)
+    job = loop.TrainJob(
+        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=ctx.tokenizer,
+        plan=plan, objective=objective,
+        extra_eval=generation_eval(ctx.recipe.eval, ctx.tokenizer, ctx.recipe.seed),
+        resume_from=ctx.resume_from)
+    return loop.run(job)
+
+
+def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
+    """Prompt token ids and, for the reward functions, each full data row (+ prompt, reference)."""
+    data, tok = ctx.recipe.data, ctx.tokenizer
+    room = max_length_for(data, context_length(ctx.model)) - ctx.recipe.grpo.max_new_tokens
+    prompts, samples = [], []
+    for source, loaded in zip(data.sources, load_sources(data.sources, "prompt", data.on_error)):
+        raw = dict(read_rows(source.path, source.split))
+        for number, record in zip(loaded.rows, loaded.records):
+            ids = tokenize_prompt(tok, record.prompt)
+            if len(ids) > room:
+                raise UserError(f"{source.path}: row {number}: prompt of {len(ids)} tokens leaves no room "
+                                f"for grpo.max_new_tokens in {room + ctx.recipe.grpo.max_new_tokens}")
+            row = {source.columns.get(k, k): v for k, v in raw[number].items()}
+            prompts.append(ids)
+            samples.append({**row, "prompt": record.prompt, "reference": record.reference})
+    return prompts, samples
+
+
+def reference_model(ctx: RunContext):
+    """The KL reference (the initial policy), or None without a KL term."""
+    if ctx.recipe.grpo.kl_coef <= 0 or hasattr(ctx.model, "disable_adapter"):
+        return None  # LoRA: RolloutPlan disables the adapter instead of holding a copy
+    ref = initial_policy(ctx)
+    ref = copy.deepcopy(ref) if ref is ctx.model else ref
+    return ref.to(ctx.accelerator.device).eval().requires_grad_(False)
+
+
+class RolloutPlan:
+    """Per optimizer step, this process's micro-batches of scored completions (see module doc)."""
+
+    def __init__(self, ctx: RunContext, prompts: list[list[int]], samples: list[dict],
+                 rewards: RewardSet, reference):
+        self.ctx, self.cfg, self.prompts, self.samples = ctx, ctx.recipe.grpo, prompts, samples
+        self.rewards, self.reference = rewards, reference
+        train = ctx.recipe.train
+        batches = math.ceil(train.epochs * len(prompts) / self.cfg.prompts_per_step)
+        self.total_steps = train.max_steps or max(1, batches) * self.cfg.updates_per_batch
+        self.eos_ids = stop_token_ids(ctx.model, ctx.tokenizer)
+        self.turn_end = turn_end_id(ctx.tokenizer, self.eos_ids)
+        pad = ctx.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+
+    def steps(self, start: int = 0):
+        mu, cached = self.cfg.updates_per_batch, (None, None)
+        for step in range(start, self.total_steps):
+            batch = step // mu
+            if cached[0] != batch:
+                cached = (batch, self._rollout(batch, write_samples=self._samples_due(step)))
+            yield cached[1]
+
+    def _samples_due(self, step: int) -> bool:
+        every = self.cfg.samples_every
+        return bool(every) and step % every == 0 and self.ctx.accelerator.is_main_process
+
+    def prompt_indices(self, batch: int) -> list[int]:
+        """This process's prompts of a batch: a slice of epoch-wise seeded permutations."""
+        n, per_step, acc = len(self.prompts), self.cfg.prompts_per_step, self.ctx.accelerator
+        local = per_step // acc.num_processes
+        first = batch * per_step + acc.process_index * local
+        return [self._epoch_order(k // n)[k % n] for k in range(first, first + local)]
+
+    @functools.lru_cache(maxsize=2)
+    def _epoch_order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.prompts)))
+        random.Random(f"{self.ctx.recipe.seed}/grpo/epoch/{epoch}").shuffle(order)
+        return order
+
+    def _rollout(self, batch: int, write_samples: bool) -> list[dict[str, torch.Tensor]]:
+        indices = self.prompt_indices(batch)
+        group = self.cfg.group_size
+        prompts = [self.prompts[i] for i in indices for _ in range(group)]
+        samples = [self.samples[i] for i in indices for _ in range(group)]
+        gen = GenerationConfig(max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature,
+                               top_p=self.cfg.top_p, batch_size=self.cfg.generation_batch_size,
+                               seed=hash_seed(self.ctx.recipe.seed, batch, self.ctx.accelerator.process_index))
+        completions = generate_ids(self.ctx.model, prompts, self.pad_id, self.eos_ids, gen)
+        texts = self.ctx.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        scores = [self.rewards.score(s, t) for s, t in zip(samples, texts)]
+        totals = torch.tensor([self.rewards.total(s) for s in scores]).view(-1, group)
+        advantages = group_advantages(totals, self.cfg.advantage).view(-1)
+        rows = [(p, c + ([self.turn_end] if len(c) < self.cfg.max_new_tokens else []))
+                for p, c in zip(prompts, completions)]  # a finished completion learns to stop
+        stats = self._row_stats(scores, totals.view(-1), [len(c) for _, c in rows])
+        if write_samples:
+            self._write_samples(batch, samples, texts, totals.view(-1))
+        size = self.ctx.recipe.train.micro_batch_size
+        cut = {k: v.split(size) for k, v in [("advantages", advantages), *stats.items()]}
+        return [self._micro_batch(rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()})
+                for i in range(len(cut["advantages"]))]
+
+    def _row_stats(self, scores: list[dict], totals: torch.Tensor, lengths: list[int]) -> dict:
+        stats = {f"stat/reward/{label}": torch.tensor([s[label] for s in scores]) for label in scores[0]}
+        stats["stat/reward"] = totals
+        stats["stat/accuracy"] = torch.tensor([float(self.rewards.correct(s)) for s in scores])
+        stats["stat/response_length"] = torch.tensor(lengths, dtype=torch.float32)
+        return stats
+
+    def _micro_batch(self, rows, per_row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Right-padded ids, labels on the completion (+ its stop token), the rows' advantages and
+        statistics, and the old-policy / reference log-probs when the recipe needs them."""
+        width = max(len(p) + len(c) for p, c in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        for i, (prompt, completion) in enumerate(rows):
+            input_ids[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
+            labels[i, len(prompt) : len(prompt) + len(completion)] = torch.tensor(completion)
+        mb = {"input_ids": input_ids, "labels": labels, **per_row,
+              "num_tokens": torch.tensor([len(p) + len(c) for p, c in rows])}
+        if self.cfg.updates_per_batch > 1:
+            mb["old_logps"] = self._logps(self.ctx.model, input_ids, labels)
+        if self.cfg.kl_coef > 0:
+            mb["ref_logps"] = self._reference_logps(input_ids, labels)
+        return mb
+
+    @torch.no_grad()
+    def _logps(self, model, input_ids, labels) -> torch.Tensor:
+        device = next(model.parameters()).device
+        chunk = self.ctx.recipe.train.logprob_chunk_size
+        return token_logprobs(model, input_ids.to(device), labels.to(device), chunk_size=chunk).cpu()
+
+    def _reference_logps(self, input_ids, labels) -> torch.Tensor:
+        if self.reference is not None:
+            return self._logps(self.reference, input_ids, labels)
+        disable = getattr(self.ctx.model, "disable_adapter", None)
+        with disable() if disable else nullcontext():
+            return self._logps(self.ctx.model, input_ids, labels)
+
+    def _write_samples(self, batch: int, samples, texts, totals) -> None:
+        with (self.ctx.out_dir / "samples.jsonl").open("a") as f:
+            shown = list(zip(samples, texts, totals.tolist()))[: 2 * self.cfg.group_size]  # 2 groups
+            for sample, text, total in shown:
+                row = {"batch": batch, "prompt": sample["prompt"], "reference": sample["reference"],
+                       "completion": text, "reward": total}
+                f.write(json.dumps(row, default=str) + "\n")
+
+
+def turn_end_id(tokenizer, eos_ids: list[int]) -> int:
+    """The stop token the chat template ends an assistant turn with (Llama-3: <|eot_id|>, not
+    the tokenizer's eos <|end_of_text|>). generate_ids drops the stop token it met, so a finished
+    completion is scored with this one appended: the policy learns to end turns as SFT taught it."""
+    ids, labels = tokenize_conversation(tokenizer, [{"role": "user", "content": "x"},
+                                                    {"role": "assistant", "content": "y"}])
+    ends = [t for t, label in zip(ids, labels) if label != IGNORE and t in eos_ids]
+    if ends:
+        return ends[-1]
+    if not eos_ids:
+        raise UserError("the tokenizer and model define no stop token: completions could never end")
+    return eos_ids[0]
+
+
+def hash_seed(seed: int, batch: int, rank: int) -> int:
+    """A sampling seed that is a pure function of (seed, batch, rank)."""
+    return random.Random(f"{seed}/grpo/batch/{batch}/rank/{rank}").randrange(2**31)
