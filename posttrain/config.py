@@ -69,7 +69,10 @@ class DataConfig(Section):
     phases: list[PhaseConfig] = []
     max_length: int | None = None  # default: the model's context length
     pack: bool | None = None  # default: True for pre-training, False for SFT
-    group_by_length: bool = True  # SFT without packing: micro-batches of similar lengths
+    # SFT without packing: micro-batches of similar lengths (less padding). Off by default: on data
+    # whose length tracks its content (one template per length) it makes steps homogeneous and
+    # slowed the quickstart's convergence (eval loss 0.95 vs 0.72 after 150 steps).
+    group_by_length: bool = False
     on_error: Literal["fail", "skip"] = "fail"
 
     @field_validator("sources", "eval_sources", mode="before")

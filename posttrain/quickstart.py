@@ -35,7 +35,7 @@ def _recipe(name: str, overrides: list[str]):
 def _evaluate(model_dir: str | Path, test_path: Path, out_dir: Path) -> float:
     """Exact match through the evaluation engine, with results.json and samples.jsonl written to
     out_dir exactly as `posttrain eval` writes them."""
-    task = exact_match_task(str(test_path), "final_number", max_new_tokens=48)
+    task = exact_match_task(str(test_path), "final_number", max_new_tokens=64)
     results = run_tasks(make_backend(str(model_dir), "hf", batch_size=50, seed=0), [task])
     write_outputs(out_dir, results, {"model": str(model_dir), "backend": "hf", "seed": 0})
     return results[0].values()["exact_match"]

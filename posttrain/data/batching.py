@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-IGNORE = -100
+from posttrain.data.chat import IGNORE_INDEX as IGNORE  # one definition of the ignored label
 
 
 @dataclass
