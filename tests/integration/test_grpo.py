@@ -58,18 +58,20 @@ def test_grpo_raises_held_out_accuracy(parity):
     before = _accuracy(root / "sft" / "final", test)
     recipe = load_recipe(None, [
         f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]",
-        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=4", "grpo.prompts_per_step=16",
-        "grpo.max_new_tokens=4", "grpo.temperature=0.7", "grpo.samples_every=10",
-        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=1e-4", "train.schedule=constant"])
+        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=8", "grpo.prompts_per_step=16",
+        "grpo.max_new_tokens=4", "grpo.temperature=1.0", "grpo.samples_every=10",
+        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=2e-4", "train.schedule=constant"])
     grpo.run(recipe, output_dir=str(root / "grpo"))
     after = _accuracy(root / "grpo" / "final", test)
     rows = [r for r in _metrics(root / "grpo") if "reward" in r]
     curve = [round(r["reward"], 2) for r in rows]
     print(f"held-out accuracy {before:.2f} -> {after:.2f}; reward curve {curve}")
+    # measured: greedy held-out 0.60 -> 0.73; sampled reward ~0.18 (first 10 steps) -> ~0.5 (last 10)
     assert after >= before + 0.1, (before, after, curve)
+    assert sum(curve[-10:]) / 10 >= sum(curve[:10]) / 10 + 0.15, curve
     assert {"reward/exact_match", "accuracy", "clip_fraction", "entropy", "response_length"} <= set(rows[0])
     samples = (root / "grpo" / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == 4 * 2 * 4 and "completion" in json.loads(samples[0])  # steps 0,10,20,30
+    assert len(samples) == 4 * 2 * 8 and "completion" in json.loads(samples[0])  # steps 0,10,20,30
 
 
 def test_rloo_kl_two_updates_from_the_cli(parity, tmp_path):
