@@ -28,8 +28,9 @@ def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
 
 
-def add_adapter(model, adapter: AdapterConfig):
-    """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen."""
+def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
+    """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen. With task_type
+    SEQ_CLS (reward models) peft also trains and saves the score head."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if adapter.kind == "qlora":
@@ -39,7 +40,7 @@ def add_adapter(model, adapter: AdapterConfig):
     config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                         target_modules=targets if isinstance(targets, str) else list(targets),
                         modules_to_save=list(adapter.modules_to_save) or None,
-                        use_dora=adapter.kind == "dora", task_type="CAUSAL_LM")
+                        use_dora=adapter.kind == "dora", task_type=task_type)
     try:
         return get_peft_model(model, config)
     except ValueError as err:

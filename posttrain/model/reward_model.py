@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from posttrain.config import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
-from posttrain.model.adapters import is_adapter_dir, load_adapter, quantization_config
+from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
 from posttrain.model.load import DTYPES, enable_activation_checkpointing, load_tokenizer, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -124,19 +124,7 @@ def reset_head_weights(model, seed: int) -> None:
 def add_reward_adapter(model, adapter: AdapterConfig):
     """LoRA/DoRA/QLoRA with peft's sequence-classification task: the head is trained in full and
     saved with the adapter (peft adds it to modules_to_save)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if adapter.kind == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    targets = adapter.target_modules
-    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
-                        target_modules=targets if isinstance(targets, str) else list(targets),
-                        modules_to_save=list(adapter.modules_to_save) or None,
-                        use_dora=adapter.kind == "dora", task_type="SEQ_CLS")
-    try:
-        return get_peft_model(model, config)
-    except ValueError as err:
-        raise UserError(f"adapter.target_modules: {_first_line(err)}") from None
+    return add_adapter(model, adapter, task_type="SEQ_CLS")
 
 
 class RewardScores(nn.Module):
