@@ -4,6 +4,7 @@ and the project's default tiny model alike (the tiny model is a saved directory 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,11 +48,20 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     return tok
 
 
-def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
-               resume_from: str | Path | None = None):
-    """Pretrained weights, or (init: random) fresh weights from the path's config under `seed`;
-    then the recipe's adapter, fresh or (resume) the checkpoint's. A full-model checkpoint of this
-    run replaces the recipe's weights on resume."""
+@dataclass
+class Loaded:
+    model: object
+    path: str  # where the weights came from
+    resume_adapter: bool  # resume_from holds an adapter, to be put on top of the base
+    full_checkpoint: bool  # resume_from holds full weights, which replaced the recipe's
+
+
+def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
+                resume_from: str | Path | None = None, auto_class=AutoModelForCausalLM,
+                config_extra: dict | None = None, **load_extra) -> Loaded:
+    """The weights a run starts from, through `auto_class`: pretrained, or (init: random) fresh
+    from the path's config under `seed`, or this run's full checkpoint when resuming; QLoRA bases
+    are quantised while loading. Adapters are the caller's next step."""
     adapter = adapter or AdapterConfig()
     resume_adapter = resume_from is not None and is_adapter_dir(resume_from)
     full_checkpoint = resume_from is not None and not resume_adapter
@@ -64,17 +74,28 @@ def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = 
     try:
         if cfg.init == "random" and not full_checkpoint:
             config = AutoConfig.from_pretrained(path, revision=cfg.revision,
-                                                trust_remote_code=cfg.trust_remote_code)
+                                                trust_remote_code=cfg.trust_remote_code,
+                                                **(config_extra or {}))
             torch.manual_seed(seed)  # the same base again when a LoRA run resumes
-            model = AutoModelForCausalLM.from_config(config, **kwargs)
+            model = auto_class.from_config(config, **kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision,
-                                                         quantization_config=quant, **kwargs)
+            model = auto_class.from_pretrained(path, revision=cfg.revision, quantization_config=quant,
+                                               **(config_extra or {}), **load_extra, **kwargs)
     except (OSError, ValueError) as err:
         raise _cannot_load(path, err) from None
+    return Loaded(model, path, resume_adapter, full_checkpoint)
+
+
+def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
+               resume_from: str | Path | None = None):
+    """A causal LM as the recipe asks (see instantiate), with activation checkpointing when asked,
+    then the recipe's adapter: fresh, or the checkpoint's when resuming."""
+    adapter = adapter or AdapterConfig()
+    loaded = instantiate(cfg, seed, adapter, resume_from)
+    model = loaded.model
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
-    if resume_adapter:
+    if loaded.resume_adapter:
         return load_adapter(model, resume_from)
     if adapter.kind != "none":
         return add_adapter(model, adapter)

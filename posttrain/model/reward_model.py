@@ -22,8 +22,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from posttrain.config import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
-from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
-from posttrain.model.load import DTYPES, enable_activation_checkpointing, load_tokenizer, resolve_model_path
+from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter
+from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
+                                  resolve_model_path)
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +69,13 @@ def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, se
     reward model (its head kept unless reset_head or its size differs), random weights
     (model.init: random) or this run's checkpoint (resume); then the recipe's adapter."""
     adapter = adapter or AdapterConfig()
-    resume_adapter = resume_from is not None and is_adapter_dir(resume_from)
-    full_checkpoint = resume_from is not None and not resume_adapter
-    path = str(resume_from) if full_checkpoint else resolve_model_path(cfg.path)
     head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                 label2id={name: i for i, name in enumerate(labels)}, pad_token_id=pad_token_id)
-    kwargs = dict(dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation,
-                  trust_remote_code=cfg.trust_remote_code)
-    init_labels = None if full_checkpoint else reward_model_labels(path)
-    quant = quantization_config(adapter, DTYPES[cfg.dtype])
-    if quant is not None and cfg.init == "random":
-        raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
-    try:
-        if cfg.init == "random" and not full_checkpoint:
-            config = AutoConfig.from_pretrained(path, revision=cfg.revision,
-                                                trust_remote_code=cfg.trust_remote_code, **head)
-            torch.manual_seed(seed)
-            model = AutoModelForSequenceClassification.from_config(config, **kwargs)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, revision=cfg.revision, quantization_config=quant, ignore_mismatched_sizes=True,
-                **head, **kwargs)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load '{path}' as a reward model: {_first_line(err)}") from None
+    full_checkpoint = resume_from is not None and not is_adapter_dir(resume_from)
+    init_labels = None if full_checkpoint else reward_model_labels(resolve_model_path(cfg.path))
+    loaded = instantiate(cfg, seed, adapter, resume_from, AutoModelForSequenceClassification,
+                         config_extra=head, ignore_mismatched_sizes=True)
+    model, resume_adapter = loaded.model, loaded.resume_adapter
     if init_labels is not None and (reset_head or len(init_labels) != len(labels)):
         log.info("reward head re-initialised (%d outputs -> %d)", len(init_labels), len(labels))
         reset_head_weights(model, seed)

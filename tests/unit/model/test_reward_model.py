@@ -89,5 +89,5 @@ def test_lora_reward_model_trains_its_head_and_loads_back_for_scoring(tiny_dir, 
 
 
 def test_an_unloadable_model_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="as a reward model"):
+    with pytest.raises(UserError, match="cannot load model"):
         load_reward_model(ModelConfig(path=str(tmp_path / "missing")), ["reward"], 0)
