@@ -32,7 +32,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from sft_vs_trl import (  # noqa: E402  (stdlib only at import; torch is importe
     _HighWaterAfterLastStep,
     build_model,
     build_tokenizer,
+    spawn,
     matmul_gflops,
     proc_status_kib,
 )
@@ -331,29 +331,6 @@ def run_one(spec: str, args) -> dict:
 # The parent: spawn, collect, print.
 # ---------------------------------------------------------------------------------------------
 
-def spawn(spec: str, args) -> dict | None:
-    with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
-        result_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", spec, "--result", str(result_path),
-               "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--chunk-size", str(args.chunk_size)]
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-        started = time.perf_counter()
-        if args.verbose:
-            proc = subprocess.run(cmd, env=env)
-            output = ""
-        else:
-            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            output = proc.stdout
-        wall = time.perf_counter() - started
-        if proc.returncode != 0 or not result_path.exists():
-            print(f"[{spec}] FAILED (exit {proc.returncode}); last output:\n{output[-4000:]}", file=sys.stderr)
-            return None
-        result = json.loads(result_path.read_text())
-        result["process_wall_s"] = wall
-        return result
-
-
 def summarise(r: dict, peak_gflops: float) -> dict:
     times = r["step_times"]
     s_per_step = sum(times) / len(times)
@@ -404,7 +381,7 @@ def parent(args) -> int:
         for framework in frameworks:
             spec = f"{framework}:{vocab}"
             print(f"# running {spec} ...", file=sys.stderr, flush=True)
-            r = spawn(spec, args)
+            r = spawn(spec, args, __file__)
             if r is not None:
                 results.append(r)
     after = matmul_gflops(args.matmul_size, args.matmul_seconds)

@@ -287,10 +287,11 @@ def run_one(spec: str, args) -> dict:
 # The parent: spawn, collect, print.
 # ---------------------------------------------------------------------------------------------
 
-def spawn(spec: str, args) -> dict | None:
+def spawn(spec: str, args, script: str = __file__) -> dict | None:
+    """Run one configuration of `script` in a fresh process (its own memory high-water mark)."""
     with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
         result_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", spec, "--result", str(result_path),
+        cmd = [sys.executable, os.path.abspath(script), "--one", spec, "--result", str(result_path),
                "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--chunk-size", str(args.chunk_size)]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
