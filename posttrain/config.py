@@ -307,26 +307,30 @@ def validate_recipe(raw: dict[str, Any], label: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_describe(err.errors()[0], label)) from None
+        raise UserError(describe_validation_error(err.errors()[0], label)) from None
 
 
-def _describe(error: dict, label: str) -> str:
-    loc = [str(p) for p in error["loc"]]
+def describe_validation_error(error: dict, label: str, root: type[BaseModel] | None = None,
+                              loc: list | None = None, what: str = "", full_hint: bool = True) -> str:
+    """One line for a pydantic error: an unknown key names the nearest valid key of its section
+    (walked from `root`), any other error names the key, the problem and the value."""
+    loc = [str(p) for p in (error["loc"] if loc is None else loc)]
     dotted = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
+        valid = _valid_keys(loc[:-1], root or Recipe)
         near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        hint = f" (did you mean '{'.'.join(loc[:-1] + near)}'?)" if near else ""
-        return f"{label}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
+        shown = ".".join(loc[:-1] + near) if full_hint else "".join(near)
+        hint = f" (did you mean '{shown}'?)" if near else ""
+        return f"{label}: unknown key '{dotted}'{what}{hint}; valid keys here: {', '.join(valid)}"
     got = error.get("input")
     shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
     where = f"{dotted}: " if dotted else ""
     return f"{label}: {where}{error['msg']}{shown}"
 
 
-def _valid_keys(loc: list[str]) -> list[str]:
+def _valid_keys(loc: list[str], root: type[BaseModel]) -> list[str]:
     """Field names of the section at `loc` (list indexes skipped), for the did-you-mean hint."""
-    section: type[BaseModel] = Recipe
+    section: type[BaseModel] = root
     for part in loc:
         if part.isdigit():
             continue

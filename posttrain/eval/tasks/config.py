@@ -3,14 +3,13 @@ nearest valid key), read from a built-in name or a task YAML file, with `--set` 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from posttrain.config import Section, apply_override
+from posttrain.config import Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
 
 
@@ -129,22 +128,10 @@ def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
-        raise UserError(_describe(err.errors()[0], raw["kind"], label)) from None
-
-
-def _describe(error: dict, kind: str, label: str) -> str:
-    loc = [str(part) for part in error["loc"][1:]]  # [0] is the kind tag
-    dotted = ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        section = JudgeConfig if loc[0] == "judge" and len(loc) > 1 else KINDS[kind]
-        valid = list(section.model_fields)
-        near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        return f"{label}: unknown key '{dotted}' for a {kind} task{hint}; valid keys: {', '.join(valid)}"
-    got = error.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-    where = f"{dotted}: " if dotted else ""
-    return f"{label}: {where}{error['msg']}{shown}"
+        error = err.errors()[0]
+        raise UserError(describe_validation_error(
+            error, label, KINDS[raw["kind"]], error["loc"][1:],  # loc[0] is the kind tag
+            what=f" for a {raw['kind']} task", full_hint=False)) from None
 
 
 def read_task_yaml(path: Path) -> dict[str, Any]:
