@@ -40,7 +40,7 @@ def ensure_chat_template(tokenizer) -> None:
         _warned_template = True
 
 
-def _render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     """Render with the tokenizer's template, tokenize without added specials, ensure exactly one BOS."""
     text = tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt
@@ -63,7 +63,7 @@ def _check_prefix(prefix: list[int], full: list[int]) -> None:
 
 def _span_end(tokenizer, prefix: list[dict], full_ids: list[int], add_generation_prompt: bool) -> int:
     """Token length of a prefix's rendering, checked to be a token prefix of the full conversation."""
-    ids = _render_ids(tokenizer, prefix, add_generation_prompt)
+    ids = render_ids(tokenizer, prefix, add_generation_prompt)
     _check_prefix(ids, full_ids)
     return len(ids)
 
@@ -79,7 +79,7 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
         # Its span would start at the generation prompt of an empty conversation, which cannot be rendered.
         raise UserError("a conversation cannot start with an assistant message; "
                         "put a user or system turn first")
-    input_ids = _render_ids(tokenizer, messages, add_generation_prompt=False)
+    input_ids = render_ids(tokenizer, messages, add_generation_prompt=False)
     labels = [IGNORE_INDEX] * len(input_ids)
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
@@ -94,7 +94,7 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
 def tokenize_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of the conversation so far plus the assistant header, ready for generation."""
     ensure_chat_template(tokenizer)
-    return _render_ids(tokenizer, messages, add_generation_prompt=True)
+    return render_ids(tokenizer, messages, add_generation_prompt=True)
 
 
 def tokenize_text(tokenizer, text: str) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from posttrain.data.batching import IGNORE, Example, collate_padded
-from posttrain.data.chat import tokenize_conversation, tokenize_prompt
+from posttrain.data.chat import render_ids, tokenize_prompt
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
 
@@ -37,7 +37,9 @@ class PairExample:
 def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -> Example:
     """prompt + completion with labels on the completion tokens only (end-of-turn included)."""
     prompt_ids = tokenize_prompt(tokenizer, prompt)
-    full_ids, _ = tokenize_conversation(tokenizer, prompt + completion)
+    # One rendering of the whole conversation: only the completion is labelled, so the per-turn
+    # masks of tokenize_conversation (two more renderings per assistant turn) are not needed.
+    full_ids = render_ids(tokenizer, prompt + completion, add_generation_prompt=False)
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise UserError("the chat template renders the prompt differently inside the conversation; "
                         "cannot separate response tokens")
