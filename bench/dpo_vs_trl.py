@@ -139,7 +139,7 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path) -> dict:
     layout = Layout(BATCH, 1, acc.num_processes, acc.process_index)
     plan = _HighWaterAfterLastStep(EpochPlan(units, collate, layout, recipe.seed,
                                              recipe.train.max_steps, recipe.train.epochs))
-    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc, model=model,
+    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc,
                         policy=TokenLogprobs(model, recipe.train.logprob_chunk_size),
                         tokenizer=tokenizer, plan=plan,
                         objective=PairwiseObjective(spec, preference_config(recipe.preference)))

@@ -171,7 +171,7 @@ def run_posttrain(model, tokenizer, data, args, out_dir: Path) -> dict:
     plan = _HighWaterAfterLastStep(EpochPlan(units, functools.partial(collate_padded, pad_id=pad_id),
                                              layout, recipe.seed, recipe.train.max_steps,
                                              recipe.train.epochs))
-    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc, model=model,
+    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc,
                         policy=TokenLogprobs(model, recipe.train.logprob_chunk_size),
                         tokenizer=tokenizer, plan=plan, objective=NextTokenObjective())
     loop.run(job)

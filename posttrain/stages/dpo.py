@@ -62,7 +62,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     plan = EpochPlan(train, collate, ctx.layout, ctx.recipe.seed, ctx.recipe.train.max_steps,
                      ctx.recipe.train.epochs, lengths)
     job = loop.TrainJob(
-        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=tok,
         plan=plan, objective=PairwiseObjective(spec, cfg),
         eval_batches=eval_micro_batches(held, collate, ctx.layout),

@@ -67,7 +67,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
         aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE)
     job = loop.TrainJob(
-        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=ctx.tokenizer,
         plan=plan, objective=objective,
         extra_eval=generation_eval(ctx.recipe.eval, ctx.tokenizer, ctx.recipe.seed),

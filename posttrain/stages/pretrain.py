@@ -48,7 +48,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     collate = functools.partial(collate_packed, pad_id=tok.pad_token_id, length=length)
     plan = StreamPlan(make_stream, collate, ctx.layout, total_steps)
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,
         plan=plan, objective=NextTokenObjective(),
         eval_batches=eval_micro_batches(_eval_rows(held, length), collate, ctx.layout),

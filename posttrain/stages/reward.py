@@ -55,7 +55,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     objective = (PairwiseRewardObjective(spec, score_index) if spec.pairwise
                  else RegressionRewardObjective())
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=RewardScores(ctx.model), tokenizer=tok, plan=plan, objective=objective,
         eval_batches=eval_micro_batches(held, collate, ctx.layout), resume_from=ctx.resume_from)
     return loop.run(job)

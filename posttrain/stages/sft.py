@@ -51,7 +51,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
                      recipe.train.epochs, lengths)
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator, model=ctx.model,
+        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,
         plan=plan, objective=NextTokenObjective(),
         eval_batches=eval_micro_batches(held, eval_collate, ctx.layout),

@@ -52,8 +52,7 @@ class TrainJob:
     recipe: Recipe
     out_dir: Path
     accelerator: Accelerator
-    model: torch.nn.Module  # the Hugging Face model that is saved
-    policy: torch.nn.Module  # the module whose forward the objective calls (wraps model)
+    policy: torch.nn.Module  # the module whose forward the objective calls; its .model is saved
     tokenizer: Any
     plan: Plan
     objective: Objective

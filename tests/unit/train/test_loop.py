@@ -25,7 +25,7 @@ def _grads_after(micro_batches):
                                          num_key_value_heads=2, intermediate_size=64,
                                          vocab_size=128, max_position_embeddings=64))
     policy = TokenLogprobs(model)
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True), model=model,
+    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True),
                    policy=policy, tokenizer=None, plan=None, objective=NextTokenObjective())
     stats = accumulate_gradients(job, policy, micro_batches)
     return stats["loss"], {n: p.grad.clone() for n, p in model.named_parameters()}
