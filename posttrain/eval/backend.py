@@ -5,7 +5,9 @@ only implements these two:
   loglikelihood: log p(continuation | context), summed over the continuation's tokens;
   generate: a completion of a prompt, cut at stop strings.
 Requests carry token ids, built by the task with the model's own tokenizer (and chat template),
-so every backend scores exactly the same tokens.
+so every backend scores exactly the same tokens. RL rollouts (stages/grpo.py) use the same
+backends through two more calls: generate_tokens (the completion's token ids, which the policy
+is then trained on) and sync_weights (generate with the policy's current weights).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from tqdm.auto import tqdm
 
 from posttrain.data.batching import IGNORE
 from posttrain.errors import UserError
-from posttrain.model.generate import GenerationConfig, generate_text
+from posttrain.model.generate import (GenerationConfig, cut_at_stop_strings, generate_ids, padding_id,
+                                      stop_token_ids)
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import token_logprobs
 
@@ -61,6 +64,15 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
         ...
 
+    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
+                        seed: int | None = None) -> list[list[int]]:
+        """Completion token ids, up to (not including) the stop token; `seed` overrides the backend's."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Generate from now on with `model`'s current weights (the policy being trained)."""
+        ...
+
 
 @dataclass
 class HFBackend:
@@ -80,6 +92,8 @@ class HFBackend:
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
         self.max_length = context_length(self.model)
+        self.eos_ids = stop_token_ids(self.model, self.tokenizer)
+        self.pad_id = padding_id(self.tokenizer, self.eos_ids)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         """Longest first, so the first batch shows at once whether memory suffices; right padding
@@ -99,26 +113,30 @@ class HFBackend:
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
-        """Requests sharing settings are generated together, shortest prompt first, one batch of
-        generate_text per progress step (generate_text left-pads and seeds each call)."""
-        outputs: list[str] = [""] * len(requests)
+        """Completions as text (special tokens dropped), each cut before its first stop string."""
+        texts = self.tokenizer.batch_decode(self.generate_tokens(requests, desc), skip_special_tokens=True)
+        return [cut_at_stop_strings(text, list(request.stop)) for text, request in zip(texts, requests)]
+
+    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
+                        seed: int | None = None) -> list[list[int]]:
+        """Requests sharing settings are generated in one seeded generate_ids call (which batches
+        prompts of similar length together, left-padded); results in request order."""
+        outputs: list[list[int]] = [[] for _ in requests]
         with self._progress(len(requests), desc or "generate") as bar:
-            for settings, indices in group_by_settings(requests).items():
-                self._generate_group(requests, indices, settings, outputs, bar)
+            for (max_new, _, temperature, top_p), indices in group_by_settings(requests).items():
+                cfg = GenerationConfig(max_new_tokens=min(max_new, self.max_length - 1), temperature=temperature,
+                                       top_p=top_p, seed=self.seed if seed is None else seed,
+                                       batch_size=self.batch_size)
+                prompts = [self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices]
+                completions = generate_ids(self.model, prompts, self.pad_id, self.eos_ids, cfg, on_batch=bar.update)
+                for index, ids in zip(indices, completions):
+                    outputs[index] = ids
         return outputs
 
-    def _generate_group(self, requests, indices: list[int], settings: tuple, outputs: list[str], bar) -> None:
-        max_new, stop, temperature, top_p = settings
-        cfg = GenerationConfig(max_new_tokens=min(max_new, self.max_length - 1), temperature=temperature,
-                               top_p=top_p, seed=self.seed, stop_strings=list(stop), batch_size=self.batch_size)
-        prompts = {i: self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices}
-        indices = sorted(indices, key=lambda i: len(prompts[i]))
-        for start in range(0, len(indices), self.batch_size):
-            batch = indices[start : start + self.batch_size]
-            texts = generate_text(self.model, self.tokenizer, [prompts[i] for i in batch], cfg)
-            for index, text in zip(batch, texts):
-                outputs[index] = text
-            bar.update(len(batch))
+    def sync_weights(self, model) -> None:
+        """Nothing to copy when this backend generates with the training model object itself."""
+        if model is not self.model:
+            self.model.load_state_dict(model.state_dict())
 
     def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
         """Keep the prompt's last tokens when prompt plus answer would exceed the context."""
@@ -145,8 +163,7 @@ class HFBackend:
 
     def _score_batch(self, rows: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         width = max(_total_length(row) for row in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for r, row in enumerate(rows):

@@ -1,8 +1,15 @@
-"""The vLLM backend (GPU only): the same two requests as HFBackend, answered by vllm.LLM.
+"""The vLLM backend (GPU only): the same requests as HFBackend, answered by vllm.LLM.
 
 vllm is imported when the backend is built, never at module import, so the package works without
 it. Log-likelihoods come from prompt_logprobs (the log-prob vLLM reports for each prompt token);
 generation passes token ids, so the chat template and BOS handling are the engine's, not vLLM's.
+Every request gets its own sampling seed (the backend's seed + its index): one shared seed would
+make the G samples of a GRPO group identical.
+
+For RL rollouts (stages/grpo.py, grpo.backend: vllm) the engine runs in the training process,
+beside the policy on the same GPU, and sync_weights copies the policy's weights into it before
+each batch of rollouts (LoRA adapters merged first). That needs the engine's model object in
+this process: the V1 engine's multiprocessing is switched off (VLLM_ENABLE_V1_MULTIPROCESSING=0).
 Not exercised by the CPU test suite: check it on a GPU machine with vllm installed
 (`posttrain eval MODEL --backend vllm --tasks arithmetic` should match the HF backend's greedy
 exact match up to kernel-level numeric differences).
@@ -10,6 +17,7 @@ exact match up to kernel-level numeric differences).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +37,7 @@ class VLLMBackend:
             raise UserError("backend 'vllm' needs vllm installed (a GPU machine): pip install vllm") from None
         from posttrain.model.load import load_tokenizer
 
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # sync_weights needs the model in-process
         self._vllm, self._tokens_prompt = vllm, TokensPrompt
         self.tokenizer = tokenizer or load_tokenizer(path)
         self.is_chat = has_own_chat_template(self.tokenizer)
@@ -36,6 +45,7 @@ class VLLMBackend:
         self.llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
                             gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
         self.max_length = _max_model_len(self.llm, path)
+        self.eos_ids = _stop_ids(path, self.tokenizer)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
@@ -50,18 +60,67 @@ class VLLMBackend:
         return results
 
     def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
-        outputs = [""] * len(requests)
-        for (max_new, stop, temperature, top_p), indices in group_by_settings(requests).items():
-            params = self._vllm.SamplingParams(max_tokens=max_new, temperature=temperature, top_p=top_p,
-                                               stop=list(stop) or None, seed=self.seed)
-            generated = self.llm.generate([self._tokens(requests[i].prompt) for i in indices], params,
-                                          use_tqdm=bool(desc))
-            for index, output in zip(indices, generated):
-                outputs[index] = output.outputs[0].text
-        return outputs
+        """Text cut at the stop strings by the engine itself (it stops generating there)."""
+        return [output.text for output in self._run(requests, desc, self.seed, with_stop_strings=True)]
+
+    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
+                        seed: int | None = None) -> list[list[int]]:
+        outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=False)
+        return [_cut_at_stop_id(list(output.token_ids), self.eos_ids) for output in outputs]
+
+    def sync_weights(self, model) -> None:
+        """Load `model`'s current weights (HF names; a peft model's adapters merged) into the engine."""
+        from posttrain.model.adapters import merged_weights
+
+        _engine_model(self.llm).load_weights(merged_weights(model).items())
+        reset = getattr(self.llm, "reset_prefix_cache", None)
+        if reset is not None:  # cached prompt KV was computed with the old weights
+            reset()
+
+    def _run(self, requests: Sequence[GenerationRequest], desc: str, seed: int, with_stop_strings: bool):
+        """Each request's first completion output, in request order."""
+        params = [self._vllm.SamplingParams(
+            max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed + index,
+            stop=(list(r.stop) or None) if with_stop_strings else None, stop_token_ids=self.eos_ids)
+            for index, r in enumerate(requests)]
+        generated = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=bool(desc))
+        return [output.outputs[0] for output in generated]
 
     def _tokens(self, ids: list[int]):
         return self._tokens_prompt(prompt_token_ids=list(ids))
+
+
+def _engine_model(llm):
+    """The torch module inside the engine (where it lives differs between vLLM versions)."""
+    paths = [("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),
+             ("llm_engine", "model_executor", "driver_worker", "model_runner", "model")]
+    for path in paths:
+        obj = llm
+        for name in path:
+            obj = getattr(obj, name, None)
+        if obj is not None:
+            return obj
+    raise UserError("this vLLM version does not expose its model in-process, so rollouts cannot use "
+                    "the policy's weights: set grpo.backend: hf")
+
+
+def _stop_ids(path: str, tokenizer) -> list[int]:
+    """The tokenizer's eos and the model's generation-config eos ids (Llama-3: <|eot_id|> too)."""
+    from transformers import GenerationConfig
+
+    ids = [tokenizer.eos_token_id]
+    try:
+        generation_eos = GenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:  # no generation_config.json
+        generation_eos = None
+    ids += generation_eos if isinstance(generation_eos, list) else [generation_eos]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def _cut_at_stop_id(ids: list[int], stop_ids: list[int]) -> list[int]:
+    """vLLM keeps the eos it stopped at in token_ids; the HF backend's convention drops it."""
+    stops = set(stop_ids)
+    return next((ids[:k] for k, token in enumerate(ids) if token in stops), ids)
 
 
 def _max_model_len(llm, path: str) -> int:

@@ -79,3 +79,24 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
     tokenizer = load_tokenizer(str(adapter_dir) if (Path(adapter_dir) / "tokenizer_config.json").exists()
                                else base_path)
     return save_model_dir(out_dir, merged, tokenizer)
+
+
+@torch.no_grad()
+def merged_weights(model) -> dict[str, torch.Tensor]:
+    """The model's weights under the plain HF checkpoint names, adapters folded in (copies): what
+    an inference engine loads to generate with the current policy. The model is left unmerged."""
+    if not hasattr(model, "merge_adapter"):
+        return {name: tensor.detach() for name, tensor in model.state_dict().items()}
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False):
+        raise UserError("weights of a 4-bit (QLoRA) base cannot be handed to another engine: use grpo.backend: hf")
+    model.merge_adapter()
+    try:
+        state = {}
+        for name, tensor in model.state_dict().items():
+            if "lora_" in name or "original_module" in name:
+                continue
+            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            state[name.replace(".modules_to_save.default", "")] = tensor.detach().clone()
+        return state
+    finally:
+        model.unmerge_adapter()

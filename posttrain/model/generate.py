@@ -6,7 +6,7 @@ shorter prompts continue from pad tokens. Prompts are sorted by length so each b
 and results come back in the caller's order.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -34,12 +34,14 @@ def generate_ids(
     pad_id: int,
     eos_ids: list[int],
     cfg: GenerationConfig,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """New token ids for each prompt (up to, not including, the first eos), in the order of `prompts`.
 
     The model runs in eval mode under inference_mode and gets its previous mode back afterwards.
     Sampling is seeded from cfg.seed inside a forked RNG, so the caller's (training) random stream is
-    left untouched and the same call gives the same output.
+    left untouched and the same call gives the same output. on_batch(n) is told after each batch of
+    n prompts (a progress bar).
     """
     check_generation_config(cfg)
     if any(len(prompt) == 0 for prompt in prompts):
@@ -56,6 +58,8 @@ def generate_ids(
                 batch_outputs = _generate_batch(model, [prompts[i] for i in batch_indices], pad_id, hf_config)
                 for index, new_ids in zip(batch_indices, batch_outputs):
                     results[index] = _cut_at_eos(new_ids, eos_ids)
+                if on_batch is not None:
+                    on_batch(len(batch_indices))
     finally:
         model.train(was_training)
     return results
@@ -68,12 +72,21 @@ def generate_text(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     instruct models end turns with <|eot_id|>, which is only listed there).
     """
     eos_ids = stop_token_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:  # pad positions are masked out, so any id works; eos is the usual stand-in
-        pad_id = eos_ids[0] if eos_ids else 0
-    new_ids = generate_ids(model, prompts, pad_id, eos_ids, cfg)
+    new_ids = generate_ids(model, prompts, padding_id(tokenizer, eos_ids), eos_ids, cfg)
+    return decode_completions(tokenizer, new_ids, cfg.stop_strings)
+
+
+def decode_completions(tokenizer, new_ids: list[list[int]], stop_strings: list[str]) -> list[str]:
+    """Completion ids as text, special tokens dropped, each cut before its first stop string."""
     texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
-    return [cut_at_stop_strings(text, cfg.stop_strings) for text in texts]
+    return [cut_at_stop_strings(text, stop_strings) for text in texts]
+
+
+def padding_id(tokenizer, eos_ids: list[int]) -> int:
+    """The tokenizer's pad id; without one, eos (pad positions are masked out, so any id works)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return eos_ids[0] if eos_ids else 0
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:

@@ -76,3 +76,39 @@ def test_vllm_backend_without_vllm_is_a_user_error():
         pytest.skip("vllm is installed")
     with pytest.raises(UserError, match="needs vllm installed"):
         VLLMBackend("any/model")
+
+
+def test_generate_tokens_are_what_generate_decodes(tiny_model):
+    model, tokenizer = tiny_model
+    requests = [GenerationRequest(tokenizer(c)["input_ids"], max_new_tokens=10) for c, _ in TEXTS]
+    backend = HFBackend(model, tokenizer, batch_size=2, show_progress=False)
+    ids = backend.generate_tokens(requests)
+    assert all(0 < len(row) <= 10 and not set(row) & set(backend.eos_ids) for row in ids)
+    assert tokenizer.batch_decode(ids, skip_special_tokens=True) == backend.generate(requests)
+
+
+def test_sampled_tokens_follow_the_seed_argument(tiny_model):
+    """Rollouts pass a seed per batch: the same seed repeats the samples, another changes them,
+    and copies of one prompt in a call are sampled independently (a GRPO group)."""
+    model, tokenizer = tiny_model
+    prompt = tokenizer("Tom has 3 apples")["input_ids"]
+    requests = [GenerationRequest(prompt, max_new_tokens=12, temperature=1.0)] * 6
+    backend = HFBackend(model, tokenizer, batch_size=4, show_progress=False)
+    first = backend.generate_tokens(requests, seed=1)
+    assert backend.generate_tokens(requests, seed=1) == first
+    assert backend.generate_tokens(requests, seed=2) != first
+    assert len({tuple(row) for row in first}) > 1
+
+
+def test_sync_weights_copies_another_models_weights(tiny_model):
+    import copy
+
+    model, tokenizer = tiny_model
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    backend = HFBackend(copy.deepcopy(model), tokenizer, show_progress=False)
+    backend.sync_weights(other)
+    assert all(torch.equal(a, b) for a, b in zip(backend.model.state_dict().values(), other.state_dict().values()))
+    backend.sync_weights(backend.model)  # its own model: nothing to copy

@@ -5,7 +5,7 @@ from transformers import AutoModelForCausalLM
 from posttrain.checkpoint.io import save_final
 from posttrain.config import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
-from posttrain.model.adapters import merge_adapter_dir
+from posttrain.model.adapters import merge_adapter_dir, merged_weights
 from posttrain.model.load import load_model, load_tokenizer
 from posttrain.model.logprobs import token_logprobs
 
@@ -57,3 +57,25 @@ def test_qlora_nf4_forward_and_backward_on_cpu(tiny_dir):
     assert any("Linear4bit" in type(m).__name__ for m in model.modules())
     token_logprobs(model, IDS, IDS.clone()).sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_merged_weights_load_into_a_plain_model_and_leave_the_adapter_unmerged(tiny_dir):
+    """What a rollout engine (vLLM) is handed: HF checkpoint names, adapter folded in, incl. a
+    modules_to_save copy; the training model keeps computing with its separate adapter."""
+    adapter = AdapterConfig(kind="lora", r=4, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    model = load_model(ModelConfig(path=str(tiny_dir)), adapter=adapter)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n or "modules_to_save" in n:
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    with torch.no_grad():
+        adapted = model(IDS).logits
+    plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    state = merged_weights(model)
+    assert set(state) == set(plain.state_dict())
+    plain.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(IDS).logits, adapted, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(IDS).logits, adapted)  # unmerged again: same outputs
+    assert not any(getattr(m, "merged", False) for m in model.modules())
