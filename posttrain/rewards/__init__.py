@@ -13,9 +13,11 @@ Registered names (options are the functions' keyword arguments):
     similarity    SWE-RL difflib ratio, -1 on bad format; options: pattern    (verifier)
     format        regex format reward; options: pattern
     exploration   RLSP exploration (reasoning steps); options: max_steps, answer_marker
-    reward_model  a reward model's score; options: path, attribute, dtype
+    reward_model  a reward model's score; options: path, attribute, dtype, batch_size
 A user function is named by dotted path, `package.module:function` or `package.module.function`
-(a verifier unless the term says `verifier: false`).
+(a verifier unless the term says `verifier: false`). A function with a `batched` attribute,
+`(samples, completions) -> list[float]`, is called once per batch of rollouts instead (the
+reward model scores its batch in one forward).
 """
 
 from __future__ import annotations
@@ -102,7 +104,16 @@ class RewardSet:
         self.terms = list(terms)
 
     def score(self, sample: dict, completion: str) -> dict[str, float]:
-        return {t.label: float(t.fn(sample, completion)) for t in self.terms}
+        return self.score_all([sample], [completion])[0]
+
+    def score_all(self, samples: Sequence[dict], completions: Sequence[str]) -> list[dict[str, float]]:
+        """Each completion's raw score per term; batched functions see all completions at once."""
+        columns = {}
+        for t in self.terms:
+            batched = getattr(t.fn, "batched", None)
+            values = batched(samples, completions) if batched else map(t.fn, samples, completions)
+            columns[t.label] = [float(v) for v in values]
+        return [{label: column[i] for label, column in columns.items()} for i in range(len(completions))]
 
     def total(self, scores: dict[str, float]) -> float:
         return sum(t.weight * scores[t.label] for t in self.terms)

@@ -1,20 +1,20 @@
 """A trained reward model's score as a reward: r = RM(prompt + completion)[attribute].
 
 The model is loaded once (posttrain/model/reward_model.py) when the recipe's reward terms are
-built, and the conversation is rendered with the reward model's own chat template. Samples are
-scored one at a time (the interface is per completion); batching is left to a future version.
+built, and the conversation is rendered with the reward model's own chat template. A batch of
+rollouts is scored together (the function's `batched` form), batch_size sequences per forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from posttrain.data.chat import tokenize_conversation
 from posttrain.errors import UserError
 
 
-def reward_model_score(path: str | None = None, attribute: int = 0, dtype: str | None = None
-                       ) -> Callable[[dict, str], float]:
+def reward_model_score(path: str | None = None, attribute: int = 0, dtype: str | None = None,
+                       batch_size: int = 16) -> Callable[[dict, str], float]:
     """A reward function scoring with the reward model saved at `path`."""
     if not path:
         raise UserError("reward 'reward_model' needs options: {path: <reward model directory>}")
@@ -26,9 +26,14 @@ def reward_model_score(path: str | None = None, attribute: int = 0, dtype: str |
                         f"(the model has {model.config.num_labels} outputs)")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def score(sample: dict, completion: str) -> float:
-        messages = list(sample["prompt"]) + [{"role": "assistant", "content": completion}]
-        ids, _ = tokenize_conversation(tokenizer, messages)
-        return float(score_sequences(model, [ids], pad_id, 1)[0, attribute])
+    def batched(samples: Sequence[dict], completions: Sequence[str]) -> list[float]:
+        sequences = [tokenize_conversation(tokenizer, list(sample["prompt"]) +
+                                           [{"role": "assistant", "content": completion}])[0]
+                     for sample, completion in zip(samples, completions)]
+        return score_sequences(model, sequences, pad_id, batch_size)[:, attribute].tolist()
 
+    def score(sample: dict, completion: str) -> float:
+        return batched([sample], [completion])[0]
+
+    score.batched = batched
     return score

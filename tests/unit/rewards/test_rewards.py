@@ -96,3 +96,21 @@ def test_build_from_recipe_entries():
     assert [t.label for t in rewards.terms] == ["math", "fmt"]
     with pytest.raises(UserError, match="share a label"):
         build_reward_set(GrpoSection(rewards=[{"name": "math"}, {"name": "math"}]).rewards)
+
+
+def test_batched_terms_are_called_once_per_batch():
+    calls = []
+
+    def length(sample, completion):
+        return float(len(completion))
+
+    def batched(samples, completions):
+        calls.append(len(completions))
+        return [float(len(c)) for c in completions]
+
+    length.batched = batched
+    rewards = RewardSet([RewardTerm("math", 1.0, math_answer, True), RewardTerm("len", 0.5, length, False)])
+    scores = rewards.score_all([{"reference": "4"}] * 3, ["4", "five", "The answer is 4"])
+    assert calls == [3]
+    assert scores == [{"math": 1.0, "len": 1.0}, {"math": 0.0, "len": 4.0}, {"math": 1.0, "len": 15.0}]
+    assert rewards.score({"reference": "4"}, "4") == scores[0]
