@@ -186,7 +186,10 @@ class GrpoSection(Section):
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
-    generation_batch_size: int = 64
+    no_eos_reward: float | None = None  # the reward of a completion cut at max_new_tokens (Tulu 3: -10)
+    backend: Literal["hf", "vllm"] = "hf"  # rollout engine (eval/backend.py); vllm: GPU, colocated
+    vllm_gpu_memory_utilization: float = 0.3  # the engine's share of the GPU it shares with training
+    generation_batch_size: int = 64  # hf backend
     samples_every: int = 10  # steps between writes of samples.jsonl (0: never)
 
     @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")

@@ -16,7 +16,11 @@ Where this departs from the papers, and why:
 - With mu = 1 (the default) no old-policy forward is run: the ratio is exactly 1 and the
   objective's gradient is the policy gradient (plus KL). With mu > 1 the old log-probs are
   computed once per batch, before its first update.
-- Rollouts come from Hugging Face generate (model/generate.py); a vLLM backend is not wired yet.
+- Rollouts go through the evaluation engine's backends (eval/backend.py): HF generate on the
+  training model itself (default), or vLLM (grpo.backend: vllm, GPU) colocated in the training
+  process, its weights replaced by the policy's before every batch of rollouts.
+- grpo.no_eos_reward replaces the total reward of a completion that hit max_new_tokens without a
+  stop token (Tulu 3's RLVR uses -10); unset, such a completion is scored like any other.
 - Exact resume: sampling is seeded from (seed, batch, rank) and the prompt order from (seed,
   epoch). A resume in the middle of a batch's mu updates regenerates that batch from the
   resumed weights (not the old policy's): save at multiples of mu for an exact continuation.
@@ -39,7 +43,9 @@ from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tok
 from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
-from posttrain.model.generate import GenerationConfig, generate_ids, stop_token_ids
+from posttrain.eval.backend import GenerationRequest, HFBackend
+from posttrain.model.adapters import is_adapter_dir
+from posttrain.model.generate import padding_id, stop_token_ids
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
 from posttrain.objectives.policy_gradient import PolicyGradientObjective, group_advantages
@@ -62,7 +68,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     if cfg.prompts_per_step % ctx.accelerator.num_processes:
         raise UserError(f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
                         f"the number of processes ({ctx.accelerator.num_processes})")
-    plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx))
+    plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx), rollout_backend(ctx))
     objective = PolicyGradientObjective(
         eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
         aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE)
@@ -102,20 +108,41 @@ def reference_model(ctx: RunContext):
     return ref.to(ctx.accelerator.device).eval().requires_grad_(False)
 
 
+def rollout_backend(ctx: RunContext):
+    """The engine that samples completions: HF generate on the training model itself, or a vLLM
+    engine in this process that sync_weights keeps equal to the policy."""
+    cfg, model_cfg = ctx.recipe.grpo, ctx.recipe.model
+    if cfg.backend == "hf":
+        return HFBackend(ctx.model, ctx.tokenizer, batch_size=cfg.generation_batch_size,
+                         seed=ctx.recipe.seed, show_progress=False)
+    if ctx.recipe.train.distributed == "fsdp" and ctx.accelerator.num_processes > 1:
+        raise UserError("grpo.backend: vllm works with one process or DDP, not FSDP-sharded weights; "
+                        "set train.distributed: ddp or grpo.backend: hf")
+    from posttrain.eval.vllm_backend import VLLMBackend
+
+    path = model_cfg.path
+    if is_adapter_dir(path):  # the engine needs a full model: the adapter's base (weights are synced anyway)
+        from peft import PeftConfig
+
+        path = PeftConfig.from_pretrained(path).base_model_name_or_path
+    return VLLMBackend(path, tokenizer=ctx.tokenizer, seed=ctx.recipe.seed,
+                       dtype="auto" if model_cfg.dtype == "float32" else model_cfg.dtype,
+                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+
+
 class RolloutPlan:
     """Per optimizer step, this process's micro-batches of scored completions (see module doc)."""
 
     def __init__(self, ctx: RunContext, prompts: list[list[int]], samples: list[dict],
-                 rewards: RewardSet, reference):
+                 rewards: RewardSet, reference, backend):
         self.ctx, self.cfg, self.prompts, self.samples = ctx, ctx.recipe.grpo, prompts, samples
-        self.rewards, self.reference = rewards, reference
+        self.rewards, self.reference, self.backend = rewards, reference, backend
         train = ctx.recipe.train
         batches = math.ceil(train.epochs * len(prompts) / self.cfg.prompts_per_step)
         self.total_steps = train.max_steps or max(1, batches) * self.cfg.updates_per_batch
-        self.eos_ids = stop_token_ids(ctx.model, ctx.tokenizer)
-        self.turn_end = turn_end_id(ctx.tokenizer, self.eos_ids)
-        pad = ctx.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+        eos_ids = stop_token_ids(ctx.model, ctx.tokenizer)
+        self.turn_end = turn_end_id(ctx.tokenizer, eos_ids)
+        self.pad_id = padding_id(ctx.tokenizer, eos_ids)
 
     def steps(self, start: int = 0):
         mu, cached = self.cfg.updates_per_batch, (None, None)
@@ -143,27 +170,35 @@ class RolloutPlan:
         return order
 
     def _rollout(self, batch: int, write_samples: bool) -> list[dict[str, torch.Tensor]]:
-        indices = self.prompt_indices(batch)
-        group = self.cfg.group_size
+        indices, group = self.prompt_indices(batch), self.cfg.group_size
         prompts = [self.prompts[i] for i in indices for _ in range(group)]
         samples = [self.samples[i] for i in indices for _ in range(group)]
-        gen = GenerationConfig(max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature,
-                               top_p=self.cfg.top_p, batch_size=self.cfg.generation_batch_size,
-                               seed=hash_seed(self.ctx.recipe.seed, batch, self.ctx.accelerator.process_index))
-        completions = generate_ids(self.ctx.model, prompts, self.pad_id, self.eos_ids, gen)
+        completions = self._sample(batch, prompts)
         texts = self.ctx.tokenizer.batch_decode(completions, skip_special_tokens=True)
-        scores = [self.rewards.score(s, t) for s, t in zip(samples, texts)]
-        totals = torch.tensor([self.rewards.total(s) for s in scores]).view(-1, group)
-        advantages = group_advantages(totals, self.cfg.advantage).view(-1)
-        rows = [(p, c + ([self.turn_end] if len(c) < self.cfg.max_new_tokens else []))
-                for p, c in zip(prompts, completions)]  # a finished completion learns to stop
-        stats = self._row_stats(scores, totals.view(-1), [len(c) for _, c in rows])
+        finished = torch.tensor([len(c) < self.cfg.max_new_tokens for c in completions])
+        scores = self.rewards.score_all(samples, texts)
+        totals = torch.tensor([self.rewards.total(s) for s in scores])
+        if self.cfg.no_eos_reward is not None:
+            totals = torch.where(finished, totals, torch.tensor(self.cfg.no_eos_reward))
+        advantages = group_advantages(totals.view(-1, group), self.cfg.advantage).view(-1)
+        rows = [(p, c + [self.turn_end] if done else c)  # a finished completion learns to stop
+                for p, c, done in zip(prompts, completions, finished.tolist())]
+        stats = self._row_stats(scores, totals, [len(c) for _, c in rows])
+        stats["stat/truncated"] = (~finished).float()
         if write_samples:
-            self._write_samples(batch, samples, texts, totals.view(-1))
+            self._write_samples(batch, samples, texts, totals)
         size = self.ctx.recipe.train.micro_batch_size
         cut = {k: v.split(size) for k, v in [("advantages", advantages), *stats.items()]}
         return [self._micro_batch(rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()})
                 for i in range(len(cut["advantages"]))]
+
+    def _sample(self, batch: int, prompts: list[list[int]]) -> list[list[int]]:
+        """Completion ids (stop token dropped) from the policy's current weights, seeded per batch."""
+        requests = [GenerationRequest(prompt, self.cfg.max_new_tokens, temperature=self.cfg.temperature,
+                                      top_p=self.cfg.top_p) for prompt in prompts]
+        self.backend.sync_weights(self.ctx.model)  # HF: the same object, nothing to copy
+        seed = hash_seed(self.ctx.recipe.seed, batch, self.ctx.accelerator.process_index)
+        return self.backend.generate_tokens(requests, seed=seed)
 
     def _row_stats(self, scores: list[dict], totals: torch.Tensor, lengths: list[int]) -> dict:
         stats = {f"stat/reward/{label}": torch.tensor([s[label] for s in scores]) for label in scores[0]}

@@ -92,6 +92,24 @@ def test_rloo_kl_two_updates_from_the_cli(parity, tmp_path):
     assert rows[0]["reward"] == rows[1]["reward"]  # the 2nd update reuses the batch of samples
 
 
+@pytest.mark.parametrize("no_eos_reward", [None, -10.0])
+def test_completions_cut_at_max_new_tokens_get_the_no_eos_reward(parity, tmp_path, no_eos_reward):
+    """One new token cannot hold an answer and its end-of-turn token: every completion is cut.
+    Tulu 3's penalty replaces their reward; unset, the verifier scores them as they are."""
+    root, _ = parity
+    grpo.run(load_recipe(None, [
+        f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]",
+        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=4", "grpo.prompts_per_step=4",
+        "grpo.max_new_tokens=1", f"grpo.no_eos_reward={'null' if no_eos_reward is None else no_eos_reward}", "train.micro_batch_size=16",
+        "train.max_steps=1"]), output_dir=str(tmp_path / "run"))
+    row = next(r for r in _metrics(tmp_path / "run") if "reward" in r)
+    assert row["truncated"] == 1.0 and row["response_length"] == 1.0
+    if no_eos_reward is None:
+        assert row["reward"] == row["reward/exact_match"] >= 0.0
+    else:
+        assert row["reward"] == no_eos_reward and row["reward/exact_match"] >= 0.0
+
+
 def test_killed_run_resumes_exactly(parity, tmp_path):
     """Sampling seeded from (seed, batch), prompt order from (seed, epoch), the KL reference
     reloaded from the initial model: a run killed after step 5 and resumed from its step-4
