@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quickstart", help="build, pre-train, fine-tune and evaluate the tiny model")
     q.add_argument("--output-dir", default="runs/quickstart")
     q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
+    q.add_argument("--rl", action="store_true", help="add GRPO with the answer verifier after SFT (~5 min)")
     return parser
 
 
@@ -117,7 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "quickstart":
         from posttrain.quickstart import run_quickstart
 
-        run_quickstart(args.output_dir, fast=args.fast)
+        run_quickstart(args.output_dir, fast=args.fast, rl=args.rl)
     return 0
 
 

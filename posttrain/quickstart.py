@@ -3,7 +3,8 @@
 1. generate the arithmetic task (data/synth/arithmetic.py) and build the tiny Llama + tokenizer;
 2. continual pre-training on number prose (recipes/tiny/pretrain.yaml);
 3. SFT on arithmetic chat (recipes/tiny/sft.yaml);
-4. exact-match accuracy on 200 held-out problems after each step, printed as a table.
+4. with --rl, GRPO from the SFT model with the final-answer verifier as reward (recipes/tiny/grpo.yaml);
+5. exact-match accuracy on 200 held-out problems after each step, printed as a table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from posttrain.eval.cli import make_backend
 from posttrain.eval.engine import run_tasks
 from posttrain.eval.report import write_outputs
 from posttrain.model.tiny import ensure_tiny
-from posttrain.stages import pretrain, sft
+from posttrain.stages import grpo, pretrain, sft
 from posttrain.train.periodic_eval import exact_match_task
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
@@ -41,7 +42,7 @@ def _evaluate(model_dir: str | Path, test_path: Path, out_dir: Path) -> float:
     return results[0].values()["exact_match"]
 
 
-def run_quickstart(output_dir: str, fast: bool = False) -> dict:
+def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dict:
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty: remove it or pass --output-dir")
@@ -61,12 +62,18 @@ def run_quickstart(output_dir: str, fast: bool = False) -> dict:
                             f"eval.data={data['test']}", *steps]),
             output_dir=str(out / "sft"))
     rows.append(("+ supervised fine-tuning", out / "sft" / "final", time.perf_counter() - t0))
+    if rl:
+        t0 = time.perf_counter()
+        grpo.run(_recipe("grpo", [f"model={out / 'sft' / 'final'}", f"data.sources.0.path={data['rl_prompts']}",
+                                  f"eval.data={data['test']}", *steps]),
+                 output_dir=str(out / "grpo"))
+        rows.append(("+ GRPO, verifier reward", out / "grpo" / "final", time.perf_counter() - t0))
     report = _report(rows, data["test"], out)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(f"\nwall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
           f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)")
-    print(f"try it: posttrain generate {out / 'sft' / 'final'} --prompt 'What is 47 + 38?'")
+    print(f"try it: posttrain generate {rows[-1][1]} --prompt 'What is 47 + 38?'")
     return report
 
 

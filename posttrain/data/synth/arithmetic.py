@@ -119,6 +119,12 @@ def eval_rows(n: int, seed: int) -> list[dict]:
     return [{"prompt": p.question, "reference": str(p.value)} for p in _problems(n, seed, unique=True)]
 
 
+def rl_prompt_rows(n: int, seed: int, exclude: set | None = None) -> list[dict]:
+    """n distinct problems {"prompt", "reference"} whose keys are not in exclude: prompts for RL."""
+    return [{"prompt": p.question, "reference": str(p.value)}
+            for p in _problems(n, seed, exclude, unique=True)]
+
+
 def eval_keys(n: int, seed: int) -> set[ProblemKey]:
     """The (a, op, b) keys of eval_rows(n, seed), to exclude them from training data."""
     return {p.key for p in _problems(n, seed, unique=True)}
@@ -177,8 +183,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def write_quickstart_data(out_dir, n_pretrain: int = 4000, n_sft: int = 20000,
-                          n_sft_eval: int = 200, n_test: int = 200, seed: int = 0) -> dict[str, Path]:
-    """Write the quickstart's files; no train, pretrain or sft_eval problem shares (a, op, b) with test."""
+                          n_sft_eval: int = 200, n_test: int = 200, n_rl: int = 2000,
+                          seed: int = 0) -> dict[str, Path]:
+    """Write the quickstart's files; no pretrain, sft_train, sft_eval or rl_prompts problem shares
+    (a, op, b) with test."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held_out = eval_keys(n_test, seed + 3)
@@ -187,4 +195,5 @@ def write_quickstart_data(out_dir, n_pretrain: int = 4000, n_sft: int = 20000,
         "sft_train": _write_jsonl(out / "sft_train.jsonl", sft_rows(n_sft, seed + 1, held_out)),
         "sft_eval": _write_jsonl(out / "sft_eval.jsonl", sft_rows(n_sft_eval, seed + 2, held_out)),
         "test": _write_jsonl(out / "test.jsonl", eval_rows(n_test, seed + 3)),
+        "rl_prompts": _write_jsonl(out / "rl_prompts.jsonl", rl_prompt_rows(n_rl, seed + 4, held_out)),
     }

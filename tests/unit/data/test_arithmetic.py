@@ -49,13 +49,15 @@ def test_eval_problems_are_distinct_and_train_excludes_them():
 
 
 def test_write_quickstart_data_is_disjoint(tmp_path):
-    paths = ar.write_quickstart_data(tmp_path, n_pretrain=200, n_sft=2000, n_sft_eval=100, n_test=200)
-    assert set(paths) == {"pretrain", "sft_train", "sft_eval", "test"}
+    paths = ar.write_quickstart_data(tmp_path, n_pretrain=200, n_sft=2000, n_sft_eval=100, n_test=200, n_rl=500)
+    assert set(paths) == {"pretrain", "sft_train", "sft_eval", "test", "rl_prompts"}
     rows = {name: [json.loads(line) for line in p.read_text().splitlines()] for name, p in paths.items()}
     test_keys = {key_of(r["prompt"]) for r in rows["test"]}
     for split in ("sft_train", "sft_eval"):
         assert not {key_of(r["messages"][0]["content"]) for r in rows[split]} & test_keys
-    for r in rows["test"]:
+    rl_keys = {key_of(r["prompt"]) for r in rows["rl_prompts"]}
+    assert len(rl_keys) == 500 and not rl_keys & test_keys
+    for r in rows["test"] + rows["rl_prompts"]:
         a, op, b = key_of(r["prompt"])
         assert r["reference"] == str(a + b if op == "+" else a - b)
 
