@@ -92,6 +92,43 @@ def test_rloo_kl_two_updates_from_the_cli(parity, tmp_path):
     assert rows[0]["reward"] == rows[1]["reward"]  # the 2nd update reuses the batch of samples
 
 
+def short_answer(sample, completion):
+    """A user reward, named in the recipe by its dotted path."""
+    return float(len(completion.split()) <= 2)
+
+
+def test_every_reward_function_runs_in_one_recipe(parity, tmp_path, tiny_default_dir):
+    """The registered rewards, a reward model and a user function, weighted, on rows that carry
+    each verifier's fields: every term is scored and logged, and accuracy follows the first verifier."""
+    from transformers import AutoModelForSequenceClassification
+
+    root, _ = parity
+    rm_dir = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(tiny_default_dir, num_labels=1).save_pretrained(rm_dir)
+    load_tokenizer(str(tiny_default_dir)).save_pretrained(rm_dir)
+    rows = [json.loads(line) for line in (root / "prompts.jsonl").read_text().splitlines()[:8]]
+    extra = {"numbers": [3, 5, 7], "target": 22, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    write_jsonl(tmp_path / "prompts.jsonl", [{**row, **extra} for row in rows])
+    terms = ["{name: exact_match}", "{name: math, weight: 0.5}", "{name: countdown}", "{name: ifeval}",
+             "{name: similarity, options: {pattern: '(.*)'}}", "{name: format, options: {pattern: '^(even|odd)'}}",
+             "{name: exploration, weight: 0.1, options: {max_steps: 2}}",
+             f"{{name: reward_model, weight: 0.01, options: {{path: '{rm_dir}', batch_size: 3}}}}",
+             "{name: 'tests.integration.test_grpo:short_answer', label: short, verifier: false}"]
+    grpo.run(load_recipe(None, [
+        f"model={root / 'sft' / 'final'}", f"data=[{tmp_path / 'prompts.jsonl'}]",
+        f"grpo.rewards=[{', '.join(terms)}]", "grpo.group_size=4", "grpo.prompts_per_step=4",
+        "grpo.max_new_tokens=4", "grpo.advantage=rloo", "train.micro_batch_size=16", "train.max_steps=1"]),
+        output_dir=str(tmp_path / "run"))
+    row = next(r for r in _metrics(tmp_path / "run") if "reward" in r)
+    labels = ["exact_match", "math", "countdown", "ifeval", "similarity", "format", "exploration",
+              "reward_model", "short"]
+    assert all(f"reward/{label}" in row for label in labels)
+    assert row["accuracy"] == row["reward/exact_match"]  # the first verifier decides accuracy
+    weights = {"math": 0.5, "exploration": 0.1, "reward_model": 0.01}
+    expected = sum(weights.get(label, 1.0) * row[f"reward/{label}"] for label in labels)
+    assert row["reward"] == pytest.approx(expected, abs=1e-5)
+
+
 @pytest.mark.parametrize("no_eos_reward", [None, -10.0])
 def test_completions_cut_at_max_new_tokens_get_the_no_eos_reward(parity, tmp_path, no_eos_reward):
     """One new token cannot hold an answer and its end-of-turn token: every completion is cut.
