@@ -27,9 +27,7 @@ The model, tokenizer, memory and matmul helpers are sft_vs_trl.py's. See bench/R
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -44,9 +42,14 @@ from sft_vs_trl import (  # noqa: E402  (stdlib only at import; torch is importe
     _HighWaterAfterLastStep,
     build_model,
     build_tokenizer,
-    spawn,
-    matmul_gflops,
+    finish,
+    library_versions,
+    main as bench_main,
+    measure,
+    print_versions,
     proc_status_kib,
+    selected,
+    trl_step_timer,
 )
 
 PROMPT_LEN = 128
@@ -189,24 +192,9 @@ def _trl_trainer_class():
 
 def run_trl(model, tokenizer, pairs, args, out_dir: Path, precompute: bool, model_dir: Path) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import DPOConfig
 
     total = args.warmup + args.steps
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-            self.hwm_kib = None
-            self._start = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self._start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self._start)
-            if state.global_step == state.max_steps:
-                self.hwm_kib = proc_status_kib()["VmHWM"]
 
     config = DPOConfig(
         output_dir=str(out_dir), per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
@@ -226,7 +214,7 @@ def run_trl(model, tokenizer, pairs, args, out_dir: Path, precompute: bool, mode
     # `config._name_or_path` again (a second full copy of the weights); that is the initial policy
     # saved by run_one before training, as if the user had loaded the policy from that directory.
     assert model.config._name_or_path == str(model_dir)
-    timer = StepTimer()
+    timer = trl_step_timer()
     started = time.perf_counter()
     trainer = _trl_trainer_class()(model=model, ref_model=None, args=config, train_dataset=dataset,
                                    processing_class=tokenizer, callbacks=[timer])
@@ -355,44 +343,14 @@ def _max_abs_diff(a: list, b: list) -> float:
 
 
 def parent(args) -> int:
-    import torch
-
-    vocabs = [int(v.replace("_", "")) for v in args.vocab.split(",") if v.strip()]
-    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    for f in frameworks:
-        if f not in FRAMEWORKS:
-            sys.exit(f"--frameworks: unknown '{f}', choose from {', '.join(FRAMEWORKS)}")
-    import transformers
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    try:
-        import trl
-        versions["trl"] = trl.__version__
-    except ImportError:
-        pass
+    vocabs, frameworks = selected(args, FRAMEWORKS)
+    versions = library_versions()
     print(f"# DPO step benchmark: batch {BATCH} pairs = {ROWS} rows x {SEQ_LEN} tokens (prompt {PROMPT_LEN} + "
           f"response {RESPONSE_LEN}), sigmoid beta {BETA}, {args.warmup} warm-up + {args.steps} timed steps, "
           f"posttrain logprob_chunk_size={args.chunk_size}")
-    print(f"# {', '.join(f'{k} {v}' for k, v in versions.items())}; torch threads: {torch.get_num_threads()} "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
-    sys.stdout.flush()
-    before = matmul_gflops(args.matmul_size, args.matmul_seconds)
-    results = []
-    for vocab in vocabs:
-        for framework in frameworks:
-            spec = f"{framework}:{vocab}"
-            print(f"# running {spec} ...", file=sys.stderr, flush=True)
-            r = spawn(spec, args, __file__)
-            if r is not None:
-                results.append(r)
-    after = matmul_gflops(args.matmul_size, args.matmul_seconds)
-    peak = max(before, after)
-    print(f"# matmul {args.matmul_size}x{args.matmul_size} fp32: {before:.1f} GFLOP/s before the runs, "
-          f"{after:.1f} after; MFU uses the higher, {peak:.1f}")
+    print_versions(versions)
+    results, before, after = measure(args, vocabs, frameworks, __file__, summarise)
     for r in results:
-        r.update(summarise(r, peak))
-        if r["threads"] != torch.get_num_threads():
-            print(f"# warning: {r['framework']}:{r['vocab']} ran with {r['threads']} threads, "
-                  f"the matmul with {torch.get_num_threads()}")
         if r["save_hwm_kib"] and r["save_hwm_kib"] >= r["peak_kib"]:
             print(f"# warning: {r['framework']}:{r['vocab']}: saving the initial policy set the peak")
     print()
@@ -436,35 +394,11 @@ def parent(args) -> int:
               f"N_body = {r['body_params']:,}, N_head = {r['head_params']:,} ({r['params']:,} in all); "
               f"{r['flops_per_step'] / 1e9:.1f} GFLOP/step{extra}; reference {r['reference']}; "
               f"optimizer {r['optimizer']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"versions": versions, "matmul_gflops": [before, after],
-                                               "args": vars(args), "results": results}, indent=1))
-    expected = len(vocabs) * len(frameworks)
-    return 0 if len(results) == expected else 1
+    return finish(args, versions, (before, after), results, len(vocabs) * len(frameworks))
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps (default 10)")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps first (default 2)")
-    ap.add_argument("--vocab", default="8192,128256", help="comma-separated vocabulary sizes")
-    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                    help="comma-separated: posttrain,trl,trl-precompute (default all three)")
-    ap.add_argument("--chunk-size", type=int, default=256, help="posttrain's train.logprob_chunk_size")
-    ap.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the MFU rate")
-    ap.add_argument("--matmul-seconds", type=float, default=1.0)
-    ap.add_argument("--json", help="also write every number (and per-step times) to this file")
-    ap.add_argument("--verbose", action="store_true", help="show the children's output")
-    ap.add_argument("--one", metavar="FRAMEWORK:VOCAB", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        ap.error("--steps must be >= 1 and --warmup >= 0")
-    if args.one:
-        result = run_one(args.one, args)
-        Path(args.result).write_text(json.dumps(result))
-        return 0
-    return parent(args)
+    return bench_main(__doc__, ",".join(FRAMEWORKS), run_one, parent)
 
 
 if __name__ == "__main__":

@@ -189,12 +189,9 @@ def run_posttrain(model, tokenizer, data, args, out_dir: Path) -> dict:
 # TRL: SFTTrainer on a pre-tokenised datasets.Dataset.
 # ---------------------------------------------------------------------------------------------
 
-def run_trl(model, tokenizer, data, args, out_dir: Path) -> dict:
-    from datasets import Dataset
+def trl_step_timer():
+    """A TRL TrainerCallback that times each optimizer step and reads VmHWM after the last one."""
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
-    total = args.warmup + args.steps
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -210,6 +207,15 @@ def run_trl(model, tokenizer, data, args, out_dir: Path) -> dict:
             if state.global_step == state.max_steps:
                 self.hwm_kib = proc_status_kib()["VmHWM"]
 
+    return StepTimer()
+
+
+def run_trl(model, tokenizer, data, args, out_dir: Path) -> dict:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    total = args.warmup + args.steps
+
     config = SFTConfig(
         output_dir=str(out_dir), per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
         max_length=SEQ_LEN, packing=False, learning_rate=1e-4, lr_scheduler_type="constant",
@@ -220,7 +226,7 @@ def run_trl(model, tokenizer, data, args, out_dir: Path) -> dict:
         # (model.gradient_checkpointing) is off, and the comparison is of the same computation.
         gradient_checkpointing=False,
     )
-    timer = StepTimer()
+    timer = trl_step_timer()
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_dict({"input_ids": data}),
                          processing_class=tokenizer, callbacks=[timer])
     _check_trl_sees_our_tokens(trainer, data)
@@ -328,33 +334,49 @@ def summarise(r: dict, peak_gflops: float) -> dict:
     }
 
 
-def parent(args) -> int:
-    import torch
-
+def selected(args, known: tuple[str, ...]) -> tuple[list[int], list[str]]:
+    """(vocabulary sizes, frameworks) from --vocab and --frameworks; an unknown framework exits."""
     vocabs = [int(v.replace("_", "")) for v in args.vocab.split(",") if v.strip()]
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     for f in frameworks:
-        if f not in FRAMEWORKS:
-            sys.exit(f"--frameworks: unknown '{f}', choose from {', '.join(FRAMEWORKS)}")
+        if f not in known:
+            sys.exit(f"--frameworks: unknown '{f}', choose from {', '.join(known)}")
+    return vocabs, frameworks
+
+
+def library_versions() -> dict[str, str]:
+    import torch
     import transformers
+
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     try:
         import trl
         versions["trl"] = trl.__version__
     except ImportError:
         pass
-    print(f"# SFT step benchmark: batch {BATCH} x {SEQ_LEN} tokens, {args.warmup} warm-up + "
-          f"{args.steps} timed steps, posttrain logprob_chunk_size={args.chunk_size}")
+    return versions
+
+
+def print_versions(versions: dict[str, str]) -> None:
+    import torch
+
     print(f"# {', '.join(f'{k} {v}' for k, v in versions.items())}; torch threads: {torch.get_num_threads()} "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
     sys.stdout.flush()
+
+
+def measure(args, vocabs: list[int], frameworks: list[str], script: str, summarise_fn) -> tuple[list, float, float]:
+    """Every (framework, vocab) child in turn between two matmul-rate measurements; each result
+    gains summarise_fn's numbers (MFU against the higher rate). Returns (results, before, after)."""
+    import torch
+
     before = matmul_gflops(args.matmul_size, args.matmul_seconds)
     results = []
     for vocab in vocabs:
         for framework in frameworks:
             spec = f"{framework}:{vocab}"
             print(f"# running {spec} ...", file=sys.stderr, flush=True)
-            r = spawn(spec, args)
+            r = spawn(spec, args, script)
             if r is not None:
                 results.append(r)
     after = matmul_gflops(args.matmul_size, args.matmul_seconds)
@@ -362,10 +384,28 @@ def parent(args) -> int:
     print(f"# matmul {args.matmul_size}x{args.matmul_size} fp32: {before:.1f} GFLOP/s before the runs, "
           f"{after:.1f} after; MFU uses the higher, {peak:.1f}")
     for r in results:
-        r.update(summarise(r, peak))
+        r.update(summarise_fn(r, peak))
         if r["threads"] != torch.get_num_threads():
             print(f"# warning: {r['framework']}:{r['vocab']} ran with {r['threads']} threads, "
                   f"the matmul with {torch.get_num_threads()}")
+    return results, before, after
+
+
+def finish(args, versions: dict, matmul: tuple[float, float], results: list, expected: int) -> int:
+    """Write --json if asked; exit status 1 when a child failed."""
+    if args.json:
+        Path(args.json).write_text(json.dumps({"versions": versions, "matmul_gflops": list(matmul),
+                                               "args": vars(args), "results": results}, indent=1))
+    return 0 if len(results) == expected else 1
+
+
+def parent(args) -> int:
+    vocabs, frameworks = selected(args, FRAMEWORKS)
+    versions = library_versions()
+    print(f"# SFT step benchmark: batch {BATCH} x {SEQ_LEN} tokens, {args.warmup} warm-up + "
+          f"{args.steps} timed steps, posttrain logprob_chunk_size={args.chunk_size}")
+    print_versions(versions)
+    results, before, after = measure(args, vocabs, frameworks, __file__, summarise)
     print()
     print("| framework | vocab | s/step | tokens/s | peak MiB | train MiB | MFU |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -390,19 +430,16 @@ def parent(args) -> int:
         print(f"# {r['framework']}:{r['vocab']}: steps {', '.join(f'{x:.3f}' for x in r['step_times'])} s; "
               f"N = {r['flop_params']:,} ({r['params']:,} in all); {r['flops_per_step'] / 1e9:.1f} GFLOP/step; "
               f"optimizer {r['optimizer']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"versions": versions, "matmul_gflops": [before, after],
-                                               "args": vars(args), "results": results}, indent=1))
-    expected = len(vocabs) * len(frameworks)
-    return 0 if len(results) == expected else 1
+    return finish(args, versions, (before, after), results, len(vocabs) * len(frameworks))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(doc: str = __doc__, frameworks_default: str = "posttrain,trl", run=None, report=None) -> int:
+    """The command line both benchmarks share: --one runs a child, anything else the parent."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps first (default 2)")
     ap.add_argument("--vocab", default="8192,128256", help="comma-separated vocabulary sizes")
-    ap.add_argument("--frameworks", default="posttrain,trl", help="comma-separated: posttrain,trl")
+    ap.add_argument("--frameworks", default=frameworks_default, help=f"comma-separated: {frameworks_default}")
     ap.add_argument("--chunk-size", type=int, default=256, help="posttrain's train.logprob_chunk_size")
     ap.add_argument("--matmul-size", type=int, default=2048, help="square fp32 matmul for the MFU rate")
     ap.add_argument("--matmul-seconds", type=float, default=1.0)
@@ -414,10 +451,10 @@ def main() -> int:
     if args.steps < 1 or args.warmup < 0:
         ap.error("--steps must be >= 1 and --warmup >= 0")
     if args.one:
-        result = run_one(args.one, args)
+        result = (run or run_one)(args.one, args)
         Path(args.result).write_text(json.dumps(result))
         return 0
-    return parent(args)
+    return (report or parent)(args)
 
 
 if __name__ == "__main__":
