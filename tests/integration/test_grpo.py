@@ -169,3 +169,26 @@ def test_killed_run_resumes_exactly(parity, tmp_path):
     assert sorted(got) == list(range(1, 7))
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_sample_update_and_save(parity, tmp_path, strategy):
+    """Under FSDP every forward gathers parameters from all ranks, so generation of different
+    lengths on the two ranks would hang unless their decoding steps stay in lockstep (transformers'
+    generate keeps them so for FSDP-managed models, synced_gpus; each rank makes the same number
+    of generate calls); each rank samples its own half of a step's prompts; the saved weights are whole."""
+    from safetensors.torch import load_file
+
+    root, _ = parity
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        f"model: {root / 'sft' / 'final'}\ndata: [{root / 'prompts.jsonl'}]\n"
+        f"train: {{micro_batch_size: 8, max_steps: 3, lr: 1.0e-4, distributed: {strategy}}}\n"
+        "grpo: {rewards: [{name: exact_match}], group_size: 4, prompts_per_step: 4, max_new_tokens: 6,"
+        " temperature: 1.0, kl_coef: 0.1}\n")
+    run_cli("grpo", recipe, "--output-dir", tmp_path / "run", "--num-processes", "2")
+    rows = [r for r in _metrics(tmp_path / "run") if "reward" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["kl"] >= 0 for r in rows)
+    saved = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    initial = load_file(root / "sft" / "final" / "model.safetensors")
+    assert saved.keys() == initial.keys() and all(saved[k].shape == initial[k].shape for k in saved)
