@@ -60,7 +60,8 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
     """Load the adapter's base, apply the adapter, merge it into the weights and save a plain model
-    directory (safetensors + tokenizer) that transformers loads without peft."""
+    directory (safetensors + tokenizer) that transformers loads without peft: a causal LM, or a
+    sequence classifier (reward model, with its head) for a SEQ_CLS adapter."""
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -69,7 +70,13 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 
     if not is_adapter_dir(adapter_dir):
         raise UserError(f"{adapter_dir}: not an adapter directory (no adapter_config.json)")
-    base_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    if config.task_type == "SEQ_CLS":  # a reward model: its trained score head comes along
+        from posttrain.model.reward_model import load_reward_model_dir
+
+        merged, tokenizer = load_reward_model_dir(str(adapter_dir), dtype)
+        return save_model_dir(out_dir, merged.cpu(), tokenizer)
+    base_path = config.base_model_name_or_path
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
     except OSError as err:

@@ -86,6 +86,13 @@ def test_lora_reward_model_trains_its_head_and_loads_back_for_scoring(tiny_dir, 
     expected = score_sequences(model.eval(), sequences, tok.pad_token_id, batch_size=8)
     torch.testing.assert_close(score_sequences(loaded, sequences, tok.pad_token_id, 8), expected,
                                atol=1e-5, rtol=1e-5)
+    from posttrain.model.adapters import merge_adapter_dir  # posttrain merge-lora keeps the head
+
+    merged = AutoModelForSequenceClassification.from_pretrained(merge_adapter_dir(tmp_path / "adapter",
+                                                                                  tmp_path / "merged"))
+    assert merged.config.num_labels == 2 and not (tmp_path / "merged" / "adapter_config.json").exists()
+    torch.testing.assert_close(score_sequences(merged.eval(), sequences, tok.pad_token_id, 8), expected,
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_an_unloadable_model_is_a_user_error(tmp_path):
