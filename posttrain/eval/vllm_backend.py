@@ -25,6 +25,7 @@ from posttrain.errors import UserError
 from posttrain.eval.backend import (GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult,
                                     group_by_settings)
 from posttrain.eval.load import has_own_chat_template
+from posttrain.model.generate import cut_at_eos
 
 
 class VLLMBackend:
@@ -66,7 +67,7 @@ class VLLMBackend:
     def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
                         seed: int | None = None) -> list[list[int]]:
         outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=False)
-        return [_cut_at_stop_id(list(output.token_ids), self.eos_ids) for output in outputs]
+        return [cut_at_eos(list(output.token_ids), self.eos_ids) for output in outputs]
 
     def sync_weights(self, model) -> None:
         """Load `model`'s current weights (HF names; a peft model's adapters merged) into the engine."""
@@ -115,12 +116,6 @@ def _stop_ids(path: str, tokenizer) -> list[int]:
         generation_eos = None
     ids += generation_eos if isinstance(generation_eos, list) else [generation_eos]
     return list(dict.fromkeys(i for i in ids if i is not None))
-
-
-def _cut_at_stop_id(ids: list[int], stop_ids: list[int]) -> list[int]:
-    """vLLM keeps the eos it stopped at in token_ids; the HF backend's convention drops it."""
-    stops = set(stop_ids)
-    return next((ids[:k] for k, token in enumerate(ids) if token in stops), ids)
 
 
 def _max_model_len(llm, path: str) -> int:

@@ -57,7 +57,7 @@ def generate_ids(
                 batch_indices = order[start : start + cfg.batch_size]
                 batch_outputs = _generate_batch(model, [prompts[i] for i in batch_indices], pad_id, hf_config)
                 for index, new_ids in zip(batch_indices, batch_outputs):
-                    results[index] = _cut_at_eos(new_ids, eos_ids)
+                    results[index] = cut_at_eos(new_ids, eos_ids)
                 if on_batch is not None:
                     on_batch(len(batch_indices))
     finally:
@@ -152,8 +152,9 @@ def _generate_batch(model, prompts: list[list[int]], pad_id: int, hf_config) -> 
     return output[:, width:].tolist()
 
 
-def _cut_at_eos(token_ids: list[int], eos_ids: list[int]) -> list[int]:
-    """Tokens before the first eos; what follows it in a batch is pad filler."""
+def cut_at_eos(token_ids: list[int], eos_ids: list[int]) -> list[int]:
+    """Tokens before the first eos; what follows it in a batch is pad filler (and vLLM keeps the
+    eos it stopped at in its token ids)."""
     eos = set(eos_ids)
     for position, token in enumerate(token_ids):
         if token in eos:

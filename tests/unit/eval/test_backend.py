@@ -114,15 +114,15 @@ def test_sync_weights_copies_another_models_weights(tiny_model):
     backend.sync_weights(backend.model)  # its own model: nothing to copy
 
 
-def test_vllm_weight_sync_finds_the_engine_model_and_drops_the_stop_token():
-    """The parts of the vLLM backend that run without a GPU: where the engine keeps its model
-    (two layouts across vLLM versions, else a clear error) and the HF convention for stop tokens."""
+def test_vllm_weight_sync_finds_the_engine_model():
+    """The part of the vLLM backend's weight sync that runs without a GPU: where the engine keeps
+    its model (two layouts across vLLM versions, else a clear error)."""
     from types import SimpleNamespace as NS
 
     import pytest
 
     from posttrain.errors import UserError
-    from posttrain.eval.vllm_backend import _cut_at_stop_id, _engine_model
+    from posttrain.eval.vllm_backend import _engine_model
 
     model = object()
     v1 = NS(llm_engine=NS(model_executor=NS(driver_worker=NS(worker=NS(model_runner=NS(model=model))))))
@@ -130,4 +130,3 @@ def test_vllm_weight_sync_finds_the_engine_model_and_drops_the_stop_token():
     assert _engine_model(v1) is model and _engine_model(v0) is model
     with pytest.raises(UserError, match="grpo.backend: hf"):
         _engine_model(NS(llm_engine=NS()))
-    assert _cut_at_stop_id([5, 6, 2, 7], [2, 3]) == [5, 6] and _cut_at_stop_id([5, 6], [2]) == [5, 6]

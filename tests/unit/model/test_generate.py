@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from posttrain.errors import UserError
 from posttrain.model.generate import (
     GenerationConfig,
+    cut_at_eos,
     cut_at_stop_strings,
     generate_ids,
     generate_text,
@@ -73,6 +74,11 @@ def test_bad_settings_and_empty_prompt_are_user_errors(model, cfg):
         generate_ids(model, PROMPTS, PAD, [EOS], cfg)
     with pytest.raises(UserError, match="empty prompt"):
         generate_ids(model, [[5], []], PAD, [EOS], GenerationConfig())
+
+
+def test_cut_at_eos_keeps_what_comes_before_the_first_stop_id():
+    assert cut_at_eos([5, 6, 2, 7, 3], [3, 2]) == [5, 6]
+    assert cut_at_eos([5, 6], [2]) == [5, 6] and cut_at_eos([2, 5], [2]) == []
 
 
 def test_cut_at_stop_strings_uses_earliest_match():
