@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import (GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult,
-                                    group_by_settings)
+from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from posttrain.eval.load import has_own_chat_template
 from posttrain.model.generate import cut_at_eos
 
