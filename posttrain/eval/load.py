@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posttrain.errors import UserError
-from posttrain.model.adapters import is_adapter_dir
+from posttrain.model.adapters import adapter_base, is_adapter_dir
 from posttrain.model.load import DTYPES, load_tokenizer, resolve_model_path
 
 
@@ -25,7 +25,7 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", device: str | No
         raise UserError(f"unknown dtype '{dtype}'; choose one of {sorted(DTYPES)}")
     path = resolve_model_path(path)
     adapter = is_adapter_dir(path)
-    base_path = _adapter_base(path) if adapter else path
+    base_path = adapter_base(path) if adapter else path
     tokenizer = load_tokenizer(path if _has_tokenizer(path) or not adapter else base_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
@@ -38,15 +38,6 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", device: str | No
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
-
-
-def _adapter_base(adapter_dir: str) -> str:
-    from peft import PeftConfig
-
-    base = PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
-    if not base:
-        raise UserError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
-    return resolve_model_path(base)
 
 
 def _has_tokenizer(path: str) -> bool:

@@ -58,6 +58,18 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model an adapter was trained on (its adapter_config.json), resolved like any model path."""
+    from peft import PeftConfig
+
+    from posttrain.model.load import resolve_model_path
+
+    base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    if not base:
+        raise UserError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
+    return resolve_model_path(base)
+
+
 def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
     """Load the adapter's base, apply the adapter, merge it into the weights and save a plain model
     directory (safetensors + tokenizer) that transformers loads without peft: a causal LM, or a

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from posttrain.config import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
-from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter
+from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter
 from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
                                   resolve_model_path)
 
@@ -144,7 +144,7 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
     or a LoRA reward-model adapter (base + adapter, merged); dtype None keeps the saved one."""
     path = resolve_model_path(path)
     adapter = is_adapter_dir(path)
-    base = _adapter_base(path) if adapter else path
+    base = adapter_base(path) if adapter else path
     kwargs = {"dtype": DTYPES[dtype]} if dtype else {}
     if adapter:
         kwargs["num_labels"] = _adapter_head_outputs(path)
@@ -158,12 +158,6 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
         model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
-
-
-def _adapter_base(adapter_dir: str) -> str:
-    from peft import PeftConfig
-
-    return resolve_model_path(PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path)
 
 
 def _adapter_head_outputs(adapter_dir: str) -> int:

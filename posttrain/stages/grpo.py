@@ -44,7 +44,7 @@ from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest, HFBackend
-from posttrain.model.adapters import is_adapter_dir
+from posttrain.model.adapters import adapter_base, is_adapter_dir
 from posttrain.model.generate import padding_id, stop_token_ids
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
@@ -120,12 +120,8 @@ def rollout_backend(ctx: RunContext):
                         "set train.distributed: ddp or grpo.backend: hf")
     from posttrain.eval.vllm_backend import VLLMBackend
 
-    path = model_cfg.path
-    if is_adapter_dir(path):  # the engine needs a full model: the adapter's base (weights are synced anyway)
-        from peft import PeftConfig
-
-        path = PeftConfig.from_pretrained(path).base_model_name_or_path
-    return VLLMBackend(path, tokenizer=ctx.tokenizer, seed=ctx.recipe.seed,
+    path = model_cfg.path  # the engine needs a full model: an adapter's base (weights are synced anyway)
+    return VLLMBackend(adapter_base(path) if is_adapter_dir(path) else path, tokenizer=ctx.tokenizer, seed=ctx.recipe.seed,
                        dtype="auto" if model_cfg.dtype == "float32" else model_cfg.dtype,
                        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
 
