@@ -73,13 +73,8 @@ def generate_text(model, tokenizer, prompts: list[list[int]], cfg: GenerationCon
     """
     eos_ids = stop_token_ids(model, tokenizer)
     new_ids = generate_ids(model, prompts, padding_id(tokenizer, eos_ids), eos_ids, cfg)
-    return decode_completions(tokenizer, new_ids, cfg.stop_strings)
-
-
-def decode_completions(tokenizer, new_ids: list[list[int]], stop_strings: list[str]) -> list[str]:
-    """Completion ids as text, special tokens dropped, each cut before its first stop string."""
     texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
-    return [cut_at_stop_strings(text, stop_strings) for text in texts]
+    return [cut_at_stop_strings(text, cfg.stop_strings) for text in texts]
 
 
 def padding_id(tokenizer, eos_ids: list[int]) -> int:
