@@ -43,6 +43,7 @@ from sft_vs_trl import (  # noqa: E402  (stdlib only at import; torch is importe
     build_model,
     build_tokenizer,
     finish,
+    import_framework,
     library_versions,
     main as bench_main,
     measure,
@@ -267,14 +268,9 @@ def _check_trl_sees_our_tokens(trainer, pairs, precompute: bool):
 def run_one(spec: str, args) -> dict:
     framework, vocab = spec.split(":")
     vocab = int(vocab)
-    import torch  # noqa: F401  (imports before the baseline, like every module a framework needs)
-    if framework == "posttrain":
-        import accelerate  # noqa: F401
-        import posttrain.train.loop  # noqa: F401
-    else:
-        import datasets  # noqa: F401
-        import trl  # noqa: F401
-        from trl import DPOTrainer  # noqa: F401
+    import_framework(framework)
+    if framework != "posttrain":
+        from trl import DPOTrainer  # noqa: F401  (its module too, before the baseline)
     tokenizer = build_tokenizer(vocab)
     pairs = build_pairs(vocab, (args.warmup + args.steps) * BATCH)
     model = build_model(vocab)

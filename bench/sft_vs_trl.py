@@ -257,16 +257,22 @@ def _check_trl_sees_our_tokens(trainer, data: list[list[int]]) -> None:
 # One configuration, in its own process.
 # ---------------------------------------------------------------------------------------------
 
-def run_one(spec: str, args) -> dict:
-    framework, vocab = spec.split(":")
-    vocab = int(vocab)
-    import torch  # noqa: F401  (imports before the baseline, like every module a framework needs)
+def import_framework(framework: str) -> None:
+    """Import what the framework needs before the memory baseline is read, so that imports count
+    in its peak but not in its training memory."""
+    import torch  # noqa: F401
     if framework == "posttrain":
         import accelerate  # noqa: F401
         import posttrain.train.loop  # noqa: F401
     else:
         import datasets  # noqa: F401
         import trl  # noqa: F401
+
+
+def run_one(spec: str, args) -> dict:
+    framework, vocab = spec.split(":")
+    vocab = int(vocab)
+    import_framework(framework)
     tokenizer = build_tokenizer(vocab)
     data = build_data(vocab, (args.warmup + args.steps) * BATCH)
     model = build_model(vocab)
