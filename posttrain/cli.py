@@ -7,6 +7,7 @@ line `posttrain: error: ...` with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -16,6 +17,11 @@ from posttrain.errors import UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
                 "grpo")
+
+# One-shot tools that live in their own folders. Each module defines `add_parsers(subparsers)`,
+# which registers its sub-commands with `set_defaults(tool_run=<function(args) -> int | None>)`;
+# adding a tool is one line here. Parsers import nothing heavy (torch is imported by tool_run).
+TOOL_MODULES: tuple[str, ...] = ()
 
 
 def _train_parser(sub, name: str, help_text: str) -> None:
@@ -55,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     add_reward_parsers(sub)
+    for module_name in TOOL_MODULES:
+        importlib.import_module(module_name).add_parsers(sub)
 
     t = sub.add_parser("make-tiny", help="build the default tiny Llama model and tokenizer")
     t.add_argument("--preset", default="default", choices=["default", "test"])
@@ -82,9 +90,9 @@ def run_command(args: argparse.Namespace) -> int:
 
         if not in_distributed_launch():
             return relaunch(args.num_processes, _without_num_processes(args.argv))
+    if getattr(args, "tool_run", None) is not None:
+        return args.tool_run(args) or 0
     if args.command in TRAIN_STAGES:
-        import importlib
-
         from posttrain.config import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
