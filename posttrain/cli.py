@@ -24,6 +24,20 @@ TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
 TOOL_MODULES: tuple[str, ...] = ()
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A command-line mistake is one line too (`-h` shows the usage); sub-parsers inherit this."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse prints its message as one line, exit status 2)."""
+    if not text.strip().lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _train_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("recipe", help="recipe YAML file")
@@ -32,12 +46,12 @@ def _train_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir or runs/<stage>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the output directory "
                    "from its latest checkpoint")
-    p.add_argument("--num-processes", type=int, default=1, help="data-parallel processes on this "
+    p.add_argument("--num-processes", type=_positive_int, default=1, help="data-parallel processes on this "
                    "machine (relaunches under torchrun; same as `accelerate launch -m posttrain`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posttrain", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="posttrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub, "pretrain", "continual pre-training on raw text")
     _train_parser(sub, "sft", "supervised fine-tuning on conversations")

@@ -9,12 +9,25 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posttrain.errors import UserError
+from posttrain.strict_yaml import read_yaml, yaml_problem
+
+
+# Numeric ranges, checked when the recipe is read so a bad value never reaches the code (a zero batch
+# size would divide by zero, negative betas would fail inside AdamW). The pydantic message states the
+# valid range ("Input should be greater than 0").
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Ratio = Annotated[float, Field(ge=0, le=1)]  # a share: 0 to 1 inclusive
+Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam moment decay rate: [0, 1)
+DEFAULT_MAX_ROW_BYTES = 1 << 20
 
 
 class Section(BaseModel):
@@ -35,9 +48,9 @@ class AdapterConfig(Section):
     """Parameter-efficient tuning through peft; kind none trains every weight."""
 
     kind: Literal["none", "lora", "qlora", "dora"] = "none"
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
+    r: Positive = 16
+    alpha: PositiveFloat = 32.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     target_modules: str | list[str] = "all-linear"  # or names, e.g. [q_proj, v_proj]
     modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
 
@@ -46,7 +59,7 @@ class SourceConfig(Section):
     path: str
     kind: Literal["auto", "text", "conversation", "preference", "prompt"] = "auto"
     name: str | None = None  # mixture key; defaults to the file name without suffix
-    weight: float = 1.0
+    weight: NonNegFloat = 1.0
     split: str | None = None  # for `datasets` directories holding a DatasetDict
     columns: dict[str, str] = {}  # rename fields before validation, e.g. {question: prompt}
 
@@ -58,22 +71,33 @@ class SourceConfig(Section):
 class PhaseConfig(Section):
     """One curriculum phase of a pre-training mixture: source weights for `steps` optimizer steps."""
 
-    steps: int | None = None  # None: until the end of training (last phase only)
-    weights: dict[str, float]
+    steps: Positive | None = None  # None: until the end of training (last phase only)
+    weights: dict[str, NonNegFloat]
+
+    @field_validator("weights")
+    @classmethod
+    def _some_weight(cls, value: dict[str, float]) -> dict[str, float]:
+        if not any(weight > 0 for weight in value.values()):
+            raise ValueError(f"a phase needs at least one source weight > 0, got {value}")
+        return value
 
 
 class DataConfig(Section):
     sources: list[SourceConfig] = []
     eval_sources: list[SourceConfig] = []
-    eval_fraction: float = 0.0  # held-out share of the training sources when no eval_sources
+    eval_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0  # held-out share when no eval_sources
     phases: list[PhaseConfig] = []
-    max_length: int | None = None  # default: the model's context length
+    max_length: Positive | None = None  # default: the model's context length
     pack: bool | None = None  # default: True for pre-training, False for SFT
     # SFT without packing: micro-batches of similar lengths (less padding). Off by default: on data
     # whose length tracks its content (one template per length) it makes steps homogeneous and
     # slowed the quickstart's convergence (eval loss 0.95 vs 0.72 after 150 steps).
     group_by_length: bool = False
     on_error: Literal["fail", "skip"] = "fail"
+    # A row (a JSONL line, or a row of another format as JSON) above this many bytes is an error
+    # (skipped under on_error: skip) before it is parsed or tokenised: tokenising one 10 MB row took
+    # 3.9 GB of memory. 1 MiB is ~250k tokens of English, longer than any context; null: no limit.
+    max_row_bytes: Positive | None = DEFAULT_MAX_ROW_BYTES
 
     @field_validator("sources", "eval_sources", mode="before")
     @classmethod
@@ -84,28 +108,40 @@ class DataConfig(Section):
             return [{"path": v} if isinstance(v, str) else v for v in value]
         return value
 
+    @model_validator(mode="after")
+    def _some_source_weight(self) -> DataConfig:
+        if self.sources and not any(s.weight > 0 for s in self.sources):
+            raise ValueError("sources: every source weight is 0; at least one must be > 0")
+        return self
+
 
 class TrainConfig(Section):
-    micro_batch_size: int = 8
-    grad_accum_steps: int = 1
-    max_steps: int | None = None  # wins over epochs when both are set
-    epochs: float = 1.0
-    lr: float = 2e-5
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
+    micro_batch_size: Positive = 8
+    grad_accum_steps: Positive = 1
+    max_steps: Positive | None = None  # wins over epochs when both are set
+    epochs: NonNegFloat = 1.0
+    lr: PositiveFloat = 2e-5
+    weight_decay: NonNegFloat = 0.0
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
     schedule: Literal["constant", "linear", "cosine", "wsd"] = "cosine"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0  # used when warmup_steps is 0
-    min_lr_ratio: float = 0.0
-    decay_ratio: float = 0.1  # wsd: share of steps in the final decay
-    max_grad_norm: float | None = 1.0
+    warmup_steps: NonNegative = 0
+    warmup_ratio: Ratio = 0.0  # used when warmup_steps is 0
+    min_lr_ratio: Ratio = 0.0
+    decay_ratio: Ratio = 0.1  # wsd: share of steps in the final decay
+    max_grad_norm: NonNegFloat | None = 1.0  # 0 or null: no clipping
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     distributed: Literal["ddp", "fsdp"] = "ddp"  # with several processes: replicate or shard (FSDP2)
-    log_every: int = 1
-    eval_every: int | None = None  # steps; the final step is always evaluated when eval data exists
-    save_every: int | None = None  # steps
-    keep_last: int = 2
-    logprob_chunk_size: int = 256  # loss positions per LM-head chunk (x vocab floats live at once)
+    log_every: Positive = 1
+    eval_every: Positive | None = None  # steps; the final step is always evaluated when eval data exists
+    save_every: NonNegative | None = None  # steps; 0 or null: only the final model
+    keep_last: Positive = 2
+    logprob_chunk_size: Positive = 256  # loss positions per LM-head chunk (x vocab floats live at once)
+
+    @model_validator(mode="after")
+    def _some_training(self) -> TrainConfig:
+        if self.max_steps is None and self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0 when max_steps is not set, got {self.epochs}")
+        return self
 
 
 class EvalConfig(Section):
@@ -116,9 +152,9 @@ class EvalConfig(Section):
     data: str | None = None  # prompt records with a reference answer, for task: exact_match
     answer: Literal["final_number", "text"] = "final_number"  # what is compared with the reference
     tasks: list[str] = []  # built-in task names or task YAML files (`posttrain eval list`)
-    limit: int | None = 200
-    batch_size: int = 32
-    max_new_tokens: int = 32
+    limit: Positive | None = 200
+    batch_size: Positive = 32
+    max_new_tokens: Positive = 32
 
     @model_validator(mode="after")
     def _task_needs_data(self) -> EvalConfig:
@@ -131,9 +167,9 @@ class PreferenceSection(Section):
     """`posttrain dpo`: which objective (objectives/registry.py) and its hyperparameters."""
 
     loss: str = "sigmoid"
-    beta: float = 0.1
-    label_smoothing: float = 0.0  # conservative (cDPO)
-    label_noise: float = 0.0  # robust (rDPO)
+    beta: PositiveFloat = 0.1
+    label_smoothing: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # conservative (cDPO)
+    label_noise: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # robust (rDPO)
     gamma: float | None = None  # simpo margin
     gamma_beta_ratio: float | None = None  # simpo margin as gamma / beta
     ipo_average_logps: bool = False
@@ -141,11 +177,11 @@ class PreferenceSection(Section):
     orpo_lambda: float = 0.1
     selm_alpha: float = 0.001
     rebel_eta: float = 1.0
-    kto_desirable_weight: float = 1.0
-    kto_undesirable_weight: float = 1.0
+    kto_desirable_weight: NonNegFloat = 1.0
+    kto_undesirable_weight: NonNegFloat = 1.0
     reference: str | None = None  # another reference model; default: the initial policy
-    sample_max_new_tokens: int = 128  # selm: the reference-policy sample per prompt
-    sample_temperature: float = 1.0
+    sample_max_new_tokens: Positive = 128  # selm: the reference-policy sample per prompt
+    sample_temperature: NonNegFloat = 1.0
 
 
 class RewardSection(Section):
@@ -177,20 +213,20 @@ class GrpoSection(Section):
     group_size: int = 8  # completions sampled per prompt (G)
     prompts_per_step: int = 8  # prompts per batch of samples (across processes)
     advantage: Literal["group_std", "none", "rloo"] = "group_std"  # rloo: leave-one-out baseline
-    clip_eps: float = 0.2
-    clip_eps_high: float | None = None  # DAPO's clip-higher; default: clip_eps
-    kl_coef: float = 0.0  # beta; 0 switches the KL term (and the reference model) off
+    clip_eps: NonNegFloat = 0.2
+    clip_eps_high: NonNegFloat | None = None  # DAPO's clip-higher; default: clip_eps
+    kl_coef: NonNegFloat = 0.0  # beta; 0 switches the KL term (and the reference model) off
     kl_estimator: Literal["k1", "k3"] = "k3"
     aggregation: Literal["sequence_mean", "token"] = "sequence_mean"  # the loss unit
     updates_per_batch: int = 1  # mu: optimizer steps on each batch of samples
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: NonNegFloat = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     max_new_tokens: int = 64
     no_eos_reward: float | None = None  # the reward of a completion cut at max_new_tokens (Tulu 3: -10)
     backend: Literal["hf", "vllm"] = "hf"  # rollout engine (eval/backend.py); vllm: GPU, colocated
-    vllm_gpu_memory_utilization: float = 0.3  # the engine's share of the GPU it shares with training
-    generation_batch_size: int = 64  # hf backend
-    samples_every: int = 10  # steps between writes of samples.jsonl (0: never)
+    vllm_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.3  # its share of the GPU
+    generation_batch_size: Positive = 64  # hf backend
+    samples_every: NonNegative = 10  # steps between writes of samples.jsonl (0: never)
 
     @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")
     @classmethod
@@ -211,7 +247,7 @@ class Recipe(Section):
     model: ModelConfig = ModelConfig()
     adapter: AdapterConfig = AdapterConfig()
     data: DataConfig = DataConfig()
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # numpy's seed range
     output_dir: str | None = None
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -248,10 +284,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Recipe:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: recipe file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raw = read_yaml(path)
         if not isinstance(raw, dict):
             raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
     _expand_shorthands(raw)
@@ -280,7 +313,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected key=value")
     key, text = item.split("=", 1)
-    value = yaml.safe_load(text) if text.strip() else ""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise UserError(f"--set {item!r}: the value is not valid YAML: {yaml_problem(err)}") from None
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -328,7 +364,8 @@ def describe_validation_error(error: dict, label: str, root: type[BaseModel] | N
     got = error.get("input")
     shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
     where = f"{dotted}: " if dotted else ""
-    return f"{label}: {where}{error['msg']}{shown}"
+    message = error["msg"].removeprefix("Value error, ")  # our validators' own words
+    return f"{label}: {where}{message}{shown}"
 
 
 def _valid_keys(loc: list[str], root: type[BaseModel]) -> list[str]:

@@ -7,18 +7,15 @@ import argparse
 from transformers import AutoModelForCausalLM
 
 from posttrain.data.chat import tokenize_prompt
-from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
-from posttrain.model.load import load_tokenizer, resolve_model_path
+from posttrain.model.load import load_tokenizer, loading_errors, resolve_model_path
 
 
 def generate_command(args: argparse.Namespace) -> None:
     path = resolve_model_path(args.model)
     tokenizer = load_tokenizer(path)
-    try:
+    with loading_errors(path):
         model = AutoModelForCausalLM.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load model '{path}': {str(err).splitlines()[0]}") from None
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                            top_p=args.top_p, seed=args.seed, batch_size=8)
     system = [{"role": "system", "content": args.system}] if args.system else []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, is_adapter_dir
-from posttrain.model.load import DTYPES, load_tokenizer, resolve_model_path
+from posttrain.model.load import DTYPES, load_tokenizer, loading_errors, resolve_model_path
 
 
 def has_own_chat_template(tokenizer) -> bool:
@@ -27,11 +27,8 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", device: str | No
     adapter = is_adapter_dir(path)
     base_path = adapter_base(path) if adapter else path
     tokenizer = load_tokenizer(path if _has_tokenizer(path) or not adapter else base_path)
-    try:
+    with loading_errors(base_path, "the adapter's base model" if adapter else "model"):
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
-    except (OSError, ValueError) as err:
-        where = f"the adapter's base model '{base_path}'" if adapter else f"model '{base_path}'"
-        raise UserError(f"cannot load {where}: {str(err).strip().splitlines()[0]}") from None
     if adapter:
         from peft import PeftModel
 

@@ -3,11 +3,13 @@ and the project's default tiny model alike (the tiny model is a saved directory 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from posttrain.config import AdapterConfig, ModelConfig
@@ -31,16 +33,43 @@ def resolve_model_path(path: str) -> str:
 
 def _cannot_load(path: str, err: Exception) -> UserError:
     where = "local directory" if Path(path).exists() else "hub id (offline, or not in the local cache)"
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return UserError(f"cannot load model '{path}' as a {where}: {first}")
+    return UserError(f"cannot load model '{path}' as a {where}: {_first_line(err)}")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+@contextlib.contextmanager
+def loading_errors(path: str, what: str = "model"):
+    """Turn what `from_pretrained` raises for a bad model directory into one line naming the
+    directory and the problem: damaged weights, weights of another shape than config.json, an
+    attention implementation that cannot run here, a missing or unreadable file."""
+    try:
+        yield
+    except SafetensorError as err:
+        raise UserError(f"cannot load {what} '{path}': a weights file (*.safetensors) is damaged or "
+                        f"truncated: {_first_line(err)}") from None
+    except ImportError as err:
+        if "flash" not in str(err).lower():
+            raise
+        raise UserError(f"cannot load {what} '{path}': model.attn_implementation cannot run here "
+                        f"({_first_line(err)}); use sdpa or eager") from None
+    except RuntimeError as err:
+        if "mismatch" not in str(err):
+            raise
+        raise UserError(f"cannot load {what} '{path}': the weights do not match config.json (tensor "
+                        "shapes differ: is config.json from another model?)") from None
+    except (OSError, ValueError) as err:
+        if what != "model":
+            raise UserError(f"cannot load {what} '{path}': {_first_line(err)}") from None
+        raise _cannot_load(path, err) from None
 
 
 def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False):
     path = resolve_model_path(path)
-    try:
+    with loading_errors(path):
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _cannot_load(path, err) from None
     if tok.pad_token is None:
         # Llama-3 ships without a pad token; padding positions never carry a loss or attention.
         reserved = "<|finetune_right_pad_id|>"
@@ -71,7 +100,7 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
     quant = quantization_config(adapter, DTYPES[cfg.dtype])
     if quant is not None and cfg.init == "random":
         raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
-    try:
+    with loading_errors(path):
         if cfg.init == "random" and not full_checkpoint:
             config = AutoConfig.from_pretrained(path, revision=cfg.revision,
                                                 trust_remote_code=cfg.trust_remote_code,
@@ -81,8 +110,6 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
         else:
             model = auto_class.from_pretrained(path, revision=cfg.revision, quantization_config=quant,
                                                **(config_extra or {}), **load_extra, **kwargs)
-    except (OSError, ValueError) as err:
-        raise _cannot_load(path, err) from None
     return Loaded(model, path, resume_adapter, full_checkpoint)
 
 

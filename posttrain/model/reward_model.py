@@ -24,7 +24,7 @@ from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter
 from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
-                                  resolve_model_path)
+                                  loading_errors, resolve_model_path)
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,9 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
     if adapter:
         kwargs["num_labels"] = _adapter_head_outputs(path)
     tokenizer = load_tokenizer(path if (Path(path) / "tokenizer_config.json").is_file() else base)
-    try:
+    with loading_errors(base, "reward model"):
         model = AutoModelForSequenceClassification.from_pretrained(
             base, pad_token_id=tokenizer.pad_token_id, **kwargs)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load '{base}' as a reward model: {_first_line(err)}") from None
     if adapter:
         model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,8 +167,3 @@ def _adapter_head_outputs(adapter_dir: str) -> int:
             if key.endswith(("score.weight", "classifier.weight")):
                 return weights.get_slice(key).get_shape()[0]
     raise UserError(f"{adapter_dir}: an adapter without a reward head (score.weight): not a reward model")
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

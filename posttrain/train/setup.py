@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) 
     set_seed(recipe.seed)
     recipe = recipe.model_copy(update={"stage": stage, "output_dir": str(out_dir)})
     if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(out_dir)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     tokenizer = load_tokenizer(recipe.model.path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(recipe.model, recipe.seed, recipe.adapter, resume_from=resume_from)
@@ -64,3 +65,18 @@ def check_output_dir(out_dir: Path, resume: bool) -> Path | None:
     if ckpt is None:
         log.warning("--resume: no checkpoint in %s, starting from the beginning", out_dir)
     return ckpt
+
+
+def make_output_dir(out_dir: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be: a file in the way (the
+    directory itself or a parent), no permission, a read-only or virtual file system."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--output-dir {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except NotADirectoryError:
+        raise UserError(f"--output-dir {out_dir}: a parent path is a file, not a directory") from None
+    except OSError as err:
+        raise UserError(f"--output-dir {out_dir}: cannot create it: {err.strerror or err}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"--output-dir {out_dir}: not writable")

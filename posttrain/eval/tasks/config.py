@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from posttrain.config import Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
+from posttrain.strict_yaml import read_yaml
 
 
 class JudgeConfig(Section):
@@ -135,10 +135,7 @@ def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
 
 
 def read_task_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a task file is a mapping of keys, got {type(raw).__name__}")
     return raw
