@@ -7,16 +7,22 @@ nothing is unpickled. Changed records, tokenizer, template or setting give a new
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from posttrain.data.batching import Example
+
+log = logging.getLogger(__name__)
+_UNWRITABLE: set[str] = set()  # cache directories already reported as unwritable (warn once)
 
 
 def cache_dir() -> Path:
@@ -47,11 +53,26 @@ def cached_examples(key: str, build: Callable[[], list[Example]]) -> list[Exampl
     if path.is_file():
         return _read(path)
     examples = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file(_flatten(examples), str(tmp))
-    os.replace(tmp, path)
+    _store(path, _flatten(examples))
     return examples
+
+
+def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write an entry atomically; a cache that cannot be written (read-only, no permission, disk
+    full) costs only the speed-up, so training goes on without it after one warning."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if str(path.parent) not in _UNWRITABLE:
+            _UNWRITABLE.add(str(path.parent))
+            log.warning("tokenised-data cache %s cannot be written (%s): training without it "
+                        "(set POSTTRAIN_CACHE to a writable directory)", path.parent,
+                        getattr(err, "strerror", None) or err)
 
 
 def _flatten(examples: list[Example]) -> dict[str, torch.Tensor]:
@@ -77,8 +98,5 @@ def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> di
     if path.is_file():
         return load_file(str(path))
     tensors = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    _store(path, {k: v.contiguous() for k, v in tensors.items()})
     return tensors

@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Sequence
 
-from posttrain.config import DataConfig, SourceConfig
+from posttrain.config import DEFAULT_MAX_ROW_BYTES, DataConfig, SourceConfig
 from posttrain.data.batching import Example
 from posttrain.data.cache import cached_examples, records_key, tokenizer_fingerprint
 from posttrain.data.chat import tokenize_conversation, tokenize_text
@@ -16,11 +16,13 @@ from posttrain.errors import UserError, row_error
 log = logging.getLogger(__name__)
 
 
-def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str) -> list[LoadedRecords]:
+def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
+                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[LoadedRecords]:
     if not sources:
         raise UserError(f"the recipe has no data sources (data.sources) of {kind} records")
     return [load_records(s.path, kind=kind if s.kind == "auto" else s.kind, on_error=on_error,
-                         split=s.split, columns=s.columns or None) for s in sources]
+                         split=s.split, columns=s.columns or None, max_row_bytes=max_row_bytes)
+            for s in sources]
 
 
 def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,

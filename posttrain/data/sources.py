@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from posttrain.config import DEFAULT_MAX_ROW_BYTES
 from posttrain.data.records import (
     Record,
     RecordError,
@@ -25,6 +26,7 @@ from posttrain.data.records import (
     record_kind,
     to_record,
 )
+from posttrain.data.text_files import byte_lines, cannot_read, check_row, not_utf8, text_lines, too_large
 from posttrain.errors import UserError, row_error
 
 SUPPORTED_FORMATS = ".jsonl, .json, .parquet, .csv, or a directory written by datasets' save_to_disk"
@@ -48,10 +50,12 @@ class LoadedRecords:
     rows: list[int]
 
 
-def read_rows(path: str | Path, split: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: str | Path, split: str | None = None,
+              max_row_bytes: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based row number, row) for every row of a data file or saved dataset directory;
-    a row that is not an object raises the one-line row error."""
-    for number, row in _raw_rows(path, split):
+    a row that is not an object (or fails check_row) raises the one-line row error. No size limit
+    by default: most callers re-read rows that load_records has already held to the recipe's."""
+    for number, row in _raw_rows(path, split, max_row_bytes):
         if isinstance(row, RecordError):
             raise row_error(path, number, row.field, row.problem)
         yield number, row
@@ -63,13 +67,14 @@ def load_records(
     on_error: str = "fail",
     split: str | None = None,
     columns: dict[str, str] | None = None,
+    max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
 ) -> LoadedRecords:
     """Read and validate every row of `path` as `kind`.
 
     kind="auto" detects the kind from the first valid row and holds every later row to it, so a
     file never yields a mix of kinds. `columns` renames fields before validation ({"question":
     "prompt"}); errors still name the file's own column. on_error="skip" drops invalid rows with
-    one warning instead of failing on the first.
+    one warning instead of failing on the first. A row above `max_row_bytes` is invalid too.
     """
     _check_options(kind, on_error)
     columns = columns or {}
@@ -77,7 +82,7 @@ def load_records(
     numbers: list[int] = []
     skips = _SkippedRows()
     detected = None  # kind="auto": the kind of the first valid row
-    for number, row in _raw_rows(path, split):
+    for number, row in _raw_rows(path, split, max_row_bytes):
         try:
             record = _row_record(row, kind, detected, columns)
         except RecordError as err:
@@ -167,19 +172,22 @@ class _SkippedRows:
 # ---- readers ---------------------------------------------------------------------------------
 
 
-def _raw_rows(path: str | Path, split: str | None) -> Iterator[RawRow]:
-    """Pick the reader for `path`; path problems raise here, before any row is read."""
+def _raw_rows(path: str | Path, split: str | None, max_row_bytes: int | None) -> Iterator[RawRow]:
+    """Pick the reader for `path`; path problems raise here, before any row is read. Every row
+    then passes check_row (size, valid text), so no reader's caller tokenises a bad one."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _dataset_dir_rows(path, split)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        suffix = f"format '{path.suffix}'" if path.suffix else "file with no extension"
-        raise UserError(f"{path}: unsupported {suffix}; supported: {SUPPORTED_FORMATS}")
-    _check_no_split(path, split)
-    return reader(path)
+        rows = _dataset_dir_rows(path, split)
+    else:
+        reader = _READERS.get(path.suffix.lower())
+        if reader is None:
+            suffix = f"format '{path.suffix}'" if path.suffix else "file with no extension"
+            raise UserError(f"{path}: unsupported {suffix}; supported: {SUPPORTED_FORMATS}")
+        _check_no_split(path, split)
+        rows = reader(path, max_row_bytes) if reader is _jsonl_rows else reader(path)
+    return ((n, row if isinstance(row, RecordError) else check_row(row, max_row_bytes)) for n, row in rows)
 
 
 def _check_no_split(path: Path, split: str | None) -> None:
@@ -188,11 +196,16 @@ def _check_no_split(path: Path, split: str | None) -> None:
         raise UserError(f"{path}: has no split '{split}': only a directory saved from a DatasetDict has splits")
 
 
-def _jsonl_rows(path: Path) -> Iterator[RawRow]:
-    """Row number = line number, so the user can jump to it; blank lines are skipped."""
-    for number, line in enumerate(_text_lines(path), start=1):
-        if line.strip():
-            yield number, _json_line(line)
+def _jsonl_rows(path: Path, max_row_bytes: int | None) -> Iterator[RawRow]:
+    """Row number = line number, so the user can jump to it; blank lines are skipped. A line that
+    is too long or not UTF-8 is an invalid row (skippable), checked before it is parsed."""
+    for number, offset, line in byte_lines(path):
+        if max_row_bytes is not None and len(line) > max_row_bytes:
+            yield number, too_large(len(line), max_row_bytes)
+        elif problem := not_utf8(line, offset):
+            yield number, RecordError("(utf-8)", problem)
+        elif line.strip():
+            yield number, _json_line(line.decode("utf-8"))
 
 
 def _json_line(line: str) -> dict[str, Any] | RecordError:
@@ -200,6 +213,8 @@ def _json_line(line: str) -> dict[str, Any] | RecordError:
         value = json.loads(line.strip())  # without the line ending, a cut-off line reads as unterminated
     except json.JSONDecodeError as err:
         return RecordError("(json)", f"invalid JSON: {_json_problem(err)} at column {err.colno}")
+    except RecursionError:
+        return RecordError("(json)", "nested too deeply to read (arrays/objects inside each other)")
     return _object_or_error(value)
 
 
@@ -211,12 +226,12 @@ def _json_problem(err: json.JSONDecodeError) -> str:
 def _json_rows(path: Path) -> Iterator[RawRow]:
     """A .json file is read whole (JSON cannot be streamed with the standard library)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads("".join(text_lines(path)))
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise UserError(f"{path}: invalid JSON: {_json_problem(err)} at {where}") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason})") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid JSON: nested too deeply to read") from None
     for number, value in enumerate(_json_row_list(path, data), start=1):
         yield number, _object_or_error(value)
 
@@ -263,7 +278,7 @@ def _csv_rows(path: Path) -> Iterator[RawRow]:
     """Row 1 is the first data row; blank lines are not counted. Cells are strings, and a row
     shorter than the header simply lacks its last fields."""
     csv.field_size_limit(2**31 - 1)  # the 128 KiB default is too small for pre-training documents
-    reader = csv.reader(_text_lines(path))
+    reader = csv.reader(text_lines(path))
     non_blank = (cells for cells in reader if cells)
     try:
         header = next(non_blank, None)
@@ -279,15 +294,6 @@ def _csv_row(header: list[str], cells: list[str]) -> dict[str, Any] | RecordErro
     return dict(zip(header, cells))
 
 
-def _text_lines(path: Path) -> Iterator[str]:
-    """Lines of a UTF-8 file (a leading BOM is dropped); newline="" keeps quoted CSV newlines intact."""
-    with path.open(encoding="utf-8-sig", newline="") as lines:
-        try:
-            yield from lines
-        except UnicodeDecodeError as err:
-            raise UserError(f"{path}: not UTF-8 text ({err.reason})") from None
-
-
 def _dataset_dir_rows(path: Path, split: str | None) -> Iterator[RawRow]:
     """A directory written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk` (memory-mapped)."""
     import datasets  # slow to import: only when a directory is actually read
@@ -297,6 +303,8 @@ def _dataset_dir_rows(path: Path, split: str | None) -> Iterator[RawRow]:
     except FileNotFoundError:
         problem = "directory is not a dataset written by save_to_disk"
         raise UserError(f"{path}: {problem}; supported: {SUPPORTED_FORMATS}") from None
+    except OSError as err:
+        raise cannot_read(path, err) from None
     if isinstance(loaded, datasets.DatasetDict):
         loaded = _pick_split(path, loaded, split or DEFAULT_SPLIT)
     else:

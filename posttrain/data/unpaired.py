@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from posttrain.config import DEFAULT_MAX_ROW_BYTES
 from posttrain.data.batching import Example, collate_padded
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.records import PreferenceRecord, RecordError, to_record
@@ -30,9 +31,9 @@ class UnpairedExample:
         return max(len(self.matched), len(self.mismatched))
 
 
-def read_unpaired(path: str) -> list[UnpairedExample]:
+def read_unpaired(path: str, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
     out = []
-    for row_number, row in read_rows(path):
+    for row_number, row in read_rows(path, max_row_bytes=max_row_bytes):
         try:
             out += _parse(row)
         except RecordError as err:

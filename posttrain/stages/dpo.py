@@ -43,7 +43,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     max_len = max_length_for(data, context_length(ctx.model))
 
     def pairs_of(sources):
-        loaded = load_sources(sources, "preference", data.on_error)
+        loaded = load_sources(sources, "preference", data.on_error, data.max_row_bytes)
         return [p for part in loaded
                 for p in tokenize_pairs(tok, part, max_len, data.on_error, spec.needs_rewards)]
 

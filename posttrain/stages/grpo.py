@@ -86,7 +86,8 @@ def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
     data, tok = ctx.recipe.data, ctx.tokenizer
     room = max_length_for(data, context_length(ctx.model)) - ctx.recipe.grpo.max_new_tokens
     prompts, samples = [], []
-    for source, loaded in zip(data.sources, load_sources(data.sources, "prompt", data.on_error)):
+    loaded_sources = load_sources(data.sources, "prompt", data.on_error, data.max_row_bytes)
+    for source, loaded in zip(data.sources, loaded_sources):
         raw = dict(read_rows(source.path, source.split))
         for number, record in zip(loaded.rows, loaded.records):
             ids = tokenize_prompt(tok, record.prompt)

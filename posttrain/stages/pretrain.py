@@ -31,11 +31,11 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     if data.pack is False:
         raise UserError("pretrain packs documents; data.pack: false is only meaningful for sft")
     length = max_length_for(data, context_length(ctx.model))
-    loaded = load_sources(data.sources, "text", data.on_error)
+    loaded = load_sources(data.sources, "text", data.on_error, data.max_row_bytes)
     docs = {s.key: text_documents(tok, part) for s, part in zip(data.sources, loaded)}
     held: list[list[int]] = []
     if data.eval_sources:
-        held = [d for part in load_sources(data.eval_sources, "text", data.on_error)
+        held = [d for part in load_sources(data.eval_sources, "text", data.on_error, data.max_row_bytes)
                 for d in text_documents(tok, part)]
     elif data.eval_fraction > 0:
         for key in docs:

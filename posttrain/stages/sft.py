@@ -32,7 +32,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     max_len = max_length_for(data, context_length(ctx.model))
 
     def examples(sources):
-        loaded = load_sources(sources, "conversation", data.on_error)
+        loaded = load_sources(sources, "conversation", data.on_error, data.max_row_bytes)
         return [ex for part in loaded for ex in conversation_examples(tok, part, max_len, data.on_error)]
 
     train = examples(data.sources)

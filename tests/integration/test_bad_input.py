@@ -242,3 +242,56 @@ def test_no_traceback_in_a_real_process(recipe, tmp_path, earlier):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr, proc.stderr
         assert snapshot(earlier) == before
+
+
+# ---- data files ---------------------------------------------------------------------------------
+
+CHAT = {"messages": [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]}
+GOOD_ROW = json.dumps(CHAT).encode() + b"\n"
+BAD_DATA = [
+    ("latin1", b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n',
+     "row 2: field '(utf-8)': not UTF-8 text: byte 0xe9 at byte offset"),
+    ("deep", b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "row 2: field '(json)': nested too deeply"),
+    ("surrogate", GOOD_ROW.replace(b'"4"', b'"4\\ud800"'),
+     "row 2: field 'messages[1].content': lone surrogate \\ud800"),
+    ("huge", json.dumps({"messages": [CHAT["messages"][0], {"role": "assistant", "content": "x" * (1 << 20)}]})
+     .encode() + b"\n", "row 2: field '(row)': 1048676 bytes, above data.max_row_bytes 1048576"),
+]
+
+
+@pytest.mark.parametrize("name,second_row,problem", BAD_DATA, ids=[c[0] for c in BAD_DATA])
+def test_bad_data_row_names_file_and_row(capsys, recipe, tmp_path, earlier, name, second_row, problem):
+    data = tmp_path / f"{name}.jsonl"
+    data.write_bytes(GOOD_ROW + second_row + GOOD_ROW)
+    fails_with(capsys, ["sft", recipe(data=str(data)), "--output-dir", earlier], f"{data}: {problem}", out=earlier)
+
+
+def test_a_directory_where_the_data_file_should_be(capsys, recipe, tmp_path, earlier):
+    # As root no permission bit stops a read; a directory named like the file cannot be read as one.
+    data = tmp_path / "sft.jsonl"
+    data.mkdir()
+    fails_with(capsys, ["sft", recipe(data=str(data)), "--output-dir", earlier],
+               f"{data}: directory is not a dataset written by save_to_disk", out=earlier)
+
+
+def test_perplexity_text_that_is_not_utf8(capsys, tiny_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"hello\nworld \xff\n")
+    fails_with(capsys, ["eval", tiny_dir, "--tasks", "perplexity", "--data", f"perplexity={text}",
+                        "--output-dir", tmp_path / "e"],
+               f"{text}: line 2: not UTF-8 text: byte 0xff at byte offset 12")
+
+
+def test_skipped_bad_rows_and_an_unwritable_cache_warn_once(recipe, tmp_path, monkeypatch, caplog):
+    data = tmp_path / "mixed.jsonl"
+    data.write_bytes(GOOD_ROW * 4 + BAD_DATA[0][1] + GOOD_ROW * 4)
+    (tmp_path / "cache").write_text("a file where the cache directory should be")
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning) as warned:
+        assert main(["sft", str(recipe(data=str(data))), "--set", "data.on_error=skip",
+                     "--set", "data.eval_fraction=0.2", "--output-dir", str(tmp_path / "o")]) == 0
+    skipped = [w for w in warned if "skipped" in str(w.message)]
+    assert len(skipped) == 1 and "skipped 1 invalid row (first: row 5 field '(utf-8)'" in str(skipped[0].message)
+    assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1  # train + held-out: once
+    assert (tmp_path / "o" / "final" / "model.safetensors").is_file()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.data.sources import read_rows
+from posttrain.data.text_files import read_text_file, text_lines
 from posttrain.errors import UserError
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
@@ -80,7 +81,7 @@ def _rows(task, path: Path):
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.suffix == ".txt":
-        return iter([(1, {"text": path.read_text(encoding="utf-8")})])
+        return iter([(1, {"text": read_text_file(path)})])
     if task.format == "mmlu" and (path.suffix == ".csv" or _csv_dir(path)):
         return _mmlu_csv_rows(path)
     return read_rows(path, task.split)
@@ -97,15 +98,14 @@ def _mmlu_csv_rows(path: Path):
     number = 0
     for file in files:
         subject = file.stem.rsplit("_", 1)[0].replace("_", " ")
-        with file.open(newline="", encoding="utf-8") as handle:
-            for cells in csv.reader(handle):
-                number += 1
-                if len(cells) != 6:
-                    raise UserError(f"{file}: row {number}: expected 6 cells (question, A-D, answer), "
-                                    f"got {len(cells)}")
-                if cells[-1] not in ("A", "B", "C", "D"):  # a header row
-                    continue
-                yield number, dict(zip(["question", "A", "B", "C", "D", "answer"], cells), subject=subject)
+        for cells in csv.reader(text_lines(file)):
+            number += 1
+            if len(cells) != 6:
+                raise UserError(f"{file}: row {number}: expected 6 cells (question, A-D, answer), "
+                                f"got {len(cells)}")
+            if cells[-1] not in ("A", "B", "C", "D"):  # a header row
+                continue
+            yield number, dict(zip(["question", "A", "B", "C", "D", "answer"], cells), subject=subject)
 
 
 def _renamed(row: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
