@@ -210,30 +210,29 @@ class GrpoSection(Section):
     """`posttrain grpo`: online RL with verifiable rewards (objectives/policy_gradient.py)."""
 
     rewards: list[RewardTermConfig] = [RewardTermConfig(name="math")]
-    group_size: int = 8  # completions sampled per prompt (G)
-    prompts_per_step: int = 8  # prompts per batch of samples (across processes)
+    group_size: Positive = 8  # completions sampled per prompt (G)
+    prompts_per_step: Positive = 8  # prompts per batch of samples (across processes)
     advantage: Literal["group_std", "none", "rloo"] = "group_std"  # rloo: leave-one-out baseline
     clip_eps: NonNegFloat = 0.2
     clip_eps_high: NonNegFloat | None = None  # DAPO's clip-higher; default: clip_eps
     kl_coef: NonNegFloat = 0.0  # beta; 0 switches the KL term (and the reference model) off
     kl_estimator: Literal["k1", "k3"] = "k3"
     aggregation: Literal["sequence_mean", "token"] = "sequence_mean"  # the loss unit
-    updates_per_batch: int = 1  # mu: optimizer steps on each batch of samples
+    updates_per_batch: Positive = 1  # mu: optimizer steps on each batch of samples
     temperature: NonNegFloat = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    max_new_tokens: int = 64
+    max_new_tokens: Positive = 64
     no_eos_reward: float | None = None  # the reward of a completion cut at max_new_tokens (Tulu 3: -10)
     backend: Literal["hf", "vllm"] = "hf"  # rollout engine (eval/backend.py); vllm: GPU, colocated
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.3  # its share of the GPU
     generation_batch_size: Positive = 64  # hf backend
     samples_every: NonNegative = 10  # steps between writes of samples.jsonl (0: never)
 
-    @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value}")
-        return value
+    @model_validator(mode="after")
+    def _rloo_needs_siblings(self) -> GrpoSection:
+        if self.advantage == "rloo" and self.group_size < 2:
+            raise ValueError("advantage rloo needs group_size >= 2 (each completion's baseline is its siblings' mean)")
+        return self
 
 
 class LogConfig(Section):

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from posttrain.config import SourceConfig
+from posttrain.data import pointless
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.records import RecordError, describe_type, to_record
 from posttrain.data.sources import load_records, read_rows
@@ -86,6 +87,7 @@ def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str
     """Tokenised chosen/rejected pairs; with margin_field / strength_field, each pair's margin or
     strength read from that field of its row."""
     loaded = load_records(source.path, "preference", on_error, source.split, source.columns or None)
+    pointless.identical_pairs(loaded.path, ((r.chosen, r.rejected) for r in loaded.records))
     fields = _raw_rows(source) if margin_field or strength_field else {}
     problems, pairs = _RowProblems(loaded.path, on_error), []
     for row, record in zip(loaded.rows, loaded.records):

@@ -19,6 +19,7 @@ from posttrain.data.batching import Example
 from posttrain.data.chat import ensure_chat_template, tokenize_prompt
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.preference import PairExample, collate_pairs, tokenize_completion, tokenize_pairs
+from posttrain.data import pointless
 from posttrain.data.prepare import load_sources, max_length_for, split_holdout
 from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
@@ -44,6 +45,8 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     def pairs_of(sources):
         loaded = load_sources(sources, "preference", data.on_error, data.max_row_bytes)
+        for part in loaded:
+            pointless.identical_pairs(part.path, ((r.chosen, r.rejected) for r in part.records))
         return [p for part in loaded
                 for p in tokenize_pairs(tok, part, max_len, data.on_error, spec.needs_rewards)]
 

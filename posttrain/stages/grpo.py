@@ -38,6 +38,7 @@ from contextlib import nullcontext
 import torch
 
 from posttrain.config import Recipe
+from posttrain.data import pointless
 from posttrain.data.batching import IGNORE
 from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
 from posttrain.data.prepare import load_sources, max_length_for
@@ -62,9 +63,11 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         raise UserError("grpo: leave train.grad_accum_steps at 1; a step's size is "
                         "grpo.prompts_per_step x grpo.group_size, cut into train.micro_batch_size rows")
     rewards = build_reward_set(cfg.rewards)
+    pointless.zero_advantages(cfg.group_size, cfg.advantage)
     ctx = start_run(recipe, "grpo", output_dir, resume)
     ensure_chat_template(ctx.tokenizer)
     prompts, samples = load_prompts(ctx)
+    pointless.rewards_without_reference([term.name for term in cfg.rewards], samples)
     if cfg.prompts_per_step % ctx.accelerator.num_processes:
         raise UserError(f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
                         f"the number of processes ({ctx.accelerator.num_processes})")

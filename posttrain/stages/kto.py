@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 from posttrain.config import Recipe
+from posttrain.data import pointless
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import max_length_for, split_holdout
@@ -36,6 +37,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         raise UserError("the recipe has no data sources (data.sources)")
     train = [ex for s in data.sources for ex in read_unpaired(s.path, data.max_row_bytes)]
     held = [ex for s in data.eval_sources for ex in read_unpaired(s.path, data.max_row_bytes)]
+    pointless.one_sided_labels([ex.desirable for ex in train])
     if not held:
         train, held = split_holdout(train, data.eval_fraction, ctx.recipe.seed)
     for part in (train, held):

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from posttrain.cli import main
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import run_cli, write_jsonl
 
 
 def snapshot(directory):
@@ -295,3 +295,47 @@ def test_skipped_bad_rows_and_an_unwritable_cache_warn_once(recipe, tmp_path, mo
     assert len(skipped) == 1 and "skipped 1 invalid row (first: row 5 field '(utf-8)'" in str(skipped[0].message)
     assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1  # train + held-out: once
     assert (tmp_path / "o" / "final" / "model.safetensors").is_file()
+
+
+# ---- valid but pointless: a warning, once ---------------------------------------------------------
+
+
+def warned_once(caplog, fragment):
+    return sum(fragment in record.getMessage() for record in caplog.records) == 1
+
+
+def run_with(tmp_path, command, settings, out):
+    """`posttrain COMMAND empty-recipe --set ...` in-process; returns the exit status."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    return main([command, str(path), *[a for s in settings for a in ("--set", s)], "--output-dir", str(tmp_path / out)])
+
+
+def test_identical_pairs_and_one_sided_kto_labels_warn_once(tmp_path, tiny_dir, caplog):
+    same = [{"prompt": f"{n} + {n}?", "chosen": f"{2 * n}", "rejected": f"{2 * n}"} for n in range(8)]
+    pairs = write_jsonl(tmp_path / "same.jsonl", same)
+    base = [f"model={tiny_dir}", "train.micro_batch_size=2", "train.max_steps=1", "data.eval_fraction=0.25"]
+    assert run_with(tmp_path, "dpo", base + [f"data=[{pairs}]"], "d") == 0
+    assert warned_once(caplog, f"{pairs}: every pair has chosen == rejected")
+    good = [{"prompt": f"{n} + {n}?", "completion": f"{2 * n}", "label": True} for n in range(8)]
+    unpaired = write_jsonl(tmp_path / "good.jsonl", good)
+    assert run_with(tmp_path, "kto", base + [f"data=[{unpaired}]"], "k") == 0
+    assert warned_once(caplog, "every KTO training example is desirable")
+
+
+def test_group_of_one_and_a_verifier_without_references_warn_once(tmp_path, tiny_dir, caplog):
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"What is {n} + 1?"} for n in range(4)])
+    settings = [f"model={tiny_dir}", f"data=[{prompts}]", "train.micro_batch_size=2", "train.max_steps=1",
+                "grpo.group_size=1", "grpo.prompts_per_step=2", "grpo.max_new_tokens=4", "grpo.rewards=[{name: math}]"]
+    assert run_with(tmp_path, "grpo", settings, "g") == 0
+    assert warned_once(caplog, "grpo.group_size 1 with grpo.advantage group_std: every advantage is 0")
+    assert warned_once(caplog, "reward math compares with a reference answer, but no prompt row has one")
+
+
+def test_evaluation_prompts_that_ask_nothing_warn_once(tmp_path, tiny_dir, caplog):
+    rows = [{"prompt": "What is 2 + 2?", "reference": "4"}, {"prompt": "  ", "reference": "1"},
+            {"prompt": {"text": "hi"}, "reference": "2"}]
+    data = write_jsonl(tmp_path / "gen.jsonl", rows)
+    assert main(["eval", str(tiny_dir), "--tasks", "generation", "--data", f"generation={data}",
+                 "--set", "max_new_tokens=2", "--output-dir", str(tmp_path / "e")]) == 0
+    assert warned_once(caplog, f"{data}: 2 of 3 prompts are empty or not text (first: row 2: empty prompt)")

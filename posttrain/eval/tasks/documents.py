@@ -6,12 +6,16 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from posttrain.data import pointless
+from posttrain.data.records import describe_type
 from posttrain.data.sources import read_rows
 from posttrain.data.text_files import read_text_file, text_lines
 from posttrain.errors import UserError
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
 FEW_SHOT_POOL_SIZE = 50
+# Where the formats (formats.py) look for a document's prompt, in their order.
+PROMPT_FIELDS = ("prompt", "question", "problem", "instruction", "input", "goal")
 
 
 def load_documents(task, limit: int | None = None) -> tuple[list[dict], list[dict]]:
@@ -64,7 +68,7 @@ def _generated(task) -> tuple[list[dict], list[dict]]:
 
 def _read(task, path: str) -> list[dict]:
     reader = row_reader(task.format)
-    docs = []
+    docs, unusable = [], []
     for number, row in _rows(task, Path(path)):
         row = _renamed(row, task.fields)
         try:
@@ -72,9 +76,29 @@ def _read(task, path: str) -> list[dict]:
         except (FormatError, KeyError, TypeError, ValueError) as err:
             problem = f"missing field {err}" if isinstance(err, KeyError) else str(err)
             raise UserError(f"{path}: row {number}: not a '{task.format}' row: {problem}") from None
+        problem = _prompt_problem(row, docs[-1])
+        if problem:
+            unusable.append((number, problem))
     if not docs:
         raise UserError(f"{path}: no rows")
+    pointless.unusable_prompts(path, unusable, len(docs))
     return docs
+
+
+def _prompt_problem(row: dict[str, Any], doc: dict[str, Any]) -> str | None:
+    """Why a document's prompt asks the model nothing: the row's prompt field is neither a string
+    nor a list of messages (formats turn anything into text with str()), or the prompt is empty."""
+    raw = next((row[name] for name in PROMPT_FIELDS if row.get(name) is not None), None)
+    if raw is not None and not isinstance(raw, str) and not _is_messages(raw):
+        return f"prompt is a {describe_type(raw)}, not a string or a list of messages"
+    if "prompt" in doc and not str(doc["prompt"]).strip():
+        return "empty prompt"
+    return None
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                           for m in value)
 
 
 def _rows(task, path: Path):
