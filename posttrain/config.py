@@ -173,10 +173,10 @@ class PreferenceSection(Section):
     gamma: float | None = None  # simpo margin
     gamma_beta_ratio: float | None = None  # simpo margin as gamma / beta
     ipo_average_logps: bool = False
-    cpo_nll_weight: float = 1.0
-    orpo_lambda: float = 0.1
-    selm_alpha: float = 0.001
-    rebel_eta: float = 1.0
+    cpo_nll_weight: NonNegFloat = 1.0
+    orpo_lambda: NonNegFloat = 0.1
+    selm_alpha: NonNegFloat = 0.001
+    rebel_eta: PositiveFloat = 1.0
     kto_desirable_weight: NonNegFloat = 1.0
     kto_undesirable_weight: NonNegFloat = 1.0
     reference: str | None = None  # another reference model; default: the initial policy

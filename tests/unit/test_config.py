@@ -62,3 +62,22 @@ def test_every_objective_hyperparameter_can_be_set_from_a_recipe():
     from posttrain.objectives.preference import PreferenceConfig
 
     assert {f.name for f in dataclasses.fields(PreferenceConfig)} <= set(PreferenceSection.model_fields)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("grpo.advantage=rloo",
+     "grpo: advantage rloo needs group_size >= 2 (each completion's baseline is its siblings' mean)"),
+    ("preference.rebel_eta=0", "preference.rebel_eta: Input should be greater than 0 (got 0)"),
+    ("train.epochs=-1", "train.epochs: Input should be greater than or equal to 0 (got -1)"),
+])
+def test_ranges_and_cross_field_rules_name_the_key(override, message):
+    with pytest.raises(UserError) as err:
+        load_recipe(None, ["grpo.group_size=1", override])
+    assert str(err.value) == f"recipe: {message}"
+
+
+def test_duplicated_key_inside_a_list_item(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  sources:\n    - path: a.jsonl\n      weight: 1\n      weight: 2\n")
+    with pytest.raises(UserError, match=r"r.yaml: line 5: duplicated key 'weight' \(first at line 4\)"):
+        load_recipe(recipe)

@@ -43,7 +43,8 @@ def test_byte_offset_counts_a_leading_bom(tmp_path):
 def test_row_nested_too_deeply(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(GOOD + b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
-    assert user_error(load_records, path) == f"{path}: row 2: field '(json)': nested too deeply to read (arrays/objects inside each other)"
+    assert user_error(load_records, path) == (f"{path}: row 2: field '(json)': nested too deeply to read "
+                                              "(arrays/objects inside each other)")
     deep = tmp_path / "d.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     assert user_error(load_records, deep) == f"{deep}: invalid JSON: nested too deeply to read"
