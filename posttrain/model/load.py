@@ -32,7 +32,12 @@ def resolve_model_path(path: str) -> str:
 
 
 def _cannot_load(path: str, err: Exception) -> UserError:
-    where = "local directory" if Path(path).exists() else "hub id (offline, or not in the local cache)"
+    local = Path(path)
+    if local.is_file():
+        return UserError(f"cannot load model '{path}': a file, not a model directory")
+    if local.is_dir() and not (local / "config.json").is_file():
+        return UserError(f"cannot load model '{path}': not a model directory (no config.json)")
+    where = "local directory" if local.exists() else "hub id (offline, or not in the local cache)"
     return UserError(f"cannot load model '{path}' as a {where}: {_first_line(err)}")
 
 

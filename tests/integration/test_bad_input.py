@@ -69,6 +69,8 @@ OUT_OF_RANGE = [
     ("train.weight_decay=-0.1", "train.weight_decay", "greater than or equal to 0"),
     ("train.save_every=-1", "train.save_every", "greater than or equal to 0"),
     ("train.lr=0", "train.lr", "greater than 0"),
+    ("train.lr=1e400", "train.lr", "a finite number"),
+    ("grpo.clip_eps=.inf", "grpo.clip_eps", "a finite number"),
     ("train.warmup_ratio=1.5", "train.warmup_ratio", "less than or equal to 1"),
     ("train.keep_last=0", "train.keep_last", "greater than 0"),
     ("data.max_length=0", "data.max_length", "greater than 0"),
@@ -186,6 +188,15 @@ def test_broken_model_directory(capsys, recipe, tmp_path, tiny_dir, earlier, dam
     model = _broken_model(tmp_path, tiny_dir, damage)
     fails_with(capsys, ["sft", recipe(model=str(model)), "--output-dir", earlier],
                f"cannot load model '{model}'", problem, out=earlier)
+
+
+def test_model_path_that_is_not_a_model_directory(capsys, recipe, tmp_path, earlier):
+    (tmp_path / "empty").mkdir()
+    fails_with(capsys, ["sft", recipe(model=str(tmp_path / "empty")), "--output-dir", earlier],
+               f"cannot load model '{tmp_path / 'empty'}': not a model directory (no config.json)", out=earlier)
+    (tmp_path / "a_file").write_text("x")
+    fails_with(capsys, ["sft", recipe(model=str(tmp_path / "a_file")), "--output-dir", tmp_path / "o2"],
+               f"cannot load model '{tmp_path / 'a_file'}': a file, not a model directory")
 
 
 def test_flash_attention_where_it_cannot_run(capsys, recipe, earlier):
