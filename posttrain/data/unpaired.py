@@ -31,7 +31,7 @@ class UnpairedExample:
         return max(len(self.matched), len(self.mismatched))
 
 
-def read_unpaired(path: str, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
+def read_unpaired(path: str, *, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
     out = []
     for row_number, row in read_rows(path, max_row_bytes=max_row_bytes):
         try:
