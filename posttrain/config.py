@@ -19,8 +19,7 @@ from posttrain.strict_yaml import read_yaml, yaml_problem
 
 
 # Numeric ranges, checked when the recipe is read so a bad value never reaches the code (a zero batch
-# size would divide by zero, negative betas would fail inside AdamW). The pydantic message states the
-# valid range ("Input should be greater than 0").
+# divides by zero); pydantic's message states the range ("Input should be greater than 0").
 Positive = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -94,9 +93,8 @@ class DataConfig(Section):
     # slowed the quickstart's convergence (eval loss 0.95 vs 0.72 after 150 steps).
     group_by_length: bool = False
     on_error: Literal["fail", "skip"] = "fail"
-    # A row (a JSONL line, or a row of another format as JSON) above this many bytes is an error
-    # (skipped under on_error: skip) before it is parsed or tokenised: tokenising one 10 MB row took
-    # 3.9 GB of memory. 1 MiB is ~250k tokens of English, longer than any context; null: no limit.
+    # A bad row above this size (a JSONL line's bytes, else its strings' UTF-8 bytes), found before
+    # tokenising: one 10 MB row took 3.9 GB. 1 MiB ~ 250k tokens, past any context; null: no limit.
     max_row_bytes: Positive | None = DEFAULT_MAX_ROW_BYTES
 
     @field_validator("sources", "eval_sources", mode="before")
