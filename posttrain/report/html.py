@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import math
+import re
+from html.parser import HTMLParser
 import statistics
 from datetime import datetime, timezone
 from typing import Any
@@ -183,3 +185,27 @@ def _conversation(prompt: Any) -> Any:
     if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
         return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in prompt)
     return prompt
+
+
+class _References(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "link", "iframe", "img", "object", "embed"):
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if (name in ("src", "href", "xlink:href", "srcset", "data", "action", "poster")
+                    and value and not value.startswith("#")):
+                self.found.append(f"{tag} {name}={value}")
+            elif name == "style" and value and "url(" in value and not re.search(r"url\(\s*#", value):
+                self.found.append(f"{tag} style={value}")
+
+
+def external_references(page: str) -> list[str]:
+    """What in `page` a browser would fetch or run (tags and attributes pointing outside the page).
+    The report must have none: it has to open offline and be safe to open from anyone."""
+    parser = _References()
+    parser.feed(page)
+    return parser.found
