@@ -98,3 +98,12 @@ def test_eval_and_label_options_name_a_given_run():
         pairs_by_run(["c=x"], ["runs/a"], "--eval")
     with pytest.raises(UserError, match="expected RUN_DIR=VALUE"):
         pairs_by_run(["x"], ["runs/a"], "--label")
+
+
+def test_cli_reports_a_wrong_directory_in_one_line(tmp_path, capsys):
+    from posttrain.cli import main
+
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err.strip() == (f"posttrain: error: {tmp_path}: not a run directory "
+                                               "(no config.yaml, metrics.jsonl or results.json)")
+    assert not (tmp_path / "r.html").exists()
