@@ -84,7 +84,7 @@ def charts_for(runs: list[Run]) -> list[Chart]:
     for spec in specs:
         keys = keys_by_spec[spec.id]
         curves = []
-        for r, run in enumerate(runs):
+        for r, run in enumerate([run for run in runs if run.series]):  # colours for runs with curves
             for key in keys:
                 if key not in run.series:
                     continue

@@ -145,7 +145,7 @@ def _stats_line(run: Run) -> str:
     steps = max((s.steps[-1] for s in run.series.values() if s.steps), default=None)
     items = [("steps", steps), ("final loss", _num(run.last("loss"))), ("tokens/s (median)", _num(speed, 0)),
              ("peak memory", f"{_num(memory, 2)} GiB" if memory is not None else "–"),
-             ("tokens seen", _num(run.last("tokens_seen"), 0))]
+             ("tokens seen", f"{int(run.last('tokens_seen')):,}" if run.last("tokens_seen") else "–")]
     return "<p class='stats'>" + "".join(f"<span><b>{_e(k)}</b> {_e(v)}</span>" for k, v in items) + "</p>"
 
 
