@@ -6,9 +6,9 @@ from __future__ import annotations
 import html
 import math
 import re
-from html.parser import HTMLParser
 import statistics
 from datetime import datetime, timezone
+from html.parser import HTMLParser
 from typing import Any
 
 from posttrain.report.charts import Chart, charts_for

@@ -9,7 +9,6 @@ except on CI (CI=true), where it fails.
 
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 
