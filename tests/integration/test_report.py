@@ -74,8 +74,10 @@ def test_report_has_no_remote_reference(pages, name):
     assert "<svg" in page and "url(#" in page  # the charts, clipped by ids inside the page
 
 
-def _chromium() -> str:
-    """The system Chromium, or a skip (a failure on CI, where `make test` installs it)."""
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The system Chromium, or a skip (a failure on CI, where `make test` installs it), decided
+    before the runs are trained."""
     missing = None
     try:
         import playwright.sync_api  # noqa: F401
@@ -124,14 +126,13 @@ def _check_in_browser(browser, page_path: Path, expected: set[str], scope: str, 
     return {"charts": found, "flags": flags}
 
 
-def test_report_renders_in_headless_chromium(runs, pages):
-    executable = _chromium()
+def test_report_renders_in_headless_chromium(chromium, runs, pages):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     overlay, single = pages["overlay"], pages["dpo"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             many = _check_in_browser(browser, overlay, RUN_CHARTS | DPO_CHARTS | GRPO_CHARTS | {"generation_eval"},
                                      "overlay", ARTIFACTS / "report-runs.png")
