@@ -26,7 +26,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium not installed (not root or no apt-get): the report's browser test will skip"; fi
+	  else echo "chromium not installed (not root or no apt-get): the report's browser test will skip (and fail with CI=true)"; fi
 
 quickstart: install
 	rm -rf runs/quickstart
