@@ -20,6 +20,8 @@ from posttrain.eval.cli import make_backend
 from posttrain.eval.engine import run_tasks
 from posttrain.eval.report import write_outputs
 from posttrain.model.tiny import ensure_tiny
+from posttrain.report import write_report
+from posttrain.report.collect import collect_run
 from posttrain.stages import grpo, pretrain, sft
 from posttrain.train.periodic_eval import exact_match_task
 
@@ -49,7 +51,7 @@ def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dic
     started = time.perf_counter()
     data = write_quickstart_data(out / "data")
     tiny = ensure_tiny("default")
-    steps = ["train.max_steps=20", "train.eval_every=10", "train.save_every=10"] if fast else []
+    steps = ["train.max_steps=20", "train.eval_every=10", "train.save_every=10", "train.warmup_steps=2"] if fast else []
     rows = [("tiny Llama, initial weights", tiny, 0.0)]
     t0 = time.perf_counter()
     pretrain.run(_recipe("pretrain", [f"data.sources.0.path={data['pretrain']}", *steps]),
@@ -71,10 +73,21 @@ def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dic
     report = _report(rows, data["test"], out)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
+    html = _html_report(report["results"], out)
+    print(f"\nreport: {html} (open it in a browser)")
+    print(f"wall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
           f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)")
     print(f"try it: posttrain generate {rows[-1][1]} --prompt 'What is 47 + 38?'")
     return report
+
+
+def _html_report(results: list[dict], out: Path) -> Path:
+    """report.html: the initial model's evaluation as the baseline, then each stage's run with its
+    evaluation (significance against the baseline, curves overlaid)."""
+    first, *trained = results
+    runs = [collect_run(first["eval_dir"], first["model"])]
+    runs += [collect_run(Path(r["dir"]).parent, r["model"], [r["eval_dir"]]) for r in trained]
+    return write_report(runs, out / "report.html", "posttrain quickstart")
 
 
 def _report(rows, test_path: Path, out: Path) -> dict:

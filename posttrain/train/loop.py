@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ def run(job: TrainJob) -> dict[str, float]:
             row = {k: float(v) for k, v in stats.items()}
             elapsed = time.perf_counter() - started
             row.update(tokens_seen=state.tokens_seen, tokens_per_s=row["step_tokens"] / elapsed,
-                       step_time_s=elapsed)
+                       step_time_s=elapsed, **peak_memory(acc.device))
             logger.log(row, step=state.step)
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
         has_eval = bool(job.eval_batches) or job.extra_eval is not None
@@ -119,6 +120,18 @@ def run(job: TrainJob) -> dict[str, float]:
     acc.wait_for_everyone()
     logger.close()
     return last_eval
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """The run's peak memory so far, in GiB: on CUDA the allocator's maximum (tensors only, as
+    torch.cuda.max_memory_allocated counts it); elsewhere the process's peak resident set size,
+    which includes Python and the libraries, so the two keys are named apart."""
+    if device.type == "cuda":
+        return {"peak_cuda_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+    import resource  # POSIX only
+
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**30}
 
 
 def _due(every: int | None, step: int, total: int) -> bool:

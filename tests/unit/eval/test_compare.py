@@ -4,7 +4,7 @@ give zero; results written by one run are read back by compare."""
 import numpy as np
 import pytest
 
-from posttrain.eval.compare import compare_dirs, paired_bootstrap
+from posttrain.eval.compare import bootstrap_interval, compare_dirs, paired_bootstrap
 from posttrain.eval.engine import TaskResult
 from posttrain.eval.metrics import Metric, summarise
 from posttrain.eval.report import read_results, write_outputs
@@ -29,6 +29,17 @@ def test_paired_bootstrap():
     assert p_noise > 0.05
     same, p_same = paired_bootstrap(Metric("acc"), _samples(base), _samples(base))
     assert p_same == 1.0 and not same.any()
+
+
+def test_bootstrap_interval_brackets_the_value_like_the_normal_one_and_stays_in_range():
+    values = [1] * 60 + [0] * 40  # accuracy 0.6, stderr sqrt(.6 * .4 / 99) = 0.0492
+    low, high = bootstrap_interval(Metric("acc"), _samples(values), iterations=2000)
+    assert low < 0.6 < high
+    assert abs(low - (0.6 - 1.96 * 0.0492)) < 0.02 and abs(high - (0.6 + 1.96 * 0.0492)) < 0.02
+    low, high = bootstrap_interval(Metric("acc"), _samples([1] * 19 + [0]))  # near the edge
+    assert high == 1.0 and 0.8 < low < 0.95  # the normal interval would reach 1.05
+    seeded = [bootstrap_interval(Metric("acc"), _samples(values), seed=3) for _ in range(2)]
+    assert seeded[0] == seeded[1]
 
 
 def test_corpus_metric_bootstrap_and_round_trip(tmp_path):

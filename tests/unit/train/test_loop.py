@@ -50,3 +50,15 @@ def test_a_per_micro_batch_mean_would_differ():
     full_loss, _ = _grads_after([collate_padded(examples, pad_id=0)])
     means = [_grads_after([collate_padded(examples[i : i + 2], pad_id=0)])[0] for i in range(0, 8, 2)]
     assert abs(sum(means) / 4 - full_loss) > 1e-3
+
+
+def test_peak_memory_on_cpu_is_the_process_peak_rss():
+    import resource
+
+    from posttrain.train.loop import peak_memory
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    block = bytearray(64 * 2**20)  # touch 64 MiB so the peak is at least that much above zero
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    (key, value), = peak_memory(torch.device("cpu")).items()
+    assert key == "peak_rss_gb" and value >= max(before, 64 / 1024)
