@@ -106,6 +106,9 @@ class TrainConfig(Section):
     save_every: int | None = None  # steps
     keep_last: int = 2
     logprob_chunk_size: int = 256  # loss positions per LM-head chunk (x vocab floats live at once)
+    # A step whose loss or gradient norm is inf/NaN (or whose gradient vanished): stop the run
+    # naming the step, or skip its update (stops after 10 in a row). See train/guard.py.
+    on_nonfinite: Literal["stop", "skip"] = "stop"
 
 
 class EvalConfig(Section):
