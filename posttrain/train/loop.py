@@ -234,7 +234,8 @@ def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> Path
     if acc.is_main_process:
         save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
                         job.tokenizer, optimizer_state, scheduler,
-                        {"step": state.step, "tokens_seen": state.tokens_seen},
+                        {"step": state.step, "tokens_seen": state.tokens_seen,
+                         "num_processes": acc.num_processes},  # resume checks the global batch
                         recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
                         model_state=weights)
     acc.wait_for_everyone()

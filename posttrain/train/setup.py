@@ -52,7 +52,7 @@ def open_output_dir(recipe: Recipe, stage: str, output_dir: str | None, resume: 
     recipe = recipe.model_copy(update={"stage": stage, "output_dir": str(out_dir)})
     if accelerator.is_main_process:
         lock_output_dir(out_dir)
-    resume_from = check_output_dir(out_dir, resume, recipe_to_dict(recipe))
+    resume_from = check_output_dir(out_dir, resume, recipe_to_dict(recipe), accelerator.num_processes)
     set_seed(recipe.seed)
     if accelerator.is_main_process:
         write_text_atomically(out_dir / "config.yaml",

@@ -186,7 +186,7 @@ def test_resume_refuses_exactness_breaking_changes_and_applies_lr(capsys, caplog
     before = _digest(out)
     line = _fails(capsys, "sft", recipe, "--output-dir", out, "--resume", "--set", "seed=1",
                   "--set", "train.micro_batch_size=2")
-    assert "seed: 0 -> 1; train.micro_batch_size: 4 -> 2" in line
+    assert "seed: 0 -> 1; global batch (micro_batch_size x grad_accum_steps x processes): 4x1x1=4 -> 2x1x1=2" in line
     assert _digest(out) == before  # config.yaml included
     assert main(["sft", str(recipe), "--output-dir", str(out), "--resume", "--set", "train.max_steps=4",
                  "--set", "train.save_every=2", "--set", "train.schedule=constant",

@@ -2,7 +2,7 @@ import pytest
 
 from posttrain.config import Recipe, recipe_to_dict
 from posttrain.errors import UserError
-from posttrain.train.resume import check_output_dir, recipe_changes
+from posttrain.train.resume import check_output_dir, check_recipe_changes, recipe_changes
 
 
 def _recipe(**train):
@@ -21,8 +21,19 @@ def test_exactness_breaking_changes_are_refused_and_the_rest_applied():
     assert refused == ["data.sources: [{'path': 'a.jsonl', 'kind': 'auto', 'name': None, 'weight': 1.0, "
                        "'split': None, 'columns': {}}] -> [{'path': 'b.jsonl', 'kind': 'auto', 'name': None, "
                        "'weight': 1.0, 'split': None, 'columns': {}}]",
-                       "seed: 0 -> 1", "train.micro_batch_size: 4 -> 2"]
-    assert applied == ["train.lr: 0.001 -> 0.0005", "train.max_steps: 8 -> 12"]
+                       "seed: 0 -> 1"]
+    assert applied == ["train.lr: 0.001 -> 0.0005", "train.max_steps: 8 -> 12",
+                       "train.micro_batch_size: 4 -> 2"]
+
+
+def test_the_global_batch_must_hold_across_process_counts(tmp_path):
+    """2 processes x 2 = 1 process x 4 (a checkpoint moves between process counts); x 2 is refused."""
+    old = _recipe(micro_batch_size=2, grad_accum_steps=2)
+    check_recipe_changes(old, _recipe(micro_batch_size=4, grad_accum_steps=2), tmp_path, 2, 1)
+    check_recipe_changes(old, _recipe(micro_batch_size=1, grad_accum_steps=4), tmp_path, 2, 2)
+    with pytest.raises(UserError, match=r"global batch \(micro_batch_size x grad_accum_steps x processes\): "
+                                        r"2x2x2=8 -> 2x2x1=4"):
+        check_recipe_changes(old, old, tmp_path, 2, 1)
 
 
 def test_keys_missing_from_an_older_checkpoint_are_not_changes():
