@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from posttrain.errors import UserError
+from posttrain.permissions import apply_umask
 from posttrain.train.state import capture_rng_state, restore_rng_state
 
 STEP_DIR_PATTERN = re.compile(r"^step-(\d{8,})$")
@@ -174,16 +175,6 @@ def _torch_save(obj, path: Path) -> None:
         raise OSError(errno.EIO, f"write failed ({err})", str(path)) from None
 
 
-def _apply_umask(directory: Path) -> None:
-    """Give every file the permissions the umask allows (0644 under umask 022): some writers
-    (transformers' safetensors save, temp files) create them 0600, which keeps other users from
-    loading a shared model."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for entry in directory.rglob("*"):
-        os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
-
-
 def _is_peft_model(model) -> bool:
     try:
         from peft import PeftModel
@@ -209,7 +200,7 @@ def _write_dir_atomically(final_dir: Path, write) -> None:
     try:
         tmp_dir.mkdir()
         write(tmp_dir)
-        _apply_umask(tmp_dir)
+        apply_umask(tmp_dir)  # transformers writes model.safetensors 0600
     except BaseException as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(err, OSError):
