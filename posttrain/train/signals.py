@@ -1,8 +1,9 @@
 """SIGTERM (what a cluster scheduler sends before preemption) and SIGINT (Ctrl-C) during training:
 finish the current step, save a checkpoint, and exit with the signal's status.
 
-The handler only records the signal; the loop asks `requested()` at the end of each step. A
-second SIGINT restores Python's default (KeyboardInterrupt), so Ctrl-C twice stops at once.
+The handler only records the signal; the loop asks `requested()` at the end of each step. In a
+single process a second SIGINT restores Python's default (KeyboardInterrupt), so Ctrl-C twice
+stops at once.
 With several processes every rank receives the signal (torchrun forwards it) but maybe at
 different steps, so the ranks agree through one small all-reduce per step.
 """
@@ -36,7 +37,9 @@ class StopRequests:
 
     def _record(self, signum: int, frame) -> None:
         self.signum = self.signum or signum
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and self.reduce_sum is None:
+            # With several processes a terminal's Ctrl-C reaches each one twice (directly and
+            # through torchrun), so only a single process stops at once on a second one.
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def requested(self) -> int:
