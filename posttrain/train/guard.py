@@ -70,8 +70,11 @@ class DivergenceGuard:
 
     def after_update(self, step: int) -> None:
         """Queue the check of the weights that optimizer step `step` produced (read lazily)."""
-        norms = torch._foreach_norm(self.params, ord=math.inf)  # fused max |w| per tensor
-        bad = ~torch.isfinite(torch.stack([n.float() for n in norms]).max())
+        # Fused max |w| per tensor (torch's own clip_grad_norm_ uses the same kernel); weights
+        # spread over several devices are gathered on the first one's.
+        norms = torch._foreach_norm(self.params, ord=math.inf)
+        device = self.params[0].device
+        bad = ~torch.isfinite(torch.stack([n.float().to(device) for n in norms]).max())
         if self.reduce_sum is not None:
             bad = self.reduce_sum(bad.float()) > 0
         self._weights_bad, self._weights_step = bad, step
