@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-from posttrain.errors import UserError
+from posttrain.errors import RunStopped, UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
                 "grpo")
@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"posttrain: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as stop:
+        print(f"posttrain: {stop}", file=sys.stderr)
+        return stop.status
     except KeyboardInterrupt:
         print("posttrain: interrupted", file=sys.stderr)
         return 130

@@ -134,6 +134,9 @@ class TrainConfig(Section):
     save_every: NonNegative | None = None  # steps; 0 or null: only the final model
     keep_last: Positive = 2
     logprob_chunk_size: Positive = 256  # loss positions per LM-head chunk (x vocab floats live at once)
+    # A step whose loss or gradient norm is inf/NaN (or whose gradient vanished): stop the run
+    # naming the step, or skip its update (stops after 10 in a row). See train/guard.py.
+    on_nonfinite: Literal["stop", "skip"] = "stop"
 
     @model_validator(mode="after")
     def _some_training(self) -> TrainConfig:

@@ -5,6 +5,7 @@ Only the main process should write: build the logger with enabled=False elsewher
 no-op, so training code never branches on the process rank itself.
 """
 
+import contextlib
 import json
 import numbers
 import os
@@ -40,8 +41,9 @@ class MetricsLogger:
         if not enabled:
             return
         wandb = _import_wandb() if wandb_project else None  # fail before creating any files
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.metrics_path, "a", encoding="utf-8")
+        with _write_errors_named(self.metrics_path):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self.metrics_path, "a", encoding="utf-8")
         if tensorboard:
             self._tb_writer = _summary_writer(self.out_dir / "tb")
         if wandb is not None:
@@ -52,8 +54,9 @@ class MetricsLogger:
         if not self.enabled:
             return
         row = {"step": step, **{key: _plain_value(value) for key, value in metrics.items()}}
-        self._jsonl.write(json.dumps(row) + "\n")
-        self._jsonl.flush()  # a crash keeps every line logged so far
+        with _write_errors_named(self.metrics_path):
+            self._jsonl.write(json.dumps(row) + "\n")
+            self._jsonl.flush()  # a crash keeps every line logged so far
         scalars = {key: value for key, value in row.items() if key != "step" and _is_number(value)}
         if self._tb_writer is not None:
             for key, value in scalars.items():
@@ -71,8 +74,9 @@ class MetricsLogger:
             return
         self._jsonl.close()
         kept = [row for row in read_metrics(self.metrics_path) if row["step"] <= step]
-        _write_jsonl_atomically(self.metrics_path, kept)
-        self._jsonl = open(self.metrics_path, "a", encoding="utf-8")
+        with _write_errors_named(self.metrics_path):
+            _write_jsonl_atomically(self.metrics_path, kept)
+            self._jsonl = open(self.metrics_path, "a", encoding="utf-8")
         if self._tb_writer is not None:
             self._tb_writer.close()
             self._tb_writer = _summary_writer(self.out_dir / "tb", purge_step=step + 1)
@@ -80,7 +84,8 @@ class MetricsLogger:
     def close(self) -> None:
         """Flush and close every sink; safe to call twice."""
         if self._jsonl is not None:
-            self._jsonl.close()
+            with contextlib.suppress(OSError):  # a failed write was already reported
+                self._jsonl.close()
             self._jsonl = None
         if self._tb_writer is not None:
             self._tb_writer.close()
@@ -126,6 +131,15 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
                 break
             raise UserError(f"{path}: line {index + 1} is not valid JSON") from None
     return rows
+
+
+@contextlib.contextmanager
+def _write_errors_named(path: Path):
+    """Disk full or no permission: one line naming the file, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"{err.filename or path}: cannot write metrics: {err.strerror}") from None
 
 
 def _import_wandb():

@@ -14,6 +14,7 @@ Callers pass the unwrapped model (accelerate's unwrap_model is their job) and ca
 the main process only; model weights are loaded back by the caller with from_pretrained(ckpt_dir).
 """
 
+import errno
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import torch
 import yaml
 
 from posttrain.errors import UserError
+from posttrain.permissions import apply_umask
 from posttrain.train.state import capture_rng_state, restore_rng_state
 
 STEP_DIR_PATTERN = re.compile(r"^step-(\d{8,})$")
@@ -66,7 +68,7 @@ def save_checkpoint(
         state = {**trainer_state, "step": step}
         (tmp_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         optim_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        torch.save({**optim_state, "rng": capture_rng_state()}, tmp_dir / OPTIM_FILE)
+        _torch_save({**optim_state, "rng": capture_rng_state()}, tmp_dir / OPTIM_FILE)
 
     _write_dir_atomically(final_dir, write)
     if keep_last is not None:
@@ -153,6 +155,26 @@ def _save_model_and_tokenizer(directory: Path, model, tokenizer, model_state: di
         tokenizer.save_pretrained(directory)
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `path` through a temp file and a rename (readable per the umask, like any file);
+    a write error is one line naming the path."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{err.filename or path}: cannot write: {err.strerror}") from None
+
+
+def _torch_save(obj, path: Path) -> None:
+    # torch.save reports a failed write (disk full) as a RuntimeError without the path.
+    try:
+        torch.save(obj, path)
+    except RuntimeError as err:
+        raise OSError(errno.EIO, f"write failed ({err})", str(path)) from None
+
+
 def _is_peft_model(model) -> bool:
     try:
         from peft import PeftModel
@@ -170,14 +192,20 @@ def _write_dir_atomically(final_dir: Path, write) -> None:
 
     os.replace cannot rename over a non-empty directory, so an existing final_dir is first moved aside
     to a .tmp-* name (deleted afterwards, or by the next save if we are killed in between).
+    A write error (disk full, no permission) is one line naming the path; what was under
+    final_dir's name before is left as it was.
     """
     tmp_dir = final_dir.with_name(f"{TMP_PREFIX}{final_dir.name}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
     try:
+        tmp_dir.mkdir()
         write(tmp_dir)
-    except BaseException:
+        apply_umask(tmp_dir)  # transformers writes model.safetensors 0600
+    except BaseException as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise UserError(f"{err.filename or tmp_dir}: cannot write {final_dir}: {err.strerror}; "
+                            f"nothing under that name was changed") from None
         raise
     if final_dir.exists():
         _remove_dir_atomically(final_dir)

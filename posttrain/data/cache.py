@@ -3,6 +3,10 @@
 Re-tokenising a large SFT set with its chat template costs minutes at every start; the cache makes
 a resumed or repeated run start at once. Entries are safetensors (flat int32 arrays plus offsets):
 nothing is unpickled. Changed records, tokenizer, template or setting give a new key.
+
+Each entry records the SHA-256 of its tensors' bytes in its header at write time and is verified
+on load: a truncated or corrupted entry (a full disk, a bad copy) is rebuilt, with a warning,
+instead of breaking every later run on that data.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from posttrain.data.batching import Example
 
@@ -49,12 +53,42 @@ def records_key(records: list, tokenizer_fp: str, **settings) -> str:
 
 def cached_examples(key: str, build: Callable[[], list[Example]]) -> list[Example]:
     """Load the examples stored under `key`, or build, store (atomically) and return them."""
+    flat = cached_tensors(key, lambda: _flatten(build()))
+    return _unflatten(flat)
+
+
+def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors stored under `key` when the entry verifies, else build, store and return them."""
     path = cache_dir() / f"{key}.safetensors"
     if path.is_file():
-        return _read(path)
-    examples = build()
-    _store(path, _flatten(examples))
-    return examples
+        found = _read_verified(path)
+        if found is not None:
+            return found
+        log.warning("%s: tokenised-data cache entry is corrupt (size or hash differs from when it "
+                    "was written); rebuilding it", path)
+    tensors = {k: v.contiguous() for k, v in build().items()}
+    _store(path, tensors)
+    return tensors
+
+
+def _read_verified(path: Path) -> dict[str, torch.Tensor] | None:
+    """The entry's tensors, or None when it cannot be read or its hash does not match."""
+    try:
+        with safe_open(str(path), "pt") as entry:
+            expected = (entry.metadata() or {}).get("sha256")
+            tensors = {name: entry.get_tensor(name) for name in entry.keys()}
+    except Exception:  # safetensors raises its own error types for a truncated or garbled file
+        return None
+    return tensors if expected == _digest(tensors) else None
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -63,7 +97,7 @@ def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata={"sha256": _digest(tensors)})
         os.replace(tmp, path)
     except (OSError, SafetensorError) as err:
         with contextlib.suppress(OSError):
@@ -82,21 +116,10 @@ def _flatten(examples: list[Example]) -> dict[str, torch.Tensor]:
     return {"lengths": lengths, "input_ids": ids, "labels": labels}
 
 
-def _read(path: Path) -> list[Example]:
-    flat = load_file(str(path))
+def _unflatten(flat: dict[str, torch.Tensor]) -> list[Example]:
     ids, labels = flat["input_ids"].tolist(), flat["labels"].tolist()
     out, start = [], 0
     for n in flat["lengths"].tolist():
         out.append(Example(ids[start : start + n], labels[start : start + n]))
         start += n
     return out
-
-
-def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Like cached_examples, for a dict of tensors (e.g. precomputed reference log-probs)."""
-    path = cache_dir() / f"{key}.safetensors"
-    if path.is_file():
-        return load_file(str(path))
-    tensors = build()
-    _store(path, {k: v.contiguous() for k, v in tensors.items()})
-    return tensors

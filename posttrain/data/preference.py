@@ -8,17 +8,16 @@ samples), so a single forward scores all of them.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import render_ids, tokenize_prompt
+from posttrain.data.problems import RowProblems
+from posttrain.data.records import RecordError
 from posttrain.data.sources import read_rows
-from posttrain.errors import UserError, row_error
-
-log = logging.getLogger(__name__)
+from posttrain.errors import UserError
 
 
 @dataclass
@@ -48,36 +47,36 @@ def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -
 
 def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
                    with_scores: bool = False) -> list[PairExample]:
-    """Tokenised pairs; a pair longer than max_length is an error naming its row (or skipped and
-    counted with on_error: skip). with_scores reads `chosen_score`/`rejected_score` of each row."""
+    """Tokenised pairs; a pair longer than max_length, or (with_scores, REBEL) without numeric
+    `chosen_score`/`rejected_score`, is an error naming its row, or skipped and counted with
+    data.on_error: skip."""
     raw = dict(read_rows(loaded.path)) if with_scores else {}
-    pairs, too_long = [], 0
+    pairs, problems = [], RowProblems(loaded.path, on_error)
     for row, record in zip(loaded.rows, loaded.records):
+        try:
+            scores = _scores(raw[row]) if with_scores else None
+        except RecordError as err:
+            problems.add(row, err.field, err.problem)
+            continue
         chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
         rejected = tokenize_completion(tokenizer, record.prompt, record.rejected)
         if max(len(chosen), len(rejected)) > max_length:
-            if on_error == "fail":
-                raise row_error(loaded.path, row, "chosen/rejected",
-                                f"{max(len(chosen), len(rejected))} tokens, longer than max_length "
-                                f"{max_length} (raise data.max_length or set data.on_error: skip)")
-            too_long += 1
+            problems.add(row, "chosen/rejected",
+                         f"{max(len(chosen), len(rejected))} tokens, longer than max_length "
+                         f"{max_length} (raise data.max_length or set data.on_error: skip)")
             continue
-        scores = _scores(loaded.path, row, raw[row]) if with_scores else None
         pairs.append(PairExample(record.prompt, chosen, rejected, scores=scores))
-    if too_long:
-        log.warning("%s: skipped %d pairs longer than %d tokens", loaded.path, too_long, max_length)
-    if not pairs:
-        raise UserError(f"{loaded.path}: no preference pair fits in max_length {max_length}")
+    problems.finish(len(pairs), f"preference pair (every pair was skipped; max_length {max_length})")
     return pairs
 
 
-def _scores(path, row: int, raw: dict) -> tuple[float, float]:
+def _scores(raw: dict) -> tuple[float, float]:
     """REBEL's rewards, as `posttrain score` writes them beside each pair."""
     values = []
     for name in ("chosen_score", "rejected_score"):
         value = raw.get(name)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise row_error(path, row, name, f"a number is needed, got {value!r}")
+            raise RecordError(name, f"a number is needed, got {value!r}")
         values.append(float(value))
     return values[0], values[1]
 

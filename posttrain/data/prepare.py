@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from posttrain.config import DEFAULT_MAX_ROW_BYTES, DataConfig, SourceConfig
 from posttrain.data.batching import Example
 from posttrain.data.cache import cached_examples, records_key, tokenizer_fingerprint
 from posttrain.data.chat import tokenize_conversation, tokenize_text
+from posttrain.data.parallel import parallel_map
 from posttrain.data.sources import LoadedRecords, load_records
 from posttrain.errors import UserError, row_error
 
@@ -38,8 +40,8 @@ def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
 def _tokenize_conversations(tokenizer, loaded: LoadedRecords, max_length: int,
                             on_error: str) -> list[Example]:
     examples, too_long = [], 0
-    for row, record in zip(loaded.rows, loaded.records):
-        input_ids, labels = tokenize_conversation(tokenizer, record.messages)
+    tokenized = parallel_map(functools.partial(_conversation_ids, tokenizer), loaded.records)
+    for row, (input_ids, labels) in zip(loaded.rows, tokenized):
         if len(input_ids) > max_length:
             if on_error == "fail":
                 raise row_error(loaded.path, row, "messages",
@@ -55,12 +57,20 @@ def _tokenize_conversations(tokenizer, loaded: LoadedRecords, max_length: int,
     return examples
 
 
+def _conversation_ids(tokenizer, record) -> tuple[list[int], list[int]]:
+    return tokenize_conversation(tokenizer, record.messages)
+
+
 def text_documents(tokenizer, loaded: LoadedRecords) -> list[list[int]]:
     """Pre-training documents as BOS + tokens + EOS (cached on disk); packing splits long ones."""
     key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="text")
-    examples = cached_examples(key, lambda: [Example(ids, ids) for ids in
-                                             (tokenize_text(tokenizer, r.text) for r in loaded.records)])
+    examples = cached_examples(key, lambda: [Example(ids, ids) for ids in parallel_map(
+        functools.partial(_text_ids, tokenizer), loaded.records)])
     return [e.input_ids for e in examples]
+
+
+def _text_ids(tokenizer, record) -> list[int]:
+    return tokenize_text(tokenizer, record.text)
 
 
 def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:

@@ -13,7 +13,6 @@ it would score a response the annotator never saw.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 from posttrain.config import SourceConfig
 from posttrain.data import pointless
 from posttrain.data.preference import tokenize_completion
+from posttrain.data.problems import RowProblems
 from posttrain.data.records import RecordError, describe_type, to_record
 from posttrain.data.sources import load_records, read_rows
 from posttrain.errors import UserError, row_error
@@ -63,25 +63,6 @@ class ResponseSet:
     response_messages: list[list[dict]]
 
 
-class _RowProblems:
-    """data.on_error: fail raises the first bad row; skip counts them and warns once."""
-
-    def __init__(self, path: str, on_error: str):
-        self.path, self.on_error, self.count, self.first = path, on_error, 0, ""
-
-    def add(self, row: int, field: str, problem: str) -> None:
-        if self.on_error == "fail":
-            raise row_error(self.path, row, field, problem)
-        self.count += 1
-        self.first = self.first or f"row {row} field '{field}': {problem}"
-
-    def finish(self, kept: int, what: str) -> None:
-        if self.count:
-            warnings.warn(f"{self.path}: skipped {self.count} rows (first: {self.first})", stacklevel=3)
-        if not kept:
-            raise UserError(f"{self.path}: no usable {what}")
-
-
 def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str,
                  margin_field: str | None = None, strength_field: str | None = None) -> list[RewardPair]:
     """Tokenised chosen/rejected pairs; with margin_field / strength_field, each pair's margin or
@@ -89,7 +70,7 @@ def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str
     loaded = load_records(source.path, "preference", on_error, source.split, source.columns or None)
     pointless.identical_pairs(loaded.path, ((r.chosen, r.rejected) for r in loaded.records))
     fields = _raw_rows(source) if margin_field or strength_field else {}
-    problems, pairs = _RowProblems(loaded.path, on_error), []
+    problems, pairs = RowProblems(loaded.path, on_error), []
     for row, record in zip(loaded.rows, loaded.records):
         try:
             margin = _number(fields[row], margin_field) if margin_field else None
@@ -111,7 +92,7 @@ def rated_responses(tokenizer, source: SourceConfig, attributes: list[str], max_
                     on_error: str) -> list[RatedResponse]:
     """Tokenised prompt + response with one target per attribute; an absent or null attribute is
     not annotated (masked out of the loss)."""
-    problems, rated = _RowProblems(source.path, on_error), []
+    problems, rated = RowProblems(source.path, on_error), []
     for row, fields in _raw_rows(source).items():
         try:
             prompt, response = _prompt(fields), _response(fields.get("response"), "response")

@@ -13,9 +13,10 @@ import torch
 from posttrain.config import DEFAULT_MAX_ROW_BYTES
 from posttrain.data.batching import Example, collate_padded
 from posttrain.data.preference import tokenize_completion
+from posttrain.data.problems import RowProblems
 from posttrain.data.records import PreferenceRecord, RecordError, to_record
 from posttrain.data.sources import read_rows
-from posttrain.errors import UserError, row_error
+from posttrain.errors import UserError
 
 
 @dataclass
@@ -23,6 +24,8 @@ class UnpairedExample:
     prompt: list[dict]
     completion: list[dict]
     desirable: bool
+    path: str = ""  # where the row came from, for errors
+    row: int = 0
     matched: Example | None = None
     mismatched: Example | None = None
     ref_logps: dict[str, float] = field(default_factory=dict)
@@ -31,15 +34,21 @@ class UnpairedExample:
         return max(len(self.matched), len(self.mismatched))
 
 
-def read_unpaired(path: str, *, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
-    out = []
+def read_unpaired(path: str, on_error: str = "fail", *,
+                  max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
+    """Examples of one file; an invalid row is an error naming it, or skipped and counted with
+    data.on_error: skip."""
+    out, problems = [], RowProblems(path, on_error)
     for row_number, row in read_rows(path, max_row_bytes=max_row_bytes):
         try:
-            out += _parse(row)
+            examples = _parse(row)
         except RecordError as err:
-            raise row_error(path, row_number, err.field, err.problem) from None
-    if not out:
-        raise UserError(f"{path}: no valid rows")
+            problems.add(row_number, err.field, err.problem)
+            continue
+        for ex in examples:
+            ex.path, ex.row = str(path), row_number
+        out += examples
+    problems.finish(len(out), "rows")
     return out
 
 
@@ -58,24 +67,35 @@ def _parse(row: dict) -> list[UnpairedExample]:
     return [UnpairedExample(pair.prompt, pair.chosen, label)]
 
 
-def tokenize_unpaired(tokenizer, examples: list[UnpairedExample], max_length: int, seed: int) -> None:
+def tokenize_unpaired(tokenizer, examples: list[UnpairedExample], max_length: int, seed: int,
+                      on_error: str = "fail") -> list[UnpairedExample]:
     """Tokenise each example and its mismatched partner: the completion of the next example in a
-    seeded cyclic order, so the pairing (and its reference log-probs) is fixed for the whole run."""
+    seeded cyclic order, so the pairing (and its reference log-probs) is fixed for the whole run.
+    Returns the examples that fit in max_length; one that does not (with its own completion or
+    its partner's) is an error naming its row, or dropped with data.on_error: skip."""
     if len(examples) < 2:
         raise UserError("KTO needs at least two examples (the KL estimate pairs prompts with other completions)")
     order = list(range(len(examples)))
     random.Random(f"{seed}/kto-mismatch").shuffle(order)
     partner = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    kept, problems = [], {}
     for i, ex in enumerate(examples):
-        ex.matched = _cut(tokenize_completion(tokenizer, ex.prompt, ex.completion), max_length)
-        other = examples[partner[i]].completion
-        ex.mismatched = _cut(tokenize_completion(tokenizer, ex.prompt, other), max_length)
-
-
-def _cut(example: Example, max_length: int) -> Example:
-    if len(example) > max_length:
-        raise UserError(f"a KTO example is {len(example)} tokens, longer than max_length {max_length}")
-    return example
+        ex.matched = tokenize_completion(tokenizer, ex.prompt, ex.completion)
+        ex.mismatched = tokenize_completion(tokenizer, ex.prompt, examples[partner[i]].completion)
+        if len(ex) > max_length:
+            which = "completion" if len(ex.matched) > max_length else \
+                "completion of the mismatched partner paired with it for the z0 estimate"
+            found = problems.setdefault(ex.path, RowProblems(ex.path, on_error))
+            found.add(ex.row, "completion", f"prompt + {which}: {len(ex)} tokens, longer than "
+                      f"max_length {max_length} (raise data.max_length or set data.on_error: skip)")
+            continue
+        kept.append(ex)
+    for found in problems.values():
+        found.finish(len(kept), "KTO examples within max_length")
+    if len(kept) < 2:
+        raise UserError("KTO needs at least two examples within max_length (the KL estimate pairs "
+                        "prompts with other completions)")
+    return kept
 
 
 def collate_unpaired(examples: list[UnpairedExample], pad_id: int) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posttrain.errors import UserError
+from posttrain.permissions import apply_umask
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -145,6 +146,7 @@ def build_tiny(out_dir, preset: str = "default", seed: int = 0) -> Path:
         model = _model(spec, tokenizer, seed)
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp, safe_serialization=True)
+        apply_umask(tmp)  # model.safetensors is written 0600
         _rename_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -42,6 +42,7 @@ from posttrain.data import pointless
 from posttrain.data.batching import IGNORE
 from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
 from posttrain.data.prepare import load_sources, max_length_for
+from posttrain.data.problems import RowProblems
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest, HFBackend
@@ -92,14 +93,18 @@ def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
     loaded_sources = load_sources(data.sources, "prompt", data.on_error, data.max_row_bytes)
     for source, loaded in zip(data.sources, loaded_sources):
         raw = dict(read_rows(source.path, source.split))
+        problems, kept = RowProblems(source.path, data.on_error), len(prompts)
         for number, record in zip(loaded.rows, loaded.records):
             ids = tokenize_prompt(tok, record.prompt)
             if len(ids) > room:
-                raise UserError(f"{source.path}: row {number}: prompt of {len(ids)} tokens leaves no room "
-                                f"for grpo.max_new_tokens in {room + ctx.recipe.grpo.max_new_tokens}")
+                problems.add(number, "prompt", f"{len(ids)} tokens leave no room for "
+                             f"grpo.max_new_tokens in {room + ctx.recipe.grpo.max_new_tokens} "
+                             "(raise data.max_length or set data.on_error: skip)")
+                continue
             row = {source.columns.get(k, k): v for k, v in raw[number].items()}
             prompts.append(ids)
             samples.append({**row, "prompt": record.prompt, "reference": record.reference})
+        problems.finish(len(prompts) - kept, "prompts")
     return prompts, samples
 
 

@@ -35,14 +35,13 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     max_len = max_length_for(data, context_length(ctx.model))
     if not data.sources:
         raise UserError("the recipe has no data sources (data.sources)")
-    train = [ex for s in data.sources for ex in read_unpaired(s.path, max_row_bytes=data.max_row_bytes)]
-    held = [ex for s in data.eval_sources for ex in read_unpaired(s.path, max_row_bytes=data.max_row_bytes)]
+    train = [ex for s in data.sources for ex in read_unpaired(s.path, data.on_error, max_row_bytes=data.max_row_bytes)]
+    held = [ex for s in data.eval_sources for ex in read_unpaired(s.path, data.on_error, max_row_bytes=data.max_row_bytes)]
     pointless.one_sided_labels([ex.desirable for ex in train])
     if not held:
         train, held = split_holdout(train, data.eval_fraction, ctx.recipe.seed)
-    for part in (train, held):
-        if part:
-            tokenize_unpaired(tok, part, max_len, ctx.recipe.seed)
+    train, held = (tokenize_unpaired(tok, part, max_len, ctx.recipe.seed, data.on_error) if part else []
+                   for part in (train, held))
     collate = functools.partial(collate_unpaired, pad_id=tok.pad_token_id)
     attach_reference_logps(ctx, train + held, collate, ("matched", "mismatched"), ("matched", "mismatched"))
     lengths = [len(ex) for ex in train] if data.group_by_length else None

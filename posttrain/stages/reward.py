@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import functools
 
-import yaml
-from accelerate.utils import set_seed
-
-from posttrain.config import Recipe, recipe_to_dict
+from posttrain.config import Recipe
 from posttrain.data.chat import ensure_chat_template
-from posttrain.data.plans import EpochPlan, Layout, eval_micro_batches
+from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import max_length_for, split_holdout
 from posttrain.data.reward import collate_rated, collate_reward_pairs, rated_responses, reward_pairs
 from posttrain.errors import UserError
@@ -31,8 +28,7 @@ from posttrain.model.reward_model import (RewardScores, head_labels, load_reward
 from posttrain.objectives.registry import RewardLossSpec, get_reward_loss
 from posttrain.objectives.reward_step import PairwiseRewardObjective, RegressionRewardObjective
 from posttrain.train import loop
-from posttrain.train.distributed import make_accelerator
-from posttrain.train.setup import RunContext, check_output_dir, output_dir_for
+from posttrain.train.setup import RunContext, open_output_dir, run_layout
 
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
@@ -77,19 +73,11 @@ def _units(recipe: Recipe, spec: RewardLossSpec, tokenizer, max_len: int, source
 def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: list[str]) -> RunContext:
     """train/setup.py's start_run with a sequence-classification model in place of the causal LM
     (loading the LM first would hold two copies of the weights)."""
-    out_dir = output_dir_for(recipe, "reward", output_dir)
-    resume_from = check_output_dir(out_dir, resume)
-    accelerator = make_accelerator(recipe)
-    set_seed(recipe.seed)
-    recipe = recipe.model_copy(update={"stage": "reward", "output_dir": str(out_dir)})
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    recipe, out_dir, accelerator, resume_from = open_output_dir(recipe, "reward", output_dir, resume)
     m = recipe.model
     tokenizer = load_tokenizer(m.path, m.revision, m.trust_remote_code)
     ensure_chat_template(tokenizer)
     model = load_reward_model(m, labels, tokenizer.pad_token_id, recipe.seed, recipe.adapter,
                               recipe.reward.reset_head, resume_from)
-    layout = Layout(recipe.train.micro_batch_size, recipe.train.grad_accum_steps,
-                    accelerator.num_processes, accelerator.process_index)
-    return RunContext(recipe, out_dir, accelerator, model, tokenizer, layout, resume_from)
+    return RunContext(recipe, out_dir, accelerator, model, tokenizer, run_layout(recipe, accelerator),
+                      resume_from)

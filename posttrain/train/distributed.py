@@ -10,6 +10,7 @@ and vice versa.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,8 +78,23 @@ def relaunch(num_processes: int, argv: list[str]) -> int:
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={num_processes}",
            "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "posttrain", *argv]
-    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
         "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))})
+    # SIGTERM/SIGINT sent to this process go on to torchrun, which passes them to the training
+    # processes (they checkpoint and stop); dying here at once would leave them training orphaned.
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame) -> None:
+        forwarded.append(signum)
+        proc.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = proc.wait()
+        return 128 + forwarded[0] if status and forwarded else status  # as a single process exits
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def in_distributed_launch() -> bool:

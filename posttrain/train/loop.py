@@ -4,8 +4,9 @@
         micro-batches of this process  <- plan (a pure function of the step: exact resume)
         n = loss units of the whole step, summed over micro-batches and processes
         for each micro-batch: backward(objective sum / n)   (token-level normalisation)
-        clip, optimizer step, scheduler step
-        log / evaluate / checkpoint when due
+        clip; a non-finite loss/gradient stops the run or skips the update (train/guard.py)
+        optimizer step, scheduler step
+        log / evaluate / checkpoint when due, or on SIGTERM/SIGINT and stop (train/signals.py)
 
 A stage supplies the objective: `weight(mb)` counts the loss units of a micro-batch (tokens for
 SFT, pairs for preference losses) and `loss(policy, mb)` returns (sum of unit losses, dict of
@@ -30,10 +31,12 @@ from accelerate import Accelerator
 
 from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_final
 from posttrain.config import Recipe, recipe_to_dict
-from posttrain.errors import UserError
+from posttrain.errors import RunStopped, UserError
 from posttrain.log import MetricsLogger, progress_bar
 from posttrain.train.distributed import Frozen, GatheredOptimizerState, model_state_dict
-from posttrain.train.optim import build_optimizer, build_scheduler
+from posttrain.train.guard import DivergenceGuard
+from posttrain.train.optim import build_optimizer, build_scheduler, restore_settings
+from posttrain.train.signals import StopRequests
 
 MicroBatch = dict[str, torch.Tensor]
 
@@ -77,21 +80,39 @@ def run(job: TrainJob) -> dict[str, float]:
                                 cfg.min_lr_ratio, cfg.decay_ratio)
     _check_deepspeed(acc, cfg.grad_accum_steps)
     policy, optimizer = acc.prepare(job.policy, optimizer)
+    reduce_sum = (lambda t: acc.reduce(t.to(acc.device), "sum")) if acc.num_processes > 1 else None
+    guard = DivergenceGuard(policy.parameters(), cfg.on_nonfinite, reduce_sum)
     logger = MetricsLogger(job.out_dir, tensorboard=job.recipe.log.tensorboard,
                            wandb_project=job.recipe.log.wandb_project,
                            run_name=job.recipe.log.run_name,
                            config=recipe_to_dict(job.recipe), enabled=acc.is_main_process)
     state = LoopState()
     if job.resume_from is not None:
-        saved = load_training_state(job.resume_from, GatheredOptimizerState(policy, optimizer), scheduler)
-        state = LoopState(step=saved["step"], tokens_seen=saved["tokens_seen"])
+        state = _resume(job, policy, optimizer, scheduler)
     logger.truncate_after(state.step)  # a resumed run rewrites the steps after its checkpoint
-    last_eval: dict[str, float] = {}
     bar = progress_bar(job.plan.total_steps, initial=state.step, enabled=acc.is_main_process)
+    try:
+        with StopRequests(reduce_sum) as stops:
+            last_eval = _train(job, policy, optimizer, scheduler, state, logger, bar, guard, stops)
+        guard.check_weights()  # never save non-finite weights as final/
+        weights = model_state_dict(acc, policy)  # a collective under FSDP
+        if acc.is_main_process:
+            save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights)
+        acc.wait_for_everyone()
+    finally:
+        bar.close()  # ends the bar's line, so an error message starts on its own line
+        logger.close()
+    return last_eval
+
+
+def _train(job: TrainJob, policy, optimizer, scheduler, state: LoopState, logger: MetricsLogger,
+           bar, guard: DivergenceGuard, stops: StopRequests) -> dict[str, float]:
+    cfg, acc = job.recipe.train, job.accelerator
+    last_eval: dict[str, float] = {}
     pending_tokens = torch.zeros((), device=acc.device)  # read (a device sync) only when logging
     for micro_batches in job.plan.steps(state.step):
         started = time.perf_counter()
-        stats = _train_step(job, policy, optimizer, scheduler, micro_batches)
+        stats = _train_step(job, policy, optimizer, scheduler, micro_batches, guard, state.step + 1)
         state.step += 1
         pending_tokens += stats["step_tokens"]
         bar.update(1)
@@ -108,17 +129,19 @@ def run(job: TrainJob) -> dict[str, float]:
         if has_eval and _due(cfg.eval_every, state.step, job.plan.total_steps):
             last_eval = evaluate(job, policy)
             logger.log(last_eval, step=state.step)
-        if cfg.save_every and state.step % cfg.save_every == 0 and state.step < job.plan.total_steps:
+        _wait_hook(state.step, stops)
+        signum = stops.requested() if state.step < job.plan.total_steps else 0
+        saving = bool(cfg.save_every and state.step % cfg.save_every == 0)
+        if (saving or signum) and state.step < job.plan.total_steps:
             state.tokens_seen += int(pending_tokens)
             pending_tokens.zero_()
-            _save(job, policy, optimizer, scheduler, state)
-        _fault_injection(state.step)
-    bar.close()
-    weights = model_state_dict(acc, policy)  # a collective under FSDP
-    if acc.is_main_process:
-        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights)
-    acc.wait_for_everyone()
-    logger.close()
+            guard.check_weights()
+            ckpt = _save(job, policy, optimizer, scheduler, state)
+        _kill_hook(state.step)
+        if signum:
+            raise RunStopped(f"{stops.name(signum)}: stopped after step {state.step} of "
+                             f"{job.plan.total_steps}; checkpoint saved in {ckpt}; continue with "
+                             "--resume", 128 + signum)
     return last_eval
 
 
@@ -132,23 +155,33 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**30}
+def _resume(job: TrainJob, policy, optimizer, scheduler) -> LoopState:
+    """Optimizer, scheduler and RNG state from the checkpoint; the hyperparameters from the
+    recipe (train/resume.py decides which changes a resume accepts)."""
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    saved = load_training_state(job.resume_from, GatheredOptimizerState(policy, optimizer), scheduler)
+    restore_settings(optimizer, scheduler, settings)
+    return LoopState(step=saved["step"], tokens_seen=saved["tokens_seen"])
 
 
 def _due(every: int | None, step: int, total: int) -> bool:
     return step == total or bool(every and step % every == 0)
 
 
-def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list[MicroBatch]) -> dict:
+def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list[MicroBatch],
+                guard: DivergenceGuard, step: int) -> dict:
     acc, cfg = job.accelerator, job.recipe.train
     stats = accumulate_gradients(job, policy, micro_batches)
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
     grad_norm = acc.clip_grad_norm_(policy.parameters(), max_norm)
+    lr = scheduler.get_last_lr()[0]
+    if guard.allow_update(step, stats["loss"], grad_norm):
+        optimizer.step()
+        guard.after_update(step)
+    scheduler.step()  # a skipped update still counts as a step of the schedule and the plan
+    optimizer.zero_grad(set_to_none=True)
     if grad_norm is None:  # DeepSpeed clips inside its engine and does not report the norm here
         grad_norm = torch.tensor(float("nan"))
-    lr = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
     return {**stats, "lr": lr, "grad_norm": grad_norm}
 
 
@@ -205,17 +238,19 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
     return metrics
 
 
-def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> None:
+def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> Path:
     acc = job.accelerator
     weights = model_state_dict(acc, policy)  # gathered on every process (collective under FSDP)
     optimizer_state = Frozen(GatheredOptimizerState(policy, optimizer).state_dict())
     if acc.is_main_process:
         save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
                         job.tokenizer, optimizer_state, scheduler,
-                        {"step": state.step, "tokens_seen": state.tokens_seen},
+                        {"step": state.step, "tokens_seen": state.tokens_seen,
+                         "num_processes": acc.num_processes},  # resume checks the global batch
                         recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
                         model_state=weights)
     acc.wait_for_everyone()
+    return job.out_dir / "checkpoints" / f"step-{state.step:08d}"
 
 
 def _check_deepspeed(acc: Accelerator, grad_accum_steps: int) -> None:
@@ -228,9 +263,17 @@ def _check_deepspeed(acc: Accelerator, grad_accum_steps: int) -> None:
                         "processes instead), or use train.distributed: fsdp")
 
 
-def _fault_injection(step: int) -> None:
+def _kill_hook(step: int) -> None:
     """POSTTRAIN_KILL_AFTER_STEP=k kills the process (SIGKILL, no cleanup) right after step k:
     the resume tests use it to prove that a killed run continues exactly."""
-    target = os.environ.get("POSTTRAIN_KILL_AFTER_STEP")
-    if target is not None and step == int(target):
+    if os.environ.get("POSTTRAIN_KILL_AFTER_STEP") == str(step):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait_hook(step: int, stops: StopRequests) -> None:
+    """POSTTRAIN_WAIT_AFTER_STEP=k waits after step k (at most 60 s) until a stop signal arrives:
+    the signal tests use it to send SIGTERM from outside at a known step."""
+    if os.environ.get("POSTTRAIN_WAIT_AFTER_STEP") == str(step):
+        deadline = time.monotonic() + 60
+        while not stops.signum and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -135,3 +135,18 @@ def _wsd_after_warmup(step: int, total_steps: int, warmup_steps: int, min_lr_rat
     if step < decay_start:
         return 1.0
     return _linear_down(_progress(step, decay_start, total_steps), min_lr_ratio)
+
+
+def restore_settings(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, settings: list[dict]) -> None:
+    """Put the recipe's hyperparameters back after loading a checkpoint's optimizer and scheduler
+    state (load_state_dict also restores the saved lr, betas and weight decay, which would
+    silently ignore a changed recipe). `settings` are the param groups' entries (without
+    "params") as built from the recipe. The lr is recomputed exactly as LambdaLR computes it, so
+    an unchanged recipe continues bit for bit."""
+    scheduler.base_lrs = [group["initial_lr"] for group in settings]
+    for group, fresh in zip(optimizer.param_groups, settings):
+        group.update(fresh)
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs

@@ -67,3 +67,21 @@ def test_progress_bar_starts_at_resume_step_and_can_be_silenced():
     bar = progress_bar(total=10, initial=4, enabled=False)
     assert bar.n == 4 and bar.total == 10 and bar.disable
     bar.close()
+
+
+def test_write_error_is_one_line_naming_the_metrics_file(tmp_path):
+    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger.log({"loss": 1.0}, step=1)
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    logger._jsonl = FullDisk()
+    with pytest.raises(UserError, match=r"metrics.jsonl: cannot write metrics: No space left on device"):
+        logger.log({"loss": 2.0}, step=2)
+    logger.close()  # a failed file closes quietly (the error was reported once)
+    assert [row["step"] for row in read_metrics(tmp_path)] == [1]

@@ -131,3 +131,40 @@ def test_tokenizer_is_saved_beside_the_weights(tmp_path, tiny_dir):
     final = save_final(tmp_path, model, tokenizer)
     for directory in (ckpt, final):
         assert AutoTokenizer.from_pretrained(directory)("two plus two").input_ids == tokenizer("two plus two").input_ids
+
+
+def test_write_error_is_one_line_naming_the_path_and_keeps_what_was_there(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from posttrain.checkpoint import io
+
+    model = tiny_model()
+    optimizer, scheduler = optim_for(model)
+    save(tmp_path, 2, model, optimizer, scheduler)
+    before = (tmp_path / "step-00000002" / "optim.pt").read_bytes()
+
+    def disk_full(obj, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(io, "_torch_save", disk_full)
+    for step in (4, 2):  # a new checkpoint, and one replacing an existing name
+        with pytest.raises(UserError, match=rf"step-0000000{step}/optim.pt: cannot write .*No space left"):
+            save(tmp_path, step, model, optimizer, scheduler)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000002"]
+    assert (tmp_path / "step-00000002" / "optim.pt").read_bytes() == before
+
+
+def test_files_get_the_umask_permissions(tmp_path):
+    """transformers writes model.safetensors 0600; other users must be able to load a shared model."""
+    import os
+
+    model = tiny_model()
+    old = os.umask(0o022)
+    try:
+        final = save_final(tmp_path, model, None)
+        ckpt = save(tmp_path / "ckpt", 1, model, *optim_for(model))
+    finally:
+        os.umask(old)
+    for path in [*final.iterdir(), *ckpt.iterdir()]:
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -1,5 +1,7 @@
 """The tiny model is a normal Hugging Face directory: loads with Auto*, deterministic, Llama-3 specials."""
 
+import os
+
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -56,6 +58,9 @@ def test_deterministic_and_idempotent(tiny_dir, tmp_path):
     assert build_tiny(again, preset="test", seed=0) == again
     assert (again / "model.safetensors").stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no temporary directory left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (again / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask  # not 0600: shareable
 
 
 def test_unknown_preset_is_a_user_error(tmp_path):
