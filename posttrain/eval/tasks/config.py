@@ -47,6 +47,9 @@ class TaskBase(Section):
 class MultipleChoiceTask(TaskBase):
     kind: Literal["multiple_choice"]
     choice_style: Literal["texts", "letters"] = "texts"  # score each answer's text, or its letter
+    # text over document fields put before the few-shot examples (lm-evaluation-harness's
+    # `description`), e.g. MMLU's subject line
+    preamble: str | None = None
 
 
 GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf"]
