@@ -106,6 +106,16 @@ def corpus_chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
 
 
+def sentence_score(kind: str, prediction: str, reference: str) -> float:
+    """One answer's bleu/chrf (sacrebleu's sentence scores, 0-100) or rouge1/rouge2/rougeL (0-1)."""
+    if kind in ("bleu", "chrf"):
+        import sacrebleu
+
+        scorer = sacrebleu.sentence_bleu if kind == "bleu" else sacrebleu.sentence_chrf
+        return float(scorer(prediction, [reference]).score)
+    return rouge_scores(prediction, reference, (kind,))[kind]
+
+
 def _hypotheses(samples: Sequence[Sample]) -> tuple[list[str], list[str]]:
     return [s.output.strip() for s in samples], [str(s.reference) for s in samples]
 

@@ -98,7 +98,9 @@ class HPTTask(TaskBase):
     kind: Literal["hpt"]
     extract: Extraction = "final_number"
     regex: str | None = None
-    metric: Literal["exact_match", "countdown"] = "exact_match"
+    # what solves a sample: a right answer, or a text metric reaching `threshold` (tasks/hpt.py)
+    metric: Literal["exact_match", "countdown", "bleu", "chrf", "rouge1", "rouge2", "rougeL"] = "exact_match"
+    threshold: float | None = None
     role: str = "an expert problem solver"
     levels: list[int] = [1, 2, 3, 4, 5]
     unsolved_penalty: float = 1.0  # added to the last level's number when no level solves a sample
