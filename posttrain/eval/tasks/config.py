@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from posttrain.config import Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
@@ -105,6 +105,15 @@ class HPTTask(TaskBase):
     levels: list[int] = [1, 2, 3, 4, 5]
     unsolved_penalty: float = 1.0  # added to the last level's number when no level solves a sample
     max_new_tokens: int = 256
+
+    @model_validator(mode="after")
+    def _threshold_with_text_metrics(self):
+        text_metric = self.metric not in ("exact_match", "countdown")
+        if text_metric and self.threshold is None:
+            raise ValueError(f"metric {self.metric} solves a sample when its score reaches a threshold: set threshold")
+        if not text_metric and self.threshold is not None:
+            raise ValueError(f"threshold applies to bleu, chrf, rouge1, rouge2 and rougeL, not {self.metric}")
+        return self
 
 
 class RefusalTask(TaskBase):

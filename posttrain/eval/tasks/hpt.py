@@ -84,10 +84,6 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     levels = sorted(set(task.levels))
     if not levels or not set(levels) <= set(LEVEL_NAMES):
         raise UserError(f"task '{task.name}': levels must be a non-empty subset of 1-5, got {task.levels}")
-    if (task.metric in THRESHOLD_METRICS) != (task.threshold is not None):
-        raise UserError(f"task '{task.name}': " + (
-            f"metric {task.metric} solves a sample when its score reaches a threshold: set threshold"
-            if task.threshold is None else f"threshold applies to {', '.join(THRESHOLD_METRICS)}, not {task.metric}"))
     prompter = ctx.prompter(task)
     unsolved = list(range(len(docs)))
     solved_at: dict[int, int] = {}
