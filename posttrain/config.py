@@ -218,7 +218,7 @@ class GrpoSection(Section):
     clip_eps_high: NonNegFloat | None = None  # DAPO's clip-higher; default: clip_eps
     kl_coef: NonNegFloat = 0.0  # beta; 0 switches the KL term (and the reference model) off
     kl_estimator: Literal["k1", "k3"] = "k3"
-    aggregation: Literal["sequence_mean", "token"] = "sequence_mean"  # the loss unit
+    aggregation: Literal["sequence_mean", "token", "dr_grpo"] = "sequence_mean"  # GRPO, DAPO, Dr. GRPO
     updates_per_batch: Positive = 1  # mu: optimizer steps on each batch of samples
     temperature: NonNegFloat = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0

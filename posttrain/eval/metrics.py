@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,8 +30,21 @@ class Metric:
     higher_is_better: bool = True
 
 
+def scored_values(samples: Sequence[Sample], name: str) -> np.ndarray:
+    """Each sample's score, NaN where the sample has none: an item that failed (a judge that gave
+    no answer) has no score and is left out of the mean, and counted by its task's failure count."""
+    return np.array([s.scores.get(name, np.nan) for s in samples], dtype=float)
+
+
 def mean_of(samples: Sequence[Sample], name: str) -> float:
-    return float(np.mean([s.scores[name] for s in samples])) if samples else float("nan")
+    values = scored_values(samples, name)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def count_of(samples: Sequence[Sample], name: str) -> float:
+    """How many samples are flagged (score 1) under `name`: failures reported beside the metrics."""
+    return float(sum(s.scores.get(name, 0.0) for s in samples))
 
 
 # ---- classification ----------------------------------------------------------------------------
@@ -106,6 +120,16 @@ def corpus_chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
 
 
+def sentence_score(kind: str, prediction: str, reference: str) -> float:
+    """One answer's bleu/chrf (sacrebleu's sentence scores, 0-100) or rouge1/rouge2/rougeL (0-1)."""
+    if kind in ("bleu", "chrf"):
+        import sacrebleu
+
+        scorer = sacrebleu.sentence_bleu if kind == "bleu" else sacrebleu.sentence_chrf
+        return float(scorer(prediction, [reference]).score)
+    return rouge_scores(prediction, reference, (kind,))[kind]
+
+
 def _hypotheses(samples: Sequence[Sample]) -> tuple[list[str], list[str]]:
     return [s.output.strip() for s in samples], [str(s.reference) for s in samples]
 
@@ -143,12 +167,14 @@ Aggregation = Callable[[Sequence[Sample], str], float]
 def _lc_win_rate(samples: Sequence[Sample], name: str) -> float:
     from posttrain.eval.length_control import length_controlled_win_rate
 
-    return length_controlled_win_rate([s.scores["preference"] for s in samples],
-                                      [s.extra["length_diff"] for s in samples])
+    judged = [s for s in samples if "preference" in s.scores]
+    return length_controlled_win_rate([s.scores["preference"] for s in judged],
+                                      [s.extra["length_diff"] for s in judged])
 
 
 AGGREGATIONS: dict[str, Aggregation] = {
     "mean": mean_of,
+    "count": count_of,
     "f1_macro": lambda samples, name: f1_macro(*_labels(samples)),
     "f1_weighted": lambda samples, name: f1_weighted(*_labels(samples)),
     "mcc": lambda samples, name: matthews_corrcoef(*_labels(samples)),
@@ -171,8 +197,12 @@ def resampled(metric: Metric, samples: Sequence[Sample], draws: np.ndarray) -> n
     Means are vectorised; BLEU/chrF re-aggregate sacrebleu's per-sentence statistics (the method
     sacrebleu's own significance tests use) instead of re-scoring every sentence each time."""
     if metric.aggregate == "mean":
-        values = np.array([s.scores[metric.name] for s in samples], dtype=float)
-        return values[draws].mean(axis=1)
+        values = scored_values(samples, metric.name)
+        if not np.isnan(values).any():
+            return values[draws].mean(axis=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample of failures only: NaN
+            return np.nanmean(values[draws], axis=1)
     if metric.aggregate in ("bleu", "chrf"):
         fast = _sacrebleu_resampled(metric.aggregate, samples, draws)
         if fast is not None:
@@ -194,13 +224,16 @@ def _sacrebleu_resampled(kind: str, samples: Sequence[Sample], draws: np.ndarray
 
 def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
                    iterations: int = BOOTSTRAP_ITERS) -> float | None:
-    """None where it is undefined (fewer than two samples)."""
+    """None where it is undefined (fewer than two scored samples) and for counts."""
+    if metric.aggregate == "count":
+        return None
+    if metric.aggregate == "mean":
+        values = scored_values(samples, metric.name)
+        values = values[~np.isnan(values)]
+        return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size >= 2 else None
     n = len(samples)
     if n < 2:
         return None
-    if metric.aggregate == "mean":
-        values = np.array([s.scores[metric.name] for s in samples], dtype=float)
-        return float(values.std(ddof=1) / math.sqrt(n))
     draws = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
     return float(np.std(resampled(metric, samples, draws), ddof=1))
 

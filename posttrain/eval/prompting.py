@@ -42,8 +42,12 @@ class Prompter:
     chat: bool
     system: str | None = None
 
-    def messages(self, user: str, examples: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
-        out = [{"role": "system", "content": self.system}] if self.system else []
+    def messages(self, user: str, examples: list[tuple[str, str]] = (),
+                 preamble: str | None = None) -> list[dict[str, str]]:
+        """preamble: lm-evaluation-harness's task `description`, joined to the system text by a
+        blank line; a chat model gets both as the system turn, plain text puts them first."""
+        system = "\n\n".join(part for part in (self.system, preamble) if part)
+        out = [{"role": "system", "content": system}] if system else []
         for question, answer in examples:
             out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         return out + [{"role": "user", "content": user}]
@@ -55,8 +59,8 @@ class Prompter:
         bos = self.tokenizer.bos_token_id
         return ([bos] if bos is not None else []) + ids
 
-    def prompt(self, user: str, examples: list[tuple[str, str]] = ()) -> list[int]:
-        return self.encode(self.messages(user, examples))
+    def prompt(self, user: str, examples: list[tuple[str, str]] = (), preamble: str | None = None) -> list[int]:
+        return self.encode(self.messages(user, examples, preamble))
 
     def continuation(self, text: str) -> str:
         """What follows a prompt as the model's answer: after a chat header the answer starts

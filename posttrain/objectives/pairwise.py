@@ -50,21 +50,41 @@ class PairwiseObjective:
 
 
 class UnpairedObjective:
-    """KTO for the loop: rows are the examples' own completions, then their mismatched partners
-    (another example's completion), whose log-ratio mean estimates z0 within the micro-batch.
-    The loss unit is an example."""
+    """KTO for the loop. A micro-batch's rows are its examples' own completions, then their
+    mismatched partners (another example's completion, fixed at tokenisation). z0 is estimated
+    once per optimizer step, before its backward passes: the mean log-ratio of the mismatched rows
+    of ALL the step's micro-batches on all processes, without gradient (TRL's whole-batch estimate,
+    detached and averaged across processes), so it does not depend on how the step is split into
+    micro-batches. The loss unit is an example."""
 
     def __init__(self, cfg: PreferenceConfig):
         self.cfg = cfg
+        self.z0: torch.Tensor | None = None
 
     def weight(self, mb: dict[str, torch.Tensor]) -> int:
         return int(mb["num_examples"])
 
+    @torch.no_grad()
+    def prepare_step(self, policy, micro_batches: list[dict[str, torch.Tensor]], accelerator) -> None:
+        """z0 for the coming loss calls, from every given micro-batch (one collective)."""
+        device = accelerator.device
+        sums = torch.zeros(2, device=device)
+        for mb in micro_batches:
+            n = int(mb["num_examples"])
+            ids, labels = mb["input_ids"][n:].to(device), mb["labels"][n:].to(device)
+            logps, _ = sequence_logps(policy(ids, labels), labels)
+            log_ratios = logps - mb["ref_mismatched"].to(device)
+            sums += torch.stack([log_ratios.sum(), torch.tensor(float(n), device=device)])
+        sums = accelerator.reduce(sums, "sum")
+        self.z0 = kto_reference_point(sums[0], sums[1])
+
     def loss(self, policy, mb: dict[str, torch.Tensor]):
-        n = mb["input_ids"].shape[0] // 2
-        logps, _ = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
-        z0 = kto_reference_point(logps[n:], mb["ref_mismatched"])
-        batch = UnpairedLogps(policy_logps=logps[:n], ref_logps=mb["ref_matched"],
-                              desirable=mb["desirable"], kl_reference_point=z0)
+        if self.z0 is None:
+            raise RuntimeError("UnpairedObjective.prepare_step must run before loss (it estimates z0)")
+        n = int(mb["num_examples"])
+        ids, labels = mb["input_ids"][:n], mb["labels"][:n]
+        logps, _ = sequence_logps(policy(ids, labels), labels)
+        batch = UnpairedLogps(policy_logps=logps, ref_logps=mb["ref_matched"],
+                              desirable=mb["desirable"], kl_reference_point=self.z0)
         out = kto(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)

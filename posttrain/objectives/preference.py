@@ -284,13 +284,14 @@ def rebel(batch: PairLogps, cfg: PreferenceConfig) -> PreferenceOutput:
     return _output(losses, chosen, rejected, batch, score_difference=target)
 
 
-def kto_reference_point(policy_mismatched_logps: Tensor, ref_mismatched_logps: Tensor) -> Tensor:
-    """KTO's reference point z0 = max(0, mean_j [logp_pi(y'_j|x_j) - logp_ref(y'_j|x_j)]), detached.
+def kto_reference_point(log_ratio_sum: Tensor, count: Tensor) -> Tensor:
+    """KTO's reference point z0 = max(0, mean_j [logp_pi(y'_j|x_j) - logp_ref(y'_j|x_j)]), detached,
+    from the sum of the log-ratios and their count (sums add across micro-batches and processes).
     As in the KTO paper (and TRL), (x_j, y'_j) are MISMATCHED pairs: each prompt with another
-    example's completion (e.g. completions rotated by one within the micro-batch), so the mean is a
-    biased but cheap estimate of KL(pi || ref) that carries no gradient. The caller gathers across
-    processes first if it wants one z0 for the global batch."""
-    return (policy_mismatched_logps - ref_mismatched_logps).mean().clamp(min=0).detach()
+    example's completion, so the mean is a biased but cheap estimate of KL(pi || ref) that carries
+    no gradient. TRL takes the mean over the whole batch on every process (gathered); the loop
+    gets the same by summing over the optimizer step's micro-batches and processes first."""
+    return (log_ratio_sum / count.clamp(min=1)).clamp(min=0).detach()
 
 
 def kto(batch: UnpairedLogps, cfg: PreferenceConfig) -> PreferenceOutput:

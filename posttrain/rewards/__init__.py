@@ -10,7 +10,8 @@ Registered names (options are the functions' keyword arguments):
     exact_match   the whole completion equals the reference (normalised text) (verifier)
     countdown     Countdown expression check                                  (verifier)
     ifeval        IFEval-style constraints; options: loose                    (verifier)
-    similarity    SWE-RL difflib ratio, -1 on bad format; options: pattern    (verifier)
+    similarity    SWE-RL: the patch of the search/replace edits vs the oracle's, difflib
+                  ratio, -1 on bad format; options: mode (patch | block), pattern, tags   (verifier)
     format        regex format reward; options: pattern
     exploration   RLSP exploration (reasoning steps); options: max_steps, answer_marker
     reward_model  a reward model's score; options: path, attribute, dtype, batch_size
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from posttrain.errors import UserError
 from posttrain.rewards import math as math_rewards
-from posttrain.rewards import tasks, text
+from posttrain.rewards import swe_rl, tasks, text
 from posttrain.rewards.reward_model import reward_model_score
 
 RewardFn = Callable[[dict, str], float]
@@ -41,7 +42,7 @@ REGISTRY: dict[str, tuple[Callable, bool, bool]] = {
     "exact_match": (text.exact_match, True, False),
     "countdown": (tasks.countdown, True, False),
     "ifeval": (tasks.ifeval, True, False),
-    "similarity": (text.similarity, True, False),
+    "similarity": (swe_rl.similarity, True, False),
     "format": (text.format_match, False, False),
     "exploration": (text.exploration, False, False),
     "reward_model": (reward_model_score, False, True),

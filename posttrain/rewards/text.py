@@ -2,10 +2,7 @@
 
 exact_match: 1.0 when the whole completion equals sample['reference'] after normalising case,
     surrounding whitespace/quotes and a final period (eval/extract.py's canonical_text), else 0.0.
-similarity (SWE-RL, Wei et al. 2025): r = difflib.SequenceMatcher(None, predicted, oracle).ratio()
-    in [0, 1], and -1 when the completion has no answer in the expected format. SWE-RL's answer
-    is a search/replace patch; here the answer is what `pattern` captures (default: the last
-    fenced ``` block), compared with sample['reference'] (the oracle).
+similarity (SWE-RL): in rewards/swe_rl.py.
 format_match: 1.0 when the completion matches a regex (default: <think>...</think> then
     <answer>...</answer>, the R1/Countdown layout), else 0.0.
 exploration (RLSP, Ye et al. 2025): a separately weighted reward for exploring, here the number
@@ -16,13 +13,11 @@ exploration (RLSP, Ye et al. 2025): a separately weighted reward for exploring, 
 
 from __future__ import annotations
 
-import difflib
 import re
 
 from posttrain.errors import UserError
 from posttrain.eval.extract import canonical_text
 
-_FENCED = r"```[^\n]*\n(.*?)```"
 _THINK_ANSWER = r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
 
 
@@ -35,14 +30,6 @@ def _compile(pattern: str, reward: str) -> re.Pattern:
 
 def exact_match(sample: dict, completion: str) -> float:
     return float(canonical_text(completion) == canonical_text(str(sample["reference"])))
-
-
-def similarity(sample: dict, completion: str, pattern: str = _FENCED) -> float:
-    found = _compile(pattern, "similarity").findall(completion)
-    if not found:
-        return -1.0
-    predicted = found[-1] if isinstance(found[-1], str) else found[-1][0]
-    return difflib.SequenceMatcher(None, predicted, str(sample["reference"])).ratio()
 
 
 def format_match(sample: dict, completion: str, pattern: str = _THINK_ANSWER) -> float:

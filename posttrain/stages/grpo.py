@@ -75,7 +75,8 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx), rollout_backend(ctx))
     objective = PolicyGradientObjective(
         eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
-        aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE)
+        aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE,
+        max_length=cfg.max_new_tokens)
     job = loop.TrainJob(
         recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=ctx.tokenizer,

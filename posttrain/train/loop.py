@@ -191,6 +191,7 @@ def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch])
     tensors (one collective, no host sync: the caller reads them only when it logs)."""
     acc = job.accelerator
     policy.train()
+    _prepare_step(job, policy, micro_batches)
     local_weight = sum(job.objective.weight(mb) for mb in micro_batches)
     total_weight = acc.reduce(torch.tensor(float(local_weight), device=acc.device), "sum").clamp(min=1.0)
     # DDP averages gradients over processes; multiplying by world size turns that into a sum,
@@ -215,6 +216,14 @@ def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch])
     return {"loss": means[0], **dict(zip(sums, means[1:])), "step_tokens": totals[-1]}
 
 
+def _prepare_step(job: TrainJob, policy, micro_batches: list[MicroBatch]) -> None:
+    """An objective may estimate a statistic over a whole step before its losses (KTO's z0): it
+    then has a prepare_step(policy, micro_batches, accelerator) method."""
+    prepare = getattr(job.objective, "prepare_step", None)
+    if prepare is not None:
+        prepare(policy, micro_batches, job.accelerator)
+
+
 @torch.no_grad()
 def evaluate(job: TrainJob, policy) -> dict[str, float]:
     """Held-out loss (same objective, same normalisation) plus the stage's extra metrics."""
@@ -222,6 +231,7 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if job.eval_batches:
         policy.eval()
+        _prepare_step(job, policy, job.eval_batches)
         sums: dict[str, torch.Tensor] = {}
         for mb in job.eval_batches:
             weight = float(job.objective.weight(mb))

@@ -17,6 +17,9 @@ from posttrain.stages import dpo, sft
 from tests.integration.conftest import write_jsonl
 
 
+STEPS, BATCH = 20, 16  # the nine objectives' runs below
+
+
 def _question(n):
     return [{"role": "user", "content": f"Is {n} even or odd?"}]
 
@@ -37,6 +40,11 @@ def parity(tmp_path_factory, tiny_default_dir):
              for n in train]
     write_jsonl(root / "sft.jsonl", sft_rows)
     write_jsonl(root / "pairs.jsonl", pairs)
+    # one pass of the short runs below; REBEL reads each pair's rewards from the data (as `posttrain
+    # score` writes them beside the pair): a verifier's 1 / 0
+    short = pairs[: STEPS * BATCH]
+    write_jsonl(root / "short_pairs.jsonl", short)
+    write_jsonl(root / "scored_pairs.jsonl", [{**p, "chosen_score": 1.0, "rejected_score": 0.0} for p in short])
     sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{root / 'sft.jsonl'}]",
                                "train.micro_batch_size=16", "train.max_steps=10", "train.lr=1e-3",
                                "train.warmup_steps=5"]), output_dir=str(root / "sft"))
@@ -83,4 +91,44 @@ def test_kto_raises_held_out_pair_accuracy(parity):
                                 "train.warmup_steps=5", "preference.beta=0.1"])
     kto.run(recipe, output_dir=str(root / "kto"))
     after = _pairwise_accuracy(root / "kto" / "final", test)
+    print(f"kto: held-out pair accuracy {before:.2f} -> {after:.2f}")
     assert after >= before + 0.15, (before, after)  # measured: 0.51 -> 0.77
+
+
+# The other objectives in 20 steps of 16 pairs at lr 1e-3, each with settings that let its effect
+# show that soon: IPO and REBEL regress the margin onto a target (1/(2 beta), and eta x the score
+# difference), so a small target is met, and the training stops pulling, long before accuracy
+# rises: beta 0.1 and eta 2 (at beta 0.5 / eta 1 they stayed at 0.53). SELM samples a reference
+# response per prompt (4 tokens); REBEL reads its rewards from the data.
+OBJECTIVES = [
+    ("conservative", ["preference.beta=0.5", "preference.label_smoothing=0.1"]),
+    ("robust", ["preference.beta=1.0", "preference.label_noise=0.1"]),
+    ("hinge", ["preference.beta=0.5"]),
+    ("ipo", ["preference.beta=0.1"]),
+    ("dpo_norm", ["preference.beta=1.0"]),
+    ("cpo", ["preference.beta=0.5"]),
+    ("orpo", ["preference.orpo_lambda=1.0"]),
+    ("selm", ["preference.beta=0.5", "preference.sample_max_new_tokens=4"]),
+    ("rebel", ["preference.rebel_eta=2.0"]),
+]
+
+
+@pytest.fixture(scope="module")
+def sft_accuracy(parity):
+    root, test = parity
+    return _pairwise_accuracy(root / "sft" / "final", test)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss, extra", OBJECTIVES, ids=[name for name, _ in OBJECTIVES])
+def test_each_objective_raises_held_out_pair_accuracy(parity, sft_accuracy, loss, extra):
+    root, test = parity
+    before = sft_accuracy
+    data = root / ("scored_pairs.jsonl" if loss == "rebel" else "short_pairs.jsonl")
+    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{data}]", f"train.micro_batch_size={BATCH}",
+                                f"train.max_steps={STEPS}", "train.lr=1e-3", "train.warmup_steps=5",
+                                f"preference.loss={loss}", *extra])
+    dpo.run(recipe, output_dir=str(root / loss))
+    after = _pairwise_accuracy(root / loss / "final", test)
+    print(f"{loss}: held-out pair accuracy {before:.2f} -> {after:.2f}")
+    assert after >= before + 0.1, (before, after)

@@ -107,10 +107,11 @@ def test_every_reward_function_runs_in_one_recipe(parity, tmp_path, tiny_default
     AutoModelForSequenceClassification.from_pretrained(tiny_default_dir, num_labels=1).save_pretrained(rm_dir)
     load_tokenizer(str(tiny_default_dir)).save_pretrained(rm_dir)
     rows = [json.loads(line) for line in (root / "prompts.jsonl").read_text().splitlines()[:8]]
-    extra = {"numbers": [3, 5, 7], "target": 22, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    extra = {"numbers": [3, 5, 7], "target": 22, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}],
+             "code_context": {"a.py": "x = 1\n"}, "oracle_new_content": {"a.py": "x = 2\n"}}
     write_jsonl(tmp_path / "prompts.jsonl", [{**row, **extra} for row in rows])
     terms = ["{name: exact_match}", "{name: math, weight: 0.5}", "{name: countdown}", "{name: ifeval}",
-             "{name: similarity, options: {pattern: '(.*)'}}", "{name: format, options: {pattern: '^(even|odd)'}}",
+             "{name: similarity}", "{name: format, options: {pattern: '^(even|odd)'}}",
              "{name: exploration, weight: 0.1, options: {max_steps: 2}}",
              f"{{name: reward_model, weight: 0.01, options: {{path: '{rm_dir}', batch_size: 3}}}}",
              "{name: 'tests.integration.test_grpo:short_answer', label: short, verifier: false}"]

@@ -16,6 +16,9 @@ from posttrain.errors import UserError
 from posttrain.eval.tasks.config import TaskConfig, apply_overrides, read_task_yaml, validate_task
 
 _GSM8K_TEMPLATE = "Question: {prompt}\nAnswer:"
+# lm-evaluation-harness's MMLU description (tasks/mmlu/default/mmlu_<subject>.yaml); the mmlu
+# format writes the subject with spaces for underscores, as the harness does
+_MMLU_PREAMBLE = "The following are multiple choice questions (with answers) about {subject}."
 
 BUILTIN_TASKS: dict[str, dict[str, Any]] = {
     "arithmetic": dict(kind="generation", generator="arithmetic", extract="final_number", max_new_tokens=64,
@@ -30,7 +33,7 @@ BUILTIN_TASKS: dict[str, dict[str, Any]] = {
                  template="Problem: {prompt}\nPut the final answer in \\boxed{{}}.\nSolution:",
                  target_template="{rationale}",
                  description="competition maths (MATH), exact match of the last \\boxed{} answer"),
-    "mmlu": dict(kind="multiple_choice", format="mmlu", choice_style="letters",
+    "mmlu": dict(kind="multiple_choice", format="mmlu", choice_style="letters", preamble=_MMLU_PREAMBLE,
                  description="57-subject multiple choice (MMLU), log-likelihood of the answer letter"),
     "arc": dict(kind="multiple_choice", format="arc", template="Question: {prompt}\nAnswer:",
                 description="ARC Easy/Challenge science questions, log-likelihood of each answer text"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from posttrain.config import Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
@@ -47,6 +47,9 @@ class TaskBase(Section):
 class MultipleChoiceTask(TaskBase):
     kind: Literal["multiple_choice"]
     choice_style: Literal["texts", "letters"] = "texts"  # score each answer's text, or its letter
+    # text over document fields put before the few-shot examples (lm-evaluation-harness's
+    # `description`), e.g. MMLU's subject line
+    preamble: str | None = None
 
 
 GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf"]
@@ -95,11 +98,22 @@ class HPTTask(TaskBase):
     kind: Literal["hpt"]
     extract: Extraction = "final_number"
     regex: str | None = None
-    metric: Literal["exact_match", "countdown"] = "exact_match"
+    # what solves a sample: a right answer, or a text metric reaching `threshold` (tasks/hpt.py)
+    metric: Literal["exact_match", "countdown", "bleu", "chrf", "rouge1", "rouge2", "rougeL"] = "exact_match"
+    threshold: float | None = None
     role: str = "an expert problem solver"
     levels: list[int] = [1, 2, 3, 4, 5]
     unsolved_penalty: float = 1.0  # added to the last level's number when no level solves a sample
     max_new_tokens: int = 256
+
+    @model_validator(mode="after")
+    def _threshold_with_text_metrics(self):
+        text_metric = self.metric not in ("exact_match", "countdown")
+        if text_metric and self.threshold is None:
+            raise ValueError(f"metric {self.metric} solves a sample when its score reaches a threshold: set threshold")
+        if not text_metric and self.threshold is not None:
+            raise ValueError(f"threshold applies to bleu, chrf, rouge1, rouge2 and rougeL, not {self.metric}")
+        return self
 
 
 class RefusalTask(TaskBase):

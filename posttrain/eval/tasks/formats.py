@@ -92,11 +92,14 @@ def multiple_choice(row: Row) -> Row:
 
 
 def mmlu(row: Row) -> Row:
-    """HF parquet (question, choices, answer index) or the released headerless CSV (read by the
-    loader into question, A, B, C, D, answer)."""
+    """HF parquet (question, choices, answer index, subject) or the released headerless CSV (read
+    by the loader into question, A, B, C, D, answer; the subject from the file name)."""
     if "choices" not in row:
         row = {**row, "choices": [row[letter] for letter in "ABCD"]}
-    return multiple_choice(row)
+    if row.get("subject") is not None:  # "high_school_us_history" -> "high school us history"
+        row = {**row, "subject": str(row["subject"]).replace("_", " ")}
+    doc = multiple_choice(row)
+    return {**doc, "prompt": doc["prompt"].strip()}  # the harness's {{question.strip()}}
 
 
 def arc(row: Row) -> Row:

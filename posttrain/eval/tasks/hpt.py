@@ -12,16 +12,25 @@ human-annotated HP-score (BoolQ 1.71, CommonsenseQA 2.52, IWSLT 1.92, SamSum 2.2
 data has no such annotation, so the default penalty is 1 (unsolved = 6, one level past the last):
 set unsolved_penalty to the annotated value to reproduce the paper's numbers. Lower is better.
 Levels run in batches: level k generates only for the samples levels < k left unsolved.
+
+What solves a sample (`metric`): exact_match or countdown (the extracted answer is right), or a
+text metric with a `threshold` -- bleu or chrf (sacrebleu's sentence score, 0-100), rouge1, rouge2
+or rougeL (F-measure, 0-1) -- reaching it, as the authors' code does for its translation (IWSLT,
+BLEU >= threshold) and summarisation (SamSum, ROUGE) rows. The text scored is the whole answer
+with `extract: text`, else what `extract` pulls out of it.
 """
 
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.metrics import Metric
+from posttrain.eval.extract import get_extractor
+from posttrain.eval.metrics import Metric, sentence_score
 from posttrain.eval.prompting import Prompter
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request, check_answer
+
+THRESHOLD_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL")
 
 LEVEL_NAMES = {1: "role", 2: "zero_shot_cot", 3: "three_shot_cot", 4: "least_to_most", 5: "generated_knowledge"}
 METRICS = [Metric("hp_score", higher_is_better=False), Metric("solved")]
@@ -85,8 +94,8 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
         prompts, outputs = _run_level(task, level, [docs[i] for i in unsolved], pool, ctx, prompter)
         still = []
         for i, prompt, output in zip(unsolved, prompts, outputs):
-            extracted, correct = check_answer(task, docs[i], output, task.metric)
-            tried[i][level] = {"prompt": prompt, "output": output, "extracted": extracted}
+            extracted, correct, score = solves(task, docs[i], output)
+            tried[i][level] = {"prompt": prompt, "output": output, "extracted": extracted, "score": score}
             if correct:
                 solved_at[i] = level
             else:
@@ -96,10 +105,21 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     return [_sample(task, doc, tried[i], solved_at.get(i), unsolved_score) for i, doc in enumerate(docs)]
 
 
+def solves(task, doc: dict, output: str) -> tuple[str | None, bool, float | None]:
+    """(extracted answer, solved?, the metric's score when it is a text metric)."""
+    if task.metric not in THRESHOLD_METRICS:
+        return (*check_answer(task, doc, output, task.metric), None)
+    answer = output.strip() if task.extract == "text" else get_extractor(task.extract, task.regex)(output)
+    score = sentence_score(task.metric, answer or "", str(doc.get("reference", "")))
+    return answer, score >= task.threshold, score
+
+
 def _sample(task, doc: dict, tried: dict, level: int | None, unsolved_score: float) -> Sample:
     last = tried[level if level is not None else max(tried)]
     return Sample(task.name, doc["_id"], last["prompt"], last["output"], reference=doc.get("reference"),
                   extracted=last["extracted"],
                   scores={"hp_score": float(level) if level is not None else unsolved_score,
                           "solved": float(level is not None)},
-                  extra={"solved_at_level": level, "levels": {str(k): v["output"] for k, v in tried.items()}})
+                  extra={"solved_at_level": level, "levels": {str(k): v["output"] for k, v in tried.items()},
+                         **({"level_scores": {str(k): v["score"] for k, v in tried.items()}}
+                            if task.threshold is not None else {})})

@@ -1,9 +1,10 @@
 """Multiple choice by log-likelihood: the model's answer is the choice it finds most likely.
 
 acc:             argmax of log p(choice | prompt)
-acc_norm:        argmax of log p(choice | prompt) / len(choice in characters) -- lm-evaluation-
-                 harness's acc_norm; characters, not tokens, so models with different tokenizers
-                 are normalised alike
+acc_norm:        argmax of log p(choice | prompt) / len(choice) in characters -- lm-evaluation-
+                 harness's acc_norm: the scored continuation is " " + choice (plain text), but the
+                 divisor is the choice's own length (`len(i) for i in choices`), without the space;
+                 characters, not tokens, so models with different tokenizers are normalised alike
 acc_norm_tokens: argmax of the mean log-prob per choice token
 With choice_style "letters" the choices are listed as "A. ...", and the scored continuation is the
 letter (all one token long, so the three agree); with "texts" each choice's own text is scored.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from posttrain.eval.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
-from posttrain.eval.prompting import pick_examples
+from posttrain.eval.prompting import fill, pick_examples
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.formats import LETTERS
 
@@ -48,7 +49,8 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     requests, spans, prompts = [], [], []
     for doc in docs:
         shots = [_shot(task, shot) for shot in pick_examples(pool, task.few_shot, doc, task.few_shot_seed)]
-        context = prompter.prompt(_question(task, doc), shots)
+        preamble = fill(task.preamble, doc, task.name) if task.preamble else None
+        context = prompter.prompt(_question(task, doc), shots, preamble)
         answers = _answers(task, doc)
         spans.append((len(requests), len(answers)))
         requests += [LoglikelihoodRequest(context, prompter.continuation_ids(a)) for a in answers]
@@ -59,7 +61,7 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
         scored = results[start : start + count]
         answers = _answers(task, doc)
         logprobs = [r.logprob for r in scored]
-        by_chars = [lp / max(1, len(prompter.continuation(a))) for lp, a in zip(logprobs, answers)]
+        by_chars = [lp / max(1, len(a)) for lp, a in zip(logprobs, answers)]
         by_tokens = [r.logprob / max(1, r.n_tokens) for r in scored]
         pick = _argmax(logprobs)
         samples.append(Sample(

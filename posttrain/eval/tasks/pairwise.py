@@ -9,6 +9,8 @@ cancel the judge's position bias:
   win_rate    mean of win (ties count half);  tie_rate  share of ties
   lc_win_rate length-controlled win rate (length_control.py: logistic regression of the
               preference on the answers' length difference, read at equal length)
+  judge_failures  instructions the judge gave no answer for in either order: counted here and
+              left out of the metrics above (scoring them as ties would pull win_rate to 0.5)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from posttrain.eval.tasks.generation import build_request
 
 LABELS = ("A", "B")
 METRICS = [Metric("win_rate"), Metric("lc_win_rate", "lc_win_rate"), Metric("preference"),
-           Metric("tie_rate", higher_is_better=False)]
+           Metric("tie_rate", higher_is_better=False), Metric("judge_failures", "count", higher_is_better=False)]
 
 
 def metrics(task) -> list[Metric]:
@@ -43,15 +45,16 @@ def outcome(p_model_first: float, p_model_second: float) -> tuple[float, float]:
 
 
 def judge_pairs(judge, template: str, instructions: list[str], model_answers: list[str],
-                baseline_answers: list[str]) -> list[tuple[float, float]]:
-    """P(model preferred) per instruction in each order: (model shown as A, model shown as B)."""
+                baseline_answers: list[str]) -> list[tuple[float | None, float | None]]:
+    """P(model preferred) per instruction in each order: (model shown as A, model shown as B);
+    None where the judge gave no answer."""
     first = [template.format(instruction=i, output_a=m, output_b=b)
              for i, m, b in zip(instructions, model_answers, baseline_answers)]
     second = [template.format(instruction=i, output_a=b, output_b=m)
               for i, m, b in zip(instructions, model_answers, baseline_answers)]
     probs = judge.choose(first + second, LABELS)
     n = len(instructions)
-    return [(probs[i][0], probs[n + i][1]) for i in range(n)]
+    return [(probs[i] and probs[i][0], probs[n + i] and probs[n + i][1]) for i in range(n)]
 
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
@@ -63,10 +66,15 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     pairs = judge_pairs(judge, template, [d["prompt"] for d in docs], answers, [d["baseline"] for d in docs])
     samples = []
     for doc, request, answer, (p_first, p_second) in zip(docs, requests, answers, pairs):
-        win, tie = outcome(p_first, p_second)
+        failed = p_first is None or p_second is None
+        if failed:
+            win, scores = None, {"judge_failures": 1.0}
+        else:
+            win, tie = outcome(p_first, p_second)
+            scores = {"win_rate": win, "tie_rate": tie, "preference": (p_first + p_second) / 2,
+                      "judge_failures": 0.0}
         samples.append(Sample(
             task.name, doc["_id"], prompter.decode(request.prompt), answer, reference=doc["baseline"],
-            extracted=win, scores={"win_rate": win, "tie_rate": tie, "preference": (p_first + p_second) / 2},
-            extra={"p_model_first": p_first, "p_model_second": p_second,
-                   "length_diff": len(answer) - len(doc["baseline"])}))
+            extracted=win, scores=scores, extra={"p_model_first": p_first, "p_model_second": p_second,
+                                                 "length_diff": len(answer) - len(doc["baseline"])}))
     return samples

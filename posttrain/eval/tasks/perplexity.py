@@ -7,6 +7,8 @@ larger stride is cheaper, a smaller one gives every token more context).
 The first token (BOS, when the tokenizer has one) is context only.
   perplexity     exp(total NLL / scored tokens), over all documents together
   bits_per_byte  total NLL / ln 2 / UTF-8 bytes: comparable across tokenizers
+  empty_documents  documents with no token to score (empty text): counted, not scored; data with
+                 no text at all is an error (its perplexity would read as a perfect 1.0)
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext
 
 METRICS = [Metric("perplexity", "perplexity", higher_is_better=False),
-           Metric("bits_per_byte", "bits_per_byte", higher_is_better=False)]
+           Metric("bits_per_byte", "bits_per_byte", higher_is_better=False),
+           Metric("empty_documents", "count", higher_is_better=False)]
 
 
 def metrics(task) -> list[Metric]:
@@ -51,12 +54,15 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
         parts = windows(_token_ids(ctx.backend.tokenizer, doc["text"]), window, stride)
         spans.append((len(requests), len(parts)))
         requests += parts
+    if not requests:
+        raise UserError(f"{task.data or task.name}: no text to score: the file is empty or every document is")
     results = ctx.backend.loglikelihood(requests, desc=f"{task.name}: loglikelihood")
     samples = []
     for doc, (start, count) in zip(docs, spans):
         scored = results[start : start + count]
         logprob, n_tokens = sum(r.logprob for r in scored), sum(r.n_tokens for r in scored)
         extra = {"logprob": logprob, "n_tokens": n_tokens, "n_bytes": len(doc["text"].encode("utf-8"))}
-        samples.append(Sample(task.name, doc["_id"], doc["text"][:200], "", extra=extra,
-                              scores={"nll_per_token": -logprob / max(1, n_tokens)}))
+        scores = ({"nll_per_token": -logprob / n_tokens, "empty_documents": 0.0} if n_tokens
+                  else {"empty_documents": 1.0})
+        samples.append(Sample(task.name, doc["_id"], doc["text"][:200], "", extra=extra, scores=scores))
     return samples

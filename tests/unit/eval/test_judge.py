@@ -113,7 +113,7 @@ def test_http_judge(endpoint, monkeypatch):
     assert body["model"] == "judge-1" and body["messages"][0]["content"] == "Which?" and auth == "Bearer secret"
     _Endpoint.mode = "text"
     assert judge.choose(["Which?"], ["A", "B"]) == [[0.0, 1.0]]
-    assert judge.choose(["Which?"], ["Yes", "No"]) == [[0.5, 0.5]]  # the answer names no label
+    assert judge.choose(["Which?"], ["Yes", "No"]) == [None]  # the answer names no label: no answer
     _Endpoint.mode = "error"
     with pytest.raises(UserError, match="judge endpoint"):
         judge.choose(["Which?"], ["A", "B"])
@@ -131,4 +131,40 @@ def test_refusal_judge_classifier(tiny_model, tmp_path):
 
     backend = ScriptedBackend(tokenizer, answer=lambda p: "nope" if "bad 1" in p else "ok, here")
     task = resolve_task("refusal", [f"data={rows}", "classifier=judge"])
-    assert run_task(task, backend, judge=RefusalJudge()).values() == {"refusal_rate": 0.5}
+    assert run_task(task, backend, judge=RefusalJudge()).values() == {"refusal_rate": 0.5, "judge_failures": 0.0}
+
+
+class SilentOn:
+    """A judge that gives no answer for prompts containing `word`, else prefers response A."""
+
+    def __init__(self, word):
+        self.word = word
+
+    def choose(self, prompts, labels):
+        return [None if self.word in p else [1.0] + [0.0] * (len(labels) - 1) for p in prompts]
+
+
+def test_a_judge_without_an_answer_is_a_failure_not_a_tie(tiny_model, alpaca_file, tmp_path):
+    """Instructions 0-3; the judge says nothing on Task 3. The other three, judged in both orders by
+    an always-A judge, are ties (win 0.5 each); Task 3 is left out and counted, so win_rate is 0.5
+    over 3 items with 1 failure. Were it a tie as before, the count would hide in tie_rate 4/4."""
+    _, tokenizer = tiny_model
+    result = _run(tokenizer, alpaca_file, lambda p: "answer", SilentOn("Task 3"))
+    assert result.values()["judge_failures"] == 1.0 and result.metrics["judge_failures"]["stderr"] is None
+    assert [s.scores.get("win_rate") for s in result.samples] == [0.5, 0.5, 0.5, None]
+    assert result.values()["win_rate"] == 0.5 and result.values()["tie_rate"] == 1.0
+    longer_wins = FixedJudge(lambda a, b: 0.9 if len(a) > len(b) else 0.1)
+
+    class LongerWinsButSilent(SilentOn):
+        def choose(self, prompts, labels):
+            return [None if self.word in p else row for p, row in zip(prompts, longer_wins.choose(prompts, labels))]
+
+    result = _run(tokenizer, alpaca_file, lambda p: "a much longer answer", LongerWinsButSilent("Task 0"))
+    assert result.values()["win_rate"] == 1.0 and result.values()["judge_failures"] == 1.0
+    assert 0 <= result.values()["lc_win_rate"] <= 1  # fitted on the three judged items
+
+    rows = tmp_path / "harmful.jsonl"
+    rows.write_text('{"prompt": "bad 1"}\n{"prompt": "bad 2"}\n')
+    task = resolve_task("refusal", [f"data={rows}", "classifier=judge"])
+    values = run_task(task, ScriptedBackend(tokenizer, answer=lambda p: "ok"), judge=SilentOn("bad 2")).values()
+    assert values == {"refusal_rate": 1.0, "judge_failures": 1.0}  # "bad 1": Yes (label 0); "bad 2": no verdict

@@ -26,12 +26,27 @@ def test_multiple_choice_acc_and_length_normalisation(tiny_model, tmp_path):
     assert [backend._text(r.continuation) for r in backend.scored] == ["x", "yyyyyyyy"]  # chat: no space
 
 
+def test_acc_norm_divides_by_the_choice_length_without_the_space(tiny_model, tmp_path):
+    """lm-evaluation-harness scores " " + choice but divides by len(choice): with log p -2.2 for
+    "ab" and -4.2 for "abcd", per choice character -1.1 < -1.05 picks "abcd"; dividing by
+    len(" " + choice) would give -0.733 > -0.84 and pick "ab"."""
+    _, tokenizer = tiny_model
+    rows = tmp_path / "mc.jsonl"
+    rows.write_text('{"question": "Pick", "choices": ["ab", "abcd"], "answer": 1}\n')
+    logprob = {" ab": -2.2, " abcd": -4.2}
+    backend = ScriptedBackend(tokenizer, score=lambda ctx, cont: logprob[cont], is_chat=False)
+    result = run_task(_task("multiple_choice", f"data={rows}"), backend)
+    assert [backend._text(r.continuation) for r in backend.scored] == [" ab", " abcd"]
+    assert -2.2 / 2 < -4.2 / 4 and -2.2 / 3 > -4.2 / 5  # the two divisors pick differently
+    assert result.values()["acc_norm"] == 1.0 and result.values()["acc"] == 0.0
+
+
 def test_multiple_choice_letters_few_shot_is_fixed_per_document(tiny_model, tmp_path):
     _, tokenizer = tiny_model
     rows = tmp_path / "mc.jsonl"
-    rows.write_text("".join(f'{{"question": "Q{i}", "choices": ["a", "b", "c"], "answer": {i % 3}}}\n'
-                            for i in range(6)))
-    task = _task("mmlu", f"data={rows}", "format=multiple_choice", "few_shot=2", "chat=false")
+    rows.write_text("".join(f'{{"question": "Q{i}", "choices": ["a", "b", "c"], "answer": {i % 3}, '
+                            f'"subject": "college_physics"}}\n' for i in range(6)))
+    task = _task("mmlu", f"data={rows}", "few_shot=2", "chat=false")
     prompts = {}
     for limit in (6, 3):
         backend = ScriptedBackend(tokenizer, is_chat=True)
@@ -42,6 +57,10 @@ def test_multiple_choice_letters_few_shot_is_fixed_per_document(tiny_model, tmp_
     first = prompts[3][0]
     assert first.startswith(tokenizer.bos_token) and "<|start_header_id|>" not in first  # plain text
     assert first.count("Answer:") == 3 and "Q0" in first.split("\n\n")[-1] and "A. a\nB. b\nC. c" in first
+    # the harness's subject line, once, before the examples
+    assert first.removeprefix(tokenizer.bos_token).split("\n\n")[0] == \
+        "The following are multiple choice questions (with answers) about college physics."
+    assert first.count("The following") == 1
 
 
 def test_generation_prompt_strategies_and_stop(tiny_model):

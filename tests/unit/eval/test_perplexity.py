@@ -50,3 +50,21 @@ def test_perplexity_equals_direct_computation(tiny_model, tmp_path):
                     for r in windows(ids, 12, 5) for i in range(len(r.continuation)))
     assert sliding.samples[0].extra["logprob"] == pytest.approx(by_window, abs=1e-4)
     assert sliding.samples[0].extra["n_tokens"] == len(ids) - 1
+
+
+def test_empty_documents_are_counted_and_an_empty_file_is_an_error(tiny_model, tmp_path):
+    from posttrain.errors import UserError
+
+    model, tokenizer = tiny_model
+    backend = HFBackend(model, tokenizer, batch_size=4, show_progress=False)
+    rows = tmp_path / "docs.jsonl"
+    rows.write_text('{"text": "The cat sat."}\n{"text": ""}\n{"text": "A dog ran."}\n')
+    result = run_task(resolve_task("perplexity", [f"data={rows}"]), backend)
+    assert result.values()["empty_documents"] == 1.0
+    scored = [s for s in result.samples if s.extra["n_tokens"]]
+    nll = -sum(s.extra["logprob"] for s in scored) / sum(s.extra["n_tokens"] for s in scored)
+    assert len(scored) == 2 and result.values()["perplexity"] == pytest.approx(math.exp(nll))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(UserError, match="empty.txt: no text to score"):
+        run_task(resolve_task("perplexity", [f"data={empty}"]), backend)

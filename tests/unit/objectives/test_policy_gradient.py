@@ -64,6 +64,41 @@ def test_aggregation_modes():
     assert pg.unit_count(mask, "token") == 4 and pg.unit_count(mask, "sequence_mean") == 2
 
 
+def test_the_three_aggregations_by_hand():
+    """Token losses [[1, 2, 3], [4, -, -]], N = 2 completions, L = max length 4. The step loss is
+    the unit sum divided by the unit count (what the loop does):
+    GRPO (sequence_mean): (6/3 + 4/1) / 2 = 3;  DAPO (token): 10 / 4 tokens = 2.5;
+    Dr. GRPO: 10 / (2 * 4) = 1.25, and every token's gradient is the constant 1/(N*L)."""
+    values = torch.tensor([[1.0, 2, 3], [4, 9, 9]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1, 1], [1, 0, 0]])
+
+    def step_loss(mode):
+        return pg.aggregate(values, mask, mode, max_length=4) / pg.unit_count(mask, mode)
+
+    assert [float(step_loss(m).detach()) for m in ("sequence_mean", "token", "dr_grpo")] == [3.0, 2.5, 1.25]
+    (grad,) = torch.autograd.grad(step_loss("dr_grpo"), values)
+    assert grad.tolist() == [[0.125, 0.125, 0.125], [0.125, 0, 0]]
+    (grad,) = torch.autograd.grad(step_loss("sequence_mean"), values)  # short completions weigh more
+    assert torch.allclose(grad, torch.tensor([[1 / 6, 1 / 6, 1 / 6], [0.5, 0, 0]]))
+    with pytest.raises(UserError, match="maximum completion length"):
+        pg.aggregate(values, mask, "dr_grpo")
+
+
+def test_dr_grpo_objective_divides_by_max_new_tokens():
+    """Through the loop's objective: unit = a completion, loss = sum of token losses / L; the
+    logged statistics stay per-completion token means."""
+    objective = pg.PolicyGradientObjective(eps_low=0.2, eps_high=0.2, aggregation="dr_grpo", kl_coef=0.0,
+                                           kl_kind="k3", max_length=8)
+    logps = torch.log(torch.tensor([[0.5, 0.25, 0.5], [0.5, 0.5, 0.5]]))
+    labels = torch.tensor([[5, 6, 7], [5, -100, -100]])
+    mb = {"input_ids": labels.clamp(min=0), "labels": labels, "advantages": torch.tensor([1.0, -2.0])}
+    loss, stats = objective.loss(lambda ids, labels: logps, mb)
+    # rho = 1: token loss -A; sums -3 (three tokens, A = 1) and +2 (one token, A = -2)
+    assert objective.weight(mb) == 2 and math.isclose(float(loss), (-3 + 2) / 8)
+    entropy = [-(math.log(0.5) * 2 + math.log(0.25)) / 3, -math.log(0.5)]
+    assert math.isclose(float(stats["entropy"]), sum(entropy), rel_tol=1e-6)
+
+
 def test_kl_penalty_enters_loss_and_stats():
     logps = torch.log(torch.tensor([[0.5]]))
     loss, stats = pg.policy_gradient_loss(logps, logps, torch.tensor([0.0]), torch.ones(1, 1),

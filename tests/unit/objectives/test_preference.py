@@ -232,9 +232,11 @@ def test_kto_desirable_raises_and_undesirable_lowers_likelihood():
 
 
 def test_kto_reference_point_is_detached_and_clamped():
-    """z0 = max(0, mean(policy - ref)): [1, 0.5] -> 0.75; [-1, -1] -> 0. No gradient reaches z0."""
-    assert math.isclose(float(po.kto_reference_point(t(-1, -2), t(-2, -2.5))), 0.75)
-    assert float(po.kto_reference_point(t(-3, -3), t(-2, -2))) == 0.0
+    """z0 = max(0, sum(policy - ref) / count): log-ratios [1, 0.5] -> 0.75; [-1, -1] -> 0; a count of
+    0 (no rows) -> 0. No gradient reaches z0."""
+    assert math.isclose(float(po.kto_reference_point((t(-1, -2) - t(-2, -2.5)).sum(), t(2.0))), 0.75)
+    assert float(po.kto_reference_point((t(-3, -3) - t(-2, -2)).sum(), t(2.0))) == 0.0
+    assert float(po.kto_reference_point(t(0.0), t(0.0))) == 0.0
     z0 = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     losses = po.kto(kto_batch([True, False], z0), PreferenceConfig()).losses
     assert torch.autograd.grad(losses.sum(), z0, allow_unused=True) == (None,)

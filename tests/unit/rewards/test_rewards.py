@@ -6,7 +6,7 @@ from posttrain.errors import UserError
 from posttrain.rewards import RewardSet, RewardTerm, build_reward_set, reward_function
 from posttrain.rewards.math import as_fraction, math_answer
 from posttrain.rewards.tasks import countdown, ifeval
-from posttrain.rewards.text import exact_match, exploration, format_match, similarity
+from posttrain.rewards.text import exact_match, exploration, format_match
 
 
 def user_reward(sample, completion, bonus=0.0):
@@ -40,13 +40,6 @@ def test_ifeval_all_instructions_must_hold():
     assert ifeval(sample, "all lower, with a comma") == 0.0
     with pytest.raises(UserError):
         ifeval({"instruction_id_list": ["no:such"], "kwargs": [{}]}, "x")
-
-
-def test_swe_rl_similarity_and_format_penalty():
-    sample = {"reference": "a = 1\n"}
-    assert similarity(sample, "patch:\n```python\na = 1\n```") == 1.0
-    assert 0 < similarity(sample, "```\na = 2\n```") < 1
-    assert similarity(sample, "a = 1") == -1.0
 
 
 def test_exact_match_normalises_case_and_period():
