@@ -1,6 +1,7 @@
 """`posttrain merge`: recipes end to end on tiny models, and bad input as one line with exit 2."""
 
 import json
+from pathlib import Path
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from posttrain.checkpoint.weights import read_state_dict, write_model_dir
 from posttrain.cli import main
+from posttrain.merging.recipe import load_merge_recipe
 
 
 def write_recipe(path, **recipe):
@@ -93,3 +95,9 @@ def test_recipe_values_are_checked_before_loading(family, tmp_path, capsys, bad,
     recipe = {"method": "ties", "base": str(family["base"]), "models": [str(family["a"])], **bad}
     code, err = merge(tmp_path, capsys, **recipe)
     assert code == 2 and problem in err
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[3] / "recipes").rglob("merge/*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_merge_recipe_validates(path):
+    assert load_merge_recipe(path).output
