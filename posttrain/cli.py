@@ -23,6 +23,7 @@ TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
 # adding a tool is one line here. Parsers import nothing heavy (torch is imported by tool_run).
 TOOL_MODULES: tuple[str, ...] = (
     "posttrain.merging.cli",
+    "posttrain.quantize.cli",
 )
 
 

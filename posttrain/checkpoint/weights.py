@@ -62,19 +62,21 @@ def read_config(model_dir: str | Path) -> dict:
 
 
 def write_model_dir(state: dict[str, torch.Tensor], reference_dir: str | Path, out: str | Path,
-                    dtype: str = "float32", config_updates: dict | None = None) -> Path:
+                    dtype: str = "float32", extra_files: dict[str, str] | None = None) -> Path:
     """Write `state` as out/model.safetensors beside reference_dir's config, tokenizer and other
-    non-weight files (config's dtype set to `dtype`), atomically."""
+    non-weight files (config's dtype set to `dtype`) and `extra_files` (name -> text), atomically."""
     reference_dir = Path(reference_dir)
 
     def write(tmp: Path) -> None:
         for f in reference_dir.iterdir():
             if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
                 shutil.copy2(f, tmp / f.name)
-        config = {**read_config(reference_dir), "dtype": dtype, **(config_updates or {})}
+        config = {**read_config(reference_dir), "dtype": dtype}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
                    for k, v in state.items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
 
     return write_dir_atomically(out, write)
