@@ -200,6 +200,30 @@ class GrpoSection(Section):
         return value
 
 
+class DistillSection(Section):
+    """`posttrain distill`: logit distillation from a teacher (objectives/distill.py)."""
+
+    teacher: str | None = None  # the teacher's model directory; its tokenizer must be the student's
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    beta: float = 0.5  # jsd: 0 is forward KL, 1 reverse KL
+    temperature: float = 1.0
+    top_k: int | None = None  # cache the teacher's top-k log-probs once (memory-mapped); None: on the fly
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_in_unit_interval(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"must be in [0, 1], got {value}")
+        return value
+
+    @field_validator("temperature", "top_k")
+    @classmethod
+    def _positive_or_unset(cls, value):
+        if value is not None and value <= 0:
+            raise ValueError(f"must be > 0, got {value}")
+        return value
+
+
 class LogConfig(Section):
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -218,6 +242,7 @@ class Recipe(Section):
     preference: PreferenceSection = PreferenceSection()
     reward: RewardSection = RewardSection()
     grpo: GrpoSection = GrpoSection()
+    distill: DistillSection = DistillSection()
     log: LogConfig = LogConfig()
 
     @field_validator("model", mode="before")
