@@ -208,8 +208,18 @@ class DistillSection(Section):
     beta: float = 0.5  # jsd: 0 is forward KL, 1 reverse KL
     temperature: float = 1.0
     top_k: int | None = None  # cache the teacher's top-k log-probs once (memory-mapped); None: on the fly
+    lmbda: float = 0.0  # GKD: share of steps whose responses the student samples itself (on-policy)
+    max_new_tokens: int = 64  # on-policy samples
+    sample_temperature: float = 1.0
 
-    @field_validator("beta")
+    @model_validator(mode="after")
+    def _on_policy_needs_live_teacher(self) -> DistillSection:
+        if self.lmbda > 0 and self.top_k:
+            raise ValueError("distill.lmbda > 0 scores fresh student samples, which a top-k cache "
+                             "cannot hold: unset distill.top_k")
+        return self
+
+    @field_validator("beta", "lmbda")
     @classmethod
     def _beta_in_unit_interval(cls, value: float) -> float:
         if not 0.0 <= value <= 1.0:

@@ -7,14 +7,20 @@ Loss (objectives/distill.py): forward KL, reverse KL or generalised JSD (beta) p
 summed and normalised by the loss tokens of the whole optimizer step, as SFT's NLL is. The teacher
 runs on the fly on each micro-batch (its decoder once, its head chunk by chunk), or, with
 distill.top_k, once before training into a memory-mapped top-k cache (model/teacher_cache.py),
-after which it is freed. Student-generated data (GKD's on-policy mixture) is not implemented here;
-sequence-level distillation is `posttrain sample` (teacher outputs) followed by `posttrain sft`.
+after which it is freed.
+
+GKD (Agarwal et al. 2024): with distill.lmbda > 0, each optimizer step is, with probability lmbda
+(seeded by the step, so a resume replays it), on-policy: every row's response is replaced by one
+the student samples from its current weights (through the evaluation engine's HF backend, as GRPO's
+rollouts are), for the row's first prompt, and the teacher scores those tokens on the fly.
+Sequence-level distillation is `posttrain sample` (teacher outputs) followed by `posttrain sft`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import random
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +31,7 @@ from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import conversation_examples, load_sources, max_length_for, split_holdout
 from posttrain.errors import UserError
+from posttrain.eval.backend import GenerationRequest, HFBackend
 from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
 from posttrain.model.load import context_length, load_model, load_tokenizer, resolve_model_path
 from posttrain.model.teacher_cache import TopkCache, write_topk_cache
@@ -113,6 +120,10 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     collate = functools.partial(_collate, pad_id=tok.pad_token_id, cache=cache)
     plan = EpochPlan(units[:len(train)], collate, ctx.layout, recipe.seed, recipe.train.max_steps,
                      recipe.train.epochs)
+    if cfg.lmbda > 0:
+        backend = HFBackend(ctx.model, tok, batch_size=recipe.train.micro_batch_size, seed=recipe.seed,
+                            show_progress=False)
+        plan = OnPolicyMixture(plan, backend, tok.pad_token_id, recipe)
     job = loop.TrainJob(
         recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
         policy=DistillPolicy(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok, plan=plan,
@@ -120,3 +131,33 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         eval_batches=eval_micro_batches(units[len(train):], collate, ctx.layout),
         extra_eval=generation_eval(recipe.eval, tok, recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)
+
+
+class OnPolicyMixture:
+    """GKD's data: the fixed plan's micro-batches, or on a step drawn with probability lmbda, the
+    same prompts answered by the student's own samples (see the module docstring)."""
+
+    def __init__(self, plan: EpochPlan, backend: HFBackend, pad_id: int, recipe: Recipe):
+        self.plan, self.backend, self.pad_id, self.recipe = plan, backend, pad_id, recipe
+        self.total_steps = plan.total_steps
+
+    def on_policy(self, step: int) -> bool:
+        return random.Random(f"{self.recipe.seed}/gkd/{step}").random() < self.recipe.distill.lmbda
+
+    def steps(self, start: int = 0):
+        for step, micro_batches in enumerate(self.plan.steps(start), start):
+            yield [self._sampled(mb, step) for mb in micro_batches] if self.on_policy(step) else micro_batches
+
+    def _sampled(self, mb: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        cfg, prompts, ends = self.recipe.distill, [], []
+        for ids, labels in zip(mb["input_ids"].tolist(), mb["labels"].tolist()):
+            trained = [t for t, label in enumerate(labels) if label != IGNORE]
+            prompts.append(ids[:trained[0]])
+            ends.append(labels[trained[-1]])  # the turn-end token the template closes a response with
+        requests = [GenerationRequest(p, cfg.max_new_tokens, temperature=cfg.sample_temperature) for p in prompts]
+        completions = self.backend.generate_tokens(requests, seed=self.recipe.seed * 100_003 + step)
+        examples = []
+        for prompt, completion, end in zip(prompts, completions, ends):
+            response = completion + [end] if len(completion) < cfg.max_new_tokens else completion
+            examples.append(Example(prompt + response, [IGNORE] * len(prompt) + response))
+        return collate_padded(examples, self.pad_id)

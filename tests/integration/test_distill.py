@@ -62,7 +62,9 @@ def _losses(run_dir):
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.mark.parametrize("extra", [[], ["distill.top_k=32", "distill.loss=jsd"]], ids=["on_the_fly", "topk_jsd"])
+@pytest.mark.parametrize("extra", [[], ["distill.top_k=32", "distill.loss=jsd"],
+                                   ["distill.lmbda=1.0", "distill.max_new_tokens=8", "distill.loss=reverse_kl"]],
+                         ids=["on_the_fly", "topk_jsd", "gkd_on_policy"])
 def test_distill_lowers_the_divergence(tiny_dir, teacher_dir, small_data, tmp_path, extra):
     recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{small_data['sft']}]", f"distill.teacher={teacher_dir}",
                                 "train.micro_batch_size=8", "train.max_steps=12", "train.lr=3e-3",
@@ -89,3 +91,33 @@ def test_teacher_with_another_tokenizer_is_one_line(tiny_dir, teacher_dir, small
     recipe.write_text(yaml.safe_dump({"model": str(tiny_dir), "data": [str(small_data["sft"])]}))
     assert main(["distill", str(recipe), "--output-dir", str(tmp_path / "run")]) == 2
     assert "needs distill.teacher" in capsys.readouterr().err
+
+
+def test_on_policy_with_a_topk_cache_is_refused():
+    from posttrain.errors import UserError
+
+    with pytest.raises(UserError, match="cannot hold"):
+        load_recipe(None, ["distill.lmbda=0.5", "distill.top_k=8"])
+
+
+def test_on_policy_step_keeps_prompts_and_trains_on_student_samples(tiny_dir):
+    from posttrain.data.batching import Example
+    from posttrain.eval.backend import HFBackend
+    from posttrain.stages.distill import OnPolicyMixture
+
+    rows = [Example([0, 10, 11, 12, 13, 4], [-100, -100, -100, 12, 13, 4]), Example([0, 20, 21, 4], [-100, -100, 21, 4])]
+
+    class FixedPlan:
+        total_steps = 1
+
+        def steps(self, start=0):
+            yield [collate_padded(rows, 5)]
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    backend = HFBackend(model, load_tokenizer(str(tiny_dir)), batch_size=2, seed=0, show_progress=False)
+    recipe = load_recipe(None, ["distill.lmbda=1.0", "distill.max_new_tokens=3"])
+    (mb,) = next(OnPolicyMixture(FixedPlan(), backend, 5, recipe).steps())
+    assert mb["input_ids"][0, :3].tolist() == [0, 10, 11] and mb["input_ids"][1, :2].tolist() == [0, 20]
+    assert mb["labels"][0, :3].tolist() == [-100] * 3 and mb["labels"][1, :2].tolist() == [-100] * 2
+    sampled = (mb["labels"] != -100).sum(dim=1).tolist()
+    assert all(1 <= n <= 4 for n in sampled)  # up to 3 sampled tokens (+ the turn end when it stopped)
