@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posttrain.errors import UserError
 
@@ -205,11 +205,11 @@ class DistillSection(Section):
 
     teacher: str | None = None  # the teacher's model directory; its tokenizer must be the student's
     loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
-    beta: float = 0.5  # jsd: 0 is forward KL, 1 reverse KL
-    temperature: float = 1.0
-    top_k: int | None = None  # cache the teacher's top-k log-probs once (memory-mapped); None: on the fly
-    lmbda: float = 0.0  # GKD: share of steps whose responses the student samples itself (on-policy)
-    max_new_tokens: int = 64  # on-policy samples
+    beta: float = Field(0.5, ge=0.0, le=1.0)  # jsd: 0 is forward KL, 1 reverse KL
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int | None = Field(None, gt=0)  # cache the teacher's top-k log-probs once; None: on the fly
+    lmbda: float = Field(0.0, ge=0.0, le=1.0)  # GKD: share of steps on the student's own samples
+    max_new_tokens: int = Field(64, gt=0)  # on-policy samples
     sample_temperature: float = 1.0
 
     @model_validator(mode="after")
@@ -218,20 +218,6 @@ class DistillSection(Section):
             raise ValueError("distill.lmbda > 0 scores fresh student samples, which a top-k cache "
                              "cannot hold: unset distill.top_k")
         return self
-
-    @field_validator("beta", "lmbda")
-    @classmethod
-    def _beta_in_unit_interval(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"must be in [0, 1], got {value}")
-        return value
-
-    @field_validator("temperature", "top_k")
-    @classmethod
-    def _positive_or_unset(cls, value):
-        if value is not None and value <= 0:
-            raise ValueError(f"must be > 0, got {value}")
-        return value
 
 
 class LogConfig(Section):
