@@ -49,15 +49,15 @@ def test_instruction_residual_recovers_sft_accuracy(parity_sft, tiny_default_dir
 
 @pytest.mark.slow
 def test_distilled_student_against_sft_student(parity_sft, tiny_default_dir, tmp_path):
-    steps = [f"model={tiny_default_dir}", f"data=[{parity_sft['train']}]", "train.max_steps=STEPS", *SFT]
-    steps = [s.replace("STEPS", "15") for s in steps]
-    sft.run(load_recipe(None, steps), output_dir=str(tmp_path / "student-sft"))
-    distill.run(load_recipe(None, [*steps, f"distill.teacher={parity_sft['sft']}"]),
+    common = [f"model={tiny_default_dir}", f"data=[{parity_sft['train']}]", "train.max_steps=30", *SFT]
+    sft.run(load_recipe(None, common), output_dir=str(tmp_path / "student-sft"))
+    distill.run(load_recipe(None, [*common, f"distill.teacher={parity_sft['sft']}"]),
                 output_dir=str(tmp_path / "student-kd"))
     tests = parity_sft["tests"]
     sft_acc = _accuracy(tmp_path / "student-sft" / "final", tests, tmp_path)
     kd_acc = _accuracy(tmp_path / "student-kd" / "final", tests, tmp_path)
     teacher_acc = _accuracy(parity_sft["sft"], tests, tmp_path)
-    print(f"exact match after 15 steps: teacher {teacher_acc:.3f} sft student {sft_acc:.3f} "
+    print(f"exact match after 30 steps: teacher {teacher_acc:.3f} sft student {sft_acc:.3f} "
           f"distilled student {kd_acc:.3f}")
+    # Measured: teacher 82.5%, SFT student 47.5% (still at chance), distilled student 60%.
     assert kd_acc > sft_acc, (teacher_acc, sft_acc, kd_acc)
