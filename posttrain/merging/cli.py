@@ -12,6 +12,13 @@ def add_parsers(subparsers) -> None:
                    help="override a recipe key, e.g. --set density=0.3")
     p.set_defaults(tool_run=_run)
 
+    q = subparsers.add_parser("cycleqd", help="CycleQD: quality-diversity search over merges of "
+                              "per-task experts (MAP-Elites, merge crossover, SVD mutation)")
+    q.add_argument("recipe", help="cycleqd recipe YAML (base, experts, tasks, generations, ...)")
+    q.add_argument("--out", help="output directory (default: the recipe's output)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    q.set_defaults(tool_run=_cycleqd)
+
 
 def _run(args) -> int:
     from posttrain.merging.recipe import load_merge_recipe
@@ -19,4 +26,13 @@ def _run(args) -> int:
 
     recipe = load_merge_recipe(args.recipe, args.overrides)
     print(run_merge(recipe, args.out))
+    return 0
+
+
+def _cycleqd(args) -> int:
+    from posttrain.merging import cycleqd_run
+    from posttrain.merging.recipe import CycleQDRecipe, load_yaml_recipe
+
+    recipe = load_yaml_recipe(args.recipe, CycleQDRecipe, args.overrides)
+    print(cycleqd_run.table(cycleqd_run.run(recipe, args.out)))
     return 0

@@ -89,19 +89,56 @@ class MergeRecipe(Section):
 
 
 def load_merge_recipe(path: str | Path, overrides: list[str] = ()) -> MergeRecipe:
-    """Read, override (`--set key=value`) and validate a merge recipe; one-line errors."""
+    return load_yaml_recipe(path, MergeRecipe, overrides)
+
+
+class QDTask(Section):
+    """One CycleQD task: prompts with references, scored by exact match of the generated answer."""
+
+    data: str
+    answer: Literal["final_number", "text"] = "text"
+    max_new_tokens: int = 16
+    name: str | None = None  # default: the file name
+
+
+class CycleQDRecipe(Section):
+    """`posttrain cycleqd RECIPE.yaml`: experts (one per task, fine-tunes of `base`), their tasks
+    in the same order, and the search's settings (posttrain/merging/cycleqd.py)."""
+
+    base: str
+    experts: list[str]
+    tasks: list[QDTask]
+    generations: int = 12
+    bins: int = 4
+    mu: float = 0.5  # crossover weights ~ N(mu, sigma_crossover)
+    sigma_crossover: float = 0.1
+    sigma_mutation: float = 0.05
+    limit: int | None = 40  # prompts per task evaluation
+    seed: int = 0
+    output: str | None = None
+
+    @model_validator(mode="after")
+    def _one_task_per_expert(self) -> CycleQDRecipe:
+        if len(self.experts) < 2 or len(self.experts) != len(self.tasks):
+            raise ValueError(f"cycleqd needs >= 2 experts and one task per expert "
+                             f"(got {len(self.experts)} experts, {len(self.tasks)} tasks)")
+        return self
+
+
+def load_yaml_recipe(path: str | Path, schema: type[Section], overrides: list[str] = ()) -> Section:
+    """Read, override (`--set key=value`) and validate a tool recipe; one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: merge recipe file not found")
+        raise UserError(f"{path}: recipe file not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: a merge recipe is a mapping of keys, got {type(raw).__name__}")
+        raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
     for item in overrides:
         apply_override(raw, item)
     try:
-        return MergeRecipe.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
-        raise UserError(describe_validation_error(err.errors()[0], str(path), root=MergeRecipe)) from None
+        raise UserError(describe_validation_error(err.errors()[0], str(path), root=schema)) from None
