@@ -42,3 +42,27 @@ def test_search_finds_merges_that_score_on_both_tasks():
     both = [e for a in archives for e in a.cells.values() if min(e.scores) > 0.5]
     assert both and all(e.name.startswith("child") for e in both)
     assert archives[0].best().scores[0] >= 1.0 and archives[1].best().scores[1] >= 1.0
+
+
+def test_cycleqd_command_writes_archive_bests(family, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from posttrain.cli import main
+
+    tasks = []
+    for name, answer in [("one", "1"), ("two", "2")]:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"prompt": f"Say {answer}", "reference": answer}) + "\n" for _ in range(2)))
+        tasks.append({"data": str(path), "answer": "text", "max_new_tokens": 2, "name": name})
+    recipe = tmp_path / "qd.yaml"
+    recipe.write_text(yaml.safe_dump({"base": str(family["base"]), "experts": [str(family["a"]), str(family["b"])],
+                                      "tasks": tasks, "generations": 2, "limit": 2}))
+    assert main(["cycleqd", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "cycleqd.json").read_text())
+    assert len(report["experts"]) == 2 and len(report["children"]) == 2 and set(report["best"]) == {"one", "two"}
+    assert (tmp_path / "out" / "best-one" / "model.safetensors").is_file()
+    assert "| average of the experts |" in capsys.readouterr().out
+    recipe.write_text(yaml.safe_dump({"base": str(family["base"]), "experts": [str(family["a"])], "tasks": tasks[:1]}))
+    assert main(["cycleqd", str(recipe), "--out", str(tmp_path / "out2")]) == 2
