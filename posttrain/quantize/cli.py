@@ -22,7 +22,10 @@ def add_parsers(subparsers) -> None:
     s.add_argument("model", help="model directory or 'tiny'")
     s.add_argument("--text", required=True, help="text file (jsonl 'text' rows) for perplexity")
     s.add_argument("--task-data", required=True, help="prompt/reference rows, scored by exact match "
-                   "of the final number (e.g. the quickstart's test.jsonl)")
+                   "(e.g. the quickstart's test.jsonl)")
+    s.add_argument("--answer", default="final_number", choices=["final_number", "text"],
+                   help="what is compared with the reference: the last number, or the whole answer")
+    s.add_argument("--max-new-tokens", type=int, default=64)
     s.add_argument("--methods", default="rtn,nf4,int8,gptq,awq")
     s.add_argument("--bits", type=_int_list, default=[8, 4, 3, 2], help="comma-separated, e.g. 8,4,3,2")
     s.add_argument("--group-size", type=int, default=64)
@@ -50,7 +53,7 @@ def _study(args) -> int:
     if unknown:
         raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     rows = run_study(args.model, args.text, args.task_data, methods, args.bits, args.group_size,
-                     args.limit, args.batch_size)
+                     args.limit, args.batch_size, args.answer, args.max_new_tokens)
     print(table(rows))
     if args.out:
         print(write_study(args.out, rows))

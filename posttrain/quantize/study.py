@@ -32,7 +32,7 @@ def study_configs(methods: list[str], bits: list[int], group_size: int | None) -
 
 def run_study(model: str, text: str, task_data: str, methods: list[str], bits: list[int],
               group_size: int | None, limit: int | None, batch_size: int,
-              max_new_tokens: int = 64) -> list[dict]:
+              answer: str = "final_number", max_new_tokens: int = 64) -> list[dict]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -54,7 +54,7 @@ def run_study(model: str, text: str, task_data: str, methods: list[str], bits: l
     tokenizer, original = load_tokenizer(path), read_state_dict(path)
     net = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tasks = [{"name": "perplexity", "kind": "perplexity", "format": "text", "data": text},
-             exact_match_task(task_data, "final_number", max_new_tokens)]
+             exact_match_task(task_data, answer, max_new_tokens)]
     rows, bar = [], progress_bar(len(configs) + 1, desc="quantize-study")
     for c in [{"method": "none (fp32)", "bits": 32, "group_size": None}, *configs]:
         bar.update(1)
@@ -62,8 +62,10 @@ def run_study(model: str, text: str, task_data: str, methods: list[str], bits: l
             rows.append({**c, "perplexity": None, "exact_match": None, "note": UNAVAILABLE[c["method"]]})
             continue
         full = c["method"] == "none (fp32)"
-        net.load_state_dict(original if full else quantize_state(original, c["method"], c["bits"],
-                                                                 c["group_size"]), strict=False)
+        loaded = net.load_state_dict(original if full else quantize_state(original, c["method"], c["bits"],
+                                                                          c["group_size"]), strict=False)
+        if loaded.unexpected_keys:  # strict=False only tolerates a tied head absent from the files
+            raise UserError(f"{path}: weights do not fit its config: {loaded.unexpected_keys[:3]}")
         metrics = evaluate_tasks(net, tokenizer, tasks, limit, batch_size)
         rows.append({**c, "perplexity": metrics["perplexity/perplexity"],
                      "exact_match": metrics["exact_match/exact_match"]})
