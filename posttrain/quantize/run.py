@@ -4,6 +4,7 @@ quantization.json saying how they were made."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def check_arguments(method: str, bits: int, group_size: int | None) -> None:
 
     if method in UNAVAILABLE:
         raise UserError(UNAVAILABLE[method])
+    if method in ("nf4", "int8") and importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"--method {method} needs bitsandbytes: pip install 'posttrain[quantize]'")
     if method == "rtn" and bits not in RTN_BITS:
         raise UserError(f"--bits {bits}: rtn quantises to 2..8 bits")
     if method == "nf4" and bits != 4:
