@@ -32,7 +32,7 @@ def parity_sft(tmp_path_factory, tiny_default_dir):
 def test_instruction_residual_recovers_sft_accuracy(parity_sft, tiny_default_dir, tmp_path):
     text = write_jsonl(tmp_path / "prose.jsonl", pretrain_rows(200, seed=5))
     pretrain.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{text}]", "data.max_length=128",
-                                    "train.micro_batch_size=8", "train.max_steps=25", "train.lr=1e-3",
+                                    "train.micro_batch_size=8", "train.max_steps=15", "train.lr=1e-3",
                                     "train.warmup_steps=5", "log.tensorboard=false"]),
                  output_dir=str(tmp_path / "cpt"))
     merged = run_merge(MergeRecipe(method="instruction_residual", models=[str(parity_sft["sft"])],
@@ -56,8 +56,7 @@ def test_distilled_student_against_sft_student(parity_sft, tiny_default_dir, tmp
     tests = parity_sft["tests"]
     sft_acc = _accuracy(tmp_path / "student-sft" / "final", tests, tmp_path)
     kd_acc = _accuracy(tmp_path / "student-kd" / "final", tests, tmp_path)
-    teacher_acc = _accuracy(parity_sft["sft"], tests, tmp_path)
-    print(f"exact match after 30 steps: teacher {teacher_acc:.3f} sft student {sft_acc:.3f} "
-          f"distilled student {kd_acc:.3f}")
-    # Measured: teacher 82.5%, SFT student 47.5% (still at chance), distilled student 60%.
-    assert kd_acc > sft_acc, (teacher_acc, sft_acc, kd_acc)
+    print(f"exact match after 30 steps: sft student {sft_acc:.3f} distilled student {kd_acc:.3f}")
+    # Measured: teacher 82.5%, SFT student 47.5% (at chance), distilled student 60%. At 45 steps
+    # SFT is ahead (77.5% vs 71.3%): README.md, Distillation, has the sweep.
+    assert kd_acc > sft_acc, (sft_acc, kd_acc)
