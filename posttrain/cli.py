@@ -16,13 +16,15 @@ import warnings
 from posttrain.errors import RunStopped, UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
-                "grpo")
+                "grpo", "distill")
 
 # One-shot tools that live in their own folders. Each module defines `add_parsers(subparsers)`,
 # which registers its sub-commands with `set_defaults(tool_run=<function(args) -> int | None>)`;
 # adding a tool is one line here. Parsers import nothing heavy (torch is imported by tool_run).
 TOOL_MODULES: tuple[str, ...] = (
     "posttrain.report.cli",
+    "posttrain.merging.cli",
+    "posttrain.quantize.cli",
 )
 
 
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub, "kto", "KTO on unpaired desirable/undesirable examples")
     _train_parser(sub, "reward", "train a reward model (Bradley-Terry, margin, scaled BT, regression)")
     _train_parser(sub, "grpo", "online RL with verifiable rewards (GRPO, RLOO)")
+    _train_parser(sub, "distill", "logit distillation from a teacher (forward/reverse KL, JSD)")
 
     g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
     g.add_argument("model", help="model directory, hub id, or 'tiny'")

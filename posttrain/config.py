@@ -236,6 +236,26 @@ class GrpoSection(Section):
         return self
 
 
+class DistillSection(Section):
+    """`posttrain distill`: logit distillation from a teacher (objectives/distill.py)."""
+
+    teacher: str | None = None  # the teacher's model directory; its tokenizer must be the student's
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    beta: float = Field(0.5, ge=0.0, le=1.0)  # jsd: 0 is forward KL, 1 reverse KL
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int | None = Field(None, gt=0)  # cache the teacher's top-k log-probs once; None: on the fly
+    lmbda: float = Field(0.0, ge=0.0, le=1.0)  # GKD: share of steps on the student's own samples
+    max_new_tokens: int = Field(64, gt=0)  # on-policy samples
+    sample_temperature: float = 1.0
+
+    @model_validator(mode="after")
+    def _on_policy_needs_live_teacher(self) -> DistillSection:
+        if self.lmbda > 0 and self.top_k:
+            raise ValueError("distill.lmbda > 0 scores fresh student samples, which a top-k cache "
+                             "cannot hold: unset distill.top_k")
+        return self
+
+
 class LogConfig(Section):
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -254,6 +274,7 @@ class Recipe(Section):
     preference: PreferenceSection = PreferenceSection()
     reward: RewardSection = RewardSection()
     grpo: GrpoSection = GrpoSection()
+    distill: DistillSection = DistillSection()
     log: LogConfig = LogConfig()
 
     @field_validator("model", mode="before")

@@ -138,6 +138,15 @@ def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: 
     return directory
 
 
+def write_dir_atomically(directory: str | os.PathLike, write) -> Path:
+    """Run write(tmp_dir) and publish tmp_dir under `directory` in one rename (for tools that write
+    model files themselves: merge, quantize)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _write_dir_atomically(directory, write)
+    return directory
+
+
 def remove_stale_tmp_dirs(root: Path) -> None:
     """Delete .tmp-* directories that a killed save left behind (only the main process saves, so none is live)."""
     for entry in root.glob(TMP_PREFIX + "*"):

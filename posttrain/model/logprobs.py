@@ -45,20 +45,29 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
     lets the head compute its gradient in the forward pass (model/fused_head.py)."""
+    hidden, targets, keep = loss_hidden(model, input_ids, labels, position_ids, attention_mask)
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    head = model.get_output_embeddings()
+    if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
+        picked = SummedLogprobHead.apply(hidden, head.weight, targets, chunk_size)
+    else:
+        picked = selected_logprobs(head, hidden, targets, chunk_size, softcap)
+    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    out[:, 1:][keep] = picked
+    return out
+
+
+def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                position_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The decoder once: final hidden states at the positions that predict a label [N, H], those
+    labels [N], and where they are ([B, T-1] mask, row-major: the order of the N rows)."""
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=position_ids, use_cache=False)
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    head = model.get_output_embeddings()
-    if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
-        picked = SummedLogprobHead.apply(hidden[keep], head.weight, targets[keep], chunk_size)
-    else:
-        picked = selected_logprobs(head, hidden[keep], targets[keep], chunk_size, softcap)
-    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-    out[:, 1:][keep] = picked
-    return out
+    return hidden[keep], targets[keep], keep
 
 
 class TokenLogprobs(nn.Module):
