@@ -1,0 +1,44 @@
+"""Commands of the generation tools: `posttrain sample`, `posttrain data concat`, `posttrain serve`.
+
+    posttrain data concat SHARD_0.jsonl SHARD_1.jsonl ... --out ALL.jsonl
+
+joins the outputs of `--shard 0/K` ... `--shard K-1/K` of one job (any order on the command line)
+in row order, with one manifest summing their counts and failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from posttrain.errors import UserError
+
+
+def add_parsers(subparsers) -> None:
+    from posttrain.generation.sample import add_sample_parser
+
+    add_sample_parser(subparsers)
+    subparsers.choices["sample"].set_defaults(tool_run=_sample)
+    data = subparsers.add_parser("data", help="data-file tools (concat: join the shards of a job)")
+    verbs = data.add_subparsers(dest="data_command", required=True)
+    concat = verbs.add_parser("concat", help="join the outputs of --shard 0/K ... K-1/K into one file")
+    concat.add_argument("shards", nargs="+", help="the shards' output files")
+    concat.add_argument("--out", required=True)
+    concat.set_defaults(tool_run=_concat)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from posttrain.generation.sample import sample_command
+
+    return sample_command(args)
+
+
+def _concat(args: argparse.Namespace) -> int:
+    from posttrain.generation.jobs import concat_shards, manifest_path
+    from pathlib import Path
+
+    if not args.shards:
+        raise UserError("data concat needs the shards' output files")
+    merged = concat_shards(args.shards, args.out)
+    print(f"wrote {merged['counts']['rows_out']} rows from {len(args.shards)} shards to {args.out} "
+          f"(manifest: {manifest_path(Path(args.out))})")
+    return 1 if merged["failures"] else 0
