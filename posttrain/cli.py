@@ -23,6 +23,7 @@ TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
 # adding a tool is one line here. Parsers import nothing heavy (torch is imported by tool_run).
 TOOL_MODULES: tuple[str, ...] = (
     "posttrain.generation.cli",
+    "posttrain.scoring.cli",
 )
 
 
@@ -59,10 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-chat", action="store_true", help="raw text continuation (base models)")
 
     from posttrain.eval.cli import add_eval_parser
-    from posttrain.reward_cli import add_reward_parsers
 
     add_eval_parser(sub)
-    add_reward_parsers(sub)
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).add_parsers(sub)
 
@@ -100,10 +99,6 @@ def run_command(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         stage = importlib.import_module(f"posttrain.stages.{args.command}")
         stage.run(recipe, output_dir=args.output_dir, resume=args.resume)
-    elif args.command in ("reward-eval", "score"):
-        from posttrain.reward_cli import run_reward_command
-
-        run_reward_command(args)
     elif args.command == "eval":
         from posttrain.eval.cli import eval_command
 
