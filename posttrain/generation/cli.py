@@ -21,6 +21,12 @@ def add_parsers(subparsers) -> None:
     subparsers.choices["sample"].set_defaults(tool_run=_sample)
     add_serve_parser(subparsers)
     subparsers.choices["serve"].set_defaults(tool_run=_serve)
+    it = subparsers.add_parser("iterate", help="K rounds of sample -> score -> pairs -> dpo -> eval "
+                               "(iterative on-policy DPO, SELM)")
+    it.add_argument("recipe", help="iterate recipe YAML (see posttrain/generation/iterate.py)")
+    it.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    it.add_argument("--output-dir", help="default: the recipe's output_dir")
+    it.set_defaults(tool_run=_iterate)
     data = subparsers.add_parser("data", help="data-file tools (concat: join the shards of a job)")
     verbs = data.add_subparsers(dest="data_command", required=True)
     concat = verbs.add_parser("concat", help="join the outputs of --shard 0/K ... K-1/K into one file")
@@ -37,6 +43,13 @@ def add_serve_parser(subparsers) -> None:
     p.add_argument("--name", help="the model's id in /v1/models (default: MODEL as given)")
     p.add_argument("--batch-size", type=int, default=16, help="completions generated together")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
+
+def _iterate(args: argparse.Namespace) -> int:
+    from posttrain.generation.iterate import load_iterate_recipe, run_iterate
+
+    run_iterate(load_iterate_recipe(args.recipe, args.overrides), args.output_dir)
+    return 0
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,18 @@ TERM_KEYS = ("weight", "label", "verifier")
 SFT_MODES = ("verified", "majority")
 
 
+def split_scorer(spec: str) -> tuple[str, str]:
+    """(name, options text): the options start at the first ':' followed by 'key=', so a dotted
+    path 'pkg.module:function' and a URL inside an option value stay whole."""
+    found = re.match(r"^(.*?):(\w+=.*)$", spec)
+    return (found.group(1).strip(), found.group(2)) if found else (spec.strip(), "")
+
+
 def parse_scorer(spec: str):
     """'NAME' or 'NAME:key=value,key=value' (values typed as YAML) -> a RewardTerm."""
     from posttrain.rewards import RewardTerm, reward_function
 
-    name, _, rest = spec.partition(":")
+    name, rest = split_scorer(spec)
     options: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
@@ -49,9 +57,9 @@ def parse_scorer(spec: str):
             raise UserError(f"--scorer {spec!r}: expected NAME:key=value,... got {item!r}")
         options[key.strip()] = yaml.safe_load(value)
     term = {k: options.pop(k) for k in TERM_KEYS if k in options}
-    fn, verifier = reward_function(name.strip(), options)
-    return RewardTerm(term.get("label") or name.strip(), float(term.get("weight", 1.0)), fn,
-                      bool(term["verifier"]) if "verifier" in term else verifier), name.strip()
+    fn, verifier = reward_function(name, options)
+    return RewardTerm(term.get("label") or name, float(term.get("weight", 1.0)), fn,
+                      bool(term["verifier"]) if "verifier" in term else verifier)
 
 
 def completion_text(value: Any, where: str) -> str:
@@ -212,9 +220,9 @@ def score_command(args: argparse.Namespace) -> int:
         raise UserError("name at least one scorer: --scorer NAME (e.g. math, reward_model:path=DIR)")
     shard = Shard.parse(args.shard)
     items = read_scoring_rows(args.data)
-    names = [spec.partition(":")[0].strip() for spec in specs]
+    names = [split_scorer(spec)[0] for spec in specs]
     check_inputs(items, names, args.data)  # before any model loads
-    terms = [parse_scorer(spec)[0] for spec in specs]
+    terms = [parse_scorer(spec) for spec in specs]
     identity = {"command": "score", "inputs": [input_identity(args.data, len(items))], "scorers": specs}
     spec = JobSpec(Path(scored_out), args.batch_size, identity, shard, desc="score", show_progress=not args.quiet)
     manifest = run_job(items, ScoreBatch(RewardSet(terms)), spec)
