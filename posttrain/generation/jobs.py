@@ -114,7 +114,7 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
     parts = _open_parts(out, spec)
     started = time.monotonic()
     todo = [b for b in range(len(batches)) if not _is_done(parts, b)]
-    done_items = sum(len(batches[b]) for b in range(len(batches)) if b not in set(todo))
+    done_items = len(mine) - sum(len(batches[b]) for b in todo)
     with tqdm(total=len(mine), initial=done_items, desc=spec.desc, unit="row", dynamic_ncols=True,
               disable=not spec.show_progress or not todo) as bar:
         for b in todo:
