@@ -25,6 +25,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.report.cli",
     "posttrain.merging.cli",
     "posttrain.quantize.cli",
+    "posttrain.generation.cli",
+    "posttrain.scoring.cli",
 )
 
 
@@ -76,10 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-chat", action="store_true", help="raw text continuation (base models)")
 
     from posttrain.eval.cli import add_eval_parser
-    from posttrain.reward_cli import add_reward_parsers
 
     add_eval_parser(sub)
-    add_reward_parsers(sub)
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).add_parsers(sub)
 
@@ -117,10 +117,6 @@ def run_command(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         stage = importlib.import_module(f"posttrain.stages.{args.command}")
         stage.run(recipe, output_dir=args.output_dir, resume=args.resume)
-    elif args.command in ("reward-eval", "score"):
-        from posttrain.reward_cli import run_reward_command
-
-        run_reward_command(args)
     elif args.command == "eval":
         from posttrain.eval.cli import eval_command
 

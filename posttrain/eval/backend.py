@@ -7,14 +7,17 @@ only implements these two:
 Requests carry token ids, built by the task with the model's own tokenizer (and chat template),
 so every backend scores exactly the same tokens. RL rollouts (stages/grpo.py) use the same
 backends through two more calls: generate_tokens (the completion's token ids, which the policy
-is then trained on) and sync_weights (generate with the policy's current weights).
+is then trained on) and sync_weights (generate with the policy's current weights). Data
+generation (`posttrain sample`, `posttrain serve`) asks for `complete`: text plus finish reason,
+token count and the completion's log-prob under the model. A backend that answers over the network
+(openai_backend.py) may return a RequestFailed for a request instead of a Completion.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -49,6 +52,23 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     top_p: float = 1.0
+    messages: tuple | None = None  # the chat the prompt was rendered from (for chat-only HTTP servers)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop": eos or a stop string; "length": max_new_tokens reached
+    num_tokens: int
+    logprob: float | None = None  # sum of the model's log-probs of the completion's tokens
+    token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """A request that got no answer after the backend's retries, and why."""
+
+    error: str
 
 
 class Backend(Protocol):
@@ -71,6 +91,10 @@ class Backend(Protocol):
 
     def sync_weights(self, model) -> None:
         """Generate from now on with `model`'s current weights (the policy being trained)."""
+        ...
+
+    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
+                 logprobs: bool = False) -> list[Completion | RequestFailed]:
         ...
 
 
@@ -133,6 +157,18 @@ class HFBackend:
                     outputs[index] = ids
         return outputs
 
+    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
+                 logprobs: bool = False) -> list[Completion]:
+        """generate_tokens, then each completion cut at its stop strings; `logprobs` adds one scoring
+        pass: the sum of log p(token | prefix) at temperature 1 over the kept tokens."""
+        generated = self.generate_tokens(requests, desc, seed)
+        done = [completion_from_ids(self.tokenizer, ids, r) for ids, r in zip(generated, requests)]
+        if not logprobs:
+            return done
+        scored = self.loglikelihood([LoglikelihoodRequest(self._fit_prompt(r.prompt, max(len(c.token_ids), 1)),
+                                                          list(c.token_ids)) for r, c in zip(requests, done)])
+        return [replace(c, logprob=s.logprob) for c, s in zip(done, scored)]
+
     def sync_weights(self, model) -> None:
         """Nothing to copy when this backend generates with the training model object itself."""
         if model is not self.model:
@@ -187,6 +223,26 @@ class HFBackend:
     def _progress(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, unit="req", disable=not self.show_progress or total == 0,
                     leave=False, dynamic_ncols=True)
+
+
+def completion_from_ids(tokenizer, ids: list[int], request: GenerationRequest) -> Completion:
+    """Text (special tokens dropped) cut before the first stop string, with the tokens that made it:
+    up to the token at which a stop string appeared (as servers count them), else all of them."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    cut = cut_at_stop_strings(text, list(request.stop))
+    if len(cut) == len(text):
+        reason = "length" if len(ids) >= request.max_new_tokens else "stop"
+        return Completion(text, reason, len(ids), token_ids=tuple(ids))
+    kept = _tokens_until_stop(tokenizer, ids, list(request.stop))
+    return Completion(cut, "stop", kept, token_ids=tuple(ids[:kept]))
+
+
+def _tokens_until_stop(tokenizer, ids: list[int], stop: list[str]) -> int:
+    for k in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        if len(cut_at_stop_strings(text, stop)) < len(text):
+            return k
+    return len(ids)
 
 
 def group_by_settings(requests: Sequence[GenerationRequest]) -> dict[tuple, list[int]]:

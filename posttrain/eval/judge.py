@@ -3,7 +3,8 @@
 A judge returns, per prompt, a probability for each label, or None when it gave no answer:
   LocalJudge  a Hugging Face model in-process: softmax over the log-likelihoods of the labels as
               its answer (Llama Guard's scoring, generalised: P(first answer token = label))
-  HTTPJudge   an OpenAI-compatible /v1/chat/completions endpoint through urllib: the top log-probs
+  HTTPJudge   an OpenAI-compatible /v1/chat/completions endpoint through the package's one HTTP
+              client (openai_backend.OpenAIClient: retries, backoff, timeouts): the top log-probs
               of its first answer token when the server returns them, else its answer text
               (one-hot; None when the text names no label or several). A task counts an item
               without an answer as a failure (`judge_failures`) and leaves it out of its metrics,
@@ -13,11 +14,7 @@ Templates are plain str.format text; a task may replace them (judge.template: te
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -92,15 +89,14 @@ class LocalJudge:
 
 class HTTPJudge:
     def __init__(self, base_url: str, api_model: str = "default", api_key_env: str | None = None,
-                 timeout_s: float = 60.0):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.api_model, self.timeout_s = api_model, timeout_s
-        self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
-        if api_key_env and not self.api_key:
-            raise UserError(f"judge.api_key_env names ${api_key_env}, which is not set")
+                 timeout_s: float = 60.0, concurrency: int = 8, max_retries: int = 4):
+        from posttrain.eval.openai_backend import OpenAIClient
+
+        self.client = OpenAIClient(base_url, api_key_env, timeout_s, max_retries, concurrency=concurrency)
+        self.api_model = api_model
 
     def choose(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float] | None]:
-        return [self._one(prompt, labels) for prompt in prompts]
+        return self.client.map(lambda prompt: self._one(prompt, labels), list(prompts))
 
     def _one(self, prompt: str, labels: Sequence[str]) -> list[float] | None:
         reply = self._post({"model": self.api_model, "messages": [{"role": "user", "content": prompt}],
@@ -116,15 +112,12 @@ class HTTPJudge:
         return None  # no answer: a failure, not a tie
 
     def _post(self, body: dict) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        from posttrain.eval.openai_backend import HTTPFailure
+
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as err:
-            raise UserError(f"judge endpoint {self.url}: {getattr(err, 'reason', err)}") from None
+            return self.client.post("/chat/completions", body)
+        except HTTPFailure as err:
+            raise UserError(f"judge endpoint: {err}") from None
 
 
 def _label_probs_from_logprobs(logprobs: dict | None, labels: Sequence[str]) -> list[float] | None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from posttrain.eval.backend import Completion, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from posttrain.eval.load import has_own_chat_template
 from posttrain.model.generate import cut_at_eos
 
@@ -68,6 +68,15 @@ class VLLMBackend:
         outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=False)
         return [cut_at_eos(list(output.token_ids), self.eos_ids) for output in outputs]
 
+    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
+                 logprobs: bool = False) -> list[Completion]:
+        """Text cut by the engine at the stop strings; the log-prob is vLLM's cumulative_logprob of
+        the sampled tokens (raw model log-probs in vLLM's default logprobs_mode)."""
+        outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=True,
+                            logprobs=logprobs)
+        return [Completion(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids),
+                           o.cumulative_logprob if logprobs else None, tuple(o.token_ids)) for o in outputs]
+
     def sync_weights(self, model) -> None:
         """Load `model`'s current weights (HF names; a peft model's adapters merged) into the engine."""
         from posttrain.model.adapters import merged_weights
@@ -77,11 +86,13 @@ class VLLMBackend:
         if reset is not None:  # cached prompt KV was computed with the old weights
             reset()
 
-    def _run(self, requests: Sequence[GenerationRequest], desc: str, seed: int, with_stop_strings: bool):
+    def _run(self, requests: Sequence[GenerationRequest], desc: str, seed: int, with_stop_strings: bool,
+             logprobs: bool = False):
         """Each request's first completion output, in request order."""
         params = [self._vllm.SamplingParams(
             max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed + index,
-            stop=(list(r.stop) or None) if with_stop_strings else None, stop_token_ids=self.eos_ids)
+            stop=(list(r.stop) or None) if with_stop_strings else None, stop_token_ids=self.eos_ids,
+            logprobs=0 if logprobs else None)
             for index, r in enumerate(requests)]
         generated = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=bool(desc))
         return [output.outputs[0] for output in generated]

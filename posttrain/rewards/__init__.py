@@ -15,6 +15,10 @@ Registered names (options are the functions' keyword arguments):
     format        regex format reward; options: pattern
     exploration   RLSP exploration (reasoning steps); options: max_steps, answer_marker
     reward_model  a reward model's score; options: path, attribute, dtype, batch_size
+    judge         an LLM judge's 1-10 grade or win rate vs a baseline (rewards/judge.py);
+                  options: model, mode, rubric, template, baseline_field, api_model, ...
+    density_ratio CDR: log p_strong(y|x') - log p_weak(y|x) (rewards/density.py);
+                  options: strong, weak, strong_system, exemplars, length_normalise, ...
 A user function is named by dotted path, `package.module:function` or `package.module.function`
 (a verifier unless the term says `verifier: false`). A function with a `batched` attribute,
 `(samples, completions) -> list[float]`, is called once per batch of rollouts instead (the
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 from posttrain.errors import UserError
 from posttrain.rewards import math as math_rewards
 from posttrain.rewards import swe_rl, tasks, text
+from posttrain.rewards.density import density_ratio
+from posttrain.rewards.judge import judge_score
 from posttrain.rewards.reward_model import reward_model_score
 
 RewardFn = Callable[[dict, str], float]
@@ -46,6 +52,13 @@ REGISTRY: dict[str, tuple[Callable, bool, bool]] = {
     "format": (text.format_match, False, False),
     "exploration": (text.exploration, False, False),
     "reward_model": (reward_model_score, False, True),
+    "judge": (judge_score, False, True),
+    "density_ratio": (density_ratio, False, True),
+}
+# The sample fields a scorer reads: `posttrain score` names a row lacking one before scoring.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "math": ("reference",), "exact_match": ("reference",), "similarity": ("reference",),
+    "countdown": ("numbers", "target"), "ifeval": ("instruction_id_list",),
 }
 
 

@@ -17,7 +17,8 @@ from posttrain.config import ModelConfig, SourceConfig, load_recipe
 from posttrain.data.reward import rated_responses, reward_pairs
 from posttrain.model.load import load_tokenizer
 from posttrain.model.reward_model import load_reward_model, load_reward_model_dir, score_sequences
-from posttrain.reward_cli import add_reward_parsers, reward_eval_command, run_reward_command
+from posttrain.scoring.cli import add_parsers
+from posttrain.scoring.reward_eval import reward_eval_command
 from posttrain.stages import reward
 from tests.integration.conftest import write_jsonl
 
@@ -101,10 +102,11 @@ def test_score_writes_best_vs_worst_pairs(parity_rm, tmp_path):
              {"prompt": "Is 125 even or odd?", "responses": ["odd"]}]  # nothing to pair
     data = write_jsonl(tmp_path / "responses.jsonl", rows)
     parser = argparse.ArgumentParser()
-    add_reward_parsers(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     out = tmp_path / "pairs.jsonl"
-    run_reward_command(parser.parse_args(["score", str(parity_rm["final"]), "--data", str(data),
-                                          "--out", str(out), "--batch-size", "4"]))
+    args = parser.parse_args(["score", str(parity_rm["final"]), "--data", str(data), "--out", str(out),
+                              "--batch-size", "4", "--quiet"])
+    args.tool_run(args)
     written = [json.loads(line) for line in out.open()]
     assert len(written) == 7
     for n, row in zip(numbers, written):

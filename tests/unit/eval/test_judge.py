@@ -106,7 +106,7 @@ def endpoint():
 
 def test_http_judge(endpoint, monkeypatch):
     monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
-    judge = HTTPJudge(endpoint, api_model="judge-1", api_key_env="TEST_JUDGE_KEY", timeout_s=5)
+    judge = HTTPJudge(endpoint, api_model="judge-1", api_key_env="TEST_JUDGE_KEY", timeout_s=5, max_retries=1)
     _Endpoint.mode = "logprobs"
     assert judge.choose(["Which?"], ["A", "B"])[0] == pytest.approx([1 / 3, 2 / 3])
     body, auth = _Endpoint.seen[0]
