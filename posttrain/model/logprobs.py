@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
+from posttrain.model.router_loss import RouterAux, router_aux_for
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -45,8 +46,17 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
     lets the head compute its gradient in the forward pass (model/fused_head.py)."""
+    return logprobs_and_router_aux(model, input_ids, labels, position_ids, attention_mask,
+                                   chunk_size, summed)[0]
+
+
+def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=None, attention_mask=None,
+                            chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None):
+    """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
+    extra = {"output_router_logits": True} if router is not None else {}
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                      position_ids=position_ids, use_cache=False)
+                                      position_ids=position_ids, use_cache=False, **extra)
+    aux = router(decoder_out.router_logits, attention_mask) if router is not None else None
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
@@ -58,7 +68,7 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
         picked = selected_logprobs(head, hidden[keep], targets[keep], chunk_size, softcap)
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     out[:, 1:][keep] = picked
-    return out
+    return out, aux
 
 
 class TokenLogprobs(nn.Module):
@@ -73,8 +83,22 @@ class TokenLogprobs(nn.Module):
         self.model, self.chunk_size = model, chunk_size
         # FSDP auto-wrapping reads the decoder-layer class names from here.
         self._no_split_modules = getattr(model, "_no_split_modules", None)
+        self.router = router_aux_for(model)  # None for a dense model
+        self._router_losses: list[torch.Tensor] = []
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
                 summed: bool = False) -> torch.Tensor:
-        return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,
-                              self.chunk_size, summed)
+        # Router losses are kept only for forwards that train (not reference or eval passes).
+        router = self.router if torch.is_grad_enabled() else None
+        logps, aux = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
+                                             attention_mask, self.chunk_size, summed, router)
+        if aux is not None:
+            self._router_losses.append(aux)
+        return logps
+
+    def take_router_loss(self) -> torch.Tensor | None:
+        """Mean weighted router loss of the training forwards since the last call (None for a dense
+        model). The training loop adds it to each micro-batch's objective: the one place every
+        stage passes through, so no stage can drop it."""
+        losses, self._router_losses = self._router_losses, []
+        return torch.stack(losses).mean() if losses else None
