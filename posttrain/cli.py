@@ -21,7 +21,7 @@ TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
 # One-shot tools that live in their own folders. Each module defines `add_parsers(subparsers)`,
 # which registers its sub-commands with `set_defaults(tool_run=<function(args) -> int | None>)`;
 # adding a tool is one line here. Parsers import nothing heavy (torch is imported by tool_run).
-TOOL_MODULES: tuple[str, ...] = ()
+TOOL_MODULES: tuple[str, ...] = ("posttrain.surgery.cli",)
 
 
 def _train_parser(sub, name: str, help_text: str) -> None:

@@ -34,7 +34,8 @@ class ModelConfig(Section):
 class AdapterConfig(Section):
     """Parameter-efficient tuning through peft; kind none trains every weight."""
 
-    kind: Literal["none", "lora", "qlora", "dora"] = "none"
+    # llama_pro: only the blocks `posttrain surgery expand` added (LLaMA Pro), see surgery/expand.py
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro"] = "none"
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05

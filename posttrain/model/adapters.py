@@ -31,6 +31,10 @@ def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
 def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
     """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen. With task_type
     SEQ_CLS (reward models) peft also trains and saves the score head."""
+    from posttrain.surgery.kinds import SURGERY_KINDS, add_surgery_adapter
+
+    if adapter.kind in SURGERY_KINDS:  # not peft: block expansion, LLaMA-Adapter V2, Control LLM
+        return add_surgery_adapter(model, adapter, task_type)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if adapter.kind == "qlora":
