@@ -35,12 +35,15 @@ class AdapterConfig(Section):
     """Parameter-efficient tuning through peft; kind none trains every weight."""
 
     # llama_pro: only the blocks `posttrain surgery expand` added (LLaMA Pro), see surgery/expand.py
-    kind: Literal["none", "lora", "qlora", "dora", "llama_pro"] = "none"
+    # llama_adapter_v2: gated prompts in the top prompt_layers + bias/scale + norms (surgery/llama_adapter.py)
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2"] = "none"
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"  # or names, e.g. [q_proj, v_proj]
     modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
+    prompt_length: int = 10  # llama_adapter_v2: prompt vectors per layer
+    prompt_layers: int | None = None  # llama_adapter_v2: the top N layers get prompts (None: all)
 
 
 class SourceConfig(Section):

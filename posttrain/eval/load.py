@@ -33,9 +33,9 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", device: str | No
         where = f"the adapter's base model '{base_path}'" if adapter else f"model '{base_path}'"
         raise UserError(f"cannot load {where}: {str(err).strip().splitlines()[0]}") from None
     if adapter:
-        from peft import PeftModel
+        from posttrain.model.adapters import load_adapter
 
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
 

@@ -55,11 +55,21 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
     """A saved adapter (a checkpoint of this run, or a user's) on top of an already loaded base."""
     from peft import PeftModel
 
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+
+    if is_surgery_adapter_dir(adapter_dir):  # LLaMA-Adapter V2, Control LLM (posttrain/surgery)
+        from posttrain.surgery.kinds import load_surgery_adapter
+
+        return load_surgery_adapter(model, adapter_dir, trainable)
+
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
 def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
+    """A peft adapter (adapter_config.json) or a posttrain/surgery one (posttrain_adapter.json)."""
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+
+    return (Path(path) / "adapter_config.json").is_file() or is_surgery_adapter_dir(path)
 
 
 def adapter_base(adapter_dir: str | Path) -> str:
@@ -67,8 +77,12 @@ def adapter_base(adapter_dir: str | Path) -> str:
     from peft import PeftConfig
 
     from posttrain.model.load import resolve_model_path
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir, read_settings
 
-    base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    if is_surgery_adapter_dir(adapter_dir):
+        base = read_settings(adapter_dir).get("base_model_name_or_path")
+    else:
+        base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
     if not base:
         raise UserError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
     return resolve_model_path(base)
@@ -84,8 +98,9 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
     from posttrain.checkpoint.io import save_model_dir
     from posttrain.model.load import DTYPES, load_tokenizer
 
-    if not is_adapter_dir(adapter_dir):
-        raise UserError(f"{adapter_dir}: not an adapter directory (no adapter_config.json)")
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise UserError(f"{adapter_dir}: not a LoRA/DoRA adapter directory (no adapter_config.json); "
+                        "LLaMA-Adapter V2 and Control LLM adapters load through posttrain, unmerged")
     config = PeftConfig.from_pretrained(str(adapter_dir))
     if config.task_type == "SEQ_CLS":  # a reward model: its trained score head comes along
         from posttrain.model.reward_model import load_reward_model_dir
