@@ -36,7 +36,8 @@ class AdapterConfig(Section):
 
     # llama_pro: only the blocks `posttrain surgery expand` added (LLaMA Pro), see surgery/expand.py
     # llama_adapter_v2: gated prompts in the top prompt_layers + bias/scale + norms (surgery/llama_adapter.py)
-    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2"] = "none"
+    # control_llm: trainable copies of `blocks` run beside the frozen ones (surgery/control_llm.py)
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm"] = "none"
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05
@@ -44,6 +45,10 @@ class AdapterConfig(Section):
     modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
     prompt_length: int = 10  # llama_adapter_v2: prompt vectors per layer
     prompt_layers: int | None = None  # llama_adapter_v2: the top N layers get prompts (None: all)
+    blocks: list[int] = []  # control_llm: blocks given a trainable copy ([]: all)
+    mix: float = 0.5  # control_llm: weight a of the trained branch, h = lerp(h_frozen, h_trained, a)
+    learn_mix: bool = False  # control_llm: learn a (as sigmoid(t)) per block
+    divergence_weight: float = 1.0  # control_llm: weight of the cosine divergence loss
 
 
 class SourceConfig(Section):

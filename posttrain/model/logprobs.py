@@ -84,21 +84,27 @@ class TokenLogprobs(nn.Module):
         # FSDP auto-wrapping reads the decoder-layer class names from here.
         self._no_split_modules = getattr(model, "_no_split_modules", None)
         self.router = router_aux_for(model)  # None for a dense model
-        self._router_losses: list[torch.Tensor] = []
+        self._aux_losses: dict[str, list[torch.Tensor]] = {}
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
                 summed: bool = False) -> torch.Tensor:
-        # Router losses are kept only for forwards that train (not reference or eval passes).
-        router = self.router if torch.is_grad_enabled() else None
-        logps, aux = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
-                                             attention_mask, self.chunk_size, summed, router)
-        if aux is not None:
-            self._router_losses.append(aux)
+        # Auxiliary losses are kept only for forwards that train (not reference or eval passes).
+        training = torch.is_grad_enabled()
+        logps, router_loss = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
+                                                     attention_mask, self.chunk_size, summed,
+                                                     self.router if training else None)
+        model_losses = getattr(self.model, "auxiliary_losses", None)  # e.g. Control LLM's divergence
+        found = model_losses() if callable(model_losses) else {}
+        if router_loss is not None:
+            found = {**found, "router_aux_loss": router_loss}
+        for name, loss in found.items() if training else ():
+            self._aux_losses.setdefault(name, []).append(loss)
         return logps
 
-    def take_router_loss(self) -> torch.Tensor | None:
-        """Mean weighted router loss of the training forwards since the last call (None for a dense
-        model). The training loop adds it to each micro-batch's objective: the one place every
-        stage passes through, so no stage can drop it."""
-        losses, self._router_losses = self._router_losses, []
-        return torch.stack(losses).mean() if losses else None
+    def take_aux_losses(self) -> dict[str, torch.Tensor]:
+        """Mean of each weighted auxiliary loss (MoE router balance, Control LLM divergence) over the
+        training forwards since the last call; empty for a plain model. The training loop adds them
+        to each micro-batch's objective: the one place every stage passes through, so no stage can
+        drop them."""
+        losses, self._aux_losses = self._aux_losses, {}
+        return {name: torch.stack(values).mean() for name, values in losses.items()}

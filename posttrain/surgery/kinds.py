@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from posttrain.errors import UserError
 
-SURGERY_KINDS = ("llama_pro", "llama_adapter_v2")
+SURGERY_KINDS = ("llama_pro", "llama_adapter_v2", "control_llm")
 
 
 def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
@@ -16,6 +16,12 @@ def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
         if task_type == "SEQ_CLS":  # a reward model's fresh score head must learn too
             model.score.requires_grad_(True)
         return model
+    if adapter.kind == "control_llm":  # a full model (model_type control_llama) with extra blocks
+        from posttrain.surgery.control_llm import to_control_llm
+
+        if task_type != "CAUSAL_LM":
+            raise UserError("adapter.kind: control_llm is for causal LMs, not reward models")
+        return to_control_llm(model, adapter.blocks, adapter.mix, adapter.learn_mix, adapter.divergence_weight)
     return _attach(model, {"kind": adapter.kind, "prompt_length": adapter.prompt_length,
                            "prompt_layers": adapter.prompt_layers}, task_type)
 

@@ -153,21 +153,21 @@ def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch])
     loss_sum = torch.zeros((), device=acc.device)
     sums: dict[str, torch.Tensor] = {}
     tokens = 0
-    take_router_loss = getattr(acc.unwrap_model(policy), "take_router_loss", None)
+    take_aux_losses = getattr(acc.unwrap_model(policy), "take_aux_losses", None)
     for i, mb in enumerate(micro_batches):
         tokens += int(mb["num_tokens"].sum())
         mb = {k: v.to(acc.device) for k, v in mb.items() if k != "num_tokens"}
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last else acc.no_sync(policy):
             unit_loss_sum, unit_stats = job.objective.loss(policy, mb)
-            router = take_router_loss() if take_router_loss is not None else None
             objective = unit_loss_sum * scale
-            if router is not None:
-                # MoE load balancing (model/router_loss.py) is a per-batch mean, so each of the
-                # step's micro-batches weighs 1/M; DDP's average over processes supplies the 1/P.
-                objective = objective + router / len(micro_batches)
-                as_units = router.detach() * total_weight / (len(micro_batches) * acc.num_processes)
-                unit_stats = {**unit_stats, "router_aux_loss": as_units}
+            for name, aux in (take_aux_losses() if take_aux_losses is not None else {}).items():
+                # Auxiliary losses (MoE load balancing, Control LLM divergence) are per-batch means,
+                # so each of the step's micro-batches weighs 1/M; DDP's average over processes
+                # supplies the 1/P. In the stats they are rescaled into loss units.
+                objective = objective + aux / len(micro_batches)
+                as_units = aux.detach() * total_weight / (len(micro_batches) * acc.num_processes)
+                unit_stats = {**unit_stats, name: as_units}
                 unit_loss_sum = unit_loss_sum + as_units  # the logged loss is the whole objective
             acc.backward(objective)
         loss_sum += unit_loss_sum.detach()
