@@ -37,7 +37,9 @@ class AdapterConfig(Section):
     # llama_pro: only the blocks `posttrain surgery expand` added (LLaMA Pro), see surgery/expand.py
     # llama_adapter_v2: gated prompts in the top prompt_layers + bias/scale + norms (surgery/llama_adapter.py)
     # control_llm: trainable copies of `blocks` run beside the frozen ones (surgery/control_llm.py)
-    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm"] = "none"
+    # embeddings: only input/output embeddings (after `posttrain surgery extend-vocab`)
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm",
+                  "embeddings"] = "none"
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05

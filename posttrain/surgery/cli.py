@@ -2,6 +2,9 @@
 
     posttrain surgery expand MODEL --every 2 --out DIR      # LLaMA Pro block expansion
     posttrain surgery expand MODEL --blocks 0,3 --out DIR
+    posttrain surgery make-language --out DIR                # synthetic second language (Nordl)
+    posttrain surgery extend-vocab MODEL --corpus DIR/train.jsonl --num-tokens 200 --out DIR2
+    posttrain surgery lep --base B --adapted A --instruct I --method projection --out DIR3
 """
 
 from __future__ import annotations
@@ -30,6 +33,38 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--out", required=True, help="output model directory")
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.set_defaults(tool_run=run_expand)
+    _vocab_parsers(sub)
+
+
+def _vocab_parsers(sub) -> None:
+    from posttrain.surgery import vocab_cli  # no heavy imports at module level
+
+    m = sub.add_parser("make-language", help="write the synthetic second language (train/held-out text)")
+    m.add_argument("--out", required=True, help="directory for train.jsonl and heldout.jsonl")
+    m.add_argument("--train", type=int, default=2000, help="training sentences")
+    m.add_argument("--heldout", type=int, default=200, help="held-out sentences")
+    m.set_defaults(tool_run=vocab_cli.run_make_language)
+
+    v = sub.add_parser("extend-vocab", help="add tokens for a new language and initialise their embeddings")
+    v.add_argument("model", help="model directory, hub id, or 'tiny'")
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="text file or .jsonl with a 'text' field: train new BPE merges on it")
+    source.add_argument("--tokens", help="file with one new token per line (added as added tokens)")
+    v.add_argument("--num-tokens", type=int, default=1000, help="how many merges to add (with --corpus)")
+    v.add_argument("--init", default="mean", choices=["mean", "mean_all", "random"],
+                   help="new rows: mean of the old pieces' rows (default), mean of all rows, or random")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", required=True, help="output model directory")
+    v.set_defaults(tool_run=vocab_cli.run_extend_vocab)
+
+    p = sub.add_parser("lep", help="Learned Embedding Propagation: an adapted base's vocabulary into an "
+                       "instruct model")
+    p.add_argument("--base", required=True, help="the base model the instruct model was tuned from")
+    p.add_argument("--adapted", required=True, help="the base after vocabulary extension and embedding training")
+    p.add_argument("--instruct", required=True, help="the instruct model to receive the new vocabulary")
+    p.add_argument("--method", default="projection", choices=["swap", "overlap", "projection"])
+    p.add_argument("--out", required=True, help="output model directory")
+    p.set_defaults(tool_run=vocab_cli.run_lep)
 
 
 def load_for_surgery(model: str, dtype: str = "float32"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from posttrain.errors import UserError
 
-SURGERY_KINDS = ("llama_pro", "llama_adapter_v2", "control_llm")
+SURGERY_KINDS = ("llama_pro", "llama_adapter_v2", "control_llm", "embeddings")
 
 
 def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
@@ -16,6 +16,10 @@ def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
         if task_type == "SEQ_CLS":  # a reward model's fresh score head must learn too
             model.score.requires_grad_(True)
         return model
+    if adapter.kind == "embeddings":  # vocabulary extension's embeddings-first stage: a plain model
+        from posttrain.surgery.vocab import train_only_embeddings
+
+        return train_only_embeddings(model)
     if adapter.kind == "control_llm":  # a full model (model_type control_llama) with extra blocks
         from posttrain.surgery.control_llm import to_control_llm
 

@@ -1,0 +1,95 @@
+"""Vocabulary extension and LEP: new BPE merges, embedding inits against their formulas, collisions,
+and the three propagation rules on hand-made matrices."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from posttrain.data.synth.second_language import second_language_sentences, words_per_text
+from posttrain.errors import UserError
+from posttrain.model.tiny import english_sentences
+from posttrain.surgery.lep import propagate
+from posttrain.surgery.vocab import (add_listed_tokens, extend_bpe, extend_embeddings, initial_rows,
+                                     pieces, train_only_embeddings)
+
+
+@pytest.fixture(scope="module")
+def extended(tiny_dir):
+    old = AutoTokenizer.from_pretrained(tiny_dir)
+    new, tokens = extend_bpe(AutoTokenizer.from_pretrained(tiny_dir), second_language_sentences(300), 60)
+    return old, new, tokens
+
+
+def _tokens_per_word(tok, texts):
+    return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts) / words_per_text(texts)
+
+
+def test_new_merges_shorten_the_new_language_and_leave_english_alone(extended):
+    import random
+
+    old, new, tokens = extended
+    assert len(tokens) == 60 and not set(tokens) & set(old.get_vocab())
+    held = second_language_sentences(50, seed=1)
+    assert _tokens_per_word(new, held) < 0.7 * _tokens_per_word(old, held)
+    assert all(new.decode(new(t)["input_ids"], skip_special_tokens=True) == t for t in held[:5])
+    english = english_sentences(20, random.Random(5))
+    assert [old(t)["input_ids"] for t in english] == [new(t)["input_ids"] for t in english]
+
+
+def test_initial_rows_formulas():
+    old = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])
+    torch.testing.assert_close(initial_rows(old, [[0, 1], [2]], "mean"), torch.tensor([[2.0, 4.0], [5.0, 10.0]]))
+    torch.testing.assert_close(initial_rows(old, [[0], [1]], "mean_all"), torch.tensor([[3.0, 6.0]] * 2))
+    big = torch.randn(4000, 3) * torch.tensor([1.0, 2.0, 0.5]) + torch.tensor([1.0, -1.0, 0.0])
+    rows = initial_rows(big, [[0]] * 4000, "random")
+    torch.testing.assert_close(rows.mean(0), big.mean(0), atol=0.1, rtol=0)
+    torch.testing.assert_close(rows.std(0), big.std(0), atol=0.1, rtol=0)
+    with pytest.raises(UserError, match="--init must be one of"):
+        initial_rows(old, [[0]], "zeros")
+
+
+def test_extend_embeddings_keeps_old_rows_and_means_new_ones(tiny_dir, extended):
+    old_tok, new_tok, tokens = extended
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    ids = torch.tensor([[0, 17, 42, 99, 300]])
+    before_logits = model(ids).logits
+    old_in = model.get_input_embeddings().weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    new_ids = extend_embeddings(model, old_tok, new_tok, tokens, "mean")
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert emb.shape[0] == len(new_tok) and torch.equal(emb[: old_in.shape[0]], old_in)
+    spelled = pieces(old_tok, new_tok, tokens[7])
+    assert len(spelled) >= 2
+    torch.testing.assert_close(emb[new_ids[7]], old_in[spelled].mean(0))
+    torch.testing.assert_close(head[new_ids[7]], old_out[spelled].mean(0))
+    torch.testing.assert_close(model(ids).logits[..., : old_in.shape[0]], before_logits)
+
+
+def test_listed_tokens_and_collisions(tiny_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    word = next(t for t in sorted(tok.get_vocab()) if t.isalpha() and t.isascii() and len(t) > 2)
+    with pytest.raises(UserError, match=rf"--tokens: 1 new token\(s\) already in the vocabulary, e.g. '{word}'"):
+        add_listed_tokens(tok, ["skåkhar", word])
+    tok, added = add_listed_tokens(tok, ["skåkhar", "drënlin"])
+    assert tok("skåkhar drënlin", add_special_tokens=False)["input_ids"][0] == tok.convert_tokens_to_ids("skåkhar")
+
+
+def test_embeddings_kind_trains_only_the_embeddings(tiny_dir):
+    model = train_only_embeddings(AutoModelForCausalLM.from_pretrained(tiny_dir))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"model.embed_tokens.weight",
+                                                                            "lm_head.weight"}
+
+
+def test_lep_rules_on_hand_made_matrices():
+    """instruct = base @ W exactly, so least squares recovers W and projection gives adapted @ W."""
+    torch.manual_seed(0)
+    base = torch.randn(30, 4)
+    w = torch.randn(4, 4)
+    instruct = base @ w
+    adapted = torch.cat([base + 0.1 * torch.randn(30, 4), torch.randn(5, 4)])  # 5 new tokens
+    assert torch.equal(propagate(adapted, instruct, base, "swap"), adapted)
+    overlap = propagate(adapted, instruct, base, "overlap")
+    assert torch.equal(overlap[:30], instruct) and torch.equal(overlap[30:], adapted[30:])
+    torch.testing.assert_close(propagate(adapted, instruct, base, "projection"), adapted @ w, atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError, match="adapted must extend base"):
+        propagate(torch.randn(10, 4), instruct, base, "swap")
