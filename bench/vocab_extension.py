@@ -1,0 +1,84 @@
+"""Vocabulary extension and LEP on the tiny test model and the synthetic second language (the
+numbers in README's "Model surgery" section). Not a speed benchmark: one pipeline, ~1 min on CPU.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/vocab_extension.py --out /tmp/vocab-bench
+
+base = tiny test model pre-trained 40 steps on arithmetic prose; instruct = base + 40 SFT steps;
+the base's vocabulary extended by 200 BPE merges learned on 2,000 Nordl sentences (three inits),
+embeddings trained alone for 60 steps; LEP (three rules) into the instruct model. Prints tokens
+per word and bits per byte on 100 held-out Nordl sentences and on held-out English prose.
+"""
+
+import argparse
+import json
+import pathlib
+
+from posttrain.cli import main
+from posttrain.config import load_recipe
+from posttrain.data.synth.arithmetic import pretrain_rows, sft_rows
+from posttrain.data.synth.second_language import words_per_text
+from posttrain.eval.backend import HFBackend
+from posttrain.eval.engine import run_task
+from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.model.tiny import build_tiny
+from posttrain.stages import pretrain, sft
+
+
+def _rows(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def _train(stage, model, data, steps, out, *extra):
+    recipe = load_recipe(None, [f"model={model}", f"data=[{data}]", "train.micro_batch_size=16",
+                                f"train.max_steps={steps}", "train.lr=3e-3", "train.warmup_steps=4", *extra])
+    stage.run(recipe, output_dir=str(out))
+    return out / "final"
+
+
+def _bits_per_byte(model_dir, data):
+    model, tok = load_model_and_tokenizer(str(model_dir))
+    task = resolve_task("perplexity", [f"data={data}"])
+    return run_task(task, HFBackend(model, tok, batch_size=16, show_progress=False)).values()["bits_per_byte"]
+
+
+def _tokens_per_word(model_dir, texts):
+    _, tok = load_model_and_tokenizer(str(model_dir))
+    return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts) / words_per_text(texts)
+
+
+def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60) -> dict[str, float]:
+    out.mkdir(parents=True, exist_ok=True)
+    tiny = build_tiny(out / "tiny", preset="test", seed=0)
+    lang = out / "lang"
+    main(["surgery", "make-language", "--out", str(lang), "--train", "2000", "--heldout", "100"])
+    held, english = lang / "heldout.jsonl", _rows(out / "english.jsonl", pretrain_rows(40, seed=9))
+    texts = [json.loads(line)["text"] for line in held.read_text().splitlines()]
+    base = _train(pretrain, tiny, _rows(out / "pt.jsonl", pretrain_rows(200, seed=0)), 40, out / "base")
+    instruct = _train(sft, base, _rows(out / "sft.jsonl", sft_rows(200, seed=1)), 40, out / "instruct")
+    res = {"tokens_per_word/base": _tokens_per_word(base, texts), "bpb/base": _bits_per_byte(base, held)}
+    for init in ("mean", "mean_all", "random"):
+        main(["surgery", "extend-vocab", str(base), "--corpus", str(lang / "train.jsonl"), "--num-tokens",
+              str(new_tokens), "--init", init, "--out", str(out / f"ext-{init}")])
+        res[f"bpb/extended_{init}"] = _bits_per_byte(out / f"ext-{init}", held)
+    res["tokens_per_word/extended"] = _tokens_per_word(out / "ext-mean", texts)
+    adapted = _train(pretrain, out / "ext-mean", lang / "train.jsonl", embedding_steps, out / "adapted",
+                     "adapter.kind=embeddings")
+    res["bpb/adapted"] = _bits_per_byte(adapted, held)
+    res["bpb/instruct"], res["english_bpb/instruct"] = _bits_per_byte(instruct, held), _bits_per_byte(instruct, english)
+    for method in ("swap", "overlap", "projection"):
+        lep = out / f"lep-{method}"
+        main(["surgery", "lep", "--base", str(base), "--adapted", str(adapted), "--instruct", str(instruct),
+              "--method", method, "--out", str(lep)])
+        res[f"bpb/lep_{method}"], res[f"english_bpb/lep_{method}"] = _bits_per_byte(lep, held), _bits_per_byte(lep, english)
+    res["tokens_per_word/lep"] = _tokens_per_word(out / "lep-projection", texts)
+    return res
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="working directory (models and data)")
+    args = parser.parse_args()
+    for key, value in run(pathlib.Path(args.out)).items():
+        print(f"{key:32s} {value:.3f}")
