@@ -123,6 +123,12 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 def merged_weights(model) -> dict[str, torch.Tensor]:
     """The model's weights under the plain HF checkpoint names, adapters folded in (copies): what
     an inference engine loads to generate with the current policy. The model is left unmerged."""
+    from posttrain.surgery.control_llm import ControlLlamaForCausalLM
+    from posttrain.surgery.wrapper import SurgeryAdapterModel
+
+    if isinstance(model, (SurgeryAdapterModel, ControlLlamaForCausalLM)):  # no plain-weight form
+        raise UserError("LLaMA-Adapter V2 and Control LLM models have no plain Llama weights to hand "
+                        "to another engine: use grpo.backend: hf")
     if not hasattr(model, "merge_adapter"):
         return {name: tensor.detach() for name, tensor in model.state_dict().items()}
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False):

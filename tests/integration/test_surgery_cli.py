@@ -60,12 +60,12 @@ def test_llama_pro_on_an_unexpanded_model(capsys, tiny_dir, small_data, tmp_path
 @pytest.mark.slow
 def test_new_blocks_learn_while_old_layers_stay_bit_identical(pretrained, small_data, tmp_path):
     """Before: the expanded (= pretrained) model's loss on the first SFT batch; after: held-out
-    SFT loss. Measured: 2.85 -> ~2.6 in 60 steps (full fine-tuning: 1.72 in 40 steps)."""
+    SFT loss. Measured: 2.82 -> 2.61 in 40 steps (full fine-tuning: 1.72 in 40 steps)."""
     expanded = tmp_path / "expanded"
     assert main(["surgery", "expand", str(pretrained), "--every", "1", "--out", str(expanded)]) == 0
     recipe = load_recipe(None, [f"model={expanded}", f"data=[{small_data['sft']}]",
                                 f"data.eval_sources=[{small_data['sft_eval']}]", "adapter.kind=llama_pro",
-                                "train.micro_batch_size=16", "train.max_steps=60", "train.lr=1e-2",
+                                "train.micro_batch_size=16", "train.max_steps=40", "train.lr=1e-2",
                                 "train.warmup_steps=4", "train.log_every=1"])
     sft.run(recipe, output_dir=str(tmp_path / "run"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
