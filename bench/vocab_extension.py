@@ -7,6 +7,12 @@ base = tiny test model pre-trained 40 steps on arithmetic prose; instruct = base
 the base's vocabulary extended by 200 BPE merges learned on 2,000 Nordl sentences (three inits),
 embeddings trained alone for 60 steps; LEP (three rules) into the instruct model. Prints tokens
 per word and bits per byte on 100 held-out Nordl sentences and on held-out English prose.
+
+    .venv/bin/python bench/vocab_extension.py --out /tmp/vocab-qs --quickstart runs/quickstart
+
+takes base = the quickstart's pre-trained model and instruct = its SFT model instead, and adds the
+instruct model's exact match on the quickstart's 200 held-out arithmetic problems before and after
+each LEP rule (English kept or not).
 """
 
 import argparse
@@ -48,15 +54,28 @@ def _tokens_per_word(model_dir, texts):
     return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts) / words_per_text(texts)
 
 
-def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60) -> dict[str, float]:
+def _exact_match(model_dir, test_path):
+    from posttrain.eval.cli import make_backend
+    from posttrain.eval.engine import run_tasks
+    from posttrain.train.periodic_eval import exact_match_task
+
+    task = exact_match_task(str(test_path), "final_number", max_new_tokens=64)
+    return run_tasks(make_backend(str(model_dir), "hf", batch_size=50, seed=0), [task])[0].values()["exact_match"]
+
+
+def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60,
+        quickstart: pathlib.Path | None = None) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
-    tiny = build_tiny(out / "tiny", preset="test", seed=0)
     lang = out / "lang"
     main(["surgery", "make-language", "--out", str(lang), "--train", "2000", "--heldout", "100"])
     held, english = lang / "heldout.jsonl", _rows(out / "english.jsonl", pretrain_rows(40, seed=9))
     texts = [json.loads(line)["text"] for line in held.read_text().splitlines()]
-    base = _train(pretrain, tiny, _rows(out / "pt.jsonl", pretrain_rows(200, seed=0)), 40, out / "base")
-    instruct = _train(sft, base, _rows(out / "sft.jsonl", sft_rows(200, seed=1)), 40, out / "instruct")
+    if quickstart is None:
+        tiny = build_tiny(out / "tiny", preset="test", seed=0)
+        base = _train(pretrain, tiny, _rows(out / "pt.jsonl", pretrain_rows(200, seed=0)), 40, out / "base")
+        instruct = _train(sft, base, _rows(out / "sft.jsonl", sft_rows(200, seed=1)), 40, out / "instruct")
+    else:
+        base, instruct = quickstart / "pretrain" / "final", quickstart / "sft" / "final"
     res = {"tokens_per_word/base": _tokens_per_word(base, texts), "bpb/base": _bits_per_byte(base, held)}
     for init in ("mean", "mean_all", "random"):
         main(["surgery", "extend-vocab", str(base), "--corpus", str(lang / "train.jsonl"), "--num-tokens",
@@ -72,13 +91,18 @@ def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60) -> 
         main(["surgery", "lep", "--base", str(base), "--adapted", str(adapted), "--instruct", str(instruct),
               "--method", method, "--out", str(lep)])
         res[f"bpb/lep_{method}"], res[f"english_bpb/lep_{method}"] = _bits_per_byte(lep, held), _bits_per_byte(lep, english)
+        if quickstart is not None:
+            res[f"exact_match/lep_{method}"] = _exact_match(lep, quickstart / "data" / "test.jsonl")
     res["tokens_per_word/lep"] = _tokens_per_word(out / "lep-projection", texts)
+    if quickstart is not None:
+        res["exact_match/instruct"] = _exact_match(instruct, quickstart / "data" / "test.jsonl")
     return res
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="working directory (models and data)")
+    parser.add_argument("--quickstart", type=pathlib.Path, help="a finished `posttrain quickstart` directory")
     args = parser.parse_args()
-    for key, value in run(pathlib.Path(args.out)).items():
+    for key, value in run(pathlib.Path(args.out), quickstart=args.quickstart).items():
         print(f"{key:32s} {value:.3f}")

@@ -56,6 +56,8 @@ def run_extend_vocab(args) -> int:
     if args.corpus:
         new_tok, tokens = extend_bpe(work_tok, read_texts(args.corpus), args.num_tokens)
     else:
+        if not Path(args.tokens).is_file():
+            raise UserError(f"{args.tokens}: no such file")
         tokens = [t for t in Path(args.tokens).read_text(encoding="utf-8").splitlines() if t]
         new_tok, tokens = add_listed_tokens(work_tok, tokens, args.tokens)
     if not tokens:
