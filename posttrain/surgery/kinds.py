@@ -19,7 +19,10 @@ def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
     if adapter.kind == "embeddings":  # vocabulary extension's embeddings-first stage: a plain model
         from posttrain.surgery.vocab import train_only_embeddings
 
-        return train_only_embeddings(model)
+        model = train_only_embeddings(model)
+        if task_type == "SEQ_CLS":
+            model.score.requires_grad_(True)
+        return model
     if adapter.kind == "control_llm":  # a full model (model_type control_llama) with extra blocks
         from posttrain.surgery.control_llm import to_control_llm
 

@@ -124,5 +124,7 @@ def train_only_embeddings(model):
     (the embeddings-first stage of vocabulary extension)."""
     model.requires_grad_(False)
     model.get_input_embeddings().requires_grad_(True)
-    model.get_output_embeddings().requires_grad_(True)
+    head = model.get_output_embeddings()
+    if head is not None:  # a sequence classifier has no output embeddings
+        head.requires_grad_(True)
     return model
