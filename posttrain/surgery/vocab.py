@@ -41,7 +41,12 @@ def extend_bpe(tokenizer, texts: list[str], num_tokens: int):
         raise UserError(f"--num-tokens must be >= 1, got {num_tokens}")
     learned = tokenizer.train_new_from_iterator(texts, vocab_size=512 + 4 * num_tokens, show_progress=False)
     vocab = model["vocab"]
-    next_id = max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
+    for added in spec.get("added_tokens", []):
+        # The tokenizers library numbers added tokens that the model vocabulary lacks from the
+        # model's size on: with new entries there, Llama-3's specials (ids 128000..) would shift.
+        # As vocabulary entries (no merge produces them) they keep their ids.
+        vocab.setdefault(added["content"], added["id"])
+    next_id = max(vocab.values()) + 1
     as_list = isinstance(model["merges"][0], list) if model["merges"] else True
     new_tokens = []
     for merge in json.loads(learned.backend_tokenizer.to_str())["model"]["merges"]:

@@ -93,3 +93,28 @@ def test_lep_rules_on_hand_made_matrices():
     torch.testing.assert_close(propagate(adapted, instruct, base, "projection"), adapted @ w, atol=1e-4, rtol=1e-4)
     with pytest.raises(UserError, match="adapted must extend base"):
         propagate(torch.randn(10, 4), instruct, base, "swap")
+
+
+def test_special_tokens_after_the_bpe_vocabulary_keep_their_ids():
+    """Llama-3's layout: BPE ids 0..V-1, special tokens from V on. New tokens go after them and no
+    special token moves (the tokenizers library would renumber them from the model's size)."""
+    import random
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(english_sentences(300, random.Random(0)), trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    specials = ["<|begin_of_text|>", "<|eot_id|>"]
+    backend.add_special_tokens(specials)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=specials[0], eos_token=specials[1])
+    special_ids = tok.convert_tokens_to_ids(specials)
+    assert min(special_ids) >= backend.get_vocab_size(with_added_tokens=False)
+    new, tokens = extend_bpe(tok, second_language_sentences(200), 30)
+    assert new.convert_tokens_to_ids(specials) == special_ids
+    assert min(new.convert_tokens_to_ids(tokens)) > max(special_ids)
+    text = second_language_sentences(3, seed=1)[2]
+    assert new.decode(new(text)["input_ids"], skip_special_tokens=True) == text
