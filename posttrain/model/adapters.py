@@ -100,7 +100,7 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise UserError(f"{adapter_dir}: not a LoRA/DoRA adapter directory (no adapter_config.json); "
-                        "LLaMA-Adapter V2 and Control LLM adapters load through posttrain, unmerged")
+                        "a LLaMA-Adapter V2 adapter cannot be merged: posttrain's loaders take it as it is")
     config = PeftConfig.from_pretrained(str(adapter_dir))
     if config.task_type == "SEQ_CLS":  # a reward model: its trained score head comes along
         from posttrain.model.reward_model import load_reward_model_dir
