@@ -51,6 +51,8 @@ def _vocab_parsers(sub) -> None:
     source.add_argument("--corpus", help="text file or .jsonl with a 'text' field: train new BPE merges on it")
     source.add_argument("--tokens", help="file with one new token per line (added as added tokens)")
     v.add_argument("--num-tokens", type=int, default=1000, help="how many merges to add (with --corpus)")
+    v.add_argument("--keep", help="text file or .jsonl whose tokenisation must not change, e.g. English "
+                   "samples (the chat template's always stays)")
     v.add_argument("--init", default="mean", choices=["mean", "mean_all", "random"],
                    help="new rows: mean of the old pieces' rows (default), mean of all rows, or random")
     v.add_argument("--seed", type=int, default=0)

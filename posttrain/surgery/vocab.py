@@ -5,8 +5,9 @@ the old ones, then trained (adapter.kind: embeddings).
 New tokens come from a byte-level BPE trained on the new language's corpus with the old
 tokenizer's own pipeline (`train_new_from_iterator`); its merges are appended after the old
 merges, each adding one token whose two parts already exist, so old text keeps its old merges'
-priority and the result is an ordinary BPE tokenizer.json. A user's own token list is added as
-added tokens instead; a token already in the vocabulary is an error.
+priority and the result is an ordinary BPE tokenizer.json. A merge that would change how the chat
+template or a given keep-text (e.g. English samples) tokenises is skipped, so those stay exact. A
+user's own token list is added as added tokens instead; a token already in the vocabulary is an error.
 
 Initialisation of each new row (input embedding and, when untied, output embedding):
   mean      mean of the old rows of the old-tokenizer pieces that spell the token (the papers')
@@ -31,8 +32,27 @@ def _merge_parts(merge) -> tuple[str, str]:
     return tuple(merge) if isinstance(merge, list) else tuple(merge.split(" ", 1))
 
 
-def extend_bpe(tokenizer, texts: list[str], num_tokens: int):
-    """(extended tokenizer, new token strings): up to num_tokens merges learned on `texts`."""
+def kept_pairs(tokenizer, keep_texts: list[str]) -> set[tuple[str, str]]:
+    """Adjacent token pairs of the old tokenisation of `keep_texts` and of the chat template's
+    rendering. An appended merge (ranked after every old one) can only act on a word once the old
+    merges are done, so a new merge whose pair never occurs there leaves these texts as they were."""
+    texts = list(keep_texts)
+    if getattr(tokenizer, "chat_template", None):
+        turns = [{"role": r, "content": "x"} for r in ("system", "user", "assistant")]
+        try:
+            texts.append(tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=False))
+        except Exception:  # noqa: BLE001  a template without a system turn: keep user/assistant
+            texts.append(tokenizer.apply_chat_template(turns[1:], tokenize=False, add_generation_prompt=False))
+    pairs: set[tuple[str, str]] = set()
+    for text in texts:
+        tokens = tokenizer.tokenize(text)
+        pairs.update(zip(tokens, tokens[1:]))
+    return pairs
+
+
+def extend_bpe(tokenizer, texts: list[str], num_tokens: int, keep_texts: list[str] = ()):
+    """(extended tokenizer, new token strings): up to num_tokens merges learned on `texts`; the chat
+    template's rendering and `keep_texts` (e.g. English samples) tokenise exactly as before."""
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec["model"]
     if model.get("type") != "BPE":
@@ -48,12 +68,13 @@ def extend_bpe(tokenizer, texts: list[str], num_tokens: int):
         vocab.setdefault(added["content"], added["id"])
     next_id = max(vocab.values()) + 1
     as_list = isinstance(model["merges"][0], list) if model["merges"] else True
+    keep = kept_pairs(tokenizer, list(keep_texts))
     new_tokens = []
     for merge in json.loads(learned.backend_tokenizer.to_str())["model"]["merges"]:
         left, right = _merge_parts(merge)
         token = left + right
-        if token in vocab or left not in vocab or right not in vocab:
-            continue  # the old vocabulary has it, or a part comes from a merge that was skipped
+        if token in vocab or left not in vocab or right not in vocab or (left, right) in keep:
+            continue  # known already, a part was skipped, or it would change a kept text
         vocab[token] = next_id
         next_id += 1
         model["merges"].append([left, right] if as_list else f"{left} {right}")

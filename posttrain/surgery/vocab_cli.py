@@ -54,7 +54,8 @@ def run_extend_vocab(args) -> int:
     model, old_tok, path = load_for_surgery(args.model)
     work_tok = load_tokenizer(path)  # a second copy: adding tokens changes it in place
     if args.corpus:
-        new_tok, tokens = extend_bpe(work_tok, read_texts(args.corpus), args.num_tokens)
+        keep = read_texts(args.keep) if args.keep else []
+        new_tok, tokens = extend_bpe(work_tok, read_texts(args.corpus), args.num_tokens, keep)
     else:
         if not Path(args.tokens).is_file():
             raise UserError(f"{args.tokens}: no such file")

@@ -34,6 +34,19 @@ def test_new_merges_shorten_the_new_language_and_leave_english_alone(extended):
     assert all(new.decode(new(t)["input_ids"], skip_special_tokens=True) == t for t in held[:5])
     english = english_sentences(20, random.Random(5))
     assert [old(t)["input_ids"] for t in english] == [new(t)["input_ids"] for t in english]
+    chat = [{"role": "user", "content": "What is 47 + 38?"}, {"role": "assistant", "content": "85"}]
+    assert old.apply_chat_template(chat) == new.apply_chat_template(chat)  # headers kept
+
+
+def test_keep_texts_tokenise_as_before(tiny_dir):
+    """Without `keep`, a merge learned on Nordl re-segments this English word; with it, it does not."""
+    old = AutoTokenizer.from_pretrained(tiny_dir)
+    corpus = second_language_sentences(300)
+    plain, _ = extend_bpe(AutoTokenizer.from_pretrained(tiny_dir), corpus, 60)
+    changed = [w for w in ("A kitten sat.", "The dark river.") if plain(w) != old(w)]
+    assert changed
+    kept, _ = extend_bpe(AutoTokenizer.from_pretrained(tiny_dir), corpus, 60, keep_texts=changed)
+    assert [kept(w)["input_ids"] for w in changed] == [old(w)["input_ids"] for w in changed]
 
 
 def test_initial_rows_formulas():
