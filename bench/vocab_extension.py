@@ -70,6 +70,10 @@ def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60,
     main(["surgery", "make-language", "--out", str(lang), "--train", "2000", "--heldout", "100"])
     held, english = lang / "heldout.jsonl", _rows(out / "english.jsonl", pretrain_rows(40, seed=9))
     texts = [json.loads(line)["text"] for line in held.read_text().splitlines()]
+    english_lines = [r["text"] for r in pretrain_rows(500, seed=0)] + [
+        m["content"] for r in sft_rows(500, seed=1) for m in r["messages"]]
+    keep = out / "keep.txt"  # English whose tokenisation the new merges must leave alone
+    keep.write_text("\n".join(line.replace("\n", " ") for line in english_lines) + "\n")
     if quickstart is None:
         tiny = build_tiny(out / "tiny", preset="test", seed=0)
         base = _train(pretrain, tiny, _rows(out / "pt.jsonl", pretrain_rows(200, seed=0)), 40, out / "base")
@@ -79,7 +83,7 @@ def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60,
     res = {"tokens_per_word/base": _tokens_per_word(base, texts), "bpb/base": _bits_per_byte(base, held)}
     for init in ("mean", "mean_all", "random"):
         main(["surgery", "extend-vocab", str(base), "--corpus", str(lang / "train.jsonl"), "--num-tokens",
-              str(new_tokens), "--init", init, "--out", str(out / f"ext-{init}")])
+              str(new_tokens), "--init", init, "--keep", str(keep), "--out", str(out / f"ext-{init}")])
         res[f"bpb/extended_{init}"] = _bits_per_byte(out / f"ext-{init}", held)
     res["tokens_per_word/extended"] = _tokens_per_word(out / "ext-mean", texts)
     adapted = _train(pretrain, out / "ext-mean", lang / "train.jsonl", embedding_steps, out / "adapted",
