@@ -27,6 +27,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.quantize.cli",
     "posttrain.generation.cli",
     "posttrain.scoring.cli",
+    "posttrain.surgery.cli",
 )
 
 

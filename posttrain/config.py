@@ -46,12 +46,23 @@ class ModelConfig(Section):
 class AdapterConfig(Section):
     """Parameter-efficient tuning through peft; kind none trains every weight."""
 
-    kind: Literal["none", "lora", "qlora", "dora"] = "none"
+    # llama_pro: only the blocks `posttrain surgery expand` added (LLaMA Pro), see surgery/expand.py
+    # llama_adapter_v2: gated prompts in the top prompt_layers + bias/scale + norms (surgery/llama_adapter.py)
+    # control_llm: trainable copies of `blocks` run beside the frozen ones (surgery/control_llm.py)
+    # embeddings: only input/output embeddings (after `posttrain surgery extend-vocab`)
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm",
+                  "embeddings"] = "none"
     r: Positive = 16
     alpha: PositiveFloat = 32.0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     target_modules: str | list[str] = "all-linear"  # or names, e.g. [q_proj, v_proj]
     modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
+    prompt_length: Positive = 10  # llama_adapter_v2: prompt vectors per layer
+    prompt_layers: Positive | None = None  # llama_adapter_v2: the top N layers get prompts (None: all)
+    blocks: list[NonNegative] = []  # control_llm: blocks given a trainable copy ([]: all)
+    mix: float = 0.5  # control_llm: weight a of the trained branch (checked in surgery/control_llm.py)
+    learn_mix: bool = False  # control_llm: learn a (as sigmoid(t)) per block
+    divergence_weight: NonNegFloat = 1.0  # control_llm: weight of the cosine divergence loss
 
 
 class SourceConfig(Section):

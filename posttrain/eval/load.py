@@ -30,9 +30,9 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", device: str | No
     with loading_errors(base_path, "the adapter's base model" if adapter else "model"):
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
     if adapter:
-        from peft import PeftModel
+        from posttrain.model.adapters import load_adapter
 
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
 

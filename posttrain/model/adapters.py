@@ -31,6 +31,10 @@ def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
 def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
     """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen. With task_type
     SEQ_CLS (reward models) peft also trains and saves the score head."""
+    from posttrain.surgery.kinds import SURGERY_KINDS, add_surgery_adapter
+
+    if adapter.kind in SURGERY_KINDS:  # not peft: block expansion, LLaMA-Adapter V2, Control LLM
+        return add_surgery_adapter(model, adapter, task_type)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if adapter.kind == "qlora":
@@ -51,11 +55,21 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
     """A saved adapter (a checkpoint of this run, or a user's) on top of an already loaded base."""
     from peft import PeftModel
 
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+
+    if is_surgery_adapter_dir(adapter_dir):  # LLaMA-Adapter V2, Control LLM (posttrain/surgery)
+        from posttrain.surgery.kinds import load_surgery_adapter
+
+        return load_surgery_adapter(model, adapter_dir, trainable)
+
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
 def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
+    """A peft adapter (adapter_config.json) or a posttrain/surgery one (posttrain_adapter.json)."""
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+
+    return (Path(path) / "adapter_config.json").is_file() or is_surgery_adapter_dir(path)
 
 
 def adapter_base(adapter_dir: str | Path) -> str:
@@ -63,8 +77,12 @@ def adapter_base(adapter_dir: str | Path) -> str:
     from peft import PeftConfig
 
     from posttrain.model.load import resolve_model_path
+    from posttrain.surgery.wrapper import is_surgery_adapter_dir, read_settings
 
-    base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    if is_surgery_adapter_dir(adapter_dir):
+        base = read_settings(adapter_dir).get("base_model_name_or_path")
+    else:
+        base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
     if not base:
         raise UserError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
     return resolve_model_path(base)
@@ -80,8 +98,9 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
     from posttrain.checkpoint.io import save_model_dir
     from posttrain.model.load import DTYPES, load_tokenizer
 
-    if not is_adapter_dir(adapter_dir):
-        raise UserError(f"{adapter_dir}: not an adapter directory (no adapter_config.json)")
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise UserError(f"{adapter_dir}: not a LoRA/DoRA adapter directory (no adapter_config.json); "
+                        "a LLaMA-Adapter V2 adapter cannot be merged: posttrain's loaders take it as it is")
     config = PeftConfig.from_pretrained(str(adapter_dir))
     if config.task_type == "SEQ_CLS":  # a reward model: its trained score head comes along
         from posttrain.model.reward_model import load_reward_model_dir
@@ -104,6 +123,12 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 def merged_weights(model) -> dict[str, torch.Tensor]:
     """The model's weights under the plain HF checkpoint names, adapters folded in (copies): what
     an inference engine loads to generate with the current policy. The model is left unmerged."""
+    from posttrain.surgery.control_llm import ControlLlamaForCausalLM
+    from posttrain.surgery.wrapper import SurgeryAdapterModel
+
+    if isinstance(model, (SurgeryAdapterModel, ControlLlamaForCausalLM)):  # no plain-weight form
+        raise UserError("LLaMA-Adapter V2 and Control LLM models have no plain Llama weights to hand "
+                        "to another engine: use grpo.backend: hf")
     if not hasattr(model, "merge_adapter"):
         return {name: tensor.detach() for name, tensor in model.state_dict().items()}
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False):

@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
+from posttrain.model.router_loss import RouterAux, router_aux_for
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -45,7 +46,14 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
     lets the head compute its gradient in the forward pass (model/fused_head.py)."""
-    hidden, targets, keep = loss_hidden(model, input_ids, labels, position_ids, attention_mask)
+    return logprobs_and_router_aux(model, input_ids, labels, position_ids, attention_mask,
+                                   chunk_size, summed)[0]
+
+
+def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=None, attention_mask=None,
+                            chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None):
+    """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
+    hidden, targets, keep, aux = _decode(model, input_ids, labels, position_ids, attention_mask, router)
     softcap = getattr(model.config, "final_logit_softcapping", None)
     head = model.get_output_embeddings()
     if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
@@ -54,7 +62,7 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
         picked = selected_logprobs(head, hidden, targets, chunk_size, softcap)
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     out[:, 1:][keep] = picked
-    return out
+    return out, aux
 
 
 def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
@@ -62,12 +70,19 @@ def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The decoder once: final hidden states at the positions that predict a label [N, H], those
     labels [N], and where they are ([B, T-1] mask, row-major: the order of the N rows)."""
+    return _decode(model, input_ids, labels, position_ids, attention_mask, None)[:3]
+
+
+def _decode(model: nn.Module, input_ids, labels, position_ids, attention_mask, router: RouterAux | None):
+    """(hidden [N, H] at loss positions, their labels [N], the [B, T-1] mask, router loss or None)."""
+    extra = {"output_router_logits": True} if router is not None else {}
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                      position_ids=position_ids, use_cache=False)
+                                      position_ids=position_ids, use_cache=False, **extra)
+    aux = router(decoder_out.router_logits, attention_mask) if router is not None else None
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    return hidden[keep], targets[keep], keep
+    return hidden[keep], targets[keep], keep, aux
 
 
 class TokenLogprobs(nn.Module):
@@ -82,8 +97,28 @@ class TokenLogprobs(nn.Module):
         self.model, self.chunk_size = model, chunk_size
         # FSDP auto-wrapping reads the decoder-layer class names from here.
         self._no_split_modules = getattr(model, "_no_split_modules", None)
+        self.router = router_aux_for(model)  # None for a dense model
+        self._aux_losses: dict[str, list[torch.Tensor]] = {}
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
                 summed: bool = False) -> torch.Tensor:
-        return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,
-                              self.chunk_size, summed)
+        # Auxiliary losses are kept only for forwards that train (not reference or eval passes).
+        training = torch.is_grad_enabled()
+        logps, router_loss = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
+                                                     attention_mask, self.chunk_size, summed,
+                                                     self.router if training else None)
+        model_losses = getattr(self.model, "auxiliary_losses", None)  # e.g. Control LLM's divergence
+        found = model_losses() if callable(model_losses) else {}
+        if router_loss is not None:
+            found = {**found, "router_aux_loss": router_loss}
+        for name, loss in found.items() if training else ():
+            self._aux_losses.setdefault(name, []).append(loss)
+        return logps
+
+    def take_aux_losses(self) -> dict[str, torch.Tensor]:
+        """Mean of each weighted auxiliary loss (MoE router balance, Control LLM divergence) over the
+        training forwards since the last call; empty for a plain model. The training loop adds them
+        to each micro-batch's objective: the one place every stage passes through, so no stage can
+        drop them."""
+        losses, self._aux_losses = self._aux_losses, {}
+        return {name: torch.stack(values).mean() for name, values in losses.items()}

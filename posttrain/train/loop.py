@@ -200,13 +200,23 @@ def accumulate_gradients(job: TrainJob, policy, micro_batches: list[MicroBatch])
     loss_sum = torch.zeros((), device=acc.device)
     sums: dict[str, torch.Tensor] = {}
     tokens = 0
+    take_aux_losses = getattr(acc.unwrap_model(policy), "take_aux_losses", None)
     for i, mb in enumerate(micro_batches):
         tokens += int(mb["num_tokens"].sum())
         mb = {k: v.to(acc.device) for k, v in mb.items() if k != "num_tokens"}
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last else acc.no_sync(policy):
             unit_loss_sum, unit_stats = job.objective.loss(policy, mb)
-            acc.backward(unit_loss_sum * scale)
+            objective = unit_loss_sum * scale
+            for name, aux in (take_aux_losses() if take_aux_losses is not None else {}).items():
+                # Auxiliary losses (MoE load balancing, Control LLM divergence) are per-batch means,
+                # so each of the step's micro-batches weighs 1/M; DDP's average over processes
+                # supplies the 1/P. In the stats they are rescaled into loss units.
+                objective = objective + aux / len(micro_batches)
+                as_units = aux.detach() * total_weight / (len(micro_batches) * acc.num_processes)
+                unit_stats = {**unit_stats, name: as_units}
+                unit_loss_sum = unit_loss_sum + as_units  # the logged loss is the whole objective
+            acc.backward(objective)
         loss_sum += unit_loss_sum.detach()
         for k, v in unit_stats.items():
             sums[k] = sums.get(k, 0) + v.detach()
