@@ -41,6 +41,8 @@ class TaskBase(Section):
     few_shot: int = 0
     few_shot_data: str | None = None  # default: other documents of the evaluated set
     few_shot_seed: int = 1234
+    few_shot_sampler: Literal["random", "first"] = "random"  # "first": the pool's first, in file order
+    few_shot_group: str | None = None  # draw only from pool documents with the same value of this field
     limit: int | None = None
     # a data row above this many bytes is an error before tokenising (as data.max_row_bytes)
     max_row_bytes: PositiveInt | None = DEFAULT_MAX_ROW_BYTES
