@@ -111,7 +111,7 @@ def _digest_parts(parts) -> str:
     digest = hashlib.sha256()
     for name, dtype, shape, data in parts:
         digest.update(f"{name}:{dtype}:{shape};".encode())
-        digest.update(memoryview(data) if len(data) else b"")
+        digest.update(memoryview(data) if data.size else b"")
     return digest.hexdigest()
 
 
