@@ -177,11 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_command(args)
     except UserError as err:
-        print(f"posttrain: error: {err}", file=sys.stderr)
+        _say(f"posttrain: error: {err}")
         return 2
     except RunStopped as stop:
-        print(f"posttrain: {stop}", file=sys.stderr)
+        _say(f"posttrain: {stop}")
         return stop.status
     except KeyboardInterrupt:
-        print("posttrain: interrupted", file=sys.stderr)
+        _say("posttrain: interrupted")
         return 130
+
+
+def _say(line: str) -> None:
+    """The final line on stderr, from the main process only (torchrun's RANK 0, or a single
+    process): with --num-processes every process stops, or meets the same data error, alike and
+    would print the same line. The exit status stays every process's own."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)

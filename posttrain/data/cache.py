@@ -7,6 +7,9 @@ nothing is unpickled. Changed records, tokenizer, template or setting give a new
 Each entry records the SHA-256 of its tensors' bytes in its header at write time and is verified
 on load: a truncated or corrupted entry (a full disk, a bad copy) is rebuilt, with a warning,
 instead of breaking every later run on that data.
+
+Tokenised examples are read back memory-mapped (posttrain/data/table.py): the process holds views
+into the entry's flat arrays, never a Python list per row.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ import hashlib
 import json
 import logging
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from posttrain.data.batching import Example
+from posttrain.data.table import ExampleTable
 
 log = logging.getLogger(__name__)
 _UNWRITABLE: set[str] = set()  # cache directories already reported as unwritable (warn once)
@@ -51,10 +57,19 @@ def records_key(records: list, tokenizer_fp: str, **settings) -> str:
     return digest.hexdigest()[:24]
 
 
-def cached_examples(key: str, build: Callable[[], list[Example]]) -> list[Example]:
-    """Load the examples stored under `key`, or build, store (atomically) and return them."""
-    flat = cached_tensors(key, lambda: _flatten(build()))
-    return _unflatten(flat)
+def cached_examples(key: str, build: Callable[[], list[Example]]) -> ExampleTable:
+    """The examples stored under `key`, memory-mapped, or build, store (atomically) and map them.
+    With a cache that cannot be written the built arrays are kept in memory instead."""
+    path = cache_dir() / f"{key}.safetensors"
+    if path.is_file():
+        mapped = _map_verified(path)
+        if mapped is not None:
+            return _table(mapped)
+        _warn_corrupt(path)
+    tensors = _flatten(build())
+    _store(path, tensors)
+    mapped = _map_verified(path) if path.is_file() else None
+    return _table(mapped or {name: t.numpy() for name, t in tensors.items()})
 
 
 def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -64,8 +79,7 @@ def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> di
         found = _read_verified(path)
         if found is not None:
             return found
-        log.warning("%s: tokenised-data cache entry is corrupt (size or hash differs from when it "
-                    "was written); rebuilding it", path)
+        _warn_corrupt(path)
     tensors = {k: v.contiguous() for k, v in build().items()}
     _store(path, tensors)
     return tensors
@@ -82,13 +96,49 @@ def _read_verified(path: Path) -> dict[str, torch.Tensor] | None:
     return tensors if expected == _digest(tensors) else None
 
 
+def _warn_corrupt(path: Path) -> None:
+    log.warning("%s: tokenised-data cache entry is corrupt (size or hash differs from when it "
+                "was written); rebuilding it", path)
+
+
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    return _digest_parts((name, str(t.dtype), tuple(t.shape), t.contiguous().view(torch.uint8).numpy())
+                         for name, t in sorted(tensors.items()))
+
+
+def _digest_parts(parts) -> str:
+    """SHA-256 over (name, torch dtype name, shape, raw bytes) of each tensor, in name order."""
     digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    for name, dtype, shape, data in parts:
+        digest.update(f"{name}:{dtype}:{shape};".encode())
+        digest.update(memoryview(data) if data.size else b"")
     return digest.hexdigest()
+
+
+_NUMPY_DTYPES = {"I32": (np.int32, "torch.int32"), "I64": (np.int64, "torch.int64")}
+
+
+def _map_verified(path: Path) -> dict[str, np.ndarray] | None:
+    """The entry's integer tensors as read-only views of the memory-mapped file (the safetensors
+    layout: an 8-byte little-endian header size, a JSON header, then the data), or None when it
+    cannot be parsed or its hash does not match the one recorded at write time."""
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        (size,) = struct.unpack("<Q", raw[:8].tobytes())
+        header = json.loads(raw[8 : 8 + size].tobytes())
+        expected = header.pop("__metadata__", {}).get("sha256")
+        views, parts = {}, []
+        for name, info in sorted(header.items()):
+            np_dtype, torch_dtype = _NUMPY_DTYPES[info["dtype"]]
+            begin, end = (8 + size + int(o) for o in info["data_offsets"])
+            if not 8 + size <= begin <= end <= len(raw):
+                return None
+            data = raw[begin:end]
+            views[name] = data.view(np_dtype).reshape(info["shape"])
+            parts.append((name, torch_dtype, tuple(info["shape"]), data))
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error, OSError):
+        return None  # truncated, garbled, or not an entry of flat integer arrays
+    return views if expected == _digest_parts(parts) else None
 
 
 def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -111,15 +161,11 @@ def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def _flatten(examples: list[Example]) -> dict[str, torch.Tensor]:
     lengths = torch.tensor([len(e) for e in examples], dtype=torch.int64)
-    ids = torch.tensor([t for e in examples for t in e.input_ids], dtype=torch.int32)
-    labels = torch.tensor([t for e in examples for t in e.labels], dtype=torch.int32)
-    return {"lengths": lengths, "input_ids": ids, "labels": labels}
+    total = int(lengths.sum())
+    ids = np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int32, count=total)
+    labels = np.fromiter((t for e in examples for t in e.labels), dtype=np.int32, count=total)
+    return {"lengths": lengths, "input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels)}
 
 
-def _unflatten(flat: dict[str, torch.Tensor]) -> list[Example]:
-    ids, labels = flat["input_ids"].tolist(), flat["labels"].tolist()
-    out, start = [], 0
-    for n in flat["lengths"].tolist():
-        out.append(Example(ids[start : start + n], labels[start : start + n]))
-        start += n
-    return out
+def _table(flat: dict[str, np.ndarray]) -> ExampleTable:
+    return ExampleTable(flat["input_ids"], flat["labels"], flat["lengths"])

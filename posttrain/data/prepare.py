@@ -13,6 +13,7 @@ from posttrain.data.cache import cached_examples, records_key, tokenizer_fingerp
 from posttrain.data.chat import tokenize_conversation, tokenize_text
 from posttrain.data.parallel import parallel_map
 from posttrain.data.sources import LoadedRecords, load_records
+from posttrain.data.table import ExampleTable, take
 from posttrain.errors import UserError, row_error
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
 
 
 def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
-                          on_error: str) -> list[Example]:
-    """Tokenise conversations with assistant-only labels (cached on disk); an example longer than
-    max_length is an error naming its row (or skipped and counted with on_error: skip), never
-    silently truncated."""
+                          on_error: str) -> ExampleTable:
+    """Tokenise conversations with assistant-only labels (cached on disk, read back memory-mapped);
+    an example longer than max_length is an error naming its row (or skipped and counted with
+    on_error: skip), never silently truncated."""
     key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="conversation",
                       max_length=max_length, on_error=on_error)
     return cached_examples(key, lambda: _tokenize_conversations(tokenizer, loaded, max_length, on_error))
@@ -61,27 +62,29 @@ def _conversation_ids(tokenizer, record) -> tuple[list[int], list[int]]:
     return tokenize_conversation(tokenizer, record.messages)
 
 
-def text_documents(tokenizer, loaded: LoadedRecords) -> list[list[int]]:
-    """Pre-training documents as BOS + tokens + EOS (cached on disk); packing splits long ones."""
+def text_documents(tokenizer, loaded: LoadedRecords) -> Sequence[list[int]]:
+    """Pre-training documents as BOS + tokens + EOS (cached on disk, read back memory-mapped);
+    packing splits long ones."""
     key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="text")
     examples = cached_examples(key, lambda: [Example(ids, ids) for ids in parallel_map(
         functools.partial(_text_ids, tokenizer), loaded.records)])
-    return [e.input_ids for e in examples]
+    return examples.documents()
 
 
 def _text_ids(tokenizer, record) -> list[int]:
     return tokenize_text(tokenizer, record.text)
 
 
-def split_holdout(items: list, fraction: float, seed: int) -> tuple[list, list]:
-    """A seed-determined held-out share (at least one item when fraction > 0)."""
+def split_holdout(items: Sequence, fraction: float, seed: int) -> tuple[Sequence, Sequence]:
+    """A seed-determined held-out share (at least one item when fraction > 0); views of a
+    memory-mapped table, lists of a list."""
     if fraction <= 0:
         return items, []
     order = list(range(len(items)))
     random.Random(f"{seed}/holdout").shuffle(order)
     n_held = max(1, round(fraction * len(items)))
     held = set(order[:n_held])
-    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+    return take(items, [i for i in range(len(items)) if i not in held]), take(items, sorted(held))
 
 
 def max_length_for(data: DataConfig, model_context: int) -> int:

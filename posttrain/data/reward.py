@@ -13,12 +13,13 @@ it would score a response the annotator never saw.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from posttrain.config import SourceConfig
+from posttrain.config import DEFAULT_MAX_ROW_BYTES, SourceConfig
 from posttrain.data import pointless
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.problems import RowProblems
@@ -64,12 +65,15 @@ class ResponseSet:
 
 
 def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str,
-                 margin_field: str | None = None, strength_field: str | None = None) -> list[RewardPair]:
+                 margin_field: str | None = None, strength_field: str | None = None, *,
+                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[RewardPair]:
     """Tokenised chosen/rejected pairs; with margin_field / strength_field, each pair's margin or
     strength read from that field of its row."""
-    loaded = load_records(source.path, "preference", on_error, source.split, source.columns or None)
+    loaded = load_records(source.path, "preference", on_error, source.split, source.columns or None,
+                          max_row_bytes=max_row_bytes)
     pointless.identical_pairs(loaded.path, ((r.chosen, r.rejected) for r in loaded.records))
-    fields = _raw_rows(source) if margin_field or strength_field else {}
+    # the rows load_records refused (failed, or counted as skipped) are only left out here
+    fields = _raw_rows(source, max_row_bytes, lambda *_: None) if margin_field or strength_field else {}
     problems, pairs = RowProblems(loaded.path, on_error), []
     for row, record in zip(loaded.rows, loaded.records):
         try:
@@ -89,11 +93,15 @@ def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str
 
 
 def rated_responses(tokenizer, source: SourceConfig, attributes: list[str], max_length: int,
-                    on_error: str) -> list[RatedResponse]:
+                    on_error: str, *, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[RatedResponse]:
     """Tokenised prompt + response with one target per attribute; an absent or null attribute is
-    not annotated (masked out of the loss)."""
+    not annotated (masked out of the loss). A row above max_row_bytes is invalid (before tokenising)."""
     problems, rated = RowProblems(source.path, on_error), []
-    for row, fields in _raw_rows(source).items():
+
+    def invalid(row: int, err: RecordError) -> None:
+        problems.add(row, err.field, err.problem)
+
+    for row, fields in _raw_rows(source, max_row_bytes, invalid).items():
         try:
             prompt, response = _prompt(fields), _response(fields.get("response"), "response")
             values = [_number(fields, name, required=False) for name in attributes]
@@ -164,11 +172,12 @@ def collate_rated(examples: list[RatedResponse], pad_id: int) -> dict[str, torch
 # ---- fields ---------------------------------------------------------------------------------
 
 
-def _raw_rows(source: SourceConfig) -> dict[int, dict[str, Any]]:
-    """Every row by its row number, with the source's column renames applied."""
+def _raw_rows(source: SourceConfig, max_row_bytes: int | None,
+              on_invalid: Callable[[int, RecordError], None]) -> dict[int, dict[str, Any]]:
+    """Every valid row by its row number, with the source's column renames applied."""
     renames = source.columns or {}
     return {row: {renames.get(k, k): v for k, v in fields.items()}
-            for row, fields in read_rows(source.path, source.split)}
+            for row, fields in read_rows(source.path, source.split, max_row_bytes, on_invalid)}
 
 
 def _number(fields: dict[str, Any], name: str, required: bool = True) -> float | None:

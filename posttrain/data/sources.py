@@ -11,7 +11,7 @@ import itertools
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,19 @@ class LoadedRecords:
     rows: list[int]
 
 
-def read_rows(path: str | Path, split: str | None = None,
-              max_row_bytes: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: str | Path, split: str | None = None, max_row_bytes: int | None = None,
+              on_invalid: Callable[[int, RecordError], None] | None = None,
+              ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based row number, row) for every row of a data file or saved dataset directory;
-    a row that is not an object (or fails check_row) raises the one-line row error. No size limit
-    by default: most callers re-read rows that load_records has already held to the recipe's."""
+    a row that is not an object (or fails check_row, e.g. above max_row_bytes) raises the one-line
+    row error, or is passed to on_invalid and left out. No size limit by default: most callers
+    re-read rows that load_records has already held to the recipe's."""
     for number, row in _raw_rows(path, split, max_row_bytes):
         if isinstance(row, RecordError):
-            raise row_error(path, number, row.field, row.problem)
+            if on_invalid is None:
+                raise row_error(path, number, row.field, row.problem)
+            on_invalid(number, row)
+            continue
         yield number, row
 
 

@@ -83,7 +83,10 @@ def check_row(row: dict[str, Any], max_bytes: int | None) -> dict[str, Any] | Re
     return row
 
 
+ROW_LIMIT = "data.max_row_bytes"
+ROW_LIMIT_HINT = " (raise it, or set data.on_error: skip)"  # evaluation files rephrase both
+
+
 def too_large(size: int, max_bytes: int, at_least: bool = False) -> RecordError:
     more = "at least " if at_least else ""
-    return RecordError("(row)", f"{more}{size} bytes, above data.max_row_bytes {max_bytes} (raise it, "
-                                "or set data.on_error: skip)")
+    return RecordError("(row)", f"{more}{size} bytes, above {ROW_LIMIT} {max_bytes}{ROW_LIMIT_HINT}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -89,6 +89,7 @@ class Loaded:
     path: str  # where the weights came from
     resume_adapter: bool  # resume_from holds an adapter, to be put on top of the base
     full_checkpoint: bool  # resume_from holds full weights, which replaced the recipe's
+    mismatched: list = field(default_factory=list)  # (key, weights' shape, model's shape) reinitialised
 
 
 def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
@@ -106,6 +107,7 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
     quant = quantization_config(adapter, DTYPES[cfg.dtype])
     if quant is not None and cfg.init == "random":
         raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
+    mismatched: list = []
     with loading_errors(path):
         if cfg.init == "random" and not full_checkpoint:
             config = AutoConfig.from_pretrained(path, revision=cfg.revision,
@@ -114,9 +116,11 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
             torch.manual_seed(seed)  # the same base again when a LoRA run resumes
             model = auto_class.from_config(config, **kwargs)
         else:
-            model = auto_class.from_pretrained(path, revision=cfg.revision, quantization_config=quant,
-                                               **(config_extra or {}), **load_extra, **kwargs)
-    return Loaded(model, path, resume_adapter, full_checkpoint)
+            model, info = auto_class.from_pretrained(
+                path, revision=cfg.revision, quantization_config=quant, output_loading_info=True,
+                **(config_extra or {}), **load_extra, **kwargs)
+            mismatched = list(info.get("mismatched_keys") or [])
+    return Loaded(model, path, resume_adapter, full_checkpoint, mismatched)
 
 
 def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,

@@ -76,6 +76,7 @@ def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, se
     loaded = instantiate(cfg, seed, adapter, resume_from, AutoModelForSequenceClassification,
                          config_extra=head, ignore_mismatched_sizes=True)
     model, resume_adapter = loaded.model, loaded.resume_adapter
+    _only_the_head_differs(loaded.mismatched, loaded.path)
     if init_labels is not None and (reset_head or len(init_labels) != len(labels)):
         log.info("reward head re-initialised (%d outputs -> %d)", len(init_labels), len(labels))
         reset_head_weights(model, seed)
@@ -86,9 +87,23 @@ def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, se
     return add_reward_adapter(model, adapter) if adapter.kind != "none" else model
 
 
+HEAD_NAMES = ("score", "classifier")  # the linear reward head of a sequence-classification model
+
+
+def _only_the_head_differs(mismatched: list, path: str) -> None:
+    """ignore_mismatched_sizes lets a head of another size be re-initialised; any other tensor of
+    the wrong shape would be silently re-initialised too, so it is an error instead."""
+    body = [(key, *shapes) for key, *shapes in mismatched if key.split(".")[0] not in HEAD_NAMES]
+    if body:
+        key, stored, expected = body[0]
+        raise UserError(f"cannot load model '{path}': the weights do not match config.json ({key} is "
+                        f"{list(stored)} in the weights, {list(expected)} by config.json; "
+                        f"{len(body)} {'tensor differs' if len(body) == 1 else 'tensors differ'})")
+
+
 def score_head(model) -> nn.Linear:
     """The linear head of a sequence-classification model (`score` in decoder-only models)."""
-    for name in ("score", "classifier"):
+    for name in HEAD_NAMES:
         head = getattr(model, name, None)
         if isinstance(head, nn.Linear):
             return head

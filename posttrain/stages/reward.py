@@ -61,13 +61,14 @@ def _units(recipe: Recipe, spec: RewardLossSpec, tokenizer, max_len: int, source
     """Training units of every source: pairs (pairwise losses) or rated responses (regression)."""
     if not sources:
         raise UserError("the recipe has no data sources (data.sources)")
-    reward, on_error = recipe.reward, recipe.data.on_error
+    reward, on_error, max_bytes = recipe.reward, recipe.data.on_error, recipe.data.max_row_bytes
     if not spec.pairwise:
-        return [u for s in sources for u in
-                rated_responses(tokenizer, s, reward.attributes, max_len, on_error)]
+        return [u for s in sources for u in rated_responses(tokenizer, s, reward.attributes, max_len,
+                                                            on_error, max_row_bytes=max_bytes)]
     margin = reward.margin_field if spec.needs_margins else None
     strength = reward.strength_field if spec.needs_strengths else None
-    return [u for s in sources for u in reward_pairs(tokenizer, s, max_len, on_error, margin, strength)]
+    return [u for s in sources for u in reward_pairs(tokenizer, s, max_len, on_error, margin, strength,
+                                                     max_row_bytes=max_bytes)]
 
 
 def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: list[str]) -> RunContext:

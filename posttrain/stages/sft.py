@@ -17,6 +17,7 @@ from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import (conversation_examples, load_sources, max_length_for,
                                     split_holdout)
+from posttrain.data.table import chain, take
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
 from posttrain.objectives.sft import NextTokenObjective
@@ -33,7 +34,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     def examples(sources):
         loaded = load_sources(sources, "conversation", data.on_error, data.max_row_bytes)
-        return [ex for part in loaded for ex in conversation_examples(tok, part, max_len, data.on_error)]
+        return chain([conversation_examples(tok, part, max_len, data.on_error) for part in loaded])
 
     train = examples(data.sources)
     held = examples(data.eval_sources) if data.eval_sources else []
@@ -41,8 +42,10 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if data.pack:
         # Pack after a seeded shuffle so rows mix examples; rows are then shuffled per epoch.
-        random.Random(f"{recipe.seed}/pack").shuffle(train)
-        train = pack_examples(train, max_len)
+        # Shuffling the indices draws the same permutation random.shuffle would apply to a list.
+        order = list(range(len(train)))
+        random.Random(f"{recipe.seed}/pack").shuffle(order)
+        train = pack_examples(take(train, order), max_len)
         collate = functools.partial(collate_packed, pad_id=tok.pad_token_id, length=max_len)
     else:
         collate = functools.partial(collate_padded, pad_id=tok.pad_token_id)

@@ -76,10 +76,10 @@ def relaunch(num_processes: int, argv: list[str]) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={num_processes}",
+    cmd = [sys.executable, "-m", "posttrain.train.launch", f"--nproc-per-node={num_processes}",
            "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "posttrain", *argv]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
-        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))})
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": threads})
     # SIGTERM/SIGINT sent to this process go on to torchrun, which passes them to the training
     # processes (they checkpoint and stop); dying here at once would leave them training orphaned.
     forwarded: list[int] = []

@@ -33,7 +33,10 @@ BUILTIN_TASKS: dict[str, dict[str, Any]] = {
                  template="Problem: {prompt}\nPut the final answer in \\boxed{{}}.\nSolution:",
                  target_template="{rationale}",
                  description="competition maths (MATH), exact match of the last \\boxed{} answer"),
+    # few-shot examples as the harness picks them: the first of the same subject (give the dev split
+    # as few_shot_data; lm-evaluation-harness's fewshot_split: dev with the first_n sampler)
     "mmlu": dict(kind="multiple_choice", format="mmlu", choice_style="letters", preamble=_MMLU_PREAMBLE,
+                 few_shot_sampler="first", few_shot_group="subject",
                  description="57-subject multiple choice (MMLU), log-likelihood of the answer letter"),
     "arc": dict(kind="multiple_choice", format="arc", template="Question: {prompt}\nAnswer:",
                 description="ARC Easy/Challenge science questions, log-likelihood of each answer text"),

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, PositiveInt, TypeAdapter, ValidationError, model_validator
 
-from posttrain.config import Section, apply_override, describe_validation_error
+from posttrain.config import DEFAULT_MAX_ROW_BYTES, Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
 from posttrain.strict_yaml import read_yaml
 
@@ -41,7 +41,11 @@ class TaskBase(Section):
     few_shot: int = 0
     few_shot_data: str | None = None  # default: other documents of the evaluated set
     few_shot_seed: int = 1234
+    few_shot_sampler: Literal["random", "first"] = "random"  # "first": the pool's first, in file order
+    few_shot_group: str | None = None  # draw only from pool documents with the same value of this field
     limit: int | None = None
+    # a data row above this many bytes is an error before tokenising (as data.max_row_bytes)
+    max_row_bytes: PositiveInt | None = DEFAULT_MAX_ROW_BYTES
 
 
 class MultipleChoiceTask(TaskBase):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posttrain.eval.backend import Backend
-from posttrain.eval.prompting import Prompter, fill, pick_examples, target_text, with_cot
+from posttrain.eval.prompting import Prompter, fill, target_text, task_examples, with_cot
 
 
 @dataclass
@@ -27,6 +27,6 @@ def user_prompt(task, doc: dict, cot: bool = False) -> str:
 
 def few_shot_turns(task, doc: dict, pool: list[dict], cot: bool = False) -> list[tuple[str, str]]:
     """(question, answer) pairs for the task's few_shot examples of this document."""
-    shots = pick_examples(pool, task.few_shot, doc, task.few_shot_seed)
+    shots = task_examples(task, pool, doc)
     return [(user_prompt(task, shot, cot), target_text(shot, cot, task.target_template, task.name))
             for shot in shots]

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.data import pointless
-from posttrain.data.records import describe_type
+from posttrain.data.records import RecordError, describe_type
 from posttrain.data.sources import read_rows
-from posttrain.data.text_files import read_text_file, text_lines
-from posttrain.errors import UserError
+from posttrain.data.text_files import ROW_LIMIT, ROW_LIMIT_HINT, read_text_file, text_lines
+from posttrain.errors import UserError, row_error
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
 FEW_SHOT_POOL_SIZE = 50
@@ -108,7 +108,15 @@ def _rows(task, path: Path):
         return iter([(1, {"text": read_text_file(path)})])
     if task.format == "mmlu" and (path.suffix == ".csv" or _csv_dir(path)):
         return _mmlu_csv_rows(path)
-    return read_rows(path, task.split)
+    return read_rows(path, task.split, task.max_row_bytes, _row_error(path))
+
+
+def _row_error(path: Path):
+    """An invalid row of an evaluation file is an error naming the task's own size setting."""
+    def refuse(number: int, err: RecordError) -> None:
+        problem = err.problem.replace(ROW_LIMIT_HINT, "").replace(ROW_LIMIT, "the task's max_row_bytes")
+        raise row_error(path, number, err.field, problem)
+    return refuse
 
 
 def _csv_dir(path: Path) -> bool:

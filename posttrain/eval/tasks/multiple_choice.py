@@ -15,7 +15,7 @@ from __future__ import annotations
 from posttrain.eval.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
-from posttrain.eval.prompting import fill, pick_examples
+from posttrain.eval.prompting import fill, task_examples
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.formats import LETTERS
 
@@ -48,7 +48,7 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     prompter = ctx.prompter(task)
     requests, spans, prompts = [], [], []
     for doc in docs:
-        shots = [_shot(task, shot) for shot in pick_examples(pool, task.few_shot, doc, task.few_shot_seed)]
+        shots = [_shot(task, shot) for shot in task_examples(task, pool, doc)]
         preamble = fill(task.preamble, doc, task.name) if task.preamble else None
         context = prompter.prompt(_question(task, doc), shots, preamble)
         answers = _answers(task, doc)

@@ -51,7 +51,7 @@ def test_corrupt_entry_is_detected_and_rebuilt(corrupt, tmp_path, monkeypatch, c
         return [Example([1, 2, 3], [-100, 2, 3]), Example([7, 8], [7, 8])]
 
     key = cache.records_key(["a"], "tok", max_length=8)
-    expected = cache.cached_examples(key, build)
+    expected = list(cache.cached_examples(key, build))  # items copied out: the entry is mapped
     (entry,) = (tmp_path / "tokenized").glob("*.safetensors")
     corrupt(entry)
     assert cache.cached_examples(key, build) == expected and len(calls) == 2

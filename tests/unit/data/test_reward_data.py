@@ -121,3 +121,21 @@ def test_response_sets_keep_the_rows_as_written(tmp_path):
         response_sets(bad)
     with pytest.raises(UserError, match="row 1: field 'responses': expected a list of responses, got string"):
         response_sets(_jsonl(tmp_path / "s.jsonl", [{"prompt": "Hi", "responses": "Yo"}]).path)
+
+
+def test_rows_above_max_row_bytes_fail_or_are_skipped_before_tokenising(tok, tmp_path):
+    big = {"prompt": "Hi", "response": "Yo " * 100, "helpfulness": 1}
+    small = {"prompt": "Hi", "response": "Yo", "helpfulness": 2}
+    rated_source = _jsonl(tmp_path / "h.jsonl", [small, big])
+    with pytest.raises(UserError, match=r"row 2: field '\(row\)': \d+ bytes, above data.max_row_bytes 200"):
+        rated_responses(tok, rated_source, ["helpfulness"], 512, "fail", max_row_bytes=200)
+    with pytest.warns(UserWarning, match="skipped 1 rows"):
+        rated = rated_responses(tok, rated_source, ["helpfulness"], 512, "skip", max_row_bytes=200)
+    assert [r.targets for r in rated] == [[2.0]]
+    assert len(rated_responses(tok, rated_source, ["helpfulness"], 512, "fail", max_row_bytes=None)) == 2
+    pair_source = _jsonl(tmp_path / "p.jsonl", [_pair(margin=1), _pair(chosen="yes " * 100, margin=2)])
+    with pytest.raises(UserError, match=r"row 2: field '\(row\)': .*above data.max_row_bytes 200"):
+        reward_pairs(tok, pair_source, 512, "fail", max_row_bytes=200)
+    with pytest.warns(UserWarning, match="skipped 1 invalid row"):
+        pairs = reward_pairs(tok, pair_source, 512, "skip", margin_field="margin", max_row_bytes=200)
+    assert [p.margin for p in pairs] == [1.0]

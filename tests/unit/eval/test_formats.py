@@ -95,3 +95,13 @@ def test_generated_arithmetic_is_the_quickstart_test_set():
         [(r["prompt"], r["reference"]) for r in eval_rows(200, 3)[:5]]
     assert {d["prompt"] for d in pool}.isdisjoint(r["prompt"] for r in eval_rows(200, 3))
     assert all(d["rationale"] and d["reference"].lstrip("-").isdigit() for d in pool)
+
+
+def test_evaluation_rows_above_the_tasks_max_row_bytes_are_one_line_errors(tmp_path):
+    path = _jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"},
+                                         {"question": "q" * 300, "answer": "#### 2"}])
+    assert len(_docs("gsm8k", path)) == 2  # the default limit is 1 MiB
+    with pytest.raises(UserError) as err:
+        _docs("gsm8k", path, max_row_bytes=200)
+    size = len(json.dumps({"question": "q" * 300, "answer": "#### 2"}) + "\n")  # the line's bytes
+    assert str(err.value) == f"{path}: row 2: field '(row)': {size} bytes, above the task's max_row_bytes 200"

@@ -25,11 +25,16 @@ HARNESS_MMLU = dict(
     doc_to_choice=["A", "B", "C", "D"], metric_list=[{"metric": "acc"}, {"metric": "acc_norm"}])
 
 
-def _harness_task(path, **config):
+def _harness_task(path, dev=None, **config):
     from lm_eval.api.task import ConfigurableTask
 
+    files = {"test": str(path), **({"dev": str(dev)} if dev else {})}
     return ConfigurableTask(config={"task": "parity", "dataset_path": "json",
-                                    "dataset_kwargs": {"data_files": {"test": str(path)}}, **HARNESS_MMLU, **config})
+                                    "dataset_kwargs": {"data_files": files}, **HARNESS_MMLU, **config})
+
+
+def _preamble(subject):
+    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
 
 
 @pytest.fixture()
@@ -68,3 +73,26 @@ def test_acc_and_acc_norm_match_the_harness_on_random_loglikelihoods(tiny_model,
             results = [(logprobs[(row["question"], choice)], False) for choice in row["choices"]]
             expected = harness.process_results(doc, results)
             assert {k: sample.scores[k] for k in ("acc", "acc_norm")} == expected, trial
+
+
+def test_mmlu_few_shot_prompt_matches_the_harness_first_n_from_the_subjects_dev_split(tiny_model, rows_file, tmp_path):
+    """The harness runs one task per subject with fewshot_split: dev and the first_n sampler; ours
+    reads one dev file of every subject (interleaved here) and takes the first of the same subject."""
+    _, tokenizer = tiny_model
+    dev_rows = [{"question": f"{row['subject']} dev {i}?", "choices": ["p", "q q", "r", "s"], "answer": (i + k) % 4,
+                 "subject": row["subject"]} for i in range(4) for k, row in enumerate(ROWS)]
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(row) + "\n" for row in dev_rows))
+    backend = ScriptedBackend(tokenizer, is_chat=False)
+    run_task(resolve_task("mmlu", ["few_shot=3", f"few_shot_data={dev}"], data=str(rows_file)), backend)
+    for index, row in enumerate(ROWS):
+        subject_dev = tmp_path / f"dev_{index}.jsonl"
+        subject_dev.write_text("".join(json.dumps(r) + "\n" for r in dev_rows if r["subject"] == row["subject"]))
+        harness = _harness_task(rows_file, dev=subject_dev, fewshot_split="dev",
+                                fewshot_config={"sampler": "first_n"}, description=_preamble(row["subject"]))
+        doc = harness.test_docs()[index]
+        expected = [request.arguments for request in harness.construct_requests(doc, harness.fewshot_context(doc, 3))]
+        ours = [(backend._text(r.context).removeprefix(tokenizer.bos_token), backend._text(r.continuation))
+                for r in backend.scored[4 * index: 4 * index + 4]]
+        assert ours == expected and f"{row['subject']} dev 2?" in ours[0][0]
+        assert f"{row['subject']} dev 3?" not in ours[0][0]  # the first three, not a random three

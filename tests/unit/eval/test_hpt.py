@@ -88,5 +88,6 @@ def test_a_text_metric_with_a_threshold_solves(tiny_model, tmp_path):
 def test_threshold_goes_with_a_text_metric(tmp_path, overrides, problem):
     from posttrain.errors import UserError
 
-    with pytest.raises(UserError, match=problem):  # when the task is read, before any model time
+    with pytest.raises(UserError, match=problem) as err:  # when the task is read, before any model time
         _summary_task(tmp_path, *overrides)
+    assert "Value error" not in str(err.value) and "\n" not in str(err.value)  # one clean line

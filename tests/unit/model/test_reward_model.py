@@ -98,3 +98,22 @@ def test_lora_reward_model_trains_its_head_and_loads_back_for_scoring(tiny_dir, 
 def test_an_unloadable_model_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot load model"):
         load_reward_model(ModelConfig(path=str(tmp_path / "missing")), ["reward"], 0)
+
+
+def test_a_body_that_does_not_match_its_config_is_an_error_not_reinitialised(tiny_dir, tmp_path):
+    """Only the score head may change size (re-initialised); a mismatched body tensor once was
+    silently re-initialised by ignore_mismatched_sizes."""
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["vocab_size"] += 8
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError) as err:
+        _reward_model(bad, ["helpfulness", "correctness"])
+    vocab = config["vocab_size"]
+    assert str(err.value) == (f"cannot load model '{bad}': the weights do not match config.json "
+                              f"(model.embed_tokens.weight is [{vocab - 8}, {config['hidden_size']}] in the "
+                              f"weights, [{vocab}, {config['hidden_size']}] by config.json; 1 tensor differs)")
