@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
+from posttrain.model.segment_mask import attention_backend, segment_attention_mask
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -41,10 +42,14 @@ def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                    position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None,
-                   chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+                   chunk_size: int = 256, summed: bool = False,
+                   segment_ids: torch.Tensor | None = None) -> torch.Tensor:
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
-    lets the head compute its gradient in the forward pass (model/fused_head.py)."""
+    lets the head compute its gradient in the forward pass (model/fused_head.py). segment_ids
+    (the shared-prefix layout, data/shared_prefix.py) replace attention_mask by their 4D mask."""
+    if segment_ids is not None:
+        attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype)
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=position_ids, use_cache=False)
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
@@ -75,6 +80,6 @@ class TokenLogprobs(nn.Module):
         self._no_split_modules = getattr(model, "_no_split_modules", None)
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
-                summed: bool = False) -> torch.Tensor:
+                summed: bool = False, segment_ids=None) -> torch.Tensor:
         return token_logprobs(self.model, input_ids, labels, position_ids, attention_mask,
-                              self.chunk_size, summed)
+                              self.chunk_size, summed, segment_ids)

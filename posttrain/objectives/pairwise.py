@@ -26,6 +26,25 @@ def sequence_logps(token_logps: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     return token_logps.sum(-1), counts
 
 
+def block_logps(policy, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed response log-probs, response lengths) in block order (all chosen, all rejected
+    [, all samples]) from either collated layout: rows block by block, or one shared-prefix row per
+    pair with its responses as segments 1, 2[, 3] (data/shared_prefix.py). `policy` maps
+    (input_ids, labels, **layout) to token log-probs [B, T]."""
+    ids, labels = mb["input_ids"], mb["labels"]
+    if "segment_ids" not in mb:
+        return sequence_logps(policy(ids, labels), labels)
+    segments = mb["segment_ids"]
+    token_logps = policy(ids, labels, position_ids=mb["position_ids"], segment_ids=segments)
+    scored = labels != -100
+    sums, counts = [], []
+    for k in range(1, int(segments.max()) + 1):
+        in_k = segments == k
+        sums.append((token_logps * in_k).sum(-1))
+        counts.append((scored & in_k).sum(-1).to(token_logps.dtype))
+    return torch.cat(sums), torch.cat(counts)
+
+
 class PairwiseObjective:
     def __init__(self, spec: LossSpec, cfg: PreferenceConfig):
         self.spec, self.cfg = spec, cfg
@@ -34,8 +53,8 @@ class PairwiseObjective:
         return int(mb["num_pairs"])
 
     def loss(self, policy, mb: dict[str, torch.Tensor]):
-        n = mb["input_ids"].shape[0] // (3 if self.spec.needs_reference_sample else 2)
-        logps, lengths = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
+        n = int(mb["num_pairs"])
+        logps, lengths = block_logps(policy, mb)
         sample = slice(2 * n, 3 * n)
         batch = PairLogps(
             policy_chosen_logps=logps[:n], policy_rejected_logps=logps[n : 2 * n],

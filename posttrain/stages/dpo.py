@@ -12,7 +12,7 @@ from the initial policy before training.
 from __future__ import annotations
 
 import functools
-
+import logging
 
 from posttrain.config import Recipe
 from posttrain.data.batching import Example
@@ -25,12 +25,15 @@ from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
+from posttrain.model.segment_mask import attention_backend, supports_segment_mask
 from posttrain.objectives.pairwise import PairwiseObjective, preference_config
 from posttrain.objectives.registry import get_preference_loss
 from posttrain.train import loop
 from posttrain.train.periodic_eval import generation_eval
 from posttrain.train.reference import attach_reference_logps, initial_policy
 from posttrain.train.setup import RunContext, start_run
+
+logger = logging.getLogger(__name__)
 
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
@@ -56,7 +59,8 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
         _add_reference_samples(ctx, train + held, max_len)
-    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id)
+    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id,
+                                shared=_shared_prefix(ctx, recipe.preference.shared_prefix))
     if spec.needs_reference or spec.needs_rewards:
         # REBEL's "old policy" (the one that sampled the pairs) is the initial policy here.
         attach_reference_logps(ctx, train + held, collate, ("chosen", "rejected", "ref_sample"),
@@ -71,6 +75,17 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         eval_batches=eval_micro_batches(held, collate, ctx.layout),
         extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)
+
+
+def _shared_prefix(ctx: RunContext, wanted: bool) -> bool:
+    """preference.shared_prefix where the attention backend can take its mask, else (said once)
+    the one-row-per-response layout."""
+    if wanted and not supports_segment_mask(ctx.model):
+        logger.warning("preference.shared_prefix: attention backend '%s' cannot take the shared-prefix "
+                       "mask; scoring chosen and rejected as separate rows (sdpa or eager share the prompt)",
+                       attention_backend(ctx.model))
+        return False
+    return wanted
 
 
 def _add_reference_samples(ctx: RunContext, pairs: list[PairExample], max_len: int) -> None:
