@@ -83,12 +83,14 @@ def _scores(raw: dict) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False) -> dict[str, torch.Tensor]:
-    """Row blocks chosen | rejected [| sample], or (shared) one shared-prefix row per pair."""
+def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False,
+                  pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Row blocks chosen | rejected [| sample], or (shared) one shared-prefix row per pair, or
+    (shared, pack_length) several pairs per row."""
     with_sample = all(p.ref_sample is not None for p in pairs)
     groups = [[p.chosen, p.rejected] + ([p.ref_sample] if with_sample else []) for p in pairs]
     if shared:
-        batch = collate_shared(groups, pad_id)
+        batch = collate_shared(groups, pad_id, pack_length)
     else:
         batch = collate_padded([g[k] for k in range(len(groups[0])) for g in groups], pad_id)
     for key in pairs[0].ref_logps:

@@ -12,15 +12,18 @@ response. Each segment sees the prefix and itself only (model/segment_mask.py bu
 `segment_ids`), and its position ids continue from the prefix as in its own row, so every
 response token gets exactly the log-prob of the separate forward.
 
-`segment_ids` [B, T]: 0 for the prefix, k for the k-th response segment (1 chosen, 2 rejected,
-3 sample), -1 for padding; the label at t belongs to the segment of token t.
+`segment_ids` [B, T]: 4 * pair + block, block 0 for the pair's prefix and k for its k-th response
+(1 chosen, 2 rejected, 3 sample); -1 for padding; the label at t belongs to the segment of token t.
+With packing (data.pack) a row holds several pairs, and no token attends across pairs.
 """
 
 from __future__ import annotations
 
 import torch
 
-from posttrain.data.batching import IGNORE, Example, collate_padded
+from posttrain.data.batching import IGNORE, Example
+
+SEGMENTS_PER_PAIR = 4  # block 0 prefix, 1 chosen, 2 rejected, 3 SELM's reference sample
 
 
 def shared_length(rows: list[Example]) -> int:
@@ -49,17 +52,32 @@ def pair_layout(rows: list[Example]) -> tuple[Example, list[int], list[int]]:
     return Example(ids, labels), positions, segments
 
 
-def collate_shared(groups: list[list[Example]], pad_id: int) -> dict[str, torch.Tensor]:
-    """One right-padded row per group (a pair's responses), with position and segment ids."""
+def collate_shared(groups: list[list[Example]], pad_id: int,
+                   pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded rows of laid-out pairs: one pair per row, or (pack_length) as many whole pairs
+    as fit in pack_length tokens, in order (a longer pair gets a row of its own). segment_ids
+    encode (pair, block) as SEGMENTS_PER_PAIR * pair + block, pair = the pair's index in `groups`."""
     laid = [pair_layout(rows) for rows in groups]
-    batch = collate_padded([row for row, _, _ in laid], pad_id)
-    width = batch["input_ids"].shape[1]
-    position_ids = torch.zeros_like(batch["input_ids"])
-    segment_ids = torch.full_like(batch["input_ids"], -1)
-    for r, (row, positions, segments) in enumerate(laid):
-        n = len(row)
-        position_ids[r, :n] = torch.tensor(positions)
-        position_ids[r, n:] = torch.arange(positions[-1] + 1, positions[-1] + 1 + width - n)
-        segment_ids[r, :n] = torch.tensor(segments)
-    batch["position_ids"], batch["segment_ids"] = position_ids, segment_ids
-    return batch
+    packed: list[list[int]] = []  # indices of the pairs in each row
+    for i, (row, _, _) in enumerate(laid):
+        used = sum(len(laid[j][0]) for j in packed[-1]) if packed else 0
+        if pack_length and packed and used + len(row) <= pack_length:
+            packed[-1].append(i)
+        else:
+            packed.append([i])
+    width = max(sum(len(laid[i][0]) for i in members) for members in packed)
+    shape = (len(packed), width)
+    input_ids, labels = torch.full(shape, pad_id), torch.full(shape, IGNORE)
+    position_ids, segment_ids = torch.zeros(shape, dtype=torch.long), torch.full(shape, -1)
+    for r, members in enumerate(packed):
+        at = 0
+        for i in members:
+            row, positions, segments = laid[i]
+            cols = slice(at, at + len(row))
+            input_ids[r, cols], labels[r, cols] = torch.tensor(row.input_ids), torch.tensor(row.labels)
+            position_ids[r, cols] = torch.tensor(positions)
+            segment_ids[r, cols] = torch.tensor(segments) + SEGMENTS_PER_PAIR * i
+            at += len(row)
+        position_ids[r, at:] = torch.arange(width - at)  # padding: a segment of its own
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+            "segment_ids": segment_ids, "num_tokens": torch.tensor(sum(len(x[0]) for x in laid))}

@@ -9,6 +9,7 @@ import dataclasses
 import torch
 
 from posttrain.config import PreferenceSection
+from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,
                                             kto_reference_point, summed_statistics)
 from posttrain.objectives.registry import LossSpec
@@ -28,21 +29,22 @@ def sequence_logps(token_logps: torch.Tensor, labels: torch.Tensor) -> tuple[tor
 
 def block_logps(policy, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed response log-probs, response lengths) in block order (all chosen, all rejected
-    [, all samples]) from either collated layout: rows block by block, or one shared-prefix row per
-    pair with its responses as segments 1, 2[, 3] (data/shared_prefix.py). `policy` maps
+    [, all samples]) from either collated layout: rows block by block, or shared-prefix rows of
+    one or several pairs with the responses as segments (data/shared_prefix.py). `policy` maps
     (input_ids, labels, **layout) to token log-probs [B, T]."""
     ids, labels = mb["input_ids"], mb["labels"]
     if "segment_ids" not in mb:
         return sequence_logps(policy(ids, labels), labels)
     segments = mb["segment_ids"]
     token_logps = policy(ids, labels, position_ids=mb["position_ids"], segment_ids=segments)
-    scored = labels != -100
-    sums, counts = [], []
-    for k in range(1, int(segments.max()) + 1):
-        in_k = segments == k
-        sums.append((token_logps * in_k).sum(-1))
-        counts.append((scored & in_k).sum(-1).to(token_logps.dtype))
-    return torch.cat(sums), torch.cat(counts)
+    pair, block = segments // SEGMENTS_PER_PAIR, segments % SEGMENTS_PER_PAIR
+    scored = (segments >= 0) & (block > 0)  # response tokens (padding is -1)
+    n, blocks = int(mb["num_pairs"]), int(block[scored].max())
+    index = ((block - 1) * n + pair)[scored]  # block order: all chosen, all rejected[, samples]
+    sums = token_logps.new_zeros(blocks * n).index_add(0, index, token_logps[scored])
+    is_label = (labels[scored] != -100).to(token_logps.dtype)
+    counts = token_logps.new_zeros(blocks * n).index_add(0, index, is_label)
+    return sums, counts
 
 
 class PairwiseObjective:

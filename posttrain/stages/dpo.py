@@ -5,7 +5,9 @@
 The objective is chosen by name (preference.loss; objectives/registry.py lists them with their
 papers). Reference log-probs are computed once before training from the initial policy (with
 LoRA: the base with the adapter disabled) or from `preference.reference`, cached on disk, so no
-second copy of the weights is held while training. SELM's reference-policy sample is generated
+second copy of the weights is held while training. Each pair is scored in one row, its prompt
+computed once (preference.shared_prefix, data/shared_prefix.py); data.pack puts several pairs of
+a micro-batch in a row of up to data.max_length tokens. SELM's reference-policy sample is generated
 from the initial policy before training.
 """
 
@@ -59,8 +61,11 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
         _add_reference_samples(ctx, train + held, max_len)
-    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id,
-                                shared=_shared_prefix(ctx, recipe.preference.shared_prefix))
+    shared = _shared_prefix(ctx, recipe.preference.shared_prefix)
+    if data.pack and not shared:
+        logger.warning("data.pack: pairs are packed only in the shared-prefix layout; not packing")
+    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id, shared=shared,
+                                pack_length=max_len if data.pack and shared else None)
     if spec.needs_reference or spec.needs_rewards:
         # REBEL's "old policy" (the one that sampled the pairs) is the initial policy here.
         attach_reference_logps(ctx, train + held, collate, ("chosen", "rejected", "ref_sample"),

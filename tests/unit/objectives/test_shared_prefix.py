@@ -60,13 +60,18 @@ def test_layout_repeats_the_last_prompt_token_and_restarts_positions():
     assert segments == [0, 0, 1, 1, 1, 2, 2]
 
 
-@pytest.mark.parametrize("attn,with_sample", [("sdpa", False), ("eager", False), ("sdpa", True)])
-def test_shared_forward_equals_separate_rows_in_values_and_gradients(attn, with_sample):
+LAYOUTS = {"separate": {}, "shared": {"shared": True}, "packed": {"shared": True, "pack_length": 40}}
+
+
+@pytest.mark.parametrize("attn,with_sample,layout", [("sdpa", False, "shared"), ("eager", False, "shared"),
+                                                     ("sdpa", True, "shared"), ("sdpa", False, "packed"),
+                                                     ("eager", True, "packed")])
+def test_shared_forward_equals_separate_rows_in_values_and_gradients(attn, with_sample, layout):
     pairs = _pairs(with_sample)
     results = []
-    for shared in (False, True):
+    for name in ("separate", layout):
         model = _model(attn)
-        mb = collate_pairs(pairs, pad_id=0, shared=shared)
+        mb = collate_pairs(pairs, pad_id=0, **LAYOUTS[name])
         logps, lengths = block_logps(TokenLogprobs(model), mb)
         (logps * torch.linspace(0.5, 1.5, logps.shape[0])).sum().backward()  # every row's gradient
         results.append((logps.detach(), lengths, {n: p.grad for n, p in model.named_parameters()}))
@@ -76,8 +81,23 @@ def test_shared_forward_equals_separate_rows_in_values_and_gradients(attn, with_
     assert torch.equal(sh_len, sep_len)
     for name, grad in sep_grads.items():
         torch.testing.assert_close(sh_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
-    rows = collate_pairs(pairs, pad_id=0, shared=True)["input_ids"]
-    assert rows.shape[0] == len(pairs)  # one row per pair: the prompt is computed once
+    rows = collate_pairs(pairs, pad_id=0, **LAYOUTS[layout])["input_ids"]
+    if layout == "shared":
+        assert rows.shape[0] == len(pairs)  # one row per pair: the prompt is computed once
+    else:
+        assert 1 < rows.shape[0] < len(pairs) and rows.shape[1] <= 40  # several whole pairs per row
+
+
+def test_packing_keeps_whole_pairs_in_order_with_their_own_positions():
+    pairs = _pairs()
+    mb = collate_pairs(pairs, pad_id=0, shared=True, pack_length=40)
+    pair_of = mb["segment_ids"] // 4
+    seen = [int(p) for row in pair_of for p in row.unique_consecutive() if p >= 0]
+    assert seen == list(range(len(pairs)))  # every pair once, whole, in order
+    for row, positions in zip(pair_of, mb["position_ids"]):
+        for p in row.unique():
+            if p >= 0:  # each pair's positions start at 0, as in its own row
+                assert int(positions[row == p][0]) == 0
 
 
 def test_a_mask_without_segments_would_differ():
@@ -94,23 +114,38 @@ def test_a_mask_without_segments_would_differ():
     assert (wrong_rejected - right[len(SHAPES):]).abs().max() > 1e-3
 
 
+def test_packed_pairs_that_could_see_each_other_would_differ():
+    """Guards the packed case: with every pair of a row given the same pair index, later pairs
+    would attend to earlier ones, and their log-probs would change."""
+    model = _model()
+    mb = collate_pairs(_pairs(), pad_id=0, **LAYOUTS["packed"])
+    merged = torch.where(mb["segment_ids"] >= 0, mb["segment_ids"] % 4, -1)
+    with torch.no_grad():
+        right = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"],
+                                     segment_ids=mb["segment_ids"])
+        wrong = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"],
+                                     segment_ids=merged)
+    assert (wrong - right).abs().max() > 1e-3
+
+
 def test_reference_log_probs_are_equal_in_both_layouts():
     model = _model().eval()
     got = []
-    for shared in (False, True):
+    for layout in ("separate", "shared", "packed"):
         pairs = _pairs(with_sample=True)
-        collate = functools.partial(collate_pairs, pad_id=0, shared=shared)
+        collate = functools.partial(collate_pairs, pad_id=0, **LAYOUTS[layout])
         precompute_reference_logps(model, pairs, collate, ("chosen", "rejected", "ref_sample"), 3,
                                    torch.device("cpu"))
         got.append(torch.tensor([[p.ref_logps[k] for k in ("chosen", "rejected", "ref_sample")] for p in pairs]))
     torch.testing.assert_close(got[1], got[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[2], got[0], atol=1e-5, rtol=0)
 
 
-def _dpo_step(micro_batch_size, shared):
+def _dpo_step(micro_batch_size, layout):
     model = _model()
     policy = TokenLogprobs(model)
     pairs = _pairs()
-    micro_batches = [collate_pairs(pairs[i : i + micro_batch_size], pad_id=0, shared=shared)
+    micro_batches = [collate_pairs(pairs[i : i + micro_batch_size], pad_id=0, **LAYOUTS[layout])
                      for i in range(0, len(pairs), micro_batch_size)]
     objective = PairwiseObjective(get_preference_loss("sigmoid"), PreferenceConfig(beta=0.5))
     job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True),
@@ -119,12 +154,12 @@ def _dpo_step(micro_batch_size, shared):
     return float(stats["loss"]), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_dpo_step_is_the_same_shared_or_not_and_with_accumulation():
-    """The loss unit stays the pair: one batch of 8 pairs, four of 2 and the separate layout give
-    one loss and one gradient."""
-    base_loss, base_grads = _dpo_step(8, shared=False)
-    for micro_batch_size in (8, 2):
-        loss, grads = _dpo_step(micro_batch_size, shared=True)
+def test_dpo_step_is_the_same_in_every_layout_and_with_accumulation():
+    """The loss unit stays the pair: one batch of 8 pairs, four of 2, shared or packed, and the
+    separate layout give one loss and one gradient."""
+    base_loss, base_grads = _dpo_step(8, "separate")
+    for micro_batch_size, layout in ((8, "shared"), (2, "shared"), (8, "packed"), (3, "packed")):
+        loss, grads = _dpo_step(micro_batch_size, layout)
         assert abs(loss - base_loss) < 1e-5
         for name, grad in base_grads.items():
             torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
