@@ -5,10 +5,10 @@ row per response, each pair becomes ONE row laid out as
 
     prefix | last prompt token + chosen | last prompt token + rejected [| last prompt token + sample]
 
-Every response segment repeats the last prompt token (as in prefix-sharing DPO, Wang et al. 2024,
-"Accelerating Direct Preference Optimization with Prefix Sharing"): the first response token is
-predicted from that token's hidden state, which must have seen the prompt and nothing of another
-response. Each segment sees the prefix and itself only (model/segment_mask.py builds the mask from
+(prefix sharing for preference training: Wang & Hegde 2024, "Accelerating Direct Preference
+Optimization with Prefix Sharing"). Every response segment repeats the last prompt token: the first
+response token is predicted from that token's hidden state, which must have seen the prompt and
+nothing of another response. Each segment sees the prefix and itself only (model/segment_mask.py builds the mask from
 `segment_ids`), and its position ids continue from the prefix as in its own row, so every
 response token gets exactly the log-prob of the separate forward.
 
@@ -59,13 +59,15 @@ def collate_shared(groups: list[list[Example]], pad_id: int,
     encode (pair, block) as SEGMENTS_PER_PAIR * pair + block, pair = the pair's index in `groups`."""
     laid = [pair_layout(rows) for rows in groups]
     packed: list[list[int]] = []  # indices of the pairs in each row
+    used: list[int] = []  # tokens in each row
     for i, (row, _, _) in enumerate(laid):
-        used = sum(len(laid[j][0]) for j in packed[-1]) if packed else 0
-        if pack_length and packed and used + len(row) <= pack_length:
+        if pack_length and packed and used[-1] + len(row) <= pack_length:
             packed[-1].append(i)
+            used[-1] += len(row)
         else:
             packed.append([i])
-    width = max(sum(len(laid[i][0]) for i in members) for members in packed)
+            used.append(len(row))
+    width = max(used)
     shape = (len(packed), width)
     input_ids, labels = torch.full(shape, pad_id), torch.full(shape, IGNORE)
     position_ids, segment_ids = torch.zeros(shape, dtype=torch.long), torch.full(shape, -1)

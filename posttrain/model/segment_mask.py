@@ -2,20 +2,23 @@
 
 A token attends to the tokens before it that belong to its own pair and are in the pair's prefix
 (block 0) or in its own segment; a response never sees another response, nor another pair packed
-in the same row. transformers passes a 4D mask
-through unchanged (masking_utils._preprocess_mask_arguments returns it as-is) to the attention
-function: SDPA takes it as a boolean mask (True = attend), the eager path adds it to the scores,
+in the same row. transformers passes a 4D mask through unchanged (masking_utils.
+_preprocess_mask_arguments returns it as-is) to the attention function: SDPA takes it as a boolean mask (True = attend), the eager path adds it to the scores,
 so it gets an additive float mask there. Other backends (flash attention, flex attention) cannot
 take a dense 4D mask: callers check supports_segment_mask and keep the one-row-per-response layout.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 
 MASKABLE_BACKENDS = ("sdpa", "eager")
+
+logger = logging.getLogger(__name__)
 
 
 def attention_backend(model) -> str:
@@ -24,6 +27,17 @@ def attention_backend(model) -> str:
 
 def supports_segment_mask(model) -> bool:
     return attention_backend(model) in MASKABLE_BACKENDS
+
+
+def use_shared_prefix(model, wanted: bool) -> bool:
+    """preference.shared_prefix where the attention backend can take the mask, else (said once
+    in the log) the one-row-per-response layout."""
+    if wanted and not supports_segment_mask(model):
+        logger.warning("preference.shared_prefix: attention backend '%s' cannot take the shared-prefix "
+                       "mask; scoring chosen and rejected as separate rows (sdpa or eager share the prompt)",
+                       attention_backend(model))
+        return False
+    return wanted
 
 
 def segment_attention_mask(segment_ids: torch.Tensor, backend: str, dtype: torch.dtype) -> torch.Tensor:

@@ -27,7 +27,7 @@ from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
-from posttrain.model.segment_mask import attention_backend, supports_segment_mask
+from posttrain.model.segment_mask import use_shared_prefix
 from posttrain.objectives.pairwise import PairwiseObjective, preference_config
 from posttrain.objectives.registry import get_preference_loss
 from posttrain.train import loop
@@ -61,7 +61,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
         _add_reference_samples(ctx, train + held, max_len)
-    shared = _shared_prefix(ctx, recipe.preference.shared_prefix)
+    shared = use_shared_prefix(ctx.model, recipe.preference.shared_prefix)
     if data.pack and not shared:
         logger.warning("data.pack: pairs are packed only in the shared-prefix layout; not packing")
     collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id, shared=shared,
@@ -80,17 +80,6 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         eval_batches=eval_micro_batches(held, collate, ctx.layout),
         extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)
-
-
-def _shared_prefix(ctx: RunContext, wanted: bool) -> bool:
-    """preference.shared_prefix where the attention backend can take its mask, else (said once)
-    the one-row-per-response layout."""
-    if wanted and not supports_segment_mask(ctx.model):
-        logger.warning("preference.shared_prefix: attention backend '%s' cannot take the shared-prefix "
-                       "mask; scoring chosen and rejected as separate rows (sdpa or eager share the prompt)",
-                       attention_backend(ctx.model))
-        return False
-    return wanted
 
 
 def _add_reference_samples(ctx: RunContext, pairs: list[PairExample], max_len: int) -> None:

@@ -2,6 +2,7 @@
 response log-prob and gradient equal to the separate forward's (fp32, 1e-5)."""
 
 import functools
+import logging
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from posttrain.data.preference import PairExample, collate_pairs
 from posttrain.data.shared_prefix import pair_layout
 from posttrain.model.logprobs import TokenLogprobs
 from posttrain.model.reference import precompute_reference_logps
-from posttrain.model.segment_mask import supports_segment_mask
+from posttrain.model.segment_mask import supports_segment_mask, use_shared_prefix
 from posttrain.objectives.pairwise import PairwiseObjective, block_logps
 from posttrain.objectives.preference import PreferenceConfig
 from posttrain.objectives.registry import get_preference_loss
@@ -165,8 +166,14 @@ def test_dpo_step_is_the_same_in_every_layout_and_with_accumulation():
             torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_backends_without_a_dense_mask_fall_back():
+def test_backends_without_a_dense_mask_fall_back_and_say_so(caplog):
     assert supports_segment_mask(_model("sdpa")) and supports_segment_mask(_model("eager"))
     model = _model()
     model.config._attn_implementation = "flash_attention_2"
     assert not supports_segment_mask(model)
+    with caplog.at_level(logging.WARNING):
+        assert use_shared_prefix(model, True) is False
+        assert use_shared_prefix(_model(), True) is True
+        assert use_shared_prefix(model, False) is False
+    warned = [r for r in caplog.records if "cannot take the shared-prefix mask" in r.getMessage()]
+    assert len(warned) == 1 and "flash_attention_2" in warned[0].getMessage()
