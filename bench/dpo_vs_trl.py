@@ -2,7 +2,8 @@
 """DPO step time, throughput, peak memory and MFU: posttrain's DPO path vs TRL's DPOTrainer.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/dpo_vs_trl.py [--steps 10] [--warmup 2]
-        [--vocab 8192,128256] [--frameworks posttrain,trl,trl-precompute] [--chunk-size 256]
+        [--vocab 8192,128256] [--frameworks posttrain,posttrain-separate,trl,trl-precompute]
+        [--chunk-size 256]
         [--json out.json]
 
 All frameworks train the same tiny Llama as bench/sft_vs_trl.py (hidden 256, 4 layers, 4 heads /
@@ -13,7 +14,10 @@ constant, betas (0.9, 0.999), grad clipping at 1.0, no eval, no checkpoints, no 
 checkpointing; the reference is the initial policy.
 
 - posttrain: the units of posttrain/stages/dpo.py (PairExample, collate_pairs), reference
-  log-probs precomputed once with model/reference.py (timed on its own), then loop.run.
+  log-probs precomputed once with model/reference.py (timed on its own), then loop.run; with the
+  default shared prefix (one row per pair: prompt once, then chosen and rejected as masked
+  segments). posttrain-separate: the same with preference.shared_prefix=false (two rows per pair).
+  Their runner is in dpo_posttrain.py.
 - trl: DPOTrainer with its default precompute_ref_log_probs=False: it loads a second copy of the
   model as the reference and runs it at every step.
 - trl-precompute: DPOTrainer with precompute_ref_log_probs=True: reference log-probs computed once
@@ -39,7 +43,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sft_vs_trl import (  # noqa: E402  (stdlib only at import; torch is imported lazily)
     BATCH,
     MODEL_KW,
-    _HighWaterAfterLastStep,
     build_model,
     build_tokenizer,
     finish,
@@ -52,114 +55,19 @@ from sft_vs_trl import (  # noqa: E402  (stdlib only at import; torch is importe
     selected,
     trl_step_timer,
 )
+from dpo_posttrain import (  # noqa: E402
+    BETA,
+    LR,
+    PROMPT_LEN,
+    RESPONSE_LEN,
+    ROWS,
+    SEQ_LEN,
+    build_pairs,
+    model_flops_per_step,
+    run_posttrain,
+)
 
-PROMPT_LEN = 128
-RESPONSE_LEN = 128
-SEQ_LEN = PROMPT_LEN + RESPONSE_LEN  # per row: prompt + one response
-ROWS = 2 * BATCH  # a step scores the chosen and the rejected row of every pair
-DATA_SEED = 1234
-BETA = 0.1
-LR = 1e-6
-FRAMEWORKS = ("posttrain", "trl", "trl-precompute")
-
-
-# ---------------------------------------------------------------------------------------------
-# The shared data: pre-tokenised random pairs.
-# ---------------------------------------------------------------------------------------------
-
-def build_pairs(vocab: int, n_pairs: int) -> list[tuple[list[int], list[int], list[int]]]:
-    """n_pairs (prompt, chosen, rejected) id lists of 128 ids each in [0, vocab), fixed seed."""
-    import torch
-
-    gen = torch.Generator().manual_seed(DATA_SEED)
-    ids = torch.randint(0, vocab, (n_pairs, 3, PROMPT_LEN), generator=gen).tolist()
-    return [(p, c, r) for p, c, r in ids]
-
-
-def model_flops_per_step(n_body: int, n_head: int, cfg: dict) -> float:
-    """6 N T + 12 L H S T over the policy's training rows, with the LM head counted only at the
-    positions that carry a loss (neither framework applies it anywhere else):
-    6 (N_body T + N_head T_scored) + 12 L H S T; N_body = decoder parameters without the input
-    embedding, N_head = the untied LM head. The reference forward is not counted."""
-    tokens, scored = ROWS * SEQ_LEN, ROWS * RESPONSE_LEN
-    attention = 12 * cfg["num_hidden_layers"] * cfg["hidden_size"] * SEQ_LEN * tokens
-    return 6 * (n_body * tokens + n_head * scored) + attention
-
-
-# ---------------------------------------------------------------------------------------------
-# posttrain: the units of stages/dpo.py, reference log-probs once, then the real loop.
-# ---------------------------------------------------------------------------------------------
-
-def run_posttrain(model, tokenizer, pairs, args, out_dir: Path) -> dict:
-    import functools
-
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from posttrain.config import load_recipe
-    from posttrain.data.batching import IGNORE, Example
-    from posttrain.data.plans import EpochPlan, Layout
-    from posttrain.data.preference import PairExample, collate_pairs
-    from posttrain.log import read_metrics
-    from posttrain.model.logprobs import TokenLogprobs
-    from posttrain.model.reference import precompute_reference_logps
-    from posttrain.objectives.pairwise import PairwiseObjective, preference_config
-    from posttrain.objectives.registry import get_preference_loss
-    from posttrain.train import loop
-
-    total = args.warmup + args.steps
-    recipe = load_recipe(None, [
-        f"train.micro_batch_size={BATCH}", "train.grad_accum_steps=1", f"train.max_steps={total}",
-        f"train.lr={LR}", "train.schedule=constant", "train.warmup_steps=0",
-        "train.max_grad_norm=1.0", "train.weight_decay=0.0",
-        "train.betas=[0.9,0.999]",  # TRL's (transformers.Trainer's) AdamW betas
-        f"train.logprob_chunk_size={args.chunk_size}", "train.log_every=1",
-        "preference.loss=sigmoid", f"preference.beta={BETA}",
-        "log.tensorboard=false", "seed=0", f"output_dir={out_dir}"])
-    acc = Accelerator(cpu=True)
-    set_seed(recipe.seed)
-    # As tokenize_completion builds them: prompt + response, labels only on the response tokens.
-    units = [PairExample(prompt=[], chosen=Example(p + c, [IGNORE] * PROMPT_LEN + c),
-                         rejected=Example(p + r, [IGNORE] * PROMPT_LEN + r)) for p, c, r in pairs]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    collate = functools.partial(collate_pairs, pad_id=pad_id)
-    spec = get_preference_loss(recipe.preference.loss)
-    assert spec.needs_reference and not spec.needs_reference_sample and not spec.needs_rewards
-
-    # What train/reference.py's attach_reference_logps computes on a cache miss for a fresh
-    # full fine-tuning run (the initial policy itself, batches of micro_batch_size pairs); the
-    # on-disk cache around it is left out.
-    started = time.perf_counter()
-    precompute_reference_logps(model.to(acc.device), units, collate, ("chosen", "rejected"),
-                               recipe.train.micro_batch_size, acc.device, args.chunk_size)
-    precompute_s = time.perf_counter() - started
-    ref_logps = [[u.ref_logps["chosen"], u.ref_logps["rejected"]] for u in units]
-    hwm_after_precompute = proc_status_kib()["VmHWM"]
-
-    mb = collate(units[:BATCH])
-    assert tuple(mb["input_ids"].shape) == (ROWS, SEQ_LEN), mb["input_ids"].shape
-    assert int((mb["labels"][:, 1:] != IGNORE).sum()) == ROWS * RESPONSE_LEN
-
-    layout = Layout(BATCH, 1, acc.num_processes, acc.process_index)
-    plan = _HighWaterAfterLastStep(EpochPlan(units, collate, layout, recipe.seed,
-                                             recipe.train.max_steps, recipe.train.epochs))
-    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc,
-                        policy=TokenLogprobs(model, recipe.train.logprob_chunk_size),
-                        tokenizer=tokenizer, plan=plan,
-                        objective=PairwiseObjective(spec, preference_config(recipe.preference)))
-    loop.run(job)
-    rows = [r for r in read_metrics(out_dir) if "step_time_s" in r]
-    assert [r["step"] for r in rows] == list(range(1, total + 1)), [r["step"] for r in rows]
-    return {
-        "step_times": [r["step_time_s"] for r in rows if r["step"] > args.warmup],
-        "hwm_kib": plan.hwm_kib,
-        "first_loss": rows[0]["loss"],
-        "precompute_s": precompute_s,
-        "hwm_after_precompute_kib": hwm_after_precompute,
-        "ref_logps": ref_logps,
-        "reference": "precomputed once (posttrain.model.reference.precompute_reference_logps)",
-        "optimizer": "torch.optim.AdamW (torch defaults: no fused/foreach on CPU)",
-    }
+FRAMEWORKS = ("posttrain", "posttrain-separate", "trl", "trl-precompute")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +176,9 @@ def _check_trl_sees_our_tokens(trainer, pairs, precompute: bool):
 def run_one(spec: str, args) -> dict:
     framework, vocab = spec.split(":")
     vocab = int(vocab)
-    import_framework(framework)
-    if framework != "posttrain":
+    ours = framework.startswith("posttrain")
+    import_framework("posttrain" if ours else framework)
+    if not ours:
         from trl import DPOTrainer  # noqa: F401  (its module too, before the baseline)
     tokenizer = build_tokenizer(vocab)
     pairs = build_pairs(vocab, (args.warmup + args.steps) * BATCH)
@@ -281,7 +190,7 @@ def run_one(spec: str, args) -> dict:
         tmp = Path(tmp)
         model_dir = tmp / "initial-policy"
         save_hwm = None
-        if framework != "posttrain":
+        if not ours:
             # TRL's reference (ref_model=None, no precompute) is loaded from the policy's
             # config._name_or_path, which an in-memory model does not have: save the initial
             # policy and point the config there, as from_pretrained would. Done for both TRL
@@ -291,8 +200,9 @@ def run_one(spec: str, args) -> dict:
             save_hwm = proc_status_kib()["VmHWM"]
         gc.collect()
         baseline = proc_status_kib()
-        if framework == "posttrain":
-            result = run_posttrain(model, tokenizer, pairs, args, tmp / "run")
+        if ours:
+            result = run_posttrain(model, tokenizer, pairs, args, tmp / "run",
+                                   shared=framework == "posttrain")
         else:
             result = run_trl(model, tokenizer, pairs, args, tmp / "run",
                              precompute=framework == "trl-precompute", model_dir=model_dir)
@@ -374,6 +284,14 @@ def parent(args) -> int:
             if p.get("ref_logps") and t.get("ref_logps"):
                 print(f"# reference log-probs posttrain vs {label} at V={vocab:,}: max |diff| "
                       f"{_max_abs_diff(p['ref_logps'], t['ref_logps']):.2e} over {len(p['ref_logps'])} pairs")
+        s = by.get(("posttrain-separate", vocab))
+        if p and s:
+            print(f"posttrain shared prefix/separate rows at V={vocab:,}: steps per second "
+                  f"{p['steps_per_s'] / s['steps_per_s']:.2f}, peak memory {p['peak_kib'] / s['peak_kib']:.2f} "
+                  f"(train MiB: {p['train_mib'] / s['train_mib']:.2f}), reference precompute time "
+                  f"{p['precompute_s'] / s['precompute_s']:.2f}, first loss |diff| "
+                  f"{abs(p['first_loss'] - s['first_loss']):.1e}, reference log-probs max |diff| "
+                  f"{_max_abs_diff(p['ref_logps'], s['ref_logps']):.1e}")
     print()
     print(f"# s/step: mean over the timed steps (warm-up excluded); pairs/s = {BATCH} / s/step; tokens/s = "
           f"{ROWS} x {SEQ_LEN} = {ROWS * SEQ_LEN} input tokens per step / s/step")
@@ -381,7 +299,9 @@ def parent(args) -> int:
           "precompute and TRL's reference copy included); train MiB: that minus its RSS after imports + "
           "tokenizer + data + model (+ TRL: the initial policy saved for its reference loader)")
     print("# MFU: 6 (N_body T + N_head T_scored) + 12 L H S T per step / s/step / matmul rate; T = "
-          f"{ROWS * SEQ_LEN}, T_scored = {ROWS * RESPONSE_LEN}; TRL's per-step reference forward not counted")
+          f"{ROWS * SEQ_LEN}, T_scored = {ROWS * RESPONSE_LEN}; TRL's per-step reference forward not counted; "
+          "posttrain (shared prefix) computes each prompt once, fewer FLOPs than counted: its MFU and tokens/s "
+          "are the separate layout's work per second")
     print("# ref precompute s: one no-grad pass of the initial policy over all pairs before training "
           "(posttrain: precompute_reference_logps; TRL: DPOTrainer._precompute_ref_logps, cache write included)")
     for r in results:

@@ -31,6 +31,7 @@ class PreferenceSection(Section):
     reference: str | None = None  # another reference model; default: the initial policy
     sample_max_new_tokens: Positive = 128  # selm: the reference-policy sample per prompt
     sample_temperature: NonNegFloat = 1.0
+    shared_prefix: bool = True  # one row per pair, prompt computed once (data/shared_prefix.py)
 
 
 class RewardSection(Section):

@@ -3,7 +3,8 @@
 Chosen and rejected share one tokenised prompt (rendered once with the chat template's generation
 header); each response is the token continuation of that prompt, and only response tokens carry
 labels. A micro-batch stacks the chosen rows, then the rejected rows (then SELM's reference-policy
-samples), so a single forward scores all of them.
+samples), so a single forward scores all of them; or, with shared=True, one row per pair with the
+prompt computed once (data/shared_prefix.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import render_ids, tokenize_prompt
 from posttrain.data.problems import RowProblems
 from posttrain.data.records import RecordError
+from posttrain.data.shared_prefix import collate_shared
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
 
@@ -81,11 +83,16 @@ def _scores(raw: dict) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tensor]:
-    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    if all(p.ref_sample is not None for p in pairs):
-        rows += [p.ref_sample for p in pairs]
-    batch = collate_padded(rows, pad_id)
+def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False,
+                  pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Row blocks chosen | rejected [| sample], or (shared) one shared-prefix row per pair, or
+    (shared, pack_length) several pairs per row."""
+    with_sample = all(p.ref_sample is not None for p in pairs)
+    groups = [[p.chosen, p.rejected] + ([p.ref_sample] if with_sample else []) for p in pairs]
+    if shared:
+        batch = collate_shared(groups, pad_id, pack_length)
+    else:
+        batch = collate_padded([g[k] for k in range(len(groups[0])) for g in groups], pad_id)
     for key in pairs[0].ref_logps:
         batch[f"ref_{key}"] = torch.tensor([p.ref_logps[key] for p in pairs], dtype=torch.float32)
     if pairs[0].scores is not None:

@@ -21,9 +21,11 @@ import torch
 
 from posttrain.config import DEFAULT_MAX_ROW_BYTES, SourceConfig
 from posttrain.data import pointless
+from posttrain.data.batching import IGNORE, Example
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.problems import RowProblems
 from posttrain.data.records import RecordError, describe_type, to_record
+from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR, collate_shared
 from posttrain.data.sources import load_records, read_rows
 from posttrain.errors import UserError, row_error
 
@@ -151,15 +153,39 @@ def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
     return input_ids
 
 
-def collate_reward_pairs(pairs: list[RewardPair], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows then rejected rows in one batch, so one forward scores both."""
+def collate_reward_pairs(pairs: list[RewardPair], pad_id: int, shared: bool = False,
+                         pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Chosen rows then rejected rows in one batch, so one forward scores both; or (shared) one
+    shared-prefix row per pair (data/shared_prefix.py, packed with pack_length), scored at
+    `score_at` [2n, 2] (row, column): chosen then rejected."""
     rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    batch = {"input_ids": pad_right(rows, pad_id), "num_pairs": torch.tensor(len(pairs)),
-             "num_tokens": torch.tensor(sum(len(r) for r in rows))}
+    if shared:
+        groups = [[Example(r, [IGNORE] * len(r)) for r in (p.chosen, p.rejected)] for p in pairs]
+        batch = collate_shared(groups, pad_id, pack_length)
+        batch["score_at"] = score_positions(batch["input_ids"], batch["segment_ids"], len(pairs), pad_id)
+    else:
+        batch = {"input_ids": pad_right(rows, pad_id), "num_tokens": torch.tensor(sum(len(r) for r in rows))}
+    batch["num_pairs"] = torch.tensor(len(pairs))
     for key, values in (("margins", [p.margin for p in pairs]), ("strengths", [p.strength for p in pairs])):
         if values[0] is not None:
             batch[key] = torch.tensor(values, dtype=torch.float32)
     return batch
+
+
+def score_positions(input_ids: torch.Tensor, segment_ids: torch.Tensor, n: int, pad_id: int) -> torch.Tensor:
+    """(row, column) of each response's score, in block order: as a sequence classifier pools its
+    own row, the rightmost token of the response's row (prefix + response) that is not pad_id."""
+    cols = torch.arange(input_ids.shape[1])
+    out = []
+    for block in (1, 2):
+        for i in range(n):
+            own = (segment_ids == SEGMENTS_PER_PAIR * i) | (segment_ids == SEGMENTS_PER_PAIR * i + block)
+            row = int(own.any(1).nonzero()[0])
+            candidates = own[row] & (input_ids[row] != pad_id)
+            # a row of pad tokens only: the classifier's argmax over zeros picks its first token
+            col = int(cols[candidates].max()) if candidates.any() else int(cols[own[row]].min())
+            out.append((row, col))
+    return torch.tensor(out)
 
 
 def collate_rated(examples: list[RatedResponse], pad_id: int) -> dict[str, torch.Tensor]:

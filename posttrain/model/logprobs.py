@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from posttrain.data.batching import IGNORE
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
 from posttrain.model.router_loss import RouterAux, router_aux_for
+from posttrain.model.segment_mask import attention_backend, segment_attention_mask
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -42,17 +43,22 @@ def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                    position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None,
-                   chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+                   chunk_size: int = 256, summed: bool = False,
+                   segment_ids: torch.Tensor | None = None) -> torch.Tensor:
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
-    lets the head compute its gradient in the forward pass (model/fused_head.py)."""
+    lets the head compute its gradient in the forward pass (model/fused_head.py). segment_ids
+    (the shared-prefix layout, data/shared_prefix.py) replace attention_mask by their 4D mask."""
     return logprobs_and_router_aux(model, input_ids, labels, position_ids, attention_mask,
-                                   chunk_size, summed)[0]
+                                   chunk_size, summed, segment_ids=segment_ids)[0]
 
 
 def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=None, attention_mask=None,
-                            chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None):
+                            chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None,
+                            segment_ids: torch.Tensor | None = None):
     """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
+    if segment_ids is not None:
+        attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype)
     hidden, targets, keep, aux = _decode(model, input_ids, labels, position_ids, attention_mask, router)
     softcap = getattr(model.config, "final_logit_softcapping", None)
     head = model.get_output_embeddings()
@@ -101,12 +107,12 @@ class TokenLogprobs(nn.Module):
         self._aux_losses: dict[str, list[torch.Tensor]] = {}
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
-                summed: bool = False) -> torch.Tensor:
+                summed: bool = False, segment_ids=None) -> torch.Tensor:
         # Auxiliary losses are kept only for forwards that train (not reference or eval passes).
         training = torch.is_grad_enabled()
         logps, router_loss = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
                                                      attention_mask, self.chunk_size, summed,
-                                                     self.router if training else None)
+                                                     self.router if training else None, segment_ids)
         model_losses = getattr(self.model, "auxiliary_losses", None)  # e.g. Control LLM's divergence
         found = model_losses() if callable(model_losses) else {}
         if router_loss is not None:

@@ -8,6 +8,7 @@ disk, keyed by the reference model and the tokenised data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 
@@ -15,14 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from posttrain.model.logprobs import token_logprobs
-from posttrain.objectives.pairwise import sequence_logps
+from posttrain.objectives.pairwise import block_logps
 
 
 @torch.no_grad()
 def precompute_reference_logps(model, units: Sequence, collate: Callable, names: Sequence[str],
                                batch_size: int, device: torch.device, chunk_size: int = 256) -> None:
     """Fill unit.ref_logps[name] with the reference's response log-prob of each row block:
-    `collate` stacks a group's rows block by block (e.g. all chosen, then all rejected), and
+    `collate` stacks a group's rows block by block (e.g. all chosen, then all rejected) or lays
+    each unit out as one shared-prefix row (objectives/pairwise.block_logps reads both), and
     names[k] names block k (blocks beyond the collated rows are skipped)."""
     was_training = model.training
     model.eval()  # dropout off: the reference is a fixed function
@@ -30,8 +32,8 @@ def precompute_reference_logps(model, units: Sequence, collate: Callable, names:
         for start in tqdm(range(0, len(units), batch_size), desc="reference log-probs", leave=False):
             group = units[start : start + batch_size]
             batch = collate(group)
-            ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
-            logps, _ = sequence_logps(token_logprobs(model, ids, labels, chunk_size=chunk_size), labels)
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            logps, _ = block_logps(functools.partial(token_logprobs, model, chunk_size=chunk_size), batch)
             n = len(group)
             for block, name in enumerate(names[: logps.shape[0] // n]):
                 for i, unit in enumerate(group):

@@ -25,6 +25,7 @@ from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter
 from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
                                   loading_errors, resolve_model_path)
+from posttrain.model.segment_mask import attention_backend, segment_attention_mask
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,19 @@ class RewardScores(nn.Module):
         self.model = model
         self._no_split_modules = getattr(model, "_no_split_modules", None)  # FSDP auto-wrapping
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, use_cache=False).logits.float()
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, score_at: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of each row; or, in the shared-prefix layout (data/shared_prefix.py), of each
+        response at score_at's (row, column): the body runs once with the segment mask and the
+        head only at those positions."""
+        if segment_ids is None:
+            return self.model(input_ids=input_ids, use_cache=False).logits.float()
+        classifier = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        body = getattr(classifier, classifier.base_model_prefix)
+        mask = segment_attention_mask(segment_ids, attention_backend(classifier), classifier.dtype)
+        hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                      use_cache=False).last_hidden_state
+        return classifier.score(hidden[score_at[:, 0], score_at[:, 1]]).float()
 
 
 @torch.no_grad()

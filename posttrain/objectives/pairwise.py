@@ -9,6 +9,7 @@ import dataclasses
 import torch
 
 from posttrain.config import PreferenceSection
+from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,
                                             kto_reference_point, summed_statistics)
 from posttrain.objectives.registry import LossSpec
@@ -26,6 +27,26 @@ def sequence_logps(token_logps: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     return token_logps.sum(-1), counts
 
 
+def block_logps(policy, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed response log-probs, response lengths) in block order (all chosen, all rejected
+    [, all samples]) from either collated layout: rows block by block, or shared-prefix rows of
+    one or several pairs with the responses as segments (data/shared_prefix.py). `policy` maps
+    (input_ids, labels, **layout) to token log-probs [B, T]."""
+    ids, labels = mb["input_ids"], mb["labels"]
+    if "segment_ids" not in mb:
+        return sequence_logps(policy(ids, labels), labels)
+    segments = mb["segment_ids"]
+    token_logps = policy(ids, labels, position_ids=mb["position_ids"], segment_ids=segments)
+    pair, block = segments // SEGMENTS_PER_PAIR, segments % SEGMENTS_PER_PAIR
+    scored = (segments >= 0) & (block > 0)  # response tokens (padding is -1)
+    n, blocks = int(mb["num_pairs"]), int(block[scored].max())
+    index = ((block - 1) * n + pair)[scored]  # block order: all chosen, all rejected[, samples]
+    sums = token_logps.new_zeros(blocks * n).index_add(0, index, token_logps[scored])
+    is_label = (labels[scored] != -100).to(token_logps.dtype)
+    counts = token_logps.new_zeros(blocks * n).index_add(0, index, is_label)
+    return sums, counts
+
+
 class PairwiseObjective:
     def __init__(self, spec: LossSpec, cfg: PreferenceConfig):
         self.spec, self.cfg = spec, cfg
@@ -34,8 +55,8 @@ class PairwiseObjective:
         return int(mb["num_pairs"])
 
     def loss(self, policy, mb: dict[str, torch.Tensor]):
-        n = mb["input_ids"].shape[0] // (3 if self.spec.needs_reference_sample else 2)
-        logps, lengths = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
+        n = int(mb["num_pairs"])
+        logps, lengths = block_logps(policy, mb)
         sample = slice(2 * n, 3 * n)
         batch = PairLogps(
             policy_chosen_logps=logps[:n], policy_rejected_logps=logps[n : 2 * n],

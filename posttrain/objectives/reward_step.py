@@ -1,7 +1,8 @@
 """Wires reward-model scores to a registered reward loss (objectives/reward.py), for the loop.
 
 Pairwise (bradley_terry, bt_margin, scaled_bt): a micro-batch holds n chosen rows then n rejected
-rows; one forward gives scores s [2n, A], r_w = s[:n, a], r_l = s[n:, a] with a the scoring output.
+rows (or one shared-prefix row per pair, scored at each response's end); one forward gives scores
+s [2n, A], r_w = s[:n, a], r_l = s[n:, a] with a the scoring output.
 The loss unit is a pair, so the logged loss, accuracy [r_w > r_l] and margin r_w - r_l are means
 over the pairs of the step.
 
@@ -27,7 +28,8 @@ class PairwiseRewardObjective:
         return int(mb["num_pairs"])
 
     def loss(self, policy, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        scores = policy(mb["input_ids"])[:, self.score_index]
+        layout = {k: mb[k] for k in ("position_ids", "segment_ids", "score_at") if k in mb}
+        scores = policy(mb["input_ids"], **layout)[:, self.score_index]
         n = scores.shape[0] // 2
         batch = ScorePairs(chosen_scores=scores[:n], rejected_scores=scores[n:],
                            margins=mb.get("margins"), strengths=mb.get("strengths"))

@@ -5,14 +5,16 @@
 The objective is chosen by name (preference.loss; objectives/registry.py lists them with their
 papers). Reference log-probs are computed once before training from the initial policy (with
 LoRA: the base with the adapter disabled) or from `preference.reference`, cached on disk, so no
-second copy of the weights is held while training. SELM's reference-policy sample is generated
+second copy of the weights is held while training. Each pair is scored in one row, its prompt
+computed once (preference.shared_prefix, data/shared_prefix.py); data.pack puts several pairs of
+a micro-batch in a row of up to data.max_length tokens. SELM's reference-policy sample is generated
 from the initial policy before training.
 """
 
 from __future__ import annotations
 
 import functools
-
+import logging
 
 from posttrain.config import Recipe
 from posttrain.data.batching import Example
@@ -25,12 +27,15 @@ from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
+from posttrain.model.segment_mask import use_shared_prefix
 from posttrain.objectives.pairwise import PairwiseObjective, preference_config
 from posttrain.objectives.registry import get_preference_loss
 from posttrain.train import loop
 from posttrain.train.periodic_eval import generation_eval
 from posttrain.train.reference import attach_reference_logps, initial_policy
 from posttrain.train.setup import RunContext, start_run
+
+logger = logging.getLogger(__name__)
 
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
@@ -56,7 +61,11 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
         _add_reference_samples(ctx, train + held, max_len)
-    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id)
+    shared = use_shared_prefix(ctx.model, recipe.preference.shared_prefix)
+    if data.pack and not shared:
+        logger.warning("data.pack: pairs are packed only in the shared-prefix layout; not packing")
+    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id, shared=shared,
+                                pack_length=max_len if data.pack and shared else None)
     if spec.needs_reference or spec.needs_rewards:
         # REBEL's "old policy" (the one that sampled the pairs) is the initial policy here.
         attach_reference_logps(ctx, train + held, collate, ("chosen", "rejected", "ref_sample"),

@@ -25,6 +25,7 @@ from posttrain.errors import UserError
 from posttrain.model.load import context_length, load_tokenizer
 from posttrain.model.reward_model import (RewardScores, head_labels, load_reward_model,
                                           reward_model_labels)
+from posttrain.model.segment_mask import use_shared_prefix
 from posttrain.objectives.registry import RewardLossSpec, get_reward_loss
 from posttrain.objectives.reward_step import PairwiseRewardObjective, RegressionRewardObjective
 from posttrain.train import loop
@@ -42,8 +43,11 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     held = units(data.eval_sources) if data.eval_sources else []
     if not held:
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
-    collate = functools.partial(collate_reward_pairs if spec.pairwise else collate_rated,
-                                pad_id=tok.pad_token_id)
+    collate = functools.partial(collate_rated, pad_id=tok.pad_token_id)
+    if spec.pairwise:  # the prompt once per pair, as in posttrain dpo (preference.shared_prefix)
+        shared = use_shared_prefix(ctx.model, recipe.preference.shared_prefix)
+        collate = functools.partial(collate_reward_pairs, pad_id=tok.pad_token_id, shared=shared,
+                                    pack_length=max_len if data.pack and shared else None)
     lengths = [len(u) for u in train] if data.group_by_length else None
     plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
                      recipe.train.epochs, lengths)
