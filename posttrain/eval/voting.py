@@ -72,7 +72,9 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_index(answers: Sequence[Any]) -> int | None:
-    """Index of the first sample giving the most common non-missing answer; None if all are missing."""
+    """Index of the first sample giving the most common non-missing answer; None if all are missing.
+    Unlike scoring.pairs.majority_answer (no answer on a tie, for rejection sampling), a tie here
+    goes to the answer seen first, so maj@2 of two different answers is the first sample's."""
     counts = Counter(a for a in answers if a is not None)
     if not counts:
         return None

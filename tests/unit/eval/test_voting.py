@@ -3,8 +3,6 @@ answers are known, the curve in results.json, and the one-line errors."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -104,11 +102,12 @@ def test_cli_n_below_k_is_one_line(capsys):
 
 
 def test_cli_writes_the_curve_with_the_tiny_model(tiny_dir, tmp_path):
+    from posttrain.cli import main
+
     out = tmp_path / "ev"
-    run = subprocess.run([sys.executable, "-m", "posttrain", "eval", str(tiny_dir), "--tasks", "arithmetic",
-                          "--limit", "2", "--samples", "4", "--temperature", "1.0", "--best-of", "math",
-                          "--set", "max_new_tokens=4", "--output-dir", str(out)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    assert main(["eval", str(tiny_dir), "--tasks", "arithmetic", "--limit", "2", "--samples", "4",
+                 "--temperature", "1.0", "--best-of", "math", "--set", "max_new_tokens=4",
+                 "--output-dir", str(out)]) == 0
     task = json.loads((out / "results.json").read_text())["tasks"]["arithmetic"]
     assert task["curve"]["k"] == [1, 2, 4] and len(task["curve"]["best_of@k"]) == 3
     assert set(task["metrics"]) >= {"pass@4", "maj@2", "best_of@1"}
