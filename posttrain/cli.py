@@ -28,6 +28,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.generation.cli",
     "posttrain.scoring.cli",
     "posttrain.surgery.cli",
+    "posttrain.analysis.cli",
 )
 
 

@@ -2,6 +2,8 @@
 
     posttrain eval MODEL_DIR --tasks arithmetic,countdown [--limit N] [--batch-size B]
                    [--output-dir DIR] [--seed S] [--data gsm8k=PATH] [--set gsm8k.few_shot=8]
+    posttrain eval MODEL_DIR --tasks arithmetic --samples 8 --temperature 0.8 [--k 1,2,4,8]
+                   [--best-of math | --best-of reward_model --best-of-option path=RM_DIR]
     posttrain eval compare DIR_A DIR_B [--iterations 1000] [--seed S]
     posttrain eval list
 
@@ -38,7 +40,44 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: GPU only, needs vllm installed")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--iterations", type=int, default=1000, help="compare: bootstrap resamples")
+    p.add_argument("--samples", type=int, metavar="N",
+                   help="generation tasks: N samples per item, reported as pass@k, maj@k (and best_of@k)")
+    p.add_argument("--k", help="with --samples: the k values, comma-separated (default 1,2,4,...,N)")
+    p.add_argument("--temperature", type=float, help="with --samples: sampling temperature (default: the task's)")
+    p.add_argument("--best-of", metavar="SCORER", help="with --samples: a reward name (posttrain/rewards) "
+                   "whose score picks the best of k samples, e.g. math, reward_model")
+    p.add_argument("--best-of-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the --best-of scorer (typed as YAML), e.g. path=RM_DIR")
     return p
+
+
+def voting_options(args: argparse.Namespace):
+    """VotingOptions from --samples/--k/--temperature/--best-of, or None without --samples."""
+    given = [flag for flag, value in (("--k", args.k), ("--temperature", args.temperature),
+                                      ("--best-of", args.best_of)) if value is not None]
+    if args.samples is None:
+        if given or args.best_of_option:
+            raise UserError(f"{(given or ['--best-of-option'])[0]} needs --samples N")
+        return None
+    import yaml
+
+    from posttrain.eval.voting import VotingOptions, check_options
+
+    try:
+        ks = tuple(int(k) for k in args.k.split(",") if k.strip()) if args.k else ()
+    except ValueError:
+        raise UserError(f"--k {args.k!r}: expected comma-separated integers, e.g. 1,2,4") from None
+    scorer_options = {}
+    for item in args.best_of_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--best-of-option {item!r}: expected KEY=VALUE")
+        scorer_options[key] = yaml.safe_load(value)
+    if scorer_options and not args.best_of:
+        raise UserError("--best-of-option needs --best-of SCORER")
+    options = VotingOptions(args.samples, ks, args.temperature, args.best_of, scorer_options)
+    check_options(options)
+    return options
 
 
 def eval_command(args: argparse.Namespace) -> None:
@@ -61,11 +100,19 @@ def _evaluate_command(args: argparse.Namespace) -> None:
         raise UserError("give the tasks to run: --tasks NAME[,NAME...] (posttrain eval list shows them)")
     overrides, data = split_overrides(specs, args.overrides), split_data(specs, args.data)
     tasks = resolve_tasks(specs, overrides, data)  # fail on a typo before loading the model
+    voting = voting_options(args)
+    if voting is not None:
+        from posttrain.eval.voting import correctness_rule
+
+        for task in tasks:
+            correctness_rule(task)
     backend = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype)
-    results = run_tasks(backend, tasks, args.limit, args.seed)
+    results = run_tasks(backend, tasks, args.limit, args.seed, voting=voting)
     out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / _safe_name(args.model)
     run_info = {"model": args.model, "backend": args.backend, "batch_size": args.batch_size,
-                "limit": args.limit, "seed": args.seed, "dtype": args.dtype}
+                "limit": args.limit, "seed": args.seed, "dtype": args.dtype,
+                **({"samples": voting.samples, "k": list(voting.curve_ks()), "temperature": voting.temperature,
+                    "best_of": voting.scorer} if voting else {})}
     write_outputs(out_dir, results, run_info)
     print(results_table(results))
     print(f"results: {out_dir / 'results.json'}\nsamples: {out_dir / 'samples.jsonl'}")

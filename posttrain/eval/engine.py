@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from posttrain.errors import UserError
@@ -31,6 +31,7 @@ class TaskResult:
     samples: list[Sample]
     metrics: dict[str, dict]  # name -> {value, stderr, aggregate, higher_is_better}
     seconds: float
+    curve: dict[str, list] = field(default_factory=dict)  # with --samples: the metrics over k
 
     @property
     def name(self) -> str:
@@ -44,14 +45,23 @@ def task_metrics(task) -> list[Metric]:
     return KIND_MODULES[task.kind].metrics(task)
 
 
-def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, judge: Any = None) -> TaskResult:
-    """Evaluate one resolved task configuration."""
+def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, judge: Any = None,
+             voting: Any = None) -> TaskResult:
+    """Evaluate one resolved task configuration; `voting` (voting.VotingOptions): N samples per
+    item, scored as pass@k, maj@k and best-of-k."""
     start = time.perf_counter()
     docs, pool = load_documents(task, limit)
     ctx = TaskContext(backend, seed, judge)
-    samples = KIND_MODULES[task.kind].run(task, docs, pool, ctx)
-    metrics = summarise(task_metrics(task), samples, seed)
-    return TaskResult(task, samples, metrics, time.perf_counter() - start)
+    if voting is None:
+        samples = KIND_MODULES[task.kind].run(task, docs, pool, ctx)
+        metrics = summarise(task_metrics(task), samples, seed)
+        return TaskResult(task, samples, metrics, time.perf_counter() - start)
+    from posttrain.eval import voting as voting_module
+
+    samples = voting_module.run(task, docs, pool, ctx, voting)
+    metrics = summarise(voting_module.metrics(voting), samples, seed)
+    curve = voting_module.curve({name: entry["value"] for name, entry in metrics.items()}, voting)
+    return TaskResult(task, samples, metrics, time.perf_counter() - start, curve)
 
 
 def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None = None,
@@ -72,10 +82,10 @@ def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None =
 
 def run_tasks(backend: Backend, specs: Sequence[Any], limit: int | None = None, seed: int = 0,
               overrides: dict[str, list[str]] | None = None, data: dict[str, str] | None = None,
-              judge: Any = None) -> list[TaskResult]:
+              judge: Any = None, voting: Any = None) -> list[TaskResult]:
     """Resolve every task first (a typo fails before any model time is spent), then run each."""
     tasks = resolve_tasks(specs, overrides, data)
-    return [run_task(task, backend, limit, seed, judge) for task in tasks]
+    return [run_task(task, backend, limit, seed, judge, voting) for task in tasks]
 
 
 def evaluate_tasks(model, tokenizer, task_names_or_configs: Sequence[Any], limit: int | None = None,

@@ -2,7 +2,8 @@
 
 A judge returns, per prompt, a probability for each label, or None when it gave no answer:
   LocalJudge  a Hugging Face model in-process: softmax over the log-likelihoods of the labels as
-              its answer (Llama Guard's scoring, generalised: P(first answer token = label))
+              its answer (renormalised over the labels only; Llama Guard's P(unsafe), over the
+              whole vocabulary, is guard.py)
   HTTPJudge   an OpenAI-compatible /v1/chat/completions endpoint through the package's one HTTP
               client (openai_backend.OpenAIClient: retries, backoff, timeouts): the top log-probs
               of its first answer token when the server returns them, else its answer text
