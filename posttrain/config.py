@@ -143,6 +143,11 @@ class PreferenceSection(Section):
     rebel_eta: float = 1.0
     kto_desirable_weight: float = 1.0
     kto_undesirable_weight: float = 1.0
+    logo_sft_weight: float = 0.1  # logo: weight of the SFT term NLL(y_w)
+    # LOGO's positional-index synthesis (data/positions.py): prompts' position ids spread over
+    # this many positions in `position_chunks` chunks; null: ordinary positions
+    position_synthesis_length: int | None = None
+    position_chunks: int = 2
     reference: str | None = None  # another reference model; default: the initial policy
     sample_max_new_tokens: int = 128  # selm: the reference-policy sample per prompt
     sample_temperature: float = 1.0

@@ -3,18 +3,21 @@
 Chosen and rejected share one tokenised prompt (rendered once with the chat template's generation
 header); each response is the token continuation of that prompt, and only response tokens carry
 labels. A micro-batch stacks the chosen rows, then the rejected rows (then SELM's reference-policy
-samples), so a single forward scores all of them.
+samples, then LOGO's further rejected rows with the pair each belongs to), so a single forward
+scores all of them.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 
 import torch
 
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import render_ids, tokenize_prompt
+from posttrain.data.positions import row_positions, synthesize_prompt_positions
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
 
@@ -29,9 +32,11 @@ class PairExample:
     ref_sample: Example | None = None  # SELM: a response sampled from the reference policy
     ref_logps: dict[str, float] = field(default_factory=dict)  # precomputed reference log-probs
     scores: tuple[float, float] | None = None  # REBEL: rewards r(x, chosen), r(x, rejected)
+    more_rejected: list[Example] = field(default_factory=list)  # LOGO: rejected responses 2..M
+    prompt_positions: list[int] | None = None  # LOGO: synthetic position ids of the prompt
 
     def __len__(self) -> int:
-        return max(len(self.chosen), len(self.rejected))
+        return max(len(self.chosen), len(self.rejected), *(len(r) for r in self.more_rejected))
 
 
 def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -> Example:
@@ -55,15 +60,17 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
     for row, record in zip(loaded.rows, loaded.records):
         chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
         rejected = tokenize_completion(tokenizer, record.prompt, record.rejected)
-        if max(len(chosen), len(rejected)) > max_length:
+        more = [tokenize_completion(tokenizer, record.prompt, r) for r in record.more_rejected]
+        pair = PairExample(record.prompt, chosen, rejected, more_rejected=more)
+        if len(pair) > max_length:
             if on_error == "fail":
                 raise row_error(loaded.path, row, "chosen/rejected",
-                                f"{max(len(chosen), len(rejected))} tokens, longer than max_length "
+                                f"{len(pair)} tokens, longer than max_length "
                                 f"{max_length} (raise data.max_length or set data.on_error: skip)")
             too_long += 1
             continue
-        scores = _scores(loaded.path, row, raw[row]) if with_scores else None
-        pairs.append(PairExample(record.prompt, chosen, rejected, scores=scores))
+        pair.scores = _scores(loaded.path, row, raw[row]) if with_scores else None
+        pairs.append(pair)
     if too_long:
         log.warning("%s: skipped %d pairs longer than %d tokens", loaded.path, too_long, max_length)
     if not pairs:
@@ -82,11 +89,27 @@ def _scores(path, row: int, raw: dict) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def synthesize_positions(pairs: list[PairExample], target_length: int, chunks: int, seed: int) -> None:
+    """LOGO's positional-index synthesis (data/positions.py) on every pair, one draw per pair from
+    a generator seeded with `seed`, so a rerun or a resume sees the same positions."""
+    rng = random.Random(seed)
+    for pair in pairs:
+        prompt_length = next((i for i, label in enumerate(pair.chosen.labels) if label != IGNORE),
+                             len(pair.chosen))
+        pair.prompt_positions = synthesize_prompt_positions(prompt_length, len(pair), target_length, chunks, rng)
+
+
 def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tensor]:
     rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     if all(p.ref_sample is not None for p in pairs):
         rows += [p.ref_sample for p in pairs]
+    extra_pair = [i for i, p in enumerate(pairs) for _ in p.more_rejected]
+    rows += [r for p in pairs for r in p.more_rejected]
     batch = collate_padded(rows, pad_id)
+    if extra_pair:
+        batch["extra_rejected_pair"] = torch.tensor(extra_pair, dtype=torch.long)
+    if pairs[0].prompt_positions is not None:
+        batch.update(_synthetic_positions(pairs, rows, batch["input_ids"].shape[1]))
     for key in pairs[0].ref_logps:
         batch[f"ref_{key}"] = torch.tensor([p.ref_logps[key] for p in pairs], dtype=torch.float32)
     if pairs[0].scores is not None:
@@ -94,3 +117,21 @@ def collate_pairs(pairs: list[PairExample], pad_id: int) -> dict[str, torch.Tens
         batch["chosen_score"], batch["rejected_score"] = scores[:, 0], scores[:, 1]
     batch["num_pairs"] = torch.tensor(len(pairs))
     return batch
+
+
+def _synthetic_positions(pairs: list[PairExample], rows: list[Example], width: int) -> dict[str, torch.Tensor]:
+    """Position ids per row from its pair's prompt positions, and the attention mask that keeps
+    transformers from reading the position jumps as packed-document boundaries."""
+    owner = _row_owners(pairs, rows)
+    positions = torch.tensor([row_positions(pairs[o].prompt_positions, width) for o in owner])
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, row in enumerate(rows):
+        mask[r, : len(row)] = 1
+    return {"position_ids": positions, "attention_mask": mask}
+
+
+def _row_owners(pairs: list[PairExample], rows: list[Example]) -> list[int]:
+    """The pair index of every collated row, in collate_pairs' order."""
+    n = len(pairs)
+    blocks = (len(rows) - sum(len(p.more_rejected) for p in pairs)) // n
+    return [i for _ in range(blocks) for i in range(n)] + [i for i, p in enumerate(pairs) for _ in p.more_rejected]

@@ -34,17 +34,21 @@ class PairwiseObjective:
         return int(mb["num_pairs"])
 
     def loss(self, policy, mb: dict[str, torch.Tensor]):
-        n = mb["input_ids"].shape[0] // (3 if self.spec.needs_reference_sample else 2)
-        logps, lengths = sequence_logps(policy(mb["input_ids"], mb["labels"]), mb["labels"])
-        sample = slice(2 * n, 3 * n)
+        n = int(mb["num_pairs"])
+        token_logps = policy(mb["input_ids"], mb["labels"], mb.get("position_ids"), mb.get("attention_mask"))
+        logps, lengths = sequence_logps(token_logps, mb["labels"])
+        blocks = 3 if self.spec.needs_reference_sample else 2
+        sample, extra = slice(2 * n, 3 * n), slice(blocks * n, None)
         batch = PairLogps(
             policy_chosen_logps=logps[:n], policy_rejected_logps=logps[n : 2 * n],
             ref_chosen_logps=mb.get("ref_chosen"), ref_rejected_logps=mb.get("ref_rejected"),
             chosen_lengths=lengths[:n], rejected_lengths=lengths[n : 2 * n],
-            policy_ref_sample_logps=logps[sample] if logps.shape[0] > 2 * n else None,
+            policy_ref_sample_logps=logps[sample] if self.spec.needs_reference_sample else None,
             ref_ref_sample_logps=mb.get("ref_ref_sample"),
             old_chosen_logps=mb.get("ref_chosen"), old_rejected_logps=mb.get("ref_rejected"),
-            chosen_scores=mb.get("chosen_score"), rejected_scores=mb.get("rejected_score"))
+            chosen_scores=mb.get("chosen_score"), rejected_scores=mb.get("rejected_score"),
+            extra_rejected_logps=logps[extra], extra_rejected_lengths=lengths[extra],
+            extra_rejected_pair=mb.get("extra_rejected_pair"))
         out = self.spec.fn(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)
 
