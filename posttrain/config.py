@@ -196,6 +196,16 @@ class GrpoSection(Section):
     vllm_gpu_memory_utilization: float = 0.3  # the engine's share of the GPU it shares with training
     generation_batch_size: int = 64  # hf backend
     samples_every: int = 10  # steps between writes of samples.jsonl (0: never)
+    # PPO with a value function (objectives/ppo.py), Tulu 3's RLVR algorithm
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    critic: Literal["separate", "head"] = "separate"  # ppo: a critic model, or a value head on the policy
+    critic_model: str | None = None  # ppo, separate: its initial weights (a reward model); default: the policy's
+    gae_gamma: float = 1.0  # ppo: discount
+    gae_lambda: float = 0.95  # ppo: GAE lambda
+    vf_coef: float = 0.1  # ppo: weight of the value loss
+    value_clip: float = 0.2  # ppo: the value may move this far from the rollout's value before clipping
+    whiten_advantages: bool = True  # ppo
+    kl_in_reward: bool = True  # ppo: -kl_coef*(log pi_old - log ref) per token in the reward (Tulu 3); false: a loss term
 
     @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")
     @classmethod

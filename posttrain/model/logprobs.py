@@ -47,7 +47,14 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     lets the head compute its gradient in the forward pass (model/fused_head.py)."""
     decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=position_ids, use_cache=False)
-    hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
+    return logprobs_from_hidden(model, decoder_out.last_hidden_state, labels, chunk_size, summed)
+
+
+def logprobs_from_hidden(model: nn.Module, last_hidden: torch.Tensor, labels: torch.Tensor,
+                         chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+    """token_logprobs from the decoder's last hidden states [B, T, H] (a caller that needs them for
+    something else too, e.g. PPO's value head on the policy, runs the decoder once)."""
+    hidden = last_hidden[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
     keep = targets != IGNORE
     softcap = getattr(model.config, "final_logit_softcapping", None)

@@ -31,7 +31,7 @@ from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_f
 from posttrain.config import Recipe, recipe_to_dict
 from posttrain.errors import UserError
 from posttrain.log import MetricsLogger, progress_bar
-from posttrain.train.distributed import Frozen, GatheredOptimizerState, model_state_dict
+from posttrain.train.distributed import Frozen, GatheredOptimizerState, policy_state_dicts
 from posttrain.train.optim import build_optimizer, build_scheduler
 
 MicroBatch = dict[str, torch.Tensor]
@@ -113,9 +113,9 @@ def run(job: TrainJob) -> dict[str, float]:
             _save(job, policy, optimizer, scheduler, state)
         _fault_injection(state.step)
     bar.close()
-    weights = model_state_dict(acc, policy)  # a collective under FSDP
+    weights, auxiliary = policy_state_dicts(acc, policy)  # a collective under FSDP
     if acc.is_main_process:
-        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights)
+        save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights, auxiliary)
     acc.wait_for_everyone()
     logger.close()
     return last_eval
@@ -194,14 +194,14 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
 
 def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> None:
     acc = job.accelerator
-    weights = model_state_dict(acc, policy)  # gathered on every process (collective under FSDP)
+    weights, auxiliary = policy_state_dicts(acc, policy)  # gathered on every process (collective under FSDP)
     optimizer_state = Frozen(GatheredOptimizerState(policy, optimizer).state_dict())
     if acc.is_main_process:
         save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
                         job.tokenizer, optimizer_state, scheduler,
                         {"step": state.step, "tokens_seen": state.tokens_seen},
                         recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
-                        model_state=weights)
+                        model_state=weights, auxiliary_state=auxiliary)
     acc.wait_for_everyone()
 
 
