@@ -79,7 +79,7 @@ class PPOPlan:
                 rewards = kl_penalised_rewards(mb["stat/reward"], old, ref if cfg.kl_in_reward else None,
                                                mask, cfg.kl_coef)
                 advantages, returns = gae(rewards, values * mask, mask, cfg.gae_gamma, cfg.gae_lambda)
-                if ref is not None:
+                if ref is not None and cfg.kl_in_reward:  # as a loss term, the objective logs it
                     mb["stat/kl"] = ((old - ref) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
                 out.append({**mb, "old_logps": old, "old_values": values * mask, "returns": returns,
                             "token_advantages": advantages})
