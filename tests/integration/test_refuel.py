@@ -60,11 +60,20 @@ def _success(model_dir, rows):
     return sum(h[-1]["content"].lower() == r["reference"] for h, r in zip(histories, rows)) / len(rows)
 
 
+COLOURS = ["red", "blue", "green", "black", "white", "pink", "brown", "grey"]
+
+
+def _colour_dialogue(i, colour):
+    """The answer is only in the second user turn."""
+    return {"turns": [f"Game {i}: I will tell you a colour in my next message. Say ready.",
+                      f"The colour is {colour}. Which colour did I say?"], "reference": colour}
+
+
 @pytest.mark.slow
 def test_refuel_raises_multi_turn_success(tmp_path, tiny_default_dir):
-    numbers = list(range(100, 1000))
-    random.Random(0).shuffle(numbers)
-    test, train = [_dialogue(n) for n in numbers[:100]], [_dialogue(n) for n in numbers[100:]]
+    rng = random.Random(0)
+    rows = [_colour_dialogue(i, rng.choice(COLOURS)) for i in range(600)]
+    test, train = rows[:100], rows[100:]
     chats = [{"messages": [{"role": "user", "content": d["turns"][0]}, {"role": "assistant", "content": "ready"},
                            {"role": "user", "content": d["turns"][1]}, {"role": "assistant", "content": d["reference"]}]}
              for d in train]
@@ -73,8 +82,8 @@ def test_refuel_raises_multi_turn_success(tmp_path, tiny_default_dir):
                                "train.warmup_steps=5"]), output_dir=str(tmp_path / "sft"))
     before = _success(tmp_path / "sft" / "final", test)
     data = write_jsonl(tmp_path / "dialogues.jsonl", train)
-    refuel.run(_recipe(tmp_path / "sft" / "final", data, "grpo.prompts_per_step=16", "train.micro_batch_size=16",
-                       "train.max_steps=40", "train.lr=2e-4", "train.schedule=constant"),
+    refuel.run(_recipe(tmp_path / "sft" / "final", data, "grpo.prompts_per_step=32", "train.micro_batch_size=32",
+                       "train.max_steps=30", "train.lr=3e-4", "train.schedule=constant"),
                output_dir=str(tmp_path / "refuel"))
     after = _success(tmp_path / "refuel" / "final", test)
     print(f"held-out dialogue success {before:.2f} -> {after:.2f}")
