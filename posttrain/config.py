@@ -205,7 +205,8 @@ class GrpoSection(Section):
     vf_coef: float = 0.1  # ppo: weight of the value loss
     value_clip: float = 0.2  # ppo: the value may move this far from the rollout's value before clipping
     whiten_advantages: bool = True  # ppo
-    kl_in_reward: bool = True  # ppo: -kl_coef*(log pi_old - log ref) per token in the reward (Tulu 3); false: a loss term
+    # ppo: -kl_coef*(log pi_old - log ref) per token in the reward (Tulu 3); false: a loss term as in GRPO
+    kl_in_reward: bool = True
 
     @field_validator("group_size", "prompts_per_step", "updates_per_batch", "max_new_tokens")
     @classmethod

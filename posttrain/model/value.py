@@ -95,7 +95,8 @@ def load_value_state(actor_critic: ActorCritic, saved: dict[str, torch.Tensor] |
                         "(was it saved by a PPO run with the same grpo.critic?)")
     missing = [k for k in actor_critic.state_dict() if not k.startswith("model.") and k not in saved]
     if missing:
-        raise UserError(f"{where}: the checkpoint's value function lacks {missing[0]} (saved with another grpo.critic?)")
+        raise UserError(f"{where}: the checkpoint's value function lacks {missing[0]} "
+                        "(saved with another grpo.critic?)")
     actor_critic.load_state_dict(saved, strict=False)
 
 

@@ -104,7 +104,8 @@ class RefuelPlan:
     def __init__(self, ctx: RunContext, dialogues: list[dict], rewards):
         self.ctx, self.cfg, self.dialogues, self.rewards = ctx, ctx.recipe.grpo, dialogues, rewards
         train = ctx.recipe.train
-        self.total_steps = train.max_steps or max(1, math.ceil(train.epochs * len(dialogues) / self.cfg.prompts_per_step))
+        batches = math.ceil(train.epochs * len(dialogues) / self.cfg.prompts_per_step)
+        self.total_steps = train.max_steps or max(1, batches)
         self.backend = HFBackend(ctx.model, ctx.tokenizer, batch_size=self.cfg.generation_batch_size,
                                  seed=ctx.recipe.seed, show_progress=False)
         if ctx.accelerator.num_processes > 1:
@@ -131,17 +132,19 @@ class RefuelPlan:
 
     def _batch(self, step: int) -> list[dict[str, torch.Tensor]]:
         n, per_step = len(self.dialogues), self.cfg.prompts_per_step
-        chosen = [self.dialogues[self._epoch_order(k // n)[k % n]] for k in range(step * per_step, (step + 1) * per_step)]
+        chosen = [self.dialogues[self._epoch_order(k // n)[k % n]]
+                  for k in range(step * per_step, (step + 1) * per_step)]
         rng = random.Random(f"{self.ctx.recipe.seed}/refuel/turn/{step}")
         turns = [d["turns"] for d in chosen]
         h = [rng.randrange(len(t)) for t in turns]  # 0-based turn index
         histories: list[list[dict]] = [[] for _ in chosen]
         play(self.generator(step, "roll-in", self.cfg.temperature), histories, [t[:k] for t, k in zip(turns, h)],
              [0] * len(chosen))
-        branches = [list(histories[i]) for i in range(len(chosen)) for _ in range(2)]
-        play(self.generator(step, "branches", self.cfg.temperature), branches,
-             [turns[i] for i in range(len(chosen)) for _ in range(2)], [h[i] for i in range(len(chosen)) for _ in range(2)])
-        samples = [chosen[i] for i in range(len(chosen)) for _ in range(2)]
+        twice = [i for i in range(len(chosen)) for _ in range(2)]  # two branches per dialogue
+        branches = [list(histories[i]) for i in twice]
+        play(self.generator(step, "branches", self.cfg.temperature), branches, [turns[i] for i in twice],
+             [h[i] for i in twice])
+        samples = [chosen[i] for i in twice]
         scores = self.rewards.score_all(samples, [b[-1]["content"] for b in branches])
         totals = [self.rewards.total(s) for s in scores]
         success = [float(self.rewards.correct(s)) for s in scores]

@@ -41,7 +41,8 @@ def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
                                       chunk_size=ctx.recipe.train.logprob_chunk_size)
     if ctx.resume_from is not None:
         load_value_state(actor_critic, load_auxiliary_state(ctx.resume_from), str(ctx.resume_from))
-    objective = PPOObjective(eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
+    eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
+    objective = PPOObjective(eps_low=cfg.clip_eps, eps_high=eps_high,
                              aggregation=cfg.aggregation, vf_coef=cfg.vf_coef, value_clip=cfg.value_clip,
                              kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_kind=cfg.kl_estimator,
                              ignore_index=IGNORE)

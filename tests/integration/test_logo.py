@@ -25,7 +25,8 @@ def _recipe(tmp_path):
 def test_logo_trains_through_posttrain_dpo_with_synthetic_positions(tmp_path, tiny_dir):
     data = write_jsonl(tmp_path / "pairs.jsonl", _rows(12))
     out = tmp_path / "run"
-    run_cli("dpo", _recipe(tmp_path), "--set", f"model={tiny_dir}", "--set", f"data=[{data}]", "--set", "preference.loss=logo",
+    run_cli("dpo", _recipe(tmp_path), "--set", f"model={tiny_dir}", "--set", f"data=[{data}]",
+            "--set", "preference.loss=logo",
             "--set", "preference.beta=2.0", "--set", "preference.gamma=0.5",
             "--set", "preference.position_synthesis_length=4096", "--set", "preference.position_chunks=3",
             "--set", "train.max_steps=3", "--set", "train.micro_batch_size=4", "--set", "data.eval_fraction=0.25",

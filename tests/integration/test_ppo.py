@@ -23,7 +23,8 @@ def test_killed_ppo_run_resumes_exactly(tmp_path, tiny_dir):
     recipe.write_text(
         f"model: {tiny_dir}\ndata: [{_prompts(tmp_path)}]\n"
         "train: {micro_batch_size: 4, max_steps: 4, lr: 1.0e-3, save_every: 2}\n"
-        "grpo: {algorithm: ppo, critic: separate, rewards: [{name: 'tests.integration.test_grpo:short_answer'}], group_size: 2,"
+        "grpo: {algorithm: ppo, critic: separate, rewards: [{name: 'tests.integration.test_grpo:short_answer'}],"
+        " group_size: 2,"
         " prompts_per_step: 4, max_new_tokens: 4, kl_coef: 0.1, temperature: 1.0, vf_coef: 0.5}\n")
     keys = ("loss", "value_loss", "policy_loss", "kl", "value", "grad_norm")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -44,7 +45,8 @@ def test_killed_ppo_run_resumes_exactly(tmp_path, tiny_dir):
 
 def test_value_head_on_the_policy_trains_and_is_saved_beside_it(tmp_path, tiny_dir):
     recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{_prompts(tmp_path)}]", "grpo.algorithm=ppo",
-                                "grpo.critic=head", "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]", "grpo.group_size=2",
+                                "grpo.critic=head", "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]",
+                                "grpo.group_size=2",
                                 "grpo.prompts_per_step=4", "grpo.max_new_tokens=4", "grpo.kl_coef=0.1",
                                 "train.micro_batch_size=8", "train.max_steps=2", "train.lr=1e-2"])
     grpo.run(recipe, output_dir=str(tmp_path / "run"))
