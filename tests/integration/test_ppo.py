@@ -79,14 +79,17 @@ def test_ppo_raises_held_out_accuracy(parity):  # noqa: F811
     before = _accuracy(root / "sft" / "final", test)
     recipe = load_recipe(None, [
         f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]", "grpo.algorithm=ppo",
-        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=8", "grpo.prompts_per_step=16",
-        "grpo.max_new_tokens=4", "grpo.temperature=1.0", "grpo.vf_coef=0.1",
-        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=2e-4", "train.schedule=constant"])
+        "grpo.critic=head", "grpo.vf_coef=0.5", "grpo.rewards=[{name: exact_match}]", "grpo.group_size=8",
+        "grpo.prompts_per_step=16", "grpo.max_new_tokens=4", "grpo.temperature=1.0",
+        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=1e-4", "train.schedule=constant"])
     grpo.run(recipe, output_dir=str(root / "ppo"))
     after = _accuracy(root / "ppo" / "final", test)
     rows = [r for r in _metrics(root / "ppo") if "reward" in r]
     curve = [round(r["reward"], 2) for r in rows]
     print(f"held-out accuracy {before:.2f} -> {after:.2f}; reward curve {curve}")
+    # measured: greedy held-out 0.60 -> 0.75, sampled reward 0.22 (first 10 steps) -> 0.41 (last 10).
+    # A separate critic (from the SFT weights, fresh head) at lr 2e-4 collapsed to one answer (0.51);
+    # at 5e-5 it reached 0.64 (README).
     assert after >= before + 0.1, (before, after, curve)
     assert {"value_loss", "policy_loss", "value", "clip_fraction"} <= set(rows[0])
-    assert (root / "ppo" / "final" / "auxiliary.safetensors").is_file()
+    assert (root / "ppo" / "final" / "auxiliary.safetensors").is_file()  # the value head
