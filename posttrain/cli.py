@@ -16,7 +16,7 @@ import warnings
 from posttrain.errors import RunStopped, UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
-                "grpo", "distill")
+                "grpo", "distill", "refuel")
 
 # One-shot tools that live in their own folders. Each module defines `add_parsers(subparsers)`,
 # which registers its sub-commands with `set_defaults(tool_run=<function(args) -> int | None>)`;
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub, "reward", "train a reward model (Bradley-Terry, margin, scaled BT, regression)")
     _train_parser(sub, "grpo", "online RL with verifiable rewards (GRPO, RLOO)")
     _train_parser(sub, "distill", "logit distillation from a teacher (forward/reverse KL, JSD)")
+    _train_parser(sub, "refuel", "multi-turn on-policy RL against a scripted user (REFUEL)")
 
     g = sub.add_parser("generate", help="generate from a model directory (interactive without --prompt)")
     g.add_argument("model", help="model directory, hub id, or 'tiny'")

@@ -28,6 +28,11 @@ class PreferenceSection(Section):
     rebel_eta: PositiveFloat = 1.0
     kto_desirable_weight: NonNegFloat = 1.0
     kto_undesirable_weight: NonNegFloat = 1.0
+    logo_sft_weight: NonNegFloat = 0.1  # logo: weight of the SFT term NLL(y_w)
+    # LOGO's positional-index synthesis (data/positions.py): prompts' position ids spread over
+    # this many positions in `position_chunks` chunks; null: ordinary positions
+    position_synthesis_length: Positive | None = None
+    position_chunks: Positive = 2
     reference: str | None = None  # another reference model; default: the initial policy
     sample_max_new_tokens: Positive = 128  # selm: the reference-policy sample per prompt
     sample_temperature: NonNegFloat = 1.0
@@ -77,6 +82,17 @@ class GrpoSection(Section):
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.3  # its share of the GPU
     generation_batch_size: Positive = 64  # hf backend
     samples_every: NonNegative = 10  # steps between writes of samples.jsonl (0: never)
+    # PPO with a value function (objectives/ppo.py), Tulu 3's RLVR algorithm
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    critic: Literal["separate", "head"] = "separate"  # ppo: a critic model, or a value head on the policy
+    critic_model: str | None = None  # ppo, separate: its initial weights (a reward model); default: the policy's
+    gae_gamma: Annotated[float, Field(ge=0, le=1)] = 1.0  # ppo: discount
+    gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95  # ppo: GAE lambda
+    vf_coef: NonNegFloat = 0.1  # ppo: weight of the value loss
+    value_clip: NonNegFloat = 0.2  # ppo: the value may move this far from the rollout's value before clipping
+    whiten_advantages: bool = True  # ppo
+    # ppo: -kl_coef*(log pi_old - log ref) per token in the reward (Tulu 3); false: a loss term as in GRPO
+    kl_in_reward: bool = True
 
     @model_validator(mode="after")
     def _rloo_needs_siblings(self) -> GrpoSection:

@@ -6,6 +6,7 @@ Layout of root/step-00001234/:
     recipe.yaml              the recipe the run was started with
     trainer_state.json       step, tokens seen, data position ... (whatever the trainer passes)
     optim.pt                 optimizer, scheduler and RNG state (torch.load(weights_only=True) safe)
+    auxiliary.safetensors    modules trained beside the model (PPO's critic or value head), if any
 
 Every directory is written under root/.tmp-<name> and renamed into place with os.replace, which is
 atomic on one filesystem; a killed run leaves at most a .tmp-* directory, removed by the next save.
@@ -35,6 +36,7 @@ TRAINER_STATE_FILE = "trainer_state.json"
 OPTIM_FILE = "optim.pt"
 RECIPE_FILE = "recipe.yaml"
 FINAL_DIR = "final"
+AUXILIARY_FILE = "auxiliary.safetensors"
 
 
 def save_checkpoint(
@@ -48,12 +50,14 @@ def save_checkpoint(
     recipe: dict[str, Any],
     keep_last: int | None = None,
     model_state: dict[str, torch.Tensor] | None = None,
+    auxiliary_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write root/step-{step:08d} atomically, then delete the oldest step dirs beyond `keep_last`.
 
     Main process only. `trainer_state` must be JSON-serialisable; its "step" is set to `step`.
     `tokenizer` may be None (nothing to save, e.g. in tests). `model_state` replaces the model's own
-    state dict (full weights gathered from sharded processes). Returns the checkpoint directory.
+    state dict (full weights gathered from sharded processes); `auxiliary_state` holds the weights
+    of modules trained beside it (auxiliary.safetensors). Returns the checkpoint directory.
     """
     if keep_last is not None and keep_last < 1:
         raise UserError(f"keep_last must be >= 1 (or unset to keep every checkpoint), got {keep_last}")
@@ -64,6 +68,7 @@ def save_checkpoint(
 
     def write(tmp_dir: Path) -> None:
         _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state)
+        _save_auxiliary(tmp_dir, auxiliary_state)
         (tmp_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
         state = {**trainer_state, "step": step}
         (tmp_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -116,7 +121,8 @@ def load_training_state(
     return json.loads((ckpt_dir / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
 
 
-def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict | None = None) -> Path:
+def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict | None = None,
+               auxiliary_state: dict | None = None) -> Path:
     """Write out_dir/final (main process only), replacing an existing one; never seen half-written.
 
     A plain model gives a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
@@ -126,15 +132,20 @@ def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp_dirs(out_dir)
-    return save_model_dir(out_dir / FINAL_DIR, model, tokenizer, model_state)
+    return save_model_dir(out_dir / FINAL_DIR, model, tokenizer, model_state, auxiliary_state)
 
 
-def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: dict | None = None) -> Path:
-    """Atomically write model (or adapter) and tokenizer into `directory`."""
+def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: dict | None = None,
+                   auxiliary_state: dict | None = None) -> Path:
+    """Atomically write model (or adapter) and tokenizer (and auxiliary weights) into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    _write_dir_atomically(directory,
-                          lambda tmp_dir: _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state))
+
+    def write(tmp_dir: Path) -> None:
+        _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state)
+        _save_auxiliary(tmp_dir, auxiliary_state)
+
+    _write_dir_atomically(directory, write)
     return directory
 
 
@@ -145,6 +156,21 @@ def write_dir_atomically(directory: str | os.PathLike, write) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     _write_dir_atomically(directory, write)
     return directory
+def _save_auxiliary(directory: Path, state: dict[str, torch.Tensor] | None) -> None:
+    if state:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, directory / AUXILIARY_FILE)
+
+
+def load_auxiliary_state(directory: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The auxiliary weights a checkpoint holds (save_checkpoint's auxiliary_state), else None."""
+    path = Path(directory) / AUXILIARY_FILE
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    return load_file(path)
 
 
 def remove_stale_tmp_dirs(root: Path) -> None:

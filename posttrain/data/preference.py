@@ -3,18 +3,22 @@
 Chosen and rejected share one tokenised prompt (rendered once with the chat template's generation
 header); each response is the token continuation of that prompt, and only response tokens carry
 labels. A micro-batch stacks the chosen rows, then the rejected rows (then SELM's reference-policy
-samples), so a single forward scores all of them; or, with shared=True, one row per pair with the
-prompt computed once (data/shared_prefix.py).
+samples, then LOGO's further rejected rows with the pair each belongs to), so a single forward
+scores all of them; or, with shared=True, one row per pair with the prompt computed once
+(data/shared_prefix.py; not for LOGO's further rejected rows or synthetic positions, which keep
+the separate rows).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import torch
 
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import render_ids, tokenize_prompt
+from posttrain.data.positions import row_positions, synthesize_prompt_positions
 from posttrain.data.problems import RowProblems
 from posttrain.data.records import RecordError
 from posttrain.data.shared_prefix import collate_shared
@@ -30,9 +34,11 @@ class PairExample:
     ref_sample: Example | None = None  # SELM: a response sampled from the reference policy
     ref_logps: dict[str, float] = field(default_factory=dict)  # precomputed reference log-probs
     scores: tuple[float, float] | None = None  # REBEL: rewards r(x, chosen), r(x, rejected)
+    more_rejected: list[Example] = field(default_factory=list)  # LOGO: rejected responses 2..M
+    prompt_positions: list[int] | None = None  # LOGO: synthetic position ids of the prompt
 
     def __len__(self) -> int:
-        return max(len(self.chosen), len(self.rejected))
+        return max(len(self.chosen), len(self.rejected), *(len(r) for r in self.more_rejected))
 
 
 def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -> Example:
@@ -62,12 +68,13 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
             continue
         chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
         rejected = tokenize_completion(tokenizer, record.prompt, record.rejected)
-        if max(len(chosen), len(rejected)) > max_length:
-            problems.add(row, "chosen/rejected",
-                         f"{max(len(chosen), len(rejected))} tokens, longer than max_length "
+        more = [tokenize_completion(tokenizer, record.prompt, r) for r in record.more_rejected]
+        pair = PairExample(record.prompt, chosen, rejected, scores=scores, more_rejected=more)
+        if len(pair) > max_length:
+            problems.add(row, "chosen/rejected", f"{len(pair)} tokens, longer than max_length "
                          f"{max_length} (raise data.max_length or set data.on_error: skip)")
             continue
-        pairs.append(PairExample(record.prompt, chosen, rejected, scores=scores))
+        pairs.append(pair)
     problems.finish(len(pairs), f"preference pair (every pair was skipped; max_length {max_length})")
     return pairs
 
@@ -83,16 +90,34 @@ def _scores(raw: dict) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def synthesize_positions(pairs: list[PairExample], target_length: int, chunks: int, seed: int) -> None:
+    """LOGO's positional-index synthesis (data/positions.py) on every pair, one draw per pair from
+    a generator seeded with `seed`, so a rerun or a resume sees the same positions."""
+    rng = random.Random(seed)
+    for pair in pairs:
+        prompt_length = next((i for i, label in enumerate(pair.chosen.labels) if label != IGNORE),
+                             len(pair.chosen))
+        pair.prompt_positions = synthesize_prompt_positions(prompt_length, len(pair), target_length, chunks, rng)
+
+
 def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False,
                   pack_length: int | None = None) -> dict[str, torch.Tensor]:
-    """Row blocks chosen | rejected [| sample], or (shared) one shared-prefix row per pair, or
-    (shared, pack_length) several pairs per row."""
+    """Row blocks chosen | rejected [| sample] [| LOGO's further rejected], or (shared) one
+    shared-prefix row per pair, or (shared, pack_length) several pairs per row."""
     with_sample = all(p.ref_sample is not None for p in pairs)
     groups = [[p.chosen, p.rejected] + ([p.ref_sample] if with_sample else []) for p in pairs]
-    if shared:
+    separate_only = any(p.more_rejected for p in pairs) or pairs[0].prompt_positions is not None
+    if shared and not separate_only:
         batch = collate_shared(groups, pad_id, pack_length)
     else:
-        batch = collate_padded([g[k] for k in range(len(groups[0])) for g in groups], pad_id)
+        rows = [g[k] for k in range(len(groups[0])) for g in groups]
+        extra_pair = [i for i, p in enumerate(pairs) for _ in p.more_rejected]
+        rows += [r for p in pairs for r in p.more_rejected]
+        batch = collate_padded(rows, pad_id)
+        if extra_pair:
+            batch["extra_rejected_pair"] = torch.tensor(extra_pair, dtype=torch.long)
+        if pairs[0].prompt_positions is not None:
+            batch.update(_synthetic_positions(pairs, rows, batch["input_ids"].shape[1]))
     for key in pairs[0].ref_logps:
         batch[f"ref_{key}"] = torch.tensor([p.ref_logps[key] for p in pairs], dtype=torch.float32)
     if pairs[0].scores is not None:
@@ -100,3 +125,21 @@ def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False,
         batch["chosen_score"], batch["rejected_score"] = scores[:, 0], scores[:, 1]
     batch["num_pairs"] = torch.tensor(len(pairs))
     return batch
+
+
+def _synthetic_positions(pairs: list[PairExample], rows: list[Example], width: int) -> dict[str, torch.Tensor]:
+    """Position ids per row from its pair's prompt positions, and the attention mask that keeps
+    transformers from reading the position jumps as packed-document boundaries."""
+    owner = _row_owners(pairs, rows)
+    positions = torch.tensor([row_positions(pairs[o].prompt_positions, width) for o in owner])
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, row in enumerate(rows):
+        mask[r, : len(row)] = 1
+    return {"position_ids": positions, "attention_mask": mask}
+
+
+def _row_owners(pairs: list[PairExample], rows: list[Example]) -> list[int]:
+    """The pair index of every collated row, in collate_pairs' order."""
+    n = len(pairs)
+    blocks = (len(rows) - sum(len(p.more_rejected) for p in pairs)) // n
+    return [i for _ in range(blocks) for i in range(n)] + [i for i, p in enumerate(pairs) for _ in p.more_rejected]

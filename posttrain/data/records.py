@@ -58,11 +58,14 @@ class ConversationRecord:
 @dataclass(frozen=True, slots=True)
 class PreferenceRecord:
     """A preference pair: the shared prompt (ends with a user message) and two completions that
-    each start with an assistant message."""
+    each start with an assistant message. A row whose `rejected` is a list of completions (strings
+    or message lists) gives several dis-preferred responses (LOGO): the first is `rejected`, the
+    others `more_rejected`."""
 
     prompt: list[Message]
     chosen: list[Message]
     rejected: list[Message]
+    more_rejected: tuple[list[Message], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,16 @@ def _preference(row: Mapping) -> PreferenceRecord:
         return _implicit_preference(row)
     prompt = _prompt_messages(row["prompt"], "prompt")
     chosen = _completion(row.get("chosen"), "chosen")
-    return PreferenceRecord(prompt, chosen, _completion(row.get("rejected"), "rejected"))
+    rejected = _rejected_completions(row.get("rejected"))
+    return PreferenceRecord(prompt, chosen, rejected[0], tuple(rejected[1:]))
+
+
+def _rejected_completions(value: Any) -> list[list[Message]]:
+    """One rejected completion, or several: a list whose items are strings or message lists (a list
+    of message objects is ONE completion)."""
+    if isinstance(value, list | tuple) and value and isinstance(value[0], str | list | tuple):
+        return [_completion(item, f"rejected[{index}]") for index, item in enumerate(value)]
+    return [_completion(value, "rejected")]
 
 
 def _prompt_record(row: Mapping) -> PromptRecord:

@@ -172,7 +172,24 @@ def _lc_win_rate(samples: Sequence[Sample], name: str) -> float:
                                       [s.extra["length_diff"] for s in judged])
 
 
+def judge_rating(samples: Sequence[Sample], name: str) -> float:
+    """Mean of the PARSED judge ratings (extra['ratings'], None where the judge gave no score: those
+    are counted by the `unparsed` metric, never averaged in as 0). The metric's name picks the
+    subset: `score` all, `score_turn_<k>` turn k, `score_<category>` one category's turns."""
+    picked = []
+    for sample in samples:
+        ratings = list(enumerate(sample.extra["ratings"], start=1))
+        if name.startswith("score_turn_"):
+            ratings = [(k, r) for k, r in ratings if k == int(name.rsplit("_", 1)[1])]
+        elif name != "score" and name != f"score_{sample.extra['category']}":
+            ratings = []
+        picked += [r for _, r in ratings if r is not None]
+    return float(np.mean(picked)) if picked else float("nan")
+
+
 AGGREGATIONS: dict[str, Aggregation] = {
+    "sum": lambda samples, name: float(sum(s.scores[name] for s in samples)),
+    "judge_rating": judge_rating,
     "mean": mean_of,
     "count": count_of,
     "f1_macro": lambda samples, name: f1_macro(*_labels(samples)),

@@ -60,15 +60,30 @@ def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=No
     if segment_ids is not None:
         attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype)
     hidden, targets, keep, aux = _decode(model, input_ids, labels, position_ids, attention_mask, router)
+    return _logprobs_at(model, hidden, targets, keep, chunk_size, summed), aux
+
+
+def logprobs_from_hidden(model: nn.Module, last_hidden: torch.Tensor, labels: torch.Tensor,
+                         chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+    """token_logprobs from the decoder's last hidden states [B, T, H] (a caller that needs them for
+    something else too, e.g. PPO's value head on the policy, runs the decoder once)."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    return _logprobs_at(model, last_hidden[:, :-1][keep], targets[keep], keep, chunk_size, summed)
+
+
+def _logprobs_at(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor,
+                 chunk_size: int, summed: bool) -> torch.Tensor:
+    """The LM head at the loss positions only; [B, T] log-probs, 0 elsewhere (keep is [B, T-1])."""
     softcap = getattr(model.config, "final_logit_softcapping", None)
     head = model.get_output_embeddings()
     if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
         picked = SummedLogprobHead.apply(hidden, head.weight, targets, chunk_size)
     else:
         picked = selected_logprobs(head, hidden, targets, chunk_size, softcap)
-    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    out = torch.zeros((keep.shape[0], keep.shape[1] + 1), dtype=torch.float32, device=keep.device)
     out[:, 1:][keep] = picked
-    return out, aux
+    return out
 
 
 def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,

@@ -75,10 +75,11 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
 
 def clipped_surrogate(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
                       eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (loss -min(rho*A, clip(rho)*A), clipped?) for logps/old_logps [B, T] and A [B].
+    """Per-token (loss -min(rho*A, clip(rho)*A), clipped?) for logps/old_logps [B, T] and A [B]
+    (one advantage per completion) or [B, T] (one per token: PPO with GAE).
     `clipped` marks the tokens where the clipped branch is the minimum (its gradient is zero)."""
     ratio = torch.exp(logps - old_logps)
-    adv = advantages.unsqueeze(-1)
+    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * adv
     return -torch.minimum(unclipped, clipped), clipped < unclipped

@@ -42,6 +42,11 @@ class PairLogps:
     old_rejected_logps: Tensor | None = None  # REBEL: same for y'
     chosen_scores: Tensor | None = None  # REBEL: reward r(x, y)
     rejected_scores: Tensor | None = None  # REBEL: reward r(x, y')
+    # LOGO: rejected responses beyond the first, one entry each (shape [K]); extra_rejected_pair
+    # holds the index in [0, B) of the pair each belongs to (long)
+    extra_rejected_logps: Tensor | None = None
+    extra_rejected_lengths: Tensor | None = None
+    extra_rejected_pair: Tensor | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,6 +81,7 @@ class PreferenceConfig:
     rebel_eta: float = 1.0  # REBEL: step size eta; the log-ratio difference is divided by it
     kto_desirable_weight: float = 1.0  # KTO lambda_D
     kto_undesirable_weight: float = 1.0  # KTO lambda_U
+    logo_sft_weight: float = 0.1  # LOGO lambda: weight of the SFT term
 
     def __post_init__(self) -> None:
         _check(self.beta > 0, f"beta must be > 0, got {self.beta}")
@@ -83,7 +89,8 @@ class PreferenceConfig:
         _check(0 <= self.label_noise < 0.5, f"label_noise must be in [0, 0.5), got {self.label_noise}")
         _check(self.gamma is None or self.gamma_beta_ratio is None, "set gamma or gamma_beta_ratio, not both")
         _check(self.rebel_eta > 0, f"rebel_eta must be > 0, got {self.rebel_eta}")
-        for name in ("cpo_nll_weight", "orpo_lambda", "selm_alpha", "kto_desirable_weight", "kto_undesirable_weight"):
+        for name in ("cpo_nll_weight", "orpo_lambda", "selm_alpha", "kto_desirable_weight", "kto_undesirable_weight",
+                     "logo_sft_weight"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
@@ -224,6 +231,30 @@ def cpo(batch: PairLogps, cfg: PreferenceConfig) -> PreferenceOutput:
     nll = _chosen_nll(batch, "cpo")
     losses = -F.logsigmoid(chosen - rejected) + cfg.cpo_nll_weight * nll
     return _output(losses, chosen, rejected, batch, nll=nll)
+
+
+def logo(batch: PairLogps, cfg: PreferenceConfig) -> PreferenceOutput:
+    """LOGO (Tang et al. 2024, "LOGO -- Long cOntext aliGnment via efficient preference
+    Optimization"): SimPO's reference-free reward r(x, y) = beta*avg_logp_pi(y) against M >= 1
+    dis-preferred responses y_l^1..y_l^M of the same prompt, plus an SFT term on y_w:
+    loss = -log sigma(r(x, y_w) - (1/M) * sum_j r(x, y_l^j) - gamma) + lambda * NLL(y_w),
+    NLL(y_w) = -avg_logp_pi(y_w) (token mean, as cpo/orpo here), gamma = cfg.simpo_gamma,
+    lambda = cfg.logo_sft_weight. The first rejected response is policy_rejected_logps; the others
+    (M may differ between prompts) come as extra_rejected_* with the pair each belongs to. With
+    M = 1 and lambda = 0 this is SimPO. The paper's text leaves the SFT term's normalisation open;
+    the token mean follows the CPO/ORPO convention of this module (the loss scale is then
+    independent of |y_w|). Rewards: r(y_w) and the mean r over the M rejected responses."""
+    chosen, first = _averaged(batch, batch.policy_chosen_logps, batch.policy_rejected_logps, "logo")
+    rejected_sum, count = cfg.beta * first, torch.ones_like(first)
+    if batch.extra_rejected_logps is not None and batch.extra_rejected_logps.numel():
+        extra = cfg.beta * batch.extra_rejected_logps / _need(batch, "extra_rejected_lengths", "logo")
+        pair = _need(batch, "extra_rejected_pair", "logo")
+        rejected_sum = rejected_sum.index_add(0, pair, extra)
+        count = count.index_add(0, pair, torch.ones_like(extra))
+    rejected = rejected_sum / count
+    nll = -chosen
+    losses = -F.logsigmoid(cfg.beta * chosen - rejected - cfg.simpo_gamma) + cfg.logo_sft_weight * nll
+    return _output(losses, cfg.beta * chosen, rejected, batch, nll=nll, num_rejected=count)
 
 
 def log1mexp(x: Tensor) -> Tensor:

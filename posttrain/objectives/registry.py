@@ -72,6 +72,8 @@ _PREFERENCE_SPECS = (
           reference=False, lengths=True),
     _pref("cpo", po.cpo, "Xu et al. 2024, Contrastive Preference Optimization (CPO)", ("beta", "cpo_nll_weight"),
           reference=False, lengths=True),
+    _pref("logo", po.logo, "Tang et al. 2024, LOGO (several rejected responses per prompt)",
+          ("beta", "gamma", "gamma_beta_ratio", "logo_sft_weight"), reference=False, lengths=True),
     _pref("orpo", po.orpo, "Hong et al. 2024, ORPO", ("orpo_lambda",), reference=False, lengths=True),
     _pref("selm", po.selm, "Zhang et al. 2024, Self-Exploring Language Models (SELM)", ("beta", "selm_alpha"),
           sample=True),

@@ -1,6 +1,7 @@
-"""Preference optimisation on chosen/rejected pairs: the DPO family, SimPO, CPO, ORPO, SELM.
+"""Preference optimisation on chosen/rejected pairs: the DPO family, SimPO, CPO, ORPO, SELM, LOGO.
 
     posttrain dpo recipes/tiny/dpo.yaml [--set preference.loss=simpo] [--set preference.beta=2.0]
+    posttrain dpo recipes/tiny/logo.yaml    # several rejected responses per prompt
 
 The objective is chosen by name (preference.loss; objectives/registry.py lists them with their
 papers). Reference log-probs are computed once before training from the initial policy (with
@@ -20,7 +21,8 @@ from posttrain.config import Recipe
 from posttrain.data.batching import Example
 from posttrain.data.chat import ensure_chat_template, tokenize_prompt
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.preference import PairExample, collate_pairs, tokenize_completion, tokenize_pairs
+from posttrain.data.preference import (PairExample, collate_pairs, synthesize_positions, tokenize_completion,
+                                       tokenize_pairs)
 from posttrain.data import pointless
 from posttrain.data.prepare import load_sources, max_length_for, split_holdout
 from posttrain.errors import UserError
@@ -57,6 +59,10 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     train = pairs_of(data.sources)
     held = pairs_of(data.eval_sources) if data.eval_sources else []
+    _check_listwise(spec, recipe, train + held)
+    if recipe.preference.position_synthesis_length:
+        synthesize_positions(train + held, recipe.preference.position_synthesis_length,
+                             recipe.preference.position_chunks, recipe.seed)
     if not held:
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
@@ -80,6 +86,19 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         eval_batches=eval_micro_batches(held, collate, ctx.layout),
         extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed), resume_from=ctx.resume_from)
     return loop.run(job)
+
+
+def _check_listwise(spec, recipe: Recipe, pairs: list[PairExample]) -> None:
+    """Several rejected responses per prompt and synthetic positions are LOGO's; other objectives
+    would silently drop the extra responses, and reference log-probs are taken at plain positions."""
+    if spec.name != "logo" and any(p.more_rejected for p in pairs):
+        raise UserError(f"preference.loss '{spec.name}' takes one rejected response per prompt, but the data "
+                        "gives several (`rejected` as a list): use preference.loss: logo")
+    if recipe.preference.position_chunks < 1:
+        raise UserError(f"preference.position_chunks must be >= 1, got {recipe.preference.position_chunks}")
+    if recipe.preference.position_synthesis_length and (spec.needs_reference or spec.needs_rewards):
+        raise UserError(f"preference.position_synthesis_length needs a reference-free loss (logo, simpo, cpo, "
+                        f"orpo), not '{spec.name}'")
 
 
 def _add_reference_samples(ctx: RunContext, pairs: list[PairExample], max_len: int) -> None:

@@ -1,6 +1,7 @@
-"""Online RL with verifiable rewards: GRPO and RLOO.
+"""Online RL with verifiable rewards: GRPO and RLOO, and PPO with a value function (train/ppo.py).
 
     posttrain grpo recipes/tiny/grpo.yaml [--set grpo.advantage=rloo] [--set grpo.kl_coef=0.05]
+    posttrain grpo recipes/tiny/ppo.yaml      (grpo.algorithm: ppo)
 
 Each batch of samples: P prompts (grpo.prompts_per_step), G completions each (grpo.group_size)
 sampled from the current policy, scored by the recipe's reward terms (posttrain/rewards), turned
@@ -54,6 +55,7 @@ from posttrain.objectives.policy_gradient import PolicyGradientObjective, group_
 from posttrain.rewards import RewardSet, build_reward_set
 from posttrain.train import loop
 from posttrain.train.periodic_eval import generation_eval
+from posttrain.train.ppo import ppo_parts
 from posttrain.train.reference import initial_policy
 from posttrain.train.setup import RunContext, start_run
 
@@ -73,14 +75,17 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         raise UserError(f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
                         f"the number of processes ({ctx.accelerator.num_processes})")
     plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx), rollout_backend(ctx))
-    objective = PolicyGradientObjective(
-        eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
-        aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE,
-        max_length=cfg.max_new_tokens)
+    if cfg.algorithm == "ppo":  # the same rollouts, scored per token by a value function
+        policy, plan, objective = ppo_parts(ctx, plan)
+    else:
+        policy = TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size)
+        objective = PolicyGradientObjective(
+            eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
+            aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE,
+            max_length=cfg.max_new_tokens)
     job = loop.TrainJob(
         recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=ctx.tokenizer,
-        plan=plan, objective=objective,
+        policy=policy, tokenizer=ctx.tokenizer, plan=plan, objective=objective,
         extra_eval=generation_eval(ctx.recipe.eval, ctx.tokenizer, ctx.recipe.seed),
         resume_from=ctx.resume_from)
     return loop.run(job)

@@ -67,8 +67,19 @@ class Frozen:
 
 def model_state_dict(accelerator: Accelerator, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Full weights of the wrapped HF model (policy.model), gathered on every process."""
+    return policy_state_dicts(accelerator, policy)[0]
+
+
+def policy_state_dicts(accelerator: Accelerator,
+                       policy: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(the HF model's full weights, the weights of the other submodules trained beside it, e.g.
+    PPO's critic, under their own names), gathered on every process (a collective under FSDP)."""
     state = accelerator.get_state_dict(policy)
-    return {k.removeprefix("model."): v for k, v in state.items()} if state else state
+    if not state:
+        return state, {}
+    extra = tuple(f"{name}." for name, _ in accelerator.unwrap_model(policy).named_children() if name != "model")
+    model = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith(extra)}
+    return model, {k: v for k, v in state.items() if k.startswith(extra)}
 
 
 def relaunch(num_processes: int, argv: list[str]) -> int:

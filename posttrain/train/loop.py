@@ -33,7 +33,7 @@ from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_f
 from posttrain.config import Recipe, recipe_to_dict
 from posttrain.errors import RunStopped, UserError
 from posttrain.log import MetricsLogger, progress_bar
-from posttrain.train.distributed import Frozen, GatheredOptimizerState, model_state_dict
+from posttrain.train.distributed import Frozen, GatheredOptimizerState, policy_state_dicts
 from posttrain.train.guard import DivergenceGuard
 from posttrain.train.optim import build_optimizer, build_scheduler, restore_settings
 from posttrain.train.signals import StopRequests
@@ -95,9 +95,9 @@ def run(job: TrainJob) -> dict[str, float]:
         with StopRequests(reduce_sum) as stops:
             last_eval = _train(job, policy, optimizer, scheduler, state, logger, bar, guard, stops)
         guard.check_weights()  # never save non-finite weights as final/
-        weights = model_state_dict(acc, policy)  # a collective under FSDP
+        weights, auxiliary = policy_state_dicts(acc, policy)  # a collective under FSDP
         if acc.is_main_process:
-            save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights)
+            save_final(job.out_dir, acc.unwrap_model(policy).model, job.tokenizer, weights, auxiliary)
         acc.wait_for_everyone()
     finally:
         bar.close()  # ends the bar's line, so an error message starts on its own line
@@ -260,7 +260,7 @@ def evaluate(job: TrainJob, policy) -> dict[str, float]:
 
 def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> Path:
     acc = job.accelerator
-    weights = model_state_dict(acc, policy)  # gathered on every process (collective under FSDP)
+    weights, auxiliary = policy_state_dicts(acc, policy)  # gathered on every process (collective under FSDP)
     optimizer_state = Frozen(GatheredOptimizerState(policy, optimizer).state_dict())
     if acc.is_main_process:
         save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
@@ -268,7 +268,7 @@ def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> Path
                         {"step": state.step, "tokens_seen": state.tokens_seen,
                          "num_processes": acc.num_processes},  # resume checks the global batch
                         recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
-                        model_state=weights)
+                        model_state=weights, auxiliary_state=auxiliary)
     acc.wait_for_everyone()
     return job.out_dir / "checkpoints" / f"step-{state.step:08d}"
 

@@ -6,6 +6,7 @@ from posttrain.eval.tasks import (
     generation,
     hpt,
     ifeval,
+    judge_grade,
     multiple_choice,
     pairwise,
     perplexity,
@@ -21,4 +22,5 @@ KIND_MODULES = {
     "pairwise_judge": pairwise,
     "hpt": hpt,
     "refusal": refusal,
+    "judge_grade": judge_grade,
 }

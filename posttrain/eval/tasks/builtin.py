@@ -62,6 +62,8 @@ BUILTIN_TASKS: dict[str, dict[str, Any]] = {
                    description="verifiable instructions (IFEval): strict and loose accuracy"),
     "alpaca_eval": dict(kind="pairwise_judge", format="alpaca_eval",
                         description="win rate against reference outputs by a judge model (AlpacaEval)"),
+    "mt_bench": dict(kind="judge_grade", format="mt_bench",
+                     description="single-answer 1-10 grading of two-turn conversations by a judge (MT-Bench)"),
     "refusal": dict(kind="refusal", format="harmful",
                     description="share of harmful requests refused (AdvBench-style prompt files)"),
     "hpt_arithmetic": dict(kind="hpt", generator="arithmetic", extract="final_number", max_new_tokens=96,

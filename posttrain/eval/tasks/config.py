@@ -98,6 +98,23 @@ class PairwiseJudgeTask(TaskBase):
     max_new_tokens: int = 512
 
 
+MT_BENCH_CATEGORIES = ["writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"]
+
+
+class JudgeGradeTask(TaskBase):
+    """Single-answer 1-10 grading by a judge (eval/judge_grading.py), multi-turn as MT-Bench."""
+
+    kind: Literal["judge_grade"]
+    format: str = "mt_bench"
+    judge: JudgeConfig = JudgeConfig()
+    rubric: str | None = None  # what the judge weighs; default: MT-Bench's helpfulness, relevance, ...
+    categories: list[str] = MT_BENCH_CATEGORIES  # one score_<category> metric each
+    reference_categories: list[str] = ["math", "reasoning", "coding"]  # graded against the reference
+    max_turns: int = 2  # one score_turn_<k> metric per turn
+    max_new_tokens: int = 512
+    judge_max_tokens: int = 512
+
+
 class HPTTask(TaskBase):
     kind: Literal["hpt"]
     extract: Extraction = "final_number"
@@ -131,13 +148,13 @@ class RefusalTask(TaskBase):
 
 TaskConfig = Annotated[
     Union[MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask],
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask],
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
 KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
          (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask)}
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask)}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:

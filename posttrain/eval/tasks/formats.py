@@ -6,6 +6,7 @@ Document fields by task kind:
   classification: prompt, label
   perplexity: text;  ifeval: prompt, instruction_id_list, kwargs
   pairwise_judge: prompt, baseline (the reference model's answer);  refusal: prompt
+  judge_grade: prompt (the first turn), turns (the user turns), category, references (per turn or None)
 Every other column of the row is kept, so a template may use it ({passage}, {subject}, ...).
 """
 
@@ -145,6 +146,23 @@ def alpaca_eval(row: Row) -> Row:
     return {**row, "prompt": prompt, "baseline": str(_first(row, ("output", "baseline"), "output"))}
 
 
+def mt_bench(row: Row) -> Row:
+    """MT-Bench's question.jsonl: `turns` (the user turns, in order), `category`, optional
+    `reference` (one reference answer per turn, or a single string for the first)."""
+    turns = row.get("turns")
+    if turns is None and row.get("prompt") is not None:
+        turns = [row["prompt"]]
+    if not isinstance(turns, list) or not turns:
+        raise FormatError("field 'turns': no user turns (a non-empty list of user messages is needed)")
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, str) or not turn.strip():
+            raise FormatError(f"field 'turns[{index}]': a user turn must be a non-empty string")
+    reference = row.get("reference")
+    references = [str(reference)] if isinstance(reference, str) else [str(r) for r in reference or []]
+    return {**row, "prompt": turns[0], "turns": turns, "category": str(row.get("category") or "general"),
+            "references": references or None}
+
+
 def harmful(row: Row) -> Row:
     names = ("prompt", "goal", "instruction", "behavior", "Behavior", "question", "text")
     return {**row, "prompt": _text(_first(row, names, "prompt"))}
@@ -179,7 +197,7 @@ FORMATS: dict[str, Callable[..., Row]] = {
     "prompt": prompt_reference, "gsm8k": gsm8k, "math": math_problem, "mmlu": mmlu, "arc": arc,
     "multiple_choice": multiple_choice, "boolq": boolq, "classification": classification, "text": text,
     "ifeval": ifeval, "alpaca_eval": alpaca_eval, "harmful": harmful, "summary": summary,
-    "translation": translation,
+    "translation": translation, "mt_bench": mt_bench,
 }
 
 

@@ -11,7 +11,7 @@ from posttrain.objectives.preference import PairLogps, PreferenceConfig, Prefere
 from posttrain.objectives.reward import AttributeScores, RewardOutput, ScorePairs
 
 PREFERENCE_NAMES = {"sigmoid", "robust", "conservative", "hinge", "ipo", "dpo_norm", "simpo", "cpo", "orpo", "selm",
-                    "rebel", "kto"}
+                    "rebel", "kto", "logo"}
 REWARD_NAMES = {"bradley_terry", "bt_margin", "scaled_bt", "regression"}
 
 
@@ -59,7 +59,7 @@ def test_flags_declare_every_input(name):
 
 def test_reference_free_and_special_inputs():
     specs = registry.PREFERENCE_LOSSES
-    assert {n for n, s in specs.items() if not s.needs_reference} == {"simpo", "cpo", "orpo", "rebel"}
+    assert {n for n, s in specs.items() if not s.needs_reference} == {"simpo", "cpo", "orpo", "rebel", "logo"}
     assert [n for n, s in specs.items() if not s.paired] == ["kto"]
     assert [n for n, s in specs.items() if s.needs_reference_sample] == ["selm"]
     assert [n for n, s in specs.items() if s.needs_rewards] == ["rebel"]

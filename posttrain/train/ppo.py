@@ -1,0 +1,104 @@
+"""PPO for `posttrain grpo` with grpo.algorithm: ppo: GRPO's rollouts, scored per token by a value function.
+
+    posttrain grpo recipes/tiny/ppo.yaml      (grpo.algorithm: ppo)
+
+The rollout plan of stages/grpo.py samples completions, scores them with the recipe's reward
+terms (the no-EOS penalty included) and computes reference log-probs when grpo.kl_coef > 0; the
+PPOPlan here takes each batch of micro-batches it yields and adds, once per batch (reused by the
+grpo.updates_per_batch updates on it), what PPO needs: the old policy's token log-probs, the
+critic's values V(s_t), per-token rewards (the sequence's total reward on its last token and, with
+grpo.kl_in_reward, Tulu 3's -beta*(log pi_old - log ref) on every token), GAE advantages and
+returns, the advantages whitened over the whole batch of this process's response tokens.
+objectives/ppo.py has the formulas; model/value.py the critic (separate or a head on the policy).
+
+Where this departs from Tulu 3 / open-instruct, and why:
+- One optimizer steps the policy and the critic together on policy loss + vf_coef x value loss
+  (the shared-loss form of Schulman et al. 2017), with one learning rate and one gradient-norm
+  clip over both; open-instruct gives the value model its own optimizer. This keeps the one
+  training loop, its checkpoint and exact resume (the critic's weights in auxiliary.safetensors,
+  its optimizer state with the policy's, keyed by parameter name).
+- grpo.group_size completions per prompt are sampled as for GRPO (Tulu 3's PPO samples one;
+  set group_size: 1). The group advantages GRPO would use are ignored.
+- Whitening is over each process's share of the batch, not gathered across processes.
+"""
+
+from __future__ import annotations
+
+
+import torch
+
+from posttrain.checkpoint.io import load_auxiliary_state
+from posttrain.data.batching import IGNORE
+from posttrain.model.value import ActorCritic, build_actor_critic, load_value_state
+from posttrain.objectives.ppo import PPOObjective, gae, kl_penalised_rewards, whiten
+
+
+def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
+    """(the module the loop trains, the plan, the objective) of a PPO run."""
+    cfg = ctx.recipe.grpo
+    actor_critic = build_actor_critic(ctx.model, ctx.tokenizer, ctx.recipe.model, critic=cfg.critic,
+                                      critic_model=cfg.critic_model, seed=ctx.recipe.seed,
+                                      chunk_size=ctx.recipe.train.logprob_chunk_size)
+    if ctx.resume_from is not None:
+        load_value_state(actor_critic, load_auxiliary_state(ctx.resume_from), str(ctx.resume_from))
+    eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
+    objective = PPOObjective(eps_low=cfg.clip_eps, eps_high=eps_high,
+                             aggregation=cfg.aggregation, vf_coef=cfg.vf_coef, value_clip=cfg.value_clip,
+                             kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_kind=cfg.kl_estimator,
+                             ignore_index=IGNORE, max_length=cfg.max_new_tokens)
+    return actor_critic, PPOPlan(rollouts, actor_critic, cfg), objective
+
+
+class PPOPlan:
+    """Per optimizer step, the rollout plan's micro-batches with PPO's per-token quantities added."""
+
+    def __init__(self, rollouts, actor_critic: ActorCritic, cfg):
+        self.rollouts, self.actor_critic, self.cfg = rollouts, actor_critic, cfg
+        self.total_steps = rollouts.total_steps
+
+    def steps(self, start: int = 0):
+        source, scored = None, None
+        for micro_batches in self.rollouts.steps(start):
+            if micro_batches is not source:  # a new batch of samples (the same list for its mu updates)
+                source, scored = micro_batches, self.score(micro_batches)
+            yield scored
+
+    @torch.no_grad()
+    def score(self, micro_batches: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        cfg, model = self.cfg, self.actor_critic
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            out = []
+            for mb in micro_batches:
+                mb = {k: v for k, v in mb.items() if k != "advantages"}
+                mask = mb["labels"] != IGNORE
+                logps, values = (x.cpu() for x in model(mb["input_ids"].to(device), mb["labels"].to(device)))
+                old = mb.get("old_logps", logps)  # the rollout plan's, when mu > 1: the same weights
+                ref = mb.pop("ref_logps", None) if cfg.kl_in_reward else mb.get("ref_logps")
+                rewards = kl_penalised_rewards(mb["stat/reward"], old, ref if cfg.kl_in_reward else None,
+                                               mask, cfg.kl_coef)
+                advantages, returns = gae(rewards, values * mask, mask, cfg.gae_gamma, cfg.gae_lambda)
+                if ref is not None and cfg.kl_in_reward:  # as a loss term, the objective logs it
+                    mb["stat/kl"] = ((old - ref) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+                out.append({**mb, "old_logps": old, "old_values": values * mask, "returns": returns,
+                            "token_advantages": advantages})
+        finally:
+            model.train(was_training)
+        if cfg.whiten_advantages:
+            _whiten_across(out)
+        return out
+
+
+def _whiten_across(micro_batches: list[dict[str, torch.Tensor]]) -> None:
+    """Whiten token_advantages over every response token of the batch (micro-batches differ in width)."""
+    masks = [mb["labels"] != IGNORE for mb in micro_batches]
+    flat = torch.cat([mb["token_advantages"][m] for mb, m in zip(micro_batches, masks)])
+    white = whiten(flat, torch.ones_like(flat))
+    start = 0
+    for mb, m in zip(micro_batches, masks):
+        n = int(m.sum())
+        advantages = torch.zeros_like(mb["token_advantages"])
+        advantages[m] = white[start : start + n]
+        mb["token_advantages"], start = advantages, start + n
