@@ -58,13 +58,17 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, reduce_sum=None) -> torch.Tensor:
     """Masked whitening (zero mean, unit variance over the masked entries; unbiased variance, as
-    TRL's masked_whiten); zero outside the mask."""
+    TRL's masked_whiten); zero outside the mask. reduce_sum (a tensor -> its sum over processes)
+    makes the statistics those of every process's masked entries together: the mean from the
+    summed (sum, count), then the variance from the summed squared deviations from that mean, the
+    same two passes (and n - 1 divisor) one process makes over the whole batch."""
+    reduce_sum = reduce_sum or (lambda x: x)
     mask = mask.to(values.dtype)
-    n = mask.sum()
-    mean = (values * mask).sum() / n
-    var = (((values - mean) ** 2) * mask).sum() / (n - 1).clamp(min=1)
+    total, n = reduce_sum(torch.stack([(values * mask).sum(), mask.sum()]))
+    mean = total / n
+    var = reduce_sum((((values - mean) ** 2) * mask).sum()) / (n - 1).clamp(min=1)
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 

@@ -8,7 +8,7 @@ PPOPlan here takes each batch of micro-batches it yields and adds, once per batc
 grpo.updates_per_batch updates on it), what PPO needs: the old policy's token log-probs, the
 critic's values V(s_t), per-token rewards (the sequence's total reward on its last token and, with
 grpo.kl_in_reward, Tulu 3's -beta*(log pi_old - log ref) on every token), GAE advantages and
-returns, the advantages whitened over the whole batch of this process's response tokens.
+returns, the advantages whitened over the whole batch's response tokens, every process's together.
 objectives/ppo.py has the formulas; model/value.py the critic (separate or a head on the policy).
 
 Where this departs from Tulu 3 / open-instruct, and why:
@@ -19,7 +19,6 @@ Where this departs from Tulu 3 / open-instruct, and why:
   its optimizer state with the policy's, keyed by parameter name).
 - grpo.group_size completions per prompt are sampled as for GRPO (Tulu 3's PPO samples one;
   set group_size: 1). The group advantages GRPO would use are ignored.
-- Whitening is over each process's share of the batch, not gathered across processes.
 """
 
 from __future__ import annotations
@@ -46,14 +45,17 @@ def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
                              aggregation=cfg.aggregation, vf_coef=cfg.vf_coef, value_clip=cfg.value_clip,
                              kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_kind=cfg.kl_estimator,
                              ignore_index=IGNORE, max_length=cfg.max_new_tokens)
-    return actor_critic, PPOPlan(rollouts, actor_critic, cfg), objective
+    acc = ctx.accelerator  # whitening statistics summed over processes: 2 processes whiten as 1 does
+    reduce_sum = (lambda t: acc.reduce(t.to(acc.device), "sum").cpu()) if acc.num_processes > 1 else None
+    return actor_critic, PPOPlan(rollouts, actor_critic, cfg, reduce_sum), objective
 
 
 class PPOPlan:
     """Per optimizer step, the rollout plan's micro-batches with PPO's per-token quantities added."""
 
-    def __init__(self, rollouts, actor_critic: ActorCritic, cfg):
+    def __init__(self, rollouts, actor_critic: ActorCritic, cfg, reduce_sum=None):
         self.rollouts, self.actor_critic, self.cfg = rollouts, actor_critic, cfg
+        self.reduce_sum = reduce_sum  # a tensor -> its sum over processes; None with one process
         self.total_steps = rollouts.total_steps
 
     def steps(self, start: int = 0):
@@ -87,15 +89,16 @@ class PPOPlan:
         finally:
             model.train(was_training)
         if cfg.whiten_advantages:
-            _whiten_across(out)
+            _whiten_across(out, self.reduce_sum)
         return out
 
 
-def _whiten_across(micro_batches: list[dict[str, torch.Tensor]]) -> None:
-    """Whiten token_advantages over every response token of the batch (micro-batches differ in width)."""
+def _whiten_across(micro_batches: list[dict[str, torch.Tensor]], reduce_sum=None) -> None:
+    """Whiten token_advantages over every response token of the batch (micro-batches differ in
+    width), on every process with the statistics of all processes' tokens (reduce_sum)."""
     masks = [mb["labels"] != IGNORE for mb in micro_batches]
     flat = torch.cat([mb["token_advantages"][m] for mb, m in zip(micro_batches, masks)])
-    white = whiten(flat, torch.ones_like(flat))
+    white = whiten(flat, torch.ones_like(flat), reduce_sum=reduce_sum)
     start = 0
     for mb, m in zip(micro_batches, masks):
         n = int(m.sum())

@@ -67,6 +67,16 @@ def test_whiten_and_kl_penalised_rewards():
     assert no_kl.tolist() == [[3.0, 0.0]]
 
 
+def test_whiten_uses_every_process_statistics():
+    """This process holds [1, 2, 3] (and a masked 100); the other [6]. Together: mean 3, unbiased
+    variance (4 + 1 + 0 + 9) / 3; the other's contributions, (sum 6, count 1) then (6 - 3)^2 = 9,
+    are what reduce_sum adds to this process's."""
+    others = iter([t([6.0, 1.0]), t(9.0)])
+    white = whiten(t([1, 2, 3, 100]), torch.tensor([1, 1, 1, 0]), reduce_sum=lambda x: x + next(others))
+    std = (14 / 3) ** 0.5
+    assert white.tolist() == pytest.approx([-2 / std, -1 / std, 0, 0], abs=1e-6)
+
+
 def test_objective_adds_policy_and_weighted_value_losses():
     """Ratio 1 (old = current log-probs): the policy loss is -A per token; sequence_mean sums each
     row's token mean. Row: 2 response tokens, A = [1, -2], V = [2, 0], V_old = 1, R = [3, 0.5]."""
