@@ -14,6 +14,7 @@ they hold indices, never copies of the tokens.
 from __future__ import annotations
 
 import bisect
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,8 +36,9 @@ class LazySequence(Sequence):
             raise IndexError(i)
         return self._item(i % len(self))
 
+    @abstractmethod
     def _item(self, i: int) -> Any:
-        raise NotImplementedError
+        """The item at index i (0 <= i < len(self)); each kind of view says how it is made."""
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, (list, tuple, LazySequence)):
