@@ -4,8 +4,11 @@ memorised model is a real model that knows the answers of the first generated do
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
@@ -82,3 +85,35 @@ def train_memorised(base_dir, root: Path) -> Path:
                                 "log.tensorboard=false"])
     sft.run(recipe, output_dir=str(root / "run"))
     return root / "run" / "final"
+
+
+@contextlib.contextmanager
+def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port for the duration of the block, yielding its
+    `http://127.0.0.1:PORT/v1` base URL. Each POST's JSON body and headers go to reply(body,
+    headers), which returns (status, JSON payload or None for an empty body)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, payload = reply(body, dict(self.headers))
+            data = json.dumps(payload).encode() if payload is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

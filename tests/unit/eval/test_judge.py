@@ -3,8 +3,6 @@
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -13,7 +11,7 @@ from posttrain.eval.backend import HFBackend
 from posttrain.eval.engine import run_task
 from posttrain.eval.judge import HTTPJudge, LocalJudge, load_template
 from posttrain.eval.tasks.builtin import resolve_task
-from tests.unit.eval.fakes import FixedJudge, ScriptedBackend
+from tests.unit.eval.fakes import FixedJudge, ScriptedBackend, json_server
 
 
 @pytest.fixture()
@@ -60,48 +58,31 @@ def test_local_model_judge(tiny_model, alpaca_file):
     assert 0 <= result.values()["lc_win_rate"] <= 1
 
 
-class _Endpoint(BaseHTTPRequestHandler):
-    """Answers chat completions: 'logprobs' mode gives top log-probs, 'text' mode only a message."""
+class _Endpoint:
+    """Answers chat completions: 'logprobs' mode gives top log-probs, 'text' mode only a message,
+    'error' a 500; `seen` records each request's body and Authorization header."""
 
     mode = "logprobs"
     seen: list = []
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append((body, self.headers.get("Authorization")))
-        if type(self).mode == "error":
-            self.send_response(500)
-            self.end_headers()
-            return
+    @classmethod
+    def reply(cls, body: dict, headers: dict) -> tuple[int, dict | None]:
+        cls.seen.append((body, headers.get("Authorization")))
+        if cls.mode == "error":
+            return 500, None
         choice = {"message": {"content": "B. Response B is better."}}
-        if type(self).mode == "logprobs":
+        if cls.mode == "logprobs":
             top = [{"token": "A", "logprob": math.log(0.3)}, {"token": " B", "logprob": math.log(0.6)},
                    {"token": "The", "logprob": math.log(0.1)}]
             choice["logprobs"] = {"content": [{"token": "B", "logprob": math.log(0.6), "top_logprobs": top}]}
-        payload = json.dumps({"choices": [choice]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        return 200, {"choices": [choice]}
 
 
 @pytest.fixture()
 def endpoint():
-    server = HTTPServer(("127.0.0.1", 0), _Endpoint)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     _Endpoint.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with json_server(_Endpoint.reply) as url:
+        yield url
 
 
 def test_http_judge(endpoint, monkeypatch):

@@ -3,8 +3,6 @@ reproduced per turn and per category, and a reply with no rating is counted, not
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -12,7 +10,7 @@ from posttrain.errors import UserError
 from posttrain.eval.engine import run_task
 from posttrain.eval.judge_grading import LocalGrader, parse_rating
 from posttrain.eval.tasks.builtin import resolve_task
-from tests.unit.eval.fakes import ScriptedBackend
+from tests.unit.eval.fakes import ScriptedBackend, json_server
 
 
 @pytest.mark.parametrize("reply, rating", [
@@ -38,36 +36,20 @@ def _verdict(prompt: str) -> str:
     return "Explanation... Rating: [[6]]" if second_turn else "Rating: [[8]]"
 
 
-class _Judge(BaseHTTPRequestHandler):
-    prompts: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        type(self).prompts.append(prompt)
-        payload = json.dumps({"choices": [{"message": {"content": _verdict(prompt)}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+JUDGE_PROMPTS: list[str] = []  # what the scripted judge read, in order (cleared per test)
 
 
 @pytest.fixture()
 def judge_url():
-    server = HTTPServer(("127.0.0.1", 0), _Judge)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    _Judge.prompts = []
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    """The scripted judge behind a real loopback server."""
+    JUDGE_PROMPTS.clear()
+
+    def reply(body, _headers):
+        JUDGE_PROMPTS.append(body["messages"][-1]["content"])
+        return 200, {"choices": [{"message": {"content": _verdict(JUDGE_PROMPTS[-1])}}]}
+
+    with json_server(reply) as url:
+        yield url
 
 
 def _answer(prompt: str) -> str:
@@ -103,7 +85,7 @@ def test_scripted_judge_scores_are_reproduced_and_unparsed_counted(tmp_path, tin
     assert len(second) == 2 and "FIRST(alpha)" in second[0] and "Now shorter." in second[0]
     assert result.samples[0].extra["answers"] == ["FIRST(alpha)", "SECOND after alpha"]
     # ... and the judge saw the whole conversation for turn 2
-    turn2 = [p for p in _Judge.prompts if "alpha" in p and "Conversation with User" in p]
+    turn2 = [p for p in JUDGE_PROMPTS if "alpha" in p and "Conversation with User" in p]
     assert len(turn2) == 1 and "FIRST(alpha)" in turn2[0] and "SECOND after alpha" in turn2[0]
 
 
