@@ -24,22 +24,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
-import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from posttrain.config import Section, apply_override, describe_validation_error
+from posttrain.config import (NonNegative, NonNegFloat, Positive, Section, apply_override,
+                              describe_validation_error)
 from posttrain.errors import UserError
 from posttrain.generation.jobs import write_atomically
+from posttrain.strict_yaml import read_yaml
 
 
 class IterSample(Section):
-    n: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    batch_size: int = 32
-    seed: int = 0
+    n: Positive = 4
+    temperature: NonNegFloat = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    max_new_tokens: Positive = 64
+    batch_size: Positive = 32
+    seed: NonNegative = 0
 
 
 class IterScore(Section):
@@ -55,15 +57,15 @@ class IterDPO(Section):
 
 class IterEval(Section):
     data: str | None = None  # prompt/reference rows; no eval when unset
-    max_new_tokens: int = 64
+    max_new_tokens: Positive = 64
     answer: str = "final_number"  # or text
 
 
 class IterateRecipe(Section):
     model: str
     prompts: str
-    rounds: int = 2
-    prompts_per_round: int | None = None
+    rounds: Positive = 2
+    prompts_per_round: Positive | None = None
     output_dir: str = "runs/iterate"
     selm_ref: bool = False
     sample: IterSample = IterSample()
@@ -75,7 +77,7 @@ class IterateRecipe(Section):
 def load_iterate_recipe(path: str, overrides: list[str]) -> IterateRecipe:
     if not Path(path).is_file():
         raise UserError(f"{path}: recipe file not found")
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(Path(path))  # duplicate keys, tags, non-UTF-8: one line, as for every recipe
     for item in overrides:
         apply_override(raw, item)
     try:
