@@ -29,6 +29,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.scoring.cli",
     "posttrain.surgery.cli",
     "posttrain.analysis.cli",
+    "posttrain.synthesis.cli",
+    "posttrain.curation.cli",
 )
 
 
@@ -95,10 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output model directory")
     m.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
-    s = sub.add_parser("synth", help="write a generated data set")
-    s.add_argument("task", choices=["arithmetic"])
-    s.add_argument("--out", required=True, help="output directory")
-
     q = sub.add_parser("quickstart", help="build, pre-train, fine-tune and evaluate the tiny model")
     q.add_argument("--output-dir", default="runs/quickstart")
     q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
@@ -136,11 +134,6 @@ def run_command(args: argparse.Namespace) -> int:
         from posttrain.model.adapters import merge_adapter_dir
 
         print(merge_adapter_dir(args.adapter, args.out, args.dtype))
-    elif args.command == "synth":
-        from posttrain.data.synth.arithmetic import write_quickstart_data
-
-        for name, path in write_quickstart_data(args.out).items():
-            print(f"{name}: {path}")
     elif args.command == "quickstart":
         from posttrain.quickstart import run_quickstart
 

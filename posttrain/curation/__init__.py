@@ -1,0 +1,1 @@
+"""Data curation: decontamination, dedup, CHES and filters before training (`posttrain curate STEP`)."""
