@@ -20,7 +20,8 @@ import json
 import logging
 import os
 import struct
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from posttrain.data.batching import Example
+from posttrain.data.entry_writer import EntryWriter
 from posttrain.data.table import ExampleTable
+from posttrain.data.text_files import cannot_read
+from posttrain.errors import UserError
 
 log = logging.getLogger(__name__)
 _UNWRITABLE: set[str] = set()  # cache directories already reported as unwritable (warn once)
@@ -45,6 +49,27 @@ def tokenizer_fingerprint(tokenizer) -> str:
     text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
     extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id])
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
+
+
+def source_key(path: str | Path, tokenizer_fp: str, **settings) -> str:
+    """Hash of a source's bytes (every file of a dataset directory, with its relative name), the
+    tokenizer fingerprint and the reading and tokenisation settings: the key of a streamed build,
+    known before a single row is read (records_key needs every record in memory)."""
+    digest = hashlib.sha256(json.dumps({"tokenizer": tokenizer_fp, "version": 2, **settings},
+                                       sort_keys=True, default=str).encode())
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}:{file.stat().st_size};".encode())
+        try:
+            with open(file, "rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+        except OSError as err:
+            raise cannot_read(file, err) from None
+    return digest.hexdigest()[:24]
 
 
 def records_key(records: list, tokenizer_fp: str, **settings) -> str:
@@ -70,6 +95,56 @@ def cached_examples(key: str, build: Callable[[], list[Example]]) -> ExampleTabl
     _store(path, tensors)
     mapped = _map_verified(path) if path.is_file() else None
     return _table(mapped or {name: t.numpy() for name, t in tensors.items()})
+
+
+def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable:
+    """As cached_examples, for examples that arrive in chunks: a cold build writes each chunk into
+    the entry as it comes, so it never holds all examples (data larger than memory). With a cache
+    that cannot be written the entry goes to a private temporary file, unlinked once mapped."""
+    path = cache_dir() / f"{key}.safetensors"
+    if path.is_file():
+        mapped = _map_verified(path)
+        if mapped is not None:
+            return _table(mapped)
+        _warn_corrupt(path)
+    writable = _writable(path.parent)
+    target = path if writable else Path(tempfile.mkdtemp(prefix="posttrain-tokens-")) / path.name
+    try:
+        writer = EntryWriter(target)
+        try:
+            for chunk in chunks:
+                writer.add(chunk)
+            writer.finish(_digest_parts)
+        except BaseException:
+            writer.discard()
+            raise
+    except OSError as err:
+        raise UserError(f"{target.parent}: cannot write the tokenised data "
+                        f"({getattr(err, 'strerror', None) or err})") from None
+    mapped = _map_verified(target)
+    if not writable:  # the mapping outlives the file's name
+        target.unlink()
+        target.parent.rmdir()
+    return _table(mapped)
+
+
+def _writable(directory: Path) -> bool:
+    """Whether entries can be created in `directory` (made if missing); warns once when not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            return True
+    except OSError as err:
+        _warn_unwritable(directory, err)
+        return False
+
+
+def _warn_unwritable(directory: Path, err: OSError) -> None:
+    if str(directory) not in _UNWRITABLE:
+        _UNWRITABLE.add(str(directory))
+        log.warning("tokenised-data cache %s cannot be written (%s): training without it "
+                    "(set POSTTRAIN_CACHE to a writable directory)", directory,
+                    getattr(err, "strerror", None) or err)
 
 
 def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -152,11 +227,7 @@ def _store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     except (OSError, SafetensorError) as err:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if str(path.parent) not in _UNWRITABLE:
-            _UNWRITABLE.add(str(path.parent))
-            log.warning("tokenised-data cache %s cannot be written (%s): training without it "
-                        "(set POSTTRAIN_CACHE to a writable directory)", path.parent,
-                        getattr(err, "strerror", None) or err)
+        _warn_unwritable(path.parent, err)
 
 
 def _flatten(examples: list[Example]) -> dict[str, torch.Tensor]:

@@ -3,72 +3,106 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from posttrain.config import DEFAULT_MAX_ROW_BYTES, DataConfig, SourceConfig
 from posttrain.data.batching import Example
-from posttrain.data.cache import cached_examples, records_key, tokenizer_fingerprint
+from posttrain.data.cache import source_key, streamed_examples, tokenizer_fingerprint
 from posttrain.data.chat import tokenize_conversation, tokenize_text
 from posttrain.data.parallel import parallel_map
-from posttrain.data.sources import LoadedRecords, load_records
+from posttrain.data.sources import LoadedRecords, RecordStream, load_records
 from posttrain.data.table import ExampleTable, take
 from posttrain.errors import UserError, row_error
 
 log = logging.getLogger(__name__)
 
 
-def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
-                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[LoadedRecords]:
+def check_sources(sources: Sequence[SourceConfig], kind: str) -> None:
     if not sources:
         raise UserError(f"the recipe has no data sources (data.sources) of {kind} records")
+
+
+def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
+                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[LoadedRecords]:
+    """Every source's records in memory (preference, prompt and reward data: small per row and
+    needed whole by their stages); SFT and pre-training stream instead."""
+    check_sources(sources, kind)
     return [load_records(s.path, kind=kind if s.kind == "auto" else s.kind, on_error=on_error,
                          split=s.split, columns=s.columns or None, max_row_bytes=max_row_bytes)
             for s in sources]
 
 
-def conversation_examples(tokenizer, loaded: LoadedRecords, max_length: int,
-                          on_error: str) -> ExampleTable:
-    """Tokenise conversations with assistant-only labels (cached on disk, read back memory-mapped);
-    an example longer than max_length is an error naming its row (or skipped and counted with
-    on_error: skip), never silently truncated."""
-    key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="conversation",
-                      max_length=max_length, on_error=on_error)
-    return cached_examples(key, lambda: _tokenize_conversations(tokenizer, loaded, max_length, on_error))
+# Rows validated and tokenised at a time by a cold build: its memory is one chunk of records and
+# tokens, whatever the size of the source (the tokens go to the cache entry chunk by chunk).
+STREAM_ROWS = 20_000
 
 
-def _tokenize_conversations(tokenizer, loaded: LoadedRecords, max_length: int,
-                            on_error: str) -> list[Example]:
-    examples, too_long = [], 0
-    tokenized = parallel_map(functools.partial(_conversation_ids, tokenizer), loaded.records)
-    for row, (input_ids, labels) in zip(loaded.rows, tokenized):
-        if len(input_ids) > max_length:
-            if on_error == "fail":
-                raise row_error(loaded.path, row, "messages",
+def conversation_examples(tokenizer, source: SourceConfig, max_length: int, on_error: str,
+                          max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> ExampleTable:
+    """A source's conversations tokenised with assistant-only labels, streamed from the file into
+    the on-disk cache and read back memory-mapped. An example longer than max_length is an error
+    naming its row (or skipped and counted with on_error: skip), never silently truncated."""
+    stream = _record_stream(source, "conversation", on_error, max_row_bytes)
+    key = _stream_key(stream, tokenizer, max_length=max_length)
+    tokenize = functools.partial(_conversation_ids, tokenizer)
+    return streamed_examples(key, _conversation_chunks(stream, tokenize, max_length))
+
+
+def text_documents(tokenizer, source: SourceConfig, on_error: str,
+                   max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> Sequence[list[int]]:
+    """A source's pre-training documents as BOS + tokens + EOS, streamed into the on-disk cache
+    and read back memory-mapped; packing splits long ones."""
+    stream = _record_stream(source, "text", on_error, max_row_bytes)
+    tokenize = functools.partial(_text_ids, tokenizer)
+    chunks = ([Example(ids, ids) for ids in parallel_map(tokenize, [r for _, r in chunk])]
+              for chunk in _chunks(stream))
+    return streamed_examples(_stream_key(stream, tokenizer), chunks).documents()
+
+
+def _record_stream(source: SourceConfig, kind: str, on_error: str,
+                   max_row_bytes: int | None) -> RecordStream:
+    return RecordStream(source.path, kind if source.kind == "auto" else source.kind, on_error,
+                        source.split, source.columns or None, max_row_bytes)
+
+
+def _stream_key(stream: RecordStream, tokenizer, **settings) -> str:
+    return source_key(stream.path, tokenizer_fingerprint(tokenizer), kind=stream.kind,
+                      split=stream.split, columns=stream.columns, on_error=stream.on_error,
+                      max_row_bytes=stream.max_row_bytes, **settings)
+
+
+def _chunks(stream: RecordStream) -> Iterator[list]:
+    rows = iter(stream)
+    while chunk := list(itertools.islice(rows, STREAM_ROWS)):
+        yield chunk
+
+
+def _conversation_chunks(stream: RecordStream, tokenize, max_length: int) -> Iterator[list[Example]]:
+    kept = too_long = 0
+    for chunk in _chunks(stream):
+        examples = []
+        for (row, _), (input_ids, labels) in zip(chunk, parallel_map(tokenize, [r for _, r in chunk])):
+            if len(input_ids) <= max_length:
+                examples.append(Example(input_ids, labels))
+            elif stream.on_error == "fail":
+                raise row_error(stream.path, row, "messages",
                                 f"{len(input_ids)} tokens, longer than max_length {max_length} "
                                 "(raise data.max_length or set data.on_error: skip)")
-            too_long += 1
-            continue
-        examples.append(Example(input_ids, labels))
+            else:
+                too_long += 1
+        kept += len(examples)
+        yield examples
     if too_long:
-        log.warning("%s: skipped %d conversations longer than %d tokens", loaded.path, too_long, max_length)
-    if not examples:
-        raise UserError(f"{loaded.path}: no conversation fits in max_length {max_length}")
-    return examples
+        log.warning("%s: skipped %d conversations longer than %d tokens", stream.path, too_long, max_length)
+    if not kept:
+        raise UserError(f"{stream.path}: no conversation fits in max_length {max_length}")
 
 
 def _conversation_ids(tokenizer, record) -> tuple[list[int], list[int]]:
     return tokenize_conversation(tokenizer, record.messages)
-
-
-def text_documents(tokenizer, loaded: LoadedRecords) -> Sequence[list[int]]:
-    """Pre-training documents as BOS + tokens + EOS (cached on disk, read back memory-mapped);
-    packing splits long ones."""
-    key = records_key(loaded.records, tokenizer_fingerprint(tokenizer), kind="text")
-    examples = cached_examples(key, lambda: [Example(ids, ids) for ids in parallel_map(
-        functools.partial(_text_ids, tokenizer), loaded.records)])
-    return examples.documents()
 
 
 def _text_ids(tokenizer, record) -> list[int]:

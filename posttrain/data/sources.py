@@ -74,35 +74,53 @@ def load_records(
     columns: dict[str, str] | None = None,
     max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
 ) -> LoadedRecords:
-    """Read and validate every row of `path` as `kind`.
+    """Read and validate every row of `path` as `kind`, all held in memory (see RecordStream for
+    the rules; it is the one validating pass, used directly where data may exceed memory)."""
+    stream = RecordStream(path, kind, on_error, split, columns, max_row_bytes)
+    numbers, records = [], []
+    for number, record in stream:
+        numbers.append(number)
+        records.append(record)
+    return LoadedRecords(str(path), records, stream.skipped, stream.kind, numbers)
+
+
+class RecordStream:
+    """The valid records of `path` as (row number, record), read and validated lazily.
 
     kind="auto" detects the kind from the first valid row and holds every later row to it, so a
     file never yields a mix of kinds. `columns` renames fields before validation ({"question":
     "prompt"}); errors still name the file's own column. on_error="skip" drops invalid rows with
     one warning instead of failing on the first. A row above `max_row_bytes` is invalid too.
-    """
-    _check_options(kind, on_error)
-    columns = columns or {}
-    records: list[Record] = []
-    numbers: list[int] = []
-    skips = _SkippedRows()
-    detected = None  # kind="auto": the kind of the first valid row
-    for number, row in _raw_rows(path, split, max_row_bytes):
-        try:
-            record = _row_record(row, kind, detected, columns)
-        except RecordError as err:
-            err = _in_file_terms(err, columns)
-            if on_error == "fail":
-                raise row_error(path, number, err.field, err.problem) from None
-            skips.add(number, err)
-            continue
-        detected = record_kind(record)
-        records.append(record)
-        numbers.append(number)
-    skips.warn(path)
-    if not records:
-        raise UserError(f"{path}: no valid rows")
-    return LoadedRecords(str(path), records, skips.count, detected, numbers)
+    After a full iteration `skipped` and `kind` hold the counts; a file without one valid row is
+    an error."""
+
+    def __init__(self, path: str | Path, kind: str = "auto", on_error: str = "fail",
+                 split: str | None = None, columns: dict[str, str] | None = None,
+                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES):
+        _check_options(kind, on_error)
+        self.path, self.kind, self.on_error, self.split = str(path), kind, on_error, split
+        self.columns, self.max_row_bytes = columns or {}, max_row_bytes
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[tuple[int, Record]]:
+        skips = _SkippedRows()
+        detected = None  # kind="auto": the kind of the first valid row
+        for number, row in _raw_rows(self.path, self.split, self.max_row_bytes):
+            try:
+                record = _row_record(row, self.kind, detected, self.columns)
+            except RecordError as err:
+                err = _in_file_terms(err, self.columns)
+                if self.on_error == "fail":
+                    raise row_error(self.path, number, err.field, err.problem) from None
+                skips.add(number, err)
+                continue
+            detected = record_kind(record)
+            yield number, record
+        skips.warn(self.path)
+        self.skipped = skips.count
+        if detected is None:
+            raise UserError(f"{self.path}: no valid rows")
+        self.kind = detected
 
 
 # ---- validation helpers ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from posttrain.config import ModelConfig, Recipe
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.prepare import conversation_examples, load_sources, max_length_for, split_holdout
+from posttrain.data.prepare import check_sources, conversation_examples, max_length_for, split_holdout
 from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest, HFBackend
 from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
@@ -92,8 +92,9 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     max_len = max_length_for(data, context_length(ctx.model))
 
     def examples(sources):
-        loaded = load_sources(sources, "conversation", data.on_error)
-        return [ex for part in loaded for ex in conversation_examples(tok, part, max_len, data.on_error)]
+        check_sources(sources, "conversation")
+        return [ex for s in sources
+                for ex in conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes)]
 
     train = examples(data.sources)
     held = examples(data.eval_sources) if data.eval_sources else []

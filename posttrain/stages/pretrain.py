@@ -15,7 +15,7 @@ from posttrain.config import Recipe
 from posttrain.data.batching import Example, collate_packed, pack_examples
 from posttrain.data.mixtures import mixture_rows
 from posttrain.data.plans import StreamPlan, eval_micro_batches
-from posttrain.data.prepare import load_sources, max_length_for, split_holdout, text_documents
+from posttrain.data.prepare import check_sources, max_length_for, split_holdout, text_documents
 from posttrain.errors import UserError
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
@@ -31,12 +31,12 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     if data.pack is False:
         raise UserError("pretrain packs documents; data.pack: false is only meaningful for sft")
     length = max_length_for(data, context_length(ctx.model))
-    loaded = load_sources(data.sources, "text", data.on_error, data.max_row_bytes)
-    docs = {s.key: text_documents(tok, part) for s, part in zip(data.sources, loaded)}
+    check_sources(data.sources, "text")
+    docs = {s.key: text_documents(tok, s, data.on_error, data.max_row_bytes) for s in data.sources}
     held: list[list[int]] = []
     if data.eval_sources:
-        held = [d for part in load_sources(data.eval_sources, "text", data.on_error, data.max_row_bytes)
-                for d in text_documents(tok, part)]
+        held = [d for s in data.eval_sources
+                for d in text_documents(tok, s, data.on_error, data.max_row_bytes)]
     elif data.eval_fraction > 0:
         for key in docs:
             docs[key], held_part = split_holdout(docs[key], data.eval_fraction, recipe.seed)

@@ -15,7 +15,7 @@ from posttrain.config import Recipe
 from posttrain.data.batching import collate_packed, collate_padded, pack_examples
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.prepare import (conversation_examples, load_sources, max_length_for,
+from posttrain.data.prepare import (check_sources, conversation_examples, max_length_for,
                                     split_holdout)
 from posttrain.data.table import chain, take
 from posttrain.model.load import context_length
@@ -33,8 +33,9 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     max_len = max_length_for(data, context_length(ctx.model))
 
     def examples(sources):
-        loaded = load_sources(sources, "conversation", data.on_error, data.max_row_bytes)
-        return chain([conversation_examples(tok, part, max_len, data.on_error) for part in loaded])
+        check_sources(sources, "conversation")
+        return chain([conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes)
+                      for s in sources])
 
     train = examples(data.sources)
     held = examples(data.eval_sources) if data.eval_sources else []

@@ -13,7 +13,7 @@ from posttrain.cli import main
 from posttrain.config import load_recipe
 from posttrain.data.batching import collate_padded
 from posttrain.data.chat import ensure_chat_template
-from posttrain.data.prepare import conversation_examples, load_sources
+from posttrain.data.prepare import conversation_examples
 from posttrain.config import SourceConfig
 from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
 from posttrain.model.load import load_tokenizer
@@ -32,8 +32,7 @@ def teacher_dir(tiny_dir, tmp_path_factory):
 def _examples(tiny_dir, path):
     tok = load_tokenizer(str(tiny_dir))
     ensure_chat_template(tok)
-    loaded = load_sources([SourceConfig(path=str(path))], "conversation", "fail")[0]
-    return tok, conversation_examples(tok, loaded, 128, "fail")[:6]
+    return tok, conversation_examples(tok, SourceConfig(path=str(path)), 128, "fail")[:6]
 
 
 @torch.no_grad()

@@ -37,18 +37,18 @@ def test_worker_count_shares_the_cpus_among_training_processes(monkeypatch):
 def test_sft_tokenisation_in_workers_equals_one_process(monkeypatch, tiny_dir, tmp_path):
     import json
 
+    from posttrain.config import SourceConfig
     from posttrain.data.prepare import conversation_examples
-    from posttrain.data.sources import load_records
     from posttrain.data.synth.arithmetic import sft_rows
     from posttrain.model.load import load_tokenizer
 
     path = tmp_path / "sft.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in sft_rows(60, seed=0)))
-    loaded, tok = load_records(str(path), "conversation"), load_tokenizer(str(tiny_dir))
+    source, tok = SourceConfig(path=str(path)), load_tokenizer(str(tiny_dir))
     monkeypatch.setattr(parallel, "MIN_ITEMS", 10)
     results = []
     for workers in ("1", "2"):
         monkeypatch.setenv("POSTTRAIN_NUM_PROC", workers)
         monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / f"cache{workers}"))  # cold each time
-        results.append(conversation_examples(tok, loaded, 256, "fail"))
+        results.append(conversation_examples(tok, source, 256, "fail"))
     assert results[0] == results[1] and len(results[0]) == 60
