@@ -160,15 +160,22 @@ def out_paths(input_path: str | Path, out: str | Path) -> tuple[list[Path], list
     return shards, [out]
 
 
+def open_pass(spec: PassSpec) -> tuple[dict, Path]:
+    """(the job's identity, its parts directory OUT.parts/): created, or checked against the
+    identity on resume. A step with work of its own before the pass (dedup's datatrove stages)
+    keeps it under this directory, so it is resumed and cleaned up with the pass."""
+    out = Path(spec.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    identity = {"step": spec.step, "input": spec.input,
+                "input_sha256": {s.name: file_sha256(s) for s in input_shards(spec.input)}, **spec.identity}
+    return identity, open_parts(out, JobSpec(out=out, batch_size=1, identity=identity))
+
+
 def run_pass(spec: PassSpec, judge: Judge) -> dict:
     """Stream every shard not done yet through `judge`; then assemble OUT, the report and the
     manifest. Returns the manifest; raises UserError when no row is kept (naming the filters)."""
     shards, targets = out_paths(spec.input, spec.out)
-    out = Path(spec.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    identity = {"step": spec.step, "input": spec.input,
-                "input_sha256": {s.name: file_sha256(s) for s in shards}, **spec.identity}
-    parts = open_parts(out, JobSpec(out=out, batch_size=1, identity=identity))
+    identity, parts = open_pass(spec)
     with tqdm(desc=spec.desc, unit="row", dynamic_ncols=True) as bar:
         for index, shard in enumerate(shards):
             kept = parts / f"{index:06d}{shard.suffix}"

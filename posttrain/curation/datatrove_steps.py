@@ -1,0 +1,69 @@
+"""The pieces datatrove's pipelines need from posttrain (imported only when dedup runs: datatrove
+is an optional, `curate` extra). Module level, because datatrove pickles its pipeline to workers."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import IO
+
+from datatrove.data import Document
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+from posttrain.curation.rows import input_shards, row_text, shard_rows
+
+
+def normalised(text: str) -> str:
+    """NFKC, lower-cased, whitespace runs collapsed to one space, trimmed."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def exact_key(doc: Document) -> str:
+    """What exact dedup hashes."""
+    return normalised(doc.text)
+
+
+class WordRuns(WordTokenizer):
+    """Words are \\w+ runs, as in the decontaminate step (datatrove's English tokenizer needs NLTK
+    data downloaded at run time)."""
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return re.findall(r"\w+", text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [(0, len(text))]
+
+
+class RowDocuments:
+    """A datatrove reader step: task `rank` of `world_size` streams shards rank, rank + world_size,
+    ... and yields each row's text as a Document with id "SHARD_INDEX:POSITION" (the id the final
+    pass looks up)."""
+
+    def __init__(self, input_path: str, part: str):
+        self.input_path, self.part = input_path, part
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        shards = input_shards(self.input_path)
+        for index in range(rank, len(shards), world_size):
+            for position, (number, row) in enumerate(shard_rows(shards[index])):
+                yield Document(text=row_text(row, self.part, shards[index], number), id=f"{index}:{position}")
+
+
+class RemovedIds(DiskWriter):
+    """An exclusion writer keeping only each removed document's id and metadata, one JSON line per
+    document in ${rank}.jsonl (the rows themselves are re-read from the input by the final pass)."""
+
+    default_output_filename = "${rank}.jsonl"
+    name = "posttrain removed ids"
+
+    def __init__(self, output_folder: str):
+        super().__init__(output_folder, compression=None, mode="wt")
+
+    def _write(self, document: dict, file_handler: IO, _filename: str) -> None:
+        file_handler.write(json.dumps({"id": document["id"], "metadata": document.get("metadata", {})},
+                                      default=str) + "\n")
