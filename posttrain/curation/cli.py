@@ -12,6 +12,7 @@ from posttrain.tool_recipe import add_recipe_tool
 STEP_MODULES: tuple[str, ...] = (
     "posttrain.curation.decontaminate",
     "posttrain.curation.dedup",
+    "posttrain.curation.filter",
 )
 
 

@@ -137,11 +137,12 @@ def _file_items(path: str) -> list[tuple[str, str, str]]:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.curation.rows import PassSpec, RowRef, row_text, run_pass
+    from posttrain.curation.rows import PassSpec, RowRef, per_row, row_text, run_pass
 
     index = EvalIndex(eval_items(recipe), recipe.n, recipe.match, recipe.min_coverage)
     print(f"decontaminate: {len(index.items)} eval items, {len(index.index)} distinct {recipe.n}-grams")
 
+    @per_row
     def judge(where: RowRef, row: dict) -> dict | None:
         found = index.best_match(row_text(row, recipe.train_text, where.shard, where.number))
         if found is None:

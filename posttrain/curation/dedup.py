@@ -135,7 +135,7 @@ def removed_rows(work: Path) -> dict[str, dict]:
 def run(recipe: Recipe) -> int:
     import time
 
-    from posttrain.curation.rows import PassSpec, RowRef, input_shards, open_pass, run_pass
+    from posttrain.curation.rows import PassSpec, RowRef, input_shards, open_pass, per_row, run_pass
 
     if not (recipe.exact or recipe.near):
         from posttrain.errors import UserError
@@ -156,6 +156,7 @@ def run(recipe: Recipe) -> int:
     removed = removed_rows(work)
     extra["datatrove_wall_s"] = round(time.monotonic() - started, 2)
 
+    @per_row
     def judge(where: RowRef, row: dict) -> dict | None:
         return removed.get(f"{where.shard_index}:{where.position}")
 

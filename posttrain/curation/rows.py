@@ -5,10 +5,11 @@ resumable pass that writes the kept rows, a report of the removed ones and a man
     for number, row in shard_rows(shards[0]): row_text(row, "prompt", shards[0], number)
     run_pass(PassSpec(input=..., out=..., step="dedup", identity={...}), judge)
 
-`judge(where, row) -> None | dict` keeps a row (None) or removes it; the dict is its line in the
-report and says why: at least {"filter": NAME}. `where` (a RowRef) names the shard, the row number
-(for messages) and the position: the shard's rows counted from 0 in reading order (what datatrove
-calls a document's index).
+`judge(batch) -> verdicts` sees up to PassSpec.batch_size (RowRef, row) pairs at a time (a model
+scores a batch at once) and returns one verdict per row: None keeps it, a dict removes it and is
+its line in the report, saying why: at least {"filter": NAME}. per_row(fn) makes a judge of a
+one-row function fn(where, row). A RowRef names the shard, the row number (for messages) and the
+position: the shard's rows counted from 0 in reading order (what datatrove calls a document's index).
 
 Output has the input's shape and format, so training stages read it unchanged: one input file ->
 OUT with the same suffix; a folder of shards -> folder OUT with the same shard names. Rows are
@@ -52,7 +53,11 @@ class RowRef:
     number: int  # 1-based row number as errors name it (jsonl: the line)
 
 
-Judge = Callable[[RowRef, dict], "dict | None"]
+Judge = Callable[[list[tuple[RowRef, dict]]], "list[dict | None]"]
+
+
+def per_row(fn: Callable[[RowRef, dict], "dict | None"]) -> Judge:
+    return lambda batch: [fn(where, row) for where, row in batch]
 
 
 def input_shards(path: str | Path) -> list[Path]:
@@ -147,6 +152,7 @@ class PassSpec:
     step: str  # the command's name, first in the manifest
     identity: dict[str, Any]  # the step's settings: parts of a run with other settings are refused
     desc: str = "rows"
+    batch_size: int = 256
     extra: dict[str, Any] = field(default_factory=dict)  # written to the manifest (e.g. measured numbers)
 
 
@@ -180,22 +186,28 @@ def run_pass(spec: PassSpec, judge: Judge) -> dict:
         for index, shard in enumerate(shards):
             kept = parts / f"{index:06d}{shard.suffix}"
             if not kept.is_file():
-                _judge_shard(index, shard, kept, parts, judge, bar)
+                _judge_shard(index, shard, kept, parts, judge, spec.batch_size, bar)
     return _assemble(spec, identity, shards, targets, parts)
 
 
-def _judge_shard(index: int, shard: Path, kept: Path, parts: Path, judge: Judge, bar) -> None:
-    writer, removed, rows_in = ShardWriter(shard, kept), [], 0
+def _judge_shard(index: int, shard: Path, kept: Path, parts: Path, judge: Judge, batch_size: int, bar) -> None:
+    writer, removed, rows_in, batch = ShardWriter(shard, kept), [], 0, []
+
+    def flush() -> None:
+        for (where, row), verdict in zip(batch, judge(batch), strict=True):
+            if verdict is None:
+                writer.write(row)
+            else:
+                removed.append({"shard": shard.name, "row": where.number, **verdict})
+        bar.update(len(batch))
+        batch.clear()
+
     for position, (number, row) in enumerate(shard_rows(shard)):
-        verdict = judge(RowRef(index, shard, position, number), row)
+        batch.append((RowRef(index, shard, position, number), row))
         rows_in += 1
-        if verdict is None:
-            writer.write(row)
-        else:
-            removed.append({"shard": shard.name, "row": number, **verdict})
-        if rows_in % 256 == 0:
-            bar.update(256)
-    bar.update(rows_in % 256)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
     write_atomically(parts / f"{index:06d}.removed.jsonl", "".join(json.dumps(r) + "\n" for r in removed))
     write_atomically(parts / f"{index:06d}.counts.json", json.dumps({"rows_in": rows_in, "kept": writer.count}))
     writer.commit()  # last: its rename marks the shard done
