@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import IO
+from pathlib import Path
+from typing import IO, NamedTuple
 
 from datatrove.data import Document
+from datatrove.pipeline.dedup import (ExactDedupFilter, ExactDedupSignature, ExactFindDedups, MinhashConfig,
+                                      MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
+                                      MinhashDedupSignature)
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig
 from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from posttrain.curation.rows import input_shards, row_text, shard_rows
@@ -67,3 +74,37 @@ class RemovedIds(DiskWriter):
     def _write(self, document: dict, file_handler: IO, _filename: str) -> None:
         file_handler.write(json.dumps({"id": document["id"], "metadata": document.get("metadata", {})},
                                       default=str) + "\n")
+
+
+class Stage(NamedTuple):
+    name: str
+    pipeline: list
+    tasks: int | None = None  # None: as many as the reading stages (input shards split among them)
+
+
+SHA1 = HashConfig(hash_fc="sha1")  # datatrove's xxhash path hands str to an xxhash that wants bytes
+
+
+def exact_stages(reader, work: Path) -> tuple[list[Stage], list]:
+    """datatrove's exact dedup (signature -> find -> filter, removed ids to work/removed-exact), and
+    the pipeline head that yields the rows it keeps (what near dedup reads)."""
+    config = ExactDedupConfig(content_getter=exact_key, hash_config=SHA1)
+    sigs, dups = str(work / "exact-sigs"), str(work / "exact-dups")
+    removed = RemovedIds(str(work / "removed-exact"))
+    return [Stage("exact-1", [reader, ExactDedupSignature(sigs, config)]),
+            Stage("exact-2", [ExactFindDedups(sigs, dups, config)], 1),
+            Stage("exact-3", [reader, ExactDedupFilter(dups, config, exclusion_writer=removed)])], \
+        [reader, ExactDedupFilter(dups, config)]
+
+
+def near_stages(head: list, work: Path, shingle: int, buckets: int, rows: int, seed: int) -> list[Stage]:
+    """datatrove's MinHash dedup (signatures -> buckets -> clusters -> filter) of the rows `head`
+    yields; removed ids, with their cluster, to work/removed-near."""
+    config = MinhashConfig(n_grams=shingle, num_buckets=buckets, hashes_per_bucket=rows, seed=seed,
+                           norm_config=TextNormConfig(norm_numbers=False), hash_config=SHA1)
+    sigs, found, clusters = str(work / "mh-sigs"), str(work / "mh-buckets"), str(work / "mh-remove")
+    removed = RemovedIds(str(work / "removed-near"))
+    return [Stage("near-1", [*head, MinhashDedupSignature(sigs, config, language=WordRuns())]),
+            Stage("near-2", [MinhashDedupBuckets(sigs, found, config=config)], buckets),
+            Stage("near-3", [MinhashDedupCluster(found, clusters, config=config, save_cluster_id=True)], 1),
+            Stage("near-4", [*head, MinhashDedupFilter(clusters, load_cluster_ids=True, exclusion_writer=removed)])]

@@ -56,47 +56,23 @@ def collision_probability(similarity: float, buckets: int, rows: int) -> float:
     return 1 - (1 - similarity**rows) ** buckets
 
 
-def _pipelines(recipe: Recipe, work: Path, tasks: int):
-    """The datatrove executors, in order."""
+def _executors(recipe: Recipe, work: Path, tasks: int) -> list:
+    """(name, datatrove executor) of each stage, in order; numbers kept as datatrove's defaults
+    except numbers are not normalised to 0 (arithmetic rows differ only in them)."""
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup import (ExactDedupFilter, ExactDedupSignature, ExactFindDedups,
-                                          MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                          MinhashDedupFilter, MinhashDedupSignature)
-    from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig
-    from datatrove.utils.hashing import HashConfig
-    from datatrove.utils.text import TextNormConfig
 
-    from posttrain.curation.datatrove_steps import RemovedIds, RowDocuments, WordRuns, exact_key
+    from posttrain.curation.datatrove_steps import RowDocuments, exact_stages, near_stages
 
-    def executor(name, pipeline, n_tasks):
-        return name, LocalPipelineExecutor(pipeline, tasks=n_tasks, workers=min(recipe.workers, n_tasks),
-                                           logging_dir=str(work / "logs" / name), start_method="spawn")
-
-    reader = RowDocuments(recipe.input, recipe.text)
-    steps, before = [], [reader]
+    head = [RowDocuments(recipe.input, recipe.text)]
+    stages = []
     if recipe.exact:
-        config = ExactDedupConfig(content_getter=exact_key, hash_config=HashConfig(hash_fc="sha1"))
-        steps += [executor("exact-1", [reader, ExactDedupSignature(str(work / "exact-sigs"), config)], tasks),
-                  executor("exact-2", [ExactFindDedups(str(work / "exact-sigs"), str(work / "exact-dups"), config)], 1),
-                  executor("exact-3", [reader, ExactDedupFilter(
-                      str(work / "exact-dups"), config,
-                      exclusion_writer=RemovedIds(str(work / "removed-exact")))], tasks)]
-        before = [reader, ExactDedupFilter(str(work / "exact-dups"), config)]
+        stages, head = exact_stages(head[0], work)
     if recipe.near:
-        minhash = MinhashConfig(n_grams=recipe.shingle, num_buckets=recipe.num_buckets,
-                                hashes_per_bucket=recipe.hashes_per_bucket, seed=recipe.seed,
-                                norm_config=TextNormConfig(norm_numbers=False),
-                                hash_config=HashConfig(hash_fc="sha1"))  # the installed xxhash refuses str
-        sig = MinhashDedupSignature(str(work / "mh-sigs"), minhash, language=WordRuns())
-        steps += [executor("near-1", [*before, sig], tasks),
-                  executor("near-2", [MinhashDedupBuckets(str(work / "mh-sigs"), str(work / "mh-buckets"), config=minhash)],
-                           recipe.num_buckets),
-                  executor("near-3", [MinhashDedupCluster(str(work / "mh-buckets"), str(work / "mh-remove"), config=minhash,
-                                                          save_cluster_id=True)], 1),
-                  executor("near-4", [*before, MinhashDedupFilter(
-                      str(work / "mh-remove"), load_cluster_ids=True,
-                      exclusion_writer=RemovedIds(str(work / "removed-near")))], tasks)]
-    return steps
+        stages += near_stages(head, work, recipe.shingle, recipe.num_buckets, recipe.hashes_per_bucket, recipe.seed)
+    return [(stage.name, LocalPipelineExecutor(stage.pipeline, tasks=stage.tasks or tasks,
+                                               workers=min(recipe.workers, stage.tasks or tasks),
+                                               logging_dir=str(work / "logs" / stage.name), start_method="spawn"))
+            for stage in stages]
 
 
 @contextlib.contextmanager
@@ -148,7 +124,7 @@ def run(recipe: Recipe) -> int:
                     desc="dedup: write", extra=extra)
     started = time.monotonic()
     work = open_pass(spec)[1] / "datatrove"
-    stages = _pipelines(recipe, work, min(recipe.tasks, len(input_shards(recipe.input))))
+    stages = _executors(recipe, work, min(recipe.tasks, len(input_shards(recipe.input))))
     for number, (name, executor) in enumerate(stages, 1):
         print(f"dedup: datatrove stage {number}/{len(stages)} ({name})", flush=True)
         with _stderr_to(work / "logs" / "datatrove.stderr"):

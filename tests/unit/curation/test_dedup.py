@@ -107,3 +107,9 @@ def test_parquet_shards_in_parquet_shards_out_over_several_tasks(tmp_path):
     kept = [row for name in names for row in pq.read_table(tmp_path / "out" / name).to_pylist()]
     assert pq.read_schema(tmp_path / "out" / names[0]) == pq.read_schema(tmp_path / "in" / names[0])
     assert len(kept) == len(rows) - len(near) - len(exact)
+
+
+def test_a_row_of_no_record_kind_is_one_line_exit_2(tmp_path, capsys):
+    write_jsonl(tmp_path / "train.jsonl", [chat("a b c d e f"), {"foo": 1}])
+    assert _dedup(tmp_path, tmp_path / "train.jsonl", tmp_path / "clean.jsonl") == 2
+    assert "train.jsonl: row 2: field '(kind)'" in capsys.readouterr().err.strip().splitlines()[-1]
