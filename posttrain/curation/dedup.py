@@ -108,10 +108,24 @@ def removed_rows(work: Path) -> dict[str, dict]:
     return removed
 
 
-def run(recipe: Recipe) -> int:
+def _run_datatrove(recipe: Recipe, work: Path, extra: dict) -> dict[str, dict]:
+    """Run the datatrove stages (each skips its completed tasks); the removed rows by id."""
     import time
 
-    from posttrain.curation.rows import PassSpec, RowRef, input_shards, open_pass, per_row, run_pass
+    from posttrain.curation.rows import input_shards
+
+    started = time.monotonic()
+    stages = _executors(recipe, work, min(recipe.tasks, len(input_shards(recipe.input))))
+    for number, (name, executor) in enumerate(stages, 1):
+        print(f"dedup: datatrove stage {number}/{len(stages)} ({name})", flush=True)
+        with _stderr_to(work / "logs" / "datatrove.stderr"):
+            executor.run()
+    extra["datatrove_wall_s"] = round(time.monotonic() - started, 2)
+    return removed_rows(work)
+
+
+def run(recipe: Recipe) -> int:
+    from posttrain.curation.rows import PassSpec, RowRef, finished, open_pass, per_row, run_pass
 
     if not (recipe.exact or recipe.near):
         from posttrain.errors import UserError
@@ -122,15 +136,7 @@ def run(recipe: Recipe) -> int:
              "collision_probability": {str(s): round(collision_probability(s, b, r), 4) for s in SIMILARITIES}}
     spec = PassSpec(recipe.input, recipe.out, NAME, recipe.model_dump(exclude={"input", "out", "workers"}),
                     desc="dedup: write", extra=extra)
-    started = time.monotonic()
-    work = open_pass(spec)[1] / "datatrove"
-    stages = _executors(recipe, work, min(recipe.tasks, len(input_shards(recipe.input))))
-    for number, (name, executor) in enumerate(stages, 1):
-        print(f"dedup: datatrove stage {number}/{len(stages)} ({name})", flush=True)
-        with _stderr_to(work / "logs" / "datatrove.stderr"):
-            executor.run()
-    removed = removed_rows(work)
-    extra["datatrove_wall_s"] = round(time.monotonic() - started, 2)
+    removed = {} if finished(spec) else _run_datatrove(recipe, open_pass(spec) / "datatrove", extra)
 
     @per_row
     def judge(where: RowRef, row: dict) -> dict | None:

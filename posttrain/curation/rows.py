@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from posttrain.data.records import RecordError, record_kind, to_record
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
-from posttrain.generation.jobs import JobSpec, file_sha256, manifest_path, open_parts, write_atomically
+from posttrain.generation.jobs import (JobSpec, file_sha256, manifest_path, open_parts, parts_dir,
+                                      write_atomically)
 
 SHARD_SUFFIXES = (".jsonl", ".parquet")
 TEXT_PARTS = ("all", "prompt", "response")
@@ -154,6 +155,7 @@ class PassSpec:
     desc: str = "rows"
     batch_size: int = 256
     extra: dict[str, Any] = field(default_factory=dict)  # written to the manifest (e.g. measured numbers)
+    extra_state: dict[str, Any] = field(default_factory=dict, repr=False)  # cached identity
 
 
 def out_paths(input_path: str | Path, out: str | Path) -> tuple[list[Path], list[Path]]:
@@ -166,28 +168,55 @@ def out_paths(input_path: str | Path, out: str | Path) -> tuple[list[Path], list
     return shards, [out]
 
 
-def open_pass(spec: PassSpec) -> tuple[dict, Path]:
-    """(the job's identity, its parts directory OUT.parts/): created, or checked against the
-    identity on resume. A step with work of its own before the pass (dedup's datatrove stages)
-    keeps it under this directory, so it is resumed and cleaned up with the pass."""
+def pass_identity(spec: PassSpec) -> dict:
+    """What the output depends on: the step, its settings and the input's bytes (sha256 per shard,
+    computed once per spec)."""
+    if "_identity" not in spec.extra_state:
+        shards = input_shards(spec.input)
+        spec.extra_state["_identity"] = {"step": spec.step, "input": spec.input,
+                                         "input_sha256": {s.name: file_sha256(s) for s in shards}, **spec.identity}
+    return spec.extra_state["_identity"]
+
+
+def finished(spec: PassSpec) -> dict | None:
+    """The manifest of this very pass when it has already finished: a rerun is then a no-op."""
+    out = Path(spec.out)
+    mpath = manifest_path(out)
+    if parts_dir(out).exists() or not out.exists() or not mpath.is_file():
+        return None
+    manifest = json.loads(mpath.read_text())
+    identity = json.loads(json.dumps(pass_identity(spec), default=str))
+    return manifest if all(manifest.get(k) == v for k, v in identity.items()) else None
+
+
+def open_pass(spec: PassSpec) -> Path:
+    """The pass's parts directory OUT.parts/: created, or checked against the identity on resume.
+    A step with work of its own before the pass (dedup's datatrove stages) keeps it under this
+    directory, so it is resumed and cleaned up with the pass."""
     out = Path(spec.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    identity = {"step": spec.step, "input": spec.input,
-                "input_sha256": {s.name: file_sha256(s) for s in input_shards(spec.input)}, **spec.identity}
-    return identity, open_parts(out, JobSpec(out=out, batch_size=1, identity=identity))
+    return open_parts(out, JobSpec(out=out, batch_size=1, identity=pass_identity(spec)))
 
 
 def run_pass(spec: PassSpec, judge: Judge) -> dict:
     """Stream every shard not done yet through `judge`; then assemble OUT, the report and the
     manifest. Returns the manifest; raises UserError when no row is kept (naming the filters)."""
-    shards, targets = out_paths(spec.input, spec.out)
-    identity, parts = open_pass(spec)
-    with tqdm(desc=spec.desc, unit="row", dynamic_ncols=True) as bar:
-        for index, shard in enumerate(shards):
-            kept = parts / f"{index:06d}{shard.suffix}"
-            if not kept.is_file():
-                _judge_shard(index, shard, kept, parts, judge, spec.batch_size, bar)
-    return _assemble(spec, identity, shards, targets, parts)
+    manifest = finished(spec)
+    if manifest is None:
+        shards, targets = out_paths(spec.input, spec.out)
+        parts = open_pass(spec)
+        with tqdm(desc=spec.desc, unit="row", dynamic_ncols=True) as bar:
+            for index, shard in enumerate(shards):
+                kept = parts / f"{index:06d}{shard.suffix}"
+                if not kept.is_file():
+                    _judge_shard(index, shard, kept, parts, judge, spec.batch_size, bar)
+        manifest = _assemble(spec, shards, targets, parts)
+    counts = manifest["counts"]
+    if counts["rows_in"] and not counts["kept"]:
+        removed_by = ", ".join(f"{name} {n}" for name, n in counts["removed_by"].items())
+        raise UserError(f"{spec.step}: every row was removed ({counts['rows_in']} rows; removed by: "
+                        f"{removed_by}); see {manifest['removed_report']}")
+    return manifest
 
 
 def _judge_shard(index: int, shard: Path, kept: Path, parts: Path, judge: Judge, batch_size: int, bar) -> None:
@@ -213,7 +242,7 @@ def _judge_shard(index: int, shard: Path, kept: Path, parts: Path, judge: Judge,
     writer.commit()  # last: its rename marks the shard done
 
 
-def _assemble(spec: PassSpec, identity: dict, shards: list[Path], targets: list[Path], parts: Path) -> dict:
+def _assemble(spec: PassSpec, shards: list[Path], targets: list[Path], parts: Path) -> dict:
     rows_in = kept = 0
     by_filter: Counter = Counter()
     report = Path(spec.out).with_name(Path(spec.out).stem + ".removed.jsonl")
@@ -229,14 +258,10 @@ def _assemble(spec: PassSpec, identity: dict, shards: list[Path], targets: list[
         targets[0].parent.mkdir(parents=True, exist_ok=True)
     for index, (shard, target) in enumerate(zip(shards, targets)):
         os.replace(parts / f"{index:06d}{shard.suffix}", target)
-    manifest = {**identity, "output": spec.out, "removed_report": str(report),
+    manifest = {**pass_identity(spec), "output": spec.out, "removed_report": str(report),
                 "counts": {"rows_in": rows_in, "kept": kept, "removed": rows_in - kept,
                            "removed_by": dict(sorted(by_filter.items()))},
                 **spec.extra, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_atomically(manifest_path(Path(spec.out)), json.dumps(manifest, indent=2, default=str) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
-    if rows_in and not kept:
-        removed_by = ", ".join(f"{name} {n}" for name, n in sorted(by_filter.items()))
-        raise UserError(f"{spec.step}: every row was removed ({rows_in} rows; removed by: {removed_by}); "
-                        f"see {report}")
     return manifest

@@ -94,6 +94,18 @@ def test_builtin_eval_task_items_are_found(tmp_path):
         == [(2, "arithmetic", "3")]
 
 
+def test_file_backed_builtin_task_and_its_format_errors(tmp_path, capsys):
+    question = "Natalia sold clips to 48 of her friends in April, and then she sold half as many in May."
+    write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": question, "answer": "48/2 = 24\n#### 72"}])
+    write_jsonl(tmp_path / "train.jsonl", [chat(f"Q: {question} How many?"), chat("Natalia sold clips.")])
+    args = ["curate", "decontaminate", "--set", f"input={tmp_path / 'train.jsonl'}", "--out", str(tmp_path / "c.jsonl")]
+    assert main([*args, "--set", f"eval_tasks=[gsm8k={tmp_path / 'gsm8k.jsonl'}]"]) == 0
+    assert [(r["row"], r["eval_source"]) for r in read_jsonl(tmp_path / "c.removed.jsonl")] == [(1, "gsm8k")]
+    write_jsonl(tmp_path / "bad.jsonl", [{"question": question, "answer": "72"}])
+    assert main([*args, "--set", f"eval_tasks=[gsm8k={tmp_path / 'bad.jsonl'}]"]) == 2
+    assert "bad.jsonl: row 1: not a 'gsm8k' row" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("eval_row, train_row, message", [
     ({"answer": "1"}, chat("hi"), "eval.jsonl: row 1: field 'prompt': no prompt text"),
     ({"question": "a b"}, {"foo": 1}, "train.jsonl: row 1: field '(kind)'"),

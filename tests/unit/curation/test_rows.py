@@ -59,6 +59,11 @@ def test_killed_midway_then_rerun_gives_each_row_once(tmp_path):
     assert removed == [n for k in range(3) for n in range(2, 101, 2)]
     assert manifest["counts"] == {"rows_in": 300, "kept": 150, "removed": 150, "removed_by": {"odd": 150}}
     assert not (tmp_path / "out.parts").exists()
+    seen.clear()
+    assert run_pass(spec, odd_remover(seen)) == manifest and seen == []  # finished: a rerun is a no-op
+    (tmp_path / "in" / "s2.jsonl").write_text('{"i": 1}\n')  # the input changed: done again
+    spec = PassSpec(str(tmp_path / "in"), str(tmp_path / "out"), "test", {"rule": "odd"})  # a new command
+    assert run_pass(spec, odd_remover(seen))["counts"]["rows_in"] == 201 and len(seen) == 201
 
 
 def test_parts_of_other_settings_are_refused(tmp_path):
