@@ -7,12 +7,14 @@ section 2.1; the rule of open-instruct's decontamination/search.py).
 Tokens: the text lower-cased, split into Unicode word runs (regex \\w+), punctuation and
 whitespace dropped, so "Hello, World!" is [hello, world]. For an eval item e of m tokens and a
 training row d: coverage(e, d) = (number of e's tokens that lie inside some n-gram of e which also
-occurs in d) / m. match="coverage" removes d when coverage(e, d) >= min_coverage for some e
+occurs in d) / m. match="coverage" removes d when coverage(e, d) > threshold for some e
 (Tulu 3: n=8, 0.5); match="any" removes d when any n-gram of any e occurs in d (GPT-3 style). An
 eval item shorter than n tokens counts as one n-gram: it must occur whole. Training text is the
 row's user turns by default (train_text=prompt, as Tulu 3 indexed prompts); eval text is the item's
 prompt (question). The eval n-grams are held in memory (evaluation sets are small); the training
-file is streamed shard by shard.
+file is streamed shard by shard. Where this departs from open-instruct: its tokens are spaCy's
+(punctuation marks are tokens too) and its training text sits in Elasticsearch; here words are
+regex word runs and the index is in process, so no server and no spaCy model download.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Recipe(Section):
     eval_files: list[str] = []  # evaluation files (.jsonl/.json/.parquet/.csv): the prompt of each row
     n: Positive = 8
     match: Literal["coverage", "any"] = "coverage"
-    min_coverage: Ratio = Field(0.5, gt=0)
+    threshold: Ratio = Field(0.5, lt=1)  # coverage must exceed it (open-instruct's match_threshold)
     train_text: Literal["prompt", "all", "response"] = "prompt"
 
 
@@ -54,9 +56,9 @@ def ngram_keys(words: list[str], n: int) -> list[int]:
 class EvalIndex:
     """Eval items' n-grams -> the items holding them; the match rule on one training text."""
 
-    def __init__(self, items: list[tuple[str, str, str]], n: int, match: str, min_coverage: float):
+    def __init__(self, items: list[tuple[str, str, str]], n: int, match: str, threshold: float):
         """items: (source, item id, text)."""
-        self.n, self.match, self.min_coverage = n, match, min_coverage
+        self.n, self.match, self.threshold = n, match, threshold
         self.items, self.keys, self.index = [], [], {}
         self.short_lengths: set[int] = set()
         for source, item_id, text in items:
@@ -84,7 +86,7 @@ class EvalIndex:
             score = self.coverage(i, present)
             if best is None or score > best[1]:
                 best = (i, score)
-        if best is None or (self.match == "coverage" and best[1] < self.min_coverage):
+        if best is None or (self.match == "coverage" and best[1] <= self.threshold):
             return None
         return best
 
@@ -139,7 +141,7 @@ def _file_items(path: str) -> list[tuple[str, str, str]]:
 def run(recipe: Recipe) -> int:
     from posttrain.curation.rows import PassSpec, RowRef, per_row, row_text, run_pass
 
-    index = EvalIndex(eval_items(recipe), recipe.n, recipe.match, recipe.min_coverage)
+    index = EvalIndex(eval_items(recipe), recipe.n, recipe.match, recipe.threshold)
     print(f"decontaminate: {len(index.items)} eval items, {len(index.index)} distinct {recipe.n}-grams")
 
     @per_row

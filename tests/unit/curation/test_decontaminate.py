@@ -17,21 +17,22 @@ def test_tokens_are_lowercased_word_runs_without_punctuation():
 
 def test_coverage_counts_eval_tokens_inside_shared_ngrams():
     item = "a b c d e f g h i j"  # 10 tokens
-    index = EvalIndex([("ev", "0", item)], n=3, match="coverage", min_coverage=0.5)
+    index = EvalIndex([("ev", "0", item)], n=3, match="coverage", threshold=0.5)
     # "a b c d" holds the 3-grams abc, bcd: tokens a..d covered = 4/10
     assert index.best_match("x a b c d y") is None
     assert index.coverage(0, {hash(t) for t in [("a", "b", "c"), ("b", "c", "d")]}) == pytest.approx(0.4)
-    # "a b c d e" holds abc bcd cde: 5/10 = 0.5 >= 0.5
-    assert index.best_match("x a b c d e y") == (0, pytest.approx(0.5))
+    # "a b c d e" holds abc bcd cde: 5/10 = 0.5, not above 0.5; "a b c d e f": 0.6
+    assert index.best_match("x a b c d e y") is None
+    assert index.best_match("x a b c d e f y") == (0, pytest.approx(0.6))
     # two separate pieces add up: a b c + h i j = 6/10
     assert index.best_match("A B C then H, I, J") == (0, pytest.approx(0.6))
-    anyrule = EvalIndex([("ev", "0", item)], n=3, match="any", min_coverage=0.5)
+    anyrule = EvalIndex([("ev", "0", item)], n=3, match="any", threshold=0.5)
     assert anyrule.best_match("zz e f g zz") == (0, pytest.approx(0.3))
     assert anyrule.best_match("zz e f zz g") is None
 
 
 def test_short_eval_item_must_occur_whole():
-    index = EvalIndex([("ev", "0", "two plus three")], n=8, match="coverage", min_coverage=0.5)
+    index = EvalIndex([("ev", "0", "two plus three")], n=8, match="coverage", threshold=0.5)
     assert index.best_match("what is two plus three exactly") == (0, 1.0)
     assert index.best_match("two plus four, three") is None
 
@@ -78,7 +79,7 @@ def test_planted_eval_items_are_removed_and_nothing_else(tmp_path):
     manifest = json.loads((tmp_path / "clean.manifest.json").read_text())
     assert manifest["counts"] == {"rows_in": 10_000, "kept": 9_970, "removed": 30,
                                   "removed_by": {"decontaminate": 30}}
-    assert (manifest["n"], manifest["match"], manifest["min_coverage"]) == (8, "coverage", 0.5)
+    assert (manifest["n"], manifest["match"], manifest["threshold"]) == (8, "coverage", 0.5)
 
 
 def test_builtin_eval_task_items_are_found(tmp_path):
