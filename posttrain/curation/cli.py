@@ -10,6 +10,9 @@ from __future__ import annotations
 from posttrain.tool_recipe import add_recipe_tool
 
 STEP_MODULES: tuple[str, ...] = (
+    "posttrain.curation.decontaminate",
+    "posttrain.curation.dedup",
+    "posttrain.curation.filter",
 )
 
 

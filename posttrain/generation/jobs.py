@@ -111,7 +111,7 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
         return finished
     mine = spec.shard.take(items)
     batches = [mine[start : start + spec.batch_size] for start in range(0, len(mine), spec.batch_size)]
-    parts = _open_parts(out, spec)
+    parts = open_parts(out, spec)
     started = time.monotonic()
     todo = [b for b in range(len(batches)) if not _is_done(parts, b)]
     done_items = len(mine) - sum(len(batches[b]) for b in todo)
@@ -135,7 +135,7 @@ def _finished_manifest(out: Path, spec: JobSpec) -> dict | None:
     return manifest if same and not manifest.get("failures") else None
 
 
-def _open_parts(out: Path, spec: JobSpec) -> Path:
+def open_parts(out: Path, spec: JobSpec) -> Path:
     """The parts directory, created with this job's identity, or checked against it on resume."""
     parts = parts_dir(out)
     identity = {"identity": spec.identity, "shard": str(spec.shard), "batch_size": spec.batch_size}
