@@ -15,11 +15,14 @@ class ScriptedChat:
     def __init__(self, respond: Callable[[str], str]):
         self.respond = respond
         self.prompts: list[str] = []
+        self.down_after: int | None = None  # answer 503 once this many prompts were answered
         self._lock = threading.Lock()
 
     def reply(self, body: dict, headers: dict) -> tuple[int, dict]:
         prompt = body["messages"][-1]["content"]
         with self._lock:
+            if self.down_after is not None and len(self.prompts) >= self.down_after:
+                return 503, None
             self.prompts.append(prompt)
         text = self.respond(prompt)
         return 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
