@@ -13,6 +13,7 @@ METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",
     "posttrain.synthesis.skillmix",
     "posttrain.synthesis.teacher_distill",
+    "posttrain.synthesis.weak_to_strong",
 )
 
 

@@ -14,7 +14,8 @@ from tests.unit.eval.fakes import json_server
 class ScriptedChat:
     def __init__(self, respond: Callable[[str], str]):
         self.respond = respond
-        self.prompts: list[str] = []
+        self.prompts: list[str] = []  # the last user message of each request
+        self.chats: list[list[dict]] = []  # each request's whole message list
         self.down_after: int | None = None  # answer 503 once this many prompts were answered
         self._lock = threading.Lock()
 
@@ -24,6 +25,7 @@ class ScriptedChat:
             if self.down_after is not None and len(self.prompts) >= self.down_after:
                 return 503, None
             self.prompts.append(prompt)
+            self.chats.append(body["messages"])
         text = self.respond(prompt)
         return 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                      "usage": {"completion_tokens": len(text.split())}}
