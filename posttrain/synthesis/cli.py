@@ -14,6 +14,7 @@ METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.skillmix",
     "posttrain.synthesis.teacher_distill",
     "posttrain.synthesis.weak_to_strong",
+    "posttrain.synthesis.spar",
 )
 
 
