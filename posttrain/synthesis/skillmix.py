@@ -209,7 +209,8 @@ def combination_items(inventory: dict, combos: list[tuple[int, ...]], seed: int)
 
 
 def instruction_prompt(item: dict) -> str:
-    context = "".join(f"{label}: {item[key]}\n" for key, label in (("topic", "Topic"), ("query_type", "Kind of request"))
+    labels = (("topic", "Topic"), ("query_type", "Kind of request"))
+    context = "".join(f"{label}: {item[key]}\n" for key, label in labels
                       if item[key])
     return INSTRUCTION_PROMPT.format(context=context, skills=_bullets(item["skills"]))
 

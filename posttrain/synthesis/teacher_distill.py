@@ -175,7 +175,8 @@ class Expander:
         (r,) = batch
         pool = self.pool(r)
         rng = random.Random(self.recipe.seed * 1_000_003 + r)
-        shown = [rng.sample(pool, min(self.recipe.in_context, len(pool))) for _ in range(self.recipe.requests_per_round)]
+        m = min(self.recipe.in_context, len(pool))
+        shown = [rng.sample(pool, m) for _ in range(self.recipe.requests_per_round)]
         answers = self.teacher.ask([task_prompt(examples) for examples in shown], seed=self.recipe.seed + r)
         failed = [a for a in answers if not isinstance(a, list)]
         if failed:

@@ -121,7 +121,8 @@ def few_shot_messages(path: str | None) -> list[dict]:
 
 
 def sample_batch(batch, weak: ChatModel, strong: ChatModel, shots, recipe: Recipe, extract, seed: int) -> BatchOutput:
-    weak_out = weak.ask([item["messages"] for item in batch], seed=seed, temperature=0.0 if recipe.weak_greedy else None)
+    weak_out = weak.ask([item["messages"] for item in batch], seed=seed,
+                        temperature=0.0 if recipe.weak_greedy else None)
     strong_out = strong.ask([shots + item["messages"] for item in batch], n=recipe.n_strong, seed=seed)
     rows, failures = [], []
     for item, w, s in zip(batch, weak_out, strong_out):

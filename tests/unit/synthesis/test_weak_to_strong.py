@@ -51,7 +51,8 @@ def test_majority_consistency_selects_and_contrasts(tmp_path):
     assert sft[0]["messages"] == [{"role": "user", "content": "q1: compute it"},
                                   {"role": "assistant", "content": WEAK["q1"]}]
     pairs = read(out / "pairs.jsonl")
-    assert [(p["row"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [(1, "It is 5.", "Maybe 7")]
+    assert [(p["row"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        (1, "It is 5.", "Maybe 7")]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["removed_by"] == {"disagree": 1, "strong_no_answer": 1, "weak_no_answer": 1}
     assert manifest["counts"]["pairs"] == 1 and manifest["counts"]["kept_correct"] == 2
@@ -82,3 +83,17 @@ def test_everything_disagreeing_fails_naming_the_filter(tmp_path, capsys):
     assert main(["synth", "weak-to-strong", "--out", str(tmp_path / "o"), "--set", f"questions={tmp_path / 'q.jsonl'}",
                  "--set", "weak.model=w", "--set", "weak.base_url=http://127.0.0.1:9/v1"]) == 2
     assert "strong.model: missing" in capsys.readouterr().err
+
+
+def test_hf_backend_greedy_model_agrees_with_itself(tmp_path, tiny_dir):
+    """The in-process hf path (chat template, batching): one greedy model as weak and strong
+    answers every question identically, so every question is kept and no pair is made."""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"prompt": f"What is {a} + 2?"}) + "\n" for a in range(3)))
+    sets = [f"questions={questions}", "extract=text", "n_strong=2", "weak.max_new_tokens=6",
+            "strong.max_new_tokens=6", "strong.temperature=0"]
+    sets += [f"{role}.{key}" for role in ("weak", "strong") for key in (f"model={tiny_dir}", "backend=hf")]
+    assert main(["synth", "weak-to-strong", "--out", str(tmp_path / "out"), *sum((["--set", s] for s in sets), [])]) == 0
+    samples = read(tmp_path / "out" / "samples.jsonl")
+    assert all(s["weak"]["text"] == t["text"] for s in samples for t in s["strong"])
+    assert len(read(tmp_path / "out" / "sft.jsonl")) == 3 and read(tmp_path / "out" / "pairs.jsonl") == []
