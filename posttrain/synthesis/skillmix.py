@@ -29,7 +29,7 @@ from pathlib import Path
 
 from posttrain.config_base import NonNegative, Positive, Section
 from posttrain.errors import UserError
-from posttrain.generation.jobs import write_atomically
+from posttrain.generation.jobs import file_sha256, write_atomically
 from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
 from posttrain.synthesis.pipeline import (finish, job_failed, parse_list, read_jsonl, removal_counts,
                                           run_model_job, sft_row, write_jsonl)
@@ -99,9 +99,12 @@ def run(recipe: Recipe) -> int:
 def skill_inventory(recipe: Recipe, teacher: ChatModel | None, path: Path) -> dict:
     """{"source", "topics", "skills": [{"name", "topic"}], "query_types"}, reused from `path`
     when an earlier run wrote it from the same source."""
-    source = ({"skills_file": recipe.skills_file} if recipe.skills_file else
+    given = recipe.skills_file and Path(recipe.skills_file).is_file()
+    source = ({"skills_file": recipe.skills_file, "sha256": file_sha256(recipe.skills_file) if given else None}
+              if recipe.skills_file else
               {"teacher": model_identity(recipe.teacher), "n_topics": recipe.n_topics,
                "skills_per_topic": recipe.skills_per_topic})
+    source["query_types"] = list(recipe.query_types) or (None if recipe.skills_file else recipe.n_query_types)
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
         if previous.get("source") == source:

@@ -31,7 +31,7 @@ from posttrain.generation.sample import input_identity, load_prompt_items
 from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
 from posttrain.synthesis.pipeline import finish, job_failed, read_jsonl, removal_counts, run_model_job, write_jsonl
 from posttrain.synthesis.spar_search import (JUDGE_PROMPT, REFINE_PROMPT, Judgment, Node, SearchSettings,
-                                             parse_judgment, tree_search)
+                                             parse_judgment, tree_search, vote)
 
 NAME = "spar"
 HELP = "SPaR: judge the actor's answers, tree-search refinements -> DPO pairs + refiner SFT data"
@@ -46,6 +46,7 @@ class Recipe(Section):
     max_depth: Positive = 3
     branching: Positive = 3
     budget: Annotated[int, Field(gt=0)] = 15  # refinements per prompt
+    judge_samples: Positive = 1  # judgments sampled per response; the majority verdict counts
     seed: NonNegative = 0
     batch_size: Positive = 8
 
@@ -66,9 +67,11 @@ def run(recipe: Recipe) -> int:
     settings = SearchSettings(recipe.search, recipe.max_depth, recipe.branching, recipe.budget)
     identity = {"prompts": input_identity(recipe.prompts, len(items)), "actor": model_identity(recipe.actor),
                 "refiner": model_identity(recipe.refiner or recipe.actor),
-                **recipe.model_dump(include={"search", "max_depth", "branching", "budget", "seed"})}
+                **recipe.model_dump(include={"search", "max_depth", "branching", "budget", "judge_samples",
+                                             "seed"})}
     search_path = out / "search.jsonl"
-    manifest = run_model_job(items, lambda batch, b: search_batch(batch, actor, refiner, settings, recipe.seed + b),
+    manifest = run_model_job(items, lambda batch, b: search_batch(batch, actor, refiner, settings, recipe.seed + b,
+                                                                       recipe.judge_samples),
                              search_path, recipe.batch_size, {"method": NAME, **identity}, "spar")
     failed = job_failed(manifest, search_path)
     rows = read_jsonl(search_path)
@@ -80,7 +83,8 @@ def run(recipe: Recipe) -> int:
     counts = {"prompts": len(items), "searched": len(trees), "failed": failed, "pairs": len(pairs),
               "refiner_sft_rows": len(refiner_rows),
               "judge_unparseable": sum(r["root_unparseable"] + (r["search"] or {}).get("unparseable", 0) for r in rows),
-              "judge_calls": len(rows) + sum(t["judgments"] for t in trees),
+              "judged_responses": len(rows) + sum(t["judgments"] for t in trees),
+              "judge_calls": (len(rows) + sum(t["judgments"] for t in trees)) * recipe.judge_samples,
               "refine_calls": sum(t["refinements"] for t in trees),
               "actor_calls": len(rows)}
     files = {"search": str(search_path), "pairs": str(out / "pairs.jsonl"),
@@ -95,26 +99,27 @@ def instruction_text(messages: list[dict]) -> str:
 
 
 def search_batch(batch: list[dict], actor: ChatModel, refiner: ChatModel, settings: SearchSettings,
-                 seed: int) -> BatchOutput:
+                 seed: int, judge_samples: int = 1) -> BatchOutput:
     answers = actor.ask([item["messages"] for item in batch], seed=seed)
     rows, failures = [], []
     for item, answer in zip(batch, answers):
         try:
             if not isinstance(answer, list):
                 raise _Failed(answer.error)
-            rows.append(search_one(item, answer[0], refiner, settings, seed))
+            rows.append(search_one(item, answer[0], refiner, settings, seed, judge_samples))
         except _Failed as err:
             failures.append({"row": item["row"], "error": str(err)})
     return BatchOutput(rows, failures)
 
 
-def search_one(item: dict, response: str, refiner: ChatModel, settings: SearchSettings, seed: int) -> dict:
+def search_one(item: dict, response: str, refiner: ChatModel, settings: SearchSettings, seed: int,
+               judge_samples: int = 1) -> dict:
     instruction = instruction_text(item["messages"])
 
     def judge(responses: list[str]) -> list[Judgment]:
         texts = _texts(refiner.ask([JUDGE_PROMPT.format(instruction=instruction, response=r) for r in responses],
-                                   seed=seed))
-        return [parse_judgment(t[0]) for t in texts]
+                                   n=judge_samples, seed=seed))
+        return [vote([parse_judgment(t) for t in samples]) for samples in texts]
 
     def refine(node: Node, count: int) -> list[str]:
         prompt = REFINE_PROMPT.format(instruction=instruction, response=node.response,

@@ -3,7 +3,8 @@ Tree-Search Refinement to Improve Instruction-Following"), as pure logic over tw
 the search's order and stopping rule are tested without a model.
 
 The refiner judges a response (JUDGE_PROMPT: a critique, then 'Verdict: ACCEPT' or 'Verdict:
-REJECT'); a rejected response is the root of a tree whose children are refinements of their
+REJECT'; with judge_samples > 1 the majority verdict of that many sampled judgments, as SPaR's
+self-consistent judge); a rejected response is the root of a tree whose children are refinements of their
 parent given the parent's critique (REFINE_PROMPT), each judged in turn. Expanding a node asks
 for `branching` refinements at once and judges them in one call; the search stops after the
 first expansion holding an accepted child (the first accepted child in order is the result), or
@@ -55,6 +56,16 @@ def parse_judgment(text: str) -> Judgment:
 def _before(text: str) -> str:
     """The critique: the text before the verdict, without a dangling markdown marker."""
     return text.rstrip().rstrip("*_#`>- ").strip()
+
+
+def vote(judgments: list[Judgment]) -> Judgment:
+    """SPaR's judgment by self-consistency: the majority verdict of the readable judgments (a tie
+    rejects), represented by the first judgment that gives it; unreadable when none is readable."""
+    readable = [j for j in judgments if j.accepted is not None]
+    if not readable:
+        return judgments[0]
+    accepted = 2 * sum(j.accepted for j in readable) > len(readable)
+    return next(j for j in readable if j.accepted == accepted)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.data.sources import load_records
-from posttrain.synthesis.spar_search import Judgment, SearchSettings, parse_judgment, tree_search
+from posttrain.synthesis.spar_search import Judgment, SearchSettings, parse_judgment, tree_search, vote
 from tests.unit.synthesis.scripted import model_overrides, scripted_model
 
 
@@ -24,6 +24,13 @@ from tests.unit.synthesis.scripted import model_overrides, scripted_model
 def test_parse_judgment(text, accepted, critique):
     judgment = parse_judgment(text)
     assert (judgment.accepted, judgment.critique) == (accepted, critique)
+
+
+def test_vote_is_the_majority_of_readable_verdicts():
+    yes, no, unreadable = Judgment(True, "fine", "a"), Judgment(False, "too long", "b"), Judgment(None, "", "c")
+    assert vote([no, yes, yes, unreadable]) is yes
+    assert vote([yes, no]) is no  # a tie rejects
+    assert vote([unreadable, no]) is no and vote([unreadable]).accepted is None
 
 
 def search(strategy, accept, branching=2, max_depth=3, budget=100):
@@ -88,14 +95,16 @@ class Scripted:
         return "r"
 
 
-def test_pipeline_writes_pairs_and_refiner_data(tmp_path):
+@pytest.mark.parametrize("judge_samples", [1, 3])
+def test_pipeline_writes_pairs_and_refiner_data(tmp_path, judge_samples):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("i1", "i2", "i3")))
     out = tmp_path / "out"
     with scripted_model(Scripted()) as (url, chat):
-        sets = [*model_overrides("actor", url), "actor.concurrency=1", f"prompts={prompts}", "branching=2"]
+        sets = [*model_overrides("actor", url), "actor.concurrency=1", f"prompts={prompts}", "branching=2",
+                f"judge_samples={judge_samples}"]
         assert main(["synth", "spar", "--out", str(out), *sum((["--set", s] for s in sets), [])]) == 0
-    assert chat.count("Improve a response") == 6 and chat.count("Check whether") == 3 + 6
+    assert chat.count("Improve a response") == 6 and chat.count("Check whether") == (3 + 6) * judge_samples
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     assert [(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
         ("i1", "r.2.1", "r")]
@@ -107,7 +116,7 @@ def test_pipeline_writes_pairs_and_refiner_data(tmp_path):
     assert refinement["messages"][1]["content"] == "r.2.1"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["removed_by"] == {"actor_accepted": 1, "judge_unparseable": 1}
-    assert manifest["counts"]["judge_calls"] == 9 and manifest["counts"]["refine_calls"] == 6
+    assert manifest["counts"]["judge_calls"] == 9 * judge_samples and manifest["counts"]["refine_calls"] == 6
     assert manifest["counts"]["judge_unparseable"] == 1
 
 
