@@ -93,7 +93,8 @@ def test_hf_backend_greedy_model_agrees_with_itself(tmp_path, tiny_dir):
     sets = [f"questions={questions}", "extract=text", "n_strong=2", "weak.max_new_tokens=6",
             "strong.max_new_tokens=6", "strong.temperature=0"]
     sets += [f"{role}.{key}" for role in ("weak", "strong") for key in (f"model={tiny_dir}", "backend=hf")]
-    assert main(["synth", "weak-to-strong", "--out", str(tmp_path / "out"), *sum((["--set", s] for s in sets), [])]) == 0
+    args = ["synth", "weak-to-strong", "--out", str(tmp_path / "out"), *sum((["--set", s] for s in sets), [])]
+    assert main(args) == 0
     samples = read(tmp_path / "out" / "samples.jsonl")
     assert all(s["weak"]["text"] == t["text"] for s in samples for t in s["strong"])
     assert len(read(tmp_path / "out" / "sft.jsonl")) == 3 and read(tmp_path / "out" / "pairs.jsonl") == []
