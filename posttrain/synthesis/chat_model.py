@@ -6,8 +6,8 @@ backends `posttrain sample` uses (hf or vllm in-process, or any OpenAI-compatibl
 
 ChatModel.ask(chats, n) returns, per chat, its n completion texts or the RequestFailed of the
 first failed completion, so a pipeline records the item as failed (the job retries it on the next
-run) instead of stopping. The backend is built on first use: a finished job that is rerun loads
-nothing.
+run) instead of stopping. An OpenAI-compatible server is checked (GET /models) when the model is
+made; an hf/vllm model is loaded on first use, so a finished job that is rerun loads nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class ChatModel:
         self.spec, self.role = require_model(spec, role), role
         self._backend = None
         self.calls = 0  # completions asked for, for the manifest
+        if spec.backend == "openai":
+            self.backend()  # cheap: an unreachable server is one line before any job starts
 
     def backend(self):
         if self._backend is None:

@@ -28,7 +28,7 @@ from posttrain.config_base import NonNegative, Positive, Section
 from posttrain.errors import UserError
 from posttrain.generation.jobs import BatchOutput
 from posttrain.generation.sample import input_identity, load_prompt_items
-from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
+from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity, require_model
 from posttrain.synthesis.pipeline import finish, job_failed, read_jsonl, removal_counts, run_model_job, write_jsonl
 from posttrain.synthesis.spar_search import (JUDGE_PROMPT, REFINE_PROMPT, Judgment, Node, SearchSettings,
                                              parse_judgment, tree_search, vote)
@@ -59,6 +59,8 @@ def run(recipe: Recipe) -> int:
     if not recipe.prompts:
         raise UserError("recipe: prompts: missing (an instruction file: rows with 'prompt' or 'messages')")
     out = Path(recipe.out)
+    if recipe.refiner is not None:
+        require_model(recipe.refiner, "refiner")  # both named before either is reached
     actor = ChatModel(recipe.actor, "actor")
     refiner = ChatModel(recipe.refiner, "refiner") if recipe.refiner is not None else actor
     items, _ = load_prompt_items(recipe.prompts, "fail")

@@ -33,7 +33,7 @@ from posttrain.config_base import NonNegative, Positive, Section
 from posttrain.errors import UserError
 from posttrain.generation.jobs import BatchOutput
 from posttrain.generation.sample import input_identity, load_prompt_items
-from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
+from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity, require_model
 from posttrain.synthesis.pipeline import (finish, job_failed, read_jsonl, removal_counts, run_model_job,
                                           write_jsonl)
 
@@ -49,7 +49,7 @@ class Recipe(Section):
     n_strong: Positive = 4
     weak_greedy: bool = True
     strong_few_shot: str | None = None  # conversation rows shown to the strong model before each question
-    extract: str = "math"
+    extract: Literal["math", "final_number", "boxed", "choice_letter", "text", "regex"] = "math"
     regex: str | None = None  # extract: regex
     agreement: Literal["majority", "any"] = "majority"
     sft_response: Literal["weak", "strong"] = "weak"
@@ -67,6 +67,7 @@ def run(recipe: Recipe) -> int:
     if not items:
         raise UserError(f"{recipe.questions}: no questions in the file")
     shots = few_shot_messages(recipe.strong_few_shot)
+    require_model(recipe.strong, "strong")  # both named before either is reached
     weak, strong = ChatModel(recipe.weak, "weak"), ChatModel(recipe.strong, "strong")
     identity = {"method": NAME, "questions": input_identity(recipe.questions, len(items)),
                 "weak": model_identity(recipe.weak), "strong": model_identity(recipe.strong),

@@ -129,3 +129,18 @@ def test_nothing_refined_fails_and_missing_actor_is_one_line(tmp_path, capsys):
     assert "no refinement pairs left (actor_accepted removed 1)" in capsys.readouterr().err
     assert main(["synth", "spar", "--out", str(tmp_path / "o2"), "--set", f"prompts={prompts}"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_unreachable_endpoint_is_one_line_before_any_output(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "i1"}) + "\n")
+    sets = [f"prompts={prompts}", "actor.model=m", f"actor.base_url=http://127.0.0.1:{port}/v1", "actor.max_retries=0"]
+    assert main(["synth", "spar", "--out", str(tmp_path / "o"), *sum((["--set", s] for s in sets), [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("posttrain: error: cannot reach http://127.0.0.1:") and "\n" not in err
+    assert not (tmp_path / "o").exists()
