@@ -27,9 +27,9 @@ def memorised(root: Path, seed: int, docs: list[dict]) -> Path:
 
     base = build_tiny(root / f"base-{seed}", preset="test", seed=seed)
     data = root / "memorise.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": d["prompt"]},
-                                                     {"role": "assistant", "content": f"The answer is {d['reference']}."}]})
-                            + "\n" for d in docs[:SEEN]))
+    rows = [{"messages": [{"role": "user", "content": d["prompt"]},
+                          {"role": "assistant", "content": f"The answer is {d['reference']}."}]} for d in docs[:SEEN]]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     recipe = load_recipe(None, [f"model={base}", f"data=[{data}]", "train.micro_batch_size=8", "train.max_steps=100",
                                 "train.lr=6e-3", "train.warmup_steps=5", "log.tensorboard=false", f"seed={seed}"])
     sft.run(recipe, output_dir=str(root / f"run-{seed}"))

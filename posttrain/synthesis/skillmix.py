@@ -29,7 +29,7 @@ from pathlib import Path
 
 from posttrain.config_base import NonNegative, Positive, Section
 from posttrain.errors import UserError
-from posttrain.generation.jobs import file_sha256, write_atomically
+from posttrain.generation.jobs import BatchOutput, file_sha256, write_atomically
 from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
 from posttrain.synthesis.pipeline import (finish, job_failed, parse_list, read_jsonl, removal_counts,
                                           run_model_job, sft_row, write_jsonl)
@@ -234,28 +234,32 @@ def clean_instruction(text: str) -> str:
     return text.strip("\"").strip()
 
 
-def generate(teacher: ChatModel, batch: list[dict], seed: int):
-    from posttrain.generation.jobs import BatchOutput
-
-    rows, failures = [], []
+def generate(teacher: ChatModel, batch: list[dict], seed: int) -> BatchOutput:
+    """The teacher's request for each combination, then its answer to each non-empty request; an
+    item whose call failed is a failure (its batch is redone by a rerun), not a row."""
+    failures: list[dict] = []
     asked = teacher.ask([instruction_prompt(item) for item in batch], seed=seed)
-    instructions = {}
-    for item, answer in zip(batch, asked):
-        if not isinstance(answer, list):
-            failures.append({"item": item["index"], "error": answer.error})
-        else:
-            instructions[item["index"]] = clean_instruction(answer[0])
+    instructions = {i: clean_instruction(t) for i, t in _texts(batch, asked, failures).items()}
     todo = [item for item in batch if instructions.get(item["index"])]
     answered = teacher.ask([answer_prompt(item, instructions[item["index"]]) for item in todo], seed=seed)
-    answers = {}
-    for item, answer in zip(todo, answered):
-        if not isinstance(answer, list):
-            failures.append({"item": item["index"], "error": answer.error})
-        else:
-            answers[item["index"]] = answer[0].strip()
+    answers = {i: t.strip() for i, t in _texts(todo, answered, failures).items()}
+    rows = []
     for item in batch:
-        if item["index"] in instructions and (item["index"] in answers or not instructions[item["index"]]):
-            instruction, answer = instructions[item["index"]], answers.get(item["index"], "")
-            removed = "empty_instruction" if not instruction else "empty_answer" if not answer else None
-            rows.append({**item, "instruction": instruction, "answer": answer, "removed_by": removed})
+        instruction = instructions.get(item["index"])
+        if instruction is None or (instruction and item["index"] not in answers):
+            continue  # a failed call
+        answer = answers.get(item["index"], "")
+        removed = "empty_instruction" if not instruction else "empty_answer" if not answer else None
+        rows.append({**item, "instruction": instruction, "answer": answer, "removed_by": removed})
     return BatchOutput(rows, failures)
+
+
+def _texts(items: list[dict], results: list, failures: list[dict]) -> dict[int, str]:
+    """{item index: its one completion}; failed requests are appended to `failures`."""
+    texts = {}
+    for item, result in zip(items, results):
+        if isinstance(result, list):
+            texts[item["index"]] = result[0]
+        else:
+            failures.append({"item": item["index"], "error": result.error})
+    return texts

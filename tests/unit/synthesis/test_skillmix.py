@@ -107,3 +107,20 @@ def test_parse_list_and_combinations():
     assert combos == skill_combinations(50, 2, 300, seed=1) != skill_combinations(50, 2, 300, seed=2)
     with pytest.raises(UserError, match="only 10 combinations"):
         skill_combinations(5, 2, 11, seed=0)
+
+
+def test_failed_calls_are_retried_by_a_rerun(tmp_path, capsys):
+    skills = tmp_path / "skills.txt"
+    skills.write_text("humour\nbrevity\nrigour\nwarmth\n")
+    out = tmp_path / "out"
+    with scripted_model(teacher) as (url, chat):
+        args = ["synth", "skillmix", "--out", str(out), "--set", f"skills_file={skills}", "--set", "n_examples=6",
+                "--set", "batch_size=3", *sum((["--set", o] for o in model_overrides("teacher", url)), [])]
+        chat.down_after = 9  # batch 0 (3 requests + 3 answers) done, batch 1's answers fail
+        assert main(args) == 1
+        assert "posttrain: 3 of 6 items failed" in capsys.readouterr().out
+        chat.down_after = None
+        assert main(args) == 0
+        assert len(chat.prompts) == 6 + 3 + 6  # batch 0 once; batch 1's requests twice, its answers once
+    rows = read(out / "sft.jsonl")
+    assert len(rows) == 6 and len({frozenset(r["skills"]) for r in rows}) == 6
