@@ -59,13 +59,13 @@ def run(recipe: Recipe) -> int:
     if not recipe.prompts:
         raise UserError("recipe: prompts: missing (an instruction file: rows with 'prompt' or 'messages')")
     out = Path(recipe.out)
+    items, _ = load_prompt_items(recipe.prompts, "fail")
+    if not items:
+        raise UserError(f"{recipe.prompts}: no prompts in the file")
     if recipe.refiner is not None:
         require_model(recipe.refiner, "refiner")  # both named before either is reached
     actor = ChatModel(recipe.actor, "actor")
     refiner = ChatModel(recipe.refiner, "refiner") if recipe.refiner is not None else actor
-    items, _ = load_prompt_items(recipe.prompts, "fail")
-    if not items:
-        raise UserError(f"{recipe.prompts}: no prompts in the file")
     settings = SearchSettings(recipe.search, recipe.max_depth, recipe.branching, recipe.budget)
     identity = {"prompts": input_identity(recipe.prompts, len(items)), "actor": model_identity(recipe.actor),
                 "refiner": model_identity(recipe.refiner or recipe.actor),
@@ -81,18 +81,20 @@ def run(recipe: Recipe) -> int:
     refiner_rows = [x for r in rows for x in refiner_examples(r)]
     write_jsonl(out / "pairs.jsonl", pairs)
     write_jsonl(out / "refiner_sft.jsonl", refiner_rows)
-    trees = [r["search"] for r in rows if r["search"]]
-    counts = {"prompts": len(items), "searched": len(trees), "failed": failed, "pairs": len(pairs),
-              "refiner_sft_rows": len(refiner_rows),
-              "judge_unparseable": sum(r["root_unparseable"] + (r["search"] or {}).get("unparseable", 0) for r in rows),
-              "judged_responses": len(rows) + sum(t["judgments"] for t in trees),
-              "judge_calls": (len(rows) + sum(t["judgments"] for t in trees)) * recipe.judge_samples,
-              "refine_calls": sum(t["refinements"] for t in trees),
-              "actor_calls": len(rows)}
+    counts = {"prompts": len(items), "failed": failed, "pairs": len(pairs), "refiner_sft_rows": len(refiner_rows),
+              **search_counts(rows, recipe.judge_samples)}
     files = {"search": str(search_path), "pairs": str(out / "pairs.jsonl"),
              "refiner_sft": str(out / "refiner_sft.jsonl")}
     code = finish(out, NAME, identity, counts, files, removal_counts(rows), len(pairs), "refinement pairs")
     return 1 if failed else code
+
+
+def search_counts(rows: list[dict], judge_samples: int) -> dict[str, int]:
+    trees = [r["search"] for r in rows if r["search"]]
+    judged = len(rows) + sum(t["judgments"] for t in trees)
+    return {"searched": len(trees), "actor_calls": len(rows), "judged_responses": judged,
+            "judge_calls": judged * judge_samples, "refine_calls": sum(t["refinements"] for t in trees),
+            "judge_unparseable": sum(r["root_unparseable"] + (r["search"] or {}).get("unparseable", 0) for r in rows)}
 
 
 def instruction_text(messages: list[dict]) -> str:

@@ -71,8 +71,8 @@ def run(recipe: Recipe) -> int:
     weak, strong = ChatModel(recipe.weak, "weak"), ChatModel(recipe.strong, "strong")
     identity = {"method": NAME, "questions": input_identity(recipe.questions, len(items)),
                 "weak": model_identity(recipe.weak), "strong": model_identity(recipe.strong),
-                **recipe.model_dump(include={"n_strong", "weak_greedy", "strong_few_shot", "extract", "regex",
-                                             "seed"})}
+                "strong_few_shot": input_identity(recipe.strong_few_shot, len(shots)) if shots else None,
+                **recipe.model_dump(include={"n_strong", "weak_greedy", "extract", "regex", "seed"})}
 
     def process(batch: list[dict], b: int) -> BatchOutput:
         return sample_batch(batch, weak, strong, shots, recipe, extract, recipe.seed + b)
