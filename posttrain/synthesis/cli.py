@@ -11,6 +11,10 @@ from posttrain.tool_recipe import add_recipe_tool
 
 METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",
+    "posttrain.synthesis.skillmix",
+    "posttrain.synthesis.teacher_distill",
+    "posttrain.synthesis.weak_to_strong",
+    "posttrain.synthesis.spar",
 )
 
 

@@ -91,7 +91,8 @@ def train_memorised(base_dir, root: Path) -> Path:
 def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Iterator[str]:
     """A real HTTP server on a free loopback port for the duration of the block, yielding its
     `http://127.0.0.1:PORT/v1` base URL. Each POST's JSON body and headers go to reply(body,
-    headers), which returns (status, JSON payload or None for an empty body)."""
+    headers), which returns (status, JSON payload or None for an empty body); any GET (the
+    clients' GET /models reachability check) gets an empty model list."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -99,6 +100,14 @@ def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Itera
             status, payload = reply(body, dict(self.headers))
             data = json.dumps(payload).encode() if payload is not None else b""
             self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # GET /models: the clients' reachability check
+            data = json.dumps({"object": "list", "data": []}).encode()
+            self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -1,0 +1,101 @@
+"""A teacher, judge, actor or weak/strong model of a synthesis recipe, through the generation
+backends `posttrain sample` uses (hf or vllm in-process, or any OpenAI-compatible server).
+
+    teacher: {model: gpt-4o-mini, backend: openai, base_url: http://127.0.0.1:8000/v1}
+    weak:    {model: runs/small/final, backend: hf, temperature: 0}
+
+ChatModel.ask(chats, n) returns, per chat, its n completion texts or the RequestFailed of the
+first failed completion, so a pipeline records the item as failed (the job retries it on the next
+run) instead of stopping. An OpenAI-compatible server is checked (GET /models) when the model is
+made; an hf/vllm model is loaded on first use, so a finished job that is rerun loads nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from posttrain.config_base import NonNegative, NonNegFloat, Positive, PositiveFloat, Section
+from posttrain.errors import UserError
+
+
+class ModelSpec(Section):
+    model: str | None = None  # model dir or hub id (hf, vllm); the served model's name (openai)
+    backend: Literal["hf", "vllm", "openai"] = "openai"
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    endpoint: Literal["chat", "completions"] = "chat"
+    api_key_env: str | None = None  # openai: the environment variable holding the key
+    concurrency: Positive = 8
+    timeout: PositiveFloat = 60.0
+    max_retries: NonNegative = 4
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_size: Positive = 16  # hf/vllm generation batch
+    temperature: NonNegFloat = 0.7
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    max_new_tokens: Positive = 512
+
+
+def require_model(spec: ModelSpec | None, role: str, label: str = "recipe") -> ModelSpec:
+    """The spec of a model the recipe cannot run without, or one line saying what is missing."""
+    if spec is None or not spec.model:
+        raise UserError(f"{label}: {role}.model: missing (the {role} model: a model dir or hub id for "
+                        f"backend hf/vllm, the served model's name for backend openai)")
+    if spec.backend == "openai" and not spec.base_url:
+        raise UserError(f"{label}: {role}.base_url: missing (backend openai needs the server's URL, "
+                        "e.g. http://127.0.0.1:8000/v1)")
+    return spec
+
+
+def model_identity(spec: ModelSpec) -> dict:
+    """What a job's output depends on (the manifest's record of the model); no secrets."""
+    keep = ("model", "backend", "base_url", "endpoint", "dtype", "temperature", "top_p", "max_new_tokens")
+    return {k: v for k, v in spec.model_dump().items() if k in keep}
+
+
+class ChatModel:
+    def __init__(self, spec: ModelSpec, role: str):
+        self.spec, self.role = require_model(spec, role), role
+        self._backend = None
+        self.calls = 0  # completions asked for, for the manifest
+        if spec.backend == "openai":
+            self.backend()  # cheap: an unreachable server is one line before any job starts
+
+    def backend(self):
+        if self._backend is None:
+            from posttrain.generation.sample import make_generation_backend
+
+            s = self.spec
+            args = argparse.Namespace(model=s.model, backend=s.backend, batch_size=s.batch_size, seed=0,
+                                      dtype=s.dtype, base_url=s.base_url, endpoint=s.endpoint,
+                                      api_key_env=s.api_key_env, concurrency=s.concurrency,
+                                      timeout=s.timeout, max_retries=s.max_retries)
+            self._backend = make_generation_backend(args)
+        return self._backend
+
+    def ask(self, chats: list[list[dict] | str], n: int = 1, seed: int = 0,
+            temperature: float | None = None) -> list:
+        """Per chat (messages, or a string = one user message): n texts, or a RequestFailed."""
+        from posttrain.eval.backend import RequestFailed
+        from posttrain.generation.sample import Sampler, SamplingSettings
+
+        if not chats:
+            return []
+        s = self.spec
+        settings = SamplingSettings(n=n, temperature=s.temperature if temperature is None else temperature,
+                                    top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=seed, logprobs=False)
+        sampler = Sampler(self.backend(), s.backend, s.model, settings)
+        items = [{"row": i, "fields": {}, "messages": as_messages(chat)} for i, chat in enumerate(chats)]
+        output = sampler(items, 0)
+        self.calls += n * len(chats)
+        results: list = [None] * len(chats)
+        for row in output.rows:
+            results[row["row"]] = [c["text"] for c in row["completions"]]
+        for failure in output.failures:
+            results[failure["row"]] = RequestFailed(f"{self.role}: {failure['error']}")
+        return results
+
+
+def as_messages(chat: list[dict] | str) -> list[dict]:
+    return [{"role": "user", "content": chat}] if isinstance(chat, str) else list(chat)
