@@ -10,6 +10,7 @@ from __future__ import annotations
 from posttrain.tool_recipe import add_recipe_tool
 
 STEP_MODULES: tuple[str, ...] = (
+    "posttrain.curation.embed_dedup",
 )
 
 
