@@ -11,6 +11,7 @@ from posttrain.tool_recipe import add_recipe_tool
 
 STEP_MODULES: tuple[str, ...] = (
     "posttrain.curation.embed_dedup",
+    "posttrain.curation.ches",
 )
 
 
