@@ -14,6 +14,9 @@ from posttrain.errors import UserError
 
 
 def _faiss():
+    import logging
+
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs each CPU variant it tries
     try:
         import faiss
     except ImportError:
