@@ -4,7 +4,7 @@
     posttrain rag index --docs data/towns/docs.jsonl --out idx/quim --mode quim --model M [--backend openai ...]
     posttrain rag index --docs data/towns/docs.jsonl --out idx/oracle --mode quim --oracle-questions
     posttrain rag index --docs data/towns/docs.jsonl --out idx/chunks --mode chunks
-    posttrain rag ask idx/quim --question "Who is the mayor of Velmora?" [--k 3] [--model M ...]
+    posttrain rag ask idx/quim --question "Who is the mayor of Pemorith?" [--k 3] [--model M ...]
     posttrain rag eval idx/quim idx/chunks --qa data/towns/qa.jsonl --k 1,3,5 [--model M ...] [--out r.json]
 """
 

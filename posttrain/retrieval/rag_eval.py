@@ -80,11 +80,10 @@ def evaluate(args, backend=None) -> int:
     if args.context_k < 1:
         raise UserError(f"--context-k must be >= 1, got {args.context_k}")
     qa = read_qa(args.qa)
-    answerer = None
-    if backend is not None:
-        def answerer(prompts):
-            return answer(backend, args.backend, args.model, prompts, args.batch_size)
-    results = {path: evaluate_index(path, qa, ks, args.context_k, args.embedding_model, answerer)
+    def answerer(prompts):
+        return answer(backend, args.backend, args.model, prompts, args.batch_size)
+    results = {path: evaluate_index(path, qa, ks, args.context_k, args.embedding_model,
+                                    answerer if backend is not None else None)
                for path in args.indexes}
     for path, r in results.items():
         cells = [f"recall@{k} {r[f'recall@{k}']:.3f}" for k in ks]
