@@ -35,6 +35,8 @@ def add_parsers(subparsers) -> None:
     i.add_argument("--questions-per-chunk", type=int, default=4)
     i.add_argument("--oracle-questions", action="store_true", help="quim: take the corpus's stored "
                    "questions instead of a model's (retrieval-only comparison)")
+    i.add_argument("--sentence-questions", action="store_true", help="quim: index each sentence in place "
+                   "of questions (ablation: granularity without question phrasing)")
     _common(i, add_backend_arguments, "quim: the question-writing model")
     i.set_defaults(tool_run=run_index)
 
@@ -81,15 +83,16 @@ def run_index(args) -> int:
     from posttrain.errors import UserError
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.rag import build_index
-    from posttrain.retrieval.rag_models import ModelWriter, OracleWriter
+    from posttrain.retrieval.rag_models import ModelWriter, OracleWriter, SentenceWriter
 
     if args.max_words < 1 or args.questions_per_chunk < 1 or args.batch_size < 1:
         raise UserError("--max-words, --questions-per-chunk and --batch-size must be >= 1")
     writer = None
     if args.mode == "quim":
-        if args.oracle_questions == bool(args.model):
-            raise UserError("--mode quim needs exactly one of --model (a question writer) or --oracle-questions")
-        writer = (OracleWriter() if args.oracle_questions else
+        if sum([bool(args.model), args.oracle_questions, args.sentence_questions]) != 1:
+            raise UserError("--mode quim needs exactly one of --model (a question writer), --oracle-questions "
+                            "or --sentence-questions")
+        writer = (OracleWriter() if args.oracle_questions else SentenceWriter() if args.sentence_questions else
                   ModelWriter(_backend(args), args.backend, args.model, args.questions_per_chunk, args.batch_size))
     meta = build_index(args.docs, args.out, args.mode, args.max_words, Embedder(args.embedding_model), writer)
     print(f"{args.mode} index: {meta['chunks']} chunks"

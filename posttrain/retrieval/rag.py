@@ -21,12 +21,16 @@ MODES = ("quim", "chunks")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
+def split_sentences(text: str) -> list[str]:
+    return [s for s in (s.strip() for s in _SENTENCE_END.split(text.strip())) if s]
+
+
 def split_chunks(text: str, max_words: int) -> list[str]:
     """Whole sentences packed greedily up to max_words words (a longer sentence stands alone), so
     a fact stated in one sentence is never cut between chunks."""
     chunks: list[list[str]] = [[]]
     words = 0
-    for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text.strip()))):
+    for sentence in split_sentences(text):
         n = len(sentence.split())
         if chunks[-1] and words + n > max_words:
             chunks.append([])

@@ -46,6 +46,20 @@ class OracleWriter:
         return [[q["question"] for q in by_doc[c["doc"]] if q["sentence"] in c["text"]] for c in chunks]
 
 
+class SentenceWriter:
+    """No model and no questions: each sentence of a chunk (with the document's title) stands in
+    for a question. An ablation: it separates QuIM's finer granularity (one vector per fact)
+    from the question phrasing."""
+
+    def describe(self) -> dict:
+        return {"kind": "sentences", "note": "each sentence of the chunk, titled; no model"}
+
+    def __call__(self, chunks: list[dict], docs: list[dict], out) -> list[list[str]]:
+        from posttrain.retrieval.rag import split_sentences
+
+        return [[f"{c['title']}: {s}" if c["title"] else s for s in split_sentences(c["text"])] for c in chunks]
+
+
 def _sampler(backend, backend_name: str, model: str, max_new_tokens: int):
     from posttrain.generation.sample import Sampler, SamplingSettings
 

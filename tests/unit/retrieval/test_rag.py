@@ -11,7 +11,7 @@ from posttrain.cli import main
 from posttrain.retrieval.corpus import make_corpus, write_corpus
 from posttrain.retrieval.index import VectorIndex
 from posttrain.retrieval.rag import RagIndex, recall_at, relevant_chunks, split_chunks
-from posttrain.retrieval.rag_models import parse_questions
+from posttrain.retrieval.rag_models import SentenceWriter, parse_questions
 from tests.unit.eval.fakes import json_server
 
 
@@ -19,6 +19,9 @@ def test_chunks_are_whole_sentences_up_to_the_word_budget():
     text = "One two three. Four five! Six seven eight nine ten eleven? Twelve."
     assert split_chunks(text, 5) == ["One two three. Four five!", "Six seven eight nine ten eleven?", "Twelve."]
     assert split_chunks(text, 100) == [text]
+    chunks = [{"chunk": 0, "doc": 0, "title": "T", "text": "One two. Three?"},
+              {"chunk": 1, "doc": 0, "title": "", "text": "Four."}]
+    assert SentenceWriter()(chunks, [], None) == [["T: One two.", "T: Three?"], ["Four."]]
 
 
 def test_quim_returns_distinct_chunks_scored_by_their_best_question(tmp_path):
