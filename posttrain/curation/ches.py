@@ -9,8 +9,8 @@ With h_k the model's last-layer hidden state (the final norm's output, the LM he
 predicts response token k (the state at position k-1):
     S+ = sum_k h_k over y_w's tokens, S- = sum_k h_k over y_l's tokens
     CHES(x, y_w, y_l) = <S+, S-> - ||S+||^2
-and the length-normalised variant uses the means instead of the sums (the paper's Eq. for
-CHES-bar). Response tokens are those a DPO run trains on (data/preference.py: the template's end
+and the length-normalised variant uses the means of the states instead of their sums (the
+paper's length-normalised CHES). Response tokens are those a DPO run trains on (data/preference.py: the template's end
 of turn included). Pairs are scored in batches as a resumable job (OUT-stem.ches.jsonl: row,
 ches, ches_length_normalised), then the top `quantile` of pairs by `rank_by` (the floor of
 quantile x pairs; ties broken by row order) are removed: OUT holds the rest unchanged,

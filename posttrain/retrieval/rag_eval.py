@@ -49,7 +49,7 @@ def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, emb
 
     index = RagIndex.load(path)
     embedder = Embedder(embedding_model or index.meta["embedding_model"])
-    hits = index.retrieve(embedder.encode([q["question"] for q in qa]), max(ks + [context_k]))
+    hits = index.retrieve(embedder.encode([q["question"] for q in qa]), max(ks + ([context_k] if answerer else [])))
     retrieved = [[c for c, _ in h] for h in hits]
     relevant = [relevant_chunks(q, index.chunks) for q in qa]
     scored = [i for i, rel in enumerate(relevant) if rel]
