@@ -83,6 +83,7 @@ class ModelWriter:
                 "questions_per_chunk": self.n, "prompt": QUESTION_PROMPT}
 
     def __call__(self, chunks: list[dict], docs: list[dict], out) -> list[list[str]]:
+        import hashlib
         import json
         from pathlib import Path
 
@@ -91,8 +92,10 @@ class ModelWriter:
         items = [_item(c["chunk"], QUESTION_PROMPT.format(title=c["title"], text=c["text"], n=self.n))
                  for c in chunks]
         raw = Path(out) / "questions.raw.jsonl"
+        prompts_sha = hashlib.sha256(json.dumps(items).encode()).hexdigest()  # other chunks: other job
         manifest = run_job(items, self.sampler, JobSpec(out=raw, batch_size=self.batch_size, desc="chunks",
-                                                        identity={"command": "rag index", **self.describe()}))
+                                                        identity={"command": "rag index", **self.describe(),
+                                                                  "prompts_sha256": prompts_sha}))
         if manifest["failures"]:
             raise UserError(f"{len(manifest['failures'])} chunks got no answer from {self.model} (first: "
                             f"{manifest['failures'][0]['error']}); rerun to retry them")
