@@ -13,6 +13,8 @@ STEP_MODULES: tuple[str, ...] = (
     "posttrain.curation.decontaminate",
     "posttrain.curation.dedup",
     "posttrain.curation.filter",
+    "posttrain.curation.embed_dedup",
+    "posttrain.curation.ches",
 )
 
 

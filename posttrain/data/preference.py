@@ -36,6 +36,7 @@ class PairExample:
     scores: tuple[float, float] | None = None  # REBEL: rewards r(x, chosen), r(x, rejected)
     more_rejected: list[Example] = field(default_factory=list)  # LOGO: rejected responses 2..M
     prompt_positions: list[int] | None = None  # LOGO: synthetic position ids of the prompt
+    row: int | None = None  # the 1-based file row it came from (curation reports by row)
 
     def __len__(self) -> int:
         return max(len(self.chosen), len(self.rejected), *(len(r) for r in self.more_rejected))
@@ -69,7 +70,7 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
         chosen = tokenize_completion(tokenizer, record.prompt, record.chosen)
         rejected = tokenize_completion(tokenizer, record.prompt, record.rejected)
         more = [tokenize_completion(tokenizer, record.prompt, r) for r in record.more_rejected]
-        pair = PairExample(record.prompt, chosen, rejected, scores=scores, more_rejected=more)
+        pair = PairExample(record.prompt, chosen, rejected, scores=scores, more_rejected=more, row=row)
         if len(pair) > max_length:
             problems.add(row, "chosen/rejected", f"{len(pair)} tokens, longer than max_length "
                          f"{max_length} (raise data.max_length or set data.on_error: skip)")

@@ -97,17 +97,14 @@ def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Itera
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, payload = reply(body, dict(self.headers))
+            self._send(*reply(body, dict(self.headers)))
+
+        def do_GET(self):  # GET /models: OpenAIClient.check_reachable before the first request
+            self._send(200, {"object": "list", "data": []})
+
+        def _send(self, status: int, payload: dict | None):
             data = json.dumps(payload).encode() if payload is not None else b""
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):  # GET /models: the clients' reachability check
-            data = json.dumps({"object": "list", "data": []}).encode()
-            self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
