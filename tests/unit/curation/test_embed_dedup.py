@@ -69,11 +69,44 @@ def test_planted_near_duplicates_are_removed_and_name_their_original(tmp_path, b
     kept = [json.loads(x)["text"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     removed = [json.loads(x) for x in (tmp_path / "out.removed.jsonl").read_text().splitlines()]
     assert kept == DISTINCT
-    assert [r["text"] for r in removed] == [t for _, t in PLANTED]
-    assert [r["removed_by"]["duplicate_of"] for r in removed] == [i + 1 for i, _ in PLANTED]  # 1-based rows
-    assert all(r["removed_by"]["similarity"] >= 0.9 for r in removed)
+    assert [r["row"] for r in removed] == list(range(len(DISTINCT) + 1, len(texts) + 1))  # 1-based rows
+    assert [r["duplicate_of"]["row"] for r in removed] == [i + 1 for i, _ in PLANTED]
+    assert all(r["similarity"] >= 0.9 and r["filter"] == "embed-dedup" for r in removed)
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
-    assert manifest["threshold"] == 0.9 and manifest["counts"] == {"kept": 12, "removed": 4}
+    assert manifest["threshold"] == 0.9
+    assert manifest["counts"] == {"rows_in": 16, "kept": 12, "removed": 4, "removed_by": {"embed-dedup": 4}}
+
+
+def test_a_killed_multi_shard_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Shard 2 repeats rows of shard 1: after a crash in shard 2, the rerun still finds them."""
+    from posttrain.curation import embed_dedup
+
+    for name in ("a", "b"):
+        (tmp_path / f"in{name}").mkdir()
+        _write(tmp_path / f"in{name}" / "0.jsonl", DISTINCT)
+        _write(tmp_path / f"in{name}" / "1.jsonl", [t for _, t in PLANTED] + DISTINCT[:2])
+    whole = Recipe(input=str(tmp_path / "ina"), out=str(tmp_path / "outa"), threshold=0.9)
+    assert run(whole) == 0
+    calls = {"n": 0}
+    original = embed_dedup.assign_duplicates
+
+    def crash_in_second_shard(vectors, ids, index, threshold):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the kill, after shard 0 is committed
+        return original(vectors, ids, index, threshold)
+
+    recipe = Recipe(input=str(tmp_path / "inb"), out=str(tmp_path / "outb"), threshold=0.9)
+    monkeypatch.setattr(embed_dedup, "assign_duplicates", crash_in_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe)
+    monkeypatch.setattr(embed_dedup, "assign_duplicates", original)
+    assert run(recipe) == 0  # a fresh process would start the same way: an empty index
+    for name in ("0.jsonl", "1.jsonl"):
+        assert (tmp_path / "outb" / name).read_text() == (tmp_path / "outa" / name).read_text()
+    reports = [(tmp_path / f"out{n}.removed.jsonl").read_text() for n in ("a", "b")]
+    assert reports[0] == reports[1] and '"duplicate_of": {"shard_index": 0, "row": 1}' in reports[0]
+    assert (tmp_path / "outb" / "1.jsonl").read_text() == ""  # every row of shard 1 repeats shard 0
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
