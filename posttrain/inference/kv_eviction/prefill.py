@@ -15,6 +15,7 @@ forward (budget + chunk units per head) and the bytes held after prefill once ev
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -40,13 +41,14 @@ def kv_bytes(cache) -> int:
 
 def evict_layer(layer, keep: torch.Tensor) -> None:
     """Keep only units `keep` ([B, kv_heads, n] cache indices) of a DynamicLayer, per KV head."""
-    index = keep.unsqueeze(-1).expand(-1, -1, -1, layer.keys.shape[-1])
+    index = keep.to(layer.keys.device).unsqueeze(-1).expand(-1, -1, -1, layer.keys.shape[-1])
     layer.keys = layer.keys.gather(2, index)
     layer.values = layer.values.gather(2, index)
 
 
 class _Scorer:
-    """Per-layer scores of the cached units, updated after each chunk by the policy's rule."""
+    """Per-layer scores of the cached units, updated after each chunk by the policy's rule. Scores
+    live on the CPU (a few floats per unit) whatever device the model runs on."""
 
     def __init__(self, policy: Policy, layers: int, heads=None):
         self.policy, self.heads = policy, heads
@@ -58,10 +60,10 @@ class _Scorer:
         if previous is None:
             previous = torch.zeros(1, kv_heads, 0)
         if self.policy.method == "h2o":
-            scores = accumulate_attention(previous, weights, kv_heads)
+            scores = accumulate_attention(previous, weights.cpu(), kv_heads)
         elif self.policy.method == "locret":
             with torch.no_grad():
-                scores = torch.cat([previous, self.heads(layer, qkv).float()], dim=-1)
+                scores = torch.cat([previous, self.heads(layer, qkv.cpu()).float()], dim=-1)
         else:
             scores = torch.cat([previous, new_unit_scores(self.policy, (1, kv_heads, chunk), self.generator)], dim=-1)
         self.scores[layer] = scores
@@ -85,7 +87,7 @@ def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, 
     scorer = _Scorer(policy, layers, heads)
     positions: list[torch.Tensor | None] = [None] * layers
     result = PrefillResult(cache=cache, logits=[], positions=[])
-    qkv_capture = capture_qkv(model) if policy.method == "locret" else _nothing()
+    qkv_capture = capture_qkv(model) if policy.method == "locret" else contextlib.nullcontext()
     with qkv_capture as qkv:
         for start in range(0, input_ids.shape[1], chunk):
             ids = input_ids[:, start:start + chunk]
@@ -111,14 +113,6 @@ def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, 
     result.positions = positions
     result.held_bytes = kv_bytes(cache)
     return result
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @torch.no_grad()
