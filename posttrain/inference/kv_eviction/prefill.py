@@ -26,7 +26,7 @@ from posttrain.inference.kv_eviction.policies import Policy, accumulate_attentio
 @dataclass
 class PrefillResult:
     cache: object                      # the DynamicCache after the last eviction
-    logits: list[torch.Tensor]         # per chunk [1, C, vocab] (the last row predicts the next token)
+    logits: list[torch.Tensor]         # per chunk [1, C or 1, vocab] (the last row predicts the next token)
     positions: list[torch.Tensor]      # per layer [1, kv_heads, kept] absolute positions held
     peak_bytes: int = 0                # max K/V bytes held at any point of the prefill
     held_bytes: int = 0                # K/V bytes held after the prefill
@@ -74,9 +74,11 @@ class _Scorer:
 
 
 @torch.no_grad()
-def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, heads=None) -> PrefillResult:
+def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, heads=None,
+                    all_logits: bool = False) -> PrefillResult:
     """Run `input_ids` ([1, n]) through `model` in chunks, evicting to `policy.budget` after each.
-    H2O needs the recording attention (attention.use_recording_attention); Locret needs `heads`."""
+    H2O needs the recording attention (attention.use_recording_attention); Locret needs `heads`.
+    Only each chunk's last logits row is kept unless `all_logits` (n x vocab floats otherwise)."""
     from transformers import DynamicCache
 
     from posttrain.inference.kv_eviction.attention import AttentionRecorder, recording
@@ -93,8 +95,9 @@ def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, 
             ids = input_ids[:, start:start + chunk]
             chunk_positions = torch.arange(start, start + ids.shape[1])
             with recording(AttentionRecorder(weights=policy.needs_attention)) as rec:
-                out = model(input_ids=ids, position_ids=chunk_positions[None], cache=cache, use_cache=True)
-            result.logits.append(out.logits)
+                out = model(input_ids=ids.to(model.device), position_ids=chunk_positions[None].to(model.device),
+                            cache=cache, use_cache=True)
+            result.logits.append(out.logits if all_logits else out.logits[:, -1:])
             result.peak_bytes = max(result.peak_bytes, kv_bytes(cache))
             for i, layer in enumerate(cache.layers):
                 kv_heads = layer.keys.shape[1]
@@ -122,7 +125,8 @@ def greedy_answer(model, prefill: PrefillResult, start: int, tokens: int) -> lis
     next_id = int(prefill.logits[-1][0, -1].argmax())
     out = [next_id]
     for step in range(1, tokens):
-        logits = model(input_ids=torch.tensor([[next_id]]), position_ids=torch.tensor([[start + step - 1]]),
+        logits = model(input_ids=torch.tensor([[next_id]], device=model.device),
+                       position_ids=torch.tensor([[start + step - 1]], device=model.device),
                        cache=prefill.cache, use_cache=True).logits
         next_id = int(logits[0, -1].argmax())
         out.append(next_id)
