@@ -109,3 +109,22 @@ def test_locret_heads_learn_to_predict_importance(model_and_tokenizer):
     assert sum(losses[-20:]) < 0.5 * sum(losses[:20])
     assert sum(after) < 0.7 * sum(before)
     assert learned_recall > random_recall + 0.2
+
+
+def test_locret_prefill_keeps_the_highest_predicted_units(model_and_tokenizer, prompt_ids):
+    """Two chunks then one eviction: the kept units are the 4 stabilizers plus the top-16 head
+    scores of the others, computed here from a plain forward's q/k/v projections."""
+    from posttrain.inference.kv_eviction.locret import capture_qkv, heads_for
+    from posttrain.inference.kv_eviction.policies import Policy
+    from posttrain.inference.kv_eviction.prefill import chunked_prefill
+
+    model = model_and_tokenizer[0]
+    heads = heads_for(model, hidden=16, seed=1)
+    result = chunked_prefill(model, prompt_ids[:, :32], Policy("locret", 20, 0, 4), chunk=16, heads=heads)
+    with torch.no_grad(), capture_qkv(model) as qkv:
+        model(input_ids=prompt_ids[:, :32])
+        for i, positions in enumerate(result.positions):
+            scores = heads(i, qkv[i])[0, :, :28]  # [kv_heads, 28] without the 4 stabilizers
+            expected = torch.cat([scores.topk(16, dim=-1).indices.sort(dim=-1).values,
+                                  torch.arange(28, 32).expand(scores.shape[0], 4)], dim=-1)
+            assert positions[0].tolist() == expected.tolist()
