@@ -32,6 +32,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.cli",
     "posttrain.curation.cli",
     "posttrain.retrieval.cli",
+    "posttrain.inference.kv_eviction.cli",
 )
 
 
