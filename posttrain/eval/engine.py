@@ -73,6 +73,9 @@ def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None =
     for spec in specs:
         key = spec if isinstance(spec, str) else getattr(spec, "name", None) or spec.get("name")
         tasks.append(resolve_task(spec, overrides.get(key, []), data.get(key)))
+        check = getattr(KIND_MODULES[tasks[-1].kind], "check", None)
+        if check is not None:  # e.g. a task's own files (a taxonomy) read before any model time
+            check(tasks[-1])
     names = [t.name for t in tasks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
