@@ -12,6 +12,7 @@ from posttrain.tool_recipe import add_recipe_tool
 METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",
     "posttrain.synthesis.llama_guard",
+    "posttrain.synthesis.self_eval",
 )
 
 
