@@ -2,6 +2,7 @@
 
     posttrain eval MODEL --tasks arithmetic --samples 8 --temperature 0.8 [--k 1,2,4,8]
                    [--best-of math | --best-of reward_model --best-of-option path=RM_DIR]
+                   [--adaptive P: up to N samples, stopping by self-evaluation (eval/adaptive.py)]
 
 pass@k (Chen et al. 2021, "Evaluating Large Language Models Trained on Code", eq. 1): from n
 samples of which c are correct, the unbiased estimate of "at least one of k draws is correct" is
