@@ -1,9 +1,11 @@
-"""`posttrain analyze neurons`: MLP neurons read through the LM head, found by token, clamped.
+"""`posttrain analyze neurons|displacement`: MLP neurons read through the LM head, found by token,
+clamped; a preference run's chosen and rejected log-probs over steps, with the displacement flag.
 
     posttrain analyze neurons MODEL --top 10 [--layer L] [--neurons 3,17]   # each neuron's top tokens
     posttrain analyze neurons MODEL --tokens Paris,cat --top 5              # neurons promoting tokens
     posttrain analyze neurons MODEL --layer 1 --clamp 3,17=8.0 --prompt "Tell me a story"
     (add --out report.json to keep the numbers)
+    posttrain analyze displacement RUN_DIR [--out displacement.png] [--json summary.json]
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import json
 
 
 def add_parsers(subparsers) -> None:
-    analyze = subparsers.add_parser("analyze", help="look inside a model (MLP neurons through the LM head)")
+    analyze = subparsers.add_parser("analyze", help="look inside a model (MLP neurons through the LM head) "
+                                    "or a preference run (likelihood displacement)")
     sub = analyze.add_subparsers(dest="analyze_command", required=True)
     n = sub.add_parser("neurons", help="project MLP neurons (down_proj columns) through the final norm "
                        "and LM head to their top tokens; find neurons for tokens; clamp neurons",
@@ -31,6 +34,12 @@ def add_parsers(subparsers) -> None:
     n.add_argument("--out", help="also write the report as JSON to this file")
     n.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     n.set_defaults(tool_run=run_neurons)
+    d = sub.add_parser("displacement", help="plot a preference run's chosen and rejected log-probs over steps "
+                       "and flag likelihood displacement (chosen falling)")
+    d.add_argument("run_dir", help="a DPO/KTO-family run directory (its metrics.jsonl)")
+    d.add_argument("--out", help="the plot (.png, .svg or .pdf; default RUN_DIR/displacement.png)")
+    d.add_argument("--json", help="also write the trends and the flag as JSON to this file")
+    d.set_defaults(tool_run=run_displacement)
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -98,6 +107,35 @@ def run_neurons(args: argparse.Namespace) -> int:
     print(_render(report))
     if args.out:
         write_text_atomically(Path(args.out), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def run_displacement(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from posttrain.analysis import displacement
+    from posttrain.checkpoint.io import write_text_atomically
+    from posttrain.errors import UserError
+    from posttrain.log import read_metrics
+    from posttrain.report.collect import series_of
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    series = series_of(read_metrics(run_dir))
+    if not any(k in series for k in ("logps_chosen", "eval_logps_chosen")):
+        raise UserError(f"{run_dir}: its metrics.jsonl logs no chosen log-probs (logps_chosen): "
+                        "not a preference (DPO/KTO-family) run")
+    out = Path(args.out) if args.out else run_dir / "displacement.png"
+    displacement.plot(series, out, run_dir.name)
+    report = displacement.summary(series)
+    for name in ("logps_chosen", "logps_rejected"):
+        t = report[name]
+        print(f"{name}: " + ("fewer than two values logged" if t is None else f"{t['start']:.3f} -> {t['end']:.3f} ({t['key']})"))
+    print(f"likelihood displacement: {report['kind']}" if report["displacement"] else "no likelihood displacement")
+    print(f"plot: {out}")
+    if args.json:
+        write_text_atomically(Path(args.json), json.dumps(report, indent=2) + "\n")
     return 0
 
 

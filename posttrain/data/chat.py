@@ -69,7 +69,8 @@ def _span_end(tokenizer, prefix: list[dict], full_ids: list[int], add_generation
 
 
 def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) for a conversation; labels are -100 except every assistant turn's tokens.
+    """(input_ids, labels) for a conversation; labels are -100 except every assistant turn's tokens
+    (an assistant turn with `weight: 0` is context only, as in OpenAI's fine-tuning format).
 
     An assistant turn's span runs from the end of the generation prompt before it to the end of the
     rendering that includes it, so its end-of-turn token (<|eot_id|> for Llama-3) is trained too.
@@ -82,7 +83,7 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
     input_ids = render_ids(tokenizer, messages, add_generation_prompt=False)
     labels = [IGNORE_INDEX] * len(input_ids)
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
         start = _span_end(tokenizer, messages[:i], input_ids, add_generation_prompt=True)
         is_last = i == len(messages) - 1  # then its rendering is the whole conversation: skip a render

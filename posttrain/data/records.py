@@ -282,7 +282,8 @@ def _completion(value: Any, field: str) -> list[Message]:
 
 
 def _message(value: Any, field: str) -> Message:
-    """One {role, content} message; other keys (name, tool_calls, ...) are dropped."""
+    """One {role, content} message; other keys (name, tool_calls, ...) are dropped, except an
+    assistant turn's `weight: 0` (OpenAI's fine-tuning format): context for SFT, not trained on."""
     if not isinstance(value, Mapping):
         raise RecordError(field, f"expected an object with 'role' and 'content', got {describe_type(value)}")
     role = value.get("role")
@@ -290,7 +291,11 @@ def _message(value: Any, field: str) -> Message:
         raise RecordError(f"{field}.role", "missing")
     if role not in ROLES:
         raise RecordError(f"{field}.role", f"unknown role {role!r}; expected system, user or assistant")
-    return {"role": role, "content": _content(value.get("content"), f"{field}.content")}
+    message = {"role": role, "content": _content(value.get("content"), f"{field}.content")}
+    weight = value.get("weight")
+    if weight is not None and (isinstance(weight, bool) or weight not in (0, 1) or role != "assistant"):
+        raise RecordError(f"{field}.weight", f"must be 0 or 1 on an assistant message, got {weight!r} ({role})")
+    return {**message, "weight": 0} if weight == 0 else message
 
 
 def _content(value: Any, field: str) -> str:

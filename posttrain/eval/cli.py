@@ -4,6 +4,7 @@
                    [--output-dir DIR] [--seed S] [--data gsm8k=PATH] [--set gsm8k.few_shot=8]
     posttrain eval MODEL_DIR --tasks arithmetic --samples 8 --temperature 0.8 [--k 1,2,4,8]
                    [--best-of math | --best-of reward_model --best-of-option path=RM_DIR]
+    posttrain eval MODEL_DIR --tasks arithmetic --samples 8 --temperature 0.8 --adaptive 0.8
     posttrain eval compare DIR_A DIR_B [--iterations 1000] [--seed S]
     posttrain eval list
 
@@ -48,13 +49,16 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                    "whose score picks the best of k samples, e.g. math, reward_model")
     p.add_argument("--best-of-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the --best-of scorer (typed as YAML), e.g. path=RM_DIR")
+    p.add_argument("--adaptive", type=float, metavar="P", help="with --samples N: sample one at a time and stop "
+                   "once the model's self-evaluated P(no better) exceeds P (a self-evaluation-trained model)")
     return p
 
 
 def voting_options(args: argparse.Namespace):
     """VotingOptions from --samples/--k/--temperature/--best-of, or None without --samples."""
     given = [flag for flag, value in (("--k", args.k), ("--temperature", args.temperature),
-                                      ("--best-of", args.best_of)) if value is not None]
+                                      ("--best-of", args.best_of), ("--adaptive", args.adaptive))
+             if value is not None]
     if args.samples is None:
         if given or args.best_of_option:
             raise UserError(f"{(given or ['--best-of-option'])[0]} needs --samples N")
@@ -75,7 +79,7 @@ def voting_options(args: argparse.Namespace):
         scorer_options[key] = yaml.safe_load(value)
     if scorer_options and not args.best_of:
         raise UserError("--best-of-option needs --best-of SCORER")
-    options = VotingOptions(args.samples, ks, args.temperature, args.best_of, scorer_options)
+    options = VotingOptions(args.samples, ks, args.temperature, args.best_of, scorer_options, args.adaptive)
     check_options(options)
     return options
 
@@ -112,7 +116,7 @@ def _evaluate_command(args: argparse.Namespace) -> None:
     run_info = {"model": args.model, "backend": args.backend, "batch_size": args.batch_size,
                 "limit": args.limit, "seed": args.seed, "dtype": args.dtype,
                 **({"samples": voting.samples, "k": list(voting.curve_ks()), "temperature": voting.temperature,
-                    "best_of": voting.scorer} if voting else {})}
+                    "best_of": voting.scorer, "adaptive": voting.adaptive} if voting else {})}
     write_outputs(out_dir, results, run_info)
     print(results_table(results))
     print(f"results: {out_dir / 'results.json'}\nsamples: {out_dir / 'samples.jsonl'}")

@@ -48,7 +48,7 @@ def task_metrics(task) -> list[Metric]:
 def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, judge: Any = None,
              voting: Any = None) -> TaskResult:
     """Evaluate one resolved task configuration; `voting` (voting.VotingOptions): N samples per
-    item, scored as pass@k, maj@k and best-of-k."""
+    item, scored as pass@k, maj@k and best-of-k, or with `adaptive` up to N by self-evaluation."""
     start = time.perf_counter()
     docs, pool = load_documents(task, limit)
     ctx = TaskContext(backend, seed, judge)
@@ -56,6 +56,11 @@ def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, ju
         samples = KIND_MODULES[task.kind].run(task, docs, pool, ctx)
         metrics = summarise(task_metrics(task), samples, seed)
         return TaskResult(task, samples, metrics, time.perf_counter() - start)
+    if voting.adaptive is not None:
+        from posttrain.eval import adaptive
+
+        samples = adaptive.run(task, docs, pool, ctx, voting)
+        return TaskResult(task, samples, summarise(adaptive.metrics(voting), samples, seed), time.perf_counter() - start)
     from posttrain.eval import voting as voting_module
 
     samples = voting_module.run(task, docs, pool, ctx, voting)
@@ -73,6 +78,9 @@ def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None =
     for spec in specs:
         key = spec if isinstance(spec, str) else getattr(spec, "name", None) or spec.get("name")
         tasks.append(resolve_task(spec, overrides.get(key, []), data.get(key)))
+        check = getattr(KIND_MODULES[tasks[-1].kind], "check", None)
+        if check is not None:  # e.g. a task's own files (a taxonomy) read before any model time
+            check(tasks[-1])
     names = [t.name for t in tasks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

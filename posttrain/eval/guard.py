@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.eval.backend import Backend, LoglikelihoodRequest
@@ -52,10 +54,11 @@ def first_token_id(prompter: Prompter, label: str) -> int:
     return prompter.continuation_ids(label)[0]
 
 
-def unsafe_probabilities(backend: Backend, prompts: Sequence[str], label: str = UNSAFE) -> list[float]:
+def unsafe_probabilities(backend: Backend, prompts: Sequence[str], label: str = UNSAFE,
+                         prompter: Prompter | None = None) -> list[float]:
     """P(first answer token = first token of `label`) under the full-vocabulary softmax, per prompt.
     A one-token log-likelihood request is exactly log softmax(logits)[token] at that position."""
-    prompter = Prompter(backend.tokenizer, backend.is_chat)
+    prompter = prompter or Prompter(backend.tokenizer, backend.is_chat)
     unsafe, safe = first_token_id(prompter, label), first_token_id(prompter, SAFE)
     if label == UNSAFE and unsafe == safe:
         raise UserError("this tokenizer starts 'safe' and 'unsafe' with the same token: P(unsafe) is undefined")
@@ -63,13 +66,50 @@ def unsafe_probabilities(backend: Backend, prompts: Sequence[str], label: str = 
     return [math.exp(r.logprob) for r in backend.loglikelihood(requests, desc="llama guard")]
 
 
-def parse_verdict(answer: str) -> tuple[bool | None, list[str]]:
-    """(unsafe?, violated category codes) from a generated answer; None when it names neither."""
+def parse_verdict(answer: str, known: Sequence[str] | None = None) -> tuple[bool | None, list[str]]:
+    """(unsafe?, violated category codes) from a generated answer; None when it names neither.
+    The codes are the words of the second line, kept only if `known` (the taxonomy's codes) has them."""
     lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
     first = lines[0].lower() if lines else ""
     if first.startswith(UNSAFE):
-        codes = re.findall(r"S\d+", lines[1]) if len(lines) > 1 else []
-        return True, codes
+        words = re.findall(r"[A-Za-z][A-Za-z0-9_]*", lines[1]) if len(lines) > 1 else []
+        return True, [w for w in words if known is None or w in known]
     if first.startswith(SAFE):
         return False, []
     return None, []
+
+
+def read_taxonomy(path: str | Path) -> list[tuple[str, str]]:
+    """A category taxonomy file (YAML or JSON): a mapping {code: description}, or a list of
+    {code, description} entries, in the order the guard prompt lists them."""
+    from posttrain.strict_yaml import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: taxonomy file not found")
+    raw = read_yaml(path)
+    entries: list[Any] = list(raw.items()) if isinstance(raw, dict) else raw
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{path}: a taxonomy is a non-empty mapping {{code: description}} or a list of "
+                        f"{{code, description}} entries, got {type(raw).__name__}")
+    out = [_category(path, i, entry) for i, entry in enumerate(entries)]
+    codes = [code for code, _ in out]
+    if len(set(codes)) != len(codes):
+        raise UserError(f"{path}: category code {next(c for c in codes if codes.count(c) > 1)!r} is given twice")
+    return out
+
+
+def _category(path: Path, index: int, entry: Any) -> tuple[str, str]:
+    if isinstance(entry, dict):
+        entry = (entry.get("code"), entry.get("description"))
+    code, text = entry if isinstance(entry, tuple) else (None, None)
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", code):
+        raise UserError(f"{path}: entry {index + 1}: the category code must be a word such as S1, got {code!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"{path}: entry {index + 1} ({code}): the description must be non-empty text")
+    return code, text.strip()
+
+
+def verdict_text(unsafe: bool, codes: Sequence[str] = ()) -> str:
+    """The answer a guard is trained to give: "safe", or "unsafe" and the codes on a second line."""
+    return f"{UNSAFE}\n{','.join(codes)}" if unsafe and codes else (UNSAFE if unsafe else SAFE)

@@ -88,6 +88,31 @@ def matthews_corrcoef(references: Sequence, predictions: Sequence) -> float:
     return float(numerator / denominator) if denominator > 0 else 0.0
 
 
+def average_precision(positives: Sequence[bool], scores: Sequence[float]) -> float:
+    """Area under the precision-recall curve as average precision (scikit-learn's
+    average_precision_score): sum over distinct score thresholds t, from high to low, of
+    (R(t) - R(t_previous)) * P(t), where P and R count every item scoring >= t as flagged.
+    NaN when there is no positive (recall is undefined)."""
+    y, s = np.asarray(positives, dtype=bool), np.asarray(scores, dtype=float)
+    total = int(y.sum())
+    if total == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order], s[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # ties enter together
+    true_pos = np.cumsum(y)[last_of_tie]
+    flagged = last_of_tie + 1
+    precision, recall = true_pos / flagged, true_pos / total
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_binary(references: Sequence, predictions: Sequence, positive: str) -> float:
+    """F1 of the positive class: 2 TP / (2 TP + FP + FN); 0 when there is no positive at all."""
+    tp = sum(r == positive and p == positive for r, p in zip(references, predictions))
+    wrong = sum((r == positive) != (p == positive) for r, p in zip(references, predictions))
+    return 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0
+
+
 def _labels(samples: Sequence[Sample]) -> tuple[list, list]:
     return [s.reference for s in samples], [s.extracted for s in samples]
 
@@ -202,6 +227,10 @@ AGGREGATIONS: dict[str, Aggregation] = {
     "instruction_level_strict": lambda samples, name: instruction_level(samples, "followed_strict"),
     "instruction_level_loose": lambda samples, name: instruction_level(samples, "followed_loose"),
     "lc_win_rate": _lc_win_rate,
+    # Llama Guard (tasks/llama_guard.py): the reference is "unsafe"/"safe", extra["p_unsafe"] the score
+    "auprc": lambda samples, name: average_precision([s.reference == "unsafe" for s in samples],
+                                                     [s.extra["p_unsafe"] for s in samples]),
+    "f1_unsafe": lambda samples, name: f1_binary(*_labels(samples), positive="unsafe"),
 }
 
 
@@ -252,7 +281,9 @@ def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
     if n < 2:
         return None
     draws = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
-    return float(np.std(resampled(metric, samples, draws), ddof=1))
+    values = resampled(metric, samples, draws)
+    values = values[~np.isnan(values)]  # a resample where the metric is undefined (AUPRC without positives)
+    return float(np.std(values, ddof=1)) if values.size >= 2 else None
 
 
 def summarise(metrics: Sequence[Metric], samples: Sequence[Sample], seed: int = 0) -> dict[str, dict]:

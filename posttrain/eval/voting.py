@@ -2,6 +2,7 @@
 
     posttrain eval MODEL --tasks arithmetic --samples 8 --temperature 0.8 [--k 1,2,4,8]
                    [--best-of math | --best-of reward_model --best-of-option path=RM_DIR]
+                   [--adaptive P: up to N samples, stopping by self-evaluation (eval/adaptive.py)]
 
 pass@k (Chen et al. 2021, "Evaluating Large Language Models Trained on Code", eq. 1): from n
 samples of which c are correct, the unbiased estimate of "at least one of k draws is correct" is
@@ -37,6 +38,7 @@ class VotingOptions:
     temperature: float | None = None  # default: the task's
     scorer: str | None = None  # a rewards registry name or module:function picking best-of-k
     scorer_options: dict[str, Any] = field(default_factory=dict)
+    adaptive: float | None = None  # a P(no better) threshold: adaptive sampling (eval/adaptive.py)
 
     def curve_ks(self) -> tuple[int, ...]:
         return self.ks or default_ks(self.samples)
@@ -53,6 +55,13 @@ def default_ks(n: int) -> tuple[int, ...]:
 def check_options(options: VotingOptions) -> None:
     if options.samples < 1:
         raise UserError(f"--samples must be >= 1, got {options.samples}")
+    if options.adaptive is not None:
+        from posttrain.eval.adaptive import check_threshold
+
+        check_threshold(options.adaptive)
+        if options.scorer or options.ks:
+            raise UserError(f"{'--best-of' if options.scorer else '--k'} does not apply with --adaptive "
+                            "(the model's own self-evaluation picks the answer and decides when to stop)")
     bad = [k for k in options.curve_ks() if k < 1 or k > options.samples]
     if bad:
         raise UserError(f"--k {bad[0]}: k must be between 1 and --samples {options.samples} "

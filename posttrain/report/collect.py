@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from posttrain.analysis.displacement import Displacement
+from posttrain.analysis.displacement import likelihood_displacement as displacement_in
 from posttrain.errors import UserError
 from posttrain.eval.compare import bootstrap_interval, compare_dirs
 from posttrain.eval.metrics import AGGREGATIONS, Metric
@@ -156,31 +158,10 @@ def read_rollouts(run_dir: Path, n_samples: int) -> list[dict[str, Any]]:
     return rows
 
 
-@dataclass
-class Displacement:
-    """Likelihood displacement (Razin et al., 2024, "Unintentional Unalignment"; Pal et al., 2024,
-    "Smaug"): DPO raises the margin while the chosen response's own log-probability falls."""
-    key: str
-    start: float
-    end: float
-
-
 def likelihood_displacement(run: Run) -> Displacement | None:
-    """The chosen log-prob's fall over the run, or None when it did not fall. The held-out log-prob
-    (the same pairs at every evaluation) is preferred; else the mean of the first and last quarter
-    of the training log-probs, which come from different batches and are noisy step to step."""
-    held_out = run.series.get("eval_logps_chosen")
-    if held_out and len(held_out.values) >= 2:
-        key, start, end = "eval_logps_chosen", held_out.values[0], held_out.values[-1]
-    else:
-        train = run.series.get("logps_chosen")
-        if not train or len(train.values) < 2:
-            return None
-        quarter = max(1, len(train.values) // 4)
-        key = "logps_chosen"
-        start = sum(train.values[:quarter]) / quarter
-        end = sum(train.values[-quarter:]) / quarter
-    return Displacement(key, start, end) if end < start else None
+    """The run's likelihood-displacement flag (analysis/displacement.py, shared with `posttrain
+    analyze displacement`), or None when the chosen log-prob did not fall."""
+    return displacement_in(run.series)
 
 
 @dataclass

@@ -155,10 +155,12 @@ def _displacement_html(run: Run) -> str:
     found = likelihood_displacement(run)
     if found is None:
         return "<p class='ok' data-flag='no-displacement'>The chosen log-probability did not fall.</p>"
-    return (f"<p class='flag' data-flag='likelihood-displacement'><b>Likelihood displacement:</b> "
-            f"the chosen responses' log-probability fell ({_e(found.key)} {found.start:.3f} → "
-            f"{found.end:.3f}) while the margin is optimised: probability mass went to responses "
-            f"outside the pairs (Razin et al., 2024).</p>")
+    rejected = (f"; {_e(found.rejected.key)} {found.rejected.start:.3f} → {found.rejected.end:.3f}"
+                if found.rejected else "")
+    return (f"<p class='flag' data-flag='likelihood-displacement'><b>Likelihood displacement "
+            f"({_e(found.kind)}):</b> the chosen responses' log-probability fell ({_e(found.key)} "
+            f"{found.start:.3f} → {found.end:.3f}{rejected}) while the margin is optimised: probability "
+            f"mass went to responses outside the pairs (Razin et al., 2024).</p>")
 
 
 def _evaluation_html(evaluation) -> str:

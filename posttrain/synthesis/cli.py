@@ -15,6 +15,8 @@ METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.teacher_distill",
     "posttrain.synthesis.weak_to_strong",
     "posttrain.synthesis.spar",
+    "posttrain.synthesis.llama_guard",
+    "posttrain.synthesis.self_eval",
 )
 
 

@@ -7,6 +7,7 @@ from posttrain.eval.tasks import (
     hpt,
     ifeval,
     judge_grade,
+    llama_guard,
     multiple_choice,
     pairwise,
     perplexity,
@@ -23,4 +24,5 @@ KIND_MODULES = {
     "hpt": hpt,
     "refusal": refusal,
     "judge_grade": judge_grade,
+    "llama_guard": llama_guard,
 }

@@ -146,15 +146,27 @@ class RefusalTask(TaskBase):
     max_new_tokens: int = 128
 
 
+class LlamaGuardTask(TaskBase):
+    """Llama Guard classification (tasks/llama_guard.py) of labelled prompts or responses."""
+
+    kind: Literal["llama_guard"]
+    format: str = "guard"
+    classify: Literal["prompt", "response"] = "prompt"  # the user's prompt, or the agent's response
+    taxonomy: str | None = None  # a YAML/JSON category file; default: Llama Guard 3's S1-S14
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # P(unsafe) above it: flagged unsafe
+    generate: bool = True  # also generate the verdict, to parse the violated categories
+    max_new_tokens: int = 16
+
+
 TaskConfig = Annotated[
     Union[MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask],
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask],
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
 KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
          (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask)}
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask)}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:

@@ -6,6 +6,7 @@ Document fields by task kind:
   classification: prompt, label
   perplexity: text;  ifeval: prompt, instruction_id_list, kwargs
   pairwise_judge: prompt, baseline (the reference model's answer);  refusal: prompt
+  llama_guard: prompt, response (or None), label ("safe"/"unsafe"), categories (violated codes)
   judge_grade: prompt (the first turn), turns (the user turns), category, references (per turn or None)
 Every other column of the row is kept, so a template may use it ({passage}, {subject}, ...).
 """
@@ -168,6 +169,29 @@ def harmful(row: Row) -> Row:
     return {**row, "prompt": _text(_first(row, names, "prompt"))}
 
 
+UNSAFE_LABELS = {"unsafe": True, "1": True, "true": True, "harmful": True,
+                 "safe": False, "0": False, "false": False, "unharmful": False}
+
+
+def guard(row: Row) -> Row:
+    """A labelled conversation for Llama Guard: `label` safe/unsafe (or 1/0, true/false,
+    harmful/unharmful), or BeaverTails' `is_safe`; `categories` a list or comma-separated codes."""
+    prompt = _text(_first(row, ("prompt", "question", "instruction", "user"), "prompt"))
+    if row.get("label") is None and isinstance(row.get("is_safe"), bool):
+        unsafe = not row["is_safe"]
+    else:
+        label = str(_first(row, ("label", "unsafe"), "label")).strip().lower()
+        if label not in UNSAFE_LABELS:
+            raise FormatError(f"label {label!r} is not one of safe, unsafe (or 0/1, true/false)")
+        unsafe = UNSAFE_LABELS[label]
+    categories = row.get("categories") or []
+    if isinstance(categories, str):
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
+    response = row.get("response")
+    return {**row, "prompt": prompt, "response": None if response is None else str(response),
+            "label": "unsafe" if unsafe else "safe", "categories": [str(c) for c in categories]}
+
+
 def summary(row: Row) -> Row:
     source = _first(row, ("article", "document", "dialogue", "text", "prompt"), "document")
     reference = _first(row, ("highlights", "summary", "reference", "target"), "summary")
@@ -197,7 +221,7 @@ FORMATS: dict[str, Callable[..., Row]] = {
     "prompt": prompt_reference, "gsm8k": gsm8k, "math": math_problem, "mmlu": mmlu, "arc": arc,
     "multiple_choice": multiple_choice, "boolq": boolq, "classification": classification, "text": text,
     "ifeval": ifeval, "alpaca_eval": alpaca_eval, "harmful": harmful, "summary": summary,
-    "translation": translation, "mt_bench": mt_bench,
+    "translation": translation, "mt_bench": mt_bench, "guard": guard,
 }
 
 
