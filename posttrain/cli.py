@@ -31,6 +31,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.analysis.cli",
     "posttrain.synthesis.cli",
     "posttrain.curation.cli",
+    "posttrain.pruning.cli",
 )
 
 
