@@ -100,8 +100,8 @@ def layer_variants(layer, config, act, choices: list[alt.Choice], recipe: PruneR
         branch = (alt.attention_branch(layer, config, option) if kind == "attention"
                   else alt.ffn_branch(layer, config, option, importance))
         before = branch_error(branch, act)
-        parent = option == (config.num_key_value_heads if kind == "attention" else config.intermediate_size)
-        if not parent:  # the parent's own sub-block already imitates itself exactly
+        is_parent = option == (config.num_key_value_heads if kind == "attention" else config.intermediate_size)
+        if not is_parent:  # the parent's own sub-block already imitates itself exactly
             local_distill(branch, act, recipe.bld_steps, recipe.bld_lr, recipe.seed)
         report[f"{kind}={option}"] = {"error_init": before, "error_bld": branch_error(branch, act)}
         branches[kind, option] = branch
@@ -115,11 +115,11 @@ def build_library(parent, choices, train, held, recipe: PruneRecipe):
     variants, scores, report = [], [], []
     for index in tqdm(range(len(acts)), desc="local distillation + scoring", unit="layer"):
         layer_report: dict = {}
-        layer_variants_ = layer_variants(parent.model.layers[index], parent.config, acts[index],
-                                         choices, recipe, layer_report)
-        scores.append(score_variants(parent, index, layer_variants_, held, parent_logps))
+        options = layer_variants(parent.model.layers[index], parent.config, acts[index], choices,
+                                 recipe, layer_report)
+        scores.append(score_variants(parent, index, options, held, parent_logps))
         layer_report["kl"] = dict(zip([c.name() for c in choices], scores[-1]))
-        variants.append(layer_variants_)
+        variants.append(options)
         report.append(layer_report)
         acts[index] = None  # free the layer's activations
     return variants, np.array(scores), report
@@ -135,9 +135,9 @@ def assemble(parent, config, picked: list[alt.Choice], variants, chosen: list[in
 
 
 def run_prune(recipe: PruneRecipe, out: str | None = None) -> Path:
-    out_dir = Path(out or recipe.output or "")
     if not (out or recipe.output):
         raise UserError("no output directory: set output: DIR in the recipe or pass --out DIR")
+    out_dir = Path(out or recipe.output)
     config = parent_config(recipe.model)
     choices = variant_choices(config, recipe.alternatives)
     torch.manual_seed(recipe.seed)

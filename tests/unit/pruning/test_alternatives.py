@@ -1,6 +1,8 @@
 """The replacement library (pruning/alternatives.py) and blockwise local distillation
 (pruning/local_distill.py) on the tiny test Llama (hidden 64, 4 heads of 16, 2 KV heads, FFN 128)."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -105,3 +107,30 @@ def test_local_distillation_lowers_the_imitation_error(parent, acts):
         local_distill(branch, acts[1], steps=60, lr=3e-3)
         after = branch_error(branch, acts[1])
         assert after < 0.7 * before, (type(branch).__name__, before, after)
+
+
+def test_kl_score_by_hand():
+    from types import SimpleNamespace
+
+    from posttrain.pruning.local_distill import kl_to_parent
+
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]))  # one row, two positions
+    model = lambda input_ids, use_cache: SimpleNamespace(logits=logits)  # noqa: E731
+    parent = [torch.log(torch.tensor([[[0.25, 0.75], [0.9, 0.1]]]))]
+    # KL(p || q) at position 0: 0.25 ln(0.5) + 0.75 ln(1.5); at position 1: 0; mean over 2 tokens
+    expected = (0.25 * math.log(0.5) + 0.75 * math.log(1.5)) / 2
+    assert kl_to_parent(model, [torch.zeros(1, 2, dtype=torch.long)], parent) == pytest.approx(expected)
+
+
+def test_scoring_restores_the_layer_and_the_parents_variant_scores_zero(parent):
+    from posttrain.pruning.local_distill import next_token_logprobs, score_variants
+
+    batches = [torch.randint(6, 600, (2, 16), generator=torch.Generator().manual_seed(1))]
+    layer, config = parent.model.layers[0], parent.config
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    own = (alt.attention_branch(layer, config, 2), alt.ffn_branch(layer, config, 128, torch.arange(128.0)))
+    cut = (alt.attention_branch(layer, config, 0), alt.ffn_branch(layer, config, 0, torch.arange(128.0)))
+    scores = score_variants(parent, 0, [own, cut], batches, next_token_logprobs(parent, batches))
+    assert scores[0] == pytest.approx(0.0, abs=1e-9) and scores[1] > 1e-4
+    after = parent.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
