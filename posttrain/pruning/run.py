@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -131,6 +132,9 @@ def assemble(parent, config, picked: list[alt.Choice], variants, chosen: list[in
         alt.install(layer, *options[i])
     model = PuzzleLlamaForCausalLM(puzzle_config(config, [c.block_config() for c in picked]))
     model.load_state_dict(parent.state_dict(), strict=True)
+    # The parent's stop tokens (e.g. Llama-3's <|eot_id|> beside <|end_of_text|>): a config
+    # derived from the model's config alone would stop only at eos_token_id.
+    model.generation_config = copy.deepcopy(parent.generation_config)
     return model.to(parent.dtype)
 
 

@@ -35,6 +35,8 @@ def test_prune_selects_within_the_budgets_and_uptrains(pruned):
     assert report["share"] <= 0.75 and report["params"] < report["parent_params"]
     assert sum(b["kv_heads"] for b in report["blocks"]) <= 0.75 * 2 * 2
     model = AutoModelForCausalLM.from_pretrained(pruned / "selected")
+    parent = AutoModelForCausalLM.from_pretrained(report["parent"])
+    assert model.generation_config.eos_token_id == parent.generation_config.eos_token_id  # its stop tokens
     assert isinstance(model, PuzzleLlamaForCausalLM)
     assert sum(p.numel() for p in model.parameters()) == report["params"]
     for layer in report["layers"]:  # the parent's own block scores 0 and every alternative trained
