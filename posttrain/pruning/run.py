@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,12 @@ def budgets(recipe: PruneRecipe, config, choices: list[alt.Choice], total_params
     layers = config.num_hidden_layers
     params = np.array([[alt.block_params(config, c) for c in choices]] * layers, dtype=float)
     outside_blocks = total_params - params[:, 0].sum()
+    smallest = outside_blocks + params.min(axis=1).sum()
+    if recipe.budget * total_params < smallest:
+        raise UserError(f"budget {recipe.budget} ({recipe.budget * total_params:.0f} of {total_params} "
+                        f"parameters) is below the smallest choice: {smallest:.0f} parameters (embeddings, "
+                        f"LM head and the cheapest variant of every block), a budget of at least "
+                        f"{math.ceil(1000 * smallest / total_params) / 1000}")
     costs, limits = [params], [recipe.budget * total_params - outside_blocks]
     names = [f"budget {recipe.budget} ({recipe.budget * total_params:.0f} of {total_params} parameters)"]
     if recipe.kv_budget is not None:
