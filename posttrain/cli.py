@@ -33,6 +33,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.curation.cli",
     "posttrain.retrieval.cli",
     "posttrain.inference.kv_eviction.cli",
+    "posttrain.pruning.cli",
 )
 
 

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from posttrain.config import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
+from posttrain.pruning import hetero_llama  # noqa: F401  registers model_type puzzle_llama with Auto*
 from posttrain.surgery import control_llm  # noqa: F401  registers model_type control_llama with Auto*
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,11 @@ def test_every_shipped_recipe_validates(path):
         from posttrain.generation.iterate import load_iterate_recipe
 
         load_iterate_recipe(str(path), [])
+    elif path.stem == "prune":  # `posttrain prune`'s own schema (pruning/recipe.py)
+        from posttrain.pruning.recipe import PruneRecipe
+        from posttrain.tool_recipe import load_tool_recipe
+
+        load_tool_recipe(PruneRecipe, str(path))
     else:
         load_recipe(path)
 
