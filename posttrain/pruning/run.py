@@ -26,7 +26,7 @@ from tqdm import tqdm
 from posttrain.checkpoint.io import save_model_dir, write_text_atomically
 from posttrain.config import ModelConfig
 from posttrain.data.chat import ensure_chat_template
-from posttrain.data.prepare import conversation_examples, load_sources
+from posttrain.data.prepare import check_sources, conversation_examples
 from posttrain.errors import UserError
 from posttrain.model.load import load_model, load_tokenizer, loading_errors, resolve_model_path
 from posttrain.pruning import alternatives as alt
@@ -79,9 +79,10 @@ def calibration_blocks(recipe: PruneRecipe, tokenizer) -> tuple[list[torch.Tenso
     """Calibration conversations, tokenised with the chat template, concatenated in a seeded order
     and cut into blocks of sequence_length; (training batches, held-out batches)."""
     ensure_chat_template(tokenizer)
-    loaded = load_sources(recipe.calibration, "conversation", "fail")
+    check_sources(recipe.calibration, "conversation")
     stream: list[int] = []
-    examples = [ex for part in loaded for ex in conversation_examples(tokenizer, part, 1 << 30, "fail")]
+    examples = [ex for source in recipe.calibration
+                for ex in conversation_examples(tokenizer, source, 1 << 30, "fail")]
     for i in torch.randperm(len(examples), generator=torch.Generator().manual_seed(recipe.seed)).tolist():
         stream += list(examples[i].input_ids)
         if len(stream) >= recipe.calibration_tokens:
