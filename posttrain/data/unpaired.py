@@ -115,11 +115,18 @@ def collate_unpaired(examples: list[UnpairedExample], pad_id: int,
     if pack_length is None:
         batch = collate_padded([e.matched for e in examples] + [e.mismatched for e in examples], pad_id)
     else:
-        batch = collate_shared([[e.matched] for e in examples], pad_id, pack_length)
-        kl = collate_shared([[e.mismatched] for e in examples], pad_id, pack_length)
+        batch = _packed([e.matched for e in examples], pad_id, pack_length)
+        kl = _packed([e.mismatched for e in examples], pad_id, pack_length)
         batch["num_tokens"] = batch["num_tokens"] + kl.pop("num_tokens")
         batch.update({KL_ + k: v for k, v in kl.items()})
     return _with_example_fields(batch, examples)
+
+
+def _packed(rows: list[Example], pad_id: int, pack_length: int) -> dict[str, torch.Tensor]:
+    """Whole examples packed (first fit) into rows no wider than the longest of them and pack_length:
+    fewer rows than one per example, never a wider one, so attention costs no more than padded rows."""
+    return collate_shared([[r] for r in rows], pad_id, min(pack_length, max(len(r) for r in rows)),
+                          first_fit=True)
 
 
 def collate_unpaired_reference(examples: list[UnpairedExample], pad_id: int,

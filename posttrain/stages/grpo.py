@@ -22,6 +22,8 @@ Where this departs from the papers, and why:
   process, its weights replaced by the policy's before every batch of rollouts.
 - grpo.no_eos_reward replaces the total reward of a completion that hit max_new_tokens without a
   stop token (Tulu 3's RLVR uses -10); unset, such a completion is scored like any other.
+- data.pack: true scores each group's completions in one row after their prompt (data/rollout_layout.py),
+  the same log-probs and values with the prompt computed once.
 - Exact resume: sampling is seeded from (seed, batch, rank) and the prompt order from (seed,
   epoch). A resume in the middle of a batch's mu updates regenerates that batch from the
   resumed weights (not the old policy's): save at multiples of mu for an exact continuation.
