@@ -52,18 +52,24 @@ def pair_layout(rows: list[Example]) -> tuple[Example, list[int], list[int]]:
     return Example(ids, labels), positions, segments
 
 
-def collate_shared(groups: list[list[Example]], pad_id: int,
-                   pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def collate_shared(groups: list[list[Example]], pad_id: int, pack_length: int | None = None,
+                   per_unit: int = SEGMENTS_PER_PAIR, first_fit: bool = False) -> dict[str, torch.Tensor]:
     """Right-padded rows of laid-out pairs: one pair per row, or (pack_length) as many whole pairs
     as fit in pack_length tokens, in order (a longer pair gets a row of its own). segment_ids
-    encode (pair, block) as SEGMENTS_PER_PAIR * pair + block, pair = the pair's index in `groups`."""
+    encode (pair, block) as per_unit * pair + block, pair = the pair's index in `groups`; a unit
+    of more responses than a pair (GRPO's group of G completions) needs per_unit > G. first_fit
+    puts each unit in the first row with room for it rather than only the last one."""
+    if max(len(g) for g in groups) >= per_unit:
+        raise ValueError(f"{max(len(g) for g in groups)} responses need per_unit > {per_unit}")
     laid = [pair_layout(rows) for rows in groups]
     packed: list[list[int]] = []  # indices of the pairs in each row
     used: list[int] = []  # tokens in each row
     for i, (row, _, _) in enumerate(laid):
-        if pack_length and packed and used[-1] + len(row) <= pack_length:
-            packed[-1].append(i)
-            used[-1] += len(row)
+        rows_open = range(len(packed)) if first_fit else range(len(packed))[-1:]
+        fits = [r for r in rows_open if pack_length and used[r] + len(row) <= pack_length]
+        if fits:
+            packed[fits[0]].append(i)
+            used[fits[0]] += len(row)
         else:
             packed.append([i])
             used.append(len(row))
@@ -78,7 +84,7 @@ def collate_shared(groups: list[list[Example]], pad_id: int,
             cols = slice(at, at + len(row))
             input_ids[r, cols], labels[r, cols] = torch.tensor(row.input_ids), torch.tensor(row.labels)
             position_ids[r, cols] = torch.tensor(positions)
-            segment_ids[r, cols] = torch.tensor(segments) + SEGMENTS_PER_PAIR * i
+            segment_ids[r, cols] = torch.tensor(segments) + per_unit * i
             at += len(row)
         position_ids[r, at:] = torch.arange(width - at)  # padding: a segment of its own
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,

@@ -1,7 +1,13 @@
 """KTO's unpaired examples: (prompt, completion, desirable?) rows in TRL's unpaired format
 {prompt, completion, label: bool}, or paired preference rows split into a desirable chosen and an
 undesirable rejected example. Each example also carries a fixed MISMATCHED completion (another
-example's) whose log-ratio estimates KTO's reference point z0."""
+example's) whose log-ratio estimates KTO's reference point z0.
+
+Packed (data.pack, collate_unpaired's pack_length): several examples per row, each a segment of
+its own (data/shared_prefix.py with one response per unit: no attention across examples, position
+ids restarting per example); the mismatched rows are packed the same way into their own rows
+(keys prefixed KL_), so the z0 pass still scores only them, without gradient. The reference pass
+lays out each example as prompt + completion + mismatched completion (the prompt once)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from posttrain.data.batching import Example, collate_padded
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.problems import RowProblems
 from posttrain.data.records import PreferenceRecord, RecordError, to_record
+from posttrain.data.shared_prefix import collate_shared
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
 
@@ -98,10 +105,41 @@ def tokenize_unpaired(tokenizer, examples: list[UnpairedExample], max_length: in
     return kept
 
 
-def collate_unpaired(examples: list[UnpairedExample], pad_id: int) -> dict[str, torch.Tensor]:
-    batch = collate_padded([e.matched for e in examples] + [e.mismatched for e in examples], pad_id)
+KL_ = "kl_"  # key prefix of the packed mismatched rows
+
+
+def collate_unpaired(examples: list[UnpairedExample], pad_id: int,
+                     pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Rows: the examples' completions, then their mismatched partners; or (pack_length) each side
+    packed into rows of at most pack_length tokens, the mismatched side under KL_ keys."""
+    if pack_length is None:
+        batch = collate_padded([e.matched for e in examples] + [e.mismatched for e in examples], pad_id)
+    else:
+        batch = _packed([e.matched for e in examples], pad_id, pack_length)
+        kl = _packed([e.mismatched for e in examples], pad_id, pack_length)
+        batch["num_tokens"] = batch["num_tokens"] + kl.pop("num_tokens")
+        batch.update({KL_ + k: v for k, v in kl.items()})
+    return _with_example_fields(batch, examples)
+
+
+def _packed(rows: list[Example], pad_id: int, pack_length: int) -> dict[str, torch.Tensor]:
+    """Whole examples packed (first fit) into rows no wider than the longest of them and pack_length:
+    fewer rows than one per example, never a wider one, so attention costs no more than padded rows."""
+    return collate_shared([[r] for r in rows], pad_id, min(pack_length, max(len(r) for r in rows)),
+                          first_fit=True)
+
+
+def collate_unpaired_reference(examples: list[UnpairedExample], pad_id: int,
+                               pack_length: int | None = None) -> dict[str, torch.Tensor]:
+    """The reference pass's layout with packing: prompt + completion + mismatched completion in one
+    row (blocks 1 and 2 of data/shared_prefix.py), whole examples packed up to pack_length."""
+    batch = collate_shared([[e.matched, e.mismatched] for e in examples], pad_id, pack_length)
+    return _with_example_fields(batch, examples)
+
+
+def _with_example_fields(batch: dict[str, torch.Tensor], examples: list[UnpairedExample]) -> dict[str, torch.Tensor]:
     batch["desirable"] = torch.tensor([e.desirable for e in examples])
     for key in examples[0].ref_logps:
         batch[f"ref_{key}"] = torch.tensor([e.ref_logps[key] for e in examples], dtype=torch.float32)
-    batch["num_examples"] = torch.tensor(len(examples))
+    batch["num_examples"] = batch["num_pairs"] = torch.tensor(len(examples))
     return batch

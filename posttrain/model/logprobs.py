@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
+from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
 from posttrain.model.router_loss import RouterAux, router_aux_for
 from posttrain.model.segment_mask import attention_backend, segment_attention_mask
@@ -44,21 +45,23 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
                    position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None,
                    chunk_size: int = 256, summed: bool = False,
-                   segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+                   segment_ids: torch.Tensor | None = None,
+                   per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
     lets the head compute its gradient in the forward pass (model/fused_head.py). segment_ids
-    (the shared-prefix layout, data/shared_prefix.py) replace attention_mask by their 4D mask."""
+    (the shared-prefix layout, data/shared_prefix.py, per_unit segments a unit) replace
+    attention_mask by their 4D mask."""
     return logprobs_and_router_aux(model, input_ids, labels, position_ids, attention_mask,
-                                   chunk_size, summed, segment_ids=segment_ids)[0]
+                                   chunk_size, summed, segment_ids=segment_ids, per_unit=per_unit)[0]
 
 
 def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=None, attention_mask=None,
                             chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None,
-                            segment_ids: torch.Tensor | None = None):
+                            segment_ids: torch.Tensor | None = None, per_unit: int = SEGMENTS_PER_PAIR):
     """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
     if segment_ids is not None:
-        attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype)
+        attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype, per_unit)
     hidden, targets, keep, aux = _decode(model, input_ids, labels, position_ids, attention_mask, router)
     return _logprobs_at(model, hidden, targets, keep, chunk_size, summed), aux
 
@@ -122,12 +125,12 @@ class TokenLogprobs(nn.Module):
         self._aux_losses: dict[str, list[torch.Tensor]] = {}
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
-                summed: bool = False, segment_ids=None) -> torch.Tensor:
+                summed: bool = False, segment_ids=None, per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
         # Auxiliary losses are kept only for forwards that train (not reference or eval passes).
         training = torch.is_grad_enabled()
         logps, router_loss = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
                                                      attention_mask, self.chunk_size, summed,
-                                                     self.router if training else None, segment_ids)
+                                                     self.router if training else None, segment_ids, per_unit)
         model_losses = getattr(self.model, "auxiliary_losses", None)  # e.g. Control LLM's divergence
         found = model_losses() if callable(model_losses) else {}
         if router_loss is not None:

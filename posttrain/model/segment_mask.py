@@ -40,13 +40,24 @@ def use_shared_prefix(model, wanted: bool) -> bool:
     return wanted
 
 
-def segment_attention_mask(segment_ids: torch.Tensor, backend: str, dtype: torch.dtype) -> torch.Tensor:
-    """[B, 1, T, T] mask from [B, T] segment ids: causal, same pair, and prefix-or-same-segment
-    (padding, -1, is a segment of its own)."""
+def use_segment_packing(model, wanted: bool, stage: str) -> bool:
+    """data.pack for a stage that packs by segment mask (KTO, GRPO/PPO scoring) where the attention
+    backend can take the mask, else (said once in the log) one row per example."""
+    if wanted and not supports_segment_mask(model):
+        logger.warning("data.pack: attention backend '%s' cannot take the segment mask; %s scores one "
+                       "example per row (sdpa or eager pack)", attention_backend(model), stage)
+        return False
+    return bool(wanted)
+
+
+def segment_attention_mask(segment_ids: torch.Tensor, backend: str, dtype: torch.dtype,
+                           per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
+    """[B, 1, T, T] mask from [B, T] segment ids (per_unit * unit + block, as collated): causal,
+    same unit, and prefix-or-same-segment (padding, -1, is a segment of its own)."""
     t = segment_ids.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=segment_ids.device).tril()
     query, key = segment_ids[:, :, None], segment_ids[:, None, :]
-    pair_prefix = torch.div(query, SEGMENTS_PER_PAIR, rounding_mode="floor") * SEGMENTS_PER_PAIR
+    pair_prefix = torch.div(query, per_unit, rounding_mode="floor") * per_unit
     allowed = (causal & ((key == query) | ((key == pair_prefix) & (query >= 0))))[:, None]
     if backend == "sdpa":
         return allowed

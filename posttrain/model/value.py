@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from posttrain.config import ModelConfig
+from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
 from posttrain.model.logprobs import logprobs_from_hidden, token_logprobs
 from posttrain.model.reward_model import load_reward_model
+from posttrain.model.segment_mask import attention_backend, segment_attention_mask, supports_segment_mask
 
 
 def state_values(per_position: torch.Tensor) -> torch.Tensor:
@@ -42,8 +44,12 @@ class ValueModel(nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.classifier.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
+        mask = None if segment_ids is None else segment_attention_mask(
+            segment_ids, attention_backend(self.classifier), self.classifier.dtype, per_unit)
+        hidden = self.classifier.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                                            use_cache=False).last_hidden_state
         return self.classifier.score(hidden).squeeze(-1)
 
 
@@ -60,13 +66,25 @@ class ActorCritic(nn.Module):
         self.critic, self.value_head = critic, value_head
         self._no_split_modules = getattr(model, "_no_split_modules", None)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None,
+                per_unit: int = SEGMENTS_PER_PAIR) -> tuple[torch.Tensor, torch.Tensor]:
+        """segment_ids: the shared-prefix layout (data/rollout_layout.py), for the policy and the critic."""
         if self.value_head is not None:
-            hidden = self.model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
+            mask = None if segment_ids is None else segment_attention_mask(
+                segment_ids, attention_backend(self.model), self.model.dtype, per_unit)
+            hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                                              use_cache=False).last_hidden_state
             logps = logprobs_from_hidden(self.model, hidden, labels, self.chunk_size)
             return logps, state_values(self.value_head(hidden).squeeze(-1))
-        logps = token_logprobs(self.model, input_ids, labels, chunk_size=self.chunk_size)
-        return logps, state_values(self.critic(input_ids))
+        logps = token_logprobs(self.model, input_ids, labels, position_ids, chunk_size=self.chunk_size,
+                               segment_ids=segment_ids, per_unit=per_unit)
+        return logps, state_values(self.critic(input_ids, position_ids, segment_ids, per_unit))
+
+    def can_share_prompts(self) -> bool:
+        """Whether the policy and the critic both take the shared-prefix mask."""
+        return supports_segment_mask(self.model) and (self.critic is None or
+                                                      supports_segment_mask(self.critic.classifier))
 
 
 def check_same_tokenizer(policy_tokenizer, critic_path: str) -> None:

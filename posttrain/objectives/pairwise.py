@@ -10,6 +10,7 @@ import torch
 
 from posttrain.config import PreferenceSection
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
+from posttrain.data.unpaired import KL_
 from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,
                                             kto_reference_point, summed_statistics)
 from posttrain.objectives.registry import LossSpec
@@ -74,9 +75,23 @@ class PairwiseObjective:
         return out.losses.sum(), summed_statistics(out)
 
 
+def example_logps(policy, mb: dict[str, torch.Tensor], mismatched: bool, device=None) -> torch.Tensor:
+    """KTO's summed completion log-prob per example, of its own completion or of its mismatched
+    partner, from either layout of data/unpaired.collate_unpaired: the row blocks [completions |
+    partners], or each side packed with one segment per example (the partners under KL_ keys)."""
+    n = int(mb["num_examples"])
+    if "segment_ids" not in mb:
+        rows = slice(n, None) if mismatched else slice(None, n)
+        ids, labels = (mb[k][rows].to(device) for k in ("input_ids", "labels"))
+        return sequence_logps(policy(ids, labels), labels)[0]
+    prefix = KL_ if mismatched else ""
+    side = {k: mb[prefix + k].to(device) for k in ("input_ids", "labels", "position_ids", "segment_ids")}
+    return block_logps(policy, {**side, "num_pairs": mb["num_examples"]})[0]
+
+
 class UnpairedObjective:
-    """KTO for the loop. A micro-batch's rows are its examples' own completions, then their
-    mismatched partners (another example's completion, fixed at tokenisation). z0 is estimated
+    """KTO for the loop. A micro-batch holds its examples' own completions and their mismatched
+    partners (another example's completion, fixed at tokenisation), as rows or packed. z0 is estimated
     once per optimizer step, before its backward passes: the mean log-ratio of the mismatched rows
     of ALL the step's micro-batches on all processes, without gradient (TRL's whole-batch estimate,
     detached and averaged across processes), so it does not depend on how the step is split into
@@ -96,9 +111,7 @@ class UnpairedObjective:
         sums = torch.zeros(2, device=device)
         for mb in micro_batches:
             n = int(mb["num_examples"])
-            ids, labels = mb["input_ids"][n:].to(device), mb["labels"][n:].to(device)
-            logps, _ = sequence_logps(policy(ids, labels), labels)
-            log_ratios = logps - mb["ref_mismatched"].to(device)
+            log_ratios = example_logps(policy, mb, mismatched=True, device=device) - mb["ref_mismatched"].to(device)
             sums += torch.stack([log_ratios.sum(), torch.tensor(float(n), device=device)])
         sums = accelerator.reduce(sums, "sum")
         self.z0 = kto_reference_point(sums[0], sums[1])
@@ -106,10 +119,7 @@ class UnpairedObjective:
     def loss(self, policy, mb: dict[str, torch.Tensor]):
         if self.z0 is None:
             raise RuntimeError("UnpairedObjective.prepare_step must run before loss (it estimates z0)")
-        n = int(mb["num_examples"])
-        ids, labels = mb["input_ids"][:n], mb["labels"][:n]
-        logps, _ = sequence_logps(policy(ids, labels), labels)
-        batch = UnpairedLogps(policy_logps=logps, ref_logps=mb["ref_matched"],
+        batch = UnpairedLogps(policy_logps=example_logps(policy, mb, mismatched=False), ref_logps=mb["ref_matched"],
                               desirable=mb["desirable"], kl_reference_point=self.z0)
         out = kto(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)

@@ -39,6 +39,7 @@ from typing import Literal
 
 import torch
 
+from posttrain.data.rollout_layout import rollout_forward
 from posttrain.errors import UserError
 
 AdvantageKind = Literal["group_std", "none", "rloo"]
@@ -169,7 +170,7 @@ class PolicyGradientObjective:
 
     def loss(self, policy, mb: dict[str, torch.Tensor]):
         mask = mb["labels"] != self.ignore_index
-        logps = policy(mb["input_ids"], mb["labels"])
+        logps = rollout_forward(policy, mb)  # one row per completion, or their shared-prefix layout
         old = mb["old_logps"] if "old_logps" in mb else logps.detach()
         loss, stats = policy_gradient_loss(
             logps, old, mb["advantages"], mask, eps_low=self.eps_low, eps_high=self.eps_high,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from posttrain.data.rollout_layout import rollout_forward
 from posttrain.objectives.policy_gradient import (Aggregation, KlKind, aggregate, clipped_surrogate, kl_estimate,
                                                   per_unit_sum, unit_count)
 
@@ -99,7 +100,7 @@ class PPOObjective:
 
     def loss(self, policy, mb: dict[str, torch.Tensor]):
         mask = (mb["labels"] != self.ignore_index).to(torch.float32)
-        logps, values = policy(mb["input_ids"], mb["labels"])
+        logps, values = rollout_forward(policy, mb)  # one row per completion, or the shared-prefix layout
         policy_loss, clipped = clipped_surrogate(logps, mb["old_logps"], mb["token_advantages"],
                                                  self.eps_low, self.eps_high)
         value_loss = clipped_value_loss(values, mb["old_values"], mb["returns"], self.value_clip)

@@ -22,6 +22,8 @@ Where this departs from the papers, and why:
   process, its weights replaced by the policy's before every batch of rollouts.
 - grpo.no_eos_reward replaces the total reward of a completion that hit max_new_tokens without a
   stop token (Tulu 3's RLVR uses -10); unset, such a completion is scored like any other.
+- data.pack: true scores each group's completions in one row after their prompt (data/rollout_layout.py),
+  the same log-probs and values with the prompt computed once.
 - Exact resume: sampling is seeded from (seed, batch, rank) and the prompt order from (seed,
   epoch). A resume in the middle of a batch's mu updates regenerates that batch from the
   resumed weights (not the old policy's): save at multiples of mu for an exact continuation.
@@ -44,6 +46,7 @@ from posttrain.data.batching import IGNORE
 from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
 from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.problems import RowProblems
+from posttrain.data.rollout_layout import group_layout, rollout_forward
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest, HFBackend
@@ -51,6 +54,7 @@ from posttrain.model.adapters import adapter_base, is_adapter_dir
 from posttrain.model.generate import padding_id, stop_token_ids
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
+from posttrain.model.segment_mask import use_segment_packing
 from posttrain.objectives.policy_gradient import PolicyGradientObjective, group_advantages
 from posttrain.rewards import RewardSet, build_reward_set
 from posttrain.train import loop
@@ -154,6 +158,8 @@ class RolloutPlan:
         eos_ids = stop_token_ids(ctx.model, ctx.tokenizer)
         self.turn_end = turn_end_id(ctx.tokenizer, eos_ids)
         self.pad_id = padding_id(ctx.tokenizer, eos_ids)
+        # data.pack: a group's completions scored as one row, the prompt once (data/rollout_layout.py)
+        self.share_prompts = use_segment_packing(ctx.model, ctx.recipe.data.pack, "grpo")
 
     def steps(self, start: int = 0):
         mu, cached = self.cfg.updates_per_batch, (None, None)
@@ -200,7 +206,9 @@ class RolloutPlan:
             self._write_samples(batch, samples, texts, totals)
         size = self.ctx.recipe.train.micro_batch_size
         cut = {k: v.split(size) for k, v in [("advantages", advantages), *stats.items()]}
-        return [self._micro_batch(rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()})
+        group_of = [j // group for j in range(len(rows))]
+        return [self._micro_batch(rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()},
+                                  group_of[i * size : (i + 1) * size])
                 for i in range(len(cut["advantages"]))]
 
     def _sample(self, batch: int, prompts: list[list[int]]) -> list[list[int]]:
@@ -218,9 +226,10 @@ class RolloutPlan:
         stats["stat/response_length"] = torch.tensor(lengths, dtype=torch.float32)
         return stats
 
-    def _micro_batch(self, rows, per_row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _micro_batch(self, rows, per_row: dict[str, torch.Tensor], group_of: list[int]) -> dict[str, torch.Tensor]:
         """Right-padded ids, labels on the completion (+ its stop token), the rows' advantages and
-        statistics, and the old-policy / reference log-probs when the recipe needs them."""
+        statistics, the shared-prefix layout of its groups (data.pack), and the old-policy /
+        reference log-probs when the recipe needs them."""
         width = max(len(p) + len(c) for p, c in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -229,24 +238,26 @@ class RolloutPlan:
             labels[i, len(prompt) : len(prompt) + len(completion)] = torch.tensor(completion)
         mb = {"input_ids": input_ids, "labels": labels, **per_row,
               "num_tokens": torch.tensor([len(p) + len(c) for p, c in rows])}
+        if self.share_prompts:
+            mb.update(group_layout(rows, group_of, self.pad_id))
         if self.cfg.updates_per_batch > 1:
-            mb["old_logps"] = self._logps(self.ctx.model, input_ids, labels)
+            mb["old_logps"] = self._logps(self.ctx.model, mb)
         if self.cfg.kl_coef > 0:
-            mb["ref_logps"] = self._reference_logps(input_ids, labels)
+            mb["ref_logps"] = self._reference_logps(mb)
         return mb
 
     @torch.no_grad()
-    def _logps(self, model, input_ids, labels) -> torch.Tensor:
+    def _logps(self, model, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         device = next(model.parameters()).device
         chunk = self.ctx.recipe.train.logprob_chunk_size
-        return token_logprobs(model, input_ids.to(device), labels.to(device), chunk_size=chunk).cpu()
+        return rollout_forward(functools.partial(token_logprobs, model, chunk_size=chunk), mb, device).cpu()
 
-    def _reference_logps(self, input_ids, labels) -> torch.Tensor:
+    def _reference_logps(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.reference is not None:
-            return self._logps(self.reference, input_ids, labels)
+            return self._logps(self.reference, mb)
         disable = getattr(self.ctx.model, "disable_adapter", None)
         with disable() if disable else nullcontext():
-            return self._logps(self.ctx.model, input_ids, labels)
+            return self._logps(self.ctx.model, mb)
 
     def _write_samples(self, batch: int, samples, texts, totals) -> None:
         with (self.ctx.out_dir / "samples.jsonl").open("a") as f:

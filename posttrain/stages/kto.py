@@ -4,7 +4,8 @@
 
 Data: TRL's unpaired rows {prompt, completion, label} or paired rows (chosen counts as desirable,
 rejected as undesirable). Reference log-probs of each completion and of its fixed mismatched
-partner (for the z0 estimate) are computed once before training and cached.
+partner (for the z0 estimate) are computed once before training and cached. data.pack puts several
+examples in one row with no attention across them (data/unpaired.py), the same training run.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from posttrain.data import pointless
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import max_length_for, split_holdout
-from posttrain.data.unpaired import collate_unpaired, read_unpaired, tokenize_unpaired
+from posttrain.data.unpaired import (collate_unpaired, collate_unpaired_reference, read_unpaired,
+                                     tokenize_unpaired)
 from posttrain.errors import UserError
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs
+from posttrain.model.segment_mask import use_segment_packing
 from posttrain.objectives.pairwise import UnpairedObjective, preference_config
 from posttrain.train import loop
 from posttrain.train.reference import attach_reference_logps
@@ -42,8 +45,12 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         train, held = split_holdout(train, data.eval_fraction, ctx.recipe.seed)
     train, held = (tokenize_unpaired(tok, part, max_len, ctx.recipe.seed, data.on_error) if part else []
                    for part in (train, held))
-    collate = functools.partial(collate_unpaired, pad_id=tok.pad_token_id)
-    attach_reference_logps(ctx, train + held, collate, ("matched", "mismatched"), ("matched", "mismatched"))
+    pack_length = max_len if use_segment_packing(ctx.model, data.pack, "kto") else None
+    collate = functools.partial(collate_unpaired, pad_id=tok.pad_token_id, pack_length=pack_length)
+    reference_collate = functools.partial(collate_unpaired_reference, pad_id=tok.pad_token_id,
+                                          pack_length=2 * max_len) if pack_length else collate
+    attach_reference_logps(ctx, train + held, reference_collate, ("matched", "mismatched"),
+                           ("matched", "mismatched"))
     lengths = [len(ex) for ex in train] if data.group_by_length else None
     plan = EpochPlan(train, collate, ctx.layout, ctx.recipe.seed, ctx.recipe.train.max_steps,
                      ctx.recipe.train.epochs, lengths)

@@ -23,13 +23,18 @@ Where this departs from Tulu 3 / open-instruct, and why:
 
 from __future__ import annotations
 
+import logging
 
 import torch
 
 from posttrain.checkpoint.io import load_auxiliary_state
 from posttrain.data.batching import IGNORE
+from posttrain.data.rollout_layout import rollout_forward
 from posttrain.model.value import ActorCritic, build_actor_critic, load_value_state
 from posttrain.objectives.ppo import PPOObjective, gae, kl_penalised_rewards, whiten
+
+
+logger = logging.getLogger(__name__)
 
 
 def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
@@ -38,6 +43,10 @@ def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
     actor_critic = build_actor_critic(ctx.model, ctx.tokenizer, ctx.recipe.model, critic=cfg.critic,
                                       critic_model=cfg.critic_model, seed=ctx.recipe.seed,
                                       chunk_size=ctx.recipe.train.logprob_chunk_size)
+    if rollouts.share_prompts and not actor_critic.can_share_prompts():
+        logger.warning("data.pack: the critic's attention backend cannot take the shared-prefix mask; "
+                       "scoring one completion per row")
+        rollouts.share_prompts = False
     if ctx.resume_from is not None:
         load_value_state(actor_critic, load_auxiliary_state(ctx.resume_from), str(ctx.resume_from))
     eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
@@ -76,7 +85,7 @@ class PPOPlan:
             for mb in micro_batches:
                 mb = {k: v for k, v in mb.items() if k != "advantages"}
                 mask = mb["labels"] != IGNORE
-                logps, values = (x.cpu() for x in model(mb["input_ids"].to(device), mb["labels"].to(device)))
+                logps, values = (x.cpu() for x in rollout_forward(model, mb, device))
                 old = mb.get("old_logps", logps)  # the rollout plan's, when mu > 1: the same weights
                 ref = mb.pop("ref_logps", None) if cfg.kl_in_reward else mb.get("ref_logps")
                 rewards = kl_penalised_rewards(mb["stat/reward"], old, ref if cfg.kl_in_reward else None,

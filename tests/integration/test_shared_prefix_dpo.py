@@ -61,3 +61,12 @@ def test_reward_model_run_logs_the_same_metrics_separate_and_shared(tmp_path, ti
     data = write_jsonl(tmp_path / "pairs.jsonl", _pairs())
     separate = _run(tmp_path, tiny_dir, data, False, stage="reward")
     _assert_same_runs(separate, _run(tmp_path, tiny_dir, data, True, stage="reward"))
+
+
+def test_kto_run_logs_the_same_metrics_unpacked_and_packed(tmp_path, tiny_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    data = write_jsonl(tmp_path / "pairs.jsonl", _pairs())  # each pair: a desirable and an undesirable example
+    rows = _run(tmp_path, tiny_dir, data, True, stage="kto")
+    _assert_same_runs(rows, _run(tmp_path, tiny_dir, data, True, pack=True, stage="kto"))
+    assert not any("cannot take the segment mask" in r.getMessage() for r in caplog.records)
