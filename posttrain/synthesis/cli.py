@@ -11,6 +11,9 @@ from posttrain.tool_recipe import add_recipe_tool
 
 METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",
+    "posttrain.synthesis.magpie",
+    "posttrain.synthesis.non_instructional",
+    "posttrain.synthesis.fusechat",
 )
 
 
