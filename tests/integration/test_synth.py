@@ -181,6 +181,7 @@ def test_fusechat_two_tiny_models_then_score_per_source(tiny_dir, tmp_path):
 def test_bad_input_is_one_line(tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "x"}])
     (tmp_path / "empty.txt").write_text("")
+    wrong = write_jsonl(tmp_path / "wrong.jsonl", [{"text": "no prompt here"}])
     cases = [
         (["synth", "magpie", "--out", "o.jsonl"], "synth magpie: source: no model given"),
         (["synth", "magpie", "--out", "o.jsonl", "--set", "source.model=m", "--set", "source.backend=openai"],
@@ -194,6 +195,11 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["synth", "fusechat", "--out", "o.jsonl", "--set", "prompts=nope.jsonl",
           "--set", "sources=[{name: a, model: x}, {name: b, model: y}]"], "nope.jsonl: prompt file not found"),
         (["synth", "magpie", "--set", "turns=0"], "turns"),
+        (["synth", "magpie", "--out", "o.jsonl", "--set", f"source.model={tmp_path / 'no-model'}"], "no-model"),
+        (["synth", "fusechat", "--out", "o.jsonl", "--set", f"prompts={wrong}",
+          "--set", "sources=[{name: a, model: x}, {name: b, model: y}]"], "wrong.jsonl: row 1"),
+        (["synth", "non-instructional", "--out", "o.jsonl", "--set", f"input={wrong}", "--set", "text_field=body"],
+         "wrong.jsonl: row 1: field 'body'"),
     ]
     for args, message in cases:
         assert main(args) == 2, args
