@@ -12,25 +12,20 @@ made; an hf/vllm model is loaded on first use, so a finished job that is rerun l
 
 from __future__ import annotations
 
-import argparse
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from posttrain.config_base import NonNegative, NonNegFloat, Positive, PositiveFloat, Section
+from posttrain.config_base import NonNegFloat, Positive
 from posttrain.errors import UserError
+from posttrain.synthesis.backends import ModelSource, open_backend
 
 
-class ModelSpec(Section):
+class ModelSpec(ModelSource):
+    """A role's model (backends.ModelSource: where it runs) with how that role samples."""
+
     model: str | None = None  # model dir or hub id (hf, vllm); the served model's name (openai)
     backend: Literal["hf", "vllm", "openai"] = "openai"
-    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
-    endpoint: Literal["chat", "completions"] = "chat"
-    api_key_env: str | None = None  # openai: the environment variable holding the key
-    concurrency: Positive = 8
-    timeout: PositiveFloat = 60.0
-    max_retries: NonNegative = 4
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_size: Positive = 16  # hf/vllm generation batch
     temperature: NonNegFloat = 0.7
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
@@ -64,14 +59,7 @@ class ChatModel:
 
     def backend(self):
         if self._backend is None:
-            from posttrain.generation.sample import make_generation_backend
-
-            s = self.spec
-            args = argparse.Namespace(model=s.model, backend=s.backend, batch_size=s.batch_size, seed=0,
-                                      dtype=s.dtype, base_url=s.base_url, endpoint=s.endpoint,
-                                      api_key_env=s.api_key_env, concurrency=s.concurrency,
-                                      timeout=s.timeout, max_retries=s.max_retries)
-            self._backend = make_generation_backend(args)
+            self._backend = open_backend(self.spec, self.spec.batch_size, 0, self.role)
         return self._backend
 
     def ask(self, chats: list[list[dict] | str], n: int = 1, seed: int = 0,

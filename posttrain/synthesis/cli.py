@@ -17,6 +17,9 @@ METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.spar",
     "posttrain.synthesis.llama_guard",
     "posttrain.synthesis.self_eval",
+    "posttrain.synthesis.magpie",
+    "posttrain.synthesis.non_instructional",
+    "posttrain.synthesis.fusechat",
 )
 
 
