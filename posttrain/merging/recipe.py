@@ -16,11 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from posttrain.config import Section, apply_override, describe_validation_error
-from posttrain.errors import UserError
+from posttrain.config import Section
+from posttrain.tool_recipe import load_tool_recipe
 
 NEEDS_BASE = ("task_arithmetic", "ties", "dare", "instruction_residual")
 
@@ -126,19 +125,6 @@ class CycleQDRecipe(Section):
 
 
 def load_yaml_recipe(path: str | Path, schema: type[Section], overrides: list[str] = ()) -> Section:
-    """Read, override (`--set key=value`) and validate a tool recipe; one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
-    for item in overrides:
-        apply_override(raw, item)
-    try:
-        return schema.model_validate(raw)
-    except ValidationError as err:
-        raise UserError(describe_validation_error(err.errors()[0], str(path), root=schema)) from None
+    """Read, override (`--set key=value`) and validate a tool recipe (tool_recipe.load_tool_recipe:
+    strict YAML, so duplicate keys and tags are one-line errors too)."""
+    return load_tool_recipe(schema, str(path), overrides)
