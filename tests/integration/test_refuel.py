@@ -1,27 +1,18 @@
 """REFUEL: multi-turn rollouts against a scripted user, REBEL's regression on the turn-h pair.
-The tasks need a later user turn: the number to judge, or the colour to name, comes in the second
-turn. The learning test starts from a tiny model SFT'd on the colour task's format (its greedy
-answers name the right colour for about half of the held-out dialogues) and shows REFUEL raising
-the success rate."""
+The task needs a later user turn: the number to judge comes in the second turn. (No learning test:
+on two-turn tasks SFT'd tiny models' greedy success did not rise within the budgets that fitted,
+see the README.)"""
 
 import json
-import random
 
 import pytest
-from transformers import AutoModelForCausalLM
 
 from posttrain.config import load_recipe
 from posttrain.errors import UserError
-from posttrain.model.load import load_tokenizer
-from posttrain.rewards import build_reward_set
-from posttrain.stages import refuel, sft
+from posttrain.stages import refuel
 from tests.integration.conftest import write_jsonl
 
 OPENER = "I will give you a number in my next message. Say ready."
-COLOURS = ["red", "blue", "green", "yellow"]
-COLOUR_OPENERS = ["I will name a colour in my next message. Say ready.", "Next I tell you a colour. Say ready.",
-                  "Get ready for a colour. Say ready.", "A colour comes in my next message. Say ready.",
-                  "Listen for the colour I name next. Say ready.", "I am thinking of a colour. Say ready."]
 
 
 def _dialogue(n):
@@ -60,23 +51,3 @@ def test_refuel_runs_on_pairs_of_turn_h_responses(tmp_path, tiny_dir):
     sample = json.loads((tmp_path / "run" / "samples.jsonl").read_text().splitlines()[0])
     assert [m["role"] for m in sample["dialogue"]] == ["user", "assistant", "user", "assistant"]
 
-
-def _colour_dialogues(pairs):
-    return [{"turns": [opener, f"The colour is {colour}. Which colour did I say?"], "reference": colour}
-            for opener, colour in pairs]
-
-
-@pytest.fixture(scope="module")
-def colour_task(tmp_path_factory, tiny_default_dir):
-    """24 (opener, colour) dialogues, 8 held out; the tiny model SFT'd for 40 steps on the other 16."""
-    root = tmp_path_factory.mktemp("refuel-colour")
-    pairs = [(opener, colour) for colour in COLOURS for opener in COLOUR_OPENERS]
-    random.Random(0).shuffle(pairs)
-    held_out, train = _colour_dialogues(pairs[:8]), _colour_dialogues(pairs[8:])
-    write_jsonl(root / "sft.jsonl", [{"messages": [
-        {"role": "user", "content": d["turns"][0]}, {"role": "assistant", "content": "ready"},
-        {"role": "user", "content": d["turns"][1]}, {"role": "assistant", "content": d["reference"]}]} for d in train])
-    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{root / 'sft.jsonl'}]", "train.micro_batch_size=16",
-                               "train.max_steps=40", "train.lr=1e-3", "train.warmup_steps=5"]),
-            output_dir=str(root / "sft"))
-    return root, write_jsonl(root / "train.jsonl", train), write_jsonl(root / "held_out.jsonl", held_out), held_out
