@@ -1,8 +1,10 @@
 """PPO (grpo.algorithm: ppo): a killed run resumes exactly, critic weights and optimizer state
 included; a critic with another tokenizer is a one-line error; PPO from a partly trained model
-raises held-out accuracy on the parity task (slow); 2 processes log 1 process's losses."""
+raises held-out accuracy on the parity task (slow); 2 processes (DDP or FSDP2) log 1
+process's losses and save its weights."""
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from posttrain.config import load_recipe
@@ -95,26 +97,40 @@ def test_ppo_raises_held_out_accuracy(parity):  # noqa: F811
     assert (root / "ppo" / "final" / "auxiliary.safetensors").is_file()  # the value head
 
 
-def test_two_processes_match_one(tmp_path, tiny_dir):
-    """2 processes (DDP, gloo) x micro-batch 4 log 1 process x 8's losses over 2 PPO steps:
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_dir):
+    """The 1-process reference run of the 2-process comparisons (greedy, 2 PPO steps)."""
+    root = tmp_path_factory.mktemp("ppo-dist")
+    recipe = root / "ppo.yaml"
+    recipe.write_text(
+        f"model: {tiny_dir}\ndata: [{_prompts(root)}]\n"
+        "train: {micro_batch_size: 8, max_steps: 2, lr: 1.0e-3, warmup_steps: 0}\n"
+        "grpo: {algorithm: ppo, critic: head, rewards: [{name: 'tests.integration.test_grpo:short_answer'}],"
+        " group_size: 2, prompts_per_step: 4, updates_per_batch: 2, max_new_tokens: 4, kl_coef: 0.1,"
+        " temperature: 0.0, vf_coef: 0.5}\n")
+    run_cli("grpo", recipe, "--output-dir", root / "one")
+    return recipe, root / "one"
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one(one_process, strategy, tmp_path):
+    """2 processes (DDP or FSDP2, gloo) x micro-batch 4 log 1 process x 8's losses over 2 PPO steps:
     advantages are whitened with the mean and variance of the whole step's response tokens, summed
     over both processes. Sampling is greedy (temperature 0) because each rank samples its half of
     the prompts with its own seed; sampled completions would differ between 1 and 2 processes for a
     reason other than whitening. (Each process whitening its own half, tried by hand, changes step
     1's gradient norm from 3.984 to 3.925.)"""
-    recipe = tmp_path / "ppo.yaml"
-    recipe.write_text(
-        f"model: {tiny_dir}\ndata: [{_prompts(tmp_path)}]\n"
-        "train: {micro_batch_size: 8, max_steps: 2, lr: 1.0e-3, warmup_steps: 0}\n"
-        "grpo: {algorithm: ppo, critic: head, rewards: [{name: 'tests.integration.test_grpo:short_answer'}],"
-        " group_size: 2, prompts_per_step: 4, updates_per_batch: 2, max_new_tokens: 4, kl_coef: 0.1,"
-        " temperature: 0.0, vf_coef: 0.5}\n")
-    run_cli("grpo", recipe, "--output-dir", tmp_path / "one")
+    recipe, one_dir = one_process
     run_cli("grpo", recipe, "--output-dir", tmp_path / "two", "--num-processes", "2",
-            "--set", "train.micro_batch_size=4")
+            "--set", "train.micro_batch_size=4", "--set", f"train.distributed={strategy}")
     keys = ("loss", "policy_loss", "value_loss", "grad_norm", "reward")
-    one = [[r[k] for k in keys] for r in _metrics(tmp_path / "one") if "loss" in r]
+    one = [[r[k] for k in keys] for r in _metrics(one_dir) if "loss" in r]
     two = [[r[k] for k in keys] for r in _metrics(tmp_path / "two") if "loss" in r]
     assert len(one) == 2 and any(abs(v[1]) > 1e-3 for v in one)  # the policy loss is not trivially 0
     for a, b in zip(one, two, strict=True):
         assert b == pytest.approx(a, abs=1e-4)
+    for name in ("model.safetensors", "auxiliary.safetensors"):  # full weights, value head included
+        a, b = load_file(one_dir / "final" / name), load_file(tmp_path / "two" / "final" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-3)
