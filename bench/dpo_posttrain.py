@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sft_vs_trl import BATCH, _HighWaterAfterLastStep, proc_status_kib
+import harness
+import runners
+from harness import BATCH, proc_status_kib
 
 PROMPT_LEN = 128
 RESPONSE_LEN = 128
@@ -32,14 +34,12 @@ def build_pairs(vocab: int, n_pairs: int) -> list[tuple[list[int], list[int], li
     return [(p, c, r) for p, c, r in ids]
 
 
-def model_flops_per_step(n_body: int, n_head: int, cfg: dict) -> float:
+def model_flops_per_step(n_body: int, n_head: int, cfg: dict = harness.MODEL_KW) -> float:
     """6 N T + 12 L H S T over the policy's training rows, with the LM head counted only at the
     positions that carry a loss (neither framework applies it anywhere else):
     6 (N_body T + N_head T_scored) + 12 L H S T; N_body = decoder parameters without the input
     embedding, N_head = the untied LM head. The reference forward is not counted."""
-    tokens, scored = ROWS * SEQ_LEN, ROWS * RESPONSE_LEN
-    attention = 12 * cfg["num_hidden_layers"] * cfg["hidden_size"] * SEQ_LEN * tokens
-    return 6 * (n_body * tokens + n_head * scored) + attention
+    return harness.model_flops(n_body, n_head, ROWS * SEQ_LEN, ROWS * RESPONSE_LEN, SEQ_LEN, cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,31 +50,18 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = T
     import functools
 
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
-    from posttrain.config import load_recipe
     from posttrain.data.batching import IGNORE, Example
     from posttrain.data.plans import EpochPlan, Layout
     from posttrain.data.preference import PairExample, collate_pairs
-    from posttrain.log import read_metrics
     from posttrain.model.logprobs import TokenLogprobs
     from posttrain.model.reference import precompute_reference_logps
     from posttrain.objectives.pairwise import PairwiseObjective, preference_config
     from posttrain.objectives.registry import get_preference_loss
-    from posttrain.train import loop
 
-    total = args.warmup + args.steps
-    recipe = load_recipe(None, [
-        f"train.micro_batch_size={BATCH}", "train.grad_accum_steps=1", f"train.max_steps={total}",
-        f"train.lr={LR}", "train.schedule=constant", "train.warmup_steps=0",
-        "train.max_grad_norm=1.0", "train.weight_decay=0.0",
-        "train.betas=[0.9,0.999]",  # TRL's (transformers.Trainer's) AdamW betas
-        f"train.logprob_chunk_size={args.chunk_size}", "train.log_every=1",
-        "preference.loss=sigmoid", f"preference.beta={BETA}",
-        f"preference.shared_prefix={str(shared).lower()}",
-        "log.tensorboard=false", "seed=0", f"output_dir={out_dir}"])
+    recipe = runners.posttrain_recipe(args, out_dir, LR, "preference.loss=sigmoid", f"preference.beta={BETA}",
+                                      f"preference.shared_prefix={str(shared).lower()}")
     acc = Accelerator(cpu=True)
-    set_seed(recipe.seed)
     # As tokenize_completion builds them: prompt + response, labels only on the response tokens.
     units = [PairExample(prompt=[], chosen=Example(p + c, [IGNORE] * PROMPT_LEN + c),
                          rejected=Example(p + r, [IGNORE] * PROMPT_LEN + r)) for p, c, r in pairs]
@@ -99,24 +86,15 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = T
     assert tuple(mb["input_ids"].shape) == shape, mb["input_ids"].shape
     assert int((mb["labels"][:, 1:] != IGNORE).sum()) == ROWS * RESPONSE_LEN
 
-    layout = Layout(BATCH, 1, acc.num_processes, acc.process_index)
-    plan = _HighWaterAfterLastStep(EpochPlan(units, collate, layout, recipe.seed,
-                                             recipe.train.max_steps, recipe.train.epochs))
-    job = loop.TrainJob(recipe=recipe, out_dir=out_dir, accelerator=acc,
-                        policy=TokenLogprobs(model, recipe.train.logprob_chunk_size),
-                        tokenizer=tokenizer, plan=plan,
-                        objective=PairwiseObjective(spec, preference_config(recipe.preference)))
-    loop.run(job)
-    rows = [r for r in read_metrics(out_dir) if "step_time_s" in r]
-    assert [r["step"] for r in rows] == list(range(1, total + 1)), [r["step"] for r in rows]
+    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps,
+                     recipe.train.epochs)
+    policy = TokenLogprobs(model, recipe.train.logprob_chunk_size)
+    objective = PairwiseObjective(spec, preference_config(recipe.preference))
     return {
-        "step_times": [r["step_time_s"] for r in rows if r["step"] > args.warmup],
-        "hwm_kib": plan.hwm_kib,
-        "first_loss": rows[0]["loss"],
+        **runners.run_posttrain(recipe, acc, policy, tokenizer, plan, objective, args),
         "precompute_s": precompute_s,
         "hwm_after_precompute_kib": hwm_after_precompute,
         "ref_logps": ref_logps,
         "reference": "precomputed once (posttrain.model.reference.precompute_reference_logps)",
         "layout": "shared prefix, one row per pair" if shared else "separate rows for chosen and rejected",
-        "optimizer": "torch.optim.AdamW (torch defaults: no fused/foreach on CPU)",
     }
