@@ -86,11 +86,8 @@ def cached_examples(key: str, build: Callable[[], list[Example]]) -> ExampleTabl
     """The examples stored under `key`, memory-mapped, or build, store (atomically) and map them.
     With a cache that cannot be written the built arrays are kept in memory instead."""
     path = cache_dir() / f"{key}.safetensors"
-    if path.is_file():
-        mapped = _map_verified(path)
-        if mapped is not None:
-            return _table(mapped)
-        _warn_corrupt(path)
+    if (table := _warm_entry(path)) is not None:
+        return table
     tensors = _flatten(build())
     _store(path, tensors)
     mapped = _map_verified(path) if path.is_file() else None
@@ -102,11 +99,8 @@ def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable
     the entry as it comes, so it never holds all examples (data larger than memory). With a cache
     that cannot be written the entry goes to a private temporary file, unlinked once mapped."""
     path = cache_dir() / f"{key}.safetensors"
-    if path.is_file():
-        mapped = _map_verified(path)
-        if mapped is not None:
-            return _table(mapped)
-        _warn_corrupt(path)
+    if (table := _warm_entry(path)) is not None:
+        return table
     writable = _writable(path.parent)
     target = path if writable else Path(tempfile.mkdtemp(prefix="posttrain-tokens-")) / path.name
     try:
@@ -125,6 +119,18 @@ def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable
     if not writable:  # the mapping outlives the file's name
         target.unlink()
         target.parent.rmdir()
+    return _table(mapped)
+
+
+def _warm_entry(path: Path) -> ExampleTable | None:
+    """The entry at `path` mapped, when it exists and verifies; a corrupt one is warned about
+    (and then rebuilt by the caller)."""
+    if not path.is_file():
+        return None
+    mapped = _map_verified(path)
+    if mapped is None:
+        _warn_corrupt(path)
+        return None
     return _table(mapped)
 
 
