@@ -66,7 +66,7 @@ def _colour_dialogue(n):
     return {"turns": [opener, f"The colour is {colour}. Which colour did I say?"], "reference": colour}
 
 
-@pytest.mark.slow  # 40 SFT steps and 30 REFUEL batches: 2.5-6 minutes on the shared 2-core machine
+@pytest.mark.slow  # 40 SFT steps and 30 REFUEL batches: 88 s on the idle 2-core machine, up to 6 min loaded
 def test_refuel_raises_the_colour_tasks_success(tmp_path, tiny_default_dir):
     numbers = list(range(len(COLOURS) * len(COLOUR_OPENERS)))
     random.Random(0).shuffle(numbers)
