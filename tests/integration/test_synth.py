@@ -103,16 +103,20 @@ def test_magpie_over_a_server_filters_each_planted_row(server, tiny_dir, tmp_pat
     assert len(Scripted.prompts) == sent and not out.exists()
 
 
-def _magpie_args(tiny_dir, out):
-    return ["synth", "magpie", "--out", str(out), "--set", f"source.model={tiny_dir}", "--set", "n_rows=8",
+def _magpie_args(tiny_dir, out, rows=8):
+    return ["synth", "magpie", "--out", str(out), "--set", f"source.model={tiny_dir}", "--set", f"n_rows={rows}",
             "--set", "batch_size=1", "--set", "turns=2", "--set", "query.max_new_tokens=6",
             "--set", "response.max_new_tokens=6", "--set", "filters.skip=[incomplete,language,repetition]"]
+
+
+KILLED_ROWS = 40  # enough one-row chunks that the kill lands mid-job on a fast, idle machine too
 
 
 def test_magpie_killed_and_rerun_gives_every_row_once(tiny_dir, tmp_path):
     out = tmp_path / "m.jsonl"
     parts = tmp_path / "m.raw.jsonl.parts"
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain", *_magpie_args(tiny_dir, out)],
+    args = _magpie_args(tiny_dir, out, KILLED_ROWS)
+    proc = subprocess.Popen([sys.executable, "-m", "posttrain", *args],
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -121,13 +125,13 @@ def test_magpie_killed_and_rerun_gives_every_row_once(tiny_dir, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = {p.name: p.read_text() for p in parts.glob("chunk-*.jsonl")}
-    assert 3 <= len(kept) < 8 and not out.exists()
-    assert main(_magpie_args(tiny_dir, out)) == 0
+    assert 3 <= len(kept) < KILLED_ROWS and not out.exists()
+    assert main(args) == 0
     raw = _read(tmp_path / "m.raw.jsonl")
-    assert [r["item"] for r in raw] == list(range(8))  # none missing, none twice
+    assert [r["item"] for r in raw] == list(range(KILLED_ROWS))  # none missing, none twice
     for name, text in kept.items():  # finished chunks kept as they were
         assert json.loads(text) == raw[int(name[6:12])]
-    assert json.loads((tmp_path / "m.manifest.json").read_text())["counts"]["generated"] == 8
+    assert json.loads((tmp_path / "m.manifest.json").read_text())["counts"]["generated"] == KILLED_ROWS
 
 
 def test_non_instructional_pairs_split_at_the_recorded_boundary(tiny_dir, tmp_path):
