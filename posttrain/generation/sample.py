@@ -119,7 +119,9 @@ def make_generation_backend(args: argparse.Namespace, model: str | None = None):
     if args.endpoint == "completions":
         from posttrain.model.load import load_tokenizer
 
-        tokenizer = load_tokenizer(model)  # token-id prompts are rendered here, with the model's template
+        # token-id prompts are rendered here, with the model's template (from `args.tokenizer` when
+        # the served model's name is not a path)
+        tokenizer = load_tokenizer(getattr(args, "tokenizer", None) or model)
     return OpenAIBackend(model, client, args.endpoint, tokenizer)
 
 

@@ -50,27 +50,13 @@ def open_backend(source: ModelSource, batch_size: int, seed: int, where: str = "
         raise UserError(f"{where}: no model given (set model=DIR, a hub id, or the served model's name)")
     if source.backend == "openai" and not source.base_url:
         raise UserError(f"{where}: backend openai needs base_url (e.g. http://127.0.0.1:8000/v1)")
-    if source.backend == "openai" and source.endpoint == "completions":
-        return _openai_completions(source)
     from posttrain.generation.sample import make_generation_backend
 
     args = argparse.Namespace(backend=source.backend, batch_size=batch_size, seed=seed, dtype=source.dtype,
                               base_url=source.base_url, endpoint=source.endpoint, api_key_env=source.api_key_env,
                               concurrency=source.concurrency, timeout=source.timeout,
-                              max_retries=source.max_retries)
+                              max_retries=source.max_retries, tokenizer=source.tokenizer)
     return make_generation_backend(args, source.model)
-
-
-def _openai_completions(source: ModelSource):
-    """/v1/completions with token ids rendered here by the named tokenizer (not always `model`:
-    a served model's name need not be a path)."""
-    from posttrain.eval.openai_backend import OpenAIBackend, OpenAIClient
-    from posttrain.model.load import load_tokenizer
-
-    client = OpenAIClient(source.base_url, source.api_key_env, source.timeout, source.max_retries,
-                          concurrency=source.concurrency)
-    client.check_reachable()
-    return OpenAIBackend(source.model, client, "completions", load_tokenizer(source.tokenizer or source.model))
 
 
 def chat_tokenizer(backend, where: str):
