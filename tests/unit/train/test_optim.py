@@ -108,3 +108,24 @@ def test_scheduler_drives_optimizer_lr_and_state_loads_weights_only():
     torch.save(scheduler.state_dict(), buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)["last_epoch"] == 4
+
+
+def test_optimizer_uses_the_fused_kernel_on_cpu_and_matches_the_per_tensor_update():
+    torch.manual_seed(0)
+    model, reference = TinyNet(), TinyNet()
+    reference.load_state_dict(model.state_dict())
+    fused = build_optimizer(model, lr=1e-2, weight_decay=0.1)
+    assert all(group["fused"] for group in fused.param_groups)
+    plain = torch.optim.AdamW(
+        [{"params": [reference.embed.weight, reference.proj.weight], "weight_decay": 0.1},
+         {"params": [reference.norm.weight, reference.norm.bias, reference.proj.bias], "weight_decay": 0.0}],
+        lr=1e-2, betas=(0.9, 0.95), eps=1e-8, fused=False, foreach=False)
+    for step in range(3):
+        for net in (model, reference):
+            net.zero_grad()
+            ids = torch.tensor([[1, 2, 3], [4, 5, 6]]) + step
+            net.proj(net.norm(net.embed(ids))).pow(2).sum().backward()
+        fused.step()
+        plain.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
