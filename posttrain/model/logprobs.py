@@ -17,7 +17,7 @@ from posttrain.data.batching import IGNORE
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.model.fused_head import SummedLogprobHead, can_fuse
 from posttrain.model.router_loss import RouterAux, router_aux_for
-from posttrain.model.segment_mask import attention_backend, segment_attention_mask
+from posttrain.model.segment_mask import segment_attention_mask
 
 
 def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
@@ -61,7 +61,7 @@ def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=No
                             segment_ids: torch.Tensor | None = None, per_unit: int = SEGMENTS_PER_PAIR):
     """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
     if segment_ids is not None:
-        attention_mask = segment_attention_mask(segment_ids, attention_backend(model), model.dtype, per_unit)
+        attention_mask = segment_attention_mask(segment_ids, model.dtype, per_unit)
     hidden, targets, keep, aux = _decode(model, input_ids, labels, position_ids, attention_mask, router)
     return _logprobs_at(model, hidden, targets, keep, chunk_size, summed), aux
 

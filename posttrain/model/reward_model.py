@@ -25,7 +25,7 @@ from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter
 from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
                                   loading_errors, resolve_model_path)
-from posttrain.model.segment_mask import attention_backend, segment_attention_mask
+from posttrain.model.segment_mask import segment_attention_mask
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class RewardScores(nn.Module):
             return self.model(input_ids=input_ids, use_cache=False).logits.float()
         classifier = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         body = getattr(classifier, classifier.base_model_prefix)
-        mask = segment_attention_mask(segment_ids, attention_backend(classifier), classifier.dtype)
+        mask = segment_attention_mask(segment_ids, classifier.dtype)
         hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                       use_cache=False).last_hidden_state
         return classifier.score(hidden[score_at[:, 0], score_at[:, 1]]).float()

@@ -26,7 +26,7 @@ from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
 from posttrain.model.logprobs import logprobs_from_hidden, token_logprobs
 from posttrain.model.reward_model import load_reward_model
-from posttrain.model.segment_mask import attention_backend, segment_attention_mask, supports_segment_mask
+from posttrain.model.segment_mask import segment_attention_mask, supports_segment_mask
 
 
 def state_values(per_position: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ class ValueModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
         mask = None if segment_ids is None else segment_attention_mask(
-            segment_ids, attention_backend(self.classifier), self.classifier.dtype, per_unit)
+            segment_ids, self.classifier.dtype, per_unit)
         hidden = self.classifier.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                                             use_cache=False).last_hidden_state
         return self.classifier.score(hidden).squeeze(-1)
@@ -72,7 +72,7 @@ class ActorCritic(nn.Module):
         """segment_ids: the shared-prefix layout (data/rollout_layout.py), for the policy and the critic."""
         if self.value_head is not None:
             mask = None if segment_ids is None else segment_attention_mask(
-                segment_ids, attention_backend(self.model), self.model.dtype, per_unit)
+                segment_ids, self.model.dtype, per_unit)
             hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                                               use_cache=False).last_hidden_state
             logps = logprobs_from_hidden(self.model, hidden, labels, self.chunk_size)

@@ -33,6 +33,7 @@ from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_f
 from posttrain.config import Recipe, recipe_to_dict
 from posttrain.errors import RunStopped, UserError
 from posttrain.log import MetricsLogger, progress_bar
+from posttrain.model.lean_layers import use_lean_layers
 from posttrain.train.distributed import Frozen, GatheredOptimizerState, policy_state_dicts
 from posttrain.train.guard import DivergenceGuard
 from posttrain.train.optim import build_optimizer, build_scheduler, restore_settings
@@ -74,6 +75,8 @@ class LoopState:
 def run(job: TrainJob) -> dict[str, float]:
     """Train to the plan's last step; returns the last evaluation's metrics."""
     cfg, acc = job.recipe.train, job.accelerator
+    if job.recipe.model.lean_layers:
+        use_lean_layers(job.policy)
     optimizer = build_optimizer(job.policy, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
     warmup = cfg.warmup_steps or round(cfg.warmup_ratio * job.plan.total_steps)
     scheduler = build_scheduler(optimizer, cfg.schedule, job.plan.total_steps, warmup,

@@ -27,7 +27,7 @@ APPLIED = (
     "train.warmup_ratio", "train.min_lr_ratio", "train.decay_ratio", "train.max_grad_norm",
     "train.max_steps", "train.epochs", "train.log_every", "train.eval_every", "train.save_every",
     "train.keep_last", "train.logprob_chunk_size", "train.mixed_precision", "train.distributed",
-    "train.on_nonfinite", "model.gradient_checkpointing", "model.attn_implementation",
+    "train.on_nonfinite", "model.gradient_checkpointing", "model.lean_layers", "model.attn_implementation",
     "grpo.samples_every", "grpo.generation_batch_size", "grpo.backend",
     "grpo.vllm_gpu_memory_utilization", "eval.", "log.",
 )
