@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
-from posttrain.model.fused_head import SummedLogprobHead, can_fuse
+from posttrain.model.fused_head import RecomputedLogprobHead, SummedLogprobHead, can_fuse, chunk_logprobs
 from posttrain.model.router_loss import RouterAux, router_aux_for
 from posttrain.model.segment_mask import segment_attention_mask
 
@@ -80,10 +80,14 @@ def _logprobs_at(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
     """The LM head at the loss positions only; [B, T] log-probs, 0 elsewhere (keep is [B, T-1])."""
     softcap = getattr(model.config, "final_logit_softcapping", None)
     head = model.get_output_embeddings()
-    if summed and torch.is_grad_enabled() and can_fuse(head, softcap):
+    if not can_fuse(head, softcap):
+        picked = selected_logprobs(head, hidden, targets, chunk_size, softcap)
+    elif not torch.is_grad_enabled():
+        picked = chunk_logprobs(hidden, head.weight, targets, chunk_size)[0]
+    elif summed:
         picked = SummedLogprobHead.apply(hidden, head.weight, targets, chunk_size)
     else:
-        picked = selected_logprobs(head, hidden, targets, chunk_size, softcap)
+        picked = RecomputedLogprobHead.apply(hidden, head.weight, targets, chunk_size)
     out = torch.zeros((keep.shape[0], keep.shape[1] + 1), dtype=torch.float32, device=keep.device)
     out[:, 1:][keep] = picked
     return out

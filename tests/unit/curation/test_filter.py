@@ -71,7 +71,8 @@ def test_perplexity_threshold_removes_exactly_the_rows_above_it(tmp_path, tiny_d
     texts = ENGLISH + FRENCH + GERMAN
     scores = perplexities(AutoModelForCausalLM.from_pretrained(tiny_dir).eval(),
                           AutoTokenizer.from_pretrained(tiny_dir), texts, max_tokens=1024)
-    threshold = sorted(scores)[3]
+    # between two scores: the filter batches rows differently, so a score may move in the last bits
+    threshold = sum(sorted(scores)[3:5]) / 2
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in texts])
     assert _filter(tmp_path, f"perplexity_model={tiny_dir}", f"max_perplexity={threshold}", "batch_size=4") == 0
     removed = read_jsonl(tmp_path / "out.removed.jsonl")

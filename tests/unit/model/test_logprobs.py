@@ -77,3 +77,48 @@ def test_fused_head_refuses_a_non_uniform_upstream_gradient():
     got = token_logprobs(model, ids, labels, summed=True)
     with pytest.raises(RuntimeError, match="one upstream gradient"):
         (got * torch.rand_like(got)).sum().backward()
+
+
+def test_recomputed_head_takes_any_upstream_gradient_and_equals_full_logits():
+    """Preference and policy-gradient losses weigh each token differently: the recomputing head's
+    gradients must equal autograd through full logits for an arbitrary upstream gradient."""
+    model, (ids, labels) = _model(), _batch()
+    weights = torch.randn(labels.shape, generator=torch.Generator().manual_seed(5))
+    expected = _reference(model, ids, labels)
+    (expected * weights).sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = token_logprobs(model, ids, labels, chunk_size=4)
+    (got * weights).sum().backward()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for p, g in zip(model.parameters(), expected_grads):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
+
+
+def test_head_functions_by_hand_on_a_two_word_vocabulary():
+    """hidden h = [1], head rows w = [[0], [ln 3]]: logits [0, ln 3], p = [1/4, 3/4]; for target 0,
+    log p = ln(1/4) and d/dh = (onehot - p) @ W = -(3/4) ln 3, d/dW = (onehot - p)^T h = [3/4, -3/4]."""
+    from posttrain.model.fused_head import RecomputedLogprobHead, SummedLogprobHead
+
+    for fn in (RecomputedLogprobHead, SummedLogprobHead):
+        h = torch.ones(1, 1, requires_grad=True)
+        w = torch.tensor([[0.0], [torch.log(torch.tensor(3.0)).item()]], requires_grad=True)
+        out = fn.apply(h, w, torch.tensor([0]), 1)
+        (2.0 * out).sum().backward()
+        torch.testing.assert_close(out, torch.log(torch.tensor([0.25])))
+        torch.testing.assert_close(h.grad, 2.0 * torch.tensor([[-0.75 * torch.log(torch.tensor(3.0)).item()]]))
+        torch.testing.assert_close(w.grad, 2.0 * torch.tensor([[0.75], [-0.75]]))
+
+
+def test_bf16_head_matches_the_plain_bf16_computation():
+    model, (ids, labels) = _model(), _batch()
+    model = model.to(torch.bfloat16)
+    weights = torch.randn(labels.shape, generator=torch.Generator().manual_seed(6))
+    expected = _reference(model, ids, labels)
+    (expected * weights).sum().backward()
+    expected_head = model.lm_head.weight.grad.float().clone()
+    model.zero_grad()
+    got = token_logprobs(model, ids, labels, chunk_size=4)
+    (got * weights).sum().backward()
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(model.lm_head.weight.grad.float(), expected_head, atol=2e-2, rtol=5e-2)
