@@ -51,7 +51,17 @@ def run_posttrain(recipe, accelerator, policy, tokenizer, plan, objective, args,
     assert [r["step"] for r in rows] == list(range(1, total + 1)), [r["step"] for r in rows]
     return {"step_times": [r["step_time_s"] for r in rows if r["step"] > args.warmup],
             "hwm_kib": plan.hwm_kib, "first_loss": rows[0]["loss"], "metrics": rows,
-            "optimizer": "torch.optim.AdamW (torch defaults: no fused/foreach on CPU)"}
+            "optimizer": _posttrain_optimizer(recipe)}
+
+
+def _posttrain_optimizer(recipe) -> str:
+    """What posttrain's build_optimizer gives for these parameters (fused where torch has the kernel)."""
+    import torch
+
+    from posttrain.train.optim import build_optimizer
+
+    probe = build_optimizer(torch.nn.Linear(1, 1), recipe.train.lr)
+    return f"torch.optim.AdamW fused={probe.param_groups[0]['fused']}"
 
 
 def posttrain_loss(objective, policy, mb: dict, accelerator) -> float:
