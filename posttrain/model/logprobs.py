@@ -1,9 +1,11 @@
 """Per-token log-probs of the labels, without ever building full-vocabulary logits for the batch.
 
 The decoder runs once; the LM head is applied only at positions that carry a loss, a chunk of
-positions at a time, with log-softmax and gather inside the chunk and the chunk recomputed in
-backward (activation checkpointing). Peak memory for the head is chunk_size x vocab, not
-batch x length x vocab: with Llama-3's 128K vocabulary that is what decides whether a batch fits.
+positions at a time, with log-softmax and gather inside the chunk (model/fused_head.py for a plain
+linear head: gradients formed in forward for summed NLL, the chunk rebuilt in backward otherwise;
+activation checkpointing around log_softmax for any other head). Peak memory for the head is
+chunk_size x vocab, not batch x length x vocab: with Llama-3's 128K vocabulary that is what decides
+whether a batch fits.
 """
 
 from __future__ import annotations
