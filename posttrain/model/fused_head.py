@@ -33,15 +33,33 @@ def _shifted_exp_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return peak, total
 
 
+class _LogitsBuffer:
+    """One chunk x vocabulary float32 block reused by every chunk of a call: a fresh block of that
+    size (131 MB at 128K) is a new mapping on the CPU, and touching its pages cost about as much as
+    a pass over it, for every chunk."""
+
+    def __init__(self, rows: int, weight: torch.Tensor):
+        self.weight = weight
+        self.block = weight.new_empty((rows, weight.shape[0]), dtype=torch.float32) \
+            if weight.dtype == torch.float32 else None
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h @ weight^T in the head's dtype, as float32 (into the reused block when that is float32)."""
+        if self.block is None:
+            return (h @ self.weight.T).float()
+        return torch.mm(h, self.weight.T, out=self.block[: h.shape[0]])
+
+
 def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(targets[i] | hidden[i]), log-normaliser [N]) in float32, chunk by chunk, no gradient.
     The logits are computed in the head's dtype and read as float32, as head(hidden).float() is."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     lse = torch.empty_like(out)
+    buffer = _LogitsBuffer(min(chunk_size, hidden.shape[0]), weight)
     for start in range(0, hidden.shape[0], chunk_size):
         stop = start + chunk_size
-        logits = (hidden[start:stop] @ weight.T).float()
+        logits = buffer.logits(hidden[start:stop])
         picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
         peak, total = _shifted_exp_(logits)
         lse[start:stop] = (peak + total.log()).squeeze(1)
@@ -60,10 +78,11 @@ class SummedLogprobHead(torch.autograd.Function):
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden)
         grad_w = torch.zeros_like(w32)
+        buffer = _LogitsBuffer(min(chunk_size, hidden.shape[0]), w32)
         for start in range(0, hidden.shape[0], chunk_size):
             stop = start + chunk_size
             h, t = hidden[start:stop].float(), targets[start:stop, None]
-            logits = h @ w32.T
+            logits = buffer.logits(h)
             picked = logits.gather(1, t).squeeze(1)
             peak, total = _shifted_exp_(logits)
             out[start:stop] = picked - (peak + total.log()).squeeze(1)
@@ -106,11 +125,12 @@ class RecomputedLogprobHead(torch.autograd.Function):
         hidden, weight, targets, lse = ctx.saved_tensors
         grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        buffer = _LogitsBuffer(min(ctx.chunk_size, hidden.shape[0]), weight)
         for start in range(0, hidden.shape[0], ctx.chunk_size):
             stop = start + ctx.chunk_size
             h, t, g = hidden[start:stop], targets[start:stop, None], grad_out[start:stop, None].float()
             # p - onehot = -(d logp / d logits), float32, in place of the rebuilt logits
-            block = (h @ weight.T).float().sub_(lse[start:stop, None]).exp_()
+            block = buffer.logits(h).sub_(lse[start:stop, None]).exp_()
             block.scatter_add_(1, t, torch.full_like(g, -1.0))
             if grad_h is not None:
                 grad_h[start:stop] = ((block.to(weight.dtype) @ weight).float() * -g).to(hidden.dtype)
