@@ -44,8 +44,9 @@ class _LogitsBuffer:
             if weight.dtype == torch.float32 else None
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """h @ weight^T in the head's dtype, as float32 (into the reused block when that is float32)."""
-        if self.block is None:
+        """h @ weight^T in the head's dtype, as float32: into the reused block when both are float32
+        outside autocast (under autocast the matmul runs in autocast's dtype, as head(h) would)."""
+        if self.block is None or h.dtype != torch.float32 or torch.is_autocast_enabled(h.device.type):
             return (h @ self.weight.T).float()
         return torch.mm(h, self.weight.T, out=self.block[: h.shape[0]])
 
@@ -118,6 +119,9 @@ class RecomputedLogprobHead(torch.autograd.Function):
         out, lse = chunk_logprobs(hidden, weight, targets, chunk_size)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.chunk_size = chunk_size
+        # backward rebuilds the logits as forward made them: under the same autocast state
+        device = hidden.device.type
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
         return out
 
     @staticmethod
@@ -130,7 +134,9 @@ class RecomputedLogprobHead(torch.autograd.Function):
             stop = start + ctx.chunk_size
             h, t, g = hidden[start:stop], targets[start:stop, None], grad_out[start:stop, None].float()
             # p - onehot = -(d logp / d logits), float32, in place of the rebuilt logits
-            block = buffer.logits(h).sub_(lse[start:stop, None]).exp_()
+            with torch.autocast(ctx.autocast[0], dtype=ctx.autocast[1], enabled=ctx.autocast[2]):
+                logits = buffer.logits(h)
+            block = logits.sub_(lse[start:stop, None]).exp_()
             block.scatter_add_(1, t, torch.full_like(g, -1.0))
             if grad_h is not None:
                 grad_h[start:stop] = ((block.to(weight.dtype) @ weight).float() * -g).to(hidden.dtype)

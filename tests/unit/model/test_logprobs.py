@@ -122,3 +122,23 @@ def test_bf16_head_matches_the_plain_bf16_computation():
     (got * weights).sum().backward()
     torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(model.lm_head.weight.grad.float(), expected_head, atol=2e-2, rtol=5e-2)
+
+
+def test_recomputed_head_rebuilds_the_logits_under_the_forwards_autocast():
+    """Under autocast the forward's logits come from a bf16 matmul; backward (often called outside
+    the autocast block) must rebuild the same ones, and so match the checkpointed plain path."""
+    from posttrain.model.fused_head import RecomputedLogprobHead
+
+    torch.manual_seed(3)
+    weight = torch.randn(50, 8, requires_grad=True)
+    hidden = torch.randn(6, 8, dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(0, 50, (6,))
+    upstream = torch.randn(6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = RecomputedLogprobHead.apply(hidden, weight, targets, 4)
+        plain = -F.cross_entropy((hidden @ weight.T).float(), targets, reduction="none")
+    expected = torch.autograd.grad((plain * upstream).sum(), (hidden, weight))
+    got = torch.autograd.grad((out * upstream).sum(), (hidden, weight))  # outside autocast
+    torch.testing.assert_close(out, plain)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a.float(), b.float(), atol=2e-2, rtol=2e-2)
