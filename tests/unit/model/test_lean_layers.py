@@ -97,13 +97,21 @@ def test_lora_down_projection_keeps_its_module_and_other_activations_are_left_al
     assert use_lean_layers(gelu) == 5  # the norms only
 
 
-def test_no_grad_and_autocast_use_the_models_own_forward():
+def test_no_grad_and_autocast_use_the_models_own_forward(monkeypatch):
+    import posttrain.model.lean_layers as lean_layers
+
     plain, lean = tiny_llama(), tiny_llama()
     use_lean_layers(lean)
+    calls = []
+    for name in ("_SwiGLUDown", "_RMSNorm"):
+        fn = getattr(lean_layers, name)
+        monkeypatch.setattr(fn, "apply", lambda *a, _f=fn.apply, _n=name: calls.append(_n) or _f(*a))
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         torch.testing.assert_close(lean(ids).logits, plain(ids).logits, rtol=0, atol=0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         a, b = lean(input_ids=ids, labels=ids).loss, plain(input_ids=ids, labels=ids).loss
-    assert torch.equal(a, b)
+    assert torch.equal(a, b) and calls == []  # neither path went through the lean functions
     a.backward()
+    lean(input_ids=ids, labels=ids).loss.backward()
+    assert calls.count("_SwiGLUDown") == 2 and calls.count("_RMSNorm") == 5  # with grad, no autocast
