@@ -9,9 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from transformers import AutoTokenizer
@@ -20,6 +18,7 @@ from posttrain.cli import main
 from posttrain.data.records import to_record
 from posttrain.synthesis.magpie import pre_query_ids
 from tests.integration.conftest import write_jsonl
+from tests.unit.eval.fakes import json_server
 
 # seed of the query request -> (query, finish_reason); the answer follows from the query
 QUERIES = {0: ("How many apples are in two boxes of three apples?", "stop"),
@@ -37,49 +36,34 @@ def _read(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-class Scripted(BaseHTTPRequestHandler):
-    tokenizer, prompts = None, []
+class Scripted:
+    """The server's replies: a query for the bare pre-query prefix (by seed), else an answer; every
+    (prompt ids, seed) it was sent is kept in `prompts`."""
 
-    def do_GET(self):
-        self._send({"data": [{"id": "scripted"}]})
+    def __init__(self, tokenizer):
+        self.tokenizer, self.prompts, self.url = tokenizer, [], None
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def reply(self, body: dict, headers: dict) -> tuple[int, dict]:
+        self.prompts.append((body["prompt"], body["seed"]))
         text = self.tokenizer.decode(body["prompt"])
-        type(self).prompts.append((body["prompt"], body["seed"]))
         if text.endswith("user<|end_header_id|>\n\n"):
             query, reason = QUERIES[body["seed"]]
-            return self._send({"choices": [{"text": query, "finish_reason": reason}]})
+            return 200, {"choices": [{"text": query, "finish_reason": reason}]}
         answer = next((a for key, a in ANSWERS.items() if key in text), "Here is a careful answer.")
-        self._send({"choices": [{"text": answer, "finish_reason": "stop"}]})
-
-    def _send(self, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return 200, {"choices": [{"text": answer, "finish_reason": "stop"}]}
 
 
 @pytest.fixture()
 def server(tiny_dir):
-    Scripted.tokenizer, Scripted.prompts = AutoTokenizer.from_pretrained(tiny_dir), []
-    httpd = HTTPServer(("127.0.0.1", 0), Scripted)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    scripted = Scripted(AutoTokenizer.from_pretrained(tiny_dir))
+    with json_server(scripted.reply) as scripted.url:
+        yield scripted
 
 
 def test_magpie_over_a_server_filters_each_planted_row(server, tiny_dir, tmp_path, capsys):
     out = tmp_path / "magpie.jsonl"
     base = ["synth", "magpie", "--out", str(out), "--set", "source.backend=openai", "--set", "source.model=scripted",
-            "--set", f"source.base_url={server}", "--set", "source.endpoint=completions",
+            "--set", f"source.base_url={server.url}", "--set", "source.endpoint=completions",
             "--set", f"source.tokenizer={tiny_dir}", "--set", "n_rows=8", "--set", "batch_size=8",
             "--set", "filters.min_query_words=2"]
     assert main(base) == 0
@@ -90,17 +74,17 @@ def test_magpie_over_a_server_filters_each_planted_row(server, tiny_dir, tmp_pat
     counts = json.loads((tmp_path / "magpie.manifest.json").read_text())["counts"]
     assert counts == {"generated": 8, "kept": 2, "removed": {"incomplete": 1, "length": 1, "repetition": 1,
                                                              "refusal": 1, "language": 1, "dedup": 1}}
-    prefix = pre_query_ids(Scripted.tokenizer)
-    queries = sorted(seed for ids, seed in Scripted.prompts if ids == prefix)
+    prefix = pre_query_ids(server.tokenizer)
+    queries = sorted(seed for ids, seed in server.prompts if ids == prefix)
     assert queries == list(range(8))  # each query sampled from the bare prefix, seeds distinct
-    assert len(Scripted.prompts) == 8 + 7  # one answer per complete query, none for the cut one
+    assert len(server.prompts) == 8 + 7  # one answer per complete query, none for the cut one
 
-    sent = len(Scripted.prompts)  # other filters: the raw job is reused, nothing sampled again
+    sent = len(server.prompts)  # other filters: the raw job is reused, nothing sampled again
     assert main(base + ["--set", "filters.languages=[de]"]) == 2
     err = capsys.readouterr().err
     assert "magpie.jsonl: the filters removed all 8 generated rows (incomplete 1, length 1, repetition 1, " \
            "refusal 1, language 4, dedup 0)" in err
-    assert len(Scripted.prompts) == sent and not out.exists()
+    assert len(server.prompts) == sent and not out.exists()
 
 
 def _magpie_args(tiny_dir, out, rows=8):
