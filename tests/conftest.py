@@ -26,3 +26,16 @@ def tiny_default_dir(tmp_path_factory):
     from posttrain.model.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny-default") / "model", preset="default", seed=0)
+
+
+@pytest.fixture(scope="module", params=["llama3", "tiny"])
+def chat_tokenizer(request):
+    """The real Llama-3 tokenizer (quicktok, offline) and the tiny model's: chat-template tests run on both."""
+    if request.param == "llama3":
+        pytest.importorskip("quicktok")
+        from posttrain.model.llama3_tokenizer import llama3_tokenizer
+
+        return llama3_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(request.getfixturevalue("tiny_dir"))

@@ -22,14 +22,9 @@ CONVERSATION = [
 EXPECTED_SPANS = ["47 + 38 = 85. The answer is 85.<|eot_id|>", "85 - 20 = 65. The answer is 65.<|eot_id|>"]
 
 
-@pytest.fixture(scope="module", params=["llama3", "tiny"])
-def tokenizer(request):
-    if request.param == "llama3":
-        pytest.importorskip("quicktok")
-        from posttrain.model.llama3_tokenizer import llama3_tokenizer
-
-        return llama3_tokenizer()
-    return AutoTokenizer.from_pretrained(request.getfixturevalue("tiny_dir"))
+@pytest.fixture()
+def tokenizer(chat_tokenizer):
+    return chat_tokenizer
 
 
 def trained_spans(labels: list[int]) -> list[list[int]]:

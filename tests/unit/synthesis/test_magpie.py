@@ -17,14 +17,9 @@ CHATML_WITH_DEFAULT_SYSTEM = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-@pytest.fixture(scope="module", params=["llama3", "tiny"])
-def tokenizer(request):
-    if request.param == "llama3":
-        pytest.importorskip("quicktok")
-        from posttrain.model.llama3_tokenizer import llama3_tokenizer
-
-        return llama3_tokenizer()
-    return AutoTokenizer.from_pretrained(request.getfixturevalue("tiny_dir"))
+@pytest.fixture()
+def tokenizer(chat_tokenizer):
+    return chat_tokenizer
 
 
 def test_prefix_ends_exactly_at_the_user_header(tokenizer):
