@@ -22,7 +22,7 @@ import torch
 
 from posttrain.cli import main
 from posttrain.data.preference import tokenize_completion
-from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.model.logprobs import token_logprobs
 
 REFUSAL = "I cannot help with that request, sorry."

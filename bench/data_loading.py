@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["POSTTRAIN_CACHE"] = args.cache
     from posttrain.data.prepare import conversation_examples
-    from posttrain.config import SourceConfig
+    from posttrain.config.recipe import SourceConfig
     from posttrain.data.synth.arithmetic import sft_rows
     from posttrain.model.tiny import build_tiny
     from posttrain.model.load import load_tokenizer

@@ -116,7 +116,7 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
 
     from posttrain.data.chat import ensure_chat_template
     from posttrain.data.plans import Layout
-    from posttrain.eval.backend import HFBackend
+    from posttrain.generation.backend import HFBackend
     from posttrain.model.logprobs import TokenLogprobs
     from posttrain.objectives.policy_gradient import PolicyGradientObjective
     from posttrain.rewards import RewardSet, RewardTerm

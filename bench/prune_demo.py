@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def exact_match(model_dir: Path, test: Path, out_dir: Path) -> float:
-    from posttrain.eval.cli import make_backend
+    from posttrain.generation.factory import make_backend
     from posttrain.eval.engine import run_tasks
     from posttrain.eval.report import write_outputs
     from posttrain.train.periodic_eval import exact_match_task
@@ -41,7 +41,7 @@ def uniform_ffn_baseline(recipe, out_dir: Path) -> Path:
     import torch
 
     from posttrain.checkpoint.io import save_model_dir
-    from posttrain.config import ModelConfig
+    from posttrain.config.recipe import ModelConfig
     from posttrain.model.load import load_model, load_tokenizer
     from posttrain.pruning import alternatives as alt
     from posttrain.pruning.local_distill import parent_activations
@@ -78,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     from posttrain.pruning.recipe import PruneRecipe
     from posttrain.pruning.run import run_prune, uptrain
-    from posttrain.tool_recipe import load_tool_recipe
+    from posttrain.config.tool_recipe import load_tool_recipe
 
     data, out = Path(args.data), Path(args.out)
     recipe = load_tool_recipe(PruneRecipe, str(REPO / "recipes" / "tiny" / "prune.yaml"), [

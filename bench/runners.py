@@ -26,7 +26,7 @@ class HighWaterAfterLastStep:
 def posttrain_recipe(args, out_dir: Path, lr: float, *overrides: str):
     """The recipe every posttrain run gets: batch BATCH, one micro-batch, warmup + steps steps,
     constant lr, no decay, clipping 1.0, TRL's AdamW betas, metrics every step; plus overrides."""
-    from posttrain.config import load_recipe
+    from posttrain.config.recipe import load_recipe
 
     return load_recipe(None, [
         f"train.micro_batch_size={BATCH}", "train.grad_accum_steps=1",

@@ -21,7 +21,7 @@ SEEN, UNSEEN = 8, 8
 
 
 def memorised(root: Path, seed: int, docs: list[dict]) -> Path:
-    from posttrain.config import load_recipe
+    from posttrain.config.recipe import load_recipe
     from posttrain.model.tiny import build_tiny
     from posttrain.stages import sft
 

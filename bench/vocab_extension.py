@@ -20,12 +20,12 @@ import json
 import pathlib
 
 from posttrain.cli import main
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.arithmetic import pretrain_rows, sft_rows
 from posttrain.data.synth.second_language import words_per_text
-from posttrain.eval.backend import HFBackend
+from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
-from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.model.tiny import build_tiny
 from posttrain.stages import pretrain, sft
@@ -55,7 +55,7 @@ def _tokens_per_word(model_dir, texts):
 
 
 def _exact_match(model_dir, test_path):
-    from posttrain.eval.cli import make_backend
+    from posttrain.generation.factory import make_backend
     from posttrain.eval.engine import run_tasks
     from posttrain.train.periodic_eval import exact_match_task
 

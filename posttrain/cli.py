@@ -116,7 +116,7 @@ def run_command(args: argparse.Namespace) -> int:
     if getattr(args, "tool_run", None) is not None:
         return args.tool_run(args) or 0
     if args.command in TRAIN_STAGES:
-        from posttrain.config import load_recipe
+        from posttrain.config.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         stage = importlib.import_module(f"posttrain.stages.{args.command}")
@@ -126,7 +126,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         eval_command(args)
     elif args.command == "generate":
-        from posttrain.interactive import generate_command
+        from posttrain.commands.interactive import generate_command
 
         generate_command(args)
     elif args.command == "make-tiny":
@@ -138,7 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(merge_adapter_dir(args.adapter, args.out, args.dtype))
     elif args.command == "quickstart":
-        from posttrain.quickstart import run_quickstart
+        from posttrain.commands.quickstart import run_quickstart
 
         run_quickstart(args.output_dir, fast=args.fast, rl=args.rl)
     return 0

@@ -39,3 +39,19 @@ def chat_tokenizer(request):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(request.getfixturevalue("tiny_dir"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir):
+    """(model, tokenizer) of the untrained tiny test model, loaded once."""
+    from posttrain.model.inference import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(str(tiny_dir))
+
+
+@pytest.fixture()
+def tiny_backend(tiny_model):
+    from posttrain.generation.backend import HFBackend
+
+    model, tokenizer = tiny_model
+    return HFBackend(model, tokenizer, batch_size=4, show_progress=False)

@@ -84,7 +84,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     from posttrain.analysis import neurons as nz
     from posttrain.checkpoint.io import write_text_atomically
     from posttrain.errors import UserError
-    from posttrain.eval.load import load_model_and_tokenizer
+    from posttrain.model.inference import load_model_and_tokenizer
 
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
@@ -156,8 +156,8 @@ def _token_neurons(model, tokenizer, tokens: str, k: int, show) -> list[dict]:
 
 def _clamp_diff(model, tokenizer, layer: int, values: dict[int, float], prompt: str, max_new: int) -> dict:
     from posttrain.analysis.neurons import clamped
-    from posttrain.eval.load import has_own_chat_template
-    from posttrain.eval.prompting import Prompter
+    from posttrain.model.inference import has_own_chat_template
+    from posttrain.generation.prompter import Prompter
     from posttrain.model.generate import GenerationConfig, generate_text
 
     ids = Prompter(tokenizer, has_own_chat_template(tokenizer)).prompt(prompt)

@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from posttrain.errors import UserError
-from posttrain.permissions import apply_umask
+from posttrain.checkpoint.permissions import apply_umask
 from posttrain.train.state import capture_rng_state, restore_rng_state
 
 STEP_DIR_PATTERN = re.compile(r"^step-(\d{8,})$")

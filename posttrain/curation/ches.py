@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from posttrain.config_base import Positive, Section
+from posttrain.config.base import Positive, Section
 
 NAME = "ches"
 HELP = "score preference pairs by CHES (model hidden states) and drop the top quantile"
@@ -73,7 +73,7 @@ class PairScorer:
         import torch
 
         from posttrain.data.preference import collate_pairs
-        from posttrain.generation.jobs import BatchOutput
+        from posttrain.data.jobs import BatchOutput
 
         collated = collate_pairs([pair for _, pair in batch], self.pad_id)
         device = next(self.model.parameters()).device
@@ -99,8 +99,8 @@ def run(recipe: Recipe) -> int:
     from posttrain.data.preference import tokenize_pairs
     from posttrain.data.sources import load_records
     from posttrain.errors import UserError
-    from posttrain.eval.load import load_model_and_tokenizer
-    from posttrain.generation.jobs import JobSpec, file_sha256, run_job
+    from posttrain.model.inference import load_model_and_tokenizer
+    from posttrain.data.jobs import JobSpec, file_sha256, run_job
 
     if Path(recipe.input).is_dir():
         raise UserError(f"input={recipe.input}: ches scores one preference file; got a folder")

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from posttrain.config_base import Positive, Ratio, Section
+from posttrain.config.base import Positive, Ratio, Section
 
 NAME = "decontaminate"
 HELP = "remove training rows that overlap evaluation items by n-grams (Tulu 3's 8-gram rule)"
@@ -153,7 +153,7 @@ def run(recipe: Recipe) -> int:
         return {"filter": "decontaminate", "eval_source": source, "eval_item": item_id,
                 "coverage": round(found[1], 4), "eval_text": text[:200]}
 
-    from posttrain.generation.jobs import file_sha256
+    from posttrain.data.jobs import file_sha256
 
     settings = {**recipe.model_dump(exclude={"input", "out"}),
                 "eval_files_sha256": [file_sha256(path) for path in recipe.eval_files]}

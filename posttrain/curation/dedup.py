@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from posttrain.config_base import Positive, Section
+from posttrain.config.base import Positive, Section
 
 NAME = "dedup"
 HELP = "exact (normalised-text hash) and near (MinHash LSH) dedup on datatrove, streaming over shards"

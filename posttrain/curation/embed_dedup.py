@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from posttrain.config_base import Positive, Section
+from posttrain.config.base import Positive, Section
 
 NAME = "embed-dedup"
 HELP = "near-dedup by sentence-embedding cosine similarity (faiss; keeps the first of each cluster)"
@@ -112,7 +112,7 @@ def run(recipe: Recipe) -> int:
     from pathlib import Path
 
     from posttrain.curation.rows import PassSpec, out_paths, run_pass
-    from posttrain.generation.jobs import parts_dir
+    from posttrain.data.jobs import parts_dir
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.index import VectorIndex
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from posttrain.config_base import NonNegative, Positive, PositiveFloat, Ratio, Section
+from posttrain.config.base import NonNegative, Positive, PositiveFloat, Ratio, Section
 
 NAME = "filter"
 HELP = "remove rows by length (chars/tokens), language (py3langid) or perplexity under a model"
@@ -85,7 +85,7 @@ class Filters:
             raise UserError("filter: min_tokens/max_tokens need tokenizer (or perplexity_model)")
         self.model = self.tokenizer = self.languages = None
         if self.wants_ppl:
-            from posttrain.eval.load import load_model_and_tokenizer
+            from posttrain.model.inference import load_model_and_tokenizer
 
             self.model, self.tokenizer = load_model_and_tokenizer(recipe.perplexity_model, recipe.dtype)
         if self.wants_tokens and recipe.tokenizer:

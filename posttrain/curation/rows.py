@@ -14,7 +14,7 @@ position: the shard's rows counted from 0 in reading order (what datatrove calls
 Output has the input's shape and format, so training stages read it unchanged: one input file ->
 OUT with the same suffix; a folder of shards -> folder OUT with the same shard names. Rows are
 written as read (every field kept). Resume: the unit of work is one input shard. Its kept rows,
-report lines and counts go to OUT.parts/ (generation/jobs.py's parts directory, guarded by the
+report lines and counts go to OUT.parts/ (data/jobs.py's parts directory, guarded by the
 job's identity); the rename of its kept-rows file marks it done, so after a kill -9 the same
 command redoes only unfinished shards (no duplicate, no missing row). When all are done they move
 into OUT, the reports are joined into OUT-stem.removed.jsonl and OUT-stem.manifest.json is written.
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from posttrain.data.records import RecordError, record_kind, to_record
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
-from posttrain.generation.jobs import (JobSpec, file_sha256, manifest_path, open_parts, parts_dir,
+from posttrain.data.jobs import (JobSpec, file_sha256, manifest_path, open_parts, parts_dir,
                                       write_atomically)
 
 SHARD_SUFFIXES = (".jsonl", ".parquet")

@@ -8,7 +8,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 
-from posttrain.config import DEFAULT_MAX_ROW_BYTES, DataConfig, SourceConfig
+from posttrain.config.recipe import DEFAULT_MAX_ROW_BYTES, DataConfig, SourceConfig
 from posttrain.data.batching import Example
 from posttrain.data.cache import source_key, streamed_examples, tokenizer_fingerprint
 from posttrain.data.chat import tokenize_conversation, tokenize_text

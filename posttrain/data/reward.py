@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from posttrain.config import DEFAULT_MAX_ROW_BYTES, SourceConfig
+from posttrain.config.recipe import DEFAULT_MAX_ROW_BYTES, SourceConfig
 from posttrain.data import pointless
 from posttrain.data.batching import IGNORE, Example
 from posttrain.data.preference import tokenize_completion

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posttrain.config import DEFAULT_MAX_ROW_BYTES
+from posttrain.config.recipe import DEFAULT_MAX_ROW_BYTES
 from posttrain.data.records import (
     Record,
     RecordError,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from posttrain.config import DEFAULT_MAX_ROW_BYTES
+from posttrain.config.recipe import DEFAULT_MAX_ROW_BYTES
 from posttrain.data.batching import Example, collate_padded
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.problems import RowProblems

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import RequestFailed
+from posttrain.generation.backend import RequestFailed
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.self_eval import no_better_probabilities

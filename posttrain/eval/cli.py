@@ -110,6 +110,8 @@ def _evaluate_command(args: argparse.Namespace) -> None:
 
         for task in tasks:
             correctness_rule(task)
+    from posttrain.generation.factory import make_backend
+
     backend = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype)
     results = run_tasks(backend, tasks, args.limit, args.seed, voting=voting)
     out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / _safe_name(args.model)
@@ -120,23 +122,6 @@ def _evaluate_command(args: argparse.Namespace) -> None:
     write_outputs(out_dir, results, run_info)
     print(results_table(results))
     print(f"results: {out_dir / 'results.json'}\nsamples: {out_dir / 'samples.jsonl'}")
-
-
-def make_backend(model: str, kind: str, batch_size: int, seed: int, dtype: str = "float32"):
-    if kind == "vllm":
-        from posttrain.eval.vllm_backend import VLLMBackend
-        from posttrain.model.adapters import is_adapter_dir
-        from posttrain.model.load import resolve_model_path
-
-        path = resolve_model_path(model)
-        if is_adapter_dir(path):
-            raise UserError("the vllm backend needs a full model: posttrain merge-lora ADAPTER --out DIR first")
-        return VLLMBackend(path, seed=seed, dtype="auto" if dtype == "float32" else dtype)
-    from posttrain.eval.backend import HFBackend
-    from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
-
-    loaded, tokenizer = load_model_and_tokenizer(model, dtype)
-    return HFBackend(loaded, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer))
 
 
 def _aliases(spec: str) -> set[str]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import Backend, HFBackend
-from posttrain.eval.load import has_own_chat_template
+from posttrain.generation.backend import Backend, HFBackend
+from posttrain.model.inference import has_own_chat_template
 from posttrain.eval.metrics import Metric, summarise
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks import KIND_MODULES

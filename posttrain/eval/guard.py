@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import Backend, LoglikelihoodRequest
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.backend import Backend, LoglikelihoodRequest
+from posttrain.generation.prompter import Prompter
 
 # Llama Guard 3's taxonomy (MLCommons hazards); a task may give its own (code, description) pairs.
 LLAMA_GUARD_3_CATEGORIES: tuple[tuple[str, str], ...] = (
@@ -82,7 +82,7 @@ def parse_verdict(answer: str, known: Sequence[str] | None = None) -> tuple[bool
 def read_taxonomy(path: str | Path) -> list[tuple[str, str]]:
     """A category taxonomy file (YAML or JSON): a mapping {code: description}, or a list of
     {code, description} entries, in the order the guard prompt lists them."""
-    from posttrain.strict_yaml import read_yaml
+    from posttrain.config.strict_yaml import read_yaml
 
     path = Path(path)
     if not path.is_file():

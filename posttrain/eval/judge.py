@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import Backend, LoglikelihoodRequest
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.backend import Backend, LoglikelihoodRequest
+from posttrain.generation.prompter import Prompter
 
 PAIRWISE_TEMPLATE = """You are comparing two responses to the same instruction. Decide which response \
 follows the instruction better: more helpful, correct and relevant. The order of the responses and \
@@ -91,7 +91,7 @@ class LocalJudge:
 class HTTPJudge:
     def __init__(self, base_url: str, api_model: str = "default", api_key_env: str | None = None,
                  timeout_s: float = 60.0, concurrency: int = 8, max_retries: int = 4):
-        from posttrain.eval.openai_backend import OpenAIClient
+        from posttrain.generation.openai_backend import OpenAIClient
 
         self.client = OpenAIClient(base_url, api_key_env, timeout_s, max_retries, concurrency=concurrency)
         self.api_model = api_model
@@ -113,7 +113,7 @@ class HTTPJudge:
         return None  # no answer: a failure, not a tie
 
     def _post(self, body: dict) -> dict:
-        from posttrain.eval.openai_backend import HTTPFailure
+        from posttrain.generation.openai_backend import HTTPFailure
 
         try:
             return self.client.post("/chat/completions", body)
@@ -142,8 +142,8 @@ def make_judge(cfg, batch_size: int = 16, seed: int = 0) -> Judge:
         raise UserError("this task needs a judge: --set TASK.judge.model=MODEL_DIR_OR_URL")
     if cfg.model.startswith(("http://", "https://")):
         return HTTPJudge(cfg.model, cfg.api_model, cfg.api_key_env, cfg.timeout_s)
-    from posttrain.eval.backend import HFBackend
-    from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.generation.backend import HFBackend
+    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     return LocalJudge(HFBackend(model, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer)))

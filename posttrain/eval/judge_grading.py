@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest
+from posttrain.generation.backend import GenerationRequest
 from posttrain.eval.judge import HTTPJudge, load_template
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.prompter import Prompter
 
 JUDGE_SYSTEM = "You are a helpful assistant."
 DEFAULT_RUBRIC = ("Consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level "
@@ -135,8 +135,8 @@ def make_grader(cfg, max_tokens: int, batch_size: int = 16, seed: int = 0) -> Gr
         raise UserError("this task needs a judge: --set TASK.judge.model=MODEL_DIR_OR_URL")
     if cfg.model.startswith(("http://", "https://")):
         return HTTPGrader(HTTPJudge(cfg.model, cfg.api_model, cfg.api_key_env, cfg.timeout_s), max_tokens)
-    from posttrain.eval.backend import HFBackend
-    from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.generation.backend import HFBackend
+    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     backend = HFBackend(model, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer))

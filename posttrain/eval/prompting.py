@@ -9,10 +9,8 @@ each user turn followed by its answer, examples separated by a blank line, after
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
-from posttrain.data.chat import tokenize_prompt
 from posttrain.errors import UserError
 
 # Kojima et al. (2022), "Large Language Models are Zero-Shot Reasoners": the zero-shot CoT trigger.
@@ -32,62 +30,6 @@ def fill(template: str, doc: dict[str, Any], task: str = "") -> str:
                         f"fields: {fields}") from None
     except (IndexError, ValueError) as err:
         raise UserError(f"task '{task}': bad template {template!r}: {err}") from None
-
-
-@dataclass
-class Prompter:
-    """Renders messages for one model: through its chat template, or as plain text."""
-
-    tokenizer: Any
-    chat: bool
-    system: str | None = None
-
-    def messages(self, user: str, examples: list[tuple[str, str]] = (),
-                 preamble: str | None = None) -> list[dict[str, str]]:
-        """preamble: lm-evaluation-harness's task `description`, joined to the system text by a
-        blank line; a chat model gets both as the system turn, plain text puts them first."""
-        system = "\n\n".join(part for part in (self.system, preamble) if part)
-        out = [{"role": "system", "content": system}] if system else []
-        for question, answer in examples:
-            out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        return out + [{"role": "user", "content": user}]
-
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        if self.chat:
-            return tokenize_prompt(self.tokenizer, messages)
-        ids = list(self.tokenizer(self.plain_text(messages), add_special_tokens=False)["input_ids"])
-        bos = self.tokenizer.bos_token_id
-        return ([bos] if bos is not None else []) + ids
-
-    def prompt(self, user: str, examples: list[tuple[str, str]] = (), preamble: str | None = None) -> list[int]:
-        return self.encode(self.messages(user, examples, preamble))
-
-    def continuation(self, text: str) -> str:
-        """What follows a prompt as the model's answer: after a chat header the answer starts
-        fresh; after plain text it is separated by a space (as "Answer:" + " Paris")."""
-        return text.strip() if self.chat else " " + text.strip()
-
-    def continuation_ids(self, text: str) -> list[int]:
-        return list(self.tokenizer(self.continuation(text), add_special_tokens=False)["input_ids"])
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
-
-    @staticmethod
-    def plain_text(messages: list[dict[str, str]]) -> str:
-        parts, current = [], ""
-        for message in messages:
-            if message["role"] == "assistant":
-                current = _join_answer(current, message["content"])
-            else:
-                if current:
-                    parts.append(current)
-                current = message["content"]
-        return "\n\n".join(parts + [current])
-
-
-def _join_answer(question: str, answer: str) -> str:
-    return question + answer.strip() if question[-1:].isspace() else f"{question} {answer.strip()}"
 
 
 def task_examples(task, pool: list[dict], doc: dict) -> list[dict]:

@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import Backend, LoglikelihoodRequest
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.backend import Backend, LoglikelihoodRequest
+from posttrain.generation.prompter import Prompter
 
 SELF_EVAL_QUESTION = ("Could a new attempt at this question give a better answer than the one above? "
                       "Reply with 'Yes.' or 'No.'")

@@ -23,7 +23,7 @@ def add_parsers(subparsers) -> None:
     subparsers.choices["serve"].set_defaults(tool_run=_serve)
     it = subparsers.add_parser("iterate", help="K rounds of sample -> score -> pairs -> dpo -> eval "
                                "(iterative on-policy DPO, SELM)")
-    it.add_argument("recipe", help="iterate recipe YAML (see posttrain/generation/iterate.py)")
+    it.add_argument("recipe", help="iterate recipe YAML (see posttrain/commands/iterate.py)")
     it.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     it.add_argument("--output-dir", help="default: the recipe's output_dir")
     it.set_defaults(tool_run=_iterate)
@@ -46,7 +46,7 @@ def add_serve_parser(subparsers) -> None:
 
 
 def _iterate(args: argparse.Namespace) -> int:
-    from posttrain.generation.iterate import load_iterate_recipe, run_iterate
+    from posttrain.commands.iterate import load_iterate_recipe, run_iterate
 
     run_iterate(load_iterate_recipe(args.recipe, args.overrides), args.output_dir)
     return 0
@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _concat(args: argparse.Namespace) -> int:
-    from posttrain.generation.jobs import concat_shards, manifest_path
+    from posttrain.data.jobs import concat_shards, manifest_path
     from pathlib import Path
 
     if not args.shards:

@@ -18,32 +18,14 @@ batch would have sampled (hf; openai servers differ in how they honour seeds).
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import yaml
 
 from posttrain.errors import UserError
-
-BACKENDS = ("hf", "vllm", "openai")
-
-
-@dataclass
-class SamplingSettings:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    stop: list[str] = field(default_factory=list)
-    seed: int = 0
-    logprobs: bool = True
-
-    def check(self) -> None:
-        if self.n < 1 or self.max_new_tokens < 1:
-            raise UserError(f"--n and --max-new-tokens must be >= 1, got {self.n} and {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
-
+from posttrain.generation.factory import add_backend_arguments, make_generation_backend
+from posttrain.generation.source import SamplingSettings
 
 def add_sample_parser(subparsers) -> None:
     p = subparsers.add_parser("sample", help="N completions per prompt, written as a resumable job",
@@ -74,18 +56,6 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="hf")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--base-url", help="openai: the server's base URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--endpoint", choices=["chat", "completions"], default="chat",
-                   help="openai: /v1/chat/completions (messages) or /v1/completions (token ids)")
-    p.add_argument("--api-key-env", default=None, help="openai: environment variable holding the API key")
-    p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
-    p.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
-    p.add_argument("--max-retries", type=int, default=4, help="openai: retries of a failing request")
-
-
 def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
     settings = SamplingSettings(args.n, args.temperature, args.top_p, args.max_new_tokens, list(args.stop),
                                 args.seed, not args.no_logprobs)
@@ -97,32 +67,6 @@ def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
         setattr(settings, key, yaml.safe_load(value))
     settings.check()
     return settings
-
-
-def make_generation_backend(args: argparse.Namespace, model: str | None = None):
-    """hf / vllm through `posttrain eval`'s make_backend; openai through OpenAIClient."""
-    model = model or args.model
-    if args.backend != "openai":
-        from posttrain.eval.cli import make_backend
-
-        backend = make_backend(model, args.backend, args.batch_size, args.seed, args.dtype)
-        backend.show_progress = False  # the job's bar counts rows; one bar per batch would only flicker
-        return backend
-    from posttrain.eval.openai_backend import OpenAIBackend, OpenAIClient
-
-    if not args.base_url:
-        raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries,
-                          concurrency=args.concurrency)
-    client.check_reachable()
-    tokenizer = None
-    if args.endpoint == "completions":
-        from posttrain.model.load import load_tokenizer
-
-        # token-id prompts are rendered here, with the model's template (from `args.tokenizer` when
-        # the served model's name is not a path)
-        tokenizer = load_tokenizer(getattr(args, "tokenizer", None) or model)
-    return OpenAIBackend(model, client, args.endpoint, tokenizer)
 
 
 def load_prompt_items(path: str, on_error: str) -> tuple[list[dict], int]:
@@ -137,7 +81,7 @@ def load_prompt_items(path: str, on_error: str) -> tuple[list[dict], int]:
 
 
 def input_identity(path: str, rows: int) -> dict:
-    from posttrain.generation.jobs import file_sha256
+    from posttrain.data.jobs import file_sha256
 
     if Path(path).is_dir():
         return {"path": str(path), "rows": rows, "sha256": {p.name: file_sha256(p) for p in
@@ -152,12 +96,12 @@ class Sampler:
         self.backend, self.backend_name, self.model, self.settings = backend, backend_name, model, settings
         self.prompter = None
         if getattr(backend, "tokenizer", None) is not None:
-            from posttrain.eval.prompting import Prompter
+            from posttrain.generation.prompter import Prompter
 
             self.prompter = Prompter(backend.tokenizer, backend.is_chat)
 
     def requests(self, item: dict):
-        from posttrain.eval.backend import GenerationRequest
+        from posttrain.generation.backend import GenerationRequest
 
         s = self.settings
         ids = self.prompter.encode(item["messages"]) if self.prompter else []
@@ -166,8 +110,8 @@ class Sampler:
         return [request] * s.n
 
     def __call__(self, batch: list[dict], index: int):
-        from posttrain.eval.backend import RequestFailed
-        from posttrain.generation.jobs import BatchOutput
+        from posttrain.generation.backend import RequestFailed
+        from posttrain.data.jobs import BatchOutput
 
         s, seed = self.settings, self.settings.seed + index
         requests = [r for item in batch for r in self.requests(item)]
@@ -191,7 +135,7 @@ class Sampler:
 
 
 def sample_command(args: argparse.Namespace) -> int:
-    from posttrain.generation.jobs import JobSpec, Shard, run_job
+    from posttrain.data.jobs import JobSpec, Shard, run_job
 
     settings = settings_from_args(args)
     shard = Shard.parse(args.shard)  # a typo fails before the model loads
@@ -211,7 +155,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def report(manifest: dict, out: str) -> int:
     """One summary line; exit status 1 when rows failed (their reasons are in the manifest)."""
-    from posttrain.generation.jobs import manifest_path
+    from posttrain.data.jobs import manifest_path
 
     counts = manifest["counts"]
     print(f"wrote {counts['rows_out']} rows to {out} (manifest: {manifest_path(Path(out))})")

@@ -110,8 +110,8 @@ def build_app(backend, model_name: str, max_batch: int = 16):
     """The FastAPI app around an HFBackend."""
     from fastapi import FastAPI, HTTPException
 
-    from posttrain.eval.backend import GenerationRequest
-    from posttrain.eval.prompting import Prompter
+    from posttrain.generation.backend import GenerationRequest
+    from posttrain.generation.prompter import Prompter
 
     app = FastAPI(title="posttrain serve")
     backend.lock = threading.Lock()  # log-prob passes share the model with the batcher's thread
@@ -172,7 +172,7 @@ def serve_command(args) -> int:
         import uvicorn
     except ImportError:
         raise UserError("posttrain serve needs fastapi and uvicorn: pip install 'posttrain[serve]'") from None
-    from posttrain.eval.cli import make_backend
+    from posttrain.generation.factory import make_backend
 
     backend = make_backend(args.model, "hf", args.batch_size, 0, args.dtype)
     backend.show_progress = False

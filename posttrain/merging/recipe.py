@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
-from posttrain.config import Section
-from posttrain.tool_recipe import load_tool_recipe
+from posttrain.config.recipe import Section
+from posttrain.config.tool_recipe import load_tool_recipe
 
 NEEDS_BASE = ("task_arithmetic", "ties", "dare", "instruction_residual")
 

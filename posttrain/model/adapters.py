@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from posttrain.config import AdapterConfig
+from posttrain.config.recipe import AdapterConfig
 from posttrain.errors import UserError
 
 

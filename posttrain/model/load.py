@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.config import AdapterConfig, ModelConfig
+from posttrain.config.recipe import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
 from posttrain.pruning import hetero_llama  # noqa: F401  registers model_type puzzle_llama with Auto*

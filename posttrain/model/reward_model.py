@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from posttrain.config import AdapterConfig, ModelConfig, RewardSection
+from posttrain.config.recipe import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter

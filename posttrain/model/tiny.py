@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from posttrain.errors import UserError
-from posttrain.permissions import apply_umask
+from posttrain.checkpoint.permissions import apply_umask
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast

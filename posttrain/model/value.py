@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posttrain.config import ModelConfig
+from posttrain.config.recipe import ModelConfig
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer

@@ -8,7 +8,7 @@ import dataclasses
 
 import torch
 
-from posttrain.config import PreferenceSection
+from posttrain.config.recipe import PreferenceSection
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.data.unpaired import KL_
 from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from posttrain.checkpoint.io import save_model_dir, write_text_atomically
-from posttrain.config import ModelConfig
+from posttrain.config.recipe import ModelConfig
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.prepare import check_sources, conversation_examples
 from posttrain.errors import UserError

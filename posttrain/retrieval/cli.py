@@ -14,7 +14,7 @@ import argparse
 
 
 def add_parsers(subparsers) -> None:
-    from posttrain.generation.sample import add_backend_arguments
+    from posttrain.generation.factory import add_backend_arguments
 
     rag = subparsers.add_parser("rag", help="QuIM-RAG: question-indexed retrieval vs plain chunk retrieval",
                                 description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -74,7 +74,7 @@ def run_corpus(args) -> int:
 
 
 def _backend(args):
-    from posttrain.generation.sample import make_generation_backend
+    from posttrain.generation.factory import make_generation_backend
 
     return make_generation_backend(args, args.model)
 

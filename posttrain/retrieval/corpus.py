@@ -84,7 +84,7 @@ def make_corpus(n_docs: int = 40, seed: int = 0) -> tuple[list[dict], list[dict]
 
 
 def write_corpus(out: str | Path, n_docs: int = 40, seed: int = 0) -> dict[str, Path]:
-    from posttrain.generation.jobs import write_atomically
+    from posttrain.data.jobs import write_atomically
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def passage(chunk: dict) -> str:
 def build_index(docs_path: str, out: str | Path, mode: str, max_words: int, embedder, writer=None) -> dict:
     """Chunk the documents, write questions per chunk (QuIM, with `writer(chunks, docs)`), embed
     and index; returns index.json's content."""
-    from posttrain.generation.jobs import write_atomically
+    from posttrain.data.jobs import write_atomically
     from posttrain.retrieval.index import VectorIndex
 
     if mode not in MODES:

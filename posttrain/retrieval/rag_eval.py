@@ -73,7 +73,7 @@ def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, emb
 def evaluate(args, backend=None) -> int:
     from pathlib import Path
 
-    from posttrain.generation.jobs import write_atomically
+    from posttrain.data.jobs import write_atomically
     from posttrain.retrieval.rag_models import answer
 
     ks = parse_ks(args.k)

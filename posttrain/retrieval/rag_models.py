@@ -61,7 +61,8 @@ class SentenceWriter:
 
 
 def _sampler(backend, backend_name: str, model: str, max_new_tokens: int):
-    from posttrain.generation.sample import Sampler, SamplingSettings
+    from posttrain.generation.sample import Sampler
+    from posttrain.generation.source import SamplingSettings
 
     settings = SamplingSettings(n=1, temperature=0.0, max_new_tokens=max_new_tokens, logprobs=False)
     return Sampler(backend, backend_name, model, settings)
@@ -87,7 +88,7 @@ class ModelWriter:
         import json
         from pathlib import Path
 
-        from posttrain.generation.jobs import JobSpec, run_job
+        from posttrain.data.jobs import JobSpec, run_job
 
         items = [_item(c["chunk"], QUESTION_PROMPT.format(title=c["title"], text=c["text"], n=self.n))
                  for c in chunks]

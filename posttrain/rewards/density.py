@@ -46,9 +46,9 @@ class _Scorer:
     """log p(y | prefix + x) for one model, batched through its HFBackend."""
 
     def __init__(self, path: str, batch_size: int, dtype: str, prefix: list[dict]):
-        from posttrain.eval.backend import HFBackend
-        from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
-        from posttrain.eval.prompting import Prompter
+        from posttrain.generation.backend import HFBackend
+        from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
+        from posttrain.generation.prompter import Prompter
 
         model, tokenizer = load_model_and_tokenizer(path, dtype)
         self.backend = HFBackend(model, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),
@@ -56,7 +56,7 @@ class _Scorer:
         self.prompter, self.prefix = Prompter(tokenizer, self.backend.is_chat), prefix
 
     def logprobs(self, samples: Sequence[dict], completions: Sequence[str]) -> list[tuple[float, int]]:
-        from posttrain.eval.backend import LoglikelihoodRequest
+        from posttrain.generation.backend import LoglikelihoodRequest
 
         requests = [LoglikelihoodRequest(self.prompter.encode(self._messages(s["prompt"])),
                                          self.prompter.continuation_ids(c) or [self.backend.pad_id])

@@ -44,8 +44,8 @@ def _open_judge(model: str, api_model: str, api_key_env: str | None, batch_size:
 
     if model.startswith(("http://", "https://")):
         return HTTPJudge(model, api_model, api_key_env, timeout_s)
-    from posttrain.eval.backend import HFBackend
-    from posttrain.eval.load import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.generation.backend import HFBackend
+    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
 
     loaded, tokenizer = load_model_and_tokenizer(model)
     return LocalJudge(HFBackend(loaded, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),

@@ -21,7 +21,7 @@ DEFAULT_EVAL_ROOT = Path("runs") / "reward-eval"
 def reward_eval_command(model_dir: str, data: str, batch_size: int = 8, output_dir: str | None = None,
                         attribute: str | None = None, dtype: str | None = None) -> dict:
     """Accuracy per category, group and overall; returns what results.json holds."""
-    from posttrain.config import SourceConfig
+    from posttrain.config.recipe import SourceConfig
     from posttrain.data.reward import reward_pairs
     from posttrain.data.sources import read_rows
     from posttrain.eval.reward_bench import category_of, category_results, summary, summary_table

@@ -12,7 +12,7 @@ registry (math, exact_match, countdown, ifeval, reward_model, judge, density_rat
 dotted path, with options after a colon: `reward_model:path=RM,weight=0.5`. weight, label and
 verifier are the term's own keys, as in grpo.rewards; the total is sum_k weight_k * score_k.
 SCORED rows carry, per completion, `scores` (each term's raw value), `score` (the total) and
-`correct` (the first verifier's value > 0). Scoring is a job (posttrain/generation/jobs.py):
+`correct` (the first verifier's value > 0). Scoring is a job (posttrain/data/jobs.py):
 resumable after a crash, --shard-able, with a manifest.
 Pairs: {prompt, chosen, rejected, chosen_score, rejected_score} (TRL's preference rows, so
 `posttrain dpo` reads them); rows with too few valid completions or all-tied scores are dropped
@@ -118,7 +118,7 @@ class ScoreBatch:
         self.reward_set = reward_set
 
     def __call__(self, batch: list[dict], index: int):
-        from posttrain.generation.jobs import BatchOutput
+        from posttrain.data.jobs import BatchOutput
 
         samples = [{**it["fields"], "prompt": it["messages"], "reference": it["reference"]}
                    for it in batch for _ in it["texts"]]
@@ -198,7 +198,7 @@ def rejection_sft(rows: list[dict], mode: str, per_prompt: int | None) -> tuple[
 
 
 def write_derived(path: str, rows: list[dict], counts: dict, source: str) -> None:
-    from posttrain.generation.jobs import manifest_path, write_atomically
+    from posttrain.data.jobs import manifest_path, write_atomically
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomically(Path(path), "".join(json.dumps(r) + "\n" for r in rows))
@@ -206,7 +206,7 @@ def write_derived(path: str, rows: list[dict], counts: dict, source: str) -> Non
 
 
 def score_command(args: argparse.Namespace) -> int:
-    from posttrain.generation.jobs import JobSpec, Shard, run_job
+    from posttrain.data.jobs import JobSpec, Shard, run_job
     from posttrain.generation.sample import input_identity
     from posttrain.rewards import RewardSet
 

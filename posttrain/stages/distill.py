@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import torch
 
-from posttrain.config import ModelConfig, Recipe
+from posttrain.config.recipe import ModelConfig, Recipe
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import check_sources, conversation_examples, max_length_for, split_holdout
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest, HFBackend
+from posttrain.generation.backend import GenerationRequest, HFBackend
 from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
 from posttrain.model.load import context_length, load_model, load_tokenizer, resolve_model_path
 from posttrain.model.teacher_cache import TopkCache, write_topk_cache

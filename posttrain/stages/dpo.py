@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import Example
 from posttrain.data.chat import ensure_chat_template, tokenize_prompt
 from posttrain.data.plans import EpochPlan, eval_micro_batches

@@ -17,7 +17,7 @@ Where this departs from the papers, and why:
 - With mu = 1 (the default) no old-policy forward is run: the ratio is exactly 1 and the
   objective's gradient is the policy gradient (plus KL). With mu > 1 the old log-probs are
   computed once per batch, before its first update.
-- Rollouts go through the evaluation engine's backends (eval/backend.py): HF generate on the
+- Rollouts go through the evaluation engine's backends (generation/backend.py): HF generate on the
   training model itself (default), or vLLM (grpo.backend: vllm, GPU) colocated in the training
   process, its weights replaced by the policy's before every batch of rollouts.
 - grpo.no_eos_reward replaces the total reward of a completion that hit max_new_tokens without a
@@ -40,7 +40,7 @@ from contextlib import nullcontext
 
 import torch
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data import pointless
 from posttrain.data.batching import IGNORE
 from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
@@ -49,7 +49,7 @@ from posttrain.data.problems import RowProblems
 from posttrain.data.rollout_layout import group_layout, rollout_forward
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest, HFBackend
+from posttrain.generation.backend import GenerationRequest, HFBackend
 from posttrain.model.adapters import adapter_base, is_adapter_dir
 from posttrain.model.generate import padding_id, stop_token_ids
 from posttrain.model.load import context_length
@@ -137,7 +137,7 @@ def rollout_backend(ctx: RunContext):
     if ctx.recipe.train.distributed == "fsdp" and ctx.accelerator.num_processes > 1:
         raise UserError("grpo.backend: vllm works with one process or DDP, not FSDP-sharded weights; "
                         "set train.distributed: ddp or grpo.backend: hf")
-    from posttrain.eval.vllm_backend import VLLMBackend
+    from posttrain.generation.vllm_backend import VLLMBackend
 
     path = model_cfg.path  # the engine needs a full model: an adapter's base (weights are synced anyway)
     return VLLMBackend(adapter_base(path) if is_adapter_dir(path) else path, tokenizer=ctx.tokenizer, seed=ctx.recipe.seed,

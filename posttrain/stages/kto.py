@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data import pointless
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import Example, collate_packed, pack_examples
 from posttrain.data.mixtures import mixture_rows
 from posttrain.data.plans import StreamPlan, eval_micro_batches

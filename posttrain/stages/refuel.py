@@ -36,12 +36,12 @@ import random
 
 import torch
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.chat import ensure_chat_template, tokenize_prompt
 from posttrain.data.preference import PairExample, collate_pairs, tokenize_completion
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
-from posttrain.eval.backend import GenerationRequest, HFBackend
+from posttrain.generation.backend import GenerationRequest, HFBackend
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
 from posttrain.objectives.pairwise import PairwiseObjective, preference_config, sequence_logps
 from posttrain.objectives.registry import get_preference_loss

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import random
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import collate_packed, collate_padded, pack_examples
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches

@@ -71,7 +71,7 @@ def _vocab_parsers(sub) -> None:
 
 def load_for_surgery(model: str, dtype: str = "float32"):
     """(model, tokenizer, resolved path), loaded as every stage loads a model (one-line errors)."""
-    from posttrain.config import ModelConfig
+    from posttrain.config.recipe import ModelConfig
     from posttrain.model.load import instantiate, load_tokenizer
 
     loaded = instantiate(ModelConfig(path=model, dtype=dtype))

@@ -7,7 +7,7 @@ files. No SFT/RL/pre-training problem shares (a, op, b) with a test problem.
 
 from __future__ import annotations
 
-from posttrain.config_base import Section
+from posttrain.config.base import Section
 
 NAME = "arithmetic"
 HELP = "the quickstart's arithmetic data files (no model needed)"

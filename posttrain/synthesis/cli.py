@@ -7,7 +7,7 @@ top level (torch inside run).
 
 from __future__ import annotations
 
-from posttrain.tool_recipe import add_recipe_tool
+from posttrain.config.tool_recipe import add_recipe_tool
 
 METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from pydantic import field_validator
 
-from posttrain.config_base import Positive, Section
+from posttrain.config.base import Positive, Section
 from posttrain.errors import UserError
-from posttrain.synthesis.backends import ModelSource, Sampling
+from posttrain.generation.source import ModelSource, Sampling
 
 NAME = "fusechat"
 HELP = "FuseChat-3.0: several source models sample each prompt into one file with a `source` column"
@@ -61,9 +61,10 @@ class Recipe(Section):
 
 def source_job(recipe: Recipe, source: Source, items: list[dict], skipped: int, out: Path) -> dict:
     """Sample every prompt with one source into out.sources/NAME.jsonl (a resumable job)."""
-    from posttrain.generation.jobs import BatchOutput, JobSpec, run_job
-    from posttrain.generation.sample import Sampler, SamplingSettings, input_identity
-    from posttrain.synthesis.backends import open_backend
+    from posttrain.data.jobs import BatchOutput, JobSpec, run_job
+    from posttrain.generation.sample import Sampler, input_identity
+    from posttrain.generation.source import SamplingSettings
+    from posttrain.generation.factory import open_backend
 
     where = f"synth fusechat: source '{source.name}'"
     backend = open_backend(source, recipe.batch_size, recipe.seed, where)
@@ -86,7 +87,7 @@ def source_job(recipe: Recipe, source: Source, items: list[dict], skipped: int, 
 
 def join_sources(paths: list[Path], out: Path) -> int:
     """Rows of all sources, grouped by prompt row (stable: sources in recipe order)."""
-    from posttrain.generation.jobs import write_atomically
+    from posttrain.data.jobs import write_atomically
 
     rows = [json.loads(line) for path in paths for line in path.read_text(encoding="utf-8").splitlines()]
     rows.sort(key=lambda r: r["row"])
@@ -95,7 +96,7 @@ def join_sources(paths: list[Path], out: Path) -> int:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.generation.jobs import manifest_path, write_atomically
+    from posttrain.data.jobs import manifest_path, write_atomically
     from posttrain.generation.sample import load_prompt_items
 
     if not recipe.out:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from posttrain.config_base import Section
+from posttrain.config.base import Section
 
 NAME = "llama_guard"
 HELP = "Llama Guard SFT rows (guard prompt -> safe / unsafe + categories) from labelled data"

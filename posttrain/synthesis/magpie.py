@@ -28,9 +28,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from posttrain.config_base import NonNegative, NonNegFloat, Positive, Ratio, Section
+from posttrain.config.base import NonNegative, NonNegFloat, Positive, Ratio, Section
 from posttrain.errors import UserError
-from posttrain.synthesis.backends import ModelSource, Sampling, chat_tokenizer, open_backend
+from posttrain.generation.factory import chat_tokenizer, open_backend
+from posttrain.generation.source import ModelSource, Sampling
 
 NAME = "magpie"
 HELP = "Magpie: user queries sampled from an aligned model's pre-query template, answered, filtered"
@@ -101,7 +102,7 @@ class MagpieBatch:
         self.tokenizer = chat_tokenizer(backend, "synth magpie: source")
 
     def __call__(self, batch: list[int], index: int):
-        from posttrain.generation.jobs import BatchOutput
+        from posttrain.data.jobs import BatchOutput
 
         start = [{"role": "system", "content": self.recipe.system}] if self.recipe.system else []
         convs = {item: {"item": item, "messages": list(start), "turns": []} for item in batch}
@@ -124,7 +125,7 @@ class MagpieBatch:
     def _sample(self, convs: list[dict], role: str, seed: int) -> list[tuple[str, str] | str]:
         """(text, finish_reason) per conversation, or the error of a failed request."""
         from posttrain.data.chat import tokenize_prompt
-        from posttrain.eval.backend import GenerationRequest, RequestFailed
+        from posttrain.generation.backend import GenerationRequest, RequestFailed
 
         s = self.recipe.query if role == "user" else self.recipe.response
         render = (lambda m: pre_query_ids(self.tokenizer, m)) if role == "user" else \
@@ -145,7 +146,7 @@ def raw_path(out: Path) -> Path:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.generation.jobs import JobSpec, run_job
+    from posttrain.data.jobs import JobSpec, run_job
 
     if not recipe.out:
         raise UserError("synth magpie: no output path (--out PATH or out=PATH)")
@@ -168,7 +169,7 @@ def run(recipe: Recipe) -> int:
 
 def write_filtered(rows: list[dict], out: Path, settings: dict, header: dict) -> int:
     """OUT (the kept rows' messages) and its manifest with the count each filter removed."""
-    from posttrain.generation.jobs import manifest_path, write_atomically
+    from posttrain.data.jobs import manifest_path, write_atomically
     from posttrain.synthesis.filters import apply_filters
 
     kept, removed = apply_filters(rows, settings)

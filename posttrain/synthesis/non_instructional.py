@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from posttrain.config_base import Positive, Ratio, Section
+from posttrain.config.base import Positive, Ratio, Section
 from posttrain.errors import UserError
-from posttrain.synthesis.backends import ModelSource, Sampling
+from posttrain.generation.source import ModelSource, Sampling
 
 NAME = "non-instructional"
 HELP = "raw text halves: a teacher continues the first half, the pair becomes a conversation"
@@ -88,8 +88,8 @@ class ContinueBatch:
         return ids if bos is None else [bos, *ids]
 
     def __call__(self, batch: list[dict], index: int):
-        from posttrain.eval.backend import GenerationRequest, RequestFailed
-        from posttrain.generation.jobs import BatchOutput
+        from posttrain.generation.backend import GenerationRequest, RequestFailed
+        from posttrain.data.jobs import BatchOutput
 
         s = self.recipe.sampling
         requests = [GenerationRequest(self.prompt_ids(d["first"]), s.max_new_tokens, (), s.temperature, s.top_p,
@@ -107,8 +107,8 @@ class ContinueBatch:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.generation.jobs import JobSpec, file_sha256, manifest_path, run_job, write_atomically
-    from posttrain.synthesis.backends import open_backend
+    from posttrain.data.jobs import JobSpec, file_sha256, manifest_path, run_job, write_atomically
+    from posttrain.generation.factory import open_backend
     from posttrain.synthesis.filters import repetition_ratio
 
     if not recipe.out:

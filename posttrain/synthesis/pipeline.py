@@ -1,7 +1,7 @@
 """What the model-driven synthesis recipes share: the job that does the model calls, the training
 files written from its output, the recipe-level manifest, and parsing a model's list answer.
 
-A recipe's model calls run as one resumable job (generation/jobs.py run_job) whose rows record
+A recipe's model calls run as one resumable job (data/jobs.py run_job) whose rows record
 every candidate and the decision taken on it (kept, or which filter removed it, and why). The
 training files (SFT `{"messages": ...}` rows, preference `{"prompt", "chosen", "rejected"}` rows)
 are then written from that record in one cheap pass, with OUT/manifest.json holding the counts;
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from posttrain.errors import UserError
-from posttrain.generation.jobs import JobSpec, run_job, write_atomically
+from posttrain.data.jobs import JobSpec, run_job, write_atomically
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022+]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+(.+?)\s*$")
 

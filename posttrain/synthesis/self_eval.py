@@ -14,7 +14,7 @@ without a score is a one-line error naming the row.
 
 from __future__ import annotations
 
-from posttrain.config_base import Section
+from posttrain.config.base import Section
 
 NAME = "self_eval"
 HELP = "self-evaluation SFT rows ('would a new attempt do better?') from scored samples"

@@ -27,10 +27,11 @@ import math
 import random
 from pathlib import Path
 
-from posttrain.config_base import NonNegative, Positive, Section
+from posttrain.config.base import NonNegative, Positive, Section
 from posttrain.errors import UserError
-from posttrain.generation.jobs import BatchOutput, file_sha256, write_atomically
-from posttrain.synthesis.chat_model import ChatModel, ModelSpec, model_identity
+from posttrain.data.jobs import BatchOutput, file_sha256, write_atomically
+from posttrain.generation.chat_model import ChatModel
+from posttrain.generation.source import ModelSpec, model_identity
 from posttrain.synthesis.pipeline import (finish, job_failed, parse_list, read_jsonl, removal_counts,
                                           run_model_job, sft_row, write_jsonl)
 

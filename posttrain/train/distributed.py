@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
                                                      set_optimizer_state_dict)
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:

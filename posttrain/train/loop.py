@@ -30,7 +30,7 @@ import torch
 from accelerate import Accelerator
 
 from posttrain.checkpoint.io import load_training_state, save_checkpoint, save_final
-from posttrain.config import Recipe, recipe_to_dict
+from posttrain.config.recipe import Recipe, recipe_to_dict
 from posttrain.errors import RunStopped, UserError
 from posttrain.log import MetricsLogger, progress_bar
 from posttrain.model.lean_layers import use_lean_layers

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from posttrain.config import EvalConfig
+from posttrain.config.recipe import EvalConfig
 from posttrain.errors import UserError
 
 

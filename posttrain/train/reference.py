@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from posttrain.config import ModelConfig, Recipe
+from posttrain.config.recipe import ModelConfig, Recipe
 from posttrain.data.cache import cached_tensors
 from posttrain.model.load import load_model, resolve_model_path
 from posttrain.model.reference import precompute_reference_logps, units_fingerprint

@@ -11,7 +11,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from posttrain.checkpoint.io import write_text_atomically
-from posttrain.config import Recipe, recipe_to_dict
+from posttrain.config.recipe import Recipe, recipe_to_dict
 from posttrain.data.plans import Layout
 from posttrain.model.load import load_model, load_tokenizer
 from posttrain.train.distributed import make_accelerator

@@ -6,8 +6,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from posttrain.config import AdapterConfig, ModelConfig, load_recipe
-from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.config.recipe import AdapterConfig, ModelConfig, load_recipe
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.model.load import load_model
 from posttrain.stages import sft
 from posttrain.surgery.control_llm import ControlLlamaForCausalLM

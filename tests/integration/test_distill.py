@@ -10,11 +10,11 @@ import yaml
 
 from posttrain.checkpoint.weights import read_state_dict, write_model_dir
 from posttrain.cli import main
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.batching import collate_padded
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.prepare import conversation_examples
-from posttrain.config import SourceConfig
+from posttrain.config.recipe import SourceConfig
 from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
 from posttrain.model.load import load_tokenizer
 from posttrain.model.teacher_cache import TopkCache, write_topk_cache
@@ -101,7 +101,7 @@ def test_on_policy_with_a_topk_cache_is_refused():
 
 def test_on_policy_step_keeps_prompts_and_trains_on_student_samples(tiny_dir):
     from posttrain.data.batching import Example
-    from posttrain.eval.backend import HFBackend
+    from posttrain.generation.backend import HFBackend
     from posttrain.stages.distill import OnPolicyMixture
 
     rows = [Example([0, 10, 11, 12, 13, 4], [-100, -100, -100, 12, 13, 4]), Example([0, 20, 21, 4], [-100, -100, 21, 4])]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.batching import IGNORE
 from posttrain.data.preference import tokenize_completion
 from posttrain.model.load import load_tokenizer

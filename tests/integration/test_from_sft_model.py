@@ -8,7 +8,7 @@ task (held-out numbers): one SFT run (the module's fixture) serves both tests.
 
 import pytest
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.arithmetic import pretrain_rows
 from posttrain.merging.recipe import MergeRecipe
 from posttrain.merging.run import run_merge

@@ -9,7 +9,7 @@ import random
 import pytest
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.chat import tokenize_prompt
 from posttrain.model.generate import GenerationConfig, generate_text
 from posttrain.model.load import load_tokenizer

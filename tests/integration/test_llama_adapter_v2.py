@@ -5,8 +5,8 @@ import json
 
 import torch
 
-from posttrain.config import AdapterConfig, ModelConfig, load_recipe
-from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.config.recipe import AdapterConfig, ModelConfig, load_recipe
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.model.load import load_model
 from posttrain.stages import sft
 

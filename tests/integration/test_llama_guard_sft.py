@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.errors import UserError
 from posttrain.eval.guard import guard_prompt
 from posttrain.stages import sft

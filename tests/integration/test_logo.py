@@ -39,7 +39,7 @@ def test_logo_trains_through_posttrain_dpo_with_synthetic_positions(tmp_path, ti
 
 
 def test_several_rejected_with_a_pairwise_loss_is_a_user_error(tmp_path, tiny_dir):
-    from posttrain.config import load_recipe
+    from posttrain.config.recipe import load_recipe
     from posttrain.errors import UserError
     from posttrain.stages import dpo
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.rollout_layout import group_layout
 from posttrain.stages import grpo
 from tests.integration.test_grpo import _metrics

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.errors import UserError
 from posttrain.stages import grpo
 from tests.integration.conftest import run_cli, write_jsonl

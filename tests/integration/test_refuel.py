@@ -9,7 +9,7 @@ import random
 import pytest
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
 from posttrain.rewards import build_reward_set

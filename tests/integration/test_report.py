@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.cli import main
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.report.html import external_references
 from posttrain.stages import dpo, grpo, sft
 from tests.integration.conftest import write_jsonl

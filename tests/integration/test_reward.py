@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from posttrain.config import ModelConfig, SourceConfig, load_recipe
+from posttrain.config.recipe import ModelConfig, SourceConfig, load_recipe
 from posttrain.data.reward import rated_responses, reward_pairs
 from posttrain.model.load import load_tokenizer
 from posttrain.model.reward_model import load_reward_model, load_reward_model_dir, score_sequences

@@ -7,7 +7,7 @@ import random
 
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.records import PromptRecord
 from posttrain.eval import evaluate_tasks
 from posttrain.model.load import load_tokenizer

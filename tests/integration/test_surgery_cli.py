@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from posttrain.cli import main
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.stages import pretrain, sft
 
 

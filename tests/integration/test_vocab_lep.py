@@ -7,11 +7,11 @@ import json
 import pytest
 
 from posttrain.cli import main
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.second_language import words_per_text
-from posttrain.eval.backend import HFBackend
+from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
-from posttrain.eval.load import load_model_and_tokenizer
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.stages import pretrain, sft
 

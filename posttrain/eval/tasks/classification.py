@@ -7,7 +7,7 @@ Metrics: accuracy, macro and weighted F1, and Matthews correlation (multi-class,
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import LoglikelihoodRequest
+from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.eval.extract import canonical_text
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample

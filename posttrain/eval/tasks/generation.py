@@ -10,7 +10,7 @@ Metrics a task can ask for:
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import GenerationRequest
+from posttrain.generation.backend import GenerationRequest
 from posttrain.eval.countdown import is_solution
 from posttrain.eval.extract import canonical, get_extractor
 from posttrain.eval.metrics import Metric, rouge_scores

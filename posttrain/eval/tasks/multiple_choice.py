@@ -12,7 +12,7 @@ letter (all one token long, so the three agree); with "texts" each choice's own 
 
 from __future__ import annotations
 
-from posttrain.eval.backend import LoglikelihoodRequest
+from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.prompting import fill, task_examples

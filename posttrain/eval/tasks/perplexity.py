@@ -14,7 +14,7 @@ The first token (BOS, when the tokenizer has one) is context only.
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import LoglikelihoodRequest
+from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext

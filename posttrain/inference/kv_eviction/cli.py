@@ -81,7 +81,7 @@ def run_make_data(args: argparse.Namespace) -> int:
 
 
 def _load(model_path: str):
-    from posttrain.eval.load import load_model_and_tokenizer
+    from posttrain.model.inference import load_model_and_tokenizer
     from posttrain.inference.kv_eviction.attention import use_recording_attention
 
     model, tokenizer = load_model_and_tokenizer(model_path)

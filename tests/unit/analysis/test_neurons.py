@@ -13,7 +13,7 @@ from posttrain.errors import UserError
 
 @pytest.fixture(scope="module")
 def model(tiny_dir):
-    from posttrain.eval.load import load_model_and_tokenizer
+    from posttrain.model.inference import load_model_and_tokenizer
 
     loaded, _ = load_model_and_tokenizer(str(tiny_dir))
     with torch.no_grad():  # an untrained norm weight is all ones: make g matter

@@ -47,7 +47,7 @@ def _direct_ches(model, tokenizer, row):
 
 
 def test_scores_equal_direct_computation_and_planted_pair_is_removed(tiny_dir, tmp_path):
-    from posttrain.eval.load import load_model_and_tokenizer
+    from posttrain.model.inference import load_model_and_tokenizer
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))

@@ -37,7 +37,7 @@ def test_worker_count_shares_the_cpus_among_training_processes(monkeypatch):
 def test_sft_tokenisation_in_workers_equals_one_process(monkeypatch, tiny_dir, tmp_path):
     import json
 
-    from posttrain.config import SourceConfig
+    from posttrain.config.recipe import SourceConfig
     from posttrain.data.prepare import conversation_examples
     from posttrain.data.synth.arithmetic import sft_rows
     from posttrain.model.load import load_tokenizer

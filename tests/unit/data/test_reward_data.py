@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from posttrain.config import SourceConfig
+from posttrain.config.recipe import SourceConfig
 from posttrain.data.preference import tokenize_completion
 from posttrain.data.reward import (collate_rated, collate_reward_pairs, rated_responses, response_sets,
                                    reward_pairs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from posttrain.config import SourceConfig
+from posttrain.config.recipe import SourceConfig
 from posttrain.data import cache, prepare
 from posttrain.data.batching import Example
 from posttrain.data.synth.arithmetic import pretrain_rows, sft_rows

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from posttrain.eval.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from posttrain.generation.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 
 
 class ScriptedBackend:
@@ -73,7 +73,7 @@ def first_documents(name: str, n: int = MEMORISED_DOCS) -> list[dict]:
 def train_memorised(base_dir, root: Path) -> Path:
     """Fine-tune the tiny test model (100 steps, ~5 s on one core) on the answers of the first
     MEMORISED_DOCS arithmetic and countdown documents; returns the model directory."""
-    from posttrain.config import load_recipe
+    from posttrain.config.recipe import load_recipe
     from posttrain.stages import sft
 
     rows = [{"messages": [{"role": "user", "content": doc["prompt"]}, {"role": "assistant", "content": answer(doc)}]}

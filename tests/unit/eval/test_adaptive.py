@@ -14,9 +14,9 @@ from posttrain.data.chat import tokenize_conversation
 from posttrain.data.records import to_record
 from posttrain.errors import UserError
 from posttrain.eval.adaptive import chosen_index
-from posttrain.eval.backend import Completion
+from posttrain.generation.backend import Completion
 from posttrain.eval.engine import run_task
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.prompter import Prompter
 from posttrain.eval.self_eval import SELF_EVAL_QUESTION, no_better_probabilities, win_or_tie_targets
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.eval.voting import VotingOptions

@@ -7,7 +7,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.eval.guard import guard_prompt, parse_verdict, unsafe_probabilities
-from posttrain.eval.prompting import Prompter
+from posttrain.generation.prompter import Prompter
 
 
 def test_p_unsafe_is_the_full_vocabulary_softmax(tiny_backend):

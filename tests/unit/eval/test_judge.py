@@ -7,7 +7,7 @@ import math
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import HFBackend
+from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
 from posttrain.eval.judge import HTTPJudge, LocalJudge, load_template
 from posttrain.eval.tasks.builtin import resolve_task

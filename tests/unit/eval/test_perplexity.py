@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from posttrain.eval.backend import HFBackend
+from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.eval.tasks.perplexity import windows

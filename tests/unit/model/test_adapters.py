@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from posttrain.checkpoint.io import save_final
-from posttrain.config import AdapterConfig, ModelConfig
+from posttrain.config.recipe import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import merge_adapter_dir, merged_weights
 from posttrain.model.load import load_model, load_tokenizer

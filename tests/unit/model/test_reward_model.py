@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from posttrain.config import AdapterConfig, ModelConfig, RewardSection
+from posttrain.config.recipe import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.preference import tokenize_completion
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer

@@ -6,7 +6,7 @@ from accelerate import Accelerator
 from transformers import (AutoTokenizer, JetMoeConfig, JetMoeForCausalLM, LlamaConfig,
                           LlamaForCausalLM, MixtralConfig, MixtralForCausalLM)
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import Example, collate_padded
 from posttrain.model.logprobs import TokenLogprobs
 from posttrain.model.router_loss import router_aux_for

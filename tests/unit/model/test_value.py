@@ -4,7 +4,7 @@ log-probs unchanged, and a critic initialised from a reward model that keeps the
 import torch
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import ModelConfig
+from posttrain.config.recipe import ModelConfig
 from posttrain.model.load import load_tokenizer
 from posttrain.model.logprobs import token_logprobs
 from posttrain.model.reward_model import load_reward_model

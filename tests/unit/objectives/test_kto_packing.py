@@ -8,7 +8,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import IGNORE, Example
 from posttrain.data.unpaired import UnpairedExample, collate_unpaired, collate_unpaired_reference
 from posttrain.model.logprobs import TokenLogprobs

@@ -6,7 +6,7 @@ import torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import IGNORE, Example
 from posttrain.data.unpaired import UnpairedExample, collate_unpaired
 from posttrain.model.logprobs import TokenLogprobs

@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import IGNORE, Example
 from posttrain.data.preference import PairExample, collate_pairs
 from posttrain.data.shared_prefix import pair_layout

@@ -62,7 +62,7 @@ def test_shared_reward_scores_equal_separate_rows(attn, layout):
 def test_shared_reward_scores_through_a_lora_adapter():
     """With LoRA (peft SEQ_CLS: adapter in the body, the score head trained as a saved module),
     the shared-prefix path runs the adapted body and head, and scores equal the separate rows'."""
-    from posttrain.config import AdapterConfig
+    from posttrain.config.recipe import AdapterConfig
     from posttrain.model.adapters import add_adapter
 
     model = add_adapter(_model("sdpa"), AdapterConfig(kind="lora", r=4, alpha=8, dropout=0.0), "SEQ_CLS")

@@ -81,7 +81,7 @@ def test_reward_set_weights_and_accuracy():
 
 
 def test_build_from_recipe_entries():
-    from posttrain.config import GrpoSection
+    from posttrain.config.recipe import GrpoSection
 
     section = GrpoSection(rewards=[{"name": "math", "weight": 10}, {"name": "format", "label": "fmt",
                                    "options": {"pattern": "answer"}}])

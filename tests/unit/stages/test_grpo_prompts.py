@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
 from posttrain.stages.grpo import load_prompts

@@ -6,7 +6,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
 
-from posttrain.config import AdapterConfig, Recipe
+from posttrain.config.recipe import AdapterConfig, Recipe
 from posttrain.data.batching import Example, collate_padded
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
 
-from posttrain.config import AdapterConfig
+from posttrain.config.recipe import AdapterConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter
 from posttrain.surgery.expand import NEW_BLOCKS_KEY, expand_blocks, insertion_points

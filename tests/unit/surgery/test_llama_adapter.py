@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from posttrain.config import AdapterConfig
+from posttrain.config.recipe import AdapterConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter, adapter_base, is_adapter_dir, load_adapter
 from posttrain.surgery.llama_adapter import AdaptionPrompt, prompt_attention

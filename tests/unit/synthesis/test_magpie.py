@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from posttrain.data.chat import tokenize_prompt
-from posttrain.eval.backend import Completion, RequestFailed
+from posttrain.generation.backend import Completion, RequestFailed
 from posttrain.synthesis.magpie import MagpieBatch, Recipe, pre_query_ids, pre_query_text
 
 LLAMA3_PREFIX = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"

@@ -2,7 +2,7 @@ import torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from posttrain.config import Recipe
+from posttrain.config.recipe import Recipe
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.model.logprobs import TokenLogprobs
 from posttrain.objectives.sft import NextTokenObjective

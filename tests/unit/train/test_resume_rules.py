@@ -1,6 +1,6 @@
 import pytest
 
-from posttrain.config import Recipe, recipe_to_dict
+from posttrain.config.recipe import Recipe, recipe_to_dict
 from posttrain.errors import UserError
 from posttrain.train.resume import check_output_dir, check_recipe_changes, recipe_changes
 

@@ -1,7 +1,7 @@
 """The quickstart's report.html: the initial model's evaluation is the baseline, each stage's run
 comes with its own evaluation (the layout run_quickstart writes, without training anything here)."""
 
-from posttrain.quickstart import _html_report
+from posttrain.commands.quickstart import _html_report
 from tests.unit.report.test_collect import _write_eval, _write_metrics
 
 

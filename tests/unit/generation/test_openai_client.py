@@ -4,7 +4,7 @@ at once, and what the failure message says."""
 import httpx
 import pytest
 
-from posttrain.eval.openai_backend import HTTPFailure, OpenAIClient
+from posttrain.generation.openai_backend import HTTPFailure, OpenAIClient
 
 
 def client_with(handler, **kw):

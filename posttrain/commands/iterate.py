@@ -28,11 +28,11 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError
 
-from posttrain.config import (NonNegative, NonNegFloat, Positive, Section, apply_override,
+from posttrain.config.recipe import (NonNegative, NonNegFloat, Positive, Section, apply_override,
                               describe_validation_error)
 from posttrain.errors import UserError
-from posttrain.generation.jobs import write_atomically
-from posttrain.strict_yaml import read_yaml
+from posttrain.data.jobs import write_atomically
+from posttrain.config.strict_yaml import read_yaml
 
 
 class IterSample(Section):
@@ -148,7 +148,7 @@ def _score(recipe: IterateRecipe, samples: Path, round_dir: Path) -> Path:
 
 
 def _dpo(recipe: IterateRecipe, model: str, pairs: Path, out: Path) -> Path:
-    from posttrain.config import load_recipe
+    from posttrain.config.recipe import load_recipe
     from posttrain.stages import dpo
 
     if not (out / "final").is_dir():
@@ -162,7 +162,7 @@ def _evaluate(recipe: IterateRecipe, model: str, out: Path) -> float | None:
         return None
     results_file = out / "results.json"
     if not results_file.is_file():
-        from posttrain.eval.cli import make_backend
+        from posttrain.generation.factory import make_backend
         from posttrain.eval.engine import run_tasks
         from posttrain.eval.report import write_outputs
         from posttrain.train.periodic_eval import exact_match_task

@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from posttrain.config import Section, apply_override, describe_validation_error
+from posttrain.config.recipe import Section, apply_override, describe_validation_error
 from posttrain.errors import UserError
-from posttrain.strict_yaml import read_yaml
+from posttrain.config.strict_yaml import read_yaml
 
 S = TypeVar("S", bound=Section)
 

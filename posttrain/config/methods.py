@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from posttrain.config_base import NonNegative, NonNegFloat, Positive, PositiveFloat, Section
+from posttrain.config.base import NonNegative, NonNegFloat, Positive, PositiveFloat, Section
 
 
 class PreferenceSection(Section):
@@ -78,7 +78,7 @@ class GrpoSection(Section):
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     max_new_tokens: Positive = 64
     no_eos_reward: float | None = None  # the reward of a completion cut at max_new_tokens (Tulu 3: -10)
-    backend: Literal["hf", "vllm"] = "hf"  # rollout engine (eval/backend.py); vllm: GPU, colocated
+    backend: Literal["hf", "vllm"] = "hf"  # rollout engine (generation/backend.py); vllm: GPU, colocated
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.3  # its share of the GPU
     generation_batch_size: Positive = 64  # hf backend
     samples_every: NonNegative = 10  # steps between writes of samples.jsonl (0: never)

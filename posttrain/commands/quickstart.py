@@ -13,10 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.arithmetic import write_quickstart_data
 from posttrain.errors import UserError
-from posttrain.eval.cli import make_backend
+from posttrain.generation.factory import make_backend
 from posttrain.eval.engine import run_tasks
 from posttrain.eval.report import write_outputs
 from posttrain.model.tiny import ensure_tiny

@@ -3,7 +3,7 @@ decoding give, whatever the batching; request order is kept; over-long inputs ar
 
 import torch
 
-from posttrain.eval.backend import GenerationRequest, HFBackend, LoglikelihoodRequest
+from posttrain.generation.backend import GenerationRequest, HFBackend, LoglikelihoodRequest
 
 TEXTS = [("Tom has 3 apples", " and gets 4 more."), ("What is 12 + 30?", " 42"),
          ("a", " b c d e f g h"), ("The answer is", " 7."), ("One by one the child counts numbers", " again")]
@@ -70,7 +70,7 @@ def test_vllm_backend_without_vllm_is_a_user_error():
     import pytest
 
     from posttrain.errors import UserError
-    from posttrain.eval.vllm_backend import VLLMBackend
+    from posttrain.generation.vllm_backend import VLLMBackend
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed")
@@ -122,7 +122,7 @@ def test_vllm_weight_sync_finds_the_engine_model():
     import pytest
 
     from posttrain.errors import UserError
-    from posttrain.eval.vllm_backend import _engine_model
+    from posttrain.generation.vllm_backend import _engine_model
 
     model = object()
     v1 = NS(llm_engine=NS(model_executor=NS(driver_worker=NS(worker=NS(model_runner=NS(model=model))))))

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.generation.jobs import (BatchOutput, JobSpec, Shard, concat_shards, manifest_path, parts_dir,
+from posttrain.data.jobs import (BatchOutput, JobSpec, Shard, concat_shards, manifest_path, parts_dir,
                                        run_job)
 
 

@@ -1,6 +1,6 @@
 """The recipe's building blocks: the closed Section base and the numeric ranges every section uses.
 
-Kept apart from config.py so that method sections (config_methods.py) and the top-level schema can
+Kept apart from config.py so that method sections (config/methods.py) and the top-level schema can
 both import them without a cycle.
 """
 

@@ -31,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from posttrain.errors import UserError
-from posttrain.eval.backend import Completion, GenerationRequest, RequestFailed
+from posttrain.generation.backend import Completion, GenerationRequest, RequestFailed
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 ENDPOINTS = ("chat", "completions")

@@ -1,7 +1,7 @@
 """The recipe: a typed, closed schema read from YAML, with `--set key=value` overrides.
 
 Closed means an unknown key is an error that names the nearest valid key (a misspelled key must
-never fall back silently to a default). Every default lives here or in config_methods.py (the
+never fall back silently to a default). Every default lives here or in config/methods.py (the
 method stages' sections), nowhere in the code that reads them.
 """
 
@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from posttrain.config_base import (DEFAULT_MAX_ROW_BYTES, Beta, NonNegative, NonNegFloat,  # noqa: F401
+from posttrain.config.base import (DEFAULT_MAX_ROW_BYTES, Beta, NonNegative, NonNegFloat,  # noqa: F401
                                    Positive, PositiveFloat, Ratio, Section)
-from posttrain.config_methods import (DistillSection, GrpoSection, PreferenceSection,  # noqa: F401
+from posttrain.config.methods import (DistillSection, GrpoSection, PreferenceSection,  # noqa: F401
                                       RewardSection, RewardTermConfig)
 from posttrain.errors import UserError
-from posttrain.strict_yaml import read_yaml, yaml_problem
+from posttrain.config.strict_yaml import read_yaml, yaml_problem
 
 
 class ModelConfig(Section):

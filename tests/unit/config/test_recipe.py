@@ -2,22 +2,22 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.config import load_recipe
+from posttrain.config.recipe import load_recipe
 from posttrain.errors import UserError
 
 # recipes/**/merge/ hold merge recipes (posttrain/merging/recipe.py; tests/unit/merging validates them)
-RECIPES = sorted(p for p in (Path(__file__).parents[2] / "recipes").rglob("*.yaml") if "merge" not in p.parts)
+RECIPES = sorted(p for p in (Path(__file__).parents[3] / "recipes").rglob("*.yaml") if "merge" not in p.parts)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_every_shipped_recipe_validates(path):
-    if path.stem == "iterate":  # `posttrain iterate`'s own schema (generation/iterate.py)
-        from posttrain.generation.iterate import load_iterate_recipe
+    if path.stem == "iterate":  # `posttrain iterate`'s own schema (commands/iterate.py)
+        from posttrain.commands.iterate import load_iterate_recipe
 
         load_iterate_recipe(str(path), [])
     elif path.stem == "prune":  # `posttrain prune`'s own schema (pruning/recipe.py)
         from posttrain.pruning.recipe import PruneRecipe
-        from posttrain.tool_recipe import load_tool_recipe
+        from posttrain.config.tool_recipe import load_tool_recipe
 
         load_tool_recipe(PruneRecipe, str(path))
     else:
@@ -69,7 +69,7 @@ def test_phases_must_name_known_sources():
 def test_every_objective_hyperparameter_can_be_set_from_a_recipe():
     import dataclasses
 
-    from posttrain.config import PreferenceSection
+    from posttrain.config.recipe import PreferenceSection
     from posttrain.objectives.preference import PreferenceConfig
 
     assert {f.name for f in dataclasses.fields(PreferenceConfig)} <= set(PreferenceSection.model_fields)

@@ -3,7 +3,7 @@
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.generation.iterate import load_iterate_recipe
+from posttrain.commands.iterate import load_iterate_recipe
 
 
 @pytest.mark.parametrize("text, message", [

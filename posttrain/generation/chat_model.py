@@ -12,41 +12,8 @@ made; an hf/vllm model is loaded on first use, so a finished job that is rerun l
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from pydantic import Field
-
-from posttrain.config_base import NonNegFloat, Positive
-from posttrain.errors import UserError
-from posttrain.synthesis.backends import ModelSource, open_backend
-
-
-class ModelSpec(ModelSource):
-    """A role's model (backends.ModelSource: where it runs) with how that role samples."""
-
-    model: str | None = None  # model dir or hub id (hf, vllm); the served model's name (openai)
-    backend: Literal["hf", "vllm", "openai"] = "openai"
-    batch_size: Positive = 16  # hf/vllm generation batch
-    temperature: NonNegFloat = 0.7
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    max_new_tokens: Positive = 512
-
-
-def require_model(spec: ModelSpec | None, role: str, label: str = "recipe") -> ModelSpec:
-    """The spec of a model the recipe cannot run without, or one line saying what is missing."""
-    if spec is None or not spec.model:
-        raise UserError(f"{label}: {role}.model: missing (the {role} model: a model dir or hub id for "
-                        f"backend hf/vllm, the served model's name for backend openai)")
-    if spec.backend == "openai" and not spec.base_url:
-        raise UserError(f"{label}: {role}.base_url: missing (backend openai needs the server's URL, "
-                        "e.g. http://127.0.0.1:8000/v1)")
-    return spec
-
-
-def model_identity(spec: ModelSpec) -> dict:
-    """What a job's output depends on (the manifest's record of the model); no secrets."""
-    keep = ("model", "backend", "base_url", "endpoint", "dtype", "temperature", "top_p", "max_new_tokens")
-    return {k: v for k, v in spec.model_dump().items() if k in keep}
+from posttrain.generation.factory import open_backend
+from posttrain.generation.source import ModelSpec, require_model
 
 
 class ChatModel:
@@ -65,8 +32,9 @@ class ChatModel:
     def ask(self, chats: list[list[dict] | str], n: int = 1, seed: int = 0,
             temperature: float | None = None) -> list:
         """Per chat (messages, or a string = one user message): n texts, or a RequestFailed."""
-        from posttrain.eval.backend import RequestFailed
-        from posttrain.generation.sample import Sampler, SamplingSettings
+        from posttrain.generation.backend import RequestFailed
+        from posttrain.generation.sample import Sampler
+        from posttrain.generation.source import SamplingSettings
 
         if not chats:
             return []

@@ -2,9 +2,9 @@
 
 import pytest
 
-from posttrain.config_base import Positive, Section
+from posttrain.config.base import Positive, Section
 from posttrain.errors import UserError
-from posttrain.tool_recipe import load_tool_recipe
+from posttrain.config.tool_recipe import load_tool_recipe
 
 
 class Demo(Section):
