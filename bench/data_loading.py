@@ -34,11 +34,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/posttrain-bench-data")
     args = parser.parse_args()
     os.environ["POSTTRAIN_CACHE"] = args.cache
-    from posttrain.data.prepare import conversation_examples
     from posttrain.config.recipe import SourceConfig
+    from posttrain.data.prepare import conversation_examples
     from posttrain.data.synth.arithmetic import sft_rows
-    from posttrain.model.tiny import build_tiny
     from posttrain.model.load import load_tokenizer
+    from posttrain.model.tiny import build_tiny
 
     work = Path(args.workdir)
     model, data = work / "model", work / f"sft{args.rows}.jsonl"

@@ -39,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402  (stdlib only at import; torch is imported lazily)
 import runners  # noqa: E402
-from harness import BATCH  # noqa: E402
 from dpo_posttrain import (  # noqa: E402
     BETA,
     LR,
@@ -51,6 +50,7 @@ from dpo_posttrain import (  # noqa: E402
     model_flops_per_step,
     run_posttrain,
 )
+from harness import BATCH  # noqa: E402
 
 FRAMEWORKS = ("posttrain", "posttrain-separate", "trl", "trl-precompute")
 

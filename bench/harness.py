@@ -55,7 +55,11 @@ def build_model(vocab: int, seed: int = 0, classifier: bool = False, pad_id: int
     """The tiny Llama (fp32, sdpa) after torch.manual_seed(seed); with classifier=True a
     LlamaForSequenceClassification with one output (a reward model), pad_token_id = pad_id."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+    )
 
     torch.manual_seed(seed)
     extra = dict(num_labels=1, pad_token_id=pad_id) if classifier else {}

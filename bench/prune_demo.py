@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def exact_match(model_dir: Path, test: Path, out_dir: Path) -> float:
-    from posttrain.generation.factory import make_backend
     from posttrain.eval.engine import run_tasks
     from posttrain.eval.report import write_outputs
+    from posttrain.generation.factory import make_backend
     from posttrain.train.periodic_eval import exact_match_task
 
     task = exact_match_task(str(test), "final_number", max_new_tokens=64)
@@ -76,9 +76,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.7)
     ap.add_argument("--uptrain-steps", type=int, default=300)
     args = ap.parse_args()
+    from posttrain.config.tool_recipe import load_tool_recipe
     from posttrain.pruning.recipe import PruneRecipe
     from posttrain.pruning.run import run_prune, uptrain
-    from posttrain.config.tool_recipe import load_tool_recipe
 
     data, out = Path(args.data), Path(args.out)
     recipe = load_tool_recipe(PruneRecipe, str(REPO / "recipes" / "tiny" / "prune.yaml"), [

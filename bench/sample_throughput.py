@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="tiny")
     args = parser.parse_args()
-    from posttrain.model.load import resolve_model_path
+    from posttrain.model.paths import resolve_model_path
 
     model = str(resolve_model_path(args.model))
     work = Path(tempfile.mkdtemp(prefix="sample-bench-"))

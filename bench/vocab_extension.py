@@ -23,10 +23,10 @@ from posttrain.cli import main
 from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.arithmetic import pretrain_rows, sft_rows
 from posttrain.data.synth.second_language import words_per_text
-from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
-from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.generation.backend import HFBackend
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.model.tiny import build_tiny
 from posttrain.stages import pretrain, sft
 
@@ -55,8 +55,8 @@ def _tokens_per_word(model_dir, texts):
 
 
 def _exact_match(model_dir, test_path):
-    from posttrain.generation.factory import make_backend
     from posttrain.eval.engine import run_tasks
+    from posttrain.generation.factory import make_backend
     from posttrain.train.periodic_eval import exact_match_task
 
     task = exact_match_task(str(test_path), "final_number", max_new_tokens=64)

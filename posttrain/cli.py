@@ -26,6 +26,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.merging.cli",
     "posttrain.quantize.cli",
     "posttrain.generation.cli",
+    "posttrain.commands.cli",
     "posttrain.scoring.cli",
     "posttrain.surgery.cli",
     "posttrain.analysis.cli",
@@ -134,7 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(build_tiny(args.out, args.preset) if args.out else ensure_tiny(args.preset))
     elif args.command == "merge-lora":
-        from posttrain.model.adapters import merge_adapter_dir
+        from posttrain.model.merge_lora import merge_adapter_dir
 
         print(merge_adapter_dir(args.adapter, args.out, args.dtype))
     elif args.command == "quickstart":

@@ -7,8 +7,10 @@ no-op, so training code never branches on the process rank itself.
 
 import contextlib
 import json
+import math
 import numbers
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,26 @@ def _write_jsonl_atomically(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.flush()
         os.fsync(tmp.fileno())
     os.replace(tmp_path, path)
+
+
+@dataclass
+class Series:
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+def series_of(rows: list[dict[str, Any]]) -> dict[str, Series]:
+    """One (steps, values) series per numeric key; training and evaluation rows share the file
+    under distinct keys (eval_* and the generation metrics), so each key is one curve."""
+    out: dict[str, Series] = {}
+    for row in rows:
+        step = row.get("step")
+        for key, value in row.items():
+            if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                continue
+            series = out.setdefault(key, Series())
+            series.steps.append(step)
+            series.values.append(float(value))
+    return out

@@ -116,8 +116,7 @@ def run_displacement(args: argparse.Namespace) -> int:
     from posttrain.analysis import displacement
     from posttrain.checkpoint.io import write_text_atomically
     from posttrain.errors import UserError
-    from posttrain.log import read_metrics
-    from posttrain.report.collect import series_of
+    from posttrain.log import read_metrics, series_of
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -156,9 +155,9 @@ def _token_neurons(model, tokenizer, tokens: str, k: int, show) -> list[dict]:
 
 def _clamp_diff(model, tokenizer, layer: int, values: dict[int, float], prompt: str, max_new: int) -> dict:
     from posttrain.analysis.neurons import clamped
-    from posttrain.model.inference import has_own_chat_template
     from posttrain.generation.prompter import Prompter
     from posttrain.model.generate import GenerationConfig, generate_text
+    from posttrain.model.inference import has_own_chat_template
 
     ids = Prompter(tokenizer, has_own_chat_template(tokenizer)).prompt(prompt)
     cfg = GenerationConfig(max_new_tokens=max_new)  # greedy: the difference is the clamp's alone

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import yaml
 
-from posttrain.errors import UserError
 from posttrain.checkpoint.permissions import apply_umask
-from posttrain.train.state import capture_rng_state, restore_rng_state
+from posttrain.checkpoint.rng_state import capture_rng_state, restore_rng_state
+from posttrain.errors import UserError
 
 STEP_DIR_PATTERN = re.compile(r"^step-(\d{8,})$")
 TMP_PREFIX = ".tmp-"

@@ -8,7 +8,8 @@ from transformers import AutoModelForCausalLM
 
 from posttrain.data.chat import tokenize_prompt
 from posttrain.model.generate import GenerationConfig, generate_text
-from posttrain.model.load import load_tokenizer, loading_errors, resolve_model_path
+from posttrain.model.load import load_tokenizer, loading_errors
+from posttrain.model.paths import resolve_model_path
 
 
 def generate_command(args: argparse.Namespace) -> None:

@@ -28,11 +28,17 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError
 
-from posttrain.config.recipe import (NonNegative, NonNegFloat, Positive, Section, apply_override,
-                              describe_validation_error)
-from posttrain.errors import UserError
-from posttrain.data.jobs import write_atomically
+from posttrain.config.recipe import (
+    NonNegative,
+    NonNegFloat,
+    Positive,
+    Section,
+    apply_override,
+    describe_validation_error,
+)
 from posttrain.config.strict_yaml import read_yaml
+from posttrain.data.jobs import write_atomically
+from posttrain.errors import UserError
 
 
 class IterSample(Section):
@@ -87,10 +93,18 @@ def load_iterate_recipe(path: str, overrides: list[str]) -> IterateRecipe:
 
 
 def _tool(argv: list[str]) -> int:
-    """Run a posttrain tool command in this process, exactly as the CLI parses it."""
-    from posttrain.cli import build_parser
+    """Run `posttrain sample` or `posttrain score` in this process, parsed by their own parsers
+    exactly as the CLI parses them (the CLI itself sits above this module)."""
+    import argparse
 
-    args = build_parser().parse_args(argv)
+    from posttrain.generation.cli import add_parsers as add_generation_parsers
+    from posttrain.scoring.cli import add_parsers as add_scoring_parsers
+
+    parser = argparse.ArgumentParser(prog="posttrain")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generation_parsers(sub)
+    add_scoring_parsers(sub)
+    args = parser.parse_args(argv)
     return args.tool_run(args) or 0
 
 
@@ -162,9 +176,9 @@ def _evaluate(recipe: IterateRecipe, model: str, out: Path) -> float | None:
         return None
     results_file = out / "results.json"
     if not results_file.is_file():
-        from posttrain.generation.factory import make_backend
         from posttrain.eval.engine import run_tasks
         from posttrain.eval.report import write_outputs
+        from posttrain.generation.factory import make_backend
         from posttrain.train.periodic_eval import exact_match_task
 
         task = exact_match_task(recipe.eval.data, recipe.eval.answer, recipe.eval.max_new_tokens)

@@ -16,9 +16,9 @@ from pathlib import Path
 from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.arithmetic import write_quickstart_data
 from posttrain.errors import UserError
-from posttrain.generation.factory import make_backend
 from posttrain.eval.engine import run_tasks
 from posttrain.eval.report import write_outputs
+from posttrain.generation.factory import make_backend
 from posttrain.model.tiny import ensure_tiny
 from posttrain.report import write_report
 from posttrain.report.collect import collect_run

@@ -9,7 +9,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from posttrain.config.base import NonNegative, NonNegFloat, Positive, PositiveFloat, Section
+from posttrain.config.base import (
+    NonNegative,
+    NonNegFloat,
+    Positive,
+    PositiveFloat,
+    Section,
+)
 
 
 class PreferenceSection(Section):

@@ -15,12 +15,25 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from posttrain.config.base import (DEFAULT_MAX_ROW_BYTES, Beta, NonNegative, NonNegFloat,  # noqa: F401
-                                   Positive, PositiveFloat, Ratio, Section)
-from posttrain.config.methods import (DistillSection, GrpoSection, PreferenceSection,  # noqa: F401
-                                      RewardSection, RewardTermConfig)
-from posttrain.errors import UserError
+from posttrain.config.base import (  # noqa: F401
+    DEFAULT_MAX_ROW_BYTES,
+    Beta,
+    NonNegative,
+    NonNegFloat,
+    Positive,
+    PositiveFloat,
+    Ratio,
+    Section,
+)
+from posttrain.config.methods import (  # noqa: F401
+    DistillSection,
+    GrpoSection,
+    PreferenceSection,
+    RewardSection,
+    RewardTermConfig,
+)
 from posttrain.config.strict_yaml import read_yaml, yaml_problem
+from posttrain.errors import UserError
 
 
 class ModelConfig(Section):

@@ -17,8 +17,8 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from posttrain.config.recipe import Section, apply_override, describe_validation_error
-from posttrain.errors import UserError
 from posttrain.config.strict_yaml import read_yaml
+from posttrain.errors import UserError
 
 S = TypeVar("S", bound=Section)
 

@@ -72,8 +72,8 @@ class PairScorer:
     def __call__(self, batch: list, index: int):
         import torch
 
-        from posttrain.data.preference import collate_pairs
         from posttrain.data.jobs import BatchOutput
+        from posttrain.data.preference import collate_pairs
 
         collated = collate_pairs([pair for _, pair in batch], self.pad_id)
         device = next(self.model.parameters()).device
@@ -96,11 +96,11 @@ def run(recipe: Recipe) -> int:
     from pathlib import Path
 
     from posttrain.curation.rows import PassSpec, out_paths, per_row, run_pass
+    from posttrain.data.jobs import JobSpec, file_sha256, run_job
     from posttrain.data.preference import tokenize_pairs
     from posttrain.data.sources import load_records
     from posttrain.errors import UserError
     from posttrain.model.inference import load_model_and_tokenizer
-    from posttrain.data.jobs import JobSpec, file_sha256, run_job
 
     if Path(recipe.input).is_dir():
         raise UserError(f"input={recipe.input}: ches scores one preference file; got a folder")

@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from datatrove.data import Document
-from datatrove.pipeline.dedup import (ExactDedupFilter, ExactDedupSignature, ExactFindDedups, MinhashConfig,
-                                      MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
-                                      MinhashDedupSignature)
+from datatrove.pipeline.dedup import (
+    ExactDedupFilter,
+    ExactDedupSignature,
+    ExactFindDedups,
+    MinhashConfig,
+    MinhashDedupBuckets,
+    MinhashDedupCluster,
+    MinhashDedupFilter,
+    MinhashDedupSignature,
+)
 from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import HashConfig

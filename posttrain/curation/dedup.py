@@ -61,7 +61,11 @@ def _executors(recipe: Recipe, work: Path, tasks: int) -> list:
     except numbers are not normalised to 0 (arithmetic rows differ only in them)."""
     from datatrove.executor import LocalPipelineExecutor
 
-    from posttrain.curation.datatrove_steps import RowDocuments, exact_stages, near_stages
+    from posttrain.curation.datatrove_steps import (
+        RowDocuments,
+        exact_stages,
+        near_stages,
+    )
 
     head = [RowDocuments(recipe.input, recipe.text)]
     stages = []
@@ -125,7 +129,14 @@ def _run_datatrove(recipe: Recipe, work: Path, extra: dict) -> dict[str, dict]:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.curation.rows import PassSpec, RowRef, finished, open_pass, per_row, run_pass
+    from posttrain.curation.rows import (
+        PassSpec,
+        RowRef,
+        finished,
+        open_pass,
+        per_row,
+        run_pass,
+    )
 
     if not (recipe.exact or recipe.near):
         from posttrain.errors import UserError

@@ -34,11 +34,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from posttrain.data.jobs import (
+    JobSpec,
+    file_sha256,
+    manifest_path,
+    open_parts,
+    parts_dir,
+    write_atomically,
+)
 from posttrain.data.records import RecordError, record_kind, to_record
 from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
-from posttrain.data.jobs import (JobSpec, file_sha256, manifest_path, open_parts, parts_dir,
-                                      write_atomically)
 
 SHARD_SUFFIXES = (".jsonl", ".parquet")
 TEXT_PARTS = ("all", "prompt", "response")

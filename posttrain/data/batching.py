@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from posttrain.data.chat import IGNORE_INDEX as IGNORE  # one definition of the ignored label
+from posttrain.data.chat import (
+    IGNORE_INDEX as IGNORE,  # one definition of the ignored label
+)
 
 
 @dataclass

@@ -26,7 +26,14 @@ from posttrain.data.records import (
     record_kind,
     to_record,
 )
-from posttrain.data.text_files import byte_lines, cannot_read, check_row, not_utf8, text_lines, too_large
+from posttrain.data.text_files import (
+    byte_lines,
+    cannot_read,
+    check_row,
+    not_utf8,
+    text_lines,
+    too_large,
+)
 from posttrain.errors import UserError, row_error
 
 SUPPORTED_FORMATS = ".jsonl, .json, .parquet, .csv, or a directory written by datasets' save_to_disk"

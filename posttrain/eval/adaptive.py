@@ -21,21 +21,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import RequestFailed
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.self_eval import no_better_probabilities
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request, check_answer
+from posttrain.eval.voting import check_threshold, correctness_rule
+from posttrain.generation.backend import RequestFailed
 
 METRICS = [Metric("acc"), Metric("first_acc"), Metric("samples", higher_is_better=False),
            Metric("tokens", higher_is_better=False)]
-
-
-def check_threshold(threshold: float) -> None:
-    if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--adaptive {threshold}: the P(no better) threshold must be between 0 and 1 "
-                        "(1: never stop early)")
 
 
 def chosen_index(p_no_better: list[float]) -> int:
@@ -45,8 +40,6 @@ def chosen_index(p_no_better: list[float]) -> int:
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options) -> list[Sample]:
     """options: voting.VotingOptions with `adaptive` (the threshold) and `samples` (at most N)."""
-    from posttrain.eval.voting import correctness_rule
-
     check_threshold(options.adaptive)
     rule = correctness_rule(task)
     temperature = task.temperature if options.temperature is None else options.temperature

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import Backend, HFBackend
-from posttrain.model.inference import has_own_chat_template
 from posttrain.eval.metrics import Metric, summarise
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks import KIND_MODULES
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.eval.tasks.context import TaskContext
 from posttrain.eval.tasks.documents import load_documents
+from posttrain.generation.backend import Backend, HFBackend
+from posttrain.model.inference import has_own_chat_template
 
 
 @dataclass

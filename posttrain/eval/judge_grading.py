@@ -21,7 +21,7 @@ from typing import Protocol
 
 from posttrain.errors import UserError
 from posttrain.generation.backend import GenerationRequest
-from posttrain.eval.judge import HTTPJudge, load_template
+from posttrain.generation.judge import HTTPJudge, load_template
 from posttrain.generation.prompter import Prompter
 
 JUDGE_SYSTEM = "You are a helpful assistant."
@@ -136,7 +136,10 @@ def make_grader(cfg, max_tokens: int, batch_size: int = 16, seed: int = 0) -> Gr
     if cfg.model.startswith(("http://", "https://")):
         return HTTPGrader(HTTPJudge(cfg.model, cfg.api_model, cfg.api_key_env, cfg.timeout_s), max_tokens)
     from posttrain.generation.backend import HFBackend
-    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.model.inference import (
+        has_own_chat_template,
+        load_model_and_tokenizer,
+    )
 
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     backend = HFBackend(model, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer))

@@ -56,8 +56,6 @@ def check_options(options: VotingOptions) -> None:
     if options.samples < 1:
         raise UserError(f"--samples must be >= 1, got {options.samples}")
     if options.adaptive is not None:
-        from posttrain.eval.adaptive import check_threshold
-
         check_threshold(options.adaptive)
         if options.scorer or options.ks:
             raise UserError(f"{'--best-of' if options.scorer else '--k'} does not apply with --adaptive "
@@ -122,6 +120,12 @@ def curve(values: dict[str, float], options: VotingOptions) -> dict[str, list]:
         if f"{name}@1" in values or f"{name}@{options.samples}" in values:
             out[f"{name}@k"] = [values[f"{name}@{k}"] for k in options.curve_ks()]
     return out
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--adaptive {threshold}: the P(no better) threshold must be between 0 and 1 "
+                        "(1: never stop early)")
 
 
 def correctness_rule(task) -> str:

@@ -25,8 +25,13 @@ from tqdm.auto import tqdm
 
 from posttrain.data.batching import IGNORE
 from posttrain.errors import UserError
-from posttrain.model.generate import (GenerationConfig, cut_at_stop_strings, generate_ids, padding_id,
-                                      stop_token_ids)
+from posttrain.model.generate import (
+    GenerationConfig,
+    cut_at_stop_strings,
+    generate_ids,
+    padding_id,
+    stop_token_ids,
+)
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import token_logprobs
 

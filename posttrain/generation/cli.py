@@ -1,4 +1,4 @@
-"""Commands of the generation tools: `posttrain sample`, `posttrain data concat`, `posttrain serve`
+"""Commands of the generation layer: `posttrain sample`, `posttrain data concat`, `posttrain serve`
 (this module only builds parsers: the work is imported when a command runs).
 
     posttrain data concat SHARD_0.jsonl SHARD_1.jsonl ... --out ALL.jsonl
@@ -21,12 +21,6 @@ def add_parsers(subparsers) -> None:
     subparsers.choices["sample"].set_defaults(tool_run=_sample)
     add_serve_parser(subparsers)
     subparsers.choices["serve"].set_defaults(tool_run=_serve)
-    it = subparsers.add_parser("iterate", help="K rounds of sample -> score -> pairs -> dpo -> eval "
-                               "(iterative on-policy DPO, SELM)")
-    it.add_argument("recipe", help="iterate recipe YAML (see posttrain/commands/iterate.py)")
-    it.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    it.add_argument("--output-dir", help="default: the recipe's output_dir")
-    it.set_defaults(tool_run=_iterate)
     data = subparsers.add_parser("data", help="data-file tools (concat: join the shards of a job)")
     verbs = data.add_subparsers(dest="data_command", required=True)
     concat = verbs.add_parser("concat", help="join the outputs of --shard 0/K ... K-1/K into one file")
@@ -45,13 +39,6 @@ def add_serve_parser(subparsers) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
-def _iterate(args: argparse.Namespace) -> int:
-    from posttrain.commands.iterate import load_iterate_recipe, run_iterate
-
-    run_iterate(load_iterate_recipe(args.recipe, args.overrides), args.output_dir)
-    return 0
-
-
 def _sample(args: argparse.Namespace) -> int:
     from posttrain.generation.sample import sample_command
 
@@ -65,8 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _concat(args: argparse.Namespace) -> int:
-    from posttrain.data.jobs import concat_shards, manifest_path
     from pathlib import Path
+
+    from posttrain.data.jobs import concat_shards, manifest_path
 
     if not args.shards:
         raise UserError("data concat needs the shards' output files")

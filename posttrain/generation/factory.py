@@ -20,14 +20,17 @@ def make_backend(model: str, kind: str, batch_size: int, seed: int, dtype: str =
     if kind == "vllm":
         from posttrain.generation.vllm_backend import VLLMBackend
         from posttrain.model.adapters import is_adapter_dir
-        from posttrain.model.load import resolve_model_path
+        from posttrain.model.paths import resolve_model_path
 
         path = resolve_model_path(model)
         if is_adapter_dir(path):
             raise UserError("the vllm backend needs a full model: posttrain merge-lora ADAPTER --out DIR first")
         return VLLMBackend(path, seed=seed, dtype="auto" if dtype == "float32" else dtype)
     from posttrain.generation.backend import HFBackend
-    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.model.inference import (
+        has_own_chat_template,
+        load_model_and_tokenizer,
+    )
 
     loaded, tokenizer = load_model_and_tokenizer(model, dtype)
     return HFBackend(loaded, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer))

@@ -27,6 +27,7 @@ from posttrain.errors import UserError
 from posttrain.generation.factory import add_backend_arguments, make_generation_backend
 from posttrain.generation.source import SamplingSettings
 
+
 def add_sample_parser(subparsers) -> None:
     p = subparsers.add_parser("sample", help="N completions per prompt, written as a resumable job",
                               description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -110,8 +111,8 @@ class Sampler:
         return [request] * s.n
 
     def __call__(self, batch: list[dict], index: int):
-        from posttrain.generation.backend import RequestFailed
         from posttrain.data.jobs import BatchOutput
+        from posttrain.generation.backend import RequestFailed
 
         s, seed = self.settings, self.settings.seed + index
         requests = [r for item in batch for r in self.requests(item)]

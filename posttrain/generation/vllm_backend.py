@@ -22,9 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import Completion, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
-from posttrain.model.inference import has_own_chat_template
+from posttrain.generation.backend import (
+    Completion,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
 from posttrain.model.generate import cut_at_eos
+from posttrain.model.inference import has_own_chat_template
 
 
 class VLLMBackend:

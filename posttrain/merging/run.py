@@ -6,7 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from posttrain.checkpoint.io import list_checkpoints
-from posttrain.checkpoint.weights import read_config, read_state_dict, tensor_shapes, write_model_dir
+from posttrain.checkpoint.weights import (
+    read_config,
+    read_state_dict,
+    tensor_shapes,
+    write_model_dir,
+)
 from posttrain.errors import UserError
 from posttrain.merging import operators as ops
 from posttrain.merging.recipe import MergeRecipe

@@ -31,7 +31,7 @@ def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
 def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
     """Wrap the model with a fresh LoRA/DoRA adapter; the base weights are frozen. With task_type
     SEQ_CLS (reward models) peft also trains and saves the score head."""
-    from posttrain.surgery.kinds import SURGERY_KINDS, add_surgery_adapter
+    from posttrain.model.surgery.kinds import SURGERY_KINDS, add_surgery_adapter
 
     if adapter.kind in SURGERY_KINDS:  # not peft: block expansion, LLaMA-Adapter V2, Control LLM
         return add_surgery_adapter(model, adapter, task_type)
@@ -55,10 +55,10 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
     """A saved adapter (a checkpoint of this run, or a user's) on top of an already loaded base."""
     from peft import PeftModel
 
-    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+    from posttrain.model.surgery.wrapper import is_surgery_adapter_dir
 
     if is_surgery_adapter_dir(adapter_dir):  # LLaMA-Adapter V2, Control LLM (posttrain/surgery)
-        from posttrain.surgery.kinds import load_surgery_adapter
+        from posttrain.model.surgery.kinds import load_surgery_adapter
 
         return load_surgery_adapter(model, adapter_dir, trainable)
 
@@ -67,7 +67,7 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
 
 def is_adapter_dir(path: str | Path) -> bool:
     """A peft adapter (adapter_config.json) or a posttrain/surgery one (posttrain_adapter.json)."""
-    from posttrain.surgery.wrapper import is_surgery_adapter_dir
+    from posttrain.model.surgery.wrapper import is_surgery_adapter_dir
 
     return (Path(path) / "adapter_config.json").is_file() or is_surgery_adapter_dir(path)
 
@@ -76,8 +76,8 @@ def adapter_base(adapter_dir: str | Path) -> str:
     """The base model an adapter was trained on (its adapter_config.json), resolved like any model path."""
     from peft import PeftConfig
 
-    from posttrain.model.load import resolve_model_path
-    from posttrain.surgery.wrapper import is_surgery_adapter_dir, read_settings
+    from posttrain.model.paths import resolve_model_path
+    from posttrain.model.surgery.wrapper import is_surgery_adapter_dir, read_settings
 
     if is_surgery_adapter_dir(adapter_dir):
         base = read_settings(adapter_dir).get("base_model_name_or_path")
@@ -88,43 +88,12 @@ def adapter_base(adapter_dir: str | Path) -> str:
     return resolve_model_path(base)
 
 
-def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
-    """Load the adapter's base, apply the adapter, merge it into the weights and save a plain model
-    directory (safetensors + tokenizer) that transformers loads without peft: a causal LM, or a
-    sequence classifier (reward model, with its head) for a SEQ_CLS adapter."""
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from posttrain.checkpoint.io import save_model_dir
-    from posttrain.model.load import DTYPES, load_tokenizer
-
-    if not (Path(adapter_dir) / "adapter_config.json").is_file():
-        raise UserError(f"{adapter_dir}: not a LoRA/DoRA adapter directory (no adapter_config.json); "
-                        "a LLaMA-Adapter V2 adapter cannot be merged: posttrain's loaders take it as it is")
-    config = PeftConfig.from_pretrained(str(adapter_dir))
-    if config.task_type == "SEQ_CLS":  # a reward model: its trained score head comes along
-        from posttrain.model.reward_model import load_reward_model_dir
-
-        merged, tokenizer = load_reward_model_dir(str(adapter_dir), dtype)
-        return save_model_dir(out_dir, merged.cpu(), tokenizer)
-    base_path = config.base_model_name_or_path
-    try:
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
-    except OSError as err:
-        raise UserError(f"cannot load the adapter's base model '{base_path}': "
-                        f"{str(err).splitlines()[0]}") from None
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    tokenizer = load_tokenizer(str(adapter_dir) if (Path(adapter_dir) / "tokenizer_config.json").exists()
-                               else base_path)
-    return save_model_dir(out_dir, merged, tokenizer)
-
-
 @torch.no_grad()
 def merged_weights(model) -> dict[str, torch.Tensor]:
     """The model's weights under the plain HF checkpoint names, adapters folded in (copies): what
     an inference engine loads to generate with the current policy. The model is left unmerged."""
-    from posttrain.surgery.control_llm import ControlLlamaForCausalLM
-    from posttrain.surgery.wrapper import SurgeryAdapterModel
+    from posttrain.model.surgery.control_llm import ControlLlamaForCausalLM
+    from posttrain.model.surgery.wrapper import SurgeryAdapterModel
 
     if isinstance(model, (SurgeryAdapterModel, ControlLlamaForCausalLM)):  # no plain-weight form
         raise UserError("LLaMA-Adapter V2 and Control LLM models have no plain Llama weights to hand "

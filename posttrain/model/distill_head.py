@@ -13,7 +13,11 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from posttrain.objectives.distill import generalized_jsd, restrict_to_support, scaled_logprobs
+from posttrain.objectives.distill import (
+    generalized_jsd,
+    restrict_to_support,
+    scaled_logprobs,
+)
 
 
 def _chunk_divergence(head: nn.Module, hidden: torch.Tensor, teacher_logp: torch.Tensor,

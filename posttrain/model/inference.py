@@ -7,7 +7,8 @@ from pathlib import Path
 
 from posttrain.errors import UserError
 from posttrain.model.adapters import adapter_base, is_adapter_dir
-from posttrain.model.load import DTYPES, load_tokenizer, loading_errors, resolve_model_path
+from posttrain.model.load import load_tokenizer, loading_errors
+from posttrain.model.paths import DTYPES, resolve_model_path
 
 
 def has_own_chat_template(tokenizer) -> bool:

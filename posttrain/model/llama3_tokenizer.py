@@ -78,7 +78,15 @@ def _special_tokens(enc, first_id: int) -> list[str]:
 
 def _build_backend(enc):
     """The `tokenizers` object: BPE model, split regex + byte-level, BOS post-processor."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+    )
 
     # token_byte_values() is not in rank order, so ask for each rank's bytes.
     n_ranks = min(enc.encode_single_token(name) for name in enc.special_tokens_set)

@@ -14,24 +14,17 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from posttrain.config.recipe import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
-from posttrain.model.adapters import add_adapter, is_adapter_dir, load_adapter, quantization_config
-from posttrain.pruning import hetero_llama  # noqa: F401  registers model_type puzzle_llama with Auto*
-from posttrain.surgery import control_llm  # noqa: F401  registers model_type control_llama with Auto*
+from posttrain.model import hetero_llama  # noqa: F401  registers model_type puzzle_llama with Auto*
+from posttrain.model.adapters import (
+    add_adapter,
+    is_adapter_dir,
+    load_adapter,
+    quantization_config,
+)
+from posttrain.model.paths import DTYPES, resolve_model_path
+from posttrain.model.surgery import control_llm  # noqa: F401  registers model_type control_llama with Auto*
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TINY_NAMES = {"tiny": "default", "tiny-test": "test"}
-
-
-def resolve_model_path(path: str) -> str:
-    """'tiny' (and 'tiny-test') name the project's built-in models, built on first use."""
-    if path in TINY_NAMES:
-        from posttrain.model.tiny import ensure_tiny
-
-        return str(ensure_tiny(TINY_NAMES[path]))
-    return path
-
 
 def _cannot_load(path: str, err: Exception) -> UserError:
     local = Path(path)

@@ -17,7 +17,12 @@ from torch.utils.checkpoint import checkpoint
 
 from posttrain.data.batching import IGNORE
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
-from posttrain.model.fused_head import RecomputedLogprobHead, SummedLogprobHead, can_fuse, chunk_logprobs
+from posttrain.model.fused_head import (
+    RecomputedLogprobHead,
+    SummedLogprobHead,
+    can_fuse,
+    chunk_logprobs,
+)
 from posttrain.model.router_loss import RouterAux, router_aux_for
 from posttrain.model.segment_mask import segment_attention_mask
 

@@ -22,9 +22,19 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from posttrain.config.recipe import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
-from posttrain.model.adapters import adapter_base, add_adapter, is_adapter_dir, load_adapter
-from posttrain.model.load import (DTYPES, enable_activation_checkpointing, instantiate, load_tokenizer,
-                                  loading_errors, resolve_model_path)
+from posttrain.model.adapters import (
+    adapter_base,
+    add_adapter,
+    is_adapter_dir,
+    load_adapter,
+)
+from posttrain.model.load import (
+    enable_activation_checkpointing,
+    instantiate,
+    load_tokenizer,
+    loading_errors,
+)
+from posttrain.model.paths import DTYPES, resolve_model_path
 from posttrain.model.segment_mask import segment_attention_mask
 
 log = logging.getLogger(__name__)

@@ -56,5 +56,7 @@ def router_aux_for(model) -> RouterAux | None:
     module = importlib.import_module(type(model.get_decoder()).__module__)
     loss_fn = getattr(module, "load_balancing_loss_func", None)
     if loss_fn is None:  # an MoE family without its own: Mixtral's is the common definition
-        from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func as loss_fn
+        from transformers.models.mixtral.modeling_mixtral import (
+            load_balancing_loss_func as loss_fn,
+        )
     return RouterAux(float(coef), int(experts), int(top_k), loss_fn)

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from posttrain.errors import UserError
 from posttrain.checkpoint.permissions import apply_umask
+from posttrain.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -59,28 +59,10 @@ def _preset(preset: str) -> dict:
     return TINY_PRESETS[preset]
 
 
-_SUBJECTS = ["the child", "my friend", "a teacher", "the farmer", "our class", "the baker", "a student"]
-_VERBS = ["counts", "adds", "writes", "reads", "finds", "needs", "wants", "shares", "sorts", "keeps"]
-_OBJECTS = ["numbers", "apples", "books", "coins", "answers", "questions", "problems", "pages", "boxes"]
-_TAILS = ["every day", "in the morning", "after school", "at home", "with care", "one by one", "again"]
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                 "eleven", "twelve", "twenty", "thirty", "forty", "fifty", "hundred", "sum", "difference",
-                 "total", "more", "less", "equal", "even", "odd", "many", "few", "first", "last"]
-
-
-def english_sentences(n: int, rng: random.Random) -> list[str]:
-    """Simple English sentences about numbers, so the vocabulary has ordinary words too."""
-    def sentence() -> str:
-        word = rng.choice(_NUMBER_WORDS)
-        return (f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} "
-                f"{rng.choice(_TAILS)}. The word {word} is about numbers, "
-                f"and {rng.randint(0, 999)} is a number.")
-    return [sentence() for _ in range(n)]
-
-
 def tokenizer_corpus(seed: int) -> list[str]:
     """Generated training text for the tokenizer: the quickstart's prose and chat content."""
     from posttrain.data.synth import arithmetic
+    from posttrain.data.synth.english import english_sentences
 
     texts = [row["text"] for row in arithmetic.pretrain_rows(2000, seed)]
     for row in arithmetic.sft_rows(2000, seed + 1):
@@ -91,7 +73,14 @@ def tokenizer_corpus(seed: int) -> list[str]:
 
 def train_tokenizer(vocab_size: int, max_length: int, seed: int) -> PreTrainedTokenizerFast:
     """Byte-level BPE with single-digit pre-splitting, wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     from posttrain.data.chat import LLAMA3_CHAT_TEMPLATE

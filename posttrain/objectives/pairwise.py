@@ -11,8 +11,14 @@ import torch
 from posttrain.config.recipe import PreferenceSection
 from posttrain.data.shared_prefix import SEGMENTS_PER_PAIR
 from posttrain.data.unpaired import KL_
-from posttrain.objectives.preference import (PairLogps, PreferenceConfig, UnpairedLogps, kto,
-                                            kto_reference_point, summed_statistics)
+from posttrain.objectives.preference import (
+    PairLogps,
+    PreferenceConfig,
+    UnpairedLogps,
+    kto,
+    kto_reference_point,
+    summed_statistics,
+)
 from posttrain.objectives.registry import LossSpec
 
 

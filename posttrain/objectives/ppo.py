@@ -24,8 +24,15 @@ from __future__ import annotations
 import torch
 
 from posttrain.data.rollout_layout import rollout_forward
-from posttrain.objectives.policy_gradient import (Aggregation, KlKind, aggregate, clipped_surrogate, kl_estimate,
-                                                  per_unit_sum, unit_count)
+from posttrain.objectives.policy_gradient import (
+    Aggregation,
+    KlKind,
+    aggregate,
+    clipped_surrogate,
+    kl_estimate,
+    per_unit_sum,
+    unit_count,
+)
 
 
 def kl_penalised_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor | None,

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from posttrain.errors import UserError
-from posttrain.pruning.hetero_llama import NoOpAttention, NoOpMLP, head_dim, narrow_attention, narrow_mlp
+from posttrain.model.hetero_llama import (
+    NoOpAttention,
+    NoOpMLP,
+    head_dim,
+    narrow_attention,
+    narrow_mlp,
+)
 
 
 @dataclass(frozen=True)

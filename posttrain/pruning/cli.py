@@ -14,9 +14,9 @@ def add_parsers(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from posttrain.config.tool_recipe import load_tool_recipe
     from posttrain.pruning.recipe import PruneRecipe
     from posttrain.pruning.run import run_prune
-    from posttrain.config.tool_recipe import load_tool_recipe
 
     print(run_prune(load_tool_recipe(PruneRecipe, args.recipe, args.overrides), args.out))
     return 0

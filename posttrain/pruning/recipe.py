@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from posttrain.config.recipe import Recipe, SourceConfig
 from posttrain.config.base import NonNegative, Positive, PositiveFloat, Section
+from posttrain.config.recipe import Recipe, SourceConfig
 
 Share = Annotated[float, Field(gt=0, le=1)]
 

@@ -28,11 +28,17 @@ from posttrain.config.recipe import ModelConfig
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.prepare import check_sources, conversation_examples
 from posttrain.errors import UserError
-from posttrain.model.load import load_model, load_tokenizer, loading_errors, resolve_model_path
+from posttrain.model.hetero_llama import PuzzleLlamaForCausalLM, puzzle_config
+from posttrain.model.load import load_model, load_tokenizer, loading_errors
+from posttrain.model.paths import resolve_model_path
 from posttrain.pruning import alternatives as alt
-from posttrain.pruning.hetero_llama import PuzzleLlamaForCausalLM, puzzle_config
-from posttrain.pruning.local_distill import (branch_error, local_distill, next_token_logprobs,
-                                             parent_activations, score_variants)
+from posttrain.pruning.local_distill import (
+    branch_error,
+    local_distill,
+    next_token_logprobs,
+    parent_activations,
+    score_variants,
+)
 from posttrain.pruning.recipe import PruneRecipe
 from posttrain.pruning.select import select_variants
 

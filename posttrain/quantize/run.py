@@ -43,8 +43,12 @@ def check_arguments(method: str, bits: int, group_size: int | None) -> None:
 
 
 def quantize_model(model: str, out: str, method: str, bits: int, group_size: int | None) -> Path:
-    from posttrain.checkpoint.weights import read_config, read_state_dict, write_model_dir
-    from posttrain.model.load import resolve_model_path
+    from posttrain.checkpoint.weights import (
+        read_config,
+        read_state_dict,
+        write_model_dir,
+    )
+    from posttrain.model.paths import resolve_model_path
     from posttrain.quantize.operators import quantize_state
 
     path = resolve_model_path(model)

@@ -39,7 +39,8 @@ def run_study(model: str, text: str, task_data: str, methods: list[str], bits: l
     from posttrain.checkpoint.weights import read_state_dict
     from posttrain.eval import evaluate_tasks
     from posttrain.log import progress_bar
-    from posttrain.model.load import load_tokenizer, resolve_model_path
+    from posttrain.model.load import load_tokenizer
+    from posttrain.model.paths import resolve_model_path
     from posttrain.quantize.operators import quantize_state
     from posttrain.train.periodic_eval import exact_match_task
 

@@ -11,7 +11,8 @@ import io
 import re
 from dataclasses import dataclass
 
-from posttrain.report.collect import Run, Series
+from posttrain.log import Series
+from posttrain.report.collect import Run
 
 MAX_POINTS = 1500  # per curve: a 100k-step run stays a light page
 

@@ -9,8 +9,7 @@ evaluations and no curves, e.g. the initial model of the quickstart.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,10 @@ from posttrain.eval.compare import bootstrap_interval, compare_dirs
 from posttrain.eval.metrics import AGGREGATIONS, Metric
 from posttrain.eval.report import RESULTS_FILE, SAMPLES_FILE, read_results
 from posttrain.eval.sample import Sample
-from posttrain.log import METRICS_FILE, read_metrics
+from posttrain.log import METRICS_FILE, Series, read_metrics, series_of
 
 RECIPE_FILE = "config.yaml"
 SKIPPED_DIRS = {"checkpoints", "final", "tb"}  # never hold evaluations; can be large
-
-
-@dataclass
-class Series:
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -108,23 +101,6 @@ def find_eval_dirs(run_dir: Path) -> list[Path]:
     """Evaluation directories inside a run (itself included), outside checkpoints/, final/, tb/."""
     return sorted(p.parent for p in run_dir.rglob(RESULTS_FILE)
                   if not SKIPPED_DIRS & set(p.relative_to(run_dir).parts[:-1]))
-
-
-def series_of(rows: list[dict[str, Any]]) -> dict[str, Series]:
-    """One (steps, values) series per numeric key; training and evaluation rows share the file
-    under distinct keys (eval_* and the generation metrics), so each key is one curve."""
-    out: dict[str, Series] = {}
-    for row in rows:
-        step = row.get("step")
-        for key, value in row.items():
-            if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if not math.isfinite(value):
-                continue
-            series = out.setdefault(key, Series())
-            series.steps.append(step)
-            series.values.append(float(value))
-    return out
 
 
 def read_evaluation(eval_dir: str | Path, n_samples: int = 5) -> Evaluation:

@@ -12,7 +12,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 from posttrain.report.charts import Chart, charts_for
-from posttrain.report.collect import Comparison, Run, compare_evaluations, likelihood_displacement
+from posttrain.report.collect import (
+    Comparison,
+    Run,
+    compare_evaluations,
+    likelihood_displacement,
+)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1500px;

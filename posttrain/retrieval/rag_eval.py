@@ -42,10 +42,10 @@ def parse_ks(text: str) -> list[int]:
 def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, embedding_model,
                    answerer=None) -> dict:
     """{mode, questions_scored, no_relevant_chunk, recall@k..., exact_match?} for one index."""
-    from posttrain.eval.extract import canonical_text
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.rag import RagIndex, recall_at, relevant_chunks
     from posttrain.retrieval.rag_models import answer_prompts
+    from posttrain.rewards.extract import canonical_text
 
     index = RagIndex.load(path)
     embedder = Embedder(embedding_model or index.meta["embedding_model"])

@@ -47,8 +47,11 @@ class _Scorer:
 
     def __init__(self, path: str, batch_size: int, dtype: str, prefix: list[dict]):
         from posttrain.generation.backend import HFBackend
-        from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
         from posttrain.generation.prompter import Prompter
+        from posttrain.model.inference import (
+            has_own_chat_template,
+            load_model_and_tokenizer,
+        )
 
         model, tokenizer = load_model_and_tokenizer(path, dtype)
         self.backend = HFBackend(model, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),

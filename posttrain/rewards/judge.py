@@ -40,12 +40,15 @@ def _instruction(sample: dict) -> str:
 
 
 def _open_judge(model: str, api_model: str, api_key_env: str | None, batch_size: int, timeout_s: float):
-    from posttrain.eval.judge import HTTPJudge, LocalJudge
+    from posttrain.generation.judge import HTTPJudge, LocalJudge
 
     if model.startswith(("http://", "https://")):
         return HTTPJudge(model, api_model, api_key_env, timeout_s)
     from posttrain.generation.backend import HFBackend
-    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.model.inference import (
+        has_own_chat_template,
+        load_model_and_tokenizer,
+    )
 
     loaded, tokenizer = load_model_and_tokenizer(model)
     return LocalJudge(HFBackend(loaded, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),
@@ -56,7 +59,7 @@ def judge_score(model: str | None = None, mode: str = "single", rubric: str | No
                 template: str | None = None, baseline_field: str = "reference", api_model: str = "default",
                 api_key_env: str | None = None, batch_size: int = 8, timeout_s: float = 60.0) -> Callable:
     """A scorer asking the judge `model`; see the module docstring for the modes."""
-    from posttrain.eval.judge import PAIRWISE_TEMPLATE, load_template
+    from posttrain.generation.judge import PAIRWISE_TEMPLATE, load_template
 
     if not model:
         raise UserError("scorer 'judge' needs options: model=<model dir or http(s)://.../v1 URL>")

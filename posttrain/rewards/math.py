@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from posttrain.eval.extract import boxed, canonical_text, final_number
+from posttrain.rewards.extract import boxed, canonical_text, final_number
 
 _FRAC = re.compile(r"^\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
 

@@ -11,8 +11,8 @@ ifeval (Tulu 3 RLVR's IFEval-style constraints): sample['instruction_id_list'] a
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval import ifeval_checks
-from posttrain.eval.countdown import extract_expression, is_solution
+from posttrain.rewards import ifeval_checks
+from posttrain.rewards.countdown import extract_expression, is_solution
 
 
 def _field(sample: dict, name: str, reward: str):

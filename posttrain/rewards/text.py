@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from posttrain.errors import UserError
-from posttrain.eval.extract import canonical_text
+from posttrain.rewards.extract import canonical_text
 
 _THINK_ANSWER = r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
 

@@ -24,7 +24,12 @@ def reward_eval_command(model_dir: str, data: str, batch_size: int = 8, output_d
     from posttrain.config.recipe import SourceConfig
     from posttrain.data.reward import reward_pairs
     from posttrain.data.sources import read_rows
-    from posttrain.eval.reward_bench import category_of, category_results, summary, summary_table
+    from posttrain.eval.reward_bench import (
+        category_of,
+        category_results,
+        summary,
+        summary_table,
+    )
 
     model, tokenizer, index = _open(model_dir, attribute, dtype)
     pairs = reward_pairs(tokenizer, SourceConfig(path=data), _context(model), "fail")

@@ -31,8 +31,15 @@ from typing import Any
 import yaml
 
 from posttrain.errors import UserError, row_error
-from posttrain.scoring.pairs import (PAIR_MODES, Candidate, best_vs_worst, majority_answer, margin_pairs,
-                                     per_source_pair, why_no_pair)
+from posttrain.scoring.pairs import (
+    PAIR_MODES,
+    Candidate,
+    best_vs_worst,
+    majority_answer,
+    margin_pairs,
+    per_source_pair,
+    why_no_pair,
+)
 
 TERM_KEYS = ("weight", "label", "verifier")
 SFT_MODES = ("verified", "majority")

@@ -29,11 +29,21 @@ from posttrain.config.recipe import ModelConfig, Recipe
 from posttrain.data.batching import IGNORE, Example, collate_padded
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.prepare import check_sources, conversation_examples, max_length_for, split_holdout
+from posttrain.data.prepare import (
+    check_sources,
+    conversation_examples,
+    max_length_for,
+    split_holdout,
+)
 from posttrain.errors import UserError
 from posttrain.generation.backend import GenerationRequest, HFBackend
-from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
-from posttrain.model.load import context_length, load_model, load_tokenizer, resolve_model_path
+from posttrain.model.distill_head import (
+    DistillPolicy,
+    TeacherFromCache,
+    TeacherOnTheFly,
+)
+from posttrain.model.load import context_length, load_model, load_tokenizer
+from posttrain.model.paths import resolve_model_path
 from posttrain.model.teacher_cache import TopkCache, write_topk_cache
 from posttrain.objectives.distill import beta_for
 from posttrain.train import loop

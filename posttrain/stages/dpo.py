@@ -18,12 +18,17 @@ import functools
 import logging
 
 from posttrain.config.recipe import Recipe
+from posttrain.data import pointless
 from posttrain.data.batching import Example
 from posttrain.data.chat import ensure_chat_template, tokenize_prompt
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.preference import (PairExample, collate_pairs, synthesize_positions, tokenize_completion,
-                                       tokenize_pairs)
-from posttrain.data import pointless
+from posttrain.data.preference import (
+    PairExample,
+    collate_pairs,
+    synthesize_positions,
+    tokenize_completion,
+    tokenize_pairs,
+)
 from posttrain.data.prepare import load_sources, max_length_for, split_holdout
 from posttrain.errors import UserError
 from posttrain.model.generate import GenerationConfig, generate_text

@@ -43,7 +43,11 @@ import torch
 from posttrain.config.recipe import Recipe
 from posttrain.data import pointless
 from posttrain.data.batching import IGNORE
-from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tokenize_prompt
+from posttrain.data.chat import (
+    ensure_chat_template,
+    tokenize_conversation,
+    tokenize_prompt,
+)
 from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.problems import RowProblems
 from posttrain.data.rollout_layout import group_layout, rollout_forward
@@ -55,7 +59,10 @@ from posttrain.model.generate import padding_id, stop_token_ids
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
 from posttrain.model.segment_mask import use_segment_packing
-from posttrain.objectives.policy_gradient import PolicyGradientObjective, group_advantages
+from posttrain.objectives.policy_gradient import (
+    PolicyGradientObjective,
+    group_advantages,
+)
 from posttrain.rewards import RewardSet, build_reward_set
 from posttrain.train import loop
 from posttrain.train.periodic_eval import generation_eval

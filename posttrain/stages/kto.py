@@ -17,8 +17,12 @@ from posttrain.data import pointless
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import max_length_for, split_holdout
-from posttrain.data.unpaired import (collate_unpaired, collate_unpaired_reference, read_unpaired,
-                                     tokenize_unpaired)
+from posttrain.data.unpaired import (
+    collate_unpaired,
+    collate_unpaired_reference,
+    read_unpaired,
+    tokenize_unpaired,
+)
 from posttrain.errors import UserError
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs

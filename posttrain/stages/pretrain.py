@@ -15,7 +15,12 @@ from posttrain.config.recipe import Recipe
 from posttrain.data.batching import Example, collate_packed, pack_examples
 from posttrain.data.mixtures import mixture_rows
 from posttrain.data.plans import StreamPlan, eval_micro_batches
-from posttrain.data.prepare import check_sources, max_length_for, split_holdout, text_documents
+from posttrain.data.prepare import (
+    check_sources,
+    max_length_for,
+    split_holdout,
+    text_documents,
+)
 from posttrain.errors import UserError
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs

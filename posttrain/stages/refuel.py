@@ -43,7 +43,11 @@ from posttrain.data.sources import read_rows
 from posttrain.errors import UserError, row_error
 from posttrain.generation.backend import GenerationRequest, HFBackend
 from posttrain.model.logprobs import TokenLogprobs, token_logprobs
-from posttrain.objectives.pairwise import PairwiseObjective, preference_config, sequence_logps
+from posttrain.objectives.pairwise import (
+    PairwiseObjective,
+    preference_config,
+    sequence_logps,
+)
 from posttrain.objectives.registry import get_preference_loss
 from posttrain.rewards import build_reward_set
 from posttrain.train import loop

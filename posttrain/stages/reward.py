@@ -20,14 +20,26 @@ from posttrain.config.recipe import Recipe
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
 from posttrain.data.prepare import max_length_for, split_holdout
-from posttrain.data.reward import collate_rated, collate_reward_pairs, rated_responses, reward_pairs
+from posttrain.data.reward import (
+    collate_rated,
+    collate_reward_pairs,
+    rated_responses,
+    reward_pairs,
+)
 from posttrain.errors import UserError
 from posttrain.model.load import context_length, load_tokenizer
-from posttrain.model.reward_model import (RewardScores, head_labels, load_reward_model,
-                                          reward_model_labels)
+from posttrain.model.reward_model import (
+    RewardScores,
+    head_labels,
+    load_reward_model,
+    reward_model_labels,
+)
 from posttrain.model.segment_mask import use_shared_prefix
 from posttrain.objectives.registry import RewardLossSpec, get_reward_loss
-from posttrain.objectives.reward_step import PairwiseRewardObjective, RegressionRewardObjective
+from posttrain.objectives.reward_step import (
+    PairwiseRewardObjective,
+    RegressionRewardObjective,
+)
 from posttrain.train import loop
 from posttrain.train.setup import RunContext, open_output_dir, run_layout
 

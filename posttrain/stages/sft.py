@@ -15,8 +15,12 @@ from posttrain.config.recipe import Recipe
 from posttrain.data.batching import collate_packed, collate_padded, pack_examples
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.plans import EpochPlan, eval_micro_batches
-from posttrain.data.prepare import (check_sources, conversation_examples, max_length_for,
-                                    split_holdout)
+from posttrain.data.prepare import (
+    check_sources,
+    conversation_examples,
+    max_length_for,
+    split_holdout,
+)
 from posttrain.data.table import chain, take
 from posttrain.model.load import context_length
 from posttrain.model.logprobs import TokenLogprobs

@@ -1,3 +1,2 @@
-"""Operators that change a model's architecture (block expansion, vocabulary extension, Control
-LLM branches, LLaMA-Adapter V2): pure functions on modules and tensors, with thin commands in
-surgery/cli.py (`posttrain surgery ...`)."""
+"""`posttrain surgery ...`: thin commands around the architecture operators of
+posttrain/model/surgery/ (block expansion, vocabulary extension, LEP)."""

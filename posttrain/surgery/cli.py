@@ -69,18 +69,14 @@ def _vocab_parsers(sub) -> None:
     p.set_defaults(tool_run=vocab_cli.run_lep)
 
 
-def load_for_surgery(model: str, dtype: str = "float32"):
-    """(model, tokenizer, resolved path), loaded as every stage loads a model (one-line errors)."""
-    from posttrain.config.recipe import ModelConfig
-    from posttrain.model.load import instantiate, load_tokenizer
-
-    loaded = instantiate(ModelConfig(path=model, dtype=dtype))
-    return loaded.model, load_tokenizer(loaded.path), loaded.path
-
-
 def run_expand(args) -> int:
     from posttrain.checkpoint.io import save_model_dir
-    from posttrain.surgery.expand import decoder_layers, expand_blocks, insertion_points
+    from posttrain.model.surgery.expand import (
+        decoder_layers,
+        expand_blocks,
+        insertion_points,
+    )
+    from posttrain.surgery.loading import load_for_surgery
 
     model, tokenizer, _ = load_for_surgery(args.model, args.dtype)
     after = insertion_points(len(decoder_layers(model)), args.blocks, args.every)

@@ -46,10 +46,13 @@ def run_make_language(args) -> int:
 
 def run_extend_vocab(args) -> int:
     from posttrain.checkpoint.io import save_model_dir
-    from posttrain.surgery.cli import load_for_surgery
-    from posttrain.surgery.vocab import add_listed_tokens, extend_bpe, extend_embeddings
-
     from posttrain.model.load import load_tokenizer
+    from posttrain.model.surgery.vocab import (
+        add_listed_tokens,
+        extend_bpe,
+        extend_embeddings,
+    )
+    from posttrain.surgery.loading import load_for_surgery
 
     model, old_tok, path = load_for_surgery(args.model)
     work_tok = load_tokenizer(path)  # a second copy: adding tokens changes it in place
@@ -73,8 +76,8 @@ def run_lep(args) -> int:
     import torch
 
     from posttrain.checkpoint.io import save_model_dir
-    from posttrain.surgery.cli import load_for_surgery
-    from posttrain.surgery.lep import propagate
+    from posttrain.model.surgery.lep import propagate
+    from posttrain.surgery.loading import load_for_surgery
 
     base, _, _ = load_for_surgery(args.base)
     adapted, adapted_tok, _ = load_for_surgery(args.adapted)

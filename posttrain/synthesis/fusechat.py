@@ -62,9 +62,9 @@ class Recipe(Section):
 def source_job(recipe: Recipe, source: Source, items: list[dict], skipped: int, out: Path) -> dict:
     """Sample every prompt with one source into out.sources/NAME.jsonl (a resumable job)."""
     from posttrain.data.jobs import BatchOutput, JobSpec, run_job
+    from posttrain.generation.factory import open_backend
     from posttrain.generation.sample import Sampler, input_identity
     from posttrain.generation.source import SamplingSettings
-    from posttrain.generation.factory import open_backend
 
     where = f"synth fusechat: source '{source.name}'"
     backend = open_backend(source, recipe.batch_size, recipe.seed, where)

@@ -88,8 +88,8 @@ class ContinueBatch:
         return ids if bos is None else [bos, *ids]
 
     def __call__(self, batch: list[dict], index: int):
-        from posttrain.generation.backend import GenerationRequest, RequestFailed
         from posttrain.data.jobs import BatchOutput
+        from posttrain.generation.backend import GenerationRequest, RequestFailed
 
         s = self.recipe.sampling
         requests = [GenerationRequest(self.prompt_ids(d["first"]), s.max_new_tokens, (), s.temperature, s.top_p,
@@ -107,7 +107,13 @@ class ContinueBatch:
 
 
 def run(recipe: Recipe) -> int:
-    from posttrain.data.jobs import JobSpec, file_sha256, manifest_path, run_job, write_atomically
+    from posttrain.data.jobs import (
+        JobSpec,
+        file_sha256,
+        manifest_path,
+        run_job,
+        write_atomically,
+    )
     from posttrain.generation.factory import open_backend
     from posttrain.synthesis.filters import repetition_ratio
 

@@ -16,8 +16,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from posttrain.errors import UserError
 from posttrain.data.jobs import JobSpec, run_job, write_atomically
+from posttrain.errors import UserError
 
 _ITEM = re.compile(r"^\s*(?:[-*\u2022+]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+(.+?)\s*$")
 

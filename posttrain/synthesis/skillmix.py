@@ -28,12 +28,20 @@ import random
 from pathlib import Path
 
 from posttrain.config.base import NonNegative, Positive, Section
-from posttrain.errors import UserError
 from posttrain.data.jobs import BatchOutput, file_sha256, write_atomically
+from posttrain.errors import UserError
 from posttrain.generation.chat_model import ChatModel
 from posttrain.generation.source import ModelSpec, model_identity
-from posttrain.synthesis.pipeline import (finish, job_failed, parse_list, read_jsonl, removal_counts,
-                                          run_model_job, sft_row, write_jsonl)
+from posttrain.synthesis.pipeline import (
+    finish,
+    job_failed,
+    parse_list,
+    read_jsonl,
+    removal_counts,
+    run_model_job,
+    sft_row,
+    write_jsonl,
+)
 
 NAME = "skillmix"
 HELP = "Instruct-SkillMix: k-skill combinations -> teacher-written instruction + answer"

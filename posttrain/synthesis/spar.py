@@ -25,14 +25,29 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from posttrain.config.base import NonNegative, Positive, Section
-from posttrain.errors import UserError
 from posttrain.data.jobs import BatchOutput
-from posttrain.generation.sample import input_identity, load_prompt_items
+from posttrain.errors import UserError
 from posttrain.generation.chat_model import ChatModel
+from posttrain.generation.sample import input_identity, load_prompt_items
 from posttrain.generation.source import ModelSpec, model_identity, require_model
-from posttrain.synthesis.pipeline import finish, job_failed, read_jsonl, removal_counts, run_model_job, write_jsonl
-from posttrain.synthesis.spar_search import (JUDGE_PROMPT, REFINE_PROMPT, Judgment, Node, SearchSettings,
-                                             parse_judgment, tree_search, vote)
+from posttrain.synthesis.pipeline import (
+    finish,
+    job_failed,
+    read_jsonl,
+    removal_counts,
+    run_model_job,
+    write_jsonl,
+)
+from posttrain.synthesis.spar_search import (
+    JUDGE_PROMPT,
+    REFINE_PROMPT,
+    Judgment,
+    Node,
+    SearchSettings,
+    parse_judgment,
+    tree_search,
+    vote,
+)
 
 NAME = "spar"
 HELP = "SPaR: judge the actor's answers, tree-search refinements -> DPO pairs + refiner SFT data"

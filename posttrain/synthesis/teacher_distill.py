@@ -32,13 +32,20 @@ from typing import Annotated
 from pydantic import Field
 
 from posttrain.config.base import NonNegative, Positive, Ratio, Section
-from posttrain.errors import UserError
 from posttrain.data.jobs import CHUNK_DIGITS, BatchOutput, file_sha256, parts_dir
-from posttrain.generation.sample import input_identity
+from posttrain.errors import UserError
 from posttrain.generation.chat_model import ChatModel
+from posttrain.generation.sample import input_identity
 from posttrain.generation.source import ModelSpec, model_identity
-from posttrain.synthesis.pipeline import (finish, job_failed, read_jsonl, removal_counts, run_model_job, sft_row,
-                                          write_jsonl)
+from posttrain.synthesis.pipeline import (
+    finish,
+    job_failed,
+    read_jsonl,
+    removal_counts,
+    run_model_job,
+    sft_row,
+    write_jsonl,
+)
 
 NAME = "teacher-distill"
 HELP = "self-instruct expansion of seed tasks (ROUGE-L novelty filter) + teacher answers/rationales"

@@ -30,13 +30,19 @@ from pathlib import Path
 from typing import Literal
 
 from posttrain.config.base import NonNegative, Positive, Section
-from posttrain.errors import UserError
 from posttrain.data.jobs import BatchOutput
-from posttrain.generation.sample import input_identity, load_prompt_items
+from posttrain.errors import UserError
 from posttrain.generation.chat_model import ChatModel
+from posttrain.generation.sample import input_identity, load_prompt_items
 from posttrain.generation.source import ModelSpec, model_identity, require_model
-from posttrain.synthesis.pipeline import (finish, job_failed, read_jsonl, removal_counts, run_model_job,
-                                          write_jsonl)
+from posttrain.synthesis.pipeline import (
+    finish,
+    job_failed,
+    read_jsonl,
+    removal_counts,
+    run_model_job,
+    write_jsonl,
+)
 
 NAME = "weak-to-strong"
 HELP = "keep questions where weak and strong final answers agree (SFT); contrastive pairs (DPO)"
@@ -105,7 +111,7 @@ def answer_rule(kind: str, pattern: str | None):
         from posttrain.rewards.math import answers_match, extract_answer
 
         return extract_answer, answers_match
-    from posttrain.eval.extract import canonical_text, get_extractor
+    from posttrain.rewards.extract import canonical_text, get_extractor
 
     extractor = get_extractor(kind, pattern)
     return extractor, lambda a, b: canonical_text(a) == canonical_text(b)

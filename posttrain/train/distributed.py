@@ -18,8 +18,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 
 from posttrain.config.recipe import Recipe
 

@@ -34,7 +34,11 @@ from posttrain.config.recipe import Recipe, recipe_to_dict
 from posttrain.errors import RunStopped, UserError
 from posttrain.log import MetricsLogger, progress_bar
 from posttrain.model.lean_layers import use_lean_layers
-from posttrain.train.distributed import Frozen, GatheredOptimizerState, policy_state_dicts
+from posttrain.train.distributed import (
+    Frozen,
+    GatheredOptimizerState,
+    policy_state_dicts,
+)
 from posttrain.train.guard import DivergenceGuard
 from posttrain.train.optim import build_optimizer, build_scheduler, restore_settings
 from posttrain.train.signals import StopRequests

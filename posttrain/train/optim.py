@@ -7,6 +7,7 @@ and reaches the peak on update `warmup_steps - 1`; decays reach `min_lr_ratio` a
 """
 
 import math
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices

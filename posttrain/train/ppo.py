@@ -33,7 +33,6 @@ from posttrain.data.rollout_layout import rollout_forward
 from posttrain.model.value import ActorCritic, build_actor_critic, load_value_state
 from posttrain.objectives.ppo import PPOObjective, gae, kl_penalised_rewards, whiten
 
-
 logger = logging.getLogger(__name__)
 
 

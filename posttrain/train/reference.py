@@ -10,7 +10,8 @@ import torch
 
 from posttrain.config.recipe import ModelConfig, Recipe
 from posttrain.data.cache import cached_tensors
-from posttrain.model.load import load_model, resolve_model_path
+from posttrain.model.load import load_model
+from posttrain.model.paths import resolve_model_path
 from posttrain.model.reference import precompute_reference_logps, units_fingerprint
 from posttrain.train.setup import RunContext
 

@@ -15,7 +15,12 @@ from typing import Any
 
 import yaml
 
-from posttrain.checkpoint.io import FINAL_DIR, RECIPE_FILE, TRAINER_STATE_FILE, latest_checkpoint
+from posttrain.checkpoint.io import (
+    FINAL_DIR,
+    RECIPE_FILE,
+    TRAINER_STATE_FILE,
+    latest_checkpoint,
+)
 from posttrain.errors import UserError
 
 log = logging.getLogger(__name__)

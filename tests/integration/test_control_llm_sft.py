@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from posttrain.config.recipe import AdapterConfig, ModelConfig, load_recipe
 from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.model.load import load_model
+from posttrain.model.surgery.control_llm import ControlLlamaForCausalLM
 from posttrain.stages import sft
-from posttrain.surgery.control_llm import ControlLlamaForCausalLM
 
 
 def test_sft_with_control_llm(tiny_dir, small_data, tmp_path):

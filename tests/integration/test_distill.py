@@ -7,19 +7,22 @@ import shutil
 import pytest
 import torch
 import yaml
+from transformers import AutoModelForCausalLM
 
 from posttrain.checkpoint.weights import read_state_dict, write_model_dir
 from posttrain.cli import main
-from posttrain.config.recipe import load_recipe
+from posttrain.config.recipe import SourceConfig, load_recipe
 from posttrain.data.batching import collate_padded
 from posttrain.data.chat import ensure_chat_template
 from posttrain.data.prepare import conversation_examples
-from posttrain.config.recipe import SourceConfig
-from posttrain.model.distill_head import DistillPolicy, TeacherFromCache, TeacherOnTheFly
+from posttrain.model.distill_head import (
+    DistillPolicy,
+    TeacherFromCache,
+    TeacherOnTheFly,
+)
 from posttrain.model.load import load_tokenizer
 from posttrain.model.teacher_cache import TopkCache, write_topk_cache
 from posttrain.stages import distill
-from transformers import AutoModelForCausalLM
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from posttrain.model.logprobs import token_logprobs
 from posttrain.stages import dpo, sft
 from tests.integration.conftest import write_jsonl
 
-
 STEPS, BATCH = 20, 16  # the nine objectives' runs below
 
 

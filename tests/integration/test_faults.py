@@ -6,7 +6,6 @@ Runs that need their own process (a lock held by another PID, a signal from outs
 
 import errno
 import hashlib
-import json
 import math
 import os
 import re

@@ -10,7 +10,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from posttrain.cli import main
-from posttrain.pruning.hetero_llama import PuzzleLlamaForCausalLM
+from posttrain.model.hetero_llama import PuzzleLlamaForCausalLM
 
 
 def _recipe(path, tiny_dir, data, **extra):

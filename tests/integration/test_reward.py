@@ -16,7 +16,11 @@ from transformers import AutoModelForSequenceClassification
 from posttrain.config.recipe import ModelConfig, SourceConfig, load_recipe
 from posttrain.data.reward import rated_responses, reward_pairs
 from posttrain.model.load import load_tokenizer
-from posttrain.model.reward_model import load_reward_model, load_reward_model_dir, score_sequences
+from posttrain.model.reward_model import (
+    load_reward_model,
+    load_reward_model_dir,
+    score_sequences,
+)
 from posttrain.scoring.cli import add_parsers
 from posttrain.scoring.reward_eval import reward_eval_command
 from posttrain.stages import reward

@@ -77,8 +77,8 @@ def test_unknown_scorer_and_missing_reference_are_one_line(tmp_path, capsys):
 
 def test_density_ratio_and_judge_on_the_tiny_model(tiny_dir, tmp_path):
     from posttrain.generation.backend import HFBackend, LoglikelihoodRequest
-    from posttrain.model.inference import load_model_and_tokenizer
     from posttrain.generation.prompter import Prompter
+    from posttrain.model.inference import load_model_and_tokenizer
     from posttrain.rewards import reward_function
 
     sample = {"prompt": [{"role": "user", "content": "What is 2+2?"}], "reference": "4"}

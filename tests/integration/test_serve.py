@@ -66,7 +66,7 @@ def test_sample_through_serve_equals_hf_under_greedy(served, tiny_dir, tmp_path)
 
 
 def test_http_judge_reads_the_served_models_top_logprobs(served):
-    from posttrain.eval.judge import HTTPJudge
+    from posttrain.generation.judge import HTTPJudge
 
     reply = httpx.post(served + "/chat/completions", json={
         "messages": [{"role": "user", "content": "A or B?"}], "max_tokens": 1, "temperature": 0,

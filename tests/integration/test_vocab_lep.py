@@ -9,10 +9,10 @@ import pytest
 from posttrain.cli import main
 from posttrain.config.recipe import load_recipe
 from posttrain.data.synth.second_language import words_per_text
-from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
-from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.generation.backend import HFBackend
+from posttrain.model.inference import load_model_and_tokenizer
 from posttrain.stages import pretrain, sft
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from posttrain.model.tiny import english_sentences
+from posttrain.data.synth.english import english_sentences
 
 _ONSETS = ["k", "v", "z", "q", "r", "sk", "dr", "m", "t", "x", "l", "br", "h"]
 _VOWELS = ["å", "ø", "ë", "a", "i", "o", "u", "e"]

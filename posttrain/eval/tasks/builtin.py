@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.tasks.config import TaskConfig, apply_overrides, read_task_yaml, validate_task
+from posttrain.eval.tasks.config import (
+    TaskConfig,
+    apply_overrides,
+    read_task_yaml,
+    validate_task,
+)
 
 _GSM8K_TEMPLATE = "Question: {prompt}\nAnswer:"
 # lm-evaluation-harness's MMLU description (tasks/mmlu/default/mmlu_<subject>.yaml); the mmlu

@@ -7,12 +7,12 @@ Metrics: accuracy, macro and weighted F1, and Matthews correlation (multi-class,
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import LoglikelihoodRequest
-from posttrain.eval.extract import canonical_text
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request
+from posttrain.generation.backend import LoglikelihoodRequest
+from posttrain.rewards.extract import canonical_text
 
 NO_LABEL = "<none>"
 METRICS = [Metric("acc"), Metric("f1_macro", "f1_macro"), Metric("f1_weighted", "f1_weighted"),

@@ -8,9 +8,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PositiveInt, TypeAdapter, ValidationError, model_validator
 
-from posttrain.config.recipe import DEFAULT_MAX_ROW_BYTES, Section, apply_override, describe_validation_error
-from posttrain.errors import UserError
+from posttrain.config.recipe import (
+    DEFAULT_MAX_ROW_BYTES,
+    Section,
+    apply_override,
+    describe_validation_error,
+)
 from posttrain.config.strict_yaml import read_yaml
+from posttrain.errors import UserError
 
 
 class JudgeConfig(Section):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from posttrain.generation.backend import Backend
 from posttrain.eval.prompting import fill, target_text, task_examples, with_cot
+from posttrain.generation.backend import Backend
 from posttrain.generation.prompter import Prompter
 
 

@@ -9,7 +9,12 @@ from typing import Any
 from posttrain.data import pointless
 from posttrain.data.records import RecordError, describe_type
 from posttrain.data.sources import read_rows
-from posttrain.data.text_files import ROW_LIMIT, ROW_LIMIT_HINT, read_text_file, text_lines
+from posttrain.data.text_files import (
+    ROW_LIMIT,
+    ROW_LIMIT_HINT,
+    read_text_file,
+    text_lines,
+)
 from posttrain.errors import UserError, row_error
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
@@ -45,7 +50,7 @@ def load_documents(task, limit: int | None = None) -> tuple[list[dict], list[dic
 
 def _generated(task) -> tuple[list[dict], list[dict]]:
     if task.generator == "countdown":
-        from posttrain.eval import countdown
+        from posttrain.rewards import countdown
 
         shots = countdown.rows(FEW_SHOT_POOL_SIZE, task.data_seed + 1_000)
         for shot in shots:

@@ -58,7 +58,7 @@ def gsm8k(row: Row) -> Row:
 
 
 def math_problem(row: Row) -> Row:
-    from posttrain.eval.extract import boxed
+    from posttrain.rewards.extract import boxed
 
     solution = str(_first(row, ("solution",), "solution"))
     reference = row.get("answer") or boxed(solution)

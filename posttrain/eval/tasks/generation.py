@@ -10,12 +10,12 @@ Metrics a task can ask for:
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import GenerationRequest
-from posttrain.eval.countdown import is_solution
-from posttrain.eval.extract import canonical, get_extractor
 from posttrain.eval.metrics import Metric, rouge_scores
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
+from posttrain.generation.backend import GenerationRequest
+from posttrain.rewards.countdown import is_solution
+from posttrain.rewards.extract import canonical, get_extractor
 
 ROUGE_KINDS = ("rouge1", "rouge2", "rougeL")
 

@@ -23,12 +23,12 @@ with `extract: text`, else what `extract` pulls out of it.
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.extract import get_extractor
 from posttrain.eval.metrics import Metric, sentence_score
-from posttrain.generation.prompter import Prompter
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request, check_answer
+from posttrain.generation.prompter import Prompter
+from posttrain.rewards.extract import get_extractor
 
 THRESHOLD_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL")
 

@@ -9,11 +9,11 @@ and counted in the sample's `unsupported` list.
 
 from __future__ import annotations
 
-from posttrain.eval.ifeval_checks import check, check_loose
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.generation import build_request
+from posttrain.rewards.ifeval_checks import check, check_loose
 
 METRICS = [Metric("prompt_level_strict_acc"), Metric("inst_level_strict_acc", "instruction_level_strict"),
            Metric("prompt_level_loose_acc"), Metric("inst_level_loose_acc", "instruction_level_loose")]

@@ -17,7 +17,13 @@ from __future__ import annotations
 import statistics
 
 from posttrain.errors import UserError
-from posttrain.eval.judge_grading import DEFAULT_RUBRIC, judge_prompt, make_grader, parse_rating, single_template
+from posttrain.eval.judge_grading import (
+    DEFAULT_RUBRIC,
+    judge_prompt,
+    make_grader,
+    parse_rating,
+    single_template,
+)
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext

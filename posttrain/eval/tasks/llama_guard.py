@@ -16,8 +16,14 @@ one, over unsafe documents that carry categories) and `unparsed` (answers naming
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.eval.guard import LLAMA_GUARD_3_CATEGORIES, UNSAFE, guard_prompt, parse_verdict, read_taxonomy, \
-    unsafe_probabilities
+from posttrain.eval.guard import (
+    LLAMA_GUARD_3_CATEGORIES,
+    UNSAFE,
+    guard_prompt,
+    parse_verdict,
+    read_taxonomy,
+    unsafe_probabilities,
+)
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext

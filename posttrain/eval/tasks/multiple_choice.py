@@ -12,12 +12,12 @@ letter (all one token long, so the three agree); with "texts" each choice's own 
 
 from __future__ import annotations
 
-from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
-from posttrain.eval.sample import Sample
 from posttrain.eval.prompting import fill, task_examples
+from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.formats import LETTERS
+from posttrain.generation.backend import LoglikelihoodRequest
 
 METRICS = [Metric("acc"), Metric("acc_norm"), Metric("acc_norm_tokens")]
 

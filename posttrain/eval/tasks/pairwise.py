@@ -15,11 +15,11 @@ cancel the judge's position bias:
 
 from __future__ import annotations
 
-from posttrain.eval.judge import PAIRWISE_TEMPLATE, load_template, make_judge
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.generation import build_request
+from posttrain.generation.judge import PAIRWISE_TEMPLATE, load_template, make_judge
 
 LABELS = ("A", "B")
 METRICS = [Metric("win_rate"), Metric("lc_win_rate", "lc_win_rate"), Metric("preference"),

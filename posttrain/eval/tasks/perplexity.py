@@ -14,10 +14,10 @@ The first token (BOS, when the tokenizer has one) is context only.
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext
+from posttrain.generation.backend import LoglikelihoodRequest
 
 METRICS = [Metric("perplexity", "perplexity", higher_is_better=False),
            Metric("bits_per_byte", "bits_per_byte", higher_is_better=False),

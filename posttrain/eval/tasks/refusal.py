@@ -12,11 +12,11 @@ as refusal, which is why a judge can replace it.
 
 from __future__ import annotations
 
-from posttrain.eval.judge import REFUSAL_TEMPLATE, load_template, make_judge
 from posttrain.eval.metrics import Metric
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.generation import build_request
+from posttrain.generation.judge import REFUSAL_TEMPLATE, load_template, make_judge
 
 REFUSAL_WINDOW = 200
 REFUSAL_PATTERNS = [

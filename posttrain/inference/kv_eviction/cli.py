@@ -81,8 +81,8 @@ def run_make_data(args: argparse.Namespace) -> int:
 
 
 def _load(model_path: str):
-    from posttrain.model.inference import load_model_and_tokenizer
     from posttrain.inference.kv_eviction.attention import use_recording_attention
+    from posttrain.model.inference import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(model_path)
     model.eval()
@@ -115,7 +115,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from posttrain.checkpoint.io import write_text_atomically
     from posttrain.errors import UserError
-    from posttrain.inference.kv_eviction.evaluate import encode_items, evaluate_policy, policies_at
+    from posttrain.inference.kv_eviction.evaluate import (
+        encode_items,
+        evaluate_policy,
+        policies_at,
+    )
     from posttrain.inference.kv_eviction.needle import read_items
     from posttrain.inference.kv_eviction.policies import METHODS, check_policy
 

@@ -30,7 +30,7 @@ WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 def needle_row(rng: random.Random, sentences: int) -> dict:
     """One item: `sentences` haystack sentences with the needle inserted at a random place."""
-    from posttrain.model.tiny import english_sentences
+    from posttrain.data.synth.english import english_sentences
 
     value = rng.choice(WORDS)
     hay = english_sentences(sentences, rng)

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from posttrain.inference.kv_eviction.policies import Policy, accumulate_attention, new_unit_scores, select_units
+from posttrain.inference.kv_eviction.policies import (
+    Policy,
+    accumulate_attention,
+    new_unit_scores,
+    select_units,
+)
 
 
 @dataclass

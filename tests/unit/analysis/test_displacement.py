@@ -7,7 +7,7 @@ import pytest
 
 from posttrain.analysis.displacement import BOTH, CHOSEN, likelihood_displacement, trend
 from posttrain.cli import main
-from posttrain.report.collect import Series
+from posttrain.log import Series
 
 
 def _series(**curves) -> dict[str, Series]:

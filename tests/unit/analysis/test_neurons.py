@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from posttrain.analysis.cli import parse_clamp, word_diff
-from posttrain.analysis.neurons import clamped, neuron_logits, neurons_for_token, top_tokens
+from posttrain.analysis.neurons import (
+    clamped,
+    neuron_logits,
+    neurons_for_token,
+    top_tokens,
+)
 from posttrain.errors import UserError
 
 

@@ -7,7 +7,12 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from posttrain.checkpoint.io import latest_checkpoint, load_training_state, save_checkpoint, save_final
+from posttrain.checkpoint.io import (
+    latest_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_final,
+)
 from posttrain.errors import UserError
 from posttrain.train.optim import build_optimizer, build_scheduler
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from posttrain.errors import UserError
 from posttrain.commands.iterate import load_iterate_recipe
+from posttrain.errors import UserError
 
 
 @pytest.mark.parametrize("text, message", [

@@ -16,8 +16,8 @@ def test_every_shipped_recipe_validates(path):
 
         load_iterate_recipe(str(path), [])
     elif path.stem == "prune":  # `posttrain prune`'s own schema (pruning/recipe.py)
-        from posttrain.pruning.recipe import PruneRecipe
         from posttrain.config.tool_recipe import load_tool_recipe
+        from posttrain.pruning.recipe import PruneRecipe
 
         load_tool_recipe(PruneRecipe, str(path))
     else:

@@ -3,8 +3,8 @@
 import pytest
 
 from posttrain.config.base import Positive, Section
-from posttrain.errors import UserError
 from posttrain.config.tool_recipe import load_tool_recipe
+from posttrain.errors import UserError
 
 
 class Demo(Section):

@@ -8,7 +8,13 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.curation.decontaminate import EvalIndex, tokens
-from tests.unit.curation.synthetic import chat, read_jsonl, sentence, vocabulary, write_jsonl
+from tests.unit.curation.synthetic import (
+    chat,
+    read_jsonl,
+    sentence,
+    vocabulary,
+    write_jsonl,
+)
 
 
 def test_tokens_are_lowercased_word_runs_without_punctuation():

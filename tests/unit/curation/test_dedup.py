@@ -8,7 +8,13 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.curation.dedup import collision_probability, lsh_threshold
-from tests.unit.curation.synthetic import chat, read_jsonl, sentence, vocabulary, write_jsonl
+from tests.unit.curation.synthetic import (
+    chat,
+    read_jsonl,
+    sentence,
+    vocabulary,
+    write_jsonl,
+)
 
 SHINGLE = 5
 

@@ -2,6 +2,7 @@
 the real MiniLM model, and bad input as one line."""
 
 import json
+
 import numpy as np
 import pytest
 

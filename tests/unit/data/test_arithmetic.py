@@ -1,8 +1,8 @@
 """The quickstart task: deterministic, train/test disjoint, and its verifier accepts the worked answers."""
 
 import json
-import re
 import random
+import re
 
 import pytest
 

@@ -1,8 +1,14 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from posttrain.data.batching import (IGNORE, Example, PackedRow, collate_packed, collate_padded,
-                                     pack_examples)
+from posttrain.data.batching import (
+    IGNORE,
+    Example,
+    PackedRow,
+    collate_packed,
+    collate_padded,
+    pack_examples,
+)
 from posttrain.model.logprobs import token_logprobs
 
 

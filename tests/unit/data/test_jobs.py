@@ -2,9 +2,16 @@ import json
 
 import pytest
 
+from posttrain.data.jobs import (
+    BatchOutput,
+    JobSpec,
+    Shard,
+    concat_shards,
+    manifest_path,
+    parts_dir,
+    run_job,
+)
 from posttrain.errors import UserError
-from posttrain.data.jobs import (BatchOutput, JobSpec, Shard, concat_shards, manifest_path, parts_dir,
-                                       run_job)
 
 
 def _rows(path):

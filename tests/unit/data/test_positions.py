@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from posttrain.data.batching import IGNORE, Example
-from posttrain.data.positions import chunked_positions, row_positions, skip_offsets, synthesize_prompt_positions
+from posttrain.data.positions import (
+    chunked_positions,
+    row_positions,
+    skip_offsets,
+    synthesize_prompt_positions,
+)
 from posttrain.data.preference import PairExample, collate_pairs, synthesize_positions
 from posttrain.data.records import RecordError, to_record
 

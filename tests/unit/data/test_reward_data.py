@@ -9,8 +9,13 @@ import torch
 
 from posttrain.config.recipe import SourceConfig
 from posttrain.data.preference import tokenize_completion
-from posttrain.data.reward import (collate_rated, collate_reward_pairs, rated_responses, response_sets,
-                                   reward_pairs)
+from posttrain.data.reward import (
+    collate_rated,
+    collate_reward_pairs,
+    rated_responses,
+    response_sets,
+    reward_pairs,
+)
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
 

@@ -11,7 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from posttrain.generation.backend import GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from posttrain.generation.backend import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
 
 
 class ScriptedBackend:

@@ -14,12 +14,16 @@ from posttrain.data.chat import tokenize_conversation
 from posttrain.data.records import to_record
 from posttrain.errors import UserError
 from posttrain.eval.adaptive import chosen_index
-from posttrain.generation.backend import Completion
 from posttrain.eval.engine import run_task
-from posttrain.generation.prompter import Prompter
-from posttrain.eval.self_eval import SELF_EVAL_QUESTION, no_better_probabilities, win_or_tie_targets
+from posttrain.eval.self_eval import (
+    SELF_EVAL_QUESTION,
+    no_better_probabilities,
+    win_or_tie_targets,
+)
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.eval.voting import VotingOptions
+from posttrain.generation.backend import Completion
+from posttrain.generation.prompter import Prompter
 from posttrain.synthesis.self_eval import self_eval_rows
 from tests.unit.data.test_chat import trained_spans
 from tests.unit.eval.fakes import ScriptedBackend, first_documents

@@ -1,7 +1,11 @@
 """HFBackend.complete: text cut at stop strings with the tokens that made it, finish reasons as
 servers give them, and the log-prob of exactly the kept tokens."""
 
-from posttrain.generation.backend import GenerationRequest, LoglikelihoodRequest, completion_from_ids
+from posttrain.generation.backend import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    completion_from_ids,
+)
 
 
 def _ids(tokenizer, text):

@@ -12,8 +12,8 @@ from posttrain.errors import UserError
 from posttrain.eval.engine import resolve_tasks, run_task
 from posttrain.eval.guard import guard_prompt, parse_verdict, read_taxonomy
 from posttrain.eval.metrics import average_precision, f1_binary
-from posttrain.generation.prompter import Prompter
 from posttrain.eval.tasks.formats import FormatError, guard
+from posttrain.generation.prompter import Prompter
 
 
 def test_average_precision_by_hand():

@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from posttrain.eval.length_control import length_controlled_win_rate
-from posttrain.eval.metrics import (Metric, compute, f1_macro, f1_weighted, matthews_corrcoef, resampled,
-                                    rouge_scores, standard_error, summarise)
+from posttrain.eval.metrics import (
+    Metric,
+    compute,
+    f1_macro,
+    f1_weighted,
+    matthews_corrcoef,
+    resampled,
+    rouge_scores,
+    standard_error,
+    summarise,
+)
 from posttrain.eval.sample import Sample
 
 REFS = ["a", "a", "a", "b", "b", "c"]

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
 from posttrain.eval.tasks.builtin import resolve_task
 from posttrain.eval.tasks.perplexity import windows
+from posttrain.generation.backend import HFBackend
 
 TEXT = "The child counts apples every day. 47 + 38 = 85. The word seven is about numbers, and 12 is a number."
 

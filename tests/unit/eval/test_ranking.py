@@ -9,8 +9,13 @@ from transformers import AutoModelForCausalLM
 from posttrain.eval import evaluate_tasks
 from posttrain.eval.engine import run_tasks
 from posttrain.model.load import load_tokenizer
-from tests.unit.eval.fakes import (MEMORISED_ANSWERS, MEMORISED_DOCS, ScriptedBackend, first_documents,
-                                   train_memorised)
+from tests.unit.eval.fakes import (
+    MEMORISED_ANSWERS,
+    MEMORISED_DOCS,
+    ScriptedBackend,
+    first_documents,
+    train_memorised,
+)
 
 
 @pytest.fixture(scope="module")

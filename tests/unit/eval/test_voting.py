@@ -9,7 +9,14 @@ import pytest
 from posttrain.errors import UserError
 from posttrain.eval.engine import run_task
 from posttrain.eval.tasks.builtin import resolve_task
-from posttrain.eval.voting import VotingOptions, check_options, correctness_rule, default_ks, majority_index, pass_at_k
+from posttrain.eval.voting import (
+    VotingOptions,
+    check_options,
+    correctness_rule,
+    default_ks,
+    majority_index,
+    pass_at_k,
+)
 from tests.unit.eval.fakes import ScriptedBackend
 
 

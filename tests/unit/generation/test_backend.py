@@ -3,7 +3,11 @@ decoding give, whatever the batching; request order is kept; over-long inputs ar
 
 import torch
 
-from posttrain.generation.backend import GenerationRequest, HFBackend, LoglikelihoodRequest
+from posttrain.generation.backend import (
+    GenerationRequest,
+    HFBackend,
+    LoglikelihoodRequest,
+)
 
 TEXTS = [("Tom has 3 apples", " and gets 4 more."), ("What is 12 + 30?", " 42"),
          ("a", " b c d e f g h"), ("The answer is", " 7."), ("One by one the child counts numbers", " again")]

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain.inference.kv_eviction.policies import (Policy, accumulate_attention, check_policy,
-                                                      protected_mask, select_units)
+from posttrain.inference.kv_eviction.policies import (
+    Policy,
+    accumulate_attention,
+    check_policy,
+    protected_mask,
+    select_units,
+)
 
 
 def test_streaming_keeps_exactly_sinks_and_window():

@@ -1,6 +1,5 @@
 """Chunked prefill with eviction on the tiny model's DynamicCache, and Locret's retaining heads learning."""
 
-import random
 
 import pytest
 import torch
@@ -84,7 +83,12 @@ def test_locret_heads_learn_to_predict_importance(model_and_tokenizer):
     """Retaining heads trained on the tiny model's CIS labels (needle task) pick the truly important
     units far better than random eviction at the same budget on held-out items."""
     from posttrain.inference.kv_eviction.evaluate import encode_items
-    from posttrain.inference.kv_eviction.locret import cis_features, heads_for, locret_loss, train_heads
+    from posttrain.inference.kv_eviction.locret import (
+        cis_features,
+        heads_for,
+        locret_loss,
+        train_heads,
+    )
     from posttrain.inference.kv_eviction.needle import needle_rows
 
     model, tokenizer = model_and_tokenizer

@@ -3,7 +3,13 @@ experts is the only way to score on both tasks."""
 
 import torch
 
-from posttrain.merging.cycleqd import Archive, Elite, crossover, run_cycleqd, svd_mutation
+from posttrain.merging.cycleqd import (
+    Archive,
+    Elite,
+    crossover,
+    run_cycleqd,
+    svd_mutation,
+)
 
 
 def test_crossover_draws_one_weight_per_parent():

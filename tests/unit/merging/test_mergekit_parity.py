@@ -2,7 +2,6 @@
 mergekit is not importable (it is optional: pip install mergekit)."""
 
 import pytest
-import torch
 
 from posttrain.checkpoint.weights import read_state_dict
 from posttrain.merging.recipe import MergeRecipe
@@ -44,7 +43,8 @@ def _paths(node, family):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_mergekit(name, family, tmp_path):
     from mergekit.config import MergeConfiguration
-    from mergekit.merge import MergeOptions, run_merge as mergekit_merge
+    from mergekit.merge import MergeOptions
+    from mergekit.merge import run_merge as mergekit_merge
 
     ours_recipe, theirs = CASES[name]
     ours = read_state_dict(run_merge(MergeRecipe.model_validate(_paths(ours_recipe, family)), tmp_path / "ours"))

@@ -1,8 +1,8 @@
 """`posttrain merge`: recipes end to end on tiny models, and bad input as one line with exit 2."""
 
 import json
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import pytest
 import torch

@@ -5,9 +5,10 @@ from transformers import AutoModelForCausalLM
 from posttrain.checkpoint.io import save_final
 from posttrain.config.recipe import AdapterConfig, ModelConfig
 from posttrain.errors import UserError
-from posttrain.model.adapters import merge_adapter_dir, merged_weights
+from posttrain.model.adapters import merged_weights
 from posttrain.model.load import load_model, load_tokenizer
 from posttrain.model.logprobs import token_logprobs
+from posttrain.model.merge_lora import merge_adapter_dir
 
 IDS = torch.tensor([[1, 50, 60, 70, 80, 90]])
 

@@ -3,7 +3,12 @@ repeats; stop ids and stop strings cut; the model's train/eval mode and the call
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from posttrain.errors import UserError
 from posttrain.model.generate import (

@@ -7,11 +7,17 @@ from transformers import AutoModelForSequenceClassification
 
 from posttrain.config.recipe import AdapterConfig, ModelConfig, RewardSection
 from posttrain.data.preference import tokenize_completion
+from posttrain.data.reward import pad_right
 from posttrain.errors import UserError
 from posttrain.model.load import load_tokenizer
-from posttrain.model.reward_model import (RewardScores, head_labels, load_reward_model,
-                                          load_reward_model_dir, score_head, score_sequences)
-from posttrain.data.reward import pad_right
+from posttrain.model.reward_model import (
+    RewardScores,
+    head_labels,
+    load_reward_model,
+    load_reward_model_dir,
+    score_head,
+    score_sequences,
+)
 
 ANSWERS = ["even", "odd", "It is an even number, because it ends in 4.", "4", "odd, surely odd"]
 
@@ -86,7 +92,9 @@ def test_lora_reward_model_trains_its_head_and_loads_back_for_scoring(tiny_dir, 
     expected = score_sequences(model.eval(), sequences, tok.pad_token_id, batch_size=8)
     torch.testing.assert_close(score_sequences(loaded, sequences, tok.pad_token_id, 8), expected,
                                atol=1e-5, rtol=1e-5)
-    from posttrain.model.adapters import merge_adapter_dir  # posttrain merge-lora keeps the head
+    from posttrain.model.merge_lora import (
+        merge_adapter_dir,  # posttrain merge-lora keeps the head
+    )
 
     merged = AutoModelForSequenceClassification.from_pretrained(merge_adapter_dir(tmp_path / "adapter",
                                                                                   tmp_path / "merged"))

@@ -3,8 +3,15 @@
 import pytest
 import torch
 from accelerate import Accelerator
-from transformers import (AutoTokenizer, JetMoeConfig, JetMoeForCausalLM, LlamaConfig,
-                          LlamaForCausalLM, MixtralConfig, MixtralForCausalLM)
+from transformers import (
+    AutoTokenizer,
+    JetMoeConfig,
+    JetMoeForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
+)
 
 from posttrain.config.recipe import Recipe
 from posttrain.data.batching import Example, collate_padded

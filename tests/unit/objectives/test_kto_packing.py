@@ -10,7 +10,11 @@ from accelerate import Accelerator
 
 from posttrain.config.recipe import Recipe
 from posttrain.data.batching import IGNORE, Example
-from posttrain.data.unpaired import UnpairedExample, collate_unpaired, collate_unpaired_reference
+from posttrain.data.unpaired import (
+    UnpairedExample,
+    collate_unpaired,
+    collate_unpaired_reference,
+)
 from posttrain.model.logprobs import TokenLogprobs
 from posttrain.model.reference import precompute_reference_logps
 from posttrain.objectives.pairwise import UnpairedObjective, example_logps

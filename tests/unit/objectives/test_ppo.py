@@ -19,7 +19,13 @@ Clipped value loss, c = 0.5, V_old = 1:
 import pytest
 import torch
 
-from posttrain.objectives.ppo import PPOObjective, clipped_value_loss, gae, kl_penalised_rewards, whiten
+from posttrain.objectives.ppo import (
+    PPOObjective,
+    clipped_value_loss,
+    gae,
+    kl_penalised_rewards,
+    whiten,
+)
 
 
 def flat(x):

@@ -7,7 +7,12 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.objectives import registry
-from posttrain.objectives.preference import PairLogps, PreferenceConfig, PreferenceOutput, UnpairedLogps
+from posttrain.objectives.preference import (
+    PairLogps,
+    PreferenceConfig,
+    PreferenceOutput,
+    UnpairedLogps,
+)
 from posttrain.objectives.reward import AttributeScores, RewardOutput, ScorePairs
 
 PREFERENCE_NAMES = {"sigmoid", "robust", "conservative", "hinge", "ipo", "dpo_norm", "simpo", "cpo", "orpo", "selm",

@@ -10,8 +10,12 @@ from transformers import AutoModelForCausalLM
 
 from posttrain.errors import UserError
 from posttrain.pruning import alternatives as alt
-from posttrain.pruning.local_distill import (branch_error, imitation_error, local_distill,
-                                             parent_activations)
+from posttrain.pruning.local_distill import (
+    branch_error,
+    imitation_error,
+    local_distill,
+    parent_activations,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from posttrain.cli import main
+from posttrain.data.synth.arithmetic import eval_rows, pretrain_rows
 from posttrain.eval import evaluate_tasks
 from posttrain.model.load import load_tokenizer
-from posttrain.data.synth.arithmetic import eval_rows, pretrain_rows
 
 
 @pytest.fixture(scope="module")

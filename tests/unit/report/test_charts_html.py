@@ -3,8 +3,9 @@ the last step, and a page with nothing remote in it that escapes what the runs w
 
 import re
 
+from posttrain.log import Series
 from posttrain.report.charts import charts_for, thin
-from posttrain.report.collect import Run, Series
+from posttrain.report.collect import Run
 from posttrain.report.html import external_references, render_report
 
 

@@ -10,9 +10,15 @@ from posttrain.eval.engine import TaskResult
 from posttrain.eval.report import write_outputs
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.log import Series, series_of
 from posttrain.report.cli import pairs_by_run
-from posttrain.report.collect import (Run, Series, collect_run, compare_evaluations, find_eval_dirs,
-                                      likelihood_displacement, series_of)
+from posttrain.report.collect import (
+    Run,
+    collect_run,
+    compare_evaluations,
+    find_eval_dirs,
+    likelihood_displacement,
+)
 
 
 def _write_metrics(run_dir, rows):

@@ -1,7 +1,13 @@
 import pytest
 
-from posttrain.scoring.pairs import (Candidate, best_vs_worst, majority_answer, margin_pairs, per_source_pair,
-                                     why_no_pair)
+from posttrain.scoring.pairs import (
+    Candidate,
+    best_vs_worst,
+    majority_answer,
+    margin_pairs,
+    per_source_pair,
+    why_no_pair,
+)
 
 
 def cands(*scores, sources=None):

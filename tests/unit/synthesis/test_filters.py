@@ -3,8 +3,14 @@ that fails, and dedup keeps the first of equal normalised queries."""
 
 import pytest
 
-from posttrain.synthesis.filters import (FILTERS, apply_filters, dedup_key, is_refusal, language_of,
-                                         repetition_ratio)
+from posttrain.synthesis.filters import (
+    FILTERS,
+    apply_filters,
+    dedup_key,
+    is_refusal,
+    language_of,
+    repetition_ratio,
+)
 
 SETTINGS = {"bounds": {"user": (2, 20), "assistant": (1, 30)}, "max_repetition": 0.3, "languages": ["en"]}
 

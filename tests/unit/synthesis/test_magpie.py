@@ -7,7 +7,12 @@ from transformers import AutoTokenizer
 
 from posttrain.data.chat import tokenize_prompt
 from posttrain.generation.backend import Completion, RequestFailed
-from posttrain.synthesis.magpie import MagpieBatch, Recipe, pre_query_ids, pre_query_text
+from posttrain.synthesis.magpie import (
+    MagpieBatch,
+    Recipe,
+    pre_query_ids,
+    pre_query_text,
+)
 
 LLAMA3_PREFIX = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
 # A ChatML-style template that adds a system turn when there is none (as Qwen-2's does).

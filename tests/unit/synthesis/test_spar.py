@@ -8,7 +8,13 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.data.sources import load_records
-from posttrain.synthesis.spar_search import Judgment, SearchSettings, parse_judgment, tree_search, vote
+from posttrain.synthesis.spar_search import (
+    Judgment,
+    SearchSettings,
+    parse_judgment,
+    tree_search,
+    vote,
+)
 from tests.unit.synthesis.scripted import model_overrides, scripted_model
 
 

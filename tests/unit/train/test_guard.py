@@ -41,7 +41,7 @@ def test_skip_mode_skips_then_gives_up_after_too_many_in_a_row():
     assert guard.allow_update(2, T(1.0), T(1.0))  # a good step resets the count
     for step in range(3, 3 + MAX_SKIPS_IN_A_ROW - 1):
         assert not guard.allow_update(step, T(math.nan), T(1.0))
-    with pytest.raises(UserError, match=f"in a row"):
+    with pytest.raises(UserError, match="in a row"):
         guard.allow_update(99, T(math.nan), T(1.0))
 
 

@@ -2,7 +2,11 @@ import pytest
 
 from posttrain.config.recipe import Recipe, recipe_to_dict
 from posttrain.errors import UserError
-from posttrain.train.resume import check_output_dir, check_recipe_changes, recipe_changes
+from posttrain.train.resume import (
+    check_output_dir,
+    check_recipe_changes,
+    recipe_changes,
+)
 
 
 def _recipe(**train):

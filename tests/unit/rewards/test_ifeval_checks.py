@@ -3,8 +3,8 @@ checking forgives a preamble line and markdown stars."""
 
 import pytest
 
-from posttrain.eval.ifeval_checks import check, check_loose
 from posttrain.eval.tasks.ifeval import score_response
+from posttrain.rewards.ifeval_checks import check, check_loose
 
 CASES = [
     ("punctuation:no_comma", {}, "No commas here.", "Yes, one."),

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from posttrain.eval.countdown import extract_expression, is_solution, problem, rows
+from posttrain.rewards.countdown import extract_expression, is_solution, problem, rows
 
 
 @pytest.mark.parametrize("expression, ok", [

@@ -9,8 +9,13 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from posttrain.config.recipe import AdapterConfig
 from posttrain.errors import UserError
-from posttrain.model.adapters import add_adapter, adapter_base, is_adapter_dir, load_adapter
-from posttrain.surgery.llama_adapter import AdaptionPrompt, prompt_attention
+from posttrain.model.adapters import (
+    adapter_base,
+    add_adapter,
+    is_adapter_dir,
+    load_adapter,
+)
+from posttrain.model.surgery.llama_adapter import AdaptionPrompt, prompt_attention
 
 IDS = torch.tensor([[5, 17, 42, 8, 99, 3, 64, 21], [7, 7, 300, 12, 1, 45, 6, 2]])
 V2 = AdapterConfig(kind="llama_adapter_v2", prompt_length=3, prompt_layers=1)

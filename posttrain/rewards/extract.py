@@ -95,7 +95,7 @@ def get_extractor(kind: str, pattern: str | None = None) -> Callable[[str], str 
         if not pattern:
             raise UserError("extract: regex needs a `regex` pattern")
         return regex_extractor(pattern)
-    from posttrain.eval.countdown import extract_expression
+    from posttrain.rewards.countdown import extract_expression
 
     table = {"final_number": final_number, "boxed": boxed, "choice_letter": choice_letter,
              "text": whole_text, "countdown": extract_expression}

@@ -11,8 +11,11 @@ from posttrain.data.batching import Example, collate_padded
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter
 from posttrain.model.logprobs import TokenLogprobs
+from posttrain.model.surgery.control_llm import (
+    ControlLlamaForCausalLM,
+    cosine_divergence,
+)
 from posttrain.objectives.sft import NextTokenObjective
-from posttrain.surgery.control_llm import ControlLlamaForCausalLM, cosine_divergence
 from posttrain.train.loop import TrainJob, accumulate_gradients
 
 IDS = torch.tensor([[5, 17, 42, 8, 99, 3, 64, 21], [7, 7, 300, 12, 1, 45, 6, 2]])

@@ -143,7 +143,10 @@ def make_judge(cfg, batch_size: int = 16, seed: int = 0) -> Judge:
     if cfg.model.startswith(("http://", "https://")):
         return HTTPJudge(cfg.model, cfg.api_model, cfg.api_key_env, cfg.timeout_s)
     from posttrain.generation.backend import HFBackend
-    from posttrain.model.inference import has_own_chat_template, load_model_and_tokenizer
+    from posttrain.model.inference import (
+        has_own_chat_template,
+        load_model_and_tokenizer,
+    )
 
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     return LocalJudge(HFBackend(model, tokenizer, batch_size, seed, is_chat=has_own_chat_template(tokenizer)))

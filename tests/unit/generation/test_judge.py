@@ -7,10 +7,10 @@ import math
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import HFBackend
 from posttrain.eval.engine import run_task
-from posttrain.eval.judge import HTTPJudge, LocalJudge, load_template
 from posttrain.eval.tasks.builtin import resolve_task
+from posttrain.generation.backend import HFBackend
+from posttrain.generation.judge import HTTPJudge, LocalJudge, load_template
 from tests.unit.eval.fakes import FixedJudge, ScriptedBackend, json_server
 
 

@@ -15,7 +15,7 @@ averaged over the controlled blocks and added to the objective with weight `dive
 (TokenLogprobs collects it through `auxiliary_losses`). The copy starts equal to the block, so the
 model is exactly the base at init. A lerp of two non-linear blocks is not one Llama block, so the
 result is saved as `model_type: control_llama` (frozen and trained branches, the mix logits):
-importing posttrain.surgery.control_llm (every posttrain model loader does) registers it with
+importing posttrain.model.surgery.control_llm (every posttrain model loader does) registers it with
 AutoConfig / AutoModelForCausalLM, so `from_pretrained` loads it with trust_remote_code off.
 """
 
@@ -27,10 +27,16 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    DynamicCache,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from posttrain.errors import UserError
-from posttrain.surgery.expand import decoder_layers
+from posttrain.model.surgery.expand import decoder_layers
 
 _CACHE_KWARGS = ("cache", "past_key_values", "past_key_value")
 

@@ -7,7 +7,11 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import posttrain.model.load  # noqa: F401  the loader registers puzzle_llama
-from posttrain.pruning.hetero_llama import PuzzleLlamaForCausalLM, parent_block, puzzle_config
+from posttrain.model.hetero_llama import (
+    PuzzleLlamaForCausalLM,
+    parent_block,
+    puzzle_config,
+)
 
 MIXED = [{"kv_heads": 0, "intermediate_size": 32}, {"kv_heads": 1, "intermediate_size": 0}]
 

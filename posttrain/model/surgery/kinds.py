@@ -10,21 +10,21 @@ SURGERY_KINDS = ("llama_pro", "llama_adapter_v2", "control_llm", "embeddings")
 
 def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
     if adapter.kind == "llama_pro":  # a plain model with more layers: nothing to wrap
-        from posttrain.surgery.expand import train_only_new_blocks
+        from posttrain.model.surgery.expand import train_only_new_blocks
 
         model = train_only_new_blocks(model)
         if task_type == "SEQ_CLS":  # a reward model's fresh score head must learn too
             model.score.requires_grad_(True)
         return model
     if adapter.kind == "embeddings":  # vocabulary extension's embeddings-first stage: a plain model
-        from posttrain.surgery.vocab import train_only_embeddings
+        from posttrain.model.surgery.vocab import train_only_embeddings
 
         model = train_only_embeddings(model)
         if task_type == "SEQ_CLS":
             model.score.requires_grad_(True)
         return model
     if adapter.kind == "control_llm":  # a full model (model_type control_llama) with extra blocks
-        from posttrain.surgery.control_llm import to_control_llm
+        from posttrain.model.surgery.control_llm import to_control_llm
 
         if task_type != "CAUSAL_LM":
             raise UserError("adapter.kind: control_llm is for causal LMs, not reward models")
@@ -34,10 +34,10 @@ def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
 
 
 def _attach(model, settings: dict, task_type: str = "CAUSAL_LM"):
-    from posttrain.surgery.wrapper import SurgeryAdapterModel
+    from posttrain.model.surgery.wrapper import SurgeryAdapterModel
 
     if settings["kind"] == "llama_adapter_v2":
-        from posttrain.surgery.llama_adapter import add_llama_adapter_v2
+        from posttrain.model.surgery.llama_adapter import add_llama_adapter_v2
 
         add_llama_adapter_v2(model, settings["prompt_length"], settings["prompt_layers"])
     else:
@@ -49,7 +49,7 @@ def _attach(model, settings: dict, task_type: str = "CAUSAL_LM"):
 
 def load_surgery_adapter(model, adapter_dir, trainable: bool = True):
     """A saved posttrain adapter (surgery/wrapper.py) rebuilt on its already loaded base."""
-    from posttrain.surgery.wrapper import load_weights, read_settings
+    from posttrain.model.surgery.wrapper import load_weights, read_settings
 
     settings = read_settings(adapter_dir)
     adapted = _attach(model, settings, settings.get("task_type", "CAUSAL_LM"))

@@ -1,7 +1,13 @@
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.eval.extract import boxed, canonical, choice_letter, final_number, get_extractor
+from posttrain.rewards.extract import (
+    boxed,
+    canonical,
+    choice_letter,
+    final_number,
+    get_extractor,
+)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posttrain.errors import UserError
-from posttrain.surgery.expand import decoder_layers
+from posttrain.model.surgery.expand import decoder_layers
 
 KIND = "llama_adapter_v2"
 

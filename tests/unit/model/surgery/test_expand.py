@@ -7,7 +7,11 @@ from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
 from posttrain.config.recipe import AdapterConfig
 from posttrain.errors import UserError
 from posttrain.model.adapters import add_adapter
-from posttrain.surgery.expand import NEW_BLOCKS_KEY, expand_blocks, insertion_points
+from posttrain.model.surgery.expand import (
+    NEW_BLOCKS_KEY,
+    expand_blocks,
+    insertion_points,
+)
 
 IDS = torch.tensor([[5, 17, 42, 8, 99, 3, 64, 21], [7, 7, 300, 12, 1, 45, 6, 2]])
 

@@ -5,12 +5,21 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.data.synth.second_language import second_language_sentences, words_per_text
+from posttrain.data.synth.english import english_sentences
+from posttrain.data.synth.second_language import (
+    second_language_sentences,
+    words_per_text,
+)
 from posttrain.errors import UserError
-from posttrain.model.tiny import english_sentences
-from posttrain.surgery.lep import propagate
-from posttrain.surgery.vocab import (add_listed_tokens, extend_bpe, extend_embeddings, initial_rows,
-                                     pieces, train_only_embeddings)
+from posttrain.model.surgery.lep import propagate
+from posttrain.model.surgery.vocab import (
+    add_listed_tokens,
+    extend_bpe,
+    extend_embeddings,
+    initial_rows,
+    pieces,
+    train_only_embeddings,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from posttrain.train.state import capture_rng_state, restore_rng_state
+from posttrain.checkpoint.rng_state import capture_rng_state, restore_rng_state
 
 
 def draw() -> tuple:
