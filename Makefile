@@ -1,13 +1,14 @@
 # make quickstart: venv + install + build the tiny model + pre-train + SFT + before/after table
 # make quickstart-rl: the same, then GRPO with the answer verifier (~12 min in all)
-# make test:       venv + install + the whole test suite (what CI runs)
+# make test:       venv + install + the whole test suite in parallel (what CI runs)
+# make lint:       ruff (lint + format check), the import-layer contract, mypy against its baseline
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel on the dev and CI machines; on a GPU machine use e.g. `make TORCH_SPEC=torch test`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test quickstart quickstart-rl clean chromium
+.PHONY: install test lint quickstart quickstart-rl clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# -n auto: one worker per core (pytest-xdist); the code-health checks are tests in the suite too
 test: install chromium
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n auto
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest tests/test_code_health.py -q
 
 # The report's browser test drives Debian's chromium; installed here when missing (needs root, as
 # on CI). Elsewhere without it the test skips and says why.

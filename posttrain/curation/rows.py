@@ -28,7 +28,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class RowRef:
 Judge = Callable[[list[tuple[RowRef, dict]]], "list[dict | None]"]
 
 
-def per_row(fn: Callable[[RowRef, dict], "dict | None"]) -> Judge:
+def per_row(fn: Callable[[RowRef, dict], dict | None]) -> Judge:
     return lambda batch: [fn(where, row) for where, row in batch]
 
 
@@ -267,7 +267,7 @@ def _assemble(spec: PassSpec, shards: list[Path], targets: list[Path], parts: Pa
     manifest = {**pass_identity(spec), "output": spec.out, "removed_report": str(report),
                 "counts": {"rows_in": rows_in, "kept": kept, "removed": rows_in - kept,
                            "removed_by": dict(sorted(by_filter.items()))},
-                **spec.extra, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                **spec.extra, "created": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomically(manifest_path(Path(spec.out)), json.dumps(manifest, indent=2, default=str) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
     return manifest

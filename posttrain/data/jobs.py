@@ -25,7 +25,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ def _finish(out: Path, parts: Path, n_batches: int, n_items: int, spec: JobSpec,
                 "output": str(out),
                 "counts": {"items": n_items, "rows_out": rows_out, "failed": len(failures), **spec.extra_counts},
                 "failures": failures, "wall_s_last_run": round(wall_s, 3),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "created": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomically(manifest_path(out), json.dumps(manifest, indent=2, default=str) + "\n")
     if not failures:
         shutil.rmtree(parts, ignore_errors=True)
@@ -241,7 +241,7 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
     merged = {**manifests[order[0]], "shard": f"0-{len(paths) - 1}/{len(paths)} joined", "output": str(out),
               "counts": counts_sum, "failures": [f for i in order for f in manifests[i]["failures"]],
               "shards": [str(paths[i]) for i in order],
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "created": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomically(manifest_path(out), json.dumps(merged, indent=2, default=str) + "\n")
     return merged
 

@@ -8,7 +8,7 @@ import json
 import math
 import platform
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ def results_document(results: Sequence[TaskResult], run_info: dict[str, Any]) ->
     tasks = {r.name: {"metrics": r.metrics, "n_samples": len(r.samples), "seconds": round(r.seconds, 3),
                       "config": r.task.model_dump(mode="json"), **({"curve": r.curve} if r.curve else {})}
              for r in results}
-    return {**run_info, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {**run_info, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": package_versions(), "tasks": tasks}
 
 

@@ -138,7 +138,7 @@ def _save_atomically(tokenizer, path: Path) -> None:
             os.rename(tmp, path)
         except OSError:
             if not (path / "tokenizer.json").is_file():  # not merely a concurrent builder winning
-                raise UserError(f"cannot write the Llama-3 tokenizer cache to {path}; remove that directory")
+                raise UserError(f"cannot write the Llama-3 tokenizer cache to {path}; remove that directory") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

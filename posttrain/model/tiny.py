@@ -150,7 +150,7 @@ def _rename_into_place(tmp: Path, out: Path) -> None:
         os.rename(tmp, out)
     except OSError:
         if not _is_complete(out):
-            raise UserError(f"cannot build the tiny model into {out}: it exists and is not a tiny model")
+            raise UserError(f"cannot build the tiny model into {out}: it exists and is not a tiny model") from None
 
 
 def ensure_tiny(preset: str = "default") -> Path:

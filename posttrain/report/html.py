@@ -7,7 +7,7 @@ import html
 import math
 import re
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -43,7 +43,7 @@ FINAL_KEYS = ("loss", "eval_loss", "rewards_accuracy", "eval_rewards_accuracy", 
 def render_report(runs: list[Run], title: str = "posttrain report") -> str:
     charts = charts_for(runs)
     comparisons = compare_evaluations(runs) if len(runs) > 1 else []
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<h1>{_e(title)}</h1>",
              f"<p class='muted'>{len(runs)} run(s): {_e(', '.join(r.label for r in runs))} · {created}</p>"]
     if len(runs) > 1:

@@ -12,7 +12,7 @@ With a multi-attribute model, --attribute names the output that scores (default:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrain.errors import UserError
@@ -41,7 +41,7 @@ def reward_eval_command(model_dir: str, data: str, batch_size: int = 8, output_d
     out_dir = Path(output_dir) if output_dir else DEFAULT_EVAL_ROOT / _model_name(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"model": str(model_dir), "data": str(data), "attribute": _label(model, index),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **doc}
+           "created": datetime.now(UTC).isoformat(timespec="seconds"), **doc}
     (out_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     _write_jsonl(out_dir / "scores.jsonl", [
         {"category": c, "chosen_score": w, "rejected_score": l}

@@ -187,7 +187,7 @@ class RolloutPlan:
         first = batch * per_step + acc.process_index * local
         return [self._epoch_order(k // n)[k % n] for k in range(first, first + local)]
 
-    @functools.lru_cache(maxsize=2)
+    @functools.lru_cache(maxsize=2)  # noqa: B019  (one stage object per run: the cache lives as long anyway)
     def _epoch_order(self, epoch: int) -> list[int]:
         order = list(range(len(self.prompts)))
         random.Random(f"{self.ctx.recipe.seed}/grpo/epoch/{epoch}").shuffle(order)

@@ -155,7 +155,7 @@ class RefuelPlan:
                 cached = (step // mu, self._batch(step // mu))
             yield cached[1]
 
-    @functools.lru_cache(maxsize=2)
+    @functools.lru_cache(maxsize=2)  # noqa: B019  (one stage object per run: the cache lives as long anyway)
     def _epoch_order(self, epoch: int) -> list[int]:
         order = list(range(len(self.dialogues)))
         random.Random(f"{self.ctx.recipe.seed}/refuel/epoch/{epoch}").shuffle(order)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from posttrain.data.jobs import JobSpec, run_job, write_atomically
@@ -95,7 +95,7 @@ def finish(out_dir: Path, method: str, identity: dict, counts: dict, files: dict
            removed: dict[str, int], kept: int, what: str) -> int:
     """Write OUT/manifest.json; a run that kept nothing is an error naming what removed it."""
     manifest = {"method": method, **identity, "counts": counts, "removed_by": removed, "files": files,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "created": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     if kept == 0:
         why = ", ".join(f"{name} removed {n}" for name, n in removed.items()) or "no candidate was made"

@@ -36,7 +36,7 @@ from posttrain.objectives.ppo import PPOObjective, gae, kl_penalised_rewards, wh
 logger = logging.getLogger(__name__)
 
 
-def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, "PPOPlan", PPOObjective]:
+def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, PPOPlan, PPOObjective]:
     """(the module the loop trains, the plan, the objective) of a PPO run."""
     cfg = ctx.recipe.grpo
     actor_critic = build_actor_critic(ctx.model, ctx.tokenizer, ctx.recipe.model, critic=cfg.critic,

@@ -4,7 +4,7 @@ nearest valid key), read from a built-in name or a task YAML file, with `--set` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, TypeAdapter, ValidationError, model_validator
 
@@ -164,8 +164,7 @@ class LlamaGuardTask(TaskBase):
 
 
 TaskConfig = Annotated[
-    Union[MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask],
+    MultipleChoiceTask | GenerationTask | ClassificationTask | PerplexityTask | IFEvalTask | PairwiseJudgeTask | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask,
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)

@@ -66,7 +66,7 @@ def test_acc_and_acc_norm_match_the_harness_on_random_loglikelihoods(tiny_model,
     rng = random.Random(0)
     for trial in range(20):
         logprobs = {(row["question"], choice): -rng.uniform(0.5, 12) for row in ROWS for choice in row["choices"]}
-        backend = ScriptedBackend(tokenizer, is_chat=False, score=lambda ctx, cont: logprobs[
+        backend = ScriptedBackend(tokenizer, is_chat=False, score=lambda ctx, cont, logprobs=logprobs: logprobs[
             next((q, c) for q, c in logprobs if q.strip() in ctx and " " + c == cont)])
         samples = run_task(resolve_task("multiple_choice", [], data=str(rows_file)), backend).samples
         for doc, row, sample in zip(harness.test_docs(), ROWS, samples):

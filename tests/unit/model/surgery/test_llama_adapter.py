@@ -96,7 +96,7 @@ def test_bias_and_scale_are_y_equals_s_times_wx_plus_b(tiny_dir):
 def test_saved_adapter_loads_back(tiny_dir, tmp_path):
     adapted = _adapted(tiny_dir)
     with torch.no_grad():
-        for n, p in adapted.named_parameters():
+        for p in adapted.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     expected = adapted(IDS).logits
