@@ -3,6 +3,7 @@ This table is the only place a kind's name maps to its code."""
 
 from posttrain.eval.tasks import (
     classification,
+    code,
     generation,
     hpt,
     ifeval,
@@ -25,4 +26,5 @@ KIND_MODULES = {
     "refusal": refusal,
     "judge_grade": judge_grade,
     "llama_guard": llama_guard,
+    "code": code,
 }

