@@ -13,6 +13,7 @@ from posttrain.eval.tasks import (
     pairwise,
     perplexity,
     refusal,
+    swe_patch,
 )
 
 KIND_MODULES = {
@@ -27,4 +28,5 @@ KIND_MODULES = {
     "judge_grade": judge_grade,
     "llama_guard": llama_guard,
     "code": code,
+    "swe_patch": swe_patch,
 }
