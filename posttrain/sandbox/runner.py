@@ -130,7 +130,7 @@ def run_command(argv: list[str], limits: Limits = Limits(), files: dict[str, str
         uid = _private_uid() if os.geteuid() == 0 else None
         if uid is not None:
             _chown_tree(workdir, uid)
-        return _launch(argv, limits, workdir, scratch, uid, scrubbed_env(env) | {"HOME": str(workdir)})
+        return _launch(argv, limits, workdir, scratch, uid, scrubbed_env(env) | {"HOME": str(workdir), "TMPDIR": str(workdir)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

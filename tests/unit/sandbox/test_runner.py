@@ -41,7 +41,7 @@ def test_a_plain_program_runs_in_an_empty_directory_with_a_minimal_environment()
     assert result.ok and result.exit_code == 0, result
     listing, env = __import__("json").loads(result.stdout)
     assert listing == ["main.py"]
-    assert env == ["HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED"]
+    assert env == ["HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "TMPDIR"]
     assert result.reason() == ""
 
 
@@ -119,6 +119,13 @@ def test_writing_outside_its_directory_is_denied(open_directory):
     for path in ("/tmp/posttrain-sandbox-escape", "/dev/shm/posttrain-sandbox-escape"):
         denied = run_python(f"open({path!r}, 'w').write('x')")
         assert denied.status == "error" and not Path(path).exists(), path
+
+
+def test_temporary_files_go_to_its_own_directory():
+    """/tmp is read-only inside; tempfile follows TMPDIR, the work directory."""
+    result = run_python("import os, tempfile\nwith tempfile.NamedTemporaryFile() as f:\n"
+                        "    print(os.path.dirname(f.name) == os.getcwd())")
+    assert result.ok and result.stdout.strip() == "True", result
 
 
 def test_large_files_are_cut_by_the_file_size_limit():
