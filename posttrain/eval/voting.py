@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.metrics import Metric, pass_at_k  # noqa: F401 (pass_at_k: voting's name for it)
+from posttrain.eval.metrics import Metric, pass_at_k
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request, check_answer

@@ -44,7 +44,7 @@ def _call(name, *args):
 
 
 def _mount(source, target, fstype, flags):
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    enc = lambda s: None if s is None else s.encode()
     _call("mount", enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), None)
 
 
@@ -124,7 +124,7 @@ def init_process(cfg, flags, report_fd):
     if pid == 0:
         try:
             start_program(cfg, flags, report_fd)
-        except BaseException as err:  # the program never started: say why, exit 127 like a shell
+        except BaseException as err:  # noqa: BLE001 (the program never started: say why, exit 127 like a shell)
             os.write(2, f"sandbox: cannot start the program: {err}\n".encode())
             os._exit(127)
     _, status = os.waitpid(pid, 0)

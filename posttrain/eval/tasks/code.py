@@ -16,8 +16,16 @@ results.json gets the sandbox's isolation (what the kernel allowed) under `notes
 from __future__ import annotations
 
 from posttrain.eval.backend import GenerationRequest
-from posttrain.eval.code_programs import (Outcome, assert_program, humaneval_completion, humaneval_program,
-                                          isolation_summary, mbpp_code, plus_program, run_programs)
+from posttrain.eval.code_programs import (
+    Outcome,
+    assert_program,
+    humaneval_completion,
+    humaneval_program,
+    isolation_summary,
+    mbpp_code,
+    plus_program,
+    run_programs,
+)
 from posttrain.eval.metrics import Metric, pass_at_k
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt

@@ -22,7 +22,7 @@ def _gnu_patch(tmp_path, files, diff):
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    proc = subprocess.run(["patch", "-p1", "-F0", "--batch", "--no-backup-if-mismatch"], input=diff, text=True,
+    proc = subprocess.run(["patch", "-p1", "-F0", "--batch", "--no-backup-if-mismatch"], input=diff, text=True, check=False,
                           cwd=tmp_path, capture_output=True)
     if proc.returncode != 0:
         return None
