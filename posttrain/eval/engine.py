@@ -32,6 +32,7 @@ class TaskResult:
     metrics: dict[str, dict]  # name -> {value, stderr, aggregate, higher_is_better}
     seconds: float
     curve: dict[str, list] = field(default_factory=dict)  # with --samples: the metrics over k
+    notes: dict[str, Any] = field(default_factory=dict)  # what a kind reports beside metrics (sandbox isolation)
 
     @property
     def name(self) -> str:
@@ -53,9 +54,11 @@ def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, ju
     docs, pool = load_documents(task, limit)
     ctx = TaskContext(backend, seed, judge)
     if voting is None:
-        samples = KIND_MODULES[task.kind].run(task, docs, pool, ctx)
+        module = KIND_MODULES[task.kind]
+        samples = module.run(task, docs, pool, ctx)
         metrics = summarise(task_metrics(task), samples, seed)
-        return TaskResult(task, samples, metrics, time.perf_counter() - start)
+        notes = module.notes(task) if hasattr(module, "notes") else {}
+        return TaskResult(task, samples, metrics, time.perf_counter() - start, notes=notes)
     if voting.adaptive is not None:
         from posttrain.eval import adaptive
 

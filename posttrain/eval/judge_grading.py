@@ -10,7 +10,7 @@ into a score.
 Judges (grade(prompts) -> reply texts):
   LocalGrader  a Hugging Face model directory through the evaluation backend (greedy generation)
   HTTPGrader   an OpenAI-compatible /v1/chat/completions endpoint, through the same POST as the
-               pairwise HTTPJudge (eval/judge.py), answer text at temperature 0
+               pairwise HTTPJudge (generation/judge.py), answer text at temperature 0
 """
 
 from __future__ import annotations

@@ -117,6 +117,21 @@ def _labels(samples: Sequence[Sample]) -> tuple[list, list]:
     return [s.reference for s in samples], [s.extracted for s in samples]
 
 
+# ---- sampling ----------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k), as a product."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0  # every k-subset holds a correct sample
+    product = 1.0
+    for i in range(n - c + 1, n + 1):
+        product *= 1.0 - k / i
+    return 1.0 - product
+
+
 # ---- text --------------------------------------------------------------------------------------
 
 

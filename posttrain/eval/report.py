@@ -35,7 +35,8 @@ def package_versions() -> dict[str, str]:
 
 def results_document(results: Sequence[TaskResult], run_info: dict[str, Any]) -> dict[str, Any]:
     tasks = {r.name: {"metrics": r.metrics, "n_samples": len(r.samples), "seconds": round(r.seconds, 3),
-                      "config": r.task.model_dump(mode="json"), **({"curve": r.curve} if r.curve else {})}
+                      "config": r.task.model_dump(mode="json"), **({"curve": r.curve} if r.curve else {}),
+                      **({"notes": r.notes} if r.notes else {})}
              for r in results}
     return {**run_info, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": package_versions(), "tasks": tasks}

