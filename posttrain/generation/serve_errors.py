@@ -36,9 +36,11 @@ def validation_error(errors: list[dict]) -> APIError:
     """The first pydantic error as one line: `field.path: what is wrong` (the body's root dropped)."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request body"}
     error = (first.get("ctx") or {}).get("error")
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    loc = _field_path(first.get("loc", ()))
     param = getattr(error, "param", None) or (".".join(loc) if loc else None)
     message = str(error) if error is not None and getattr(error, "param", None) else first.get("msg", "invalid")
+    if len(loc) < len([p for p in first.get("loc", ()) if p != "body"]):
+        message = f"not one of the accepted forms ({message}, ...)"
     if first.get("type") == "json_invalid":
         return APIError(400, "the request body is not valid JSON", None, "invalid_json")
     if first.get("type") == "missing":
@@ -47,6 +49,23 @@ def validation_error(errors: list[dict]) -> APIError:
         message = "unrecognized request argument"
     where = f"{param}: " if param else ""
     return APIError(400, f"{where}{message}", param, first.get("type"))
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _field_path(loc) -> list[str]:
+    """The field's path without the tags pydantic adds for each form a union tried ('str',
+    'list[int]'): `stop.str` names the field `stop`."""
+    path = []
+    for part in loc:
+        text = str(part)
+        if part == "body":
+            continue
+        if text in _TYPE_TAGS or "[" in text:
+            break
+        path.append(text)
+    return path
 
 
 def install_error_handlers(app) -> None:
