@@ -16,7 +16,8 @@ from fastapi import Request  # at module level: FastAPI resolves the handlers' a
 from pydantic import ValidationError
 
 from posttrain.generation.serve_batcher import Batcher, Job
-from posttrain.generation.serve_errors import APIError, install_error_handlers, parse_json_body, validation_error
+from posttrain.generation.serve_errors import (APIError, guarded, install_error_handlers, parse_json_body,
+                                               validation_error)
 from posttrain.generation.serve_responses import (chat_choices, completion_choices, envelope, new_id,
                                                   usage)
 from posttrain.generation.serve_schema import ChatRequest, CompletionRequest, seed_value
@@ -103,15 +104,18 @@ def build_app(backend, names: list[str], max_batch: int = 16, wait_s: float = 0.
     app.state.server = server
 
     @app.get("/v1/models")
+    @guarded
     async def models() -> dict:
         return {"object": "list", "data": [server.model_object()]}
 
     @app.get("/v1/models/{model_id:path}")
+    @guarded
     async def model(model_id: str) -> dict:
         server.check_model(model_id)
         return server.model_object()
 
     @app.post("/v1/chat/completions")
+    @guarded
     async def chat(request: Request):
         body = await _validated(request, ChatRequest)
         server.check_model(body.model)
@@ -128,6 +132,7 @@ def build_app(backend, names: list[str], max_batch: int = 16, wait_s: float = 0.
         return envelope("chat.completion", name, chat_choices(server.tokenizer, answers), counts, new_id("chat"))
 
     @app.post("/v1/completions")
+    @guarded
     async def completions(request: Request):
         body = await _validated(request, CompletionRequest)
         server.check_model(body.model)

@@ -8,6 +8,7 @@ nothing here re-raises.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -91,15 +92,35 @@ def install_error_handlers(app) -> None:
     async def on_user_error(request, err: UserError):
         return answer(APIError(400, str(err)))
 
-    async def on_any(request, err: Exception):
-        log.error("500 on %s: %s: %s", request.url.path, type(err).__name__, err)
-        return answer(APIError(500, f"internal error: {type(err).__name__}: {err}", None, "internal_error"))
+    async def on_any(request, err: Exception):  # a backstop: the routes are wrapped by `guarded`
+        return answer(internal_error(request.url.path, err))
 
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(UserError, on_user_error)
     app.add_exception_handler(Exception, on_any)
+
+
+def internal_error(path: str, err: Exception) -> APIError:
+    log.error("500 on %s: %s: %s", path, type(err).__name__, err)
+    return APIError(500, f"internal error: {type(err).__name__}: {err}", None, "internal_error")
+
+
+def guarded(route):
+    """A route whose unexpected exceptions become a 500 error object here, in the handler: Starlette's
+    last-resort handler would answer too, but then re-raise into the server's log as a traceback."""
+
+    @functools.wraps(route)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await route(*args, **kwargs)
+        except (APIError, UserError):
+            raise
+        except Exception as err:  # noqa: BLE001 -- any failure of one request is that request's 500
+            raise internal_error(route.__name__, err) from None
+
+    return wrapper
 
 
 def parse_json_body(raw: bytes) -> dict:
