@@ -16,10 +16,14 @@ from fastapi import Request  # at module level: FastAPI resolves the handlers' a
 from pydantic import ValidationError
 
 from posttrain.generation.serve_batcher import Batcher, Job
-from posttrain.generation.serve_errors import (APIError, guarded, install_error_handlers, parse_json_body,
-                                               validation_error)
-from posttrain.generation.serve_responses import (chat_choices, completion_choices, envelope, new_id,
-                                                  usage)
+from posttrain.generation.serve_errors import (
+    APIError,
+    guarded,
+    install_error_handlers,
+    parse_json_body,
+    validation_error,
+)
+from posttrain.generation.serve_responses import chat_choices, completion_choices, envelope, new_id, usage
 from posttrain.generation.serve_schema import ChatRequest, CompletionRequest, seed_value
 from posttrain.generation.serve_stream import chat_stream, completion_stream
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from typing import Any
 
 from posttrain.errors import UserError
 
@@ -33,9 +34,9 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
                       "param": param, "code": code}}
 
 
-def validation_error(errors: list[dict]) -> APIError:
+def validation_error(errors: list) -> APIError:
     """The first pydantic error as one line: `field.path: what is wrong` (the body's root dropped)."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request body"}
+    first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request body"}
     error = (first.get("ctx") or {}).get("error")
     loc = _field_path(first.get("loc", ()))
     param = getattr(error, "param", None) or (".".join(loc) if loc else None)
@@ -49,7 +50,7 @@ def validation_error(errors: list[dict]) -> APIError:
     elif first.get("type") == "extra_forbidden":
         message = "unrecognized request argument"
     where = f"{param}: " if param else ""
-    return APIError(400, f"{where}{message}", param, first.get("type"))
+    return APIError(400, f"{where}{message}", param, str(first.get("type")))
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
