@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from contextlib import asynccontextmanager
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' annotations here
 from pydantic import ValidationError
@@ -102,9 +104,16 @@ def build_app(backend, names: list[str], max_batch: int = 16, wait_s: float = 0.
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
-    app = FastAPI(title="posttrain serve")
-    install_error_handlers(app)
     server = Server(backend, names, max_batch, wait_s, timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        # uvicorn re-raises SIGTERM after shutdown, so this is the last code that runs
+        print(f"posttrain serve stopped: {server.batcher.summary()}", file=sys.stderr, flush=True)
+
+    app = FastAPI(title="posttrain serve", lifespan=lifespan)
+    install_error_handlers(app)
     app.state.server = server
 
     @app.get("/v1/models")

@@ -51,12 +51,18 @@ class Batcher:
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.dropped = 0  # jobs cancelled before generation (for the log and the tests)
         self.batches: list[int] = []  # completions per generate call, most recent last (bounded)
+        self.generated = self.calls = 0  # completions and generate calls since the start
         self.thread = threading.Thread(target=self._work, name="serve-batcher", daemon=True)
         self.thread.start()
 
     def submit(self, job: Job) -> Future:
         self.jobs.put(job)
         return job.future
+
+    def summary(self) -> str:
+        mean = self.generated / self.calls if self.calls else 0.0
+        return (f"{self.generated} completions in {self.calls} generate calls ({mean:.2f} per call), "
+                f"{self.dropped} cancelled requests dropped")
 
     def _work(self) -> None:
         while True:
@@ -99,6 +105,7 @@ class Batcher:
                 job.future.set_exception(err)
             return
         self.batches = (self.batches + [len(requests)])[-1000:]
+        self.generated, self.calls = self.generated + len(requests), self.calls + 1
         start = 0
         for job in batch:
             mine = done[start : start + len(job.requests)]
