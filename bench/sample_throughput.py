@@ -54,13 +54,13 @@ def _texts(path: Path) -> list:
     return [[c["text"] for c in json.loads(line)["completions"]] for line in path.read_text().splitlines()]
 
 
-def _start_server(model: str, batch_size: int) -> tuple[subprocess.Popen, str]:
+def _start_server(model: str, batch_size: int, extra: list[str], log: Path) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "posttrain", "serve", model, "--port", str(port),
-                             "--batch-size", str(batch_size)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--batch-size", str(batch_size), *extra], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(1500):
         try:
@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="tiny")
+    parser.add_argument("--batch-wait-ms", type=float, default=None,
+                        help="serve's collect window (left out: serve's default; older serves lack the flag)")
     args = parser.parse_args()
     from posttrain.model.paths import resolve_model_path
 
@@ -90,7 +92,8 @@ def main() -> None:
               "--no-logprobs"]
     _sample(common + ["--out", str(work / "warmup.jsonl")])  # loads torch/transformers once
     runs = [("hf (batched, in-process)", "-", _sample(common + ["--out", str(work / "hf.jsonl")]), "hf.jsonl")]
-    proc, url = _start_server(model, args.batch_size)
+    wait = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
+    proc, url = _start_server(model, args.batch_size, wait, work / "serve.log")
     try:
         for concurrency in (1, 8):
             out = f"openai-c{concurrency}.jsonl"
@@ -103,12 +106,13 @@ def main() -> None:
     total = args.prompts * args.n
     base = total / runs[0][2]
     print(f"{args.prompts} prompts x {args.n} completions, <= {args.max_new_tokens} new tokens, greedy, "
-          f"model {model}, batch {args.batch_size}")
+          f"model {model}, batch {args.batch_size}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'backend':28} {'concurrency':>11} {'seconds':>8} {'compl/s':>8} {'vs hf':>6} {'same tokens':>11}")
     for name, concurrency, seconds, out in runs:
         same = _texts(work / out) == _texts(work / "hf.jsonl")
         print(f"{name:28} {concurrency:>11} {seconds:8.2f} {total / seconds:8.2f} "
               f"{total / seconds / base:6.2f} {str(same):>11}")
+    print("server:", " ".join((work / "serve.log").read_text().split()[-14:]))  # its batching summary
 
 
 if __name__ == "__main__":

@@ -3,39 +3,20 @@ through it equals `--backend hf` token for token under greedy decoding (chat and
 endpoints), and the HTTP judge reads its log-probs."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 from posttrain.cli import main
 from tests.integration.conftest import write_jsonl
-from tests.integration.test_openai_faults import free_port
+from tests.integration.serve_process import serve_process
 
 
 @pytest.fixture(scope="module")
-def served(tiny_dir):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain", "serve", str(tiny_dir), "--port", str(port),
-                             "--name", "tiny-test", "--batch-size", "4"],
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"posttrain serve exited: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(url + "/models", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def served(tiny_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serve_process(tiny_dir, log, "--name", "tiny-test", "--batch-size", "4") as url:
+        yield url
 
 
 def _texts(path):
@@ -68,7 +49,7 @@ def test_sample_through_serve_equals_hf_under_greedy(served, tiny_dir, tmp_path)
 def test_http_judge_reads_the_served_models_top_logprobs(served):
     from posttrain.generation.judge import HTTPJudge
 
-    reply = httpx.post(served + "/chat/completions", json={
+    reply = httpx.post(served + "/chat/completions", json={"model": "tiny-test",
         "messages": [{"role": "user", "content": "A or B?"}], "max_tokens": 1, "temperature": 0,
         "logprobs": True, "top_logprobs": 5}).json()
     top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
