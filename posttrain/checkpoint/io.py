@@ -140,13 +140,18 @@ def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: 
     """Atomically write model (or adapter) and tokenizer (and auxiliary weights) into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    _write_dir_atomically(directory, model_writer(model, tokenizer, model_state, auxiliary_state))
+    return directory
+
+
+def model_writer(model, tokenizer, model_state: dict | None = None, auxiliary_state: dict | None = None):
+    """write(tmp_dir) saving model (or adapter), tokenizer and auxiliary weights (for write_dir_atomically)."""
 
     def write(tmp_dir: Path) -> None:
         _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state)
         _save_auxiliary(tmp_dir, auxiliary_state)
 
-    _write_dir_atomically(directory, write)
-    return directory
+    return write
 
 
 def write_dir_atomically(directory: str | os.PathLike, write) -> Path:

@@ -34,6 +34,9 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.set_defaults(tool_run=run_expand)
     _vocab_parsers(sub)
+    for command in sub.choices.values():
+        command.add_argument("--overwrite", action="store_true",
+                             help="replace --out even when it holds something else")
 
 
 def _vocab_parsers(sub) -> None:
@@ -78,13 +81,33 @@ def load_for_surgery(model: str, dtype: str = "float32"):
     return loaded.model, load_tokenizer(loaded.path), loaded.path
 
 
+def surgery_inputs(args, *models: str, files: tuple[str | None, ...] = ()) -> list:
+    """The paths a surgery command reads (--out must stay apart from them), checked against --out
+    before any model is loaded."""
+    from posttrain.checkpoint.output_dir import check_output_dir
+    from posttrain.model.load import resolve_model_path
+
+    inputs = [resolve_model_path(m) for m in models] + [f for f in files if f]
+    check_output_dir(args.out, f"surgery {args.surgery_command}", inputs, args.overwrite)
+    return inputs
+
+
+def save_surgery_output(args, inputs: list, model, tokenizer):
+    """The changed model under --out: a temp sibling renamed into place, marked as this command's."""
+    from posttrain.checkpoint.io import model_writer
+    from posttrain.checkpoint.output_dir import write_output_dir
+
+    return write_output_dir(args.out, f"surgery {args.surgery_command}", inputs, args.overwrite,
+                            model_writer(model, tokenizer))
+
+
 def run_expand(args) -> int:
-    from posttrain.checkpoint.io import save_model_dir
     from posttrain.surgery.expand import decoder_layers, expand_blocks, insertion_points
 
+    inputs = surgery_inputs(args, args.model)
     model, tokenizer, _ = load_for_surgery(args.model, args.dtype)
     after = insertion_points(len(decoder_layers(model)), args.blocks, args.every)
     new = expand_blocks(model, after)
-    out = save_model_dir(args.out, model, tokenizer)
+    out = save_surgery_output(args, inputs, model, tokenizer)
     print(f"{out}: {model.config.num_hidden_layers} blocks, new (zero-output) blocks at {new}")
     return 0

@@ -59,7 +59,6 @@ def _fails(capsys, argv, *words) -> None:
     assert all(w in err for w in words), err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 1")
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_foreign_non_empty_out_is_refused_and_kept(command, model, adapter, tmp_path, capsys):
     out = tmp_path / "out"
@@ -69,7 +68,6 @@ def test_a_foreign_non_empty_out_is_refused_and_kept(command, model, adapter, tm
     assert [p.name for p in out.iterdir()] == ["thesis.tex"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 1")
 @pytest.mark.parametrize("command", COMMANDS)
 def test_out_equal_to_or_inside_an_input_is_refused(command, model, adapter, tmp_path, capsys):
     source = _source(command, model, adapter)
@@ -79,7 +77,6 @@ def test_out_equal_to_or_inside_an_input_is_refused(command, model, adapter, tmp
     assert _digest(source) == before
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 1")
 @pytest.mark.parametrize("command", COMMANDS)
 def test_own_earlier_output_is_replaced_and_overwrite_replaces_a_foreign_one(
         command, model, adapter, tmp_path, capsys):
