@@ -13,7 +13,6 @@ from tests.unit.rewards import verifiers_for_tests as fns
 HUGE = ["\\boxed{1e99999999}", "The answer is " + "9" * 6000]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 2")
 @pytest.mark.parametrize("completion", HUGE)
 def test_huge_answers_score_zero_without_hanging_or_crashing(completion):
     # In a child process so that the old behaviour (a hang) fails the test instead of stalling it;
@@ -28,7 +27,6 @@ def test_huge_answers_score_zero_without_hanging_or_crashing(completion):
     assert done.stdout.strip() == "0.0"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 2")
 def test_number_bounds_keep_ordinary_answers():
     assert as_fraction("1e3") == 1000 and as_fraction("2.5e-1") == as_fraction("1/4")
     assert as_fraction("9" * 6000) is None  # (1e99999999: in the child process above, it hung here)
@@ -36,7 +34,6 @@ def test_number_bounds_keep_ordinary_answers():
     assert math_answer({"reference": "9" * 200}, "The answer is " + "9" * 200) == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 2")
 def test_a_verifier_over_its_time_is_scored_zero_counted_and_the_next_calls_still_score():
     rewards = RewardSet([RewardTerm("spin", 1.0, fns.spins_forever, True),
                          RewardTerm("length", 1.0, fns.length_is_reference, True)], timeout_s=2)
