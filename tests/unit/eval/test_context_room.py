@@ -23,7 +23,6 @@ def seen(monkeypatch):
     return calls
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 3")
 @pytest.mark.parametrize("extra", [0, 1, 1000])
 def test_new_tokens_are_capped_to_the_room_the_prompt_leaves(tiny_model, seen, caplog, extra):
     model, tokenizer = tiny_model
@@ -36,7 +35,6 @@ def test_new_tokens_are_capped_to_the_room_the_prompt_leaves(tiny_model, seen, c
     assert any(f"capped to {backend.max_length - len(prompt)}" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 3")
 def test_prompts_that_fit_are_untouched_and_a_too_long_one_keeps_half_the_context(tiny_model, seen):
     model, tokenizer = tiny_model
     backend = HFBackend(model, tokenizer, show_progress=False)
