@@ -31,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from posttrain.checkpoint.file_lock import hold_lock
 from posttrain.errors import UserError
 
 CHUNK_DIGITS = 6
@@ -106,6 +107,7 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
     if spec.batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {spec.batch_size}")
     out = Path(spec.out)
+    lock_job_output(out)
     finished = _finished_manifest(out, spec)
     if finished is not None:
         return finished
@@ -122,6 +124,16 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
             _write_chunk(parts, b, result)
             bar.update(len(batches[b]))
     return _finish(out, parts, len(batches), len(mine), spec, time.monotonic() - started)
+
+
+def lock_job_output(out: Path) -> None:
+    """One writer per output (.OUT.lock beside it, released when the process exits): a second job
+    on the same output is refused naming the first one's PID, before it reads or writes anything."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    holder = hold_lock(out.with_name(f".{out.name}.lock"), "a job output")
+    if holder is not None:
+        raise UserError(f"{out} is in use by another job (PID {holder}); wait for it to end or "
+                        "choose another output")
 
 
 def _finished_manifest(out: Path, spec: JobSpec) -> dict | None:
@@ -232,7 +244,7 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
             raise UserError(f"{path}: a shard of a different job (inputs, model or settings differ)")
     order = sorted(range(len(paths)), key=lambda i: shards[i].index)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_job_output(out)
     write_atomically(out, "".join(Path(paths[i]).read_text(encoding="utf-8") for i in order))
     counts_sum: dict[str, int] = {}
     for manifest in manifests:

@@ -28,7 +28,6 @@ def _double(batch, index):
     return BatchOutput([{"x": x, "y": 2 * x} for x in batch])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 4")
 def test_a_second_writer_is_refused_naming_the_first_and_runs_after_it_ends(tmp_path):
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -46,7 +45,6 @@ def test_a_second_writer_is_refused_naming_the_first_and_runs_after_it_ends(tmp_
     assert manifest["counts"]["rows_out"] == 5
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 4")
 def test_the_same_process_may_run_its_job_again(tmp_path):
     out = tmp_path / "out.jsonl"
     run_job([1, 2], _double, _spec(out))
