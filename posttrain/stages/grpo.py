@@ -47,7 +47,7 @@ from posttrain.data.chat import ensure_chat_template, tokenize_conversation, tok
 from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.problems import RowProblems
 from posttrain.data.rollout_layout import group_layout, rollout_forward
-from posttrain.data.sources import read_rows
+from posttrain.data.sources import validated_rows
 from posttrain.errors import UserError
 from posttrain.eval.backend import GenerationRequest, HFBackend
 from posttrain.model.adapters import adapter_base, is_adapter_dir
@@ -102,7 +102,7 @@ def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
     prompts, samples = [], []
     loaded_sources = load_sources(data.sources, "prompt", data.on_error, data.max_row_bytes)
     for source, loaded in zip(data.sources, loaded_sources):
-        raw = dict(read_rows(source.path, source.split))
+        raw = dict(validated_rows(source.path, source.split, data.on_error))
         problems, kept = RowProblems(source.path, data.on_error), len(prompts)
         for number, record in zip(loaded.rows, loaded.records):
             ids = tokenize_prompt(tok, record.prompt)

@@ -26,13 +26,11 @@ def _file(tmp_path, rows, name="rows.jsonl"):
 PROMPTS = [{"prompt": "What is 2+2?", "reference": "4"}, {"prompt": "What is 3+3?", "reference": "6"}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 5")
 def test_sample_skips_the_line(tmp_path):
     items, skipped = load_prompt_items(str(_file(tmp_path, PROMPTS)), "skip")
     assert [i["row"] for i in items] == [1, 3] and skipped == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 5")
 def test_grpo_skips_the_line(tmp_path, tiny_dir):
     from transformers import AutoModelForCausalLM
 
@@ -48,7 +46,6 @@ def test_grpo_skips_the_line(tmp_path, tiny_dir):
     assert [s["reference"] for s in samples] == ["4", "6"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 5")
 def test_rebel_pairs_skip_the_line(tmp_path, tiny_dir):
     rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "5", "chosen_score": 1.0, "rejected_score": 0.0},
             {"prompt": "3+3?", "chosen": "6", "rejected": "7", "chosen_score": 0.9, "rejected_score": 0.1}]
@@ -57,9 +54,8 @@ def test_rebel_pairs_skip_the_line(tmp_path, tiny_dir):
     assert len(pairs) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 5")
 def test_kto_skips_the_line(tmp_path):
     rows = [{"prompt": "2+2?", "completion": "4", "label": True}, {"prompt": "3+3?", "completion": "7", "label": False}]
     with pytest.warns(UserWarning, match="skipped 1"):
         examples = read_unpaired(str(_file(tmp_path, rows)), "skip")
-    assert [e.label for e in examples] == [True, False]
+    assert [e.desirable for e in examples] == [True, False] and [e.row for e in examples] == [1, 3]
