@@ -15,7 +15,6 @@ def pairs(tmp_path):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 6")
 def test_reward_eval_refuses_a_causal_lm(tiny_dir, pairs, tmp_path):
     from posttrain.scoring.reward_eval import reward_eval_command
 
@@ -24,7 +23,6 @@ def test_reward_eval_refuses_a_causal_lm(tiny_dir, pairs, tmp_path):
     assert not (tmp_path / "eval").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 6")
 def test_embed_dedup_refuses_a_causal_lm_as_embedder(tiny_dir):
     pytest.importorskip("sentence_transformers")
     from posttrain.retrieval.embed import Embedder
