@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -64,3 +65,22 @@ def write_output_dir(out: str | os.PathLike, command: str, inputs: Iterable[str 
 
     out = check_output_dir(out, command, inputs, overwrite)
     return write_dir_atomically(out, marking(command, write))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_file_name(name: str) -> str:
+    """A user-given name (a task, a source) as one path component that stays where it is put:
+    every character but letters, digits, '.', '_' and '-' becomes '_' (separators, NUL, spaces),
+    and a name starting with '.' ('..', a hidden file) gets a leading '_'."""
+    safe = _UNSAFE.sub("_", name) or "_"
+    return "_" + safe if safe.startswith(".") else safe
+
+
+def path_inside(root: Path, name: str) -> Path:
+    """root / safe_file_name(name), checked to resolve inside root."""
+    path = root / safe_file_name(name)
+    if root.resolve() not in path.resolve().parents:
+        raise UserError(f"{name!r}: not a usable file name inside {root}")
+    return path
