@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import SafetensorError
 
 from posttrain.errors import UserError
 from posttrain.permissions import apply_umask
@@ -245,6 +246,9 @@ def _write_dir_atomically(final_dir: Path, write) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(err, OSError):
             raise UserError(f"{err.filename or tmp_dir}: cannot write {final_dir}: {err.strerror}; "
+                            f"nothing under that name was changed") from None
+        if isinstance(err, SafetensorError):  # how safetensors reports a full disk (os error 28)
+            raise UserError(f"{tmp_dir}: cannot write {final_dir}: {str(err).splitlines()[0]}; "
                             f"nothing under that name was changed") from None
         raise
     if final_dir.exists():

@@ -18,7 +18,6 @@ def _chunks():
     return [[Example([1, 2, 3], [-100, 2, 3]), Example([4, 5], [4, 5])], [Example([6, 7, 8, 9], [6, 7, 8, 9])]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 9")
 @pytest.mark.parametrize("fail_at", ["add", "finish"])
 def test_full_disk_while_streaming_the_cache_warns_and_keeps_the_examples(tmp_path, monkeypatch, caplog, fail_at):
     from posttrain.data import entry_writer
@@ -37,7 +36,6 @@ def test_full_disk_while_streaming_the_cache_warns_and_keeps_the_examples(tmp_pa
     assert not list(tmp_path.rglob("*.safetensors*"))  # no partial entry left to be mistaken for one
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30 item 9")
 def test_full_disk_while_writing_final_is_one_line_and_keeps_the_earlier_final(tmp_path, monkeypatch):
     import transformers.modeling_utils as modeling
     from safetensors import SafetensorError
