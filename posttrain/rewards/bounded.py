@@ -3,9 +3,10 @@ after `timeout_s` is scored TIMEOUT_SCORE and counted, its worker killed and a f
 
 Why a process: a verifier stuck in C code (big-integer arithmetic on a number a model made up, a
 regular expression gone exponential) holds the interpreter lock, so neither a thread nor a signal
-can stop it; only killing the process it runs in can. The worker is started once ("spawn": no
-copy of the training process's threads and CUDA state) and reused, so a call costs one round
-trip. A function that cannot be pickled (a lambda, a closure holding a model) cannot be sent to
+can stop it; only killing the process it runs in can. The worker is forked once and reused, so a
+call costs one round trip ("fork": the worker already holds every module the verifier needs, and
+"spawn" would re-run the `python -m posttrain` main module in it; the worker runs only the
+verifier's Python code, never torch or CUDA). A function that cannot be pickled (a lambda, a closure holding a model) cannot be sent to
 a worker and runs in this process, unbounded.
 """
 
@@ -66,7 +67,7 @@ class BoundedCalls:
 
     def _worker(self):
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(1)
+            self._pool = multiprocessing.get_context("fork").Pool(1)
         return self._pool
 
     def _restart(self) -> None:
