@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("adapter", help="adapter directory (a run's final/ or a checkpoint)")
     m.add_argument("--out", required=True, help="output model directory")
     m.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    m.add_argument("--overwrite", action="store_true", help="replace --out even when it holds something else")
 
     q = sub.add_parser("quickstart", help="build, pre-train, fine-tune and evaluate the tiny model")
     q.add_argument("--output-dir", default="runs/quickstart")
@@ -137,7 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "merge-lora":
         from posttrain.model.merge_lora import merge_adapter_dir
 
-        print(merge_adapter_dir(args.adapter, args.out, args.dtype))
+        print(merge_adapter_dir(args.adapter, args.out, args.dtype, args.overwrite))
     elif args.command == "quickstart":
         from posttrain.commands.quickstart import run_quickstart
 

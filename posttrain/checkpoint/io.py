@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import SafetensorError
 
 from posttrain.checkpoint.permissions import apply_umask
 from posttrain.checkpoint.rng_state import capture_rng_state, restore_rng_state
@@ -140,13 +141,18 @@ def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: 
     """Atomically write model (or adapter) and tokenizer (and auxiliary weights) into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    _write_dir_atomically(directory, model_writer(model, tokenizer, model_state, auxiliary_state))
+    return directory
+
+
+def model_writer(model, tokenizer, model_state: dict | None = None, auxiliary_state: dict | None = None):
+    """write(tmp_dir) saving model (or adapter), tokenizer and auxiliary weights (for write_dir_atomically)."""
 
     def write(tmp_dir: Path) -> None:
         _save_model_and_tokenizer(tmp_dir, model, tokenizer, model_state)
         _save_auxiliary(tmp_dir, auxiliary_state)
 
-    _write_dir_atomically(directory, write)
-    return directory
+    return write
 
 
 def write_dir_atomically(directory: str | os.PathLike, write) -> Path:
@@ -240,6 +246,9 @@ def _write_dir_atomically(final_dir: Path, write) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(err, OSError):
             raise UserError(f"{err.filename or tmp_dir}: cannot write {final_dir}: {err.strerror}; "
+                            f"nothing under that name was changed") from None
+        if isinstance(err, SafetensorError):  # how safetensors reports a full disk (os error 28)
+            raise UserError(f"{tmp_dir}: cannot write {final_dir}: {str(err).splitlines()[0]}; "
                             f"nothing under that name was changed") from None
         raise
     if final_dir.exists():

@@ -18,6 +18,8 @@ from posttrain.checkpoint.io import write_dir_atomically
 from posttrain.errors import UserError
 
 WEIGHTS_FILE = "model.safetensors"
+# the old weight index, and the marker of the command that wrote the reference (output_dir.py)
+_NOT_COPIED = ("model.safetensors.index.json", ".posttrain-output.json")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -65,11 +67,17 @@ def write_model_dir(state: dict[str, torch.Tensor], reference_dir: str | Path, o
                     dtype: str = "float32", extra_files: dict[str, str] | None = None) -> Path:
     """Write `state` as out/model.safetensors beside reference_dir's config, tokenizer and other
     non-weight files (config's dtype set to `dtype`) and `extra_files` (name -> text), atomically."""
+    return write_dir_atomically(out, model_dir_writer(state, reference_dir, dtype, extra_files))
+
+
+def model_dir_writer(state: dict[str, torch.Tensor], reference_dir: str | Path, dtype: str = "float32",
+                     extra_files: dict[str, str] | None = None):
+    """write(tmp_dir) for write_model_dir (or checkpoint/output_dir.write_output_dir)."""
     reference_dir = Path(reference_dir)
 
     def write(tmp: Path) -> None:
         for f in reference_dir.iterdir():
-            if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
+            if f.is_file() and not f.name.endswith(".safetensors") and f.name not in _NOT_COPIED:
                 shutil.copy2(f, tmp / f.name)
         config = {**read_config(reference_dir), "dtype": dtype}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -79,4 +87,4 @@ def write_model_dir(state: dict[str, torch.Tensor], reference_dir: str | Path, o
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
 
-    return write_dir_atomically(out, write)
+    return write

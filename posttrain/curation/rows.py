@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from posttrain.data.jobs import (
     JobSpec,
     file_sha256,
+    lock_job_output,
     manifest_path,
     open_parts,
     parts_dir,
@@ -207,6 +208,7 @@ def open_pass(spec: PassSpec) -> Path:
 def run_pass(spec: PassSpec, judge: Judge) -> dict:
     """Stream every shard not done yet through `judge`; then assemble OUT, the report and the
     manifest. Returns the manifest; raises UserError when no row is kept (naming the filters)."""
+    lock_job_output(Path(spec.out))  # one writer per output, as every data job
     manifest = finished(spec)
     if manifest is None:
         shards, targets = out_paths(spec.input, spec.out)

@@ -97,7 +97,9 @@ def cached_examples(key: str, build: Callable[[], list[Example]]) -> ExampleTabl
 def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable:
     """As cached_examples, for examples that arrive in chunks: a cold build writes each chunk into
     the entry as it comes, so it never holds all examples (data larger than memory). With a cache
-    that cannot be written the entry goes to a private temporary file, unlinked once mapped."""
+    that cannot be written the entry goes to a private temporary file, unlinked once mapped. When
+    writing fails midway (a full disk) and `chunks` can be iterated again (prepare.py's can), the
+    examples are rebuilt in memory after one warning: training goes on without the cache."""
     path = cache_dir() / f"{key}.safetensors"
     if (table := _warm_entry(path)) is not None:
         return table
@@ -113,8 +115,14 @@ def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable
             writer.discard()
             raise
     except OSError as err:
-        raise UserError(f"{target.parent}: cannot write the tokenised data "
-                        f"({getattr(err, 'strerror', None) or err})") from None
+        with contextlib.suppress(OSError):  # what finish() had begun under the entry's name
+            target.with_name(f"{target.name}.tmp{os.getpid()}").unlink(missing_ok=True)
+        if iter(chunks) is chunks:  # a one-shot iterator, partly consumed: nothing to rebuild from
+            raise UserError(f"{target.parent}: cannot write the tokenised data "
+                            f"({getattr(err, 'strerror', None) or err})") from None
+        _warn_unwritable(target.parent, err)  # a full disk costs only the cache's speed-up
+        examples = [example for chunk in chunks for example in chunk]
+        return _table({name: t.numpy() for name, t in _flatten(examples).items()})
     mapped = _map_verified(target)
     if not writable:  # the mapping outlives the file's name
         target.unlink()

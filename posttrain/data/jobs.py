@@ -31,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from posttrain.checkpoint.file_lock import hold_lock
 from posttrain.errors import UserError
 
 CHUNK_DIGITS = 6
@@ -106,6 +107,7 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
     if spec.batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {spec.batch_size}")
     out = Path(spec.out)
+    lock_job_output(out)
     finished = _finished_manifest(out, spec)
     if finished is not None:
         return finished
@@ -122,6 +124,16 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
             _write_chunk(parts, b, result)
             bar.update(len(batches[b]))
     return _finish(out, parts, len(batches), len(mine), spec, time.monotonic() - started)
+
+
+def lock_job_output(out: Path) -> None:
+    """One writer per output (.OUT.lock beside it, released when the process exits): a second job
+    on the same output is refused naming the first one's PID, before it reads or writes anything."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    holder = hold_lock(out.with_name(f".{out.name}.lock"), "a job output")
+    if holder is not None:
+        raise UserError(f"{out} is in use by another job (PID {holder}); wait for it to end or "
+                        "choose another output")
 
 
 def _finished_manifest(out: Path, spec: JobSpec) -> dict | None:
@@ -203,7 +215,7 @@ def _finish(out: Path, parts: Path, n_batches: int, n_items: int, spec: JobSpec,
         os.fsync(handle.fileno())
     os.replace(tmp, out)
     manifest = {**spec.identity, "shard": str(spec.shard), "batch_size": spec.batch_size,
-                "output": str(out),
+                "output": str(out), "output_sha256": file_sha256(out),
                 "counts": {"items": n_items, "rows_out": rows_out, "failed": len(failures), **spec.extra_counts},
                 "failures": failures, "wall_s_last_run": round(wall_s, 3),
                 "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -216,12 +228,7 @@ def _finish(out: Path, parts: Path, n_batches: int, n_items: int, spec: JobSpec,
 def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
     """Join the outputs of shards 0..K-1 of one job (in shard order) into `out`, with one manifest
     whose counts and failures are the shards' sums."""
-    manifests = []
-    for path in paths:
-        mpath = manifest_path(Path(path))
-        if not mpath.is_file():
-            raise UserError(f"{path}: no manifest ({mpath.name}) beside it: not the output of a finished job")
-        manifests.append(json.loads(mpath.read_text()))
+    manifests = [read_shard_manifest(Path(path)) for path in paths]
     shards = [Shard.parse(m["shard"]) for m in manifests]
     counts = {s.count for s in shards}
     if len(counts) != 1 or sorted(s.index for s in shards) != list(range(len(paths))) or counts != {len(paths)}:
@@ -232,13 +239,14 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
             raise UserError(f"{path}: a shard of a different job (inputs, model or settings differ)")
     order = sorted(range(len(paths)), key=lambda i: shards[i].index)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_job_output(out)
     write_atomically(out, "".join(Path(paths[i]).read_text(encoding="utf-8") for i in order))
     counts_sum: dict[str, int] = {}
     for manifest in manifests:
         for key, value in manifest["counts"].items():
             counts_sum[key] = counts_sum.get(key, 0) + value
     merged = {**manifests[order[0]], "shard": f"0-{len(paths) - 1}/{len(paths)} joined", "output": str(out),
+              "output_sha256": file_sha256(out),
               "counts": counts_sum, "failures": [f for i in order for f in manifests[i]["failures"]],
               "shards": [str(paths[i]) for i in order],
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -246,7 +254,43 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
     return merged
 
 
-_RUN_FIELDS = ("shard", "output", "counts", "failures", "wall_s_last_run", "created", "shards")
+_RUN_FIELDS = ("shard", "output", "output_sha256", "counts", "failures", "wall_s_last_run", "created", "shards")
+
+
+def read_shard_manifest(path: Path) -> dict:
+    """A finished shard's manifest, checked for the fields concat reads and against the shard's
+    file (row count, and sha256 when the manifest records it): any problem is one line."""
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        raise UserError(f"{path}: no manifest ({mpath.name}) beside it: not the output of a finished job")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{mpath}: corrupt manifest (not JSON: {err})") from None
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    if not isinstance(counts, dict) or not isinstance(counts.get("rows_out"), int) \
+            or not isinstance(manifest.get("failures"), list) or not isinstance(manifest.get("shard"), str):
+        raise UserError(f"{mpath}: corrupt manifest (needs shard, counts.rows_out and failures)")
+    try:
+        Shard.parse(manifest["shard"])
+    except UserError:
+        raise UserError(f"{mpath}: corrupt manifest (shard {manifest['shard']!r} is not I/K)") from None
+    _check_shard_file(path, manifest)
+    return manifest
+
+
+def _check_shard_file(path: Path, manifest: dict) -> None:
+    """The shard's file is what its job wrote: an edited or truncated shard is refused."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (its manifest is there)")
+    rows = sum(1 for _ in open(path, "rb"))
+    if rows != manifest["counts"]["rows_out"]:
+        raise UserError(f"{path}: holds {rows} rows, its manifest says {manifest['counts']['rows_out']}; "
+                        "the shard was changed after its job finished (rerun that shard)")
+    recorded = manifest.get("output_sha256")
+    if recorded is not None and file_sha256(path) != recorded:
+        raise UserError(f"{path}: its sha256 differs from the one in its manifest; the shard was "
+                        "changed after its job finished (rerun that shard)")
 
 
 def _job_identity(manifest: dict) -> dict:

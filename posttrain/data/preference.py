@@ -22,7 +22,7 @@ from posttrain.data.positions import row_positions, synthesize_prompt_positions
 from posttrain.data.problems import RowProblems
 from posttrain.data.records import RecordError
 from posttrain.data.shared_prefix import collate_shared
-from posttrain.data.sources import read_rows
+from posttrain.data.sources import validated_rows
 from posttrain.errors import UserError
 
 
@@ -59,7 +59,7 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
     """Tokenised pairs; a pair longer than max_length, or (with_scores, REBEL) without numeric
     `chosen_score`/`rejected_score`, is an error naming its row, or skipped and counted with
     data.on_error: skip."""
-    raw = dict(read_rows(loaded.path)) if with_scores else {}
+    raw = dict(validated_rows(loaded.path, on_error=on_error)) if with_scores else {}
     pairs, problems = [], RowProblems(loaded.path, on_error)
     for row, record in zip(loaded.rows, loaded.records):
         try:

@@ -48,7 +48,7 @@ def conversation_examples(tokenizer, source: SourceConfig, max_length: int, on_e
     stream = _record_stream(source, "conversation", on_error, max_row_bytes)
     key = _stream_key(stream, tokenizer, max_length=max_length)
     tokenize = functools.partial(_conversation_ids, tokenizer)
-    return streamed_examples(key, _conversation_chunks(stream, tokenize, max_length))
+    return streamed_examples(key, Reiterable(functools.partial(_conversation_chunks, stream, tokenize, max_length)))
 
 
 def text_documents(tokenizer, source: SourceConfig, on_error: str,
@@ -57,9 +57,20 @@ def text_documents(tokenizer, source: SourceConfig, on_error: str,
     and read back memory-mapped; packing splits long ones."""
     stream = _record_stream(source, "text", on_error, max_row_bytes)
     tokenize = functools.partial(_text_ids, tokenizer)
-    chunks = ([Example(ids, ids) for ids in parallel_map(tokenize, [r for _, r in chunk])]
-              for chunk in _chunks(stream))
+    chunks = Reiterable(lambda: ([Example(ids, ids) for ids in parallel_map(tokenize, [r for _, r in chunk])]
+                                 for chunk in _chunks(stream)))
     return streamed_examples(_stream_key(stream, tokenizer), chunks).documents()
+
+
+class Reiterable:
+    """Chunks that can be produced again (each iteration re-reads the file): the cache rebuilds
+    them in memory when its entry cannot be written (a full disk)."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
 
 
 def _record_stream(source: SourceConfig, kind: str, on_error: str,

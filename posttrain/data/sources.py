@@ -73,6 +73,18 @@ def read_rows(path: str | Path, split: str | None = None, max_row_bytes: int | N
         yield number, row
 
 
+def validated_rows(path: str | Path, split: str | None = None,
+                   on_error: str = "fail") -> Iterator[tuple[int, dict[str, Any]]]:
+    """read_rows for a second pass over a file load_records has validated: with on_error "skip"
+    the rows it skipped (not JSON, not an object, too large) are left out silently (that pass
+    counted and warned about them), so the raw rows line up with its records."""
+    return read_rows(path, split, on_invalid=_ignore if on_error == "skip" else None)
+
+
+def _ignore(number: int, err: RecordError) -> None:
+    """on_invalid for validated_rows: the row was reported when it was validated."""
+
+
 def load_records(
     path: str | Path,
     kind: str = "auto",

@@ -46,7 +46,10 @@ def read_unpaired(path: str, on_error: str = "fail", *,
     """Examples of one file; an invalid row is an error naming it, or skipped and counted with
     data.on_error: skip."""
     out, problems = [], RowProblems(path, on_error)
-    for row_number, row in read_rows(path, max_row_bytes=max_row_bytes):
+    def invalid(number: int, err: RecordError) -> None:  # not JSON, not an object, too large
+        problems.add(number, err.field, err.problem)
+
+    for row_number, row in read_rows(path, max_row_bytes=max_row_bytes, on_invalid=invalid):
         try:
             examples = _parse(row)
         except RecordError as err:

@@ -116,6 +116,7 @@ class HFBackend:
     logprob_chunk_size: int = 1024
     max_length: int = field(init=False, default=0)
     _warned_truncation: bool = field(init=False, default=False)
+    _warned_cap: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -151,12 +152,13 @@ class HFBackend:
         """Requests sharing settings are generated in one seeded generate_ids call (which batches
         prompts of similar length together, left-padded); results in request order."""
         outputs: list[list[int]] = [[] for _ in requests]
+        requests = self.fit_requests(requests)
         with self._progress(len(requests), desc or "generate") as bar:
             for (max_new, _, temperature, top_p), indices in group_by_settings(requests).items():
-                cfg = GenerationConfig(max_new_tokens=min(max_new, self.max_length - 1), temperature=temperature,
+                cfg = GenerationConfig(max_new_tokens=max_new, temperature=temperature,
                                        top_p=top_p, seed=self.seed if seed is None else seed,
                                        batch_size=self.batch_size)
-                prompts = [self._fit_prompt(requests[i].prompt, cfg.max_new_tokens) for i in indices]
+                prompts = [requests[i].prompt for i in indices]
                 completions = generate_ids(self.model, prompts, self.pad_id, self.eos_ids, cfg, on_batch=bar.update)
                 for index, ids in zip(indices, completions):
                     outputs[index] = ids
@@ -166,6 +168,7 @@ class HFBackend:
                  logprobs: bool = False) -> list[Completion]:
         """generate_tokens, then each completion cut at its stop strings; `logprobs` adds one scoring
         pass: the sum of log p(token | prefix) at temperature 1 over the kept tokens."""
+        requests = self.fit_requests(requests)  # the capped max_new_tokens decides "length"
         generated = self.generate_tokens(requests, desc, seed)
         done = [completion_from_ids(self.tokenizer, ids, r) for ids, r in zip(generated, requests)]
         if not logprobs:
@@ -178,6 +181,31 @@ class HFBackend:
         """Nothing to copy when this backend generates with the training model object itself."""
         if model is not self.model:
             self.model.load_state_dict(model.state_dict())
+
+    def fit_requests(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
+        """Each request within the context: max_new_tokens capped to the room its whole prompt
+        leaves (with a warning); a prompt that fills the context alone keeps its last tokens and
+        leaves half the context (at most max_new_tokens) for the answer. Never a prompt cut to a
+        token or two because max_new_tokens asked for the whole context."""
+        fitted = []
+        for r in requests:
+            room = self.max_length - len(r.prompt)
+            if r.max_new_tokens <= room:
+                fitted.append(r)
+            elif room >= 1:
+                self._warn_cap(r.max_new_tokens, room)
+                fitted.append(replace(r, max_new_tokens=room))
+            else:
+                new = min(r.max_new_tokens, self.max_length // 2)
+                fitted.append(replace(r, prompt=self._fit_prompt(r.prompt, new), max_new_tokens=new))
+        return fitted
+
+    def _warn_cap(self, asked: int, room: int) -> None:
+        if not self._warned_cap:
+            log.warning("max_new_tokens %d does not fit the model's context of %d tokens after the "
+                        "prompt: capped to %d (shown once; other prompts get the room they leave)",
+                        asked, self.max_length, room)
+            self._warned_cap = True
 
     def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
         """Keep the prompt's last tokens when prompt plus answer would exceed the context."""

@@ -72,10 +72,10 @@ def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
 
 def load_prompt_items(path: str, on_error: str) -> tuple[list[dict], int]:
     """({row, fields, messages, reference} per valid row, number of invalid rows skipped)."""
-    from posttrain.data.sources import load_records, read_rows
+    from posttrain.data.sources import load_records, validated_rows
 
     loaded = load_records(path, "prompt", on_error)
-    raw = dict(read_rows(path))
+    raw = dict(validated_rows(path, on_error=on_error))
     items = [{"row": number, "fields": raw[number], "messages": record.prompt, "reference": record.reference}
              for number, record in zip(loaded.rows, loaded.records)]
     return items, loaded.skipped

@@ -8,6 +8,7 @@ def add_parsers(subparsers) -> None:
                               "instruction residuals, checkpoint soup) into one model directory")
     p.add_argument("recipe", help="merge recipe YAML (method, models, base, ...)")
     p.add_argument("--out", help="output model directory (default: the recipe's output)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output even when it holds something else")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set density=0.3")
     p.set_defaults(tool_run=_run)
@@ -25,7 +26,7 @@ def _run(args) -> int:
     from posttrain.merging.run import run_merge
 
     recipe = load_merge_recipe(args.recipe, args.overrides)
-    print(run_merge(recipe, args.out))
+    print(run_merge(recipe, args.out, args.overwrite))
     return 0
 
 

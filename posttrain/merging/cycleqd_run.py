@@ -35,6 +35,7 @@ def run(recipe: CycleQDRecipe, out: str | None) -> dict:
     base = read_state_dict(recipe.base)
     experts = [{k: v.float() - base[k].float() for k, v in read_state_dict(e).items()} for e in recipe.experts]
     names = [t.name or Path(t.data).stem for t in recipe.tasks]
+    dirs = task_dirs(out_dir, names)
     tasks = [{**exact_match_task(t.data, t.answer, t.max_new_tokens), "name": n} for t, n in zip(recipe.tasks, names)]
     net, tok = AutoModelForCausalLM.from_pretrained(recipe.base, dtype=torch.float32), load_tokenizer(recipe.base)
 
@@ -59,9 +60,20 @@ def run(recipe: CycleQDRecipe, out: str | None) -> dict:
     for archive, name in zip(archives, names):
         best = archive.best()
         report["best"][name] = {"from": best.name, "scores": best.scores}
-        write_model_dir(model_state(best.tau), recipe.base, out_dir / f"best-{name}")
+        write_model_dir(model_state(best.tau), recipe.base, dirs[name])
     (out_dir / "cycleqd.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def task_dirs(out_dir: Path, names: list[str]) -> dict[str, Path]:
+    """out_dir/best-<name> per task, the name made a safe file name (a name is user input:
+    '../../x' must not leave out_dir); two names that become the same directory are an error."""
+    from posttrain.checkpoint.output_dir import path_inside
+
+    dirs = {name: path_inside(out_dir, f"best-{name}") for name in names}
+    if len(set(dirs.values())) != len(dirs):
+        raise UserError(f"task names {names}: two of them give the same directory name; rename one")
+    return dirs
 
 
 def table(report: dict) -> str:

@@ -6,12 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from posttrain.checkpoint.io import list_checkpoints
-from posttrain.checkpoint.weights import (
-    read_config,
-    read_state_dict,
-    tensor_shapes,
-    write_model_dir,
-)
+from posttrain.checkpoint.output_dir import check_output_dir, write_output_dir
+from posttrain.checkpoint.weights import model_dir_writer, read_config, read_state_dict, tensor_shapes
 from posttrain.errors import UserError
 from posttrain.merging import operators as ops
 from posttrain.merging.recipe import MergeRecipe
@@ -88,12 +84,14 @@ def merge_states(recipe: MergeRecipe, states: list[dict]) -> dict:
     return ops.dare(base, models, weights, recipe.density, recipe.seed, recipe.dare_combine, recipe.scale)
 
 
-def run_merge(recipe: MergeRecipe, out: str | None = None) -> Path:
+def run_merge(recipe: MergeRecipe, out: str | None = None, overwrite: bool = False) -> Path:
     out = out or recipe.output
     if not out:
         raise UserError("no output directory: set output: DIR in the recipe or pass --out DIR")
     dirs = input_dirs(recipe)
+    inputs = [*dirs, recipe.run_dir] if recipe.run_dir else dirs
+    check_output_dir(out, "merge", inputs, overwrite)  # before any weights are read
     check_compatible(dirs)
     states = [read_state_dict(d) for d in dirs]
     merged = merge_states(recipe, states)
-    return write_model_dir(merged, dirs[0], out, recipe.dtype)
+    return write_output_dir(out, "merge", inputs, overwrite, model_dir_writer(merged, dirs[0], recipe.dtype))

@@ -181,6 +181,8 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
     or a LoRA reward-model adapter (base + adapter, merged); dtype None keeps the saved one."""
     path = resolve_model_path(path)
     adapter = is_adapter_dir(path)
+    if not adapter:
+        require_reward_head(path)  # an adapter's head is checked by _adapter_head_outputs
     base = adapter_base(path) if adapter else path
     kwargs = {"dtype": DTYPES[dtype]} if dtype else {}
     if adapter:
@@ -193,6 +195,23 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
         model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
+
+
+REWARD_HEADS = ("score.weight", "classifier.weight")
+
+
+def require_reward_head(model_dir: str) -> None:
+    """A one-line error for a model directory without a trained reward head: loading a causal LM as
+    a sequence classifier gives it a random head whose scores mean nothing."""
+    from posttrain.checkpoint.weights import tensor_shapes
+
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        return  # a hub id: from_pretrained reports what it finds
+    if not any(name.endswith(REWARD_HEADS) for name in tensor_shapes(directory)):
+        raise UserError(f"{model_dir}: no reward head (score.weight) in its weights: not a reward model "
+                        "(a plain causal LM would be scored through a randomly initialised head); "
+                        "train one with `posttrain reward`")
 
 
 def _adapter_head_outputs(adapter_dir: str) -> int:

@@ -16,6 +16,7 @@ def add_parsers(subparsers) -> None:
     q.add_argument("--group-size", type=int, help="weights per scale along the input dimension "
                    "(rtn default: a whole row; nf4 default 64; int8: rows only)")
     q.add_argument("--out", required=True, help="output model directory")
+    q.add_argument("--overwrite", action="store_true", help="replace --out even when it holds something else")
     q.set_defaults(tool_run=_quantize)
 
     s = subparsers.add_parser("quantize-study", help="perplexity and task accuracy per method x bits")
@@ -39,7 +40,7 @@ def _quantize(args) -> int:
     from posttrain.quantize.run import check_arguments, quantize_model
 
     check_arguments(args.method, args.bits, args.group_size)  # before any file is read
-    print(quantize_model(args.model, args.out, args.method, args.bits, args.group_size))
+    print(quantize_model(args.model, args.out, args.method, args.bits, args.group_size, args.overwrite))
     return 0
 
 

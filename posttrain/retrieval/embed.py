@@ -31,6 +31,9 @@ def resolve_embedding_model(name: str | None = None) -> str:
     if not (path / "config.json").is_file():
         raise UserError(f"embedding model {name or DEFAULT_EMBEDDING_MODEL}: no sentence-transformers "
                         f"model directory at {path} (config.json missing)")
+    if not (path / "modules.json").is_file():  # sentence-transformers would mean-pool any model
+        raise UserError(f"{path}: not a sentence-transformers embedding model (no modules.json); a "
+                        "causal LM's mean-pooled states are no sentence embedding")
     return str(path)
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from posttrain.errors import UserError
 from posttrain.rewards import math as math_rewards
 from posttrain.rewards import swe_rl, tasks, text
+from posttrain.rewards.bounded import DEFAULT_TIMEOUT_S, BoundedCalls, can_run_in_worker
 from posttrain.rewards.code import code_reward
 from posttrain.rewards.density import density_ratio
 from posttrain.rewards.judge import judge_score
@@ -113,13 +114,22 @@ class RewardTerm:
 class RewardSet:
     """Weighted reward terms: raw score of each, their weighted total, and accuracy."""
 
-    def __init__(self, terms: Sequence[RewardTerm]):
+    def __init__(self, terms: Sequence[RewardTerm], timeout_s: float = DEFAULT_TIMEOUT_S):
         if not terms:
             raise UserError("grpo.rewards is empty: name at least one reward function")
         labels = [t.label for t in terms]
         if len(set(labels)) != len(labels):
             raise UserError(f"grpo.rewards: two terms share a label in {labels}; set `label` on one")
         self.terms = list(terms)
+        # Verifiers parse whatever the model wrote: each call is bounded in time (rewards/bounded.py)
+        self.bounded = BoundedCalls(timeout_s)
+        self.in_worker = {t.label: t.verifier and not getattr(t.fn, "batched", None) and can_run_in_worker(t.fn)
+                          for t in self.terms}
+
+    @property
+    def timeouts(self) -> int:
+        """Verifier calls scored 0 because they did not return in time (over this set's life)."""
+        return self.bounded.timeouts
 
     def score(self, sample: dict, completion: str) -> dict[str, float]:
         return self.score_all([sample], [completion])[0]
@@ -129,7 +139,10 @@ class RewardSet:
         columns = {}
         for t in self.terms:
             batched = getattr(t.fn, "batched", None)
-            values = batched(samples, completions) if batched else map(t.fn, samples, completions)
+            if self.in_worker[t.label]:
+                values = self.bounded.map(t.fn, samples, completions, t.label)
+            else:
+                values = batched(samples, completions) if batched else map(t.fn, samples, completions)
             columns[t.label] = [float(v) for v in values]
         return [{label: column[i] for label, column in columns.items()} for i in range(len(completions))]
 

@@ -12,6 +12,10 @@ from decimal import Decimal, InvalidOperation
 
 from posttrain.errors import UserError
 
+# A model's answer can be any string: numbers beyond this many digits (or powers of ten) are not
+# answers but attacks on the parser (int() of 1e99999999 never returns, str() of a 6,000-digit
+# int raises), so they are treated as "no number".
+MAX_NUMBER_DIGITS = 1000
 _NUMBER = r"-?(?:\d[\d,]*)?\.?\d+"
 _ANSWER_IS = re.compile(r"(?:answer is|answer:|####)\s*\$?\s*(" + _NUMBER + ")", re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"(?<![\d.])" + _NUMBER)
@@ -28,6 +32,9 @@ def canonical_number(text: str) -> str | None:
     try:
         value = Decimal(text.replace(",", "").replace("$", "").strip())
     except InvalidOperation:
+        return None
+    if not value.is_finite() or len(value.as_tuple().digits) > MAX_NUMBER_DIGITS \
+            or abs(value.adjusted()) > MAX_NUMBER_DIGITS:
         return None
     if value == value.to_integral_value():
         return str(int(value))

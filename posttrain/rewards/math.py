@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from posttrain.rewards.extract import boxed, canonical_text, final_number
+from posttrain.rewards.extract import MAX_NUMBER_DIGITS, boxed, canonical_text, final_number
 
 _FRAC = re.compile(r"^\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
+_EXPONENT = re.compile(r"[eE]([+-]?\d+)$")
 
 
 def as_fraction(text: str | None) -> Fraction | None:
@@ -26,10 +27,21 @@ def as_fraction(text: str | None) -> Fraction | None:
     latex = _FRAC.match(text)
     if latex:
         text = f"{latex.group(1)}/{latex.group(2)}"
+    if not _bounded(text):
+        return None
     try:
         return Fraction(text)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+def _bounded(text: str) -> bool:
+    """Whether Fraction(text) finishes quickly: at most MAX_NUMBER_DIGITS characters and a power of
+    ten within that many digits (Fraction('1e99999999') builds a 100-million-digit integer)."""
+    if len(text) > 2 * MAX_NUMBER_DIGITS + 1:  # numerator / denominator
+        return False
+    exponent = _EXPONENT.search(text)
+    return exponent is None or abs(int(exponent.group(1))) <= MAX_NUMBER_DIGITS
 
 
 def extract_answer(completion: str) -> str | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import math
 import random
 from contextlib import nullcontext
@@ -51,7 +52,7 @@ from posttrain.data.chat import (
 from posttrain.data.prepare import load_sources, max_length_for
 from posttrain.data.problems import RowProblems
 from posttrain.data.rollout_layout import group_layout, rollout_forward
-from posttrain.data.sources import read_rows
+from posttrain.data.sources import validated_rows
 from posttrain.errors import UserError
 from posttrain.generation.backend import GenerationRequest, HFBackend
 from posttrain.model.adapters import adapter_base, is_adapter_dir
@@ -69,6 +70,8 @@ from posttrain.train.periodic_eval import generation_eval
 from posttrain.train.ppo import ppo_parts
 from posttrain.train.reference import initial_policy
 from posttrain.train.setup import RunContext, start_run
+
+log = logging.getLogger(__name__)
 
 
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
@@ -109,7 +112,7 @@ def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
     prompts, samples = [], []
     loaded_sources = load_sources(data.sources, "prompt", data.on_error, data.max_row_bytes)
     for source, loaded in zip(data.sources, loaded_sources):
-        raw = dict(read_rows(source.path, source.split))
+        raw = dict(validated_rows(source.path, source.split, data.on_error))
         problems, kept = RowProblems(source.path, data.on_error), len(prompts)
         for number, record in zip(loaded.rows, loaded.records):
             ids = tokenize_prompt(tok, record.prompt)
@@ -204,11 +207,14 @@ class RolloutPlan:
         totals = torch.tensor([self.rewards.total(s) for s in scores])
         if self.cfg.no_eos_reward is not None:
             totals = torch.where(finished, totals, torch.tensor(self.cfg.no_eos_reward))
+        totals, nonfinite = screen_rewards(totals, group, batch)
         advantages = group_advantages(totals.view(-1, group), self.cfg.advantage).view(-1)
+        advantages = advantages.masked_fill(nonfinite, 0.0)  # learn nothing from a broken score
         rows = [(p, c + [self.turn_end] if done else c)  # a finished completion learns to stop
                 for p, c, done in zip(prompts, completions, finished.tolist())]
         stats = self._row_stats(scores, totals, [len(c) for _, c in rows])
         stats["stat/truncated"] = (~finished).float()
+        stats["stat/nonfinite_reward"] = nonfinite.float()  # its sum over a step: the count
         if write_samples:
             self._write_samples(batch, samples, texts, totals)
         size = self.ctx.recipe.train.micro_batch_size
@@ -273,6 +279,29 @@ class RolloutPlan:
                 row = {"batch": batch, "prompt": sample["prompt"], "reference": sample["reference"],
                        "completion": text, "reward": total}
                 f.write(json.dumps(row, default=str) + "\n")
+
+
+def screen_rewards(totals: torch.Tensor, group_size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(totals with each nan/inf replaced by the mean of its group's finite rewards, mask of those
+    replaced). At the group mean a completion's advantage is 0 under group_std, rloo and none,
+    and the others' advantages are as if it were not there (mean unchanged; std over finite values
+    up to the extra entries). A warning counts them; a batch with no finite reward is an error:
+    a reward function that returns nan would otherwise train on nothing, silently."""
+    bad = ~torch.isfinite(totals)
+    count = int(bad.sum())
+    if not count:
+        return totals, bad
+    if count == totals.numel():
+        raise UserError(f"rollout batch {batch}: every reward is nan or inf ({count} of {count}); "
+                        "check the reward functions (a verifier that fails to parse, a reward model "
+                        "that overflows)")
+    log.warning("rollout batch %d: %d of %d rewards are not finite (nan/inf): those completions get "
+                "advantage 0 (stat/nonfinite_reward)", batch, count, totals.numel())
+    groups, bad_groups = totals.view(-1, group_size), bad.view(-1, group_size)
+    finite = torch.where(bad_groups, torch.zeros_like(groups), groups)
+    kept = (~bad_groups).sum(dim=1, keepdim=True)
+    means = finite.sum(dim=1, keepdim=True) / kept.clamp(min=1)
+    return torch.where(bad_groups, means.expand_as(groups), groups).reshape(totals.shape), bad
 
 
 def turn_end_id(tokenizer, eos_ids: list[int]) -> int:

@@ -34,6 +34,9 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.set_defaults(tool_run=run_expand)
     _vocab_parsers(sub)
+    for command in sub.choices.values():
+        command.add_argument("--overwrite", action="store_true",
+                             help="replace --out even when it holds something else")
 
 
 def _vocab_parsers(sub) -> None:
@@ -70,17 +73,13 @@ def _vocab_parsers(sub) -> None:
 
 
 def run_expand(args) -> int:
-    from posttrain.checkpoint.io import save_model_dir
-    from posttrain.model.surgery.expand import (
-        decoder_layers,
-        expand_blocks,
-        insertion_points,
-    )
-    from posttrain.surgery.loading import load_for_surgery
+    from posttrain.model.surgery.expand import decoder_layers, expand_blocks, insertion_points
+    from posttrain.surgery.loading import load_for_surgery, save_surgery_output, surgery_inputs
 
+    inputs = surgery_inputs(args, args.model)
     model, tokenizer, _ = load_for_surgery(args.model, args.dtype)
     after = insertion_points(len(decoder_layers(model)), args.blocks, args.every)
     new = expand_blocks(model, after)
-    out = save_model_dir(args.out, model, tokenizer)
+    out = save_surgery_output(args, inputs, model, tokenizer)
     print(f"{out}: {model.config.num_hidden_layers} blocks, new (zero-output) blocks at {new}")
     return 0

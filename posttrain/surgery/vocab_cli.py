@@ -35,25 +35,25 @@ def write_text_rows(path: Path, texts: list[str]) -> Path:
 
 
 def run_make_language(args) -> int:
+    from posttrain.checkpoint.output_dir import write_output_dir
     from posttrain.data.synth.second_language import second_language_sentences
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, n, seed in (("train", args.train, 0), ("heldout", args.heldout, 1)):
-        print(f"{name}: {write_text_rows(out / f'{name}.jsonl', second_language_sentences(n, seed))}")
+    def write(tmp: Path) -> None:
+        for name, n, seed in (("train", args.train, 0), ("heldout", args.heldout, 1)):
+            write_text_rows(tmp / f"{name}.jsonl", second_language_sentences(n, seed))
+
+    out = write_output_dir(args.out, "surgery make-language", [], args.overwrite, write)
+    for name in ("train", "heldout"):
+        print(f"{name}: {out / f'{name}.jsonl'}")
     return 0
 
 
 def run_extend_vocab(args) -> int:
-    from posttrain.checkpoint.io import save_model_dir
     from posttrain.model.load import load_tokenizer
-    from posttrain.model.surgery.vocab import (
-        add_listed_tokens,
-        extend_bpe,
-        extend_embeddings,
-    )
-    from posttrain.surgery.loading import load_for_surgery
+    from posttrain.model.surgery.vocab import add_listed_tokens, extend_bpe, extend_embeddings
+    from posttrain.surgery.loading import load_for_surgery, save_surgery_output, surgery_inputs
 
+    inputs = surgery_inputs(args, args.model, files=(args.corpus, args.tokens, args.keep))
     model, old_tok, path = load_for_surgery(args.model)
     work_tok = load_tokenizer(path)  # a second copy: adding tokens changes it in place
     if args.corpus:
@@ -67,7 +67,7 @@ def run_extend_vocab(args) -> int:
     if not tokens:
         raise UserError("no new tokens: the corpus adds nothing the vocabulary lacks")
     extend_embeddings(model, old_tok, new_tok, tokens, args.init, args.seed)
-    out = save_model_dir(args.out, model, new_tok)
+    out = save_surgery_output(args, inputs, model, new_tok)
     print(f"{out}: {len(tokens)} new tokens (vocabulary {len(old_tok)} -> {len(new_tok)}), init {args.init}")
     return 0
 
@@ -75,10 +75,10 @@ def run_extend_vocab(args) -> int:
 def run_lep(args) -> int:
     import torch
 
-    from posttrain.checkpoint.io import save_model_dir
     from posttrain.model.surgery.lep import propagate
-    from posttrain.surgery.loading import load_for_surgery
+    from posttrain.surgery.loading import load_for_surgery, save_surgery_output, surgery_inputs
 
+    inputs = surgery_inputs(args, args.base, args.adapted, args.instruct)
     base, _, _ = load_for_surgery(args.base)
     adapted, adapted_tok, _ = load_for_surgery(args.adapted)
     instruct, instruct_tok, _ = load_for_surgery(args.instruct)
@@ -94,6 +94,6 @@ def run_lep(args) -> int:
             instruct.get_output_embeddings().weight.copy_(new[1])
     if getattr(instruct_tok, "chat_template", None):  # the instruct model's own chat format
         adapted_tok.chat_template = instruct_tok.chat_template
-    out = save_model_dir(args.out, instruct, adapted_tok)
+    out = save_surgery_output(args, inputs, instruct, adapted_tok)
     print(f"{out}: instruct model with {new[0].shape[0]} embedding rows ({args.method})")
     return 0

@@ -8,15 +8,13 @@ several stages on one directory in turn); it is released when the process exits.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 from pathlib import Path
 
+from posttrain.checkpoint.file_lock import hold_lock
 from posttrain.errors import UserError
 
 LOCK_FILE = ".lock"
-_held: dict[str, int] = {}  # real path of a lock file -> its open descriptor (kept for life)
 
 
 def make_output_dir(out_dir: Path) -> None:
@@ -37,24 +35,7 @@ def make_output_dir(out_dir: Path) -> None:
 def lock_output_dir(out_dir: Path) -> None:
     """Create out_dir if needed and take its lock, or raise UserError naming the holder's PID."""
     make_output_dir(out_dir)
-    path = out_dir / LOCK_FILE
-    try:
-        key = os.path.realpath(path)
-        if key in _held:
-            return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise UserError(f"{err.filename or out_dir}: cannot use as the output directory: "
-                        f"{err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-            raise UserError(f"{path}: cannot lock: {err.strerror}") from None
+    holder = hold_lock(out_dir / LOCK_FILE, "the output directory")
+    if holder is not None:
         raise UserError(f"{out_dir} is in use by another run (PID {holder}); wait for it to end "
-                        "or choose another --output-dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[key] = fd
+                        "or choose another --output-dir")
