@@ -41,7 +41,8 @@ def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = ()) 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
     cot = task.strategy == "cot"
-    requests = [build_request(task, prompter, user_prompt(task, doc, cot), few_shot_turns(task, doc, pool, cot))
+    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot),
+                              few_shot_turns(task, doc, pool, cot))
                 for doc in docs]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
     return [score_sample(task, doc, prompter.decode(request.prompt), output)
