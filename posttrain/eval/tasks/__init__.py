@@ -2,6 +2,7 @@
 This table is the only place a kind's name maps to its code."""
 
 from posttrain.eval.tasks import (
+    agent,
     classification,
     generation,
     hpt,
@@ -25,4 +26,5 @@ KIND_MODULES = {
     "refusal": refusal,
     "judge_grade": judge_grade,
     "llama_guard": llama_guard,
+    "agent": agent,
 }

@@ -158,15 +158,31 @@ class LlamaGuardTask(TaskBase):
     max_new_tokens: int = 16
 
 
+class AgentTask(TaskBase):
+    """Multi-turn episodes in an environment (tasks/agent.py, posttrain/agents)."""
+
+    kind: Literal["agent"]
+    format: str = "environment"  # rows go to the environment's reset() as they are
+    environment: str = "grid"  # built-in (grid, calculator), module:Class, or an http(s):// env server
+    environment_options: dict[str, Any] = {}  # keyword arguments of the environment (or the HTTP client)
+    episodes: PositiveInt = 1  # per document (> 1 needs temperature > 0)
+    max_turns: PositiveInt = 6
+    max_new_tokens: PositiveInt = 32  # per action
+    temperature: float = 0.0
+    stop: list[str] = []
+    trajectories: str | None = None  # write the episodes here as SFT conversations (JSONL)
+    trajectories_keep: Literal["success", "all"] = "success"
+
+
 TaskConfig = Annotated[
     Union[MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask],
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, AgentTask],
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
 KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
          (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask)}
+          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, AgentTask)}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
