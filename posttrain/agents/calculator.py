@@ -20,7 +20,7 @@ from posttrain.agents.environment import Step
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _CALC = re.compile(r"calc\s*:\s*(.+)", re.IGNORECASE)
 _ANSWER = re.compile(r"answer\s*:\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-MAX_DIGITS = 30  # a tool result longer than this is refused (no huge powers of tricks)
+MAX_DIGITS = 30  # a tool result with more digits is refused: the tool never builds huge numbers
 
 
 def evaluate(expression: str) -> float:
