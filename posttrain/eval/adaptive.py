@@ -48,7 +48,8 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options) -> 
     prompter, cot = ctx.prompter(task), task.strategy == "cot"
     users = [user_prompt(task, doc, cot) for doc in docs]
     shots = [few_shot_turns(task, doc, pool, cot) for doc in docs]
-    requests = [replace(build_request(task, prompter, u, s), temperature=temperature) for u, s in zip(users, shots)]
+    requests = [replace(build_request(task, prompter.for_row(doc), u, s), temperature=temperature)
+                for doc, u, s in zip(docs, users, shots)]
     drawn: list[list[dict]] = [[] for _ in docs]
     open_items = list(range(len(docs)))
     for round_index in range(options.samples):

@@ -51,7 +51,8 @@ def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, ju
     """Evaluate one resolved task configuration; `voting` (voting.VotingOptions): N samples per
     item, scored as pass@k, maj@k and best-of-k, or with `adaptive` up to N by self-evaluation."""
     start = time.perf_counter()
-    docs, pool = load_documents(task, limit)
+    # a kind may make its own documents (an agent environment's generated tasks)
+    docs, pool = getattr(KIND_MODULES[task.kind], "documents", load_documents)(task, limit)
     ctx = TaskContext(backend, seed, judge)
     if voting is None:
         module = KIND_MODULES[task.kind]

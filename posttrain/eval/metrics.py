@@ -246,7 +246,14 @@ AGGREGATIONS: dict[str, Aggregation] = {
     "auprc": lambda samples, name: average_precision([s.reference == "unsafe" for s in samples],
                                                      [s.extra["p_unsafe"] for s in samples]),
     "f1_unsafe": lambda samples, name: f1_binary(*_labels(samples), positive="unsafe"),
+    "ner_f1": lambda samples, name: _ner_f1(samples),
 }
+
+
+def _ner_f1(samples: Sequence[Sample]) -> float:
+    from posttrain.eval.model_metrics.ner import entity_f1
+
+    return entity_f1([s.extra["ner_reference"] for s in samples], [s.extra["ner_predicted"] for s in samples])
 
 
 def compute(metric: Metric, samples: Sequence[Sample]) -> float:

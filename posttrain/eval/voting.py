@@ -146,7 +146,7 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options: Vot
         raise UserError(f"task '{task.name}': {n} samples at temperature 0 are all the same greedy answer; "
                         "give --temperature T (> 0) or --set temperature=T")
     prompter, cot = ctx.prompter(task), task.strategy == "cot"
-    requests = [replace(build_request(task, prompter, user_prompt(task, doc, cot),
+    requests = [replace(build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot),
                                       few_shot_turns(task, doc, pool, cot)), temperature=temperature)
                 for doc in docs]
     scorer = scorer if scorer is not None else make_scorer(options)  # a bad name fails before generating

@@ -5,10 +5,11 @@ Used by every caller that turns messages into prompt ids: eval tasks, sample, se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from posttrain.data.chat import tokenize_prompt
+from posttrain.errors import UserError
 
 
 @dataclass
@@ -28,6 +29,18 @@ class Prompter:
         for question, answer in examples:
             out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         return out + [{"role": "user", "content": user}]
+
+    def for_row(self, doc: dict[str, Any]) -> Prompter:
+        """This prompter with the document's own `system` column, when it has one, in place of the
+        task's system message (Janus evaluates each item under its own system message; an empty
+        string means no system message for that item)."""
+        system = doc.get("system")
+        if system is None:
+            return self
+        if not isinstance(system, str):
+            raise UserError(f"document {doc.get('_id')}: the 'system' column must be text, "
+                            f"got {type(system).__name__}")
+        return replace(self, system=system)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         if self.chat:

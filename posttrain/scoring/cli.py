@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from posttrain.errors import UserError
+
 DEFAULT_EVAL_ROOT = "runs/reward-eval"
 
 
 def add_parsers(subparsers) -> None:
     from posttrain.scoring.pairs import PAIR_MODES
 
-    e = subparsers.add_parser("reward-eval", help="pairwise accuracy of a reward model per category "
-                              "(RewardBench style)")
-    e.add_argument("model", help="reward model directory or LoRA reward adapter")
+    e = subparsers.add_parser("reward-eval", help="pairwise accuracy of a reward model or any named scorer "
+                              "per category (RewardBench style)")
+    e.add_argument("model", nargs="?", help="reward model directory or LoRA reward adapter (or give --scorer)")
     _common(e)
+    e.add_argument("--scorer", action="append", default=[], metavar="NAME[:k=v,...]",
+                   help="instead of a reward model: a scorer by name (density_ratio, judge, a verifier, "
+                   "module:function) with options, as `posttrain score --scorer` (repeatable: weighted total)")
     e.add_argument("--output-dir", help=f"where results.json goes (default {DEFAULT_EVAL_ROOT}/<model>)")
     e.set_defaults(tool_run=_reward_eval)
     s = subparsers.add_parser("score", help="score completions with named scorers (verifiers, reward model, "
@@ -44,6 +49,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _reward_eval(args: argparse.Namespace) -> None:
+    if args.scorer:
+        from posttrain.scoring.scorer_eval import scorer_reward_eval
+
+        if args.model:
+            raise UserError("reward-eval takes a reward model directory or --scorer, not both")
+        scorer_reward_eval(args.data, args.scorer, args.output_dir)
+        return
+    if not args.model:
+        raise UserError("reward-eval needs a reward model directory or --scorer NAME[:k=v,...]")
     from posttrain.scoring.reward_eval import reward_eval_command
 
     reward_eval_command(args.model, args.data, args.batch_size, args.output_dir, args.attribute, args.dtype)

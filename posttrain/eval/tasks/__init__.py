@@ -2,6 +2,7 @@
 This table is the only place a kind's name maps to its code."""
 
 from posttrain.eval.tasks import (
+    agent,
     classification,
     code,
     generation,
@@ -29,4 +30,5 @@ KIND_MODULES = {
     "llama_guard": llama_guard,
     "code": code,
     "swe_patch": swe_patch,
+    "agent": agent,
 }

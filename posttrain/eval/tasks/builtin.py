@@ -31,6 +31,10 @@ _SWE_TEMPLATE = ("Fix the following issue in the repository below.\n\n# Issue\n{
                  "new lines\n>>>>>>> REPLACE\n```")
 
 BUILTIN_TASKS: dict[str, dict[str, Any]] = {
+    "agent_grid": dict(kind="agent", environment="grid", size=50, max_turns=4, max_new_tokens=4,
+                       description="walk to the goal of a 3x3 grid (agent): success and progress rate"),
+    "agent_calculator": dict(kind="agent", environment="calculator", size=50, max_turns=4, max_new_tokens=24,
+                             description="arithmetic with a calculator tool (agent): success and progress rate"),
     "arithmetic": dict(kind="generation", generator="arithmetic", extract="final_number", max_new_tokens=64,
                        description="the quickstart's two-digit word problems (its test set), exact match"),
     "countdown": dict(kind="generation", generator="countdown", extract="countdown", metrics=["countdown"],

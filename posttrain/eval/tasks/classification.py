@@ -42,23 +42,25 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     task = task.model_copy(update={"target_template": task.target_template or "{reference}"})
     docs = [{**doc, "reference": reference_label(task, doc)} for doc in docs]
     prompter = ctx.prompter(task)
-    contexts = [(user_prompt(task, doc), few_shot_turns(task, doc, shot_docs)) for doc in docs]
+    contexts = [(prompter.for_row(doc), user_prompt(task, doc), few_shot_turns(task, doc, shot_docs))
+                for doc in docs]
     predict = _by_generation if task.method == "generation" else _by_loglikelihood
-    prompts, outputs, predictions = predict(task, prompter, contexts, ctx)
+    prompts, outputs, predictions = predict(task, contexts, ctx)
     return [Sample(task.name, doc["_id"], prompter.decode(prompt), output, reference=doc["reference"],
                    extracted=prediction, scores={"acc": float(prediction == doc["reference"])})
             for doc, prompt, output, prediction in zip(docs, prompts, outputs, predictions)]
 
 
-def _by_generation(task, prompter, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
-    requests = [build_request(task, prompter, user, shots) for user, shots in contexts]
+def _by_generation(task, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
+    requests = [build_request(task, row_prompter, user, shots) for row_prompter, user, shots in contexts]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
     return [r.prompt for r in requests], outputs, [_label_in(task.labels, output) for output in outputs]
 
 
-def _by_loglikelihood(task, prompter, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
-    prompts = [prompter.prompt(user, shots) for user, shots in contexts]
-    requests = [LoglikelihoodRequest(p, prompter.continuation_ids(label)) for p in prompts for label in task.labels]
+def _by_loglikelihood(task, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
+    prompts = [row_prompter.prompt(user, shots) for row_prompter, user, shots in contexts]
+    requests = [LoglikelihoodRequest(p, row_prompter.continuation_ids(label))
+                for p, (row_prompter, _, _) in zip(prompts, contexts) for label in task.labels]
     results = ctx.backend.loglikelihood(requests, desc=f"{task.name}: loglikelihood")
     k = len(task.labels)
     predictions = [_best(task.labels, [r.logprob for r in results[i * k : (i + 1) * k]]) for i in range(len(prompts))]

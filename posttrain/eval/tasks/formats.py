@@ -8,6 +8,7 @@ Document fields by task kind:
   pairwise_judge: prompt, baseline (the reference model's answer);  refusal: prompt
   llama_guard: prompt, response (or None), label ("safe"/"unsafe"), categories (violated codes)
   judge_grade: prompt (the first turn), turns (the user turns), category, references (per turn or None)
+  agent: the row as it is (format 'environment'): the environment's reset() reads it
 Every other column of the row is kept, so a template may use it ({passage}, {subject}, ...).
 """
 
@@ -223,6 +224,7 @@ FORMATS: dict[str, Callable[..., Row]] = {
     "multiple_choice": multiple_choice, "boolq": boolq, "classification": classification, "text": text,
     "ifeval": ifeval, "alpaca_eval": alpaca_eval, "harmful": harmful, "summary": summary,
     "translation": translation, "mt_bench": mt_bench, "guard": guard, **CODE_FORMATS,
+    "environment": dict,  # an agent environment's task row, passed to reset() as it is
 }
 
 

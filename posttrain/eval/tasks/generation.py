@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from posttrain.errors import UserError
 from posttrain.eval.metrics import Metric, rouge_scores
+from posttrain.eval.model_metrics.scores import MODEL_METRICS, add_model_scores, metric_names
 from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext, few_shot_turns, user_prompt
 from posttrain.generation.backend import GenerationRequest
@@ -27,6 +28,10 @@ def metrics(task) -> list[Metric]:
             out += [Metric(kind) for kind in ROUGE_KINDS]
         elif name in ("bleu", "chrf"):
             out.append(Metric(name, aggregate=name))
+        elif name in MODEL_METRICS:
+            known = {m.name for m in out}  # judge_failures once for faithfulness and answer_relevance
+            out += [Metric(metric, aggregate, higher_is_better=aggregate != "count")
+                    for metric, aggregate in metric_names(name) if metric not in known]
         else:
             out.append(Metric(name))
     return out
@@ -41,11 +46,15 @@ def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = ()) 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
     cot = task.strategy == "cot"
-    requests = [build_request(task, prompter, user_prompt(task, doc, cot), few_shot_turns(task, doc, pool, cot))
+    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot),
+                              few_shot_turns(task, doc, pool, cot))
                 for doc in docs]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
-    return [score_sample(task, doc, prompter.decode(request.prompt), output)
-            for doc, request, output in zip(docs, requests, outputs)]
+    samples = [score_sample(task, doc, prompter.decode(request.prompt), output)
+               for doc, request, output in zip(docs, requests, outputs)]
+    if any(name in MODEL_METRICS for name in task.metrics):
+        add_model_scores(task, docs, samples, ctx)
+    return samples
 
 
 def check_answer(task, doc: dict, output: str, rule: str = "exact_match") -> tuple[str | None, bool]:

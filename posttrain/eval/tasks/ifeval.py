@@ -38,7 +38,7 @@ def score_response(doc: dict, response: str) -> dict:
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
-    requests = [build_request(task, prompter, user_prompt(task, doc)) for doc in docs]
+    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc)) for doc in docs]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
     samples = []
     for doc, request, output in zip(docs, requests, outputs):

@@ -50,7 +50,7 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     for doc in docs:
         shots = [_shot(task, shot) for shot in task_examples(task, pool, doc)]
         preamble = fill(task.preamble, doc, task.name) if task.preamble else None
-        context = prompter.prompt(_question(task, doc), shots, preamble)
+        context = prompter.for_row(doc).prompt(_question(task, doc), shots, preamble)
         answers = _answers(task, doc)
         spans.append((len(requests), len(answers)))
         requests += [LoglikelihoodRequest(context, prompter.continuation_ids(a)) for a in answers]

@@ -59,7 +59,7 @@ def judge_pairs(judge, template: str, instructions: list[str], model_answers: li
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
-    requests = [build_request(task, prompter, user_prompt(task, doc)) for doc in docs]
+    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc)) for doc in docs]
     answers = [a.strip() for a in ctx.backend.generate(requests, desc=f"{task.name}: generate")]
     judge = ctx.judge or make_judge(task.judge, seed=ctx.seed)
     template = load_template(task.judge.template, PAIRWISE_TEMPLATE, ("instruction", "output_a", "output_b"))

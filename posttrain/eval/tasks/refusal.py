@@ -45,7 +45,7 @@ def matches_refusal(response: str, patterns: list[str] = REFUSAL_PATTERNS) -> bo
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
-    requests = [build_request(task, prompter, user_prompt(task, doc)) for doc in docs]
+    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc)) for doc in docs]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
     if task.classifier == "judge":
         judge = ctx.judge or make_judge(task.judge, seed=ctx.seed)
