@@ -1,6 +1,6 @@
 """Log-likelihood requests answered by an OpenAI-compatible server: /v1/completions with `echo`
 and `logprobs`, which returns the log-prob of every prompt token (vLLM does; llama.cpp's server
-does when started with logits_all; OpenAI's hosted models no longer do).
+does not correctly: see _echoes_past_the_prompt; OpenAI's hosted models no longer do).
 
 The prompt is context + continuation and one token is generated (max_tokens 0 means "until the
 context is full" on some servers); the continuation's score is the sum of the log-probs of its
@@ -21,8 +21,7 @@ from posttrain.eval.backend import LoglikelihoodRequest, LoglikelihoodResult
 from posttrain.eval.openai_replies import HTTPFailure, is_logprob
 
 REFUSAL = ("{url} does not return the log-probs of a prompt's tokens (/v1/completions with echo and "
-           "logprobs: {why}): tasks scored by log-likelihood need such a server (vLLM; llama.cpp's "
-           "server with logits_all) or --backend hf/vllm")
+           "logprobs: {why}): tasks scored by log-likelihood need such a server (vLLM's) or --backend hf/vllm")
 
 
 def prompt_text(tokenizer, ids: Sequence[int]) -> str:
@@ -61,6 +60,10 @@ class EchoScorer:
         logprobs = ((reply.get("choices") or [{}])[0] or {}).get("logprobs")
         if not isinstance(logprobs, dict):
             raise UserError(self._refusal("the reply has no logprobs"))
+        if not _echoes_past_the_prompt(logprobs, prompt):
+            raise UserError(self._refusal("the echoed tokens stop at the prompt, without the generated "
+                                          "token; llama-cpp-python's echo is so, and shifts the prompt's "
+                                          "log-probs by one token"))
         if self.send_ids:
             start = len(request.context)
             values = (logprobs.get("token_logprobs") or [])[start : start + len(request.continuation)]
@@ -72,6 +75,19 @@ class EchoScorer:
 
     def _refusal(self, why: str) -> str:
         return REFUSAL.format(url=self.client.base_url, why=why)
+
+
+def _echoes_past_the_prompt(logprobs: dict, prompt: str | list[int]) -> bool:
+    """The standard echo lists the prompt's tokens and then the generated one. A server whose list
+    ends at the prompt (llama-cpp-python 0.3.36) was found to give each prompt token the log-prob
+    of the distribution after it: such replies are refused rather than summed into wrong scores."""
+    tokens = logprobs.get("tokens") or logprobs.get("token_logprobs") or []
+    if isinstance(prompt, list):
+        return len(tokens) > len(prompt)
+    offsets = logprobs.get("text_offset")
+    if isinstance(offsets, list) and offsets:
+        return max(o for o in offsets if isinstance(o, int)) >= len(prompt)
+    return sum(len(str(t)) for t in tokens) > len(prompt)
 
 
 def _continuation_values(logprobs: dict, context_chars: int, prompt_chars: int) -> list:

@@ -130,3 +130,17 @@ def test_prompt_text_drops_a_leading_bos(tiny_dir):
         ids = [tok.bos_token_id] + ids
     text = prompt_text(tok, ids)
     assert text.strip() == "hello world" and (tok.bos_token is None or not text.startswith(tok.bos_token))
+
+
+def test_an_echo_that_stops_at_the_prompt_is_refused():
+    """llama-cpp-python 0.3.36's shape: the prompt's tokens only (their log-probs shifted by one)."""
+    def prompt_only(body, headers):
+        prompt = body["prompt"]
+        return 200, {"choices": [{"text": prompt, "logprobs": {
+            "tokens": list(prompt), "token_logprobs": [None] + [-0.5] * (len(prompt) - 1),
+            "text_offset": list(range(len(prompt)))}}]}
+
+    with json_server(prompt_only) as url:
+        backend = OpenAIBackend("m", OpenAIClient(url), "completions", CharTokenizer())
+        with pytest.raises(UserError, match="stop at the prompt"):
+            backend.loglikelihood([LoglikelihoodRequest([97, 98], [99])])
