@@ -51,6 +51,9 @@ def completion_logprob(choice: dict, chat: bool) -> tuple[float | None, str | No
     """(sum of the completion's token log-probs, None) or (None, why there is none):
     'missing' when the server sent none, 'malformed' when what it sent is not log-probs."""
     values = token_logprob_values(choice.get("logprobs"), chat)
+    text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+    if values == [] and not text:
+        return 0.0, None  # an empty completion (end of text first): a sum over no tokens
     if not values:
         return None, "missing"
     if not all(is_logprob(v) for v in values):

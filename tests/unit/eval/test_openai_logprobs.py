@@ -35,6 +35,9 @@ def test_completions_logprob_sum():
     choice = {"text": "x", "logprobs": {"tokens": ["a", "b"], "token_logprobs": [-0.25, -2.0]}}
     assert completion_logprob(choice, chat=False) == (-2.25, None)
     assert completion_logprob({"text": "x", "logprobs": {"token_logprobs": [None]}}, chat=False) == (None, "malformed")
+    # llama.cpp's empty completion (end of text first) lists no tokens: a sum over none, not "missing"
+    assert completion_logprob({"text": "", "logprobs": {"tokens": [], "token_logprobs": []}}, chat=False) == (0.0, None)
+    assert completion_logprob({"text": "x", "logprobs": {"tokens": [], "token_logprobs": []}}, chat=False) == (None, "missing")
 
 
 class Recorder:
