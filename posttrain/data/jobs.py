@@ -248,13 +248,16 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
     merged = {**manifests[order[0]], "shard": f"0-{len(paths) - 1}/{len(paths)} joined", "output": str(out),
               "output_sha256": file_sha256(out),
               "counts": counts_sum, "failures": [f for i in order for f in manifests[i]["failures"]],
+              "warnings": list(dict.fromkeys(w for i in order for w in manifests[i].get("warnings", []))),
               "shards": [str(paths[i]) for i in order],
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomically(manifest_path(out), json.dumps(merged, indent=2, default=str) + "\n")
     return merged
 
 
-_RUN_FIELDS = ("shard", "output", "output_sha256", "counts", "failures", "wall_s_last_run", "created", "shards")
+# "warnings": notes added after a run (add_run_notes), not part of what the output depends on
+_RUN_FIELDS = ("shard", "output", "output_sha256", "counts", "failures", "wall_s_last_run", "created", "shards",
+               "warnings")
 
 
 def read_shard_manifest(path: Path) -> dict:
@@ -291,6 +294,17 @@ def _check_shard_file(path: Path, manifest: dict) -> None:
     if recorded is not None and file_sha256(path) != recorded:
         raise UserError(f"{path}: its sha256 differs from the one in its manifest; the shard was "
                         "changed after its job finished (rerun that shard)")
+
+
+def add_run_notes(out: Path, counts: dict[str, int], warnings: list[str]) -> dict:
+    """Counts and warnings a command derives from its finished output (so a resumed job reports
+    the whole output, not its last run), written into the manifest in place."""
+    mpath = manifest_path(Path(out))
+    manifest = json.loads(mpath.read_text())
+    manifest["counts"] = {**manifest["counts"], **counts}
+    manifest["warnings"] = list(warnings)
+    write_atomically(mpath, json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
 
 
 def _job_identity(manifest: dict) -> dict:

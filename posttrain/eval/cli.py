@@ -38,7 +38,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], metavar="TASK=PATH", help="a task's data file or directory")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[TASK.]KEY=VALUE",
                    help="override a task setting (typed as YAML), e.g. --set gsm8k.few_shot=8")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: GPU only, needs vllm installed")
+    p.add_argument("--backend", choices=["hf", "vllm", "openai"], default="hf",
+                   help="vllm: GPU only, needs vllm installed; openai: a running OpenAI-compatible server "
+                   "(--base-url), MODEL being its model name")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--iterations", type=int, default=1000, help="compare: bootstrap resamples")
     p.add_argument("--samples", type=int, metavar="N",
@@ -51,6 +53,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                    help="an option of the --best-of scorer (typed as YAML), e.g. path=RM_DIR")
     p.add_argument("--adaptive", type=float, metavar="P", help="with --samples N: sample one at a time and stop "
                    "once the model's self-evaluated P(no better) exceeds P (a self-evaluation-trained model)")
+    from posttrain.generation.openai_args import add_server_arguments
+
+    add_server_arguments(p, endpoint_default="completions")
     return p
 
 
@@ -110,13 +115,23 @@ def _evaluate_command(args: argparse.Namespace) -> None:
 
         for task in tasks:
             correctness_rule(task)
-    from posttrain.generation.factory import make_backend
+    if args.backend == "openai":
+        from posttrain.generation.openai_args import (
+            load_server_tokenizer,
+            open_server_backend,
+            server_identity,
+        )
 
-    backend = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype)
+        backend = open_server_backend(args.model, args, load_server_tokenizer(args.tokenizer or args.model))
+        server = {"server": server_identity(backend, args)}
+    else:
+        from posttrain.generation.factory import make_backend
+
+        backend, server = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype), {}
     results = run_tasks(backend, tasks, args.limit, args.seed, voting=voting)
     out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / _safe_name(args.model)
     run_info = {"model": args.model, "backend": args.backend, "batch_size": args.batch_size,
-                "limit": args.limit, "seed": args.seed, "dtype": args.dtype,
+                "limit": args.limit, "seed": args.seed, "dtype": args.dtype, **server,
                 **({"samples": voting.samples, "k": list(voting.curve_ks()), "temperature": voting.temperature,
                     "best_of": voting.scorer, "adaptive": voting.adaptive} if voting else {})}
     write_outputs(out_dir, results, run_info)

@@ -15,13 +15,13 @@ Judges (grade(prompts) -> reply texts):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Protocol
 
 from posttrain.errors import UserError
 from posttrain.generation.backend import GenerationRequest
 from posttrain.generation.judge import HTTPJudge, load_template
+from posttrain.generation.judge_parsing import parse_rating  # noqa: F401 - the tasks' and tests' import
 from posttrain.generation.prompter import Prompter
 
 JUDGE_SYSTEM = "You are a helpful assistant."
@@ -52,24 +52,6 @@ MULTI_TURN_REFERENCE_TEMPLATE = ("[Instruction]\n" + _REFERENCE_INSTRUCTION + _M
                                  "<|The Start of Reference Answer|>\n{reference}\n<|The End of Reference Answer|>"
                                  "\n\n<|The Start of Assistant A's Conversation with User|>\n{conversation}\n"
                                  "<|The End of Assistant A's Conversation with User|>")
-
-# MT-Bench's own patterns first ("[[7]]", then "[7]"); then "Rating: 7" and "7/10" as judges write them.
-_RATING_PATTERNS = (re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"), re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]"),
-                    re.compile(r"rating\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE),
-                    re.compile(r"(\d+(?:\.\d+)?)\s*/\s*10\b"))
-
-
-def parse_rating(reply: str, low: float = 1.0, high: float = 10.0) -> float | None:
-    """The judge's rating: the LAST match of the first pattern that matches at all (a judge may quote
-    the format's example before giving its own), or None when none matches or it is outside
-    [low, high]."""
-    for pattern in _RATING_PATTERNS:
-        found = pattern.findall(reply or "")
-        if found:
-            value = float(found[-1])
-            return value if low <= value <= high else None
-    return None
-
 
 def conversation_text(turns: Sequence[str], answers: Sequence[str]) -> str:
     """MT-Bench's rendering of a multi-turn conversation for the judge."""

@@ -58,6 +58,7 @@ class GenerationRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     messages: tuple | None = None  # the chat the prompt was rendered from (for chat-only HTTP servers)
+    text: str | None = None  # a prompt sent as written to an HTTP completions endpoint (no template)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,10 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--base-url", help="openai: the server's base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--endpoint", choices=["chat", "completions"], default="chat",
-                   help="openai: /v1/chat/completions (messages) or /v1/completions (token ids)")
+                   help="openai: /v1/chat/completions (messages) or /v1/completions (text; token ids "
+                   "for posttrain serve and vLLM when --tokenizer is given)")
+    p.add_argument("--tokenizer", help="openai, completions endpoint: render prompts with this tokenizer's "
+                   "chat template (a model directory or hub id) instead of sending them as written")
     p.add_argument("--api-key-env", default=None, help="openai: environment variable holding the API key")
     p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     p.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
@@ -61,15 +64,14 @@ def make_generation_backend(args: argparse.Namespace, model: str | None = None):
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
     client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries,
                           concurrency=args.concurrency)
-    client.check_reachable()
+    models = client.check_reachable()
     tokenizer = None
-    if args.endpoint == "completions":
-        from posttrain.model.load import load_tokenizer
+    if args.endpoint == "completions" and getattr(args, "tokenizer", None):
+        from posttrain.generation.openai_args import load_server_tokenizer
 
-        # token-id prompts are rendered here, with the model's template (from `args.tokenizer` when
-        # the served model's name is not a path)
-        tokenizer = load_tokenizer(getattr(args, "tokenizer", None) or model)
-    return OpenAIBackend(model, client, args.endpoint, tokenizer)
+        tokenizer = load_server_tokenizer(args.tokenizer)
+    prompt_format = "ids" if tokenizer is not None and client.accepts_token_ids(models) else "text"
+    return OpenAIBackend(model, client, args.endpoint, tokenizer, prompt_format=prompt_format)
 
 
 def open_backend(source: ModelSource, batch_size: int, seed: int, where: str = "recipe"):

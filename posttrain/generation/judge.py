@@ -22,6 +22,7 @@ from typing import Protocol
 
 from posttrain.errors import UserError
 from posttrain.generation.backend import Backend, LoglikelihoodRequest
+from posttrain.generation.judge_parsing import Rating, expected_grade, rating_from_text
 from posttrain.generation.prompter import Prompter
 
 PAIRWISE_TEMPLATE = """You are comparing two responses to the same instruction. Decide which response \
@@ -87,6 +88,10 @@ class LocalJudge:
         k = len(labels)
         return [_softmax([r.logprob for r in results[i * k : (i + 1) * k]]) for i in range(len(prompts))]
 
+    def rate(self, prompts: Sequence[str], grades: Sequence[str]) -> list[Rating]:
+        """The expected grade under the judge's likelihoods of each grade as its answer."""
+        return [Rating(expected_grade(grades, probs)) for probs in self.choose(prompts, grades)]
+
 
 class HTTPJudge:
     def __init__(self, base_url: str, api_model: str = "default", api_key_env: str | None = None,
@@ -112,6 +117,29 @@ class HTTPJudge:
             return [float(i == hits[0]) for i in range(len(labels))]
         return None  # no answer: a failure, not a tie
 
+    def rate(self, prompts: Sequence[str], grades: Sequence[str]) -> list[Rating]:
+        """Per prompt: the expected grade from the top log-probs when the reply is one grade token,
+        else the grade parsed from its text (judge_parsing), else a Rating naming the problem: an
+        unparsed reply or a failed request is recorded for its row, never raised."""
+        return self.client.map(lambda prompt: self._rate_one(prompt, grades), list(prompts))
+
+    def _rate_one(self, prompt: str, grades: Sequence[str]) -> Rating:
+        from posttrain.generation.openai_replies import HTTPFailure
+
+        body = {"model": self.api_model, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 16, "temperature": 0, "logprobs": True, "top_logprobs": 10}
+        try:
+            reply = self.client.post("/chat/completions", body)
+        except HTTPFailure as err:
+            return Rating(None, f"judge request failed: {err}")
+        choice = ((reply.get("choices") or [{}])[0] if isinstance(reply, dict) else {}) or {}
+        text = str((choice.get("message") or {}).get("content") or "")
+        if _single_token_reply(choice.get("logprobs"), text):
+            probs = _label_probs_from_logprobs(choice.get("logprobs"), grades)
+            if probs is not None:
+                return Rating(expected_grade(grades, probs))
+        return rating_from_text(text)
+
     def _post(self, body: dict) -> dict:
         from posttrain.generation.openai_backend import HTTPFailure
 
@@ -119,6 +147,12 @@ class HTTPJudge:
             return self.client.post("/chat/completions", body)
         except HTTPFailure as err:
             raise UserError(f"judge endpoint: {err}") from None
+
+
+def _single_token_reply(logprobs: dict | None, text: str) -> bool:
+    """The reply is its first token alone (so "10" sent as "1", "0" is not read as a 1)."""
+    content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
+    return bool(content) and isinstance(content[0], dict) and str(content[0].get("token", "")).strip() == text.strip()
 
 
 def _label_probs_from_logprobs(logprobs: dict | None, labels: Sequence[str]) -> list[float] | None:

@@ -9,20 +9,22 @@ OpenAIClient is the one HTTP client of the package (the HTTP judge uses it too),
   waited instead), so clients that failed together do not retry together; any other 4xx is a
   mistake in the request and fails at once;
 - the API key is read from an environment variable (api_key_env) and only ever put in the
-  Authorization header: never printed, logged or written to a manifest.
+  Authorization header: every message built from a server's answer has it redacted, and a base
+  URL carrying credentials is refused (credentials.py).
 A request still failing after its retries becomes a RequestFailed (the sampling job records it
 and retries it on the next run) instead of stopping the whole job.
 
 OpenAIBackend answers `complete` (and `generate`) requests through /v1/chat/completions (from
-the request's messages: the server applies its chat template) or /v1/completions (from the
-prompt's token ids, which posttrain serve and vLLM accept).
+the request's messages: the server applies its chat template) or /v1/completions (text by
+default; token ids for servers known to accept them), asking for log-probs as each endpoint needs
+(openai_replies.py), and `loglikelihood` through the completions endpoint's echo.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +33,27 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from posttrain.errors import UserError
-from posttrain.generation.backend import Completion, GenerationRequest, RequestFailed
+from posttrain.generation.backend import (
+    Completion,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    RequestFailed,
+)
+from posttrain.generation.credentials import Redactor, check_base_url, read_api_key
+from posttrain.generation.openai_loglikelihood import EchoScorer, prompt_text
+from posttrain.generation.openai_replies import (
+    HTTPFailure,
+    completion_logprob,
+    logprob_fields,
+)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 ENDPOINTS = ("chat", "completions")
-
-
-class HTTPFailure(Exception):
-    """Every attempt of one request failed; the message says what each attempt got."""
+PROMPT_FORMATS = ("text", "ids")
+# Servers whose /v1/completions takes a prompt of token ids (OpenAI's does too, but its models'
+# tokenizers are not local); others get text. Recognised by /v1/models' owned_by.
+ACCEPTS_TOKEN_IDS = frozenset({"posttrain", "vllm"})
+log = logging.getLogger(__name__)
 
 
 class OpenAIClient:
@@ -48,13 +63,12 @@ class OpenAIClient:
 
         if concurrency < 1 or max_retries < 0:
             raise UserError(f"concurrency must be >= 1 and max_retries >= 0, got {concurrency}, {max_retries}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url).rstrip("/")
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
         self.concurrency = concurrency
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(api_key_env, "") if api_key_env else ""
-        if api_key_env and not key:
-            raise UserError(f"api_key_env names ${api_key_env}, which is not set")
+        key = read_api_key(api_key_env)
+        self.redact = Redactor(key).redact  # every message built from an answer goes through it
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._httpx = httpx
@@ -68,12 +82,19 @@ class OpenAIClient:
     def get(self, path: str) -> dict:
         return self._request("GET", path, None)
 
-    def check_reachable(self) -> None:
-        """GET /models once with this client's retries; a server that never answers is a UserError."""
+    def check_reachable(self) -> dict:
+        """GET /models once with this client's retries (its answer); a server that never answers is
+        a UserError."""
         try:
-            self.get("/models")
+            return self.get("/models")
         except HTTPFailure as err:
             raise UserError(f"cannot reach {self.base_url}: {err}") from None
+
+    def accepts_token_ids(self, models: dict) -> bool:
+        """Whether /v1/models' answer names a server known to take token-id prompts."""
+        listed = models.get("data") if isinstance(models, dict) else None
+        owners = {m.get("owned_by") for m in listed or [] if isinstance(m, dict)}
+        return bool(owners) and owners <= ACCEPTS_TOKEN_IDS
 
     def map(self, fn: Callable[[Any], Any], items: Sequence, desc: str = "") -> list:
         """fn over items with at most `concurrency` in flight; results in item order."""
@@ -102,7 +123,8 @@ class OpenAIClient:
                 break
             time.sleep(self._delay(attempt, retry_after))
         attempts = f"{len(tried)} attempt{'s' * (len(tried) > 1)}"
-        raise HTTPFailure(f"{method} {url}: {attempts}: {'; '.join(t.removeprefix('retry:') for t in tried)}")
+        raise HTTPFailure(self.redact(f"{method} {url}: {attempts}: "
+                                      f"{'; '.join(t.removeprefix('retry:') for t in tried)}"))
 
     def _attempt(self, method: str, url: str, body: dict | None) -> tuple[dict | str, float | None]:
         """The JSON answer, or 'retry:why' / 'why' (not worth retrying) and a Retry-After."""
@@ -111,11 +133,12 @@ class OpenAIClient:
         except self._httpx.TimeoutException:
             return "retry:timed out", None
         except self._httpx.TransportError as err:
-            return f"retry:{type(err).__name__}: {str(err) or 'connection failed'}", None
+            return f"retry:{type(err).__name__}: {self.redact(str(err)) or 'connection failed'}", None
         if response.status_code in RETRY_STATUS:
             return f"retry:HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
         if response.status_code >= 400:
-            return f"HTTP {response.status_code}: {response.text[:200]}", None
+            # redacted before the cut, so a key echoed near the cut cannot leak in part
+            return f"HTTP {response.status_code}: {self.redact(response.text)[:200]}", None
         try:
             return response.json(), None
         except ValueError:
@@ -135,17 +158,29 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class OpenAIBackend:
-    """Generation through an OpenAI-compatible server; log-likelihood requests are not offered
-    (few servers score given text), so evaluation tasks that need them use hf or vllm."""
+    """Generation through an OpenAI-compatible server, and log-likelihood through its completions
+    endpoint's echo (openai_loglikelihood.py) where the server offers it.
 
-    is_chat = True
+    The completions endpoint gets text by default: `request.text` (a prompt sent as written), else
+    the request's token ids rendered back to text with the local tokenizer (the model's chat
+    template applied here). prompt_format 'ids' sends the token ids themselves, for servers known
+    to accept them (posttrain serve, vLLM)."""
 
     def __init__(self, model: str, client: OpenAIClient, endpoint: str = "chat", tokenizer: Any = None,
-                 max_length: int = 1 << 20):
+                 max_length: int = 1 << 20, prompt_format: str = "text"):
         if endpoint not in ENDPOINTS:
             raise UserError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
+        if prompt_format not in PROMPT_FORMATS or (prompt_format == "ids" and tokenizer is None):
+            raise UserError(f"prompt format {prompt_format!r}: expected text, or ids with a tokenizer")
         self.model, self.client, self.endpoint = model, client, endpoint
-        self.tokenizer, self.max_length = tokenizer, max_length
+        self.tokenizer, self.max_length, self.prompt_format = tokenizer, max_length, prompt_format
+        self.is_chat = True
+        if tokenizer is not None:
+            from posttrain.model.inference import has_own_chat_template
+
+            self.is_chat = has_own_chat_template(tokenizer)
+        self.logprob_problems: dict[str, int] = {}  # 'missing' / 'malformed' -> completions
+        self._lock = threading.Lock()
 
     def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
                  logprobs: bool = False) -> list[Completion | RequestFailed]:
@@ -162,8 +197,12 @@ class OpenAIBackend:
             out.append(result.text)
         return out
 
-    def loglikelihood(self, requests, desc: str = ""):
-        raise UserError("backend 'openai' only generates; tasks scored by log-likelihood need hf or vllm")
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = ""):
+        if self.tokenizer is None:
+            raise UserError("backend 'openai': log-likelihood requests are built with the model's tokenizer: "
+                            "give --tokenizer (a local model directory or hub id)")
+        scorer = EchoScorer(self.client, self.model, self.tokenizer, self.prompt_format == "ids")
+        return scorer.score(requests, desc)
 
     def generate_tokens(self, requests, desc: str = "", seed: int | None = None):
         raise UserError("backend 'openai' returns text, not token ids: RL rollouts need hf or vllm")
@@ -173,35 +212,52 @@ class OpenAIBackend:
 
     def _one(self, job: tuple[GenerationRequest, int, bool]) -> Completion | RequestFailed:
         request, seed, logprobs = job
+        chat = self.endpoint == "chat"
         body = {"model": self.model, "max_tokens": request.max_new_tokens, "temperature": request.temperature,
-                "top_p": request.top_p, "seed": seed, "n": 1, "logprobs": logprobs}
+                "top_p": request.top_p, "seed": seed, "n": 1, **(logprob_fields(chat) if logprobs else {})}
         if request.stop:
             body["stop"] = list(request.stop)
-        chat = self.endpoint == "chat"
         if chat:
             if request.messages is None:
                 raise UserError("endpoint 'chat' needs the prompt's messages")
             body["messages"] = list(request.messages)
         else:
-            body["prompt"] = list(request.prompt)
-            body["logprobs"] = 1 if logprobs else None
+            body["prompt"] = self._completions_prompt(request)
         try:
             reply = self.client.post("/chat/completions" if chat else "/completions", body)
         except HTTPFailure as err:
             return RequestFailed(str(err))
-        return _parse_choice(reply, chat, logprobs)
+        return self._parse_choice(reply, chat, logprobs)
 
+    def _completions_prompt(self, request: GenerationRequest) -> str | list[int]:
+        if self.prompt_format == "ids":
+            return list(request.prompt)
+        if request.text is not None:
+            return request.text
+        if self.tokenizer is None or not request.prompt:
+            raise UserError("endpoint 'completions' needs the prompt as text, or a --tokenizer to render it")
+        return prompt_text(self.tokenizer, request.prompt)
 
-def _parse_choice(reply: dict, chat: bool, logprobs: bool) -> Completion | RequestFailed:
-    choices = reply.get("choices") or []
-    if not choices:
-        return RequestFailed(f"answer without choices: {str(reply)[:200]}")
-    choice = choices[0]
-    text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-    total = None
-    if logprobs and choice.get("logprobs"):
-        lp = choice["logprobs"]
-        values = [t["logprob"] for t in lp.get("content") or []] if chat else lp.get("token_logprobs") or []
-        total = float(sum(v for v in values if v is not None))
-    usage = (reply.get("usage") or {}).get("completion_tokens")
-    return Completion(text or "", choice.get("finish_reason") or "stop", int(usage or 0), total)
+    def _parse_choice(self, reply: dict, chat: bool, logprobs: bool) -> Completion | RequestFailed:
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            return RequestFailed(self.client.redact(f"answer without choices: {str(reply)[:400]}")[:200])
+        choice = choices[0]
+        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+        total = None
+        if logprobs:
+            total, problem = completion_logprob(choice, chat)
+            if problem:
+                self._note_logprob_problem(problem)
+        usage = (reply.get("usage") or {}).get("completion_tokens")
+        return Completion(text or "", choice.get("finish_reason") or "stop", int(usage or 0), total)
+
+    def _note_logprob_problem(self, problem: str) -> None:
+        """Counted per completion; warned about once per backend, not once per row."""
+        with self._lock:
+            first = not self.logprob_problems
+            self.logprob_problems[problem] = self.logprob_problems.get(problem, 0) + 1
+        if first:
+            log.warning("%s returned %s log-probs for a completion: its logprob is recorded as null "
+                        "(counted in the manifest; this warning is not repeated)", self.client.base_url,
+                        "no" if problem == "missing" else "malformed")

@@ -107,7 +107,7 @@ class Sampler:
         s = self.settings
         ids = self.prompter.encode(item["messages"]) if self.prompter else []
         request = GenerationRequest(ids, s.max_new_tokens, tuple(s.stop), s.temperature, s.top_p,
-                                    messages=tuple(item["messages"]))
+                                    messages=tuple(item["messages"]), text=item.get("text"))
         return [request] * s.n
 
     def __call__(self, batch: list[dict], index: int):
@@ -147,10 +147,17 @@ def sample_command(args: argparse.Namespace) -> int:
                 "model": args.model, "backend": args.backend, "sampling": sampler.identity(),
                 "seed": settings.seed}
     if args.backend == "openai":
-        identity["server"] = {"base_url": args.base_url, "endpoint": args.endpoint}
+        from posttrain.generation.openai_args import server_identity, with_prompt_texts
+
+        identity["server"] = server_identity(backend, args)
+        items = with_prompt_texts(items, backend, args.prompts)
     spec = JobSpec(Path(args.out), args.batch_size, identity, shard, desc="sample",
                    extra_counts={"invalid_rows_skipped": skipped}, show_progress=not args.quiet)
     manifest = run_job(items, sampler, spec)
+    if settings.logprobs:
+        from posttrain.generation.openai_args import note_missing_logprobs
+
+        manifest = note_missing_logprobs(Path(args.out), manifest)
     return report(manifest, args.out)
 
 
@@ -160,6 +167,8 @@ def report(manifest: dict, out: str) -> int:
 
     counts = manifest["counts"]
     print(f"wrote {counts['rows_out']} rows to {out} (manifest: {manifest_path(Path(out))})")
+    for warning in manifest.get("warnings", []):
+        print(f"posttrain: warning: {warning}")
     if counts["failed"]:
         print(f"posttrain: {counts['failed']} of {counts['items']} rows failed (reasons in the manifest); "
               "rerun the same command to retry them")

@@ -34,6 +34,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import nan  # not `import math`: that name is this package's math module
 
 from posttrain.errors import UserError
 from posttrain.rewards import math as math_rewards
@@ -43,6 +44,7 @@ from posttrain.rewards.code import code_reward
 from posttrain.rewards.density import density_ratio
 from posttrain.rewards.judge import judge_score
 from posttrain.rewards.reward_model import reward_model_score
+from posttrain.rewards.unscored import Unscored
 
 RewardFn = Callable[[dict, str], float]
 
@@ -134,16 +136,24 @@ class RewardSet:
     def score(self, sample: dict, completion: str) -> dict[str, float]:
         return self.score_all([sample], [completion])[0]
 
-    def score_all(self, samples: Sequence[dict], completions: Sequence[str]) -> list[dict[str, float]]:
-        """Each completion's raw score per term; batched functions see all completions at once."""
-        columns = {}
+    def score_all(self, samples: Sequence[dict], completions: Sequence[str],
+                  unscored: list[dict[str, str]] | None = None) -> list[dict[str, float]]:
+        """Each completion's raw score per term; batched functions see all completions at once.
+        A term's Unscored value becomes NaN; given a list, `unscored` gets per completion
+        {label: reason} of those."""
+        columns, reasons = {}, [{} for _ in completions]
         for t in self.terms:
             batched = getattr(t.fn, "batched", None)
             if self.in_worker[t.label]:
-                values = self.bounded.map(t.fn, samples, completions, t.label)
+                values = list(self.bounded.map(t.fn, samples, completions, t.label))
             else:
-                values = batched(samples, completions) if batched else map(t.fn, samples, completions)
-            columns[t.label] = [float(v) for v in values]
+                values = list(batched(samples, completions) if batched else map(t.fn, samples, completions))
+            for i, v in enumerate(values):
+                if isinstance(v, Unscored):
+                    reasons[i][t.label] = v.reason
+            columns[t.label] = [nan if isinstance(v, Unscored) else float(v) for v in values]
+        if unscored is not None:
+            unscored.extend(reasons)
         return [{label: column[i] for label, column in columns.items()} for i in range(len(completions))]
 
     def total(self, scores: dict[str, float]) -> float:

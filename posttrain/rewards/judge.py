@@ -3,7 +3,10 @@
 mode single:   the judge reads the instruction, a rubric and one response, and answers a grade
                1..10; the score is the expected grade sum_k k * P(grade = k) under the judge (a
                local model: softmax over the log-likelihoods of the ten answers; an HTTP endpoint:
-               its first token's top log-probs, else its answer text), smoother than the argmax.
+               the top log-probs of a one-token reply, else the grade read from its text by
+               eval/judge_parsing.py, the parser eval's judge tasks use). A reply naming no grade,
+               or a failed judge request, is Unscored for that completion (recorded by `posttrain
+               score` per completion with its reason), never an error that stops the job.
 mode pairwise: the response against a baseline answer (the row's `baseline_field`, default
                `reference`): P(response wins), averaged over both presentation orders so the judge's
                position bias cancels (MT-Bench's swap); 0.5 = as good as the baseline.
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from posttrain.errors import UserError
+from posttrain.rewards.unscored import Unscored
 
 SINGLE_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the response an AI \
 assistant gave to the user instruction below. {rubric}
@@ -70,12 +74,13 @@ def judge_score(model: str | None = None, mode: str = "single", rubric: str | No
     rubric_text = load_template(rubric, DEFAULT_RUBRIC, ()) if rubric else DEFAULT_RUBRIC
     judge = _open_judge(model, api_model, api_key_env, batch_size, timeout_s)
 
-    def single(samples: Sequence[dict], completions: Sequence[str]) -> list[float]:
+    def single(samples: Sequence[dict], completions: Sequence[str]) -> list[float | Unscored]:
         prompts = [text.format(instruction=_instruction(s), response=c, rubric=rubric_text)
                    for s, c in zip(samples, completions)]
-        return [sum(int(g) * p for g, p in zip(GRADES, probs)) for probs in judge.choose(prompts, GRADES)]
+        return [Unscored(r.problem or "no grade") if r.value is None else r.value
+                for r in judge.rate(prompts, GRADES)]
 
-    def pairwise(samples: Sequence[dict], completions: Sequence[str]) -> list[float]:
+    def pairwise(samples: Sequence[dict], completions: Sequence[str]) -> list[float | Unscored]:
         baselines = [str(s[baseline_field]) for s in samples]
         first = [text.format(instruction=_instruction(s), output_a=c, output_b=b)
                  for s, c, b in zip(samples, completions, baselines)]
@@ -83,7 +88,9 @@ def judge_score(model: str | None = None, mode: str = "single", rubric: str | No
                    for s, c, b in zip(samples, completions, baselines)]
         probs = judge.choose(first + swapped, ["A", "B"])
         n = len(completions)
-        return [(probs[i][0] + probs[n + i][1]) / 2 for i in range(n)]
+        # both orders are needed for the position bias to cancel: one unanswered leaves no score
+        return [Unscored("the judge named neither A nor B in one order") if probs[i] is None or probs[n + i] is None
+                else (probs[i][0] + probs[n + i][1]) / 2 for i in range(n)]
 
     batched = single if mode == "single" else pairwise
 

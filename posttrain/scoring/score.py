@@ -129,17 +129,40 @@ class ScoreBatch:
 
         samples = [{**it["fields"], "prompt": it["messages"], "reference": it["reference"]}
                    for it in batch for _ in it["texts"]]
-        scores = self.reward_set.score_all(samples, [t for it in batch for t in it["texts"]])
+        unscored: list[dict[str, str]] = []
+        scores = self.reward_set.score_all(samples, [t for it in batch for t in it["texts"]], unscored)
         rows, start = [], 0
         for it in batch:
-            mine, start = scores[start : start + len(it["texts"])], start + len(it["texts"])
+            mine, why = scores[start : start + len(it["texts"])], unscored[start : start + len(it["texts"])]
+            start += len(it["texts"])
             originals = it["fields"][it["list_field"]]
-            completions = [{**(c if isinstance(c, dict) and "text" in c else {"text": t}),
-                            "scores": s, "score": self.reward_set.total(s), "correct": self.reward_set.correct(s)}
-                           for c, t, s in zip(originals, it["texts"], mine)]
+            completions = [{**(c if isinstance(c, dict) and "text" in c else {"text": t}), **self._scored(s, u)}
+                           for c, t, s, u in zip(originals, it["texts"], mine, why)]
             rows.append({**{k: v for k, v in it["fields"].items() if k != it["list_field"]},
                          "completions": completions, "row": it["row"]})
         return BatchOutput(rows)
+
+    def _scored(self, scores: dict[str, float], unscored: dict[str, str]) -> dict:
+        """A completion some term could not score gets score None (it enters no pair) and the
+        reasons under `unscored`; JSON has no NaN, so such a term's value is written as null."""
+        if not unscored:
+            return {"scores": scores, "score": self.reward_set.total(scores), "correct": self.reward_set.correct(scores)}
+        return {"scores": {k: None if k in unscored else v for k, v in scores.items()}, "score": None,
+                "correct": False, "unscored": unscored}
+
+
+def count_unscored(rows: list[dict]) -> tuple[dict[str, int], list[str]]:
+    """Counts and one warning for the completions some scorer could not score (judge replies
+    naming no grade, failed judge requests), over the whole output."""
+    completions = [c for r in rows for c in r["completions"]]
+    unscored = [c for c in completions if c.get("unscored")]
+    counts = {"completions_unscored": len(unscored)}
+    if not unscored:
+        return counts, []
+    example = next(iter(unscored[0]["unscored"].values()))
+    warning = (f"{len(unscored)} of {len(completions)} completions have no score (score: null, the reason "
+               f"under 'unscored'; first: {example[:160]})")
+    return counts, [warning]
 
 
 def _pick(row: dict, i: int):
@@ -213,7 +236,7 @@ def write_derived(path: str, rows: list[dict], counts: dict, source: str) -> Non
 
 
 def score_command(args: argparse.Namespace) -> int:
-    from posttrain.data.jobs import JobSpec, Shard, run_job
+    from posttrain.data.jobs import JobSpec, Shard, add_run_notes, run_job
     from posttrain.generation.sample import input_identity
     from posttrain.rewards import RewardSet
 
@@ -235,6 +258,10 @@ def score_command(args: argparse.Namespace) -> int:
     manifest = run_job(items, ScoreBatch(RewardSet(terms)), spec)
     rows = [json.loads(line) for line in Path(scored_out).read_text().splitlines()]
     print(f"scored {sum(len(r['completions']) for r in rows)} completions of {len(rows)} rows: {scored_out}")
+    counts, warnings = count_unscored(rows)
+    manifest = add_run_notes(Path(scored_out), counts, warnings)
+    for warning in warnings:
+        print(f"posttrain: warning: {warning}")
     if pairs_out or args.pairs:
         pairs, counts = make_pairs(rows, args.pairs or "best-worst", args.margin)
         write_derived(pairs_out or str(Path(scored_out).with_suffix(".pairs.jsonl")), pairs, counts, scored_out)

@@ -61,7 +61,8 @@ def test_kill_9_mid_run_then_rerun_gives_every_row_once(tiny_dir, tmp_path):
     assert completion["logprob"] < 0
     assert first["sampling"]["temperature"] == 1.0 and first["backend"] == "hf"
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
-    assert manifest["counts"] == {"items": ROWS, "rows_out": ROWS, "failed": 0, "invalid_rows_skipped": 0}
+    assert manifest["counts"] == {"items": ROWS, "rows_out": ROWS, "failed": 0, "invalid_rows_skipped": 0,
+                                  "completions_without_logprob": 0}
     assert len(manifest["inputs"][0]["sha256"]) == 64 and not parts.exists()
 
 

@@ -39,8 +39,10 @@ def metrics(task) -> list[Metric]:
 
 def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = ()) -> GenerationRequest:
     """Every generating kind's request: its task's length limit, stop strings and temperature."""
-    return GenerationRequest(prompter.prompt(user, shots), task.max_new_tokens,
-                             tuple(getattr(task, "stop", ())), getattr(task, "temperature", 0.0))
+    messages = prompter.messages(user, shots)  # kept for a chat-only server (backend openai)
+    return GenerationRequest(prompter.encode(messages), task.max_new_tokens,
+                             tuple(getattr(task, "stop", ())), getattr(task, "temperature", 0.0),
+                             messages=tuple(messages))
 
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:

@@ -92,11 +92,11 @@ def train_memorised(base_dir, root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Iterator[str]:
+def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]], models: list[dict] = ()) -> Iterator[str]:
     """A real HTTP server on a free loopback port for the duration of the block, yielding its
     `http://127.0.0.1:PORT/v1` base URL. Each POST's JSON body and headers go to reply(body,
     headers), which returns (status, JSON payload or None for an empty body); any GET (the
-    clients' GET /models reachability check) gets an empty model list."""
+    clients' GET /models reachability check) gets `models` as the model list."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -104,7 +104,7 @@ def json_server(reply: Callable[[dict, dict], tuple[int, dict | None]]) -> Itera
             self._send(*reply(body, dict(self.headers)))
 
         def do_GET(self):  # GET /models: OpenAIClient.check_reachable before the first request
-            self._send(200, {"object": "list", "data": []})
+            self._send(200, {"object": "list", "data": list(models)})
 
         def _send(self, status: int, payload: dict | None):
             data = json.dumps(payload).encode() if payload is not None else b""
