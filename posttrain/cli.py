@@ -34,6 +34,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.retrieval.cli",
     "posttrain.inference.kv_eviction.cli",
     "posttrain.pruning.cli",
+    "posttrain.model.convert_cli",
 )
 
 
