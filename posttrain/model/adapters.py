@@ -107,7 +107,7 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 
         merged, tokenizer = load_reward_model_dir(str(adapter_dir), dtype)
         return save_model_dir(out_dir, merged.cpu(), tokenizer)
-    base_path = config.base_model_name_or_path
+    base_path = adapter_base(adapter_dir)  # 'tiny' and friends resolved like any model path
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
     except OSError as err:

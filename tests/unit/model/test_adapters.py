@@ -79,3 +79,18 @@ def test_merged_weights_load_into_a_plain_model_and_leave_the_adapter_unmerged(t
         torch.testing.assert_close(plain(IDS).logits, adapted, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(model(IDS).logits, adapted)  # unmerged again: same outputs
     assert not any(getattr(m, "merged", False) for m in model.modules())
+
+
+def test_adapter_records_an_absolute_base_path(tiny_dir, tmp_path, monkeypatch):
+    """Trial defect 2: a recipe's relative model path was stored in adapter_config.json, so the
+    adapter did not load from another working directory."""
+    import json
+
+    monkeypatch.chdir(tiny_dir.parent)
+    model = load_model(ModelConfig(path=tiny_dir.name), adapter=AdapterConfig(kind="lora", r=2))
+    model.save_pretrained(tmp_path / "adapter")
+    base = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base == str(tiny_dir.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the merge finds the base
+    out = merge_adapter_dir(tmp_path / "adapter", tmp_path / "merged")
+    assert (out / "model.safetensors").is_file()
