@@ -147,3 +147,19 @@ def _publish(tmp: Path, out: Path) -> None:
     except OSError:
         if not is_converted(out):
             raise UserError(f"cannot write the converted model to '{out}': it exists and is not one")
+
+
+def converted_dir_for(gguf_file) -> Path:
+    """`model: FILE.gguf` in a recipe or on the command line: the file converted once into the
+    posttrain cache (keyed by its absolute path, size and modification time), then reused."""
+    import hashlib
+
+    from posttrain.model.tiny import cache_root
+
+    src = Path(gguf_file).resolve()
+    if not src.is_file():
+        raise UserError(f"GGUF file '{gguf_file}' does not exist")
+    stat = src.stat()
+    key = hashlib.sha256(f"{src}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_root() / "gguf" / f"{src.stem}-{key}"
+    return out if is_converted(out) else convert_gguf(src, out)

@@ -84,3 +84,16 @@ def test_stop_tokens_are_eos_then_end_of_turn(tiny_dir):
     vocab = tok.get_vocab()
     # the tiny tokenizer has Llama-3's names: eos <|end_of_text|>, end of turn <|eot_id|>
     assert stop_token_ids(tok) == [vocab["<|end_of_text|>"], vocab["<|eot_id|>"]]
+
+
+def test_a_gguf_model_path_is_checked_before_converting(tmp_path, monkeypatch):
+    """`model: FILE.gguf` goes through the conversion; a bad file fails with the file named."""
+    from posttrain.model.load import load_tokenizer
+
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    path = write_gguf(tmp_path / "nochat.gguf", chat_template=None)
+    with pytest.raises(UserError, match=r"nochat\.gguf.*no chat template"):
+        load_tokenizer(str(path))
+    with pytest.raises(UserError, match=r"missing\.gguf' does not exist"):
+        load_tokenizer(str(tmp_path / "missing.gguf"))
+    assert not (tmp_path / "cache" / "gguf").exists() or not any((tmp_path / "cache" / "gguf").iterdir())
