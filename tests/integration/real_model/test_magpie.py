@@ -18,15 +18,16 @@ def test_pre_query_prefix_is_the_chatml_user_header(smollm2):
 def test_magpie_rows_are_user_turns_answered(smollm2_dir, tmp_path):
     out = tmp_path / "magpie.jsonl"
     assert main(["synth", "magpie", "--out", str(out), "--set", f"source.model={smollm2_dir}",
-                 "--set", "n_rows=4", "--set", "batch_size=4", "--set", "query.max_new_tokens=48",
-                 "--set", "response.max_new_tokens=48", "--set", "filters.skip=[incomplete,length]"]) == 0
+                 "--set", "n_rows=4", "--set", "batch_size=4", "--set", "query.max_new_tokens=64",
+                 "--set", "response.max_new_tokens=32", "--set", "filters.skip=[incomplete,length]"]) == 0
     raw = [json.loads(line) for line in (tmp_path / "magpie.raw.jsonl").read_text().splitlines()]
     assert len(raw) == 4
-    kept = [json.loads(line) for line in out.read_text().splitlines()]
-    assert kept, "every row filtered out"
-    for row in kept:
-        roles = [m["role"] for m in row["messages"]]
-        assert roles == ["user", "assistant"], roles
-        query = row["messages"][0]["content"]
-        assert len(query.split()) >= 3 and not any(m in query for m in MARKERS), query
-        assert not query.lower().startswith(("assistant", "system", "user")), query
+    finished = [r for r in raw if r["turns"][0]["finish_reason"] == "stop"]
+    assert finished, [r["turns"] for r in raw]  # queries end at <|im_end|> within 64 tokens
+    for row in raw:
+        query = row["turns"][0]
+        assert query["role"] == "user" and not any(m in query["content"] for m in MARKERS), query
+        assert not query["content"].lower().startswith(("assistant", "system", "user")), query
+    for row in finished:  # a finished query is answered
+        assert [t["role"] for t in row["turns"]] == ["user", "assistant"], row["turns"]
+        assert len(row["turns"][0]["content"].split()) >= 3, row["turns"]
