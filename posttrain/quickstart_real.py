@@ -24,6 +24,7 @@ from posttrain.eval.cli import make_backend
 from posttrain.eval.compare import compare_dirs
 from posttrain.eval.engine import run_tasks
 from posttrain.eval.report import write_outputs
+from posttrain.model.adapters import merge_adapter_dir
 from posttrain.model.smollm2 import NAME, ensure_smollm2
 from posttrain.quickstart import _html_report
 from posttrain.stages import grpo, sft
@@ -74,7 +75,10 @@ def run_real_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -
     rows.append(("+ LoRA SFT", out / "sft" / "final", time.perf_counter() - t0))
     if rl:
         t0 = time.perf_counter()
-        grpo.run(_recipe("smollm2-grpo", [f"model={out / 'sft' / 'final'}",
+        # GRPO trains a fresh LoRA on the SFT model: the SFT adapter is merged first (loading an
+        # adapter directory and adding a LoRA would stack two adapters on the base)
+        merged = merge_adapter_dir(out / "sft" / "final", out / "sft" / "merged")
+        grpo.run(_recipe("smollm2-grpo", [f"model={merged}",
                                           f"data.sources.0.path={data['rl_prompts']}", *steps]),
                  output_dir=str(out / "grpo"))
         rows.append(("+ GRPO, verifier reward", out / "grpo" / "final", time.perf_counter() - t0))
