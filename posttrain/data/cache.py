@@ -47,7 +47,10 @@ def cache_dir() -> Path:
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id])
+    from posttrain.data.documents import document_boundaries  # how documents are wrapped
+
+    extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id,
+                        document_boundaries(tokenizer)])
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
 

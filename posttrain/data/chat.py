@@ -99,10 +99,14 @@ def tokenize_prompt(tokenizer, messages: list[dict]) -> list[int]:
 
 
 def tokenize_text(tokenizer, text: str) -> list[int]:
-    """A pre-training document: BOS + tokens + EOS (either omitted if the tokenizer lacks it)."""
+    """A pre-training document: start + tokens + end, where start and end are BOS and EOS unless
+    those are chat turn markers (see data/documents.py); either is omitted if there is none."""
+    from posttrain.data.documents import document_boundaries
+
+    start, end = document_boundaries(tokenizer)
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if tokenizer.bos_token_id is not None:
-        ids.insert(0, tokenizer.bos_token_id)
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
+    if start is not None:
+        ids.insert(0, start)
+    if end is not None:
+        ids.append(end)
     return ids

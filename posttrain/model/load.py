@@ -114,7 +114,15 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
                 path, revision=cfg.revision, quantization_config=quant, output_loading_info=True,
                 **(config_extra or {}), **load_extra, **kwargs)
             mismatched = list(info.get("mismatched_keys") or [])
+    _record_absolute_path(model, path)
     return Loaded(model, path, resume_adapter, full_checkpoint, mismatched)
+
+
+def _record_absolute_path(model, path: str) -> None:
+    """peft writes the base's name_or_path into adapter_config.json; a recipe's relative `model:`
+    path there would not load from another working directory, so a local one is made absolute."""
+    if Path(path).is_dir():
+        model.config._name_or_path = model.name_or_path = str(Path(path).resolve())
 
 
 def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,

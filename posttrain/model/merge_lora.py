@@ -17,6 +17,7 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 
     from posttrain.checkpoint.io import model_writer
     from posttrain.checkpoint.output_dir import check_output_dir, write_output_dir
+    from posttrain.model.adapters import adapter_base
     from posttrain.model.load import load_tokenizer
     from posttrain.model.paths import DTYPES
 
@@ -35,7 +36,7 @@ def merge_adapter_dir(adapter_dir: str | Path, out_dir: str | Path, dtype: str =
 
         merged, tokenizer = load_reward_model_dir(str(adapter_dir), dtype)
         return save(merged.cpu(), tokenizer)
-    base_path = config.base_model_name_or_path
+    base_path = adapter_base(adapter_dir)  # 'tiny' and friends resolved like any model path
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=DTYPES[dtype])
     except OSError as err:

@@ -71,9 +71,11 @@ def test_prompt_is_the_conversation_prefix_plus_header(tokenizer):
     assert tokenizer.decode(prompt).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
-def test_tokenize_text_is_bos_tokens_eos(tokenizer):
+def test_tokenize_text_is_bos_tokens_end_of_text(tokenizer):
+    # Llama-3-Instruct's eos is <|eot_id|>, a turn marker: documents end with <|end_of_text|>
     ids = tokenize_text(tokenizer, "47 plus 38 is 85.")
-    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert ids[0] == tokenizer.bos_token_id
+    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|end_of_text|>")
     assert ids[1:-1] == tokenizer("47 plus 38 is 85.", add_special_tokens=False)["input_ids"]
 
 

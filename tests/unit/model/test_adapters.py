@@ -80,3 +80,44 @@ def test_merged_weights_load_into_a_plain_model_and_leave_the_adapter_unmerged(t
         torch.testing.assert_close(plain(IDS).logits, adapted, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(model(IDS).logits, adapted)  # unmerged again: same outputs
     assert not any(getattr(m, "merged", False) for m in model.modules())
+
+
+def test_adapter_records_an_absolute_base_path(tiny_dir, tmp_path, monkeypatch):
+    """Trial defect 2: a recipe's relative model path was stored in adapter_config.json, so the
+    adapter did not load from another working directory."""
+    import json
+
+    monkeypatch.chdir(tiny_dir.parent)
+    model = load_model(ModelConfig(path=tiny_dir.name), adapter=AdapterConfig(kind="lora", r=2))
+    model.save_pretrained(tmp_path / "adapter")
+    base = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base == str(tiny_dir.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the merge finds the base
+    out = merge_adapter_dir(tmp_path / "adapter", tmp_path / "merged")
+    assert (out / "model.safetensors").is_file()
+
+
+def _bytes_saved_for_backward(model) -> int:
+    """Bytes of the distinct storages autograd keeps from one forward for the backward pass."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, 200, (4, 64))
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    return sum(storages.values())
+
+
+def test_default_lora_keeps_less_for_backward_than_full_fine_tuning(tiny_dir):
+    """Trial defect 4: with dropout 0.05 (the old default) peft kept a dropped-out copy of each
+    adapted layer's input, and LoRA cost more memory than full fine-tuning."""
+    full = _bytes_saved_for_backward(load_model(ModelConfig(path=str(tiny_dir))))
+    lora = _bytes_saved_for_backward(load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora")))
+    old_default = _bytes_saved_for_backward(
+        load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora", dropout=0.05)))
+    assert AdapterConfig().dropout == 0.0
+    assert lora < full < old_default, (lora, full, old_default)
