@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 
+from posttrain.cli_help import group_commands
 from posttrain.errors import RunStopped, UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output-dir", default="runs/quickstart")
     q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
     q.add_argument("--rl", action="store_true", help="add GRPO with the answer verifier after SFT (~5 min)")
+    group_commands(parser)
     return parser
 
 

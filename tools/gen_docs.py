@@ -207,6 +207,7 @@ def _subparsers(parser: argparse.ArgumentParser):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
+            helps.update(getattr(action, "command_helps", {}))  # posttrain --help lists them by family
             for name, sub in action.choices.items():
                 yield name, helps.get(name, ""), sub
 
