@@ -29,7 +29,7 @@ TRAIN_COMMANDS = ("pretrain", "sft", "dpo", "kto", "reward", "grpo", "distill", 
 EXTERNAL_FLAGS = {"--nnodes", "--node-rank", "--rdzv-endpoint", "--config_file", "--machine_rank",
                   "--steps", "--warmup", "--vocab", "--json", "--workdir", "--quickstart", "--frameworks",
                   "--chunk-size", "--strict", "--check", "--sentence-questions", "--oracle-questions"}
-PATH_PATTERN = re.compile(r"(?<![\w/.-])((?:recipes|bench|tests|posttrain|examples|configs|tools)/[\w./*-]*\w)")
+PATH_PATTERN = re.compile(r"(?<![\w/.-])((?:recipes|bench|tests|posttrain|examples|configs|tools|docs)/[\w./*-]*\w)")
 FILE_SUFFIXES = {"jsonl", "json", "yaml", "py", "txt", "md", "tar", "parquet", "gz", "csv", "safetensors"}
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 

@@ -58,6 +58,7 @@ def test_a_broken_recipe_fails_validation(tmp_path):
 TRAIN = ["train.max_steps=2", "train.micro_batch_size=2", "train.grad_accum_steps=1", "train.warmup_steps=0",
          "train.eval_every=2", "train.save_every=2", "log.tensorboard=false"]
 EVAL = ["eval.limit=2", "eval.max_new_tokens=8"]
+NO_LOSS_EVAL = ["data.eval_sources=[]", "data.eval_fraction=0"]  # a held-out loss pass costs minutes here
 ROLLOUTS = ["grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.max_new_tokens=8"]
 
 
@@ -77,19 +78,19 @@ def _train(stage: str, name: str, *extra: str, sets: list[str] = ()) -> None:
 @pytest.mark.slow
 def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the recipes' relative paths (data/, runs/) resolve here, as in a clone
-    short_data = ["data.max_length=64"]
+    short_data = ["data.max_length=64", *NO_LOSS_EVAL]
     # data: the commands the headers name
     _run("synth", "arithmetic", "--out", "data/arithmetic")
     _run("synth", "toy-tasks", "--out", "data/toy")
     # pretrain -> sft -> the experts
     _train("pretrain", "pretrain.yaml", sets=short_data)
-    _train("sft", "sft.yaml", sets=[*EVAL, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"])
+    _train("sft", "sft.yaml", sets=[*EVAL, *NO_LOSS_EVAL, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"])
     for name in ("sft_parity.yaml", "sft_size.yaml", "sft_colour.yaml"):
         _train("sft", name, sets=EVAL)
     # the rest, from those runs
-    _train("dpo", "dpo.yaml")
-    _train("reward", "reward.yaml")
-    _train("distill", "distill.yaml", sets=EVAL)
+    _train("dpo", "dpo.yaml", sets=NO_LOSS_EVAL)
+    _train("reward", "reward.yaml", sets=NO_LOSS_EVAL)
+    _train("distill", "distill.yaml", sets=[*EVAL, *NO_LOSS_EVAL])
     _train("grpo", "grpo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("grpo", "ppo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("refuel", "refuel.yaml", sets=["grpo.prompts_per_step=2", "grpo.max_new_tokens=4"])
@@ -108,8 +109,8 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     # KV-eviction models: the data and the test-size model the header names
     _run("kv", "make-data", "--out", "data/kv-needle")
     _run("make-tiny", "--preset", "test", "--out", "data/kv-needle/tiny-test")
-    _train("pretrain", "kv-needle.yaml")
-    _train("sft", "kv-needle-sft.yaml")
+    _train("pretrain", "kv-needle.yaml", sets=NO_LOSS_EVAL)
+    _train("sft", "kv-needle-sft.yaml", sets=NO_LOSS_EVAL)
     # self-evaluation SFT: bench/adaptive_compute.sh's first commands, on 4 prompts
     Path("runs/adaptive").mkdir(parents=True)
     Path("runs/adaptive/prompts.jsonl").write_text("".join(Path("data/arithmetic/rl_prompts.jsonl").read_text()
@@ -120,7 +121,7 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
          "--temperature", "0.8", "--max-new-tokens", "8", "--out", "runs/adaptive/samples.jsonl")
     _run("score", "--data", "runs/adaptive/samples.jsonl", "--scorer", "math", "--out", "runs/adaptive/scored.jsonl")
     _run("synth", "self_eval", "--set", "input=runs/adaptive/scored.jsonl", "--out", "runs/adaptive/self_eval_sft.jsonl")
-    _train("sft", "self_eval_sft.yaml")
+    _train("sft", "self_eval_sft.yaml", sets=NO_LOSS_EVAL)
 
     for path in TINY.rglob("*.yaml"):  # every training recipe left its final model where its output_dir says
         if _schema(path) is None:

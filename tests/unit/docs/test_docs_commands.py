@@ -54,6 +54,7 @@ def test_a_bash_block_naming_what_does_not_exist_fails_with_page_and_line(tmp_pa
     ("Run `posttrain curate dedupe` first.", "page.md:3: unknown command 'posttrain curate dedupe'"),
     ("See `recipes/tiny/nope.yaml`.", "page.md:3: no such file 'recipes/tiny/nope.yaml'"),
     ("As bench/no_such_bench.py measures.", "page.md:3: no such file 'bench/no_such_bench.py'"),
+    ("The [DPO page](docs/no_such_page.md).", "page.md:3: no such file 'docs/no_such_page.md'"),
 ])
 def test_prose_naming_what_does_not_exist_fails_with_page_and_line(tmp_path, line, expected):
     problems = _page(tmp_path, f"# Page\n\n{line}\n")
