@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,16 @@ ROLLOUTS = ["grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.max_new_tokens
 
 def _run(*argv: str, sets: list[str] = ()) -> None:
     args = [*argv, *(a for s in sets for a in ("--set", s))]
+    start = time.perf_counter()
     assert main(args) == 0, args
+    print(f"{time.perf_counter() - start:6.1f} s  posttrain {' '.join(argv)}")  # shown with -s: where the time goes
+
+
+def _head(path: str, rows: int) -> str:
+    """A copy of the first rows of a data file, beside it."""
+    head = Path(path).with_name(Path(path).stem + "_head.jsonl")
+    head.write_text("".join(Path(path).read_text().splitlines(keepends=True)[:rows]))
+    return str(head)
 
 
 def _recipe(name: str) -> str:
@@ -82,24 +92,34 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     # data: the commands the headers name
     _run("synth", "arithmetic", "--out", "data/arithmetic")
     _run("synth", "toy-tasks", "--out", "data/toy")
+    # the first rows only where a stage reads (tokenises, scores) its whole file before step 1
+    sft_head = ["data.sources.0.path=" + _head("data/arithmetic/sft_train.jsonl", 64)]
+    pairs_head = ["data.sources.0.path=" + _head("data/toy/parity_pairs.jsonl", 16)]
     # pretrain -> sft -> the experts
     _train("pretrain", "pretrain.yaml", sets=short_data)
-    _train("sft", "sft.yaml", sets=[*EVAL, *NO_LOSS_EVAL, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"])
+    _train("sft", "sft.yaml", sets=[*EVAL, *NO_LOSS_EVAL, *sft_head, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"])
     for name in ("sft_parity.yaml", "sft_size.yaml", "sft_colour.yaml"):
         _train("sft", name, sets=EVAL)
     # the rest, from those runs
-    _train("dpo", "dpo.yaml", sets=NO_LOSS_EVAL)
-    _train("reward", "reward.yaml", sets=NO_LOSS_EVAL)
-    _train("distill", "distill.yaml", sets=[*EVAL, *NO_LOSS_EVAL])
+    _train("dpo", "dpo.yaml", sets=[*NO_LOSS_EVAL, *pairs_head])
+    _train("reward", "reward.yaml", sets=[*NO_LOSS_EVAL, *pairs_head])
+    _train("distill", "distill.yaml", sets=[*EVAL, *NO_LOSS_EVAL, *sft_head])
     _train("grpo", "grpo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("grpo", "ppo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("refuel", "refuel.yaml", sets=["grpo.prompts_per_step=2", "grpo.max_new_tokens=4"])
     _run("iterate", _recipe("iterate.yaml"), sets=[
         "model=runs/tiny-sft/final", "prompts=data/arithmetic/rl_prompts.jsonl", "rounds=1", "prompts_per_round=4",
-        "sample.n=2", "sample.max_new_tokens=8", "eval.data=data/toy/parity_test.jsonl", "eval.max_new_tokens=4",
+        "sample.n=2", "sample.max_new_tokens=8", "sample.temperature=1.0",
+        # the reward model above: scores that differ, where a 3-step SFT model's answers all tie under `math`
+        'score.scorers=["reward_model:path=runs/tiny-reward/final"]',
+        "eval.data=data/toy/parity_test.jsonl", "eval.max_new_tokens=4",
         "dpo.overrides=[train.max_steps=1, train.micro_batch_size=2, log.tensorboard=false]"])
+    head = sft_head[0].split("=", 1)[1]
     _run("prune", _recipe("prune.yaml"), sets=[
-        "calibration_tokens=1024", "sequence_length=32", "bld_steps=1", "batch_size=8"])
+        f"calibration.0.path={head}", "calibration_tokens=1024", "sequence_length=32", "bld_steps=1", "batch_size=8",
+        "alternatives.attention=[kv1]", "alternatives.ffn=[ffn50]", "budget=0.9",
+        f"uptrain.data.sources.0.path={head}", "uptrain.data.eval_sources=[]", "uptrain.distill.top_k=null",
+        "uptrain.train.max_steps=2", "uptrain.train.micro_batch_size=2", "uptrain.train.warmup_steps=0"])
     # merging: the headers' extra run (the base pre-trained further), then every merge recipe
     _train("pretrain", "pretrain.yaml", "--output-dir", "runs/tiny-cpt-more",
            sets=[*short_data, "model=runs/tiny-pretrain/final", "seed=1"])
