@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 
+from posttrain.cli_help import group_commands
 from posttrain.errors import RunStopped, UserError
 
 TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rl", action="store_true", help="add GRPO with the answer verifier after SFT (~5 min)")
     q.add_argument("--model", default="tiny", choices=["tiny", "smollm2-135m-instruct"],
                    help="tiny: build and train the tiny model; smollm2-135m-instruct: LoRA SFT of a real model")
+    group_commands(parser)
     return parser
 
 

@@ -50,7 +50,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from posttrain.generation.serve import serve_command
+    from posttrain.generation.server.command import serve_command
 
     return serve_command(args)
 

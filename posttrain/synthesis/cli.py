@@ -11,6 +11,7 @@ from posttrain.config.tool_recipe import add_recipe_tool
 
 METHOD_MODULES: tuple[str, ...] = (
     "posttrain.synthesis.arithmetic",
+    "posttrain.synthesis.toy_tasks",
     "posttrain.synthesis.skillmix",
     "posttrain.synthesis.teacher_distill",
     "posttrain.synthesis.weak_to_strong",

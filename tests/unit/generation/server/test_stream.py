@@ -6,8 +6,8 @@ import json
 import pytest
 
 from posttrain.generation.backend import Completion
-from posttrain.generation.serve_batcher import Answer
-from posttrain.generation.serve_stream import chat_stream, completion_stream, text_pieces
+from posttrain.generation.server.batcher import Answer
+from posttrain.generation.server.stream import chat_stream, completion_stream, text_pieces
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from posttrain.generation.backend import GenerationRequest
-from posttrain.generation.serve_app import wait_for_answers
-from posttrain.generation.serve_batcher import Batcher, Job, token_details
+from posttrain.generation.server.app import wait_for_answers
+from posttrain.generation.server.batcher import Batcher, Job, token_details
 
 
 @pytest.fixture(scope="module")

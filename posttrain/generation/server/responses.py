@@ -1,6 +1,6 @@
 """Response bodies of `posttrain serve` in OpenAI's shapes: whole answers and the log-prob objects.
 
-An Answer (serve_batcher.py) holds a Completion and, when log-probs were asked for, per-token
+An Answer (batcher.py) holds a Completion and, when log-probs were asked for, per-token
 (token id, log-prob, alternatives). Chat log-probs are `{"content": [{token, logprob, bytes,
 top_logprobs}]}`; text-completion log-probs are the legacy parallel lists (tokens, token_logprobs,
 top_logprobs, text_offset).

@@ -4,8 +4,8 @@ rules, checked without a server."""
 import pytest
 from pydantic import ValidationError
 
-from posttrain.generation.serve_errors import validation_error
-from posttrain.generation.serve_schema import ChatRequest, CompletionRequest, seed_value
+from posttrain.generation.server.errors import validation_error
+from posttrain.generation.server.schema import ChatRequest, CompletionRequest, seed_value
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 
-from posttrain.generation.serve_responses import chat_logprobs, completion_logprobs, envelope, new_id
+from posttrain.generation.server.responses import chat_logprobs, completion_logprobs, envelope, new_id
 
 
 def sse(payload: dict | str) -> str:

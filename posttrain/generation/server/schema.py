@@ -2,7 +2,7 @@
 
 Pydantic refuses wrong types, unknown fields and out-of-range numbers; the checks that span fields
 (top_logprobs needs logprobs, n times the number of prompts) are model validators. Every refusal
-becomes a 400 OpenAI error object naming the field (serve_errors.py). Fields the official client may
+becomes a 400 OpenAI error object naming the field (errors.py). Fields the official client may
 send that change nothing here (user, metadata, store, service_tier) are accepted and ignored; fields
 that would change the answer and are not implemented (tools, logit_bias, penalties, best_of,
 suffix, json_object response_format) are refused rather than silently ignored.

@@ -6,9 +6,9 @@
 Routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, POST /v1/completions, with
 the request surface and error objects of OpenAI's API (docs/serve.md). Answers come from the same
 HFBackend.complete that `posttrain sample --backend hf` calls, with the same chat template (eval's
-Prompter), so both give the same tokens under greedy decoding. The pieces: serve_schema.py (request
-bodies and their ranges), serve_errors.py (error objects), serve_batcher.py (concurrent requests as
-one batch), serve_responses.py and serve_stream.py (answers, server-sent events), serve_app.py (routes).
+Prompter), so both give the same tokens under greedy decoding. The pieces: schema.py (request
+bodies and their ranges), errors.py (error objects), batcher.py (concurrent requests as
+one batch), responses.py and stream.py (answers, server-sent events), app.py (routes).
 Binds 127.0.0.1 unless --host says otherwise: the server has no authentication.
 """
 
@@ -57,7 +57,7 @@ def serve_command(args) -> int:
     except ImportError:
         raise UserError("posttrain serve needs fastapi and uvicorn: pip install 'posttrain[serve]'") from None
     from posttrain.generation.factory import make_backend
-    from posttrain.generation.serve_app import build_app
+    from posttrain.generation.server.app import build_app
 
     check_serve_args(args)
     sock = bind(args.host, args.port)

@@ -5,7 +5,7 @@ the job with a 504 error object."""
 import pytest
 from starlette.testclient import TestClient
 
-from posttrain.generation.serve_app import build_app
+from posttrain.generation.server.app import build_app
 
 BODY = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0}
 

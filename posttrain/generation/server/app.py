@@ -1,6 +1,6 @@
 """The FastAPI app of `posttrain serve`: routes, prompt building, waiting for the batcher.
 
-Each completion route reads the raw body, validates it (serve_schema.py: every field before any
+Each completion route reads the raw body, validates it (schema.py: every field before any
 generation), turns it into token-id prompts, submits one Job to the Batcher and awaits it without
 blocking the event loop, so concurrent requests meet in the batcher's queue. While waiting, the handler
 checks every `poll_s` whether the client is still connected; a disconnect or the request timeout cancels
@@ -17,17 +17,17 @@ from contextlib import asynccontextmanager
 from fastapi import Request  # at module level: FastAPI resolves the handlers' annotations here
 from pydantic import ValidationError
 
-from posttrain.generation.serve_batcher import Batcher, Job
-from posttrain.generation.serve_errors import (
+from posttrain.generation.server.batcher import Batcher, Job
+from posttrain.generation.server.errors import (
     APIError,
     guarded,
     install_error_handlers,
     parse_json_body,
     validation_error,
 )
-from posttrain.generation.serve_responses import chat_choices, completion_choices, envelope, new_id, usage
-from posttrain.generation.serve_schema import ChatRequest, CompletionRequest, seed_value
-from posttrain.generation.serve_stream import chat_stream, completion_stream
+from posttrain.generation.server.responses import chat_choices, completion_choices, envelope, new_id, usage
+from posttrain.generation.server.schema import ChatRequest, CompletionRequest, seed_value
+from posttrain.generation.server.stream import chat_stream, completion_stream
 
 log = logging.getLogger("posttrain.serve")
 
