@@ -35,7 +35,9 @@ def make_pairs(data: Path, n: int) -> list[dict]:
         head, number = assistant.rsplit("The answer is ", 1)
         alike = k % 2 == 0
         rejected = f"{head}The answer is {int(number.rstrip('.')) + 1}." if alike else REFUSAL
-        rows.append({"prompt": user, "chosen": assistant, "rejected": rejected, "kind": "alike" if alike else "refusal"})
+        rows.append(
+            {"prompt": user, "chosen": assistant, "rejected": rejected, "kind": "alike" if alike else "refusal"}
+        )
     return rows
 
 
@@ -44,8 +46,9 @@ def chosen_logps(model_dir, rows: list[dict]) -> list[float]:
     out = []
     with torch.no_grad():
         for r in rows:
-            ex = tokenize_completion(tokenizer, [{"role": "user", "content": r["prompt"]}],
-                                     [{"role": "assistant", "content": r["chosen"]}])
+            ex = tokenize_completion(
+                tokenizer, [{"role": "user", "content": r["prompt"]}], [{"role": "assistant", "content": r["chosen"]}]
+            )
             out.append(float(token_logprobs(model, torch.tensor([ex.input_ids]), torch.tensor([ex.labels])).sum()))
     return out
 
@@ -54,8 +57,16 @@ def dpo(model: str, data: Path, out: Path, steps: int, lr: float) -> Path:
     empty = out.parent / "empty.yaml"
     empty.write_text("{}\n")
     args = ["dpo", str(empty), "--output-dir", str(out)]
-    for s in (f"model={model}", f"data=[{data}]", "train.micro_batch_size=8", f"train.max_steps={steps}",
-              f"train.lr={lr}", "train.warmup_steps=0", "log.tensorboard=false", "data.max_length=256"):
+    for s in (
+        f"model={model}",
+        f"data=[{data}]",
+        "train.micro_batch_size=8",
+        f"train.max_steps={steps}",
+        f"train.lr={lr}",
+        "train.warmup_steps=0",
+        "log.tensorboard=false",
+        "data.max_length=256",
+    ):
         args += ["--set", s]
     assert main(args) == 0
     return out / "final"
@@ -64,8 +75,10 @@ def dpo(model: str, data: Path, out: Path, steps: int, lr: float) -> Path:
 def report(name: str, before: list[float], after: list[float], rows: list[dict]) -> None:
     for kind in ("alike", "refusal"):
         d = [a - b for a, b, r in zip(after, before, rows) if r["kind"] == kind]
-        print(f"{name:>14} {kind:>7} pairs: mean change of log p(y_w) {statistics.mean(d):+.3f} nats, "
-              f"falling for {sum(x < 0 for x in d)}/{len(d)}")
+        print(
+            f"{name:>14} {kind:>7} pairs: mean change of log p(y_w) {statistics.mean(d):+.3f} nats, "
+            f"falling for {sum(x < 0 for x in d)}/{len(d)}"
+        )
 
 
 def run(args) -> None:
@@ -74,15 +87,34 @@ def run(args) -> None:
     rows = make_pairs(Path(args.data), args.pairs)
     pairs = work / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["curate", "ches", "--set", f"input={pairs}", "--set", f"model={args.model}",
-                 "--set", f"quantile={args.quantile}", "--out", str(work / "kept.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                "ches",
+                "--set",
+                f"input={pairs}",
+                "--set",
+                f"model={args.model}",
+                "--set",
+                f"quantile={args.quantile}",
+                "--out",
+                str(work / "kept.jsonl"),
+            ]
+        )
+        == 0
+    )
     scores = [json.loads(x) for x in (work / "kept.ches.jsonl").read_text().splitlines()]
     kept = (work / "kept.jsonl").read_text().splitlines()
     for kind in ("alike", "refusal"):
         mine = [s for s, r in zip(scores, rows) if r["kind"] == kind]
-        removed = sum(r["kind"] == kind for r in map(json.loads, (work / "kept.removed.jsonl").read_text().splitlines()))
-        print(f"{kind:>7} pairs: mean CHES {statistics.mean(s['ches'] for s in mine):.1f}, length-normalised "
-              f"{statistics.mean(s['ches_length_normalised'] for s in mine):.2f}, removed {removed}/{len(mine)}")
+        removed = sum(
+            r["kind"] == kind for r in map(json.loads, (work / "kept.removed.jsonl").read_text().splitlines())
+        )
+        print(
+            f"{kind:>7} pairs: mean CHES {statistics.mean(s['ches'] for s in mine):.1f}, length-normalised "
+            f"{statistics.mean(s['ches_length_normalised'] for s in mine):.2f}, removed {removed}/{len(mine)}"
+        )
     before = chosen_logps(args.model, rows)
     report("all pairs", before, chosen_logps(dpo(args.model, pairs, work / "dpo-all", args.steps, args.lr), rows), rows)
     steps = max(1, round(args.steps * len(kept) / len(rows)))

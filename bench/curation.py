@@ -24,8 +24,9 @@ BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def vocabulary(rng: random.Random) -> list[str]:
-    return sorted({"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
-                   for _ in range(3000)})
+    return sorted(
+        {"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))) for _ in range(3000)}
+    )
 
 
 def chat(text: str) -> str:
@@ -59,20 +60,44 @@ def throughput(folder: Path, rows: int, seed: int) -> dict:
     words = vocabulary(rng)
     texts = [[rng.choice(words) for _ in range(rng.randint(60, 150))] for _ in range(rows)]
     (folder / "train.jsonl").write_text("".join(chat(" ".join(t)) + "\n" for t in texts))
-    (folder / "eval.jsonl").write_text("".join(json.dumps({"question": " ".join(texts[i][:30])}) + "\n"
-                                               for i in range(0, rows, max(rows // 200, 1))))
+    (folder / "eval.jsonl").write_text(
+        "".join(json.dumps({"question": " ".join(texts[i][:30])}) + "\n" for i in range(0, rows, max(rows // 200, 1)))
+    )
     train = str(folder / "train.jsonl")
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     # every language py3langid knows (quoted: YAML reads a bare no as false): timed, nothing removed
     every_language = json.dumps(list(LanguageIdentifier.from_model_file(MODEL_FILE).nb_classes))
     seconds = {
-        "decontaminate": timed(["curate", "decontaminate", "--set", f"input={train}",
-                                "--set", f"eval_files=[{folder / 'eval.jsonl'}]", "--out", str(folder / "d.jsonl")]),
+        "decontaminate": timed(
+            [
+                "curate",
+                "decontaminate",
+                "--set",
+                f"input={train}",
+                "--set",
+                f"eval_files=[{folder / 'eval.jsonl'}]",
+                "--out",
+                str(folder / "d.jsonl"),
+            ]
+        ),
         "dedup": timed(["curate", "dedup", "--set", f"input={train}", "--out", str(folder / "u.jsonl")]),
-        "filter (length + language)": timed(["curate", "filter", "--set", f"input={train}", "--set", "max_chars=2000",
-                                             "--set", f"languages={every_language}", "--set", "min_language_prob=0",
-                                             "--out", str(folder / "f.jsonl")]),
+        "filter (length + language)": timed(
+            [
+                "curate",
+                "filter",
+                "--set",
+                f"input={train}",
+                "--set",
+                "max_chars=2000",
+                "--set",
+                f"languages={every_language}",
+                "--set",
+                "min_language_prob=0",
+                "--out",
+                str(folder / "f.jsonl"),
+            ]
+        ),
     }
     return {step: {"seconds": round(s, 2), "rows_per_s": round(rows / s)} for step, s in seconds.items()}
 
@@ -88,15 +113,28 @@ def s_curve(folder: Path, pairs: int, seed: int) -> dict:
             groups.setdefault(target, []).append((len(lines) + 1, len(lines) + 2, j))
             lines += [chat(" ".join(base)), chat(" ".join(copy))]
     (folder / "pairs.jsonl").write_text("".join(line + "\n" for line in lines))
-    timed(["curate", "dedup", "--set", f"input={folder / 'pairs.jsonl'}", "--set", "exact=false",
-           "--out", str(folder / "p.jsonl")])
+    timed(
+        [
+            "curate",
+            "dedup",
+            "--set",
+            f"input={folder / 'pairs.jsonl'}",
+            "--set",
+            "exact=false",
+            "--out",
+            str(folder / "p.jsonl"),
+        ]
+    )
     removed = {json.loads(line)["row"] for line in (folder / "p.removed.jsonl").read_text().splitlines()}
     result = {}
     for target, members in groups.items():
         found = sum(a in removed or b in removed for a, b, _ in members) / len(members)
         mean_j = sum(j for _, _, j in members) / len(members)
-        result[str(target)] = {"mean_jaccard": round(mean_j, 3), "found": round(found, 3),
-                               "s_curve": round(collision_probability(mean_j, 14, 8), 3)}
+        result[str(target)] = {
+            "mean_jaccard": round(mean_j, 3),
+            "found": round(found, 3),
+            "s_curve": round(collision_probability(mean_j, 14, 8), 3),
+        }
     return result
 
 
@@ -108,8 +146,11 @@ def run() -> None:
     parser.add_argument("--json", help="write every number to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        report = {"rows": args.rows, "throughput": throughput(Path(tmp), args.rows, args.seed),
-                  "minhash_s_curve": s_curve(Path(tmp), args.pairs, args.seed)}
+        report = {
+            "rows": args.rows,
+            "throughput": throughput(Path(tmp), args.rows, args.seed),
+            "minhash_s_curve": s_curve(Path(tmp), args.pairs, args.seed),
+        }
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -55,12 +55,20 @@ def main() -> None:
     digest = hashlib.sha256()
     for ex in examples:
         digest.update(repr((ex.input_ids, ex.labels)).encode())
-    print(json.dumps({
-        "rows": len(examples), "read_records_s": round(read_s, 1), "examples_s": round(examples_s, 1),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-        "rss_held_mb": (_status_kb("VmRSS") - base) // 1024,
-        "rss_anon_mb": _status_kb("RssAnon") // 1024, "rss_file_mb": _status_kb("RssFile") // 1024,
-        "tokens_sha256": digest.hexdigest()[:16]}))
+    print(
+        json.dumps(
+            {
+                "rows": len(examples),
+                "read_records_s": round(read_s, 1),
+                "examples_s": round(examples_s, 1),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "rss_held_mb": (_status_kb("VmRSS") - base) // 1024,
+                "rss_anon_mb": _status_kb("RssAnon") // 1024,
+                "rss_file_mb": _status_kb("RssFile") // 1024,
+                "tokens_sha256": digest.hexdigest()[:16],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,7 @@ def run_posttrain(student, teacher, tokenizer, rows, args, out_dir: Path) -> dic
     policy = DistillPolicy(student, args.chunk_size)
     objective = DistillObjective(TeacherOnTheFly(teacher.to(acc.device), 1.0), 0.0, 1.0)
     first_loss = runners.posttrain_loss(objective, policy, collate(units[:BATCH]), acc)
-    return {**runners.run_posttrain(recipe, acc, policy, tokenizer, plan, objective, args),
-            "first_loss": first_loss}
+    return {**runners.run_posttrain(recipe, acc, policy, tokenizer, plan, objective, args), "first_loss": first_loss}
 
 
 def run_trl(student, teacher, tokenizer, rows, args, out_dir: Path) -> dict:
@@ -77,15 +76,31 @@ def run_trl(student, teacher, tokenizer, rows, args, out_dir: Path) -> dict:
 
     def collate(features):
         ids = torch.tensor([f["input_ids"] for f in features])
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "labels": torch.tensor([f["labels"] for f in features])}
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": torch.tensor([f["labels"] for f in features]),
+        }
 
-    config = GKDConfig(max_length=SEQ_LEN, lmbda=0.0, beta=0.0, temperature=1.0, seq_kd=False,
-                       **runners.trl_config_kwargs(args, out_dir, LR))
+    config = GKDConfig(
+        max_length=SEQ_LEN,
+        lmbda=0.0,
+        beta=0.0,
+        temperature=1.0,
+        seq_kd=False,
+        **runners.trl_config_kwargs(args, out_dir, LR),
+    )
     dataset = Dataset.from_dict({"input_ids": [r[0] for r in rows], "labels": [r[1] for r in rows]})
     timer = runners.trl_step_timer()
-    trainer = GKDTrainer(model=student, teacher_model=teacher, args=config, data_collator=collate,
-                         train_dataset=dataset, processing_class=tokenizer, callbacks=[timer])
+    trainer = GKDTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config,
+        data_collator=collate,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[timer],
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(BATCH)])
     assert batch["input_ids"][0].tolist() == rows[0][0] and int((batch["labels"] != -100).sum()) == BATCH * RESPONSE_LEN
     first_loss = runners.trl_loss(trainer, batch)
@@ -96,13 +111,17 @@ def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     student = harness.build_model(vocab)
     counts = harness.param_counts(student)
     tokens, scored = BATCH * SEQ_LEN, BATCH * RESPONSE_LEN
-    return {"student": student, "teacher": harness.build_model(vocab, seed=1),
-            "tokenizer": harness.build_tokenizer(vocab),
-            "rows": build_rows(vocab, (args.warmup + args.steps) * BATCH),
-            "tokens_per_step": tokens, "units_per_step": BATCH, **counts,
-            # the student's training FLOPs; the teacher's forward is not counted
-            "flops_per_step": harness.model_flops(counts["body_params"], counts["head_params"], tokens,
-                                                  scored, SEQ_LEN)}
+    return {
+        "student": student,
+        "teacher": harness.build_model(vocab, seed=1),
+        "tokenizer": harness.build_tokenizer(vocab),
+        "rows": build_rows(vocab, (args.warmup + args.steps) * BATCH),
+        "tokens_per_step": tokens,
+        "units_per_step": BATCH,
+        **counts,
+        # the student's training FLOPs; the teacher's forward is not counted
+        "flops_per_step": harness.model_flops(counts["body_params"], counts["head_params"], tokens, scored, SEQ_LEN),
+    }
 
 
 def run(framework: str, setup: dict, args, out_dir: Path) -> dict:
@@ -116,14 +135,21 @@ def run_one(spec: str, args) -> dict:
 
 def parent(args) -> int:
     return harness.report(
-        args, __file__, f"distillation step benchmark: batch {BATCH} rows x {SEQ_LEN} tokens (loss on {RESPONSE_LEN}), "
-        "forward KL, teacher on the fly", FRAMEWORKS, ["s/step", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss"],
-        notes=("first loss: each framework's loss on rows 0-7 before training (the mean forward KL per response "
-               "token): the two compute the same quantity",
-               "peak MiB: the child's VmHWM after its last step; train MiB: that minus its RSS after imports, "
-               "tokenizer, data, student and teacher",
-               "MFU: the student's training FLOPs, 6 (N_body T + N_head T_scored) + 12 L H S T, per s/step over the "
-               "matmul rate; the teacher's forward is not counted"))
+        args,
+        __file__,
+        f"distillation step benchmark: batch {BATCH} rows x {SEQ_LEN} tokens (loss on {RESPONSE_LEN}), "
+        "forward KL, teacher on the fly",
+        FRAMEWORKS,
+        ["s/step", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss"],
+        notes=(
+            "first loss: each framework's loss on rows 0-7 before training (the mean forward KL per response "
+            "token): the two compute the same quantity",
+            "peak MiB: the child's VmHWM after its last step; train MiB: that minus its RSS after imports, "
+            "tokenizer, data, student and teacher",
+            "MFU: the student's training FLOPs, 6 (N_body T + N_head T_scored) + 12 L H S T, per s/step over the "
+            "matmul rate; the teacher's forward is not counted",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ LR = 1e-6
 # The shared data: pre-tokenised random pairs.
 # ---------------------------------------------------------------------------------------------
 
+
 def build_pairs(vocab: int, n_pairs: int) -> list[tuple[list[int], list[int], list[int]]]:
     """n_pairs (prompt, chosen, rejected) id lists of 128 ids each in [0, vocab), fixed seed."""
     import torch
@@ -46,6 +47,7 @@ def model_flops_per_step(n_body: int, n_head: int, cfg: dict = harness.MODEL_KW)
 # posttrain: the units of stages/dpo.py, reference log-probs once, then the real loop.
 # ---------------------------------------------------------------------------------------------
 
+
 def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = True) -> dict:
     import functools
 
@@ -59,12 +61,24 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = T
     from posttrain.objectives.pairwise import PairwiseObjective, preference_config
     from posttrain.objectives.registry import get_preference_loss
 
-    recipe = runners.posttrain_recipe(args, out_dir, LR, "preference.loss=sigmoid", f"preference.beta={BETA}",
-                                      f"preference.shared_prefix={str(shared).lower()}")
+    recipe = runners.posttrain_recipe(
+        args,
+        out_dir,
+        LR,
+        "preference.loss=sigmoid",
+        f"preference.beta={BETA}",
+        f"preference.shared_prefix={str(shared).lower()}",
+    )
     acc = Accelerator(cpu=True)
     # As tokenize_completion builds them: prompt + response, labels only on the response tokens.
-    units = [PairExample(prompt=[], chosen=Example(p + c, [IGNORE] * PROMPT_LEN + c),
-                         rejected=Example(p + r, [IGNORE] * PROMPT_LEN + r)) for p, c, r in pairs]
+    units = [
+        PairExample(
+            prompt=[],
+            chosen=Example(p + c, [IGNORE] * PROMPT_LEN + c),
+            rejected=Example(p + r, [IGNORE] * PROMPT_LEN + r),
+        )
+        for p, c, r in pairs
+    ]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     collate = functools.partial(collate_pairs, pad_id=pad_id, shared=recipe.preference.shared_prefix)
     spec = get_preference_loss(recipe.preference.loss)
@@ -74,8 +88,15 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = T
     # full fine-tuning run (the initial policy itself, batches of micro_batch_size pairs); the
     # on-disk cache around it is left out.
     started = time.perf_counter()
-    precompute_reference_logps(model.to(acc.device), units, collate, ("chosen", "rejected"),
-                               recipe.train.micro_batch_size, acc.device, args.chunk_size)
+    precompute_reference_logps(
+        model.to(acc.device),
+        units,
+        collate,
+        ("chosen", "rejected"),
+        recipe.train.micro_batch_size,
+        acc.device,
+        args.chunk_size,
+    )
     precompute_s = time.perf_counter() - started
     ref_logps = [[u.ref_logps["chosen"], u.ref_logps["rejected"]] for u in units]
     hwm_after_precompute = proc_status_kib()["VmHWM"]
@@ -86,8 +107,7 @@ def run_posttrain(model, tokenizer, pairs, args, out_dir: Path, shared: bool = T
     assert tuple(mb["input_ids"].shape) == shape, mb["input_ids"].shape
     assert int((mb["labels"][:, 1:] != IGNORE).sum()) == ROWS * RESPONSE_LEN
 
-    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs)
+    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps, recipe.train.epochs)
     policy = TokenLogprobs(model, recipe.train.logprob_chunk_size)
     objective = PairwiseObjective(spec, preference_config(recipe.preference))
     return {

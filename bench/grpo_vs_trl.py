@@ -67,8 +67,9 @@ def build_prompts(tokenizer, vocab: int, n: int) -> list[str]:
 # For the 8K word-level tokenizer, which has no BOS for the Llama-3 template: a user turn is its
 # text, an assistant turn its text and <eos>. posttrain's RolloutPlan reads the assistant turn's
 # stop token from the template (turn_end_id); TRL's plain-text prompts never use it.
-WORD_LEVEL_TEMPLATE = ("{% for m in messages %}{{ m['content'] }} {% if m['role'] == 'assistant' %}<eos> "
-                       "{% endif %}{% endfor %}")
+WORD_LEVEL_TEMPLATE = (
+    "{% for m in messages %}{{ m['content'] }} {% if m['role'] == 'assistant' %}<eos> {% endif %}{% endfor %}"
+)
 
 
 def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
@@ -81,10 +82,20 @@ def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     prompt_ids = tokenizer(text=prompts)["input_ids"]  # TRL's own call (_tokenize_prompts)
     mean_prompt = sum(map(len, prompt_ids)) / len(prompt_ids)
     tokens, scored = BATCH * (mean_prompt + NEW_TOKENS), BATCH * NEW_TOKENS
-    train = harness.model_flops(counts["body_params"], counts["head_params"], tokens, scored, int(mean_prompt) + NEW_TOKENS)
+    train = harness.model_flops(
+        counts["body_params"], counts["head_params"], tokens, scored, int(mean_prompt) + NEW_TOKENS
+    )
     sampling = 2 * (counts["body_params"] * tokens + counts["head_params"] * (scored + BATCH))
-    return {"model": model, "tokenizer": tokenizer, "prompts": prompts, "prompt_ids": prompt_ids,
-            "units_per_step": BATCH, "tokens_per_step": tokens, "flops_per_step": train + sampling, **counts}
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "prompts": prompts,
+        "prompt_ids": prompt_ids,
+        "units_per_step": BATCH,
+        "tokens_per_step": tokens,
+        "flops_per_step": train + sampling,
+        **counts,
+    }
 
 
 def run(framework: str, setup: dict, args, out_dir: Path) -> dict:
@@ -124,10 +135,21 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
     from posttrain.train.setup import RunContext
 
     recipe = runners.posttrain_recipe(
-        args, out_dir, LR, f"grpo.group_size={GROUP}", f"grpo.prompts_per_step={PROMPTS_PER_STEP}",
-        f"grpo.max_new_tokens={NEW_TOKENS}", "grpo.temperature=1.0", "grpo.top_p=1.0", "grpo.kl_coef=0",
-        "grpo.updates_per_batch=1", "grpo.aggregation=token", "grpo.advantage=group_std",
-        f"grpo.generation_batch_size={BATCH}", "grpo.samples_every=0")
+        args,
+        out_dir,
+        LR,
+        f"grpo.group_size={GROUP}",
+        f"grpo.prompts_per_step={PROMPTS_PER_STEP}",
+        f"grpo.max_new_tokens={NEW_TOKENS}",
+        "grpo.temperature=1.0",
+        "grpo.top_p=1.0",
+        "grpo.kl_coef=0",
+        "grpo.updates_per_batch=1",
+        "grpo.aggregation=token",
+        "grpo.advantage=group_std",
+        f"grpo.generation_batch_size={BATCH}",
+        "grpo.samples_every=0",
+    )
     acc, model, tok = Accelerator(cpu=True), setup["model"], setup["tokenizer"]
     ensure_chat_template(tok)  # turn_end_id reads the assistant turn's stop token from the template
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,16 +159,26 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
     backend = HFBackend(model, tok, batch_size=BATCH, seed=recipe.seed, show_progress=False)
     plan = TimedPlan(RolloutPlan(ctx, setup["prompt_ids"], samples, rewards, None, backend))
     cfg = recipe.grpo
-    objective = PolicyGradientObjective(eps_low=cfg.clip_eps, eps_high=cfg.clip_eps, aggregation=cfg.aggregation,
-                                        kl_coef=0.0, kl_kind=cfg.kl_estimator, ignore_index=-100,
-                                        max_length=NEW_TOKENS)
+    objective = PolicyGradientObjective(
+        eps_low=cfg.clip_eps,
+        eps_high=cfg.clip_eps,
+        aggregation=cfg.aggregation,
+        kl_coef=0.0,
+        kl_kind=cfg.kl_estimator,
+        ignore_index=-100,
+        max_length=NEW_TOKENS,
+    )
     result = runners.run_posttrain(recipe, acc, TokenLogprobs(model, args.chunk_size), tok, plan, objective, args)
-    walls = [b - a for a, b in zip(plan.marks, plan.marks[1:])][args.warmup:]
+    walls = [b - a for a, b in zip(plan.marks, plan.marks[1:])][args.warmup :]
     updates = result["step_times"]
-    return {**result, "step_times": walls, "update_times": updates,
-            "gen_times": [w - u for w, u in zip(walls, updates)],
-            "completion_length": mean([n for step in plan.lengths[args.warmup:] for n in step]),
-            "sampler": "posttrain HFBackend.generate_tokens (transformers generate on the training model, batch 8)"}
+    return {
+        **result,
+        "step_times": walls,
+        "update_times": updates,
+        "gen_times": [w - u for w, u in zip(walls, updates)],
+        "completion_length": mean([n for step in plan.lengths[args.warmup :] for n in step]),
+        "sampler": "posttrain HFBackend.generate_tokens (transformers generate on the training model, batch 8)",
+    }
 
 
 def mean(values: list) -> float | None:
@@ -161,14 +193,29 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
     def reward(prompts, completions, **kwargs):
         return [low_digit_share(c) for c in completions]
 
-    config = GRPOConfig(num_generations=GROUP, max_completion_length=NEW_TOKENS, temperature=1.0, top_p=1.0,
-                        beta=0.0, num_iterations=1, loss_type="dapo", scale_rewards="group", epsilon=0.2,
-                        generation_batch_size=BATCH, use_vllm=False,
-                        **runners.trl_config_kwargs(args, out_dir, LR))
+    config = GRPOConfig(
+        num_generations=GROUP,
+        max_completion_length=NEW_TOKENS,
+        temperature=1.0,
+        top_p=1.0,
+        beta=0.0,
+        num_iterations=1,
+        loss_type="dapo",
+        scale_rewards="group",
+        epsilon=0.2,
+        generation_batch_size=BATCH,
+        use_vllm=False,
+        **runners.trl_config_kwargs(args, out_dir, LR),
+    )
     timer = runners.trl_step_timer()
-    trainer = GRPOTrainer(model=setup["model"], reward_funcs=reward, args=config,
-                          train_dataset=Dataset.from_dict({"prompt": setup["prompts"]}),
-                          processing_class=setup["tokenizer"], callbacks=[timer])
+    trainer = GRPOTrainer(
+        model=setup["model"],
+        reward_funcs=reward,
+        args=config,
+        train_dataset=Dataset.from_dict({"prompt": setup["prompts"]}),
+        processing_class=setup["tokenizer"],
+        callbacks=[timer],
+    )
     assert trainer.ref_model is None and trainer.num_generations == GROUP
     gen_times, lengths = [], []
     generate = trainer._generate
@@ -182,10 +229,13 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
 
     trainer._generate = timed_generate
     result = runners.train_trl(trainer, timer, args)
-    return {**result, "gen_times": gen_times[args.warmup:],
-            "completion_length": mean([n for step in lengths[args.warmup:] for n in step]),
-            "sampler": "TRL GRPOTrainer._generate_single_turn (transformers generate on the training model, "
-                       f"generation_batch_size {config.generation_batch_size})"}
+    return {
+        **result,
+        "gen_times": gen_times[args.warmup :],
+        "completion_length": mean([n for step in lengths[args.warmup :] for n in step]),
+        "sampler": "TRL GRPOTrainer._generate_single_turn (transformers generate on the training model, "
+        f"generation_batch_size {config.generation_batch_size})",
+    }
 
 
 def run_one(spec: str, args) -> dict:
@@ -197,18 +247,28 @@ def parent(args) -> int:
         for r in results:
             print(f"# {r['framework']}:{r['vocab']}: sampler {r['sampler']}")
 
-    extra = {"gen s/step": lambda r: f"{mean(r['gen_times']):.3f}" if r.get("gen_times") else "—",
-             "completion tokens": lambda r: "—" if r.get("completion_length") is None else f"{r['completion_length']:.1f}"}
+    extra = {
+        "gen s/step": lambda r: f"{mean(r['gen_times']):.3f}" if r.get("gen_times") else "—",
+        "completion tokens": lambda r: "—" if r.get("completion_length") is None else f"{r['completion_length']:.1f}",
+    }
     return harness.report(
-        args, __file__, f"GRPO step benchmark: {PROMPTS_PER_STEP} prompts x {GROUP} completions of <= {NEW_TOKENS} "
-        "sampled tokens per step, generation included", FRAMEWORKS,
+        args,
+        __file__,
+        f"GRPO step benchmark: {PROMPTS_PER_STEP} prompts x {GROUP} completions of <= {NEW_TOKENS} "
+        "sampled tokens per step, generation included",
+        FRAMEWORKS,
         ["s/step", "gen s/step", "tokens/s", "peak MiB", "train MiB", "MFU", "completion tokens"],
-        extra=extra, loss_peers=(), more=samplers,
-        notes=(f"s/step: the whole step, sampling {BATCH} completions included; tokens/s = {BATCH} x (prompt + "
-               f"{NEW_TOKENS}) / s/step; completion tokens: mean sampled length (max {NEW_TOKENS})",
-               "MFU: training 6 (N_body T + N_head T_completion) + 12 L H S T plus sampling 2 (N_body T + N_head "
-               "(T_completion + 8)) per step / s/step / matmul rate (attention in sampling not counted)",
-               "losses not compared: the completions are random samples in each framework"))
+        extra=extra,
+        loss_peers=(),
+        more=samplers,
+        notes=(
+            f"s/step: the whole step, sampling {BATCH} completions included; tokens/s = {BATCH} x (prompt + "
+            f"{NEW_TOKENS}) / s/step; completion tokens: mean sampled length (max {NEW_TOKENS})",
+            "MFU: training 6 (N_body T + N_head T_completion) + 12 L H S T plus sampling 2 (N_body T + N_head "
+            "(T_completion + 8)) per step / s/step / matmul rate (attention in sampling not counted)",
+            "losses not compared: the completions are random samples in each framework",
+        ),
+    )
 
 
 if __name__ == "__main__":

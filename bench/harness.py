@@ -25,12 +25,20 @@ from pathlib import Path
 
 BATCH = 8
 DATA_SEED = 1234
-MODEL_KW = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=688, max_position_embeddings=512, tie_word_embeddings=False)
+MODEL_KW = dict(
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=688,
+    max_position_embeddings=512,
+    tie_word_embeddings=False,
+)
 LLAMA3_VOCAB = 128_256
 
 
 # ---- memory: the kernel's own high-water mark of this process's resident set ----------------
+
 
 def proc_status_kib() -> dict[str, int]:
     """VmRSS and VmHWM of this process in KiB (ru_maxrss as the high-water mark off Linux)."""
@@ -50,6 +58,7 @@ def proc_status_kib() -> dict[str, int]:
 
 
 # ---- the shared setup: model, tokenizer, data ---------------------------------------------
+
 
 def build_model(vocab: int, seed: int = 0, classifier: bool = False, pad_id: int = 0):
     """The tiny Llama (fp32, sdpa) after torch.manual_seed(seed); with classifier=True a
@@ -88,8 +97,7 @@ def build_tokenizer(vocab: int):
     table.update({f"t{i}": i for i in range(len(specials), vocab)})
     backend = Tokenizer(models.WordLevel(vocab=table, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>",
-                                  unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     assert len(tok) == vocab and tok.pad_token_id == 0, (len(tok), tok.pad_token_id)
     return tok
 
@@ -111,8 +119,9 @@ def param_counts(model) -> dict[str, int]:
     return {"params": n, "head_params": n_head, "body_params": n - embed - n_head}
 
 
-def model_flops(body_params: int, head_params: int, tokens: int, scored: int, seq_len: int,
-                cfg: dict = MODEL_KW) -> float:
+def model_flops(
+    body_params: int, head_params: int, tokens: int, scored: int, seq_len: int, cfg: dict = MODEL_KW
+) -> float:
     """Training FLOPs of one step, PaLM / Chinchilla's 6 N T + 12 L H S T, with the LM head
     counted only at the `scored` positions that carry a loss (posttrain and TRL both apply it
     nowhere else): 6 (N_body T + N_head T_scored) + 12 L H S T. With every position scored
@@ -144,6 +153,7 @@ def matmul_gflops(size: int = 2048, seconds: float = 1.0) -> float:
 
 # ---- one configuration, in its own process ---------------------------------------------------
 
+
 def child(spec: str, args, prepare, run, trl_modules: tuple[str, ...] = ()) -> dict:
     """Imports (before the memory baseline, so they count in the peak but not in training
     memory), prepare(), the baseline, run(); the numbers the parent needs."""
@@ -152,8 +162,12 @@ def child(spec: str, args, prepare, run, trl_modules: tuple[str, ...] = ()) -> d
     import importlib
 
     import torch
-    modules = ("accelerate", "posttrain.train.loop") if framework.startswith("posttrain") else \
-        ("datasets", "trl", *trl_modules)
+
+    modules = (
+        ("accelerate", "posttrain.train.loop")
+        if framework.startswith("posttrain")
+        else ("datasets", "trl", *trl_modules)
+    )
     for name in modules:
         importlib.import_module(name)
     with tempfile.TemporaryDirectory(prefix=f"bench-{framework}-{vocab}-") as tmp:
@@ -162,27 +176,59 @@ def child(spec: str, args, prepare, run, trl_modules: tuple[str, ...] = ()) -> d
         baseline = proc_status_kib()
         result = run(framework, setup, args, Path(tmp) / "run")
     end = proc_status_kib()
-    counts = {k: setup[k] for k in ("flops_per_step", "tokens_per_step", "units_per_step", "params",
-                                    "body_params", "head_params", "save_hwm_kib") if k in setup}
-    return {"framework": framework, "vocab": vocab, "threads": torch.get_num_threads(),
-            "baseline_rss_kib": baseline["VmRSS"], "baseline_hwm_kib": baseline["VmHWM"],
-            "peak_kib": result.pop("hwm_kib") or end["VmHWM"], "end_hwm_kib": end["VmHWM"],
-            **counts, **result}
+    counts = {
+        k: setup[k]
+        for k in (
+            "flops_per_step",
+            "tokens_per_step",
+            "units_per_step",
+            "params",
+            "body_params",
+            "head_params",
+            "save_hwm_kib",
+        )
+        if k in setup
+    }
+    return {
+        "framework": framework,
+        "vocab": vocab,
+        "threads": torch.get_num_threads(),
+        "baseline_rss_kib": baseline["VmRSS"],
+        "baseline_hwm_kib": baseline["VmHWM"],
+        "peak_kib": result.pop("hwm_kib") or end["VmHWM"],
+        "end_hwm_kib": end["VmHWM"],
+        **counts,
+        **result,
+    }
 
 
 def spawn(spec: str, args, script: str) -> dict | None:
     """Run one configuration of `script` in a fresh process (its own memory high-water mark)."""
     with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
         result_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, os.path.abspath(script), "--one", spec, "--result", str(result_path),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--chunk-size", str(args.chunk_size)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(script),
+            "--one",
+            spec,
+            "--result",
+            str(result_path),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--chunk-size",
+            str(args.chunk_size),
+        ]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
         started = time.perf_counter()
         out = None if args.verbose else subprocess.PIPE
         proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, text=True)
         if proc.returncode != 0 or not result_path.exists():
-            print(f"[{spec}] FAILED (exit {proc.returncode}); last output:\n{(proc.stdout or '')[-4000:]}",
-                  file=sys.stderr)
+            print(
+                f"[{spec}] FAILED (exit {proc.returncode}); last output:\n{(proc.stdout or '')[-4000:]}",
+                file=sys.stderr,
+            )
             return None
         result = json.loads(result_path.read_text())
         result["process_wall_s"] = time.perf_counter() - started
@@ -191,12 +237,19 @@ def spawn(spec: str, args, script: str) -> dict | None:
 
 # ---- the parent: measure, summarise, print ---------------------------------------------------
 
+
 def summarise(r: dict, peak_gflops: float) -> dict:
     times = r["step_times"]
     s = sum(times) / len(times)
-    out = {"s_per_step": s, "s_per_step_min": min(times), "s_per_step_max": max(times),
-           "s_per_step_median": statistics.median(times), "steps_per_s": 1 / s,
-           "peak_mib": r["peak_kib"] / 1024, "train_mib": (r["peak_kib"] - r["baseline_rss_kib"]) / 1024}
+    out = {
+        "s_per_step": s,
+        "s_per_step_min": min(times),
+        "s_per_step_max": max(times),
+        "s_per_step_median": statistics.median(times),
+        "steps_per_s": 1 / s,
+        "peak_mib": r["peak_kib"] / 1024,
+        "train_mib": (r["peak_kib"] - r["baseline_rss_kib"]) / 1024,
+    }
     if r.get("tokens_per_step"):
         out["tokens_per_s"] = r["tokens_per_step"] / s
     if r.get("units_per_step"):
@@ -225,15 +278,19 @@ def header(args, title: str) -> dict[str, str]:
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     try:
         import trl
+
         versions["trl"] = trl.__version__
     except ImportError:
         pass
-    print(f"# {title}; {args.warmup} warm-up + {args.steps} timed steps, posttrain "
-          f"logprob_chunk_size={args.chunk_size}")
+    print(
+        f"# {title}; {args.warmup} warm-up + {args.steps} timed steps, posttrain logprob_chunk_size={args.chunk_size}"
+    )
     load = os.getloadavg() if hasattr(os, "getloadavg") else ()
-    print(f"# {', '.join(f'{k} {v}' for k, v in versions.items())}; torch threads: {torch.get_num_threads()} "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); load average at start "
-          f"{' '.join(f'{x:.1f}' for x in load)} on {os.cpu_count()} CPUs")
+    print(
+        f"# {', '.join(f'{k} {v}' for k, v in versions.items())}; torch threads: {torch.get_num_threads()} "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); load average at start "
+        f"{' '.join(f'{x:.1f}' for x in load)} on {os.cpu_count()} CPUs"
+    )
     sys.stdout.flush()
     return versions
 
@@ -254,20 +311,27 @@ def measure(args, vocabs: list[int], frameworks: list[str], script: str) -> tupl
     after = matmul_gflops(args.matmul_size, args.matmul_seconds)
     peak = max(before, after)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    print(f"# matmul {args.matmul_size}x{args.matmul_size} fp32: {before:.1f} GFLOP/s before the runs, "
-          f"{after:.1f} after; MFU uses the higher, {peak:.1f}; load average at the end {load}")
+    print(
+        f"# matmul {args.matmul_size}x{args.matmul_size} fp32: {before:.1f} GFLOP/s before the runs, "
+        f"{after:.1f} after; MFU uses the higher, {peak:.1f}; load average at the end {load}"
+    )
     for r in results:
         r.update(summarise(r, peak))
         if r["threads"] != torch.get_num_threads():
-            print(f"# warning: {r['framework']}:{r['vocab']} ran with {r['threads']} threads, "
-                  f"the matmul with {torch.get_num_threads()}")
+            print(
+                f"# warning: {r['framework']}:{r['vocab']} ran with {r['threads']} threads, "
+                f"the matmul with {torch.get_num_threads()}"
+            )
     return results, before, after
 
 
 COLUMNS = {  # header: (result key, format)
-    "s/step": ("s_per_step", "{:.3f}"), "tokens/s": ("tokens_per_s", "{:,.0f}"),
-    "peak MiB": ("peak_mib", "{:,.0f}"), "train MiB": ("train_mib", "{:,.0f}"),
-    "MFU": ("mfu", "{:.1%}"), "first loss": ("first_loss", "{:.5f}"),
+    "s/step": ("s_per_step", "{:.3f}"),
+    "tokens/s": ("tokens_per_s", "{:,.0f}"),
+    "peak MiB": ("peak_mib", "{:,.0f}"),
+    "train MiB": ("train_mib", "{:,.0f}"),
+    "MFU": ("mfu", "{:.1%}"),
+    "first loss": ("first_loss", "{:.5f}"),
 }
 
 
@@ -299,8 +363,10 @@ def print_ratios(results: list[dict], vocabs: list[int], ours: str, peers: dict[
             t = by.get((peer, vocab))
             if p and t:
                 print(f"posttrain/{label} steps per second at V={vocab:,}: {p['steps_per_s'] / t['steps_per_s']:.2f}")
-                print(f"peak memory posttrain/{label} at V={vocab:,}: {p['peak_kib'] / t['peak_kib']:.2f} "
-                      f"(train MiB: {p['train_mib'] / t['train_mib']:.2f})")
+                print(
+                    f"peak memory posttrain/{label} at V={vocab:,}: {p['peak_kib'] / t['peak_kib']:.2f} "
+                    f"(train MiB: {p['train_mib'] / t['train_mib']:.2f})"
+                )
 
 
 def print_loss_agreement(results: list[dict], vocabs: list[int], ours: str, peers: list[str]) -> None:
@@ -310,8 +376,10 @@ def print_loss_agreement(results: list[dict], vocabs: list[int], ours: str, peer
         for peer in peers:
             p, t = by.get((ours, vocab)), by.get((peer, vocab))
             if p and t and p.get("first_loss") is not None and t.get("first_loss") is not None:
-                print(f"first loss {ours} vs {peer} at V={vocab:,}: {p['first_loss']:.6f} vs "
-                      f"{t['first_loss']:.6f}, max |diff| {abs(p['first_loss'] - t['first_loss']):.1e}")
+                print(
+                    f"first loss {ours} vs {peer} at V={vocab:,}: {p['first_loss']:.6f} vs "
+                    f"{t['first_loss']:.6f}, max |diff| {abs(p['first_loss'] - t['first_loss']):.1e}"
+                )
 
 
 def precompute_cell(r: dict) -> str:
@@ -329,8 +397,10 @@ def max_abs_diff(a, b) -> float:
 def print_step_lines(results: list[dict]) -> None:
     for r in results:
         flops = f"{r['flops_per_step'] / 1e9:.1f} GFLOP/step; " if r.get("flops_per_step") else ""
-        print(f"# {r['framework']}:{r['vocab']}: steps {', '.join(f'{x:.3f}' for x in r['step_times'])} s; "
-              f"{flops}optimizer {r.get('optimizer', '?')}")
+        print(
+            f"# {r['framework']}:{r['vocab']}: steps {', '.join(f'{x:.3f}' for x in r['step_times'])} s; "
+            f"{flops}optimizer {r.get('optimizer', '?')}"
+        )
 
 
 def finish(args, versions: dict, matmul: tuple[float, float], results: list, expected: int) -> int:
@@ -338,14 +408,27 @@ def finish(args, versions: dict, matmul: tuple[float, float], results: list, exp
     if args.json:
         for r in results:
             r.pop("metrics", None)
-        Path(args.json).write_text(json.dumps({"versions": versions, "matmul_gflops": list(matmul),
-                                               "args": vars(args), "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {"versions": versions, "matmul_gflops": list(matmul), "args": vars(args), "results": results}, indent=1
+            )
+        )
     return 0 if len(results) == expected else 1
 
 
-def report(args, script: str, title: str, known: tuple[str, ...], columns: list[str], *, extra=None,
-           peers: dict[str, str] | None = None, loss_peers: tuple[str, ...] = ("trl",),
-           notes: tuple[str, ...] = (), more=None) -> int:
+def report(
+    args,
+    script: str,
+    title: str,
+    known: tuple[str, ...],
+    columns: list[str],
+    *,
+    extra=None,
+    peers: dict[str, str] | None = None,
+    loss_peers: tuple[str, ...] = ("trl",),
+    notes: tuple[str, ...] = (),
+    more=None,
+) -> int:
     """The parent of every bench: run the selected configurations, print the table, the
     posttrain/peer ratios, the first-loss agreement, `more(results, vocabs)`, the notes (one
     "# " line each) and the per-step lines; --json; exit status 1 when a child failed."""

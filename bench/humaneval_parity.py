@@ -46,8 +46,11 @@ def _hand_made(problems: dict) -> list[str]:
 
 
 def _compare(result, workdir: Path, name: str) -> dict:
-    ours = [(s.reference, o["passed"], c) for s in result.samples
-            for o, c in zip(s.extra["outcomes"], s.extra["completions"])]
+    ours = [
+        (s.reference, o["passed"], c)
+        for s in result.samples
+        for o, c in zip(s.extra["outcomes"], s.extra["completions"])
+    ]
     samples = workdir / f"{name}.jsonl"
     samples.write_text("".join(json.dumps({"task_id": t, "completion": c}) + "\n" for t, _, c in ours))
     start = time.perf_counter()
@@ -55,10 +58,17 @@ def _compare(result, workdir: Path, name: str) -> dict:
     seconds = time.perf_counter() - start
     theirs = [json.loads(line)["passed"] for line in Path(f"{samples}_results.jsonl").read_text().splitlines()]
     disagree = [(t, c) for (t, passed, c), ref in zip(ours, theirs) if passed != ref]
-    return {"completions": len(ours), "passed_posttrain": sum(p for _, p, _ in ours), "passed_reference": sum(theirs),
-            "disagreements": len(disagree), "first_disagreements": disagree[:3],
-            "posttrain": result.values(), "reference": {k: float(v) for k, v in reference_metrics.items()},
-            "posttrain_seconds": round(result.seconds, 1), "reference_seconds": round(seconds, 1)}
+    return {
+        "completions": len(ours),
+        "passed_posttrain": sum(p for _, p, _ in ours),
+        "passed_reference": sum(theirs),
+        "disagreements": len(disagree),
+        "first_disagreements": disagree[:3],
+        "posttrain": result.values(),
+        "reference": {k: float(v) for k, v in reference_metrics.items()},
+        "posttrain_seconds": round(result.seconds, 1),
+        "reference_seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:
@@ -76,8 +86,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_run = run_tasks(backend, ["humaneval"], overrides={"humaneval": overrides})[0]
         report["model"] = {"name": args.model, **_compare(model_run, Path(tmp), "model")}
-        hand = run_tasks(_Replay(tokenizer, _hand_made(problems)), ["humaneval"],
-                         overrides={"humaneval": ["samples=3", "temperature=1.0", "ks=[1]"]})[0]
+        hand = run_tasks(
+            _Replay(tokenizer, _hand_made(problems)),
+            ["humaneval"],
+            overrides={"humaneval": ["samples=3", "temperature=1.0", "ks=[1]"]},
+        )[0]
         report["hand_made"] = _compare(hand, Path(tmp), "hand")
     report["sandbox"] = model_run.notes["sandbox"]
     print(json.dumps(report, indent=1))

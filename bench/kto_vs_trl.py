@@ -58,13 +58,21 @@ def build_examples(vocab: int, n: int) -> list[dict]:
 def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     model = harness.build_model(vocab)
     counts = harness.param_counts(model)
-    setup = {"model": model, "tokenizer": harness.build_tokenizer(vocab),
-             "examples": build_examples(vocab, (args.warmup + args.steps) * BATCH),
-             "units_per_step": BATCH, "tokens_per_step": ROWS * SEQ_LEN, **counts,
-             # the gradient flows through the matched rows; the mismatched rows' forward (z0) is
-             # counted as 2 N T (no backward)
-             "flops_per_step": harness.model_flops(counts["body_params"], counts["head_params"], BATCH * SEQ_LEN,
-                                                   BATCH * RESPONSE_LEN, SEQ_LEN) * 4 / 3}
+    setup = {
+        "model": model,
+        "tokenizer": harness.build_tokenizer(vocab),
+        "examples": build_examples(vocab, (args.warmup + args.steps) * BATCH),
+        "units_per_step": BATCH,
+        "tokens_per_step": ROWS * SEQ_LEN,
+        **counts,
+        # the gradient flows through the matched rows; the mismatched rows' forward (z0) is
+        # counted as 2 N T (no backward)
+        "flops_per_step": harness.model_flops(
+            counts["body_params"], counts["head_params"], BATCH * SEQ_LEN, BATCH * RESPONSE_LEN, SEQ_LEN
+        )
+        * 4
+        / 3,
+    }
     if framework.startswith("trl"):
         setup["save_hwm_kib"] = runners.save_initial_policy(model, tmp)
     return setup
@@ -91,23 +99,32 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
     recipe = runners.posttrain_recipe(args, out_dir, LR, "preference.loss=kto", f"preference.beta={BETA}")
     acc = Accelerator(cpu=True)
     mask = [IGNORE] * PROMPT_LEN
-    units = [UnpairedExample([], [], e["label"],
-                             matched=Example(e["prompt_ids"] + e["completion_ids"], mask + e["completion_ids"]),
-                             mismatched=Example(e["prompt_ids"] + e["KL_completion_ids"], mask + e["KL_completion_ids"]))
-             for e in setup["examples"]]
+    units = [
+        UnpairedExample(
+            [],
+            [],
+            e["label"],
+            matched=Example(e["prompt_ids"] + e["completion_ids"], mask + e["completion_ids"]),
+            mismatched=Example(e["prompt_ids"] + e["KL_completion_ids"], mask + e["KL_completion_ids"]),
+        )
+        for e in setup["examples"]
+    ]
     collate = functools.partial(collate_unpaired, pad_id=setup["tokenizer"].pad_token_id or 0)
     started = time.perf_counter()
-    precompute_reference_logps(setup["model"], units, collate, ("matched", "mismatched"), BATCH, acc.device,
-                               args.chunk_size)
+    precompute_reference_logps(
+        setup["model"], units, collate, ("matched", "mismatched"), BATCH, acc.device, args.chunk_size
+    )
     precompute_s = time.perf_counter() - started
     policy = TokenLogprobs(setup["model"], args.chunk_size)
     objective = UnpairedObjective(preference_config(recipe.preference))
     first_loss = runners.posttrain_loss(objective, policy, collate(units[:BATCH]), acc)
-    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs)
-    return {**runners.run_posttrain(recipe, acc, policy, setup["tokenizer"], plan, objective, args),
-            "first_loss": first_loss, "precompute_s": precompute_s,
-            "ref_logps": [[u.ref_logps["matched"], u.ref_logps["mismatched"]] for u in units]}
+    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps, recipe.train.epochs)
+    return {
+        **runners.run_posttrain(recipe, acc, policy, setup["tokenizer"], plan, objective, args),
+        "first_loss": first_loss,
+        "precompute_s": precompute_s,
+        "ref_logps": [[u.ref_logps["matched"], u.ref_logps["mismatched"]] for u in units],
+    }
 
 
 def run_trl(setup: dict, args, out_dir: Path, precompute: bool) -> dict:
@@ -115,13 +132,25 @@ def run_trl(setup: dict, args, out_dir: Path, precompute: bool) -> dict:
     from trl import KTOConfig, KTOTrainer
 
     examples = setup["examples"]
-    config = KTOConfig(max_length=SEQ_LEN, beta=BETA, loss_type="kto", desirable_weight=1.0,
-                       undesirable_weight=1.0, precompute_ref_log_probs=precompute,
-                       **runners.trl_config_kwargs(args, out_dir, LR))
+    config = KTOConfig(
+        max_length=SEQ_LEN,
+        beta=BETA,
+        loss_type="kto",
+        desirable_weight=1.0,
+        undesirable_weight=1.0,
+        precompute_ref_log_probs=precompute,
+        **runners.trl_config_kwargs(args, out_dir, LR),
+    )
     dataset = Dataset.from_dict({k: [e[k] for e in examples] for k in examples[0]})
     timer = runners.trl_step_timer()
-    trainer = runners.pretokenised(KTOTrainer)(model=setup["model"], ref_model=None, args=config, train_dataset=dataset,
-                                   processing_class=setup["tokenizer"], callbacks=[timer])
+    trainer = runners.pretokenised(KTOTrainer)(
+        model=setup["model"],
+        ref_model=None,
+        args=config,
+        train_dataset=dataset,
+        processing_class=setup["tokenizer"],
+        callbacks=[timer],
+    )
     assert (trainer.ref_model is None) == precompute, type(trainer.ref_model)
     ds = trainer.train_dataset
     batch = trainer.data_collator([ds[i] for i in range(BATCH)])
@@ -131,8 +160,12 @@ def run_trl(setup: dict, args, out_dir: Path, precompute: bool) -> dict:
     assert batch["completion_mask"].sum(1).tolist() == [RESPONSE_LEN] * BATCH and bool(batch["attention_mask"].all())
     first_loss = runners.trl_loss(trainer, batch)
     ref = [[a, b] for a, b in zip(ds["ref_logps"], ds["ref_KL_logps"])] if precompute else None
-    return {**runners.train_trl(trainer, timer, args), "first_loss": first_loss,
-            "precompute_s": trainer.precompute_s, "ref_logps": ref}
+    return {
+        **runners.train_trl(trainer, timer, args),
+        "first_loss": first_loss,
+        "precompute_s": trainer.precompute_s,
+        "ref_logps": ref,
+    }
 
 
 def run_one(spec: str, args) -> dict:
@@ -146,19 +179,29 @@ def parent(args) -> int:
             p, t = by.get(("posttrain", vocab)), by.get(("trl-precompute", vocab))
             if p and t and t.get("ref_logps"):
                 # TRL keeps its dataset order (sequential sampler), so row i is example i on both sides
-                print(f"# reference log-probs (matched, mismatched) posttrain vs TRL precompute at V={vocab:,}: "
-                      f"max |diff| {harness.max_abs_diff(p['ref_logps'], t['ref_logps']):.2e}")
+                print(
+                    f"# reference log-probs (matched, mismatched) posttrain vs TRL precompute at V={vocab:,}: "
+                    f"max |diff| {harness.max_abs_diff(p['ref_logps'], t['ref_logps']):.2e}"
+                )
 
     return harness.report(
-        args, __file__, f"KTO step benchmark: batch {BATCH} examples (prompt {PROMPT_LEN} + completion {RESPONSE_LEN}, "
-        f"+ {BATCH} mismatched rows for z0), beta {BETA}", FRAMEWORKS,
+        args,
+        __file__,
+        f"KTO step benchmark: batch {BATCH} examples (prompt {PROMPT_LEN} + completion {RESPONSE_LEN}, "
+        f"+ {BATCH} mismatched rows for z0), beta {BETA}",
+        FRAMEWORKS,
         ["s/step", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss", "ref precompute s"],
-        extra={"ref precompute s": harness.precompute_cell}, peers={"trl": "TRL", "trl-precompute": "TRL precompute"},
-        loss_peers=("trl", "trl-precompute"), more=reference_agreement,
-        notes=(f"tokens/s = {ROWS} x {SEQ_LEN} input tokens per step (matched + mismatched rows) / s/step; first loss: "
-               "each framework's loss on examples 0-7 before training (policy = reference: 0.5)",
-               "MFU: 6 (N_body T + N_head T_scored) + 12 L H S T over the 8 matched rows, x 4/3 for the mismatched "
-               "rows' forward; TRL's per-step reference forward is not counted"))
+        extra={"ref precompute s": harness.precompute_cell},
+        peers={"trl": "TRL", "trl-precompute": "TRL precompute"},
+        loss_peers=("trl", "trl-precompute"),
+        more=reference_agreement,
+        notes=(
+            f"tokens/s = {ROWS} x {SEQ_LEN} input tokens per step (matched + mismatched rows) / s/step; first loss: "
+            "each framework's loss on examples 0-7 before training (policy = reference: 0.5)",
+            "MFU: 6 (N_body T + N_head T_scored) + 12 L H S T over the 8 matched rows, x 4/3 for the mismatched "
+            "rows' forward; TRL's per-step reference forward is not counted",
+        ),
+    )
 
 
 if __name__ == "__main__":

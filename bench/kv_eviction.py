@@ -49,11 +49,38 @@ def main() -> int:
         posttrain("sft", str(RECIPE.with_name("kv-needle-sft.yaml")), cwd=work)
     heads = work / "heads.safetensors"
     if not heads.exists():
-        posttrain("kv", "train-heads", str(model), "--data", str(data / "heads.jsonl"), "--out", str(heads),
-                  "--steps", args.head_steps, cwd=work)
-    posttrain("kv", "eval", str(model), "--data", str(data / "test.jsonl"), "--budget", args.budgets,
-              "--recent", args.recent, "--chunk", args.chunk, "--heads", str(heads), "--limit", args.limit,
-              "--out", str(work / "results.json"), cwd=work)
+        posttrain(
+            "kv",
+            "train-heads",
+            str(model),
+            "--data",
+            str(data / "heads.jsonl"),
+            "--out",
+            str(heads),
+            "--steps",
+            args.head_steps,
+            cwd=work,
+        )
+    posttrain(
+        "kv",
+        "eval",
+        str(model),
+        "--data",
+        str(data / "test.jsonl"),
+        "--budget",
+        args.budgets,
+        "--recent",
+        args.recent,
+        "--chunk",
+        args.chunk,
+        "--heads",
+        str(heads),
+        "--limit",
+        args.limit,
+        "--out",
+        str(work / "results.json"),
+        cwd=work,
+    )
     return 0
 
 

@@ -34,8 +34,14 @@ def one_step(kind: str, dropout: float, batch: int, length: int, model: str) -> 
     loss.backward()
     optimizer.step()  # AdamW's two moments per trained weight: full fine-tuning's big extra
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"kind": kind, "dropout": dropout, "batch": batch, "length": length,
-            "peak_rss_mb": round(peak / 1024), "after_load_mb": round(before / 1024)}
+    return {
+        "kind": kind,
+        "dropout": dropout,
+        "batch": batch,
+        "length": length,
+        "peak_rss_mb": round(peak / 1024),
+        "after_load_mb": round(before / 1024),
+    }
 
 
 def main() -> None:
@@ -51,9 +57,25 @@ def main() -> None:
         return
     rows = []
     for kind, dropout in [("none", 0.0), ("lora", 0.05), ("lora", 0.0)]:
-        out = subprocess.run([sys.executable, __file__, "--one", kind, "--dropout", str(dropout),
-                              "--batch", str(args.batch), "--length", str(args.length),
-                              "--model", args.model], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                kind,
+                "--dropout",
+                str(dropout),
+                "--batch",
+                str(args.batch),
+                "--length",
+                str(args.length),
+                "--model",
+                args.model,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| training | peak RSS MB | RSS after load MB |\n|---|---|---|")
     for r in rows:

@@ -64,8 +64,16 @@ def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     tokens = BATCH * SEQ_LEN
     # enough for every step of either packing (TRL's rows may be short), an epoch at most
     docs = build_documents(vocab, int(1.25 * (args.warmup + args.steps) * tokens))
-    return {"model": model, "tokenizer": harness.build_tokenizer(vocab), "docs": docs, "counts": counts,
-            "units_per_step": BATCH, "tokens_per_step": tokens, "flops_per_step": flops(counts, tokens), **counts}
+    return {
+        "model": model,
+        "tokenizer": harness.build_tokenizer(vocab),
+        "docs": docs,
+        "counts": counts,
+        "units_per_step": BATCH,
+        "tokens_per_step": tokens,
+        "flops_per_step": flops(counts, tokens),
+        **counts,
+    }
 
 
 def run(framework: str, setup: dict, args, out_dir: Path) -> dict:
@@ -98,8 +106,9 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
     recipe = runners.posttrain_recipe(args, out_dir, LR)
     acc = Accelerator(cpu=True)
     tok = setup["tokenizer"]
-    stream = functools.partial(mixture_rows, {"docs": setup["docs"]}, [(None, {"docs": 1.0})], BATCH, SEQ_LEN,
-                               recipe.seed)
+    stream = functools.partial(
+        mixture_rows, {"docs": setup["docs"]}, [(None, {"docs": 1.0})], BATCH, SEQ_LEN, recipe.seed
+    )
     collate = functools.partial(collate_packed, pad_id=tok.pad_token_id or 0, length=SEQ_LEN)
     plan = StreamPlan(stream, collate, Layout(BATCH, 1, 1, 0), recipe.train.max_steps)
     policy, objective = TokenLogprobs(setup["model"], args.chunk_size), NextTokenObjective()
@@ -113,9 +122,13 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
 
     config = SFTConfig(max_length=SEQ_LEN, packing=True, **runners.trl_config_kwargs(args, out_dir, LR))
     timer = runners.trl_step_timer()
-    trainer = SFTTrainer(model=setup["model"], args=config,
-                         train_dataset=Dataset.from_dict({"input_ids": setup["docs"]}),
-                         processing_class=setup["tokenizer"], callbacks=[timer])
+    trainer = SFTTrainer(
+        model=setup["model"],
+        args=config,
+        train_dataset=Dataset.from_dict({"input_ids": setup["docs"]}),
+        processing_class=setup["tokenizer"],
+        callbacks=[timer],
+    )
     assert trainer.padding_free and config.packing_strategy == "bfd", (trainer.padding_free, config.packing_strategy)
     batch = trainer.data_collator([{"input_ids": d} for d in setup["docs"][:BATCH]])
     ours = check_batch(setup["docs"])
@@ -124,10 +137,15 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
     first_loss = runners.trl_loss(trainer, batch)
     tokens = count_tokens(trainer)
     result = runners.train_trl(trainer, timer, args)
-    timed = tokens[args.warmup:]
+    timed = tokens[args.warmup :]
     per_step = sum(timed) / len(timed)
-    return {**result, "first_loss": first_loss, "tokens_per_step": per_step,
-            "flops_per_step": flops(setup["counts"], per_step), "tokens_by_step": tokens}
+    return {
+        **result,
+        "first_loss": first_loss,
+        "tokens_per_step": per_step,
+        "flops_per_step": flops(setup["counts"], per_step),
+        "tokens_by_step": tokens,
+    }
 
 
 def count_tokens(trainer) -> list[int]:
@@ -157,14 +175,21 @@ def parent(args) -> int:
                 print(f"posttrain/TRL tokens per second at V={vocab:,}: {p['tokens_per_s'] / t['tokens_per_s']:.2f}")
 
     return harness.report(
-        args, __file__, f"packed pre-training step benchmark: batch {BATCH} rows of <= {SEQ_LEN} tokens, documents "
-        f"of {MIN_DOC}..{MAX_DOC} ids", FRAMEWORKS,
+        args,
+        __file__,
+        f"packed pre-training step benchmark: batch {BATCH} rows of <= {SEQ_LEN} tokens, documents "
+        f"of {MIN_DOC}..{MAX_DOC} ids",
+        FRAMEWORKS,
         ["s/step", "tokens/step", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss"],
-        extra={"tokens/step": lambda r: f"{r['tokens_per_step']:,.0f}"}, more=tokens_ratio,
-        notes=("tokens/step: posttrain's rows are full (8 x 256); TRL's, counted from its padding-free batches over "
-               "the timed steps: compare tokens/s; first loss: each framework's loss on the first 8 documents laid "
-               "out padding-free",
-               "MFU: (6 N T + 12 L H S T) per step with T = tokens/step, S = 256 / s/step / matmul rate"))
+        extra={"tokens/step": lambda r: f"{r['tokens_per_step']:,.0f}"},
+        more=tokens_ratio,
+        notes=(
+            "tokens/step: posttrain's rows are full (8 x 256); TRL's, counted from its padding-free batches over "
+            "the timed steps: compare tokens/s; first loss: each framework's loss on the first 8 documents laid "
+            "out padding-free",
+            "MFU: (6 N T + 12 L H S T) per step with T = tokens/step, S = 256 / s/step / matmul rate",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -59,12 +59,20 @@ def uniform_ffn_baseline(recipe, out_dir: Path) -> Path:
         with torch.no_grad():
             inputs = torch.cat([layer.post_attention_layernorm(act.middle(i)) for i in range(len(act.inputs))])
         importance = alt.channel_importance(layer.mlp, inputs)
-        variants.append([(alt.attention_branch(layer, config, config.num_key_value_heads),
-                          alt.ffn_branch(layer, config, width, importance))])
+        variants.append(
+            [
+                (
+                    alt.attention_branch(layer, config, config.num_key_value_heads),
+                    alt.ffn_branch(layer, config, width, importance),
+                )
+            ]
+        )
     picked = [alt.Choice(config.num_key_value_heads, width)] * config.num_hidden_layers
     model = assemble(parent, config, picked, variants, [0] * config.num_hidden_layers)
-    print(f"uniform FFN baseline: width {width} of {config.intermediate_size}, "
-          f"{sum(p.numel() for p in model.parameters()) / total:.1%} of the parameters")
+    print(
+        f"uniform FFN baseline: width {width} of {config.intermediate_size}, "
+        f"{sum(p.numel() for p in model.parameters()) / total:.1%} of the parameters"
+    )
     return save_model_dir(out_dir / "selected", model, tok)
 
 
@@ -81,11 +89,18 @@ def main() -> None:
     from posttrain.pruning.run import run_prune, uptrain
 
     data, out = Path(args.data), Path(args.out)
-    recipe = load_tool_recipe(PruneRecipe, str(REPO / "recipes" / "tiny" / "prune.yaml"), [
-        f"model={args.parent}", f"calibration.0.path={data / 'sft_train.jsonl'}", f"budget={args.budget}",
-        f"uptrain.data.sources.0.path={data / 'sft_train.jsonl'}",
-        f"uptrain.data.eval_sources.0.path={data / 'sft_eval.jsonl'}",
-        f"uptrain.train.max_steps={args.uptrain_steps}"])
+    recipe = load_tool_recipe(
+        PruneRecipe,
+        str(REPO / "recipes" / "tiny" / "prune.yaml"),
+        [
+            f"model={args.parent}",
+            f"calibration.0.path={data / 'sft_train.jsonl'}",
+            f"budget={args.budget}",
+            f"uptrain.data.sources.0.path={data / 'sft_train.jsonl'}",
+            f"uptrain.data.eval_sources.0.path={data / 'sft_eval.jsonl'}",
+            f"uptrain.train.max_steps={args.uptrain_steps}",
+        ],
+    )
     test, rows, times = data / "test.jsonl", {}, {}
     rows["parent (SFT)"] = exact_match(Path(args.parent), test, out / "eval" / "parent")
     t0 = time.perf_counter()
@@ -98,14 +113,22 @@ def main() -> None:
     uniform_ffn_baseline(recipe, out / "uniform")
     uptrain(recipe, out / "uniform" / "selected", out / "uniform")
     times["uniform build + uptraining"] = time.perf_counter() - t0
-    for name, path in [("puzzle, after selection", "puzzle/selected"),
-                       ("puzzle, after uptraining", "puzzle/uptrain/final"),
-                       ("uniform FFN, no training", "uniform/selected"),
-                       ("uniform FFN, after uptraining", "uniform/uptrain/final")]:
+    for name, path in [
+        ("puzzle, after selection", "puzzle/selected"),
+        ("puzzle, after uptraining", "puzzle/uptrain/final"),
+        ("uniform FFN, no training", "uniform/selected"),
+        ("uniform FFN, after uptraining", "uniform/uptrain/final"),
+    ]:
         rows[name] = exact_match(out / path, test, out / "eval" / path.replace("/", "-"))
     report = json.loads((out / "puzzle" / "prune_report.json").read_text())
-    summary = {"exact_match": rows, "seconds": times, "puzzle_share": report["share"],
-               "puzzle_blocks": report["blocks"], "budget": args.budget, "uptrain_steps": args.uptrain_steps}
+    summary = {
+        "exact_match": rows,
+        "seconds": times,
+        "puzzle_share": report["share"],
+        "puzzle_blocks": report["blocks"],
+        "budget": args.budget,
+        "uptrain_steps": args.uptrain_steps,
+    }
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     for name, value in rows.items():
         print(f"{name:32s} {value:.3f}")

@@ -47,10 +47,16 @@ def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     counts = harness.param_counts(model)
     n = (args.warmup + args.steps) * BATCH
     pairs = [(p + c, p + r) for p, c, r in harness.random_ids(vocab, (n, 3, PROMPT_LEN))]
-    return {"model": model, "tokenizer": tokenizer, "pairs": pairs, "units_per_step": BATCH,
-            "tokens_per_step": ROWS * SEQ_LEN, **counts,
-            # no LM head: the body over both rows (the separate layout's work) and a 1-output head
-            "flops_per_step": harness.model_flops(counts["body_params"], 0, ROWS * SEQ_LEN, 0, SEQ_LEN)}
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "pairs": pairs,
+        "units_per_step": BATCH,
+        "tokens_per_step": ROWS * SEQ_LEN,
+        **counts,
+        # no LM head: the body over both rows (the separate layout's work) and a 1-output head
+        "flops_per_step": harness.model_flops(counts["body_params"], 0, ROWS * SEQ_LEN, 0, SEQ_LEN),
+    }
 
 
 def run(framework: str, setup: dict, args, out_dir: Path) -> dict:
@@ -71,8 +77,9 @@ def run_posttrain(setup: dict, args, out_dir: Path, shared: bool) -> dict:
     from posttrain.objectives.registry import get_reward_loss
     from posttrain.objectives.reward_step import PairwiseRewardObjective
 
-    recipe = runners.posttrain_recipe(args, out_dir, LR, "reward.loss=bradley_terry",
-                                      f"preference.shared_prefix={str(shared).lower()}")
+    recipe = runners.posttrain_recipe(
+        args, out_dir, LR, "reward.loss=bradley_terry", f"preference.shared_prefix={str(shared).lower()}"
+    )
     acc = Accelerator(cpu=True)
     model = setup["model"]
     units = [RewardPair(chosen, rejected) for chosen, rejected in setup["pairs"]]
@@ -84,10 +91,11 @@ def run_posttrain(setup: dict, args, out_dir: Path, shared: bool) -> dict:
     policy = RewardScores(model)
     objective = PairwiseRewardObjective(get_reward_loss(recipe.reward.loss), 0)
     first_loss = runners.posttrain_loss(objective, policy, first, acc)
-    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs)
-    return {**runners.run_posttrain(recipe, acc, policy, setup["tokenizer"], plan, objective, args),
-            "first_loss": first_loss}
+    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps, recipe.train.epochs)
+    return {
+        **runners.run_posttrain(recipe, acc, policy, setup["tokenizer"], plan, objective, args),
+        "first_loss": first_loss,
+    }
 
 
 def run_trl(setup: dict, args, out_dir: Path) -> dict:
@@ -95,12 +103,14 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     pairs = setup["pairs"]
-    config = RewardConfig(max_length=SEQ_LEN, center_rewards_coefficient=None,
-                          **runners.trl_config_kwargs(args, out_dir, LR))
+    config = RewardConfig(
+        max_length=SEQ_LEN, center_rewards_coefficient=None, **runners.trl_config_kwargs(args, out_dir, LR)
+    )
     dataset = Dataset.from_dict({"chosen_ids": [c for c, _ in pairs], "rejected_ids": [r for _, r in pairs]})
     timer = runners.trl_step_timer()
-    trainer = RewardTrainer(model=setup["model"], args=config, train_dataset=dataset,
-                            processing_class=setup["tokenizer"], callbacks=[timer])
+    trainer = RewardTrainer(
+        model=setup["model"], args=config, train_dataset=dataset, processing_class=setup["tokenizer"], callbacks=[timer]
+    )
     ds = trainer.train_dataset
     assert list(zip(ds["chosen_ids"], ds["rejected_ids"])) == [tuple(p) for p in pairs], "TRL changed the pairs"
     batch = trainer.data_collator([ds[i] for i in range(BATCH)])
@@ -119,15 +129,22 @@ def parent(args) -> int:
         harness.print_ratios(results, vocabs, "posttrain-separate", {"trl": "TRL (posttrain separate rows)"})
 
     return harness.report(
-        args, __file__, f"reward-model step benchmark: batch {BATCH} pairs = {ROWS} rows x {SEQ_LEN} tokens (prompt "
-        f"{PROMPT_LEN} + response {RESPONSE_LEN}), Bradley-Terry", FRAMEWORKS,
+        args,
+        __file__,
+        f"reward-model step benchmark: batch {BATCH} pairs = {ROWS} rows x {SEQ_LEN} tokens (prompt "
+        f"{PROMPT_LEN} + response {RESPONSE_LEN}), Bradley-Terry",
+        FRAMEWORKS,
         ["s/step", "pairs/s", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss"],
-        extra={"pairs/s": lambda r: f"{r['units_per_s']:.2f}"}, loss_peers=("trl", "posttrain-separate"),
+        extra={"pairs/s": lambda r: f"{r['units_per_s']:.2f}"},
+        loss_peers=("trl", "posttrain-separate"),
         more=separate_vs_trl,
-        notes=(f"tokens/s = {ROWS} x {SEQ_LEN} input tokens per step / s/step (the separate layout's count for every "
-               "framework; the shared layout computes each prompt once); first loss: each framework's loss on pairs "
-               "0-7 before training",
-               f"MFU: (6 N_body T + 12 L H S T) per step, T = {ROWS} x {SEQ_LEN}, no LM head / s/step / matmul rate"))
+        notes=(
+            f"tokens/s = {ROWS} x {SEQ_LEN} input tokens per step / s/step (the separate layout's count for every "
+            "framework; the shared layout computes each prompt once); first loss: each framework's loss on pairs "
+            "0-7 before training",
+            f"MFU: (6 N_body T + 12 L H S T) per step, T = {ROWS} x {SEQ_LEN}, no LM head / s/step / matmul rate",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from harness import BATCH, proc_status_kib
 
 # ---- posttrain: the real loop --------------------------------------------------------------
 
+
 class HighWaterAfterLastStep:
     """Passes a plan through unchanged and reads VmHWM when the loop asks for the step after the
     last, i.e. right after the last step and before the loop saves the final model."""
@@ -28,13 +29,26 @@ def posttrain_recipe(args, out_dir: Path, lr: float, *overrides: str):
     constant lr, no decay, clipping 1.0, TRL's AdamW betas, metrics every step; plus overrides."""
     from posttrain.config.recipe import load_recipe
 
-    return load_recipe(None, [
-        f"train.micro_batch_size={BATCH}", "train.grad_accum_steps=1",
-        f"train.max_steps={args.warmup + args.steps}", f"train.lr={lr}", "train.schedule=constant",
-        "train.warmup_steps=0", "train.max_grad_norm=1.0", "train.weight_decay=0.0",
-        "train.betas=[0.9,0.999]",  # TRL's (transformers.Trainer's) AdamW betas
-        f"train.logprob_chunk_size={args.chunk_size}", "train.log_every=1",
-        "log.tensorboard=false", "seed=0", f"output_dir={out_dir}", *overrides])
+    return load_recipe(
+        None,
+        [
+            f"train.micro_batch_size={BATCH}",
+            "train.grad_accum_steps=1",
+            f"train.max_steps={args.warmup + args.steps}",
+            f"train.lr={lr}",
+            "train.schedule=constant",
+            "train.warmup_steps=0",
+            "train.max_grad_norm=1.0",
+            "train.weight_decay=0.0",
+            "train.betas=[0.9,0.999]",  # TRL's (transformers.Trainer's) AdamW betas
+            f"train.logprob_chunk_size={args.chunk_size}",
+            "train.log_every=1",
+            "log.tensorboard=false",
+            "seed=0",
+            f"output_dir={out_dir}",
+            *overrides,
+        ],
+    )
 
 
 def run_posttrain(recipe, accelerator, policy, tokenizer, plan, objective, args, **job) -> dict:
@@ -45,13 +59,27 @@ def run_posttrain(recipe, accelerator, policy, tokenizer, plan, objective, args,
 
     total = args.warmup + args.steps
     plan = HighWaterAfterLastStep(plan)
-    loop.run(loop.TrainJob(recipe=recipe, out_dir=Path(recipe.output_dir), accelerator=accelerator,
-                           policy=policy, tokenizer=tokenizer, plan=plan, objective=objective, **job))
+    loop.run(
+        loop.TrainJob(
+            recipe=recipe,
+            out_dir=Path(recipe.output_dir),
+            accelerator=accelerator,
+            policy=policy,
+            tokenizer=tokenizer,
+            plan=plan,
+            objective=objective,
+            **job,
+        )
+    )
     rows = [r for r in read_metrics(Path(recipe.output_dir)) if "step_time_s" in r]
     assert [r["step"] for r in rows] == list(range(1, total + 1)), [r["step"] for r in rows]
-    return {"step_times": [r["step_time_s"] for r in rows if r["step"] > args.warmup],
-            "hwm_kib": plan.hwm_kib, "first_loss": rows[0]["loss"], "metrics": rows,
-            "optimizer": _posttrain_optimizer(recipe)}
+    return {
+        "step_times": [r["step_time_s"] for r in rows if r["step"] > args.warmup],
+        "hwm_kib": plan.hwm_kib,
+        "first_loss": rows[0]["loss"],
+        "metrics": rows,
+        "optimizer": _posttrain_optimizer(recipe),
+    }
 
 
 def _posttrain_optimizer(recipe) -> str:
@@ -87,14 +115,32 @@ def trl_loss(trainer, batch: dict) -> float:
 
 # ---- TRL: a trainer with a step timer -------------------------------------------------------
 
+
 def trl_config_kwargs(args, out_dir: Path, lr: float) -> dict:
     """What every TRL config gets, matching posttrain_recipe. TRL's configs turn activation
     checkpointing and bf16 on by default: both off, so both frameworks run the same computation."""
-    return dict(output_dir=str(out_dir), per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
-                learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-                adam_beta1=0.9, adam_beta2=0.999, max_grad_norm=1.0, report_to=[], save_strategy="no",
-                eval_strategy="no", logging_steps=10**6, max_steps=args.warmup + args.steps,
-                dataloader_num_workers=0, use_cpu=True, bf16=False, seed=0, gradient_checkpointing=False)
+    return dict(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        max_grad_norm=1.0,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=10**6,
+        max_steps=args.warmup + args.steps,
+        dataloader_num_workers=0,
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        gradient_checkpointing=False,
+    )
 
 
 def trl_step_timer():
@@ -128,8 +174,11 @@ def train_trl(trainer, timer, args) -> dict:
     opt = trainer.optimizer
     opt = getattr(opt, "optimizer", opt)
     flags = {k: opt.defaults.get(k) for k in ("fused", "foreach")}
-    return {"step_times": timer.times[args.warmup:], "hwm_kib": timer.hwm_kib,
-            "optimizer": f"{type(opt).__module__}.{type(opt).__name__} {flags} (optim={trainer.args.optim})"}
+    return {
+        "step_times": timer.times[args.warmup :],
+        "hwm_kib": timer.hwm_kib,
+        "optimizer": f"{type(opt).__module__}.{type(opt).__name__} {flags} (optim={trainer.args.optim})",
+    }
 
 
 def save_initial_policy(model, tmp: Path) -> int:

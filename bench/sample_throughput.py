@@ -58,9 +58,23 @@ def _start_server(model: str, batch_size: int, extra: list[str], log: Path) -> t
     import httpx
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain", "serve", model, "--port", str(port),
-                             "--batch-size", str(batch_size), *extra], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "posttrain",
+            "serve",
+            model,
+            "--port",
+            str(port),
+            "--batch-size",
+            str(batch_size),
+            *extra,
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(1500):
         try:
@@ -79,17 +93,34 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--batch-wait-ms", type=float, default=None,
-                        help="serve's collect window (left out: serve's default; older serves lack the flag)")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=None,
+        help="serve's collect window (left out: serve's default; older serves lack the flag)",
+    )
     args = parser.parse_args()
     from posttrain.model.paths import resolve_model_path
 
     model = str(resolve_model_path(args.model))
     work = Path(tempfile.mkdtemp(prefix="sample-bench-"))
     prompts = _prompts(work / "prompts.jsonl", args.prompts)
-    common = ["sample", model, "--prompts", str(prompts), "--n", str(args.n), "--temperature", "0",
-              "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size), "--quiet",
-              "--no-logprobs"]
+    common = [
+        "sample",
+        model,
+        "--prompts",
+        str(prompts),
+        "--n",
+        str(args.n),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--batch-size",
+        str(args.batch_size),
+        "--quiet",
+        "--no-logprobs",
+    ]
     _sample(common + ["--out", str(work / "warmup.jsonl")])  # loads torch/transformers once
     runs = [("hf (batched, in-process)", "-", _sample(common + ["--out", str(work / "hf.jsonl")]), "hf.jsonl")]
     wait = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
@@ -97,21 +128,36 @@ def main() -> None:
     try:
         for concurrency in (1, 8):
             out = f"openai-c{concurrency}.jsonl"
-            seconds = _sample(common + ["--out", str(work / out), "--backend", "openai", "--base-url", url,
-                                        "--concurrency", str(concurrency)])
+            seconds = _sample(
+                common
+                + [
+                    "--out",
+                    str(work / out),
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    url,
+                    "--concurrency",
+                    str(concurrency),
+                ]
+            )
             runs.append(("openai -> posttrain serve", str(concurrency), seconds, out))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     total = args.prompts * args.n
     base = total / runs[0][2]
-    print(f"{args.prompts} prompts x {args.n} completions, <= {args.max_new_tokens} new tokens, greedy, "
-          f"model {model}, batch {args.batch_size}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.prompts} prompts x {args.n} completions, <= {args.max_new_tokens} new tokens, greedy, "
+        f"model {model}, batch {args.batch_size}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'backend':28} {'concurrency':>11} {'seconds':>8} {'compl/s':>8} {'vs hf':>6} {'same tokens':>11}")
     for name, concurrency, seconds, out in runs:
         same = _texts(work / out) == _texts(work / "hf.jsonl")
-        print(f"{name:28} {concurrency:>11} {seconds:8.2f} {total / seconds:8.2f} "
-              f"{total / seconds / base:6.2f} {str(same):>11}")
+        print(
+            f"{name:28} {concurrency:>11} {seconds:8.2f} {total / seconds:8.2f} "
+            f"{total / seconds / base:6.2f} {str(same):>11}"
+        )
     print("server:", " ".join((work / "serve.log").read_text().split()[-14:]))  # its batching summary
 
 

@@ -33,11 +33,15 @@ def prepare(framework: str, vocab: int, args, tmp: Path) -> dict:
     model = harness.build_model(vocab)
     counts = harness.param_counts(model)
     tokens = BATCH * SEQ_LEN
-    return {"model": model, "tokenizer": harness.build_tokenizer(vocab),
-            "data": harness.random_ids(vocab, ((args.warmup + args.steps) * BATCH, SEQ_LEN)),
-            "tokens_per_step": tokens, "units_per_step": BATCH, **counts,
-            "flops_per_step": harness.model_flops(counts["body_params"], counts["head_params"], tokens,
-                                                  tokens, SEQ_LEN)}
+    return {
+        "model": model,
+        "tokenizer": harness.build_tokenizer(vocab),
+        "data": harness.random_ids(vocab, ((args.warmup + args.steps) * BATCH, SEQ_LEN)),
+        "tokens_per_step": tokens,
+        "units_per_step": BATCH,
+        **counts,
+        "flops_per_step": harness.model_flops(counts["body_params"], counts["head_params"], tokens, tokens, SEQ_LEN),
+    }
 
 
 def run(framework: str, setup: dict, args, out_dir: Path) -> dict:
@@ -60,8 +64,7 @@ def run_posttrain(setup: dict, args, out_dir: Path) -> dict:
     units = [Example(input_ids=list(row), labels=list(row)) for row in setup["data"]]  # loss on every token
     tok = setup["tokenizer"]
     collate = functools.partial(collate_padded, pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
-    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs)
+    plan = EpochPlan(units, collate, Layout(BATCH, 1, 1, 0), recipe.seed, recipe.train.max_steps, recipe.train.epochs)
     policy, objective = TokenLogprobs(setup["model"], args.chunk_size), NextTokenObjective()
     first_loss = runners.posttrain_loss(objective, policy, collate(units[:BATCH]), acc)
     return {**runners.run_posttrain(recipe, acc, policy, tok, plan, objective, args), "first_loss": first_loss}
@@ -75,8 +78,13 @@ def run_trl(setup: dict, args, out_dir: Path) -> dict:
     data = setup["data"]
     config = SFTConfig(max_length=SEQ_LEN, packing=False, **runners.trl_config_kwargs(args, out_dir, LR))
     timer = runners.trl_step_timer()
-    trainer = SFTTrainer(model=setup["model"], args=config, train_dataset=Dataset.from_dict({"input_ids": data}),
-                         processing_class=setup["tokenizer"], callbacks=[timer])
+    trainer = SFTTrainer(
+        model=setup["model"],
+        args=config,
+        train_dataset=Dataset.from_dict({"input_ids": data}),
+        processing_class=setup["tokenizer"],
+        callbacks=[timer],
+    )
     first_loss = runners.trl_loss(trainer, check_trl_sees_our_tokens(trainer, data))
     return {**runners.train_trl(trainer, timer, args), "first_loss": first_loss}
 
@@ -103,14 +111,20 @@ def run_one(spec: str, args) -> dict:
 
 def parent(args) -> int:
     return harness.report(
-        args, __file__, f"SFT step benchmark: batch {BATCH} x {SEQ_LEN} tokens, loss on every token", FRAMEWORKS,
+        args,
+        __file__,
+        f"SFT step benchmark: batch {BATCH} x {SEQ_LEN} tokens, loss on every token",
+        FRAMEWORKS,
         ["s/step", "tokens/s", "peak MiB", "train MiB", "MFU", "first loss"],
-        notes=(f"s/step: mean over the timed steps (warm-up excluded); tokens/s = {BATCH * SEQ_LEN} tokens per step "
-               "/ s/step",
-               "peak MiB: the child process's VmHWM right after its last step (total, imports included); train MiB: "
-               "that minus its RSS after imports + tokenizer + data + model",
-               "first loss: each framework's own loss on rows 0-7 before training (mean NLL per token)",
-               "MFU: (6 N T + 12 L H S T) per step / s/step / matmul rate; N = non-embedding params + LM head"))
+        notes=(
+            f"s/step: mean over the timed steps (warm-up excluded); tokens/s = {BATCH * SEQ_LEN} tokens per step "
+            "/ s/step",
+            "peak MiB: the child process's VmHWM right after its last step (total, imports included); train MiB: "
+            "that minus its RSS after imports + tokenizer + data + model",
+            "first loss: each framework's own loss on rows 0-7 before training (mean NLL per token)",
+            "MFU: (6 N T + 12 L H S T) per step / s/step / matmul rate; N = non-embedding params + LM head",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -25,14 +25,18 @@ def rows(path: Path) -> list[str]:
             continue
         per_s = "tokens_per_s" if path.stem == "pretrain" else "steps_per_s"
         mfu = [f"{r['mfu']:.1%}" if r.get("mfu") else "—" for r in (p, t)]
-        out.append(f"| {path.stem} | {vocab:,} | {p['s_per_step']:.3f} | {t['s_per_step']:.3f} | "
-                   f"{p[per_s] / t[per_s]:.2f} | {p['peak_kib'] / t['peak_kib']:.2f} | {mfu[0]} | {mfu[1]} |")
+        out.append(
+            f"| {path.stem} | {vocab:,} | {p['s_per_step']:.3f} | {t['s_per_step']:.3f} | "
+            f"{p[per_s] / t[per_s]:.2f} | {p['peak_kib'] / t['peak_kib']:.2f} | {mfu[0]} | {mfu[1]} |"
+        )
     return out
 
 
 def main(paths: list[str]) -> int:
-    print("| stage | vocab | posttrain s/step | TRL s/step | posttrain/TRL per second | peak memory "
-          "posttrain/TRL | posttrain MFU | TRL MFU |")
+    print(
+        "| stage | vocab | posttrain s/step | TRL s/step | posttrain/TRL per second | peak memory "
+        "posttrain/TRL | posttrain MFU | TRL MFU |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in paths:
         print("\n".join(rows(Path(path))))

@@ -27,11 +27,29 @@ def memorised(root: Path, seed: int, docs: list[dict]) -> Path:
 
     base = build_tiny(root / f"base-{seed}", preset="test", seed=seed)
     data = root / "memorise.jsonl"
-    rows = [{"messages": [{"role": "user", "content": d["prompt"]},
-                          {"role": "assistant", "content": f"The answer is {d['reference']}."}]} for d in docs[:SEEN]]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": d["prompt"]},
+                {"role": "assistant", "content": f"The answer is {d['reference']}."},
+            ]
+        }
+        for d in docs[:SEEN]
+    ]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    recipe = load_recipe(None, [f"model={base}", f"data=[{data}]", "train.micro_batch_size=8", "train.max_steps=100",
-                                "train.lr=6e-3", "train.warmup_steps=5", "log.tensorboard=false", f"seed={seed}"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={base}",
+            f"data=[{data}]",
+            "train.micro_batch_size=8",
+            "train.max_steps=100",
+            "train.lr=6e-3",
+            "train.warmup_steps=5",
+            "log.tensorboard=false",
+            f"seed={seed}",
+        ],
+    )
     sft.run(recipe, output_dir=str(root / f"run-{seed}"))
     return root / f"run-{seed}" / "final"
 
@@ -53,20 +71,36 @@ def main() -> None:
     questions = root / "questions.jsonl"
     questions.write_text("".join(json.dumps({"prompt": d["prompt"], "reference": d["reference"]}) + "\n" for d in docs))
     out = root / "w2s"
-    sets = [f"questions={questions}", f"weak.model={weak}", "weak.backend=hf", f"strong.model={strong}",
-            "strong.backend=hf", "strong.temperature=1.0", "n_strong=4", "weak.max_new_tokens=16",
-            "strong.max_new_tokens=16"]
+    sets = [
+        f"questions={questions}",
+        f"weak.model={weak}",
+        "weak.backend=hf",
+        f"strong.model={strong}",
+        "strong.backend=hf",
+        "strong.temperature=1.0",
+        "n_strong=4",
+        "weak.max_new_tokens=16",
+        "strong.max_new_tokens=16",
+    ]
     code = posttrain(["synth", "weak-to-strong", "--out", str(out), *sum((["--set", s] for s in sets), [])])
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     right = [answers_match(r["weak"]["answer"], str(r["reference"])) for r in rows]
     kept = {r["row"] for r in map(json.loads, (out / "sft.jsonl").read_text().splitlines())} if code == 0 else set()
     kept_right = sum(ok for r, ok in zip(rows, right) if r["row"] in kept)
-    print(json.dumps({"weak_accuracy": f"{sum(right)}/{len(rows)}",
-                      "weak_accuracy_seen": f"{sum(right[:SEEN])}/{SEEN}",
-                      "weak_accuracy_unseen": f"{sum(right[SEEN:])}/{UNSEEN}",
-                      "kept": len(kept), "kept_correct": kept_right,
-                      "pairs": json.loads((out / "manifest.json").read_text())["counts"]["pairs"],
-                      "wall_s": round(time.monotonic() - started, 1)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "weak_accuracy": f"{sum(right)}/{len(rows)}",
+                "weak_accuracy_seen": f"{sum(right[:SEEN])}/{SEEN}",
+                "weak_accuracy_unseen": f"{sum(right[SEEN:])}/{UNSEEN}",
+                "kept": len(kept),
+                "kept_correct": kept_right,
+                "pairs": json.loads((out / "manifest.json").read_text())["counts"]["pairs"],
+                "wall_s": round(time.monotonic() - started, 1),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

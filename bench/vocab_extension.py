@@ -37,8 +37,18 @@ def _rows(path, rows):
 
 
 def _train(stage, model, data, steps, out, *extra):
-    recipe = load_recipe(None, [f"model={model}", f"data=[{data}]", "train.micro_batch_size=16",
-                                f"train.max_steps={steps}", "train.lr=3e-3", "train.warmup_steps=4", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={model}",
+            f"data=[{data}]",
+            "train.micro_batch_size=16",
+            f"train.max_steps={steps}",
+            "train.lr=3e-3",
+            "train.warmup_steps=4",
+            *extra,
+        ],
+    )
     stage.run(recipe, output_dir=str(out))
     return out / "final"
 
@@ -63,15 +73,17 @@ def _exact_match(model_dir, test_path):
     return run_tasks(make_backend(str(model_dir), "hf", batch_size=50, seed=0), [task])[0].values()["exact_match"]
 
 
-def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60,
-        quickstart: pathlib.Path | None = None) -> dict[str, float]:
+def run(
+    out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60, quickstart: pathlib.Path | None = None
+) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     lang = out / "lang"
     main(["surgery", "make-language", "--out", str(lang), "--train", "2000", "--heldout", "100"])
     held, english = lang / "heldout.jsonl", _rows(out / "english.jsonl", pretrain_rows(40, seed=9))
     texts = [json.loads(line)["text"] for line in held.read_text().splitlines()]
     english_lines = [r["text"] for r in pretrain_rows(500, seed=0)] + [
-        m["content"] for r in sft_rows(500, seed=1) for m in r["messages"]]
+        m["content"] for r in sft_rows(500, seed=1) for m in r["messages"]
+    ]
     keep = out / "keep.txt"  # English whose tokenisation the new merges must leave alone
     keep.write_text("\n".join(line.replace("\n", " ") for line in english_lines) + "\n")
     if quickstart is None:
@@ -82,19 +94,52 @@ def run(out: pathlib.Path, new_tokens: int = 200, embedding_steps: int = 60,
         base, instruct = quickstart / "pretrain" / "final", quickstart / "sft" / "final"
     res = {"tokens_per_word/base": _tokens_per_word(base, texts), "bpb/base": _bits_per_byte(base, held)}
     for init in ("mean", "mean_all", "random"):
-        main(["surgery", "extend-vocab", str(base), "--corpus", str(lang / "train.jsonl"), "--num-tokens",
-              str(new_tokens), "--init", init, "--keep", str(keep), "--out", str(out / f"ext-{init}")])
+        main(
+            [
+                "surgery",
+                "extend-vocab",
+                str(base),
+                "--corpus",
+                str(lang / "train.jsonl"),
+                "--num-tokens",
+                str(new_tokens),
+                "--init",
+                init,
+                "--keep",
+                str(keep),
+                "--out",
+                str(out / f"ext-{init}"),
+            ]
+        )
         res[f"bpb/extended_{init}"] = _bits_per_byte(out / f"ext-{init}", held)
     res["tokens_per_word/extended"] = _tokens_per_word(out / "ext-mean", texts)
-    adapted = _train(pretrain, out / "ext-mean", lang / "train.jsonl", embedding_steps, out / "adapted",
-                     "adapter.kind=embeddings")
+    adapted = _train(
+        pretrain, out / "ext-mean", lang / "train.jsonl", embedding_steps, out / "adapted", "adapter.kind=embeddings"
+    )
     res["bpb/adapted"] = _bits_per_byte(adapted, held)
     res["bpb/instruct"], res["english_bpb/instruct"] = _bits_per_byte(instruct, held), _bits_per_byte(instruct, english)
     for method in ("swap", "overlap", "projection"):
         lep = out / f"lep-{method}"
-        main(["surgery", "lep", "--base", str(base), "--adapted", str(adapted), "--instruct", str(instruct),
-              "--method", method, "--out", str(lep)])
-        res[f"bpb/lep_{method}"], res[f"english_bpb/lep_{method}"] = _bits_per_byte(lep, held), _bits_per_byte(lep, english)
+        main(
+            [
+                "surgery",
+                "lep",
+                "--base",
+                str(base),
+                "--adapted",
+                str(adapted),
+                "--instruct",
+                str(instruct),
+                "--method",
+                method,
+                "--out",
+                str(lep),
+            ]
+        )
+        res[f"bpb/lep_{method}"], res[f"english_bpb/lep_{method}"] = (
+            _bits_per_byte(lep, held),
+            _bits_per_byte(lep, english),
+        )
         if quickstart is not None:
             res[f"exact_match/lep_{method}"] = _exact_match(lep, quickstart / "data" / "test.jsonl")
     res["tokens_per_word/lep"] = _tokens_per_word(out / "lep-projection", texts)

@@ -16,8 +16,7 @@ import warnings
 from posttrain.cli_help import group_commands
 from posttrain.errors import RunStopped, UserError
 
-TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward",
-                "grpo", "distill", "refuel")
+TRAIN_STAGES = ("pretrain", "sft", "dpo", "kto", "reward", "grpo", "distill", "refuel")
 
 # One-shot tools that live in their own folders. Each module defines `add_parsers(subparsers)`,
 # which registers its sub-commands with `set_defaults(tool_run=<function(args) -> int | None>)`;
@@ -57,13 +56,25 @@ def _positive_int(text: str) -> int:
 def _train_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key (dotted, typed as YAML), e.g. --set train.lr=1e-4")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (dotted, typed as YAML), e.g. --set train.lr=1e-4",
+    )
     p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir or runs/<stage>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the output directory "
-                   "from its latest checkpoint")
-    p.add_argument("--num-processes", type=_positive_int, default=1, help="data-parallel processes on this "
-                   "machine (relaunches under torchrun; same as `accelerate launch -m posttrain`)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in the output directory from its latest checkpoint"
+    )
+    p.add_argument(
+        "--num-processes",
+        type=_positive_int,
+        default=1,
+        help="data-parallel processes on this "
+        "machine (relaunches under torchrun; same as `accelerate launch -m posttrain`)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output-dir", default="runs/quickstart")
     q.add_argument("--fast", action="store_true", help="a much shorter run (for smoke tests)")
     q.add_argument("--rl", action="store_true", help="add GRPO with the answer verifier after SFT (~5 min)")
-    q.add_argument("--model", default="tiny", choices=["tiny", "smollm2-135m-instruct"],
-                   help="tiny: build and train the tiny model; smollm2-135m-instruct: LoRA SFT of a real model")
+    q.add_argument(
+        "--model",
+        default="tiny",
+        choices=["tiny", "smollm2-135m-instruct"],
+        help="tiny: build and train the tiny model; smollm2-135m-instruct: LoRA SFT of a real model",
+    )
     group_commands(parser)
     return parser
 

@@ -12,8 +12,17 @@ import textwrap
 FAMILIES: dict[str, tuple[str, ...]] = {
     "train": ("pretrain", "sft", "dpo", "kto", "reward", "grpo", "refuel", "distill", "quickstart"),
     "data": ("synth", "curate", "sample", "serve", "score", "iterate", "data"),
-    "model tools": ("merge", "cycleqd", "merge-lora", "quantize", "quantize-study", "prune", "surgery", "convert",
-                    "make-tiny"),
+    "model tools": (
+        "merge",
+        "cycleqd",
+        "merge-lora",
+        "quantize",
+        "quantize-study",
+        "prune",
+        "surgery",
+        "convert",
+        "make-tiny",
+    ),
     "evaluate": ("eval", "reward-eval", "generate", "kv", "rag"),
     "inspect": ("report", "analyze"),
 }

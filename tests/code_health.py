@@ -52,8 +52,11 @@ def write_baseline(errors: collections.Counter) -> None:
 
 
 def long_files() -> list[str]:
-    return [f"{p.relative_to(ROOT)} ({n} lines)" for p in sorted((ROOT / "posttrain").rglob("*.py"))
-            if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    return [
+        f"{p.relative_to(ROOT)} ({n} lines)"
+        for p in sorted((ROOT / "posttrain").rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    ]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ def test_ruff_lint():
     assert proc.returncode == 0, f"ruff check (fix with `ruff check --fix .`):\n{proc.stdout[-4000:]}"
 
 
+def test_ruff_format():
+    proc = run("ruff", "format", "--check", ".")
+    assert proc.returncode == 0, f"not formatted (run `ruff format .`):\n{proc.stdout[-4000:]}"
+
+
 def test_no_package_file_over_the_limit():
     assert long_files() == [], f"split these by concept (at most {MAX_LINES} lines a file)"
 
@@ -31,5 +36,7 @@ def test_types_only_get_better():
     new = now - baseline
     assert not new, "new type errors:\n" + "\n".join(sorted(new.elements()))
     fixed = baseline - now
-    assert not fixed, ("fixed, so shrink the baseline (python -m tests.code_health --write-mypy-baseline):\n"
-                       + "\n".join(sorted(fixed.elements())))
+    assert not fixed, (
+        "fixed, so shrink the baseline (python -m tests.code_health --write-mypy-baseline):\n"
+        + "\n".join(sorted(fixed.elements()))
+    )

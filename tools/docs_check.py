@@ -25,9 +25,25 @@ import gen_docs  # noqa: E402  (same folder: the schema walk is shared)
 ROOT = gen_docs.ROOT
 TRAIN_COMMANDS = ("pretrain", "sft", "dpo", "kto", "reward", "grpo", "distill", "refuel")
 # Flags of other programs that the pages name (torchrun, accelerate, the bench scripts, pytest).
-EXTERNAL_FLAGS = {"--nnodes", "--node-rank", "--rdzv-endpoint", "--config_file", "--machine_rank",
-                  "--steps", "--warmup", "--vocab", "--json", "--workdir", "--quickstart", "--frameworks",
-                  "--chunk-size", "--strict", "--check", "--sentence-questions", "--oracle-questions"}
+EXTERNAL_FLAGS = {
+    "--nnodes",
+    "--node-rank",
+    "--rdzv-endpoint",
+    "--config_file",
+    "--machine_rank",
+    "--steps",
+    "--warmup",
+    "--vocab",
+    "--json",
+    "--workdir",
+    "--quickstart",
+    "--frameworks",
+    "--chunk-size",
+    "--strict",
+    "--check",
+    "--sentence-questions",
+    "--oracle-questions",
+}
 PATH_PATTERN = re.compile(r"(?<![\w/.-])((?:recipes|bench|tests|posttrain|examples|configs|tools|docs)/[\w./*-]*\w)")
 FILE_SUFFIXES = {"jsonl", "json", "yaml", "py", "txt", "md", "tar", "parquet", "gz", "csv", "safetensors"}
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
@@ -60,6 +76,7 @@ def all_flags() -> frozenset[str]:
 
 # ----- commands -------------------------------------------------------------------------------
 
+
 def command_tokens(text: str) -> list[str] | None:
     """The argv of the `posttrain ...` command in one shell line, with the docs' notation removed:
     `[--flag X]` optional groups are kept without brackets, `a | b` alternatives inside a group
@@ -68,11 +85,14 @@ def command_tokens(text: str) -> list[str] | None:
         tokens = shlex.split(text, comments=True)
     except ValueError as err:
         raise ValueError(f"not a shell line ({err})") from None
-    starts = [i for i, token in enumerate(tokens) if token == "posttrain" and
-              all(t in (";", "&&", "||", "|") or re.fullmatch(r"\w+=\S*", t) for t in tokens[:i])]
+    starts = [
+        i
+        for i, token in enumerate(tokens)
+        if token == "posttrain" and all(t in (";", "&&", "||", "|") or re.fullmatch(r"\w+=\S*", t) for t in tokens[:i])
+    ]
     if not starts:
         return None  # no command here, or `posttrain` is an argument of another one (`cd posttrain`)
-    tokens = tokens[starts[0]:]
+    tokens = tokens[starts[0] :]
     argv, depth, skipping = [], 0, False
     for token in tokens:
         if token in (";", "&&", "||") or (token == "|" and depth == 0):
@@ -135,7 +155,7 @@ def key_error(section, key: str) -> str | None:
         annotation = fields[part].annotation
         current = gen_docs._sections_in(annotation)
         if not current:
-            rest = parts[i + 1:]
+            rest = parts[i + 1 :]
             if rest and "dict" not in str(annotation) and "Any" not in str(annotation):
                 return f"unknown recipe key '{key}' ('{part}' has no keys)"
             return None
@@ -147,7 +167,7 @@ def alternatives(argv: list[str]) -> list[list[str]]:
     variants = [[t.split("|")[0] if _is_choice(t) else t for t in argv]]
     for i, token in enumerate(argv):
         if _is_choice(token):
-            variants += [[*variants[0][:i], option, *variants[0][i + 1:]] for option in token.split("|")[1:]]
+            variants += [[*variants[0][:i], option, *variants[0][i + 1 :]] for option in token.split("|")[1:]]
     return variants
 
 
@@ -209,6 +229,7 @@ def shell_commands(path: Path) -> list[tuple[int, str]]:
 
 # ----- prose ----------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=1)
 def _section_keys() -> frozenset[str]:
     recipe = gen_docs._training_recipe()
@@ -221,8 +242,11 @@ def prose_problems(line: str) -> list[str]:
     for span in CODE_SPAN.findall(line):
         word = span.split()[0] if span.split() else ""
         key = re.split(r"[:=\s]", span, maxsplit=1)[0]
-        if (re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", key) and key.split(".")[0] in _section_keys()
-                and key.rsplit(".", 1)[-1] not in FILE_SUFFIXES):
+        if (
+            re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", key)
+            and key.split(".")[0] in _section_keys()
+            and key.rsplit(".", 1)[-1] not in FILE_SUFFIXES
+        ):
             problem = key_error(gen_docs._training_recipe(), key)
             if problem:
                 problems.append(problem)

@@ -39,6 +39,7 @@ def _cell(text: str) -> str:
 
 # ----- recipe schema ---------------------------------------------------------------------------
 
+
 def _section_base():
     from posttrain.config.recipe import Section
 
@@ -183,11 +184,16 @@ def _recipe_table(cls) -> list[str]:
 
 def recipes_page() -> str:
     training = _training_recipe()
-    lines = ["# Recipe reference", "",
-             "Every key of the training recipe that `posttrain pretrain|sft|dpo|kto|reward|grpo|distill|refuel` "
-             "read, then of each tool's recipe. A key not listed is an error naming the nearest one. "
-             "`a[].b`: key `b` of each item of list `a`. Override any key with `--set a.b=VALUE`.", "",
-             f"## Training recipe (`{training.__module__}.{training.__name__}`)", ""]
+    lines = [
+        "# Recipe reference",
+        "",
+        "Every key of the training recipe that `posttrain pretrain|sft|dpo|kto|reward|grpo|distill|refuel` "
+        "read, then of each tool's recipe. A key not listed is an error naming the nearest one. "
+        "`a[].b`: key `b` of each item of list `a`. Override any key with `--set a.b=VALUE`.",
+        "",
+        f"## Training recipe (`{training.__module__}.{training.__name__}`)",
+        "",
+    ]
     lines += _recipe_table(training)
     for cls in tool_recipes():
         module = sys.modules[cls.__module__]
@@ -202,6 +208,7 @@ def recipes_page() -> str:
 
 
 # ----- command line ----------------------------------------------------------------------------
+
 
 def _subparsers(parser: argparse.ArgumentParser):
     for action in parser._actions:
@@ -241,8 +248,12 @@ def command_sections(parser: argparse.ArgumentParser, path: str) -> list[str]:
 def cli_page() -> str:
     from posttrain.cli import build_parser
 
-    lines = ["# CLI reference", "", "Every `posttrain` command and flag, from the argparse parsers. "
-             "`posttrain COMMAND -h` prints the same.", ""]
+    lines = [
+        "# CLI reference",
+        "",
+        "Every `posttrain` command and flag, from the argparse parsers. `posttrain COMMAND -h` prints the same.",
+        "",
+    ]
     lines += command_sections(build_parser(), "posttrain")
     return HEADER + "\n".join(lines) + "\n"
 

@@ -25,6 +25,7 @@ MAX_DIGITS = 30  # a tool result with more digits is refused: the tool never bui
 
 def evaluate(expression: str) -> float:
     """The value of + - * / over numbers and parentheses (ast, never eval); ValueError otherwise."""
+
     def value(node: ast.AST) -> float:
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
             return node.value
@@ -48,8 +49,7 @@ def _number(value: float) -> str:
 
 
 class CalculatorEnv:
-    instructions = ("Solve the question. Use the calculator with 'calc: <expression>', then reply "
-                    "'answer: <number>'.")
+    instructions = "Solve the question. Use the calculator with 'calc: <expression>', then reply 'answer: <number>'."
 
     @classmethod
     def tasks(cls, n: int, seed: int) -> list[dict[str, Any]]:
@@ -82,8 +82,12 @@ class CalculatorEnv:
                     return Step(f"Calculator error: {err}", 0.0, False, self._info(False))
                 self._reach(result)
                 return Step(f"= {_number(result)}", 0.0, False, self._info(False))
-        return Step("Invalid action: use 'calc: <expression>' or 'answer: <number>'.", 0.0, False,
-                    {**self._info(False), "valid": False})
+        return Step(
+            "Invalid action: use 'calc: <expression>' or 'answer: <number>'.",
+            0.0,
+            False,
+            {**self._info(False), "valid": False},
+        )
 
     def _reach(self, value: float) -> None:
         self.reached |= {goal for goal in self.subgoals if abs(goal - value) < 1e-9}

@@ -73,7 +73,10 @@ class GridEnv:
 
     def _cell(self, task: dict[str, Any], key: str) -> tuple[int, int]:
         value = task.get(key)
-        if (not isinstance(value, list | tuple) or len(value) != 2
-                or not all(isinstance(v, int) and 0 <= v < self.size for v in value)):
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and 0 <= v < self.size for v in value)
+        ):
             raise ValueError(f"'{key}' must be [row, column] inside a {self.size}x{self.size} grid, got {value!r}")
         return int(value[0]), int(value[1])

@@ -53,8 +53,9 @@ class HTTPEnvironment:
             payload = {}
         if response.status_code != 200:
             reason = payload.get("error") if isinstance(payload, dict) else None
-            raise EnvironmentServerError(f"environment server /{path}: status {response.status_code}: "
-                                         f"{reason or response.text[:200]}")
+            raise EnvironmentServerError(
+                f"environment server /{path}: status {response.status_code}: {reason or response.text[:200]}"
+            )
         if not isinstance(payload, dict) or not isinstance(payload.get("observation"), str):
             raise EnvironmentServerError(f"environment server /{path}: answer has no 'observation' text")
         return payload
@@ -66,8 +67,12 @@ class HTTPEnvironment:
 
     def step(self, action: str) -> Step:
         payload = self._post("step", {"episode": self.episode, "action": action})
-        return Step(payload["observation"], float(payload.get("reward") or 0.0), bool(payload.get("done")),
-                    dict(payload.get("info") or {}))
+        return Step(
+            payload["observation"],
+            float(payload.get("reward") or 0.0),
+            bool(payload.get("done")),
+            dict(payload.get("info") or {}),
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -88,8 +93,14 @@ def environment_server(make_env: Callable[[], Any], host: str = "127.0.0.1", por
                     with lock:
                         episode = str(next(counter))
                         episodes[episode] = env
-                    self._send(200, {"episode": episode, "observation": observation,
-                                     "instructions": getattr(env, "instructions", "")})
+                    self._send(
+                        200,
+                        {
+                            "episode": episode,
+                            "observation": observation,
+                            "instructions": getattr(env, "instructions", ""),
+                        },
+                    )
                 elif self.path.rstrip("/").endswith("/step"):
                     env = episodes.get(str(body.get("episode")))
                     if env is None:
@@ -97,8 +108,10 @@ def environment_server(make_env: Callable[[], Any], host: str = "127.0.0.1", por
                     step = env.step(str(body.get("action", "")))
                     if step.done:
                         episodes.pop(str(body["episode"]), None)
-                    self._send(200, {"observation": step.observation, "reward": step.reward,
-                                     "done": step.done, "info": step.info})
+                    self._send(
+                        200,
+                        {"observation": step.observation, "reward": step.reward, "done": step.done, "info": step.info},
+                    )
                 else:
                     self._send(404, {"error": f"unknown path {self.path}: POST /reset or /step"})
             except Exception as err:  # the environment's own failure goes back to the client

@@ -44,8 +44,10 @@ def environment_class(spec: str) -> type | None:
 def _import_class(spec: str) -> type:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UserError(f"environment '{spec}': not a built-in one ({', '.join(builtin_environments())}), "
-                        "a module:Class entry point, nor an http(s):// environment server")
+        raise UserError(
+            f"environment '{spec}': not a built-in one ({', '.join(builtin_environments())}), "
+            "a module:Class entry point, nor an http(s):// environment server"
+        )
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:

@@ -39,14 +39,26 @@ class Episode:
     done: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"messages": self.messages, "reward": self.reward, "success": self.success,
-                "progress": self.progress, "turns": self.turns, "invalid_actions": self.invalid_actions,
-                "error": self.error}
+        return {
+            "messages": self.messages,
+            "reward": self.reward,
+            "success": self.success,
+            "progress": self.progress,
+            "turns": self.turns,
+            "invalid_actions": self.invalid_actions,
+            "error": self.error,
+        }
 
 
-def run_episodes(backend, prompter, make_env: Callable[[], Any], tasks: Sequence[dict[str, Any]],
-                 settings: RolloutSettings, system: Callable[[dict, Any], str | None] = lambda task, env: None,
-                 desc: str = "agent") -> list[Episode]:
+def run_episodes(
+    backend,
+    prompter,
+    make_env: Callable[[], Any],
+    tasks: Sequence[dict[str, Any]],
+    settings: RolloutSettings,
+    system: Callable[[dict, Any], str | None] = lambda task, env: None,
+    desc: str = "agent",
+) -> list[Episode]:
     """One episode per task (repeat a task for several). `system(task, env)` overrides the
     environment's instructions as the system message when it returns a string."""
     envs, episodes = [], []
@@ -58,7 +70,8 @@ def run_episodes(backend, prompter, make_env: Callable[[], Any], tasks: Sequence
             chosen = system(task, env)
             text = chosen if chosen is not None else getattr(env, "instructions", "")
             episode.messages = ([{"role": "system", "content": text}] if text else []) + [
-                {"role": "user", "content": observation}]
+                {"role": "user", "content": observation}
+            ]
         except Exception as err:  # a broken task row or environment: recorded, the run goes on
             _fail(episode, "reset", err)
         envs.append(env)
@@ -80,8 +93,13 @@ def run_episodes(backend, prompter, make_env: Callable[[], Any], tasks: Sequence
 
 
 def _request(prompter, messages: list[dict[str, str]], settings: RolloutSettings) -> GenerationRequest:
-    return GenerationRequest(prompter.encode(messages), settings.max_new_tokens, settings.stop,
-                             settings.temperature, messages=tuple(messages))
+    return GenerationRequest(
+        prompter.encode(messages),
+        settings.max_new_tokens,
+        settings.stop,
+        settings.temperature,
+        messages=tuple(messages),
+    )
 
 
 def _advance(episode: Episode, env, action: str) -> None:
@@ -109,9 +127,11 @@ def _fail(episode: Episode, where: str, err: Exception) -> None:
 def sft_rows(episodes: Sequence[Episode], successful_only: bool = True) -> list[dict[str, Any]]:
     """{messages, ...} rows for the sft stage: each (successful) episode's conversation, ending on
     the agent's last action (the final observation is not something to learn to say)."""
-    return [{"messages": _ending_on_an_action(e.messages), "reward": e.reward, "progress": e.progress,
-             "success": e.success}
-            for e in episodes if e.error is None and e.turns and (e.success or not successful_only)]
+    return [
+        {"messages": _ending_on_an_action(e.messages), "reward": e.reward, "progress": e.progress, "success": e.success}
+        for e in episodes
+        if e.error is None and e.turns and (e.success or not successful_only)
+    ]
 
 
 def _ending_on_an_action(messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -16,26 +16,37 @@ import json
 
 
 def add_parsers(subparsers) -> None:
-    analyze = subparsers.add_parser("analyze", help="look inside a model (MLP neurons through the LM head) "
-                                    "or a preference run (likelihood displacement)")
+    analyze = subparsers.add_parser(
+        "analyze",
+        help="look inside a model (MLP neurons through the LM head) or a preference run (likelihood displacement)",
+    )
     sub = analyze.add_subparsers(dest="analyze_command", required=True)
-    n = sub.add_parser("neurons", help="project MLP neurons (down_proj columns) through the final norm "
-                       "and LM head to their top tokens; find neurons for tokens; clamp neurons",
-                       description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    n = sub.add_parser(
+        "neurons",
+        help="project MLP neurons (down_proj columns) through the final norm "
+        "and LM head to their top tokens; find neurons for tokens; clamp neurons",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     n.add_argument("model", help="model directory, hub id, or 'tiny'")
     n.add_argument("--top", type=int, default=10, help="tokens shown per neuron, and neurons per token")
     n.add_argument("--layer", type=int, help="the layer whose neurons are shown or clamped (default: the last)")
     n.add_argument("--neurons", help="comma-separated neuron indices (default: the layer's --top strongest)")
-    n.add_argument("--tokens", help="comma-separated strings: the neurons (all layers) promoting each one's first token")
+    n.add_argument(
+        "--tokens", help="comma-separated strings: the neurons (all layers) promoting each one's first token"
+    )
     n.add_argument("--clamp", metavar="N1,N2=VALUE", help="set these neurons of --layer to VALUE while generating")
     n.add_argument("--prompt", help="with --clamp: the prompt generated from, before and after clamping")
     n.add_argument("--max-new-tokens", type=int, default=32)
     n.add_argument("--out", help="also write the report as JSON to this file")
     n.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     n.set_defaults(tool_run=run_neurons)
-    d = sub.add_parser("displacement", help="plot a preference run's chosen and rejected log-probs over steps "
-                       "and flag likelihood displacement (chosen falling)")
+    d = sub.add_parser(
+        "displacement",
+        help="plot a preference run's chosen and rejected log-probs over steps "
+        "and flag likelihood displacement (chosen falling)",
+    )
     d.add_argument("run_dir", help="a DPO/KTO-family run directory (its metrics.jsonl)")
     d.add_argument("--out", help="the plot (.png, .svg or .pdf; default RUN_DIR/displacement.png)")
     d.add_argument("--json", help="also write the trends and the flag as JSON to this file")
@@ -99,9 +110,13 @@ def run_neurons(args: argparse.Namespace) -> int:
         report["tokens"] = _token_neurons(model, tokenizer, args.tokens, args.top, show)
     if args.neurons or not (args.tokens or clamp):
         chosen = _ints(args.neurons, "--neurons") if args.neurons else nz.strongest_neurons(model, layer, args.top)
-        report["neurons"] = [{"neuron": j, "top_tokens": [[t, round(v, 4)] for t, v in zip(show([i for i, _ in top]),
-                                                                                          [v for _, v in top])]}
-                             for j, top in zip(chosen, nz.top_tokens(model, layer, chosen, args.top))]
+        report["neurons"] = [
+            {
+                "neuron": j,
+                "top_tokens": [[t, round(v, 4)] for t, v in zip(show([i for i, _ in top]), [v for _, v in top])],
+            }
+            for j, top in zip(chosen, nz.top_tokens(model, layer, chosen, args.top))
+        ]
     if clamp:
         report["clamp"] = _clamp_diff(model, tokenizer, layer, clamp, args.prompt, args.max_new_tokens)
     print(_render(report))
@@ -123,14 +138,19 @@ def run_displacement(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir}: no such run directory")
     series = series_of(read_metrics(run_dir))
     if not any(k in series for k in ("logps_chosen", "eval_logps_chosen")):
-        raise UserError(f"{run_dir}: its metrics.jsonl logs no chosen log-probs (logps_chosen): "
-                        "not a preference (DPO/KTO-family) run")
+        raise UserError(
+            f"{run_dir}: its metrics.jsonl logs no chosen log-probs (logps_chosen): "
+            "not a preference (DPO/KTO-family) run"
+        )
     out = Path(args.out) if args.out else run_dir / "displacement.png"
     displacement.plot(series, out, run_dir.name)
     report = displacement.summary(series)
     for name in ("logps_chosen", "logps_rejected"):
         t = report[name]
-        print(f"{name}: " + ("fewer than two values logged" if t is None else f"{t['start']:.3f} -> {t['end']:.3f} ({t['key']})"))
+        print(
+            f"{name}: "
+            + ("fewer than two values logged" if t is None else f"{t['start']:.3f} -> {t['end']:.3f} ({t['key']})")
+        )
     print(f"likelihood displacement: {report['kind']}" if report["displacement"] else "no likelihood displacement")
     print(f"plot: {out}")
     if args.json:
@@ -148,8 +168,14 @@ def _token_neurons(model, tokenizer, tokens: str, k: int, show) -> list[dict]:
         if not ids:
             raise UserError(f"--tokens {text!r}: the tokenizer gives no token for it")
         found = neurons_for_token(model, ids[0], k)
-        out.append({"text": text, "token": show([ids[0]])[0], "token_id": ids[0],
-                    "neurons": [{"layer": l, "neuron": j, "logit": round(v, 4)} for l, j, v in found]})
+        out.append(
+            {
+                "text": text,
+                "token": show([ids[0]])[0],
+                "token_id": ids[0],
+                "neurons": [{"layer": l, "neuron": j, "logit": round(v, 4)} for l, j, v in found],
+            }
+        )
     return out
 
 
@@ -164,8 +190,14 @@ def _clamp_diff(model, tokenizer, layer: int, values: dict[int, float], prompt: 
     before = generate_text(model, tokenizer, [ids], cfg)[0]
     with clamped(model, layer, values):
         after = generate_text(model, tokenizer, [ids], cfg)[0]
-    return {"layer": layer, "values": {str(j): v for j, v in values.items()}, "prompt": prompt,
-            "before": before, "after": after, "diff": word_diff(before, after)}
+    return {
+        "layer": layer,
+        "values": {str(j): v for j, v in values.items()},
+        "prompt": prompt,
+        "before": before,
+        "after": after,
+        "diff": word_diff(before, after),
+    }
 
 
 def _render(report: dict) -> str:
@@ -178,6 +210,10 @@ def _render(report: dict) -> str:
         lines.append(f"{entry['text']!r} (token {entry['token']!r}): {found}")
     if "clamp" in report:
         c = report["clamp"]
-        lines += [f"clamp layer {c['layer']} {c['values']}", f"before: {c['before']!r}",
-                  f"after:  {c['after']!r}", f"diff:   {c['diff']}"]
+        lines += [
+            f"clamp layer {c['layer']} {c['values']}",
+            f"before: {c['before']!r}",
+            f"after:  {c['after']!r}",
+            f"diff:   {c['diff']}",
+        ]
     return "\n".join(lines)

@@ -74,9 +74,11 @@ def summary(series: Mapping[str, SeriesLike]) -> dict[str, Any]:
     """The JSON report of `posttrain analyze displacement`: each trend and the flag."""
     found = likelihood_displacement(series)
     trends = {name: trend(series, name) for name in ("logps_chosen", "logps_rejected")}
-    return {"displacement": found is not None, "kind": found.kind if found else None,
-            **{name: None if t is None else {"key": t.key, "start": t.start, "end": t.end}
-               for name, t in trends.items()}}
+    return {
+        "displacement": found is not None,
+        "kind": found.kind if found else None,
+        **{name: None if t is None else {"key": t.key, "start": t.start, "end": t.end} for name, t in trends.items()},
+    }
 
 
 def plot(series: Mapping[str, SeriesLike], path, title: str) -> None:

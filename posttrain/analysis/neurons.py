@@ -67,7 +67,7 @@ def top_tokens(model, layer: int, neurons: Sequence[int], k: int) -> list[list[t
     """Each neuron's k most promoted tokens, (token id, logit), best first."""
     out = []
     for start in range(0, len(neurons), NEURON_CHUNK):
-        logits = neuron_logits(model, layer, neurons[start:start + NEURON_CHUNK])
+        logits = neuron_logits(model, layer, neurons[start : start + NEURON_CHUNK])
         values, ids = logits.topk(min(k, logits.shape[0]), dim=0)
         out += [list(zip(ids[:, j].tolist(), values[:, j].tolist())) for j in range(logits.shape[1])]
     return out
@@ -92,8 +92,12 @@ def neurons_for_token(model, token_id: int, k: int) -> list[tuple[int, int, floa
 def strongest_neurons(model, layer: int, k: int) -> list[int]:
     """The layer's k neurons with the largest top logit (the most token-specific writers)."""
     width = down_proj(model, layer).weight.shape[1]
-    best = torch.cat([neuron_logits(model, layer, range(s, min(s + NEURON_CHUNK, width))).max(dim=0).values
-                      for s in range(0, width, NEURON_CHUNK)])
+    best = torch.cat(
+        [
+            neuron_logits(model, layer, range(s, min(s + NEURON_CHUNK, width))).max(dim=0).values
+            for s in range(0, width, NEURON_CHUNK)
+        ]
+    )
     return best.topk(min(k, width)).indices.tolist()
 
 

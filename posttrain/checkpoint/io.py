@@ -122,8 +122,9 @@ def load_training_state(
     return json.loads((ckpt_dir / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
 
 
-def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict | None = None,
-               auxiliary_state: dict | None = None) -> Path:
+def save_final(
+    out_dir: str | os.PathLike, model, tokenizer, model_state: dict | None = None, auxiliary_state: dict | None = None
+) -> Path:
     """Write out_dir/final (main process only), replacing an existing one; never seen half-written.
 
     A plain model gives a directory AutoModelForCausalLM.from_pretrained loads as is (safetensors).
@@ -136,8 +137,9 @@ def save_final(out_dir: str | os.PathLike, model, tokenizer, model_state: dict |
     return save_model_dir(out_dir / FINAL_DIR, model, tokenizer, model_state, auxiliary_state)
 
 
-def save_model_dir(directory: str | os.PathLike, model, tokenizer, model_state: dict | None = None,
-                   auxiliary_state: dict | None = None) -> Path:
+def save_model_dir(
+    directory: str | os.PathLike, model, tokenizer, model_state: dict | None = None, auxiliary_state: dict | None = None
+) -> Path:
     """Atomically write model (or adapter) and tokenizer (and auxiliary weights) into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +164,8 @@ def write_dir_atomically(directory: str | os.PathLike, write) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     _write_dir_atomically(directory, write)
     return directory
+
+
 def _save_auxiliary(directory: Path, state: dict[str, torch.Tensor] | None) -> None:
     if state:
         from safetensors.torch import save_file
@@ -245,11 +249,14 @@ def _write_dir_atomically(final_dir: Path, write) -> None:
     except BaseException as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(err, OSError):
-            raise UserError(f"{err.filename or tmp_dir}: cannot write {final_dir}: {err.strerror}; "
-                            f"nothing under that name was changed") from None
+            raise UserError(
+                f"{err.filename or tmp_dir}: cannot write {final_dir}: {err.strerror}; "
+                f"nothing under that name was changed"
+            ) from None
         if isinstance(err, SafetensorError):  # how safetensors reports a full disk (os error 28)
-            raise UserError(f"{tmp_dir}: cannot write {final_dir}: {str(err).splitlines()[0]}; "
-                            f"nothing under that name was changed") from None
+            raise UserError(
+                f"{tmp_dir}: cannot write {final_dir}: {str(err).splitlines()[0]}; nothing under that name was changed"
+            ) from None
         raise
     if final_dir.exists():
         _remove_dir_atomically(final_dir)

@@ -21,8 +21,9 @@ from posttrain.errors import UserError
 OUTPUT_MARKER = ".posttrain-output.json"
 
 
-def check_output_dir(out: str | os.PathLike, command: str, inputs: Iterable[str | os.PathLike],
-                     overwrite: bool = False) -> Path:
+def check_output_dir(
+    out: str | os.PathLike, command: str, inputs: Iterable[str | os.PathLike], overwrite: bool = False
+) -> Path:
     """Raise a one-line UserError when writing `out` could destroy an input or a directory this
     command did not make; returns `out` as a Path."""
     out = Path(out)
@@ -30,13 +31,17 @@ def check_output_dir(out: str | os.PathLike, command: str, inputs: Iterable[str 
     for source in inputs:
         source = Path(source).resolve()
         if target == source or source in target.parents or target in source.parents:
-            raise UserError(f"--out {out}: is, is inside or contains the input {source}; "
-                            "choose an output directory apart from every input")
+            raise UserError(
+                f"--out {out}: is, is inside or contains the input {source}; "
+                "choose an output directory apart from every input"
+            )
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite and written_by(out) != command:
-        raise UserError(f"--out {out}: not empty and not an earlier output of `posttrain {command}`; "
-                        "choose an empty or new directory, or pass --overwrite to replace it")
+        raise UserError(
+            f"--out {out}: not empty and not an earlier output of `posttrain {command}`; "
+            "choose an empty or new directory, or pass --overwrite to replace it"
+        )
     return out
 
 
@@ -58,8 +63,13 @@ def marking(command: str, write: Callable[[Path], None]) -> Callable[[Path], Non
     return write_and_mark
 
 
-def write_output_dir(out: str | os.PathLike, command: str, inputs: Iterable[str | os.PathLike],
-                     overwrite: bool, write: Callable[[Path], None]) -> Path:
+def write_output_dir(
+    out: str | os.PathLike,
+    command: str,
+    inputs: Iterable[str | os.PathLike],
+    overwrite: bool,
+    write: Callable[[Path], None],
+) -> Path:
     """check_output_dir, then write(tmp_dir) in a temp sibling renamed into place when complete."""
     from posttrain.checkpoint.io import write_dir_atomically
 

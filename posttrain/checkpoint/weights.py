@@ -29,8 +29,10 @@ def weight_files(model_dir: str | Path) -> list[Path]:
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model directory not found")
     if (model_dir / "adapter_config.json").is_file():
-        raise UserError(f"{model_dir}: an adapter, not a full model; fold it first with "
-                        f"`posttrain merge-lora {model_dir} --out DIR`")
+        raise UserError(
+            f"{model_dir}: an adapter, not a full model; fold it first with "
+            f"`posttrain merge-lora {model_dir} --out DIR`"
+        )
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise UserError(f"{model_dir}: no *.safetensors weights")
@@ -63,15 +65,24 @@ def read_config(model_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def write_model_dir(state: dict[str, torch.Tensor], reference_dir: str | Path, out: str | Path,
-                    dtype: str = "float32", extra_files: dict[str, str] | None = None) -> Path:
+def write_model_dir(
+    state: dict[str, torch.Tensor],
+    reference_dir: str | Path,
+    out: str | Path,
+    dtype: str = "float32",
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """Write `state` as out/model.safetensors beside reference_dir's config, tokenizer and other
     non-weight files (config's dtype set to `dtype`) and `extra_files` (name -> text), atomically."""
     return write_dir_atomically(out, model_dir_writer(state, reference_dir, dtype, extra_files))
 
 
-def model_dir_writer(state: dict[str, torch.Tensor], reference_dir: str | Path, dtype: str = "float32",
-                     extra_files: dict[str, str] | None = None):
+def model_dir_writer(
+    state: dict[str, torch.Tensor],
+    reference_dir: str | Path,
+    dtype: str = "float32",
+    extra_files: dict[str, str] | None = None,
+):
     """write(tmp_dir) for write_model_dir (or checkpoint/output_dir.write_output_dir)."""
     reference_dir = Path(reference_dir)
 
@@ -81,8 +92,7 @@ def model_dir_writer(state: dict[str, torch.Tensor], reference_dir: str | Path, 
                 shutil.copy2(f, tmp / f.name)
         config = {**read_config(reference_dir), "dtype": dtype}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
-                   for k, v in state.items()}
+        tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)

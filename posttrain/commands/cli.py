@@ -7,8 +7,9 @@ import argparse
 
 
 def add_parsers(subparsers) -> None:
-    it = subparsers.add_parser("iterate", help="K rounds of sample -> score -> pairs -> dpo -> eval "
-                               "(iterative on-policy DPO, SELM)")
+    it = subparsers.add_parser(
+        "iterate", help="K rounds of sample -> score -> pairs -> dpo -> eval (iterative on-policy DPO, SELM)"
+    )
     it.add_argument("recipe", help="iterate recipe YAML (see posttrain/commands/iterate.py)")
     it.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     it.add_argument("--output-dir", help="default: the recipe's output_dir")

@@ -17,12 +17,12 @@ def generate_command(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(path)
     with loading_errors(path):
         model = AutoModelForCausalLM.from_pretrained(path)
-    cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                           top_p=args.top_p, seed=args.seed, batch_size=8)
+    cfg = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed, batch_size=8
+    )
     system = [{"role": "system", "content": args.system}] if args.system else []
     if args.prompt:
-        prompts = [_encode(tokenizer, system + [{"role": "user", "content": p}], args.no_chat)
-                   for p in args.prompt]
+        prompts = [_encode(tokenizer, system + [{"role": "user", "content": p}], args.no_chat) for p in args.prompt]
         for prompt, answer in zip(args.prompt, generate_text(model, tokenizer, prompts, cfg)):
             print(f">>> {prompt}\n{answer}")
         return

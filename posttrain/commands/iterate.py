@@ -117,18 +117,37 @@ def _round_prompts(recipe: IterateRecipe, k: int, out: Path) -> Path:
     start = (k - 1) * recipe.prompts_per_round
     chosen = lines[start : start + recipe.prompts_per_round]
     if not chosen:
-        raise UserError(f"{recipe.prompts}: {len(lines)} rows, too few for round {k} of "
-                        f"{recipe.prompts_per_round} prompts")
+        raise UserError(
+            f"{recipe.prompts}: {len(lines)} rows, too few for round {k} of {recipe.prompts_per_round} prompts"
+        )
     write_atomically(out, "\n".join(chosen) + "\n")
     return out
 
 
 def _sample(recipe: IterateRecipe, model: str, prompts: Path, out: Path, k: int, greedy: bool = False) -> None:
     s = recipe.sample
-    argv = ["sample", model, "--prompts", str(prompts), "--out", str(out), "--n", "1" if greedy else str(s.n),
-            "--temperature", "0" if greedy else str(s.temperature), "--top-p", str(s.top_p),
-            "--max-new-tokens", str(s.max_new_tokens), "--batch-size", str(s.batch_size),
-            "--seed", str(s.seed + 1000 * k), "--no-logprobs", "--quiet"]
+    argv = [
+        "sample",
+        model,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--n",
+        "1" if greedy else str(s.n),
+        "--temperature",
+        "0" if greedy else str(s.temperature),
+        "--top-p",
+        str(s.top_p),
+        "--max-new-tokens",
+        str(s.max_new_tokens),
+        "--batch-size",
+        str(s.batch_size),
+        "--seed",
+        str(s.seed + 1000 * k),
+        "--no-logprobs",
+        "--quiet",
+    ]
     if _tool(argv) != 0:
         raise UserError(f"round {k}: sampling left failed rows; see {out.with_suffix('.manifest.json')}")
 
@@ -150,8 +169,18 @@ def _score(recipe: IterateRecipe, samples: Path, round_dir: Path) -> Path:
     pairs = round_dir / "pairs.jsonl"
     if (round_dir / "pairs.manifest.json").is_file():  # written last: the step is done
         return pairs
-    argv = ["score", "--data", str(samples), "--out", str(round_dir / "scored.jsonl"), "--pairs",
-            recipe.score.pairs, "--pairs-out", str(pairs), "--quiet"]
+    argv = [
+        "score",
+        "--data",
+        str(samples),
+        "--out",
+        str(round_dir / "scored.jsonl"),
+        "--pairs",
+        recipe.score.pairs,
+        "--pairs-out",
+        str(pairs),
+        "--quiet",
+    ]
     argv += [a for spec in recipe.score.scorers for a in ("--scorer", spec)]
     if recipe.score.margin is not None:
         argv += ["--margin", str(recipe.score.margin)]
@@ -204,8 +233,9 @@ def run_iterate(recipe: IterateRecipe, output_dir: str | None = None) -> list[di
         pairs = _score(recipe, samples, round_dir)
         policy = str(_dpo(recipe, policy, pairs, round_dir / "dpo"))
         counts = json.loads((round_dir / "pairs.manifest.json").read_text())["counts"]
-        report.append({"round": k, "model": policy, "pairs": counts,
-                       "exact_match": _evaluate(recipe, policy, round_dir / "eval")})
+        report.append(
+            {"round": k, "model": policy, "pairs": counts, "exact_match": _evaluate(recipe, policy, round_dir / "eval")}
+        )
         print(f"round {k}: {counts['pairs']} pairs; exact match {report[-1]['exact_match']}", flush=True)
     write_atomically(root / "report.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -54,29 +54,49 @@ def run_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -> dic
     steps = ["train.max_steps=20", "train.eval_every=10", "train.save_every=10", "train.warmup_steps=2"] if fast else []
     rows = [("tiny Llama, initial weights", tiny, 0.0)]
     t0 = time.perf_counter()
-    pretrain.run(_recipe("pretrain", [f"data.sources.0.path={data['pretrain']}", *steps]),
-                 output_dir=str(out / "pretrain"))
+    pretrain.run(
+        _recipe("pretrain", [f"data.sources.0.path={data['pretrain']}", *steps]), output_dir=str(out / "pretrain")
+    )
     rows.append(("+ continual pre-training", out / "pretrain" / "final", time.perf_counter() - t0))
     t0 = time.perf_counter()
-    sft.run(_recipe("sft", [f"model={out / 'pretrain' / 'final'}",
-                            f"data.sources.0.path={data['sft_train']}",
-                            f"data.eval_sources.0.path={data['sft_eval']}",
-                            f"eval.data={data['test']}", *steps]),
-            output_dir=str(out / "sft"))
+    sft.run(
+        _recipe(
+            "sft",
+            [
+                f"model={out / 'pretrain' / 'final'}",
+                f"data.sources.0.path={data['sft_train']}",
+                f"data.eval_sources.0.path={data['sft_eval']}",
+                f"eval.data={data['test']}",
+                *steps,
+            ],
+        ),
+        output_dir=str(out / "sft"),
+    )
     rows.append(("+ supervised fine-tuning", out / "sft" / "final", time.perf_counter() - t0))
     if rl:
         t0 = time.perf_counter()
-        grpo.run(_recipe("grpo", [f"model={out / 'sft' / 'final'}", f"data.sources.0.path={data['rl_prompts']}",
-                                  f"eval.data={data['test']}", *steps]),
-                 output_dir=str(out / "grpo"))
+        grpo.run(
+            _recipe(
+                "grpo",
+                [
+                    f"model={out / 'sft' / 'final'}",
+                    f"data.sources.0.path={data['rl_prompts']}",
+                    f"eval.data={data['test']}",
+                    *steps,
+                ],
+            ),
+            output_dir=str(out / "grpo"),
+        )
         rows.append(("+ GRPO, verifier reward", out / "grpo" / "final", time.perf_counter() - t0))
     report = _report(rows, data["test"], out)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     html = html_report(report["results"], out)
     print(f"\nreport: {html} (open it in a browser)")
-    print(f"wall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
-          f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)")
+    print(
+        f"wall time {report['wall_time_s']} s; outputs: {out}/ (report.json; eval/N/ with "
+        f"results.json and samples.jsonl; pretrain/ and sft/ with metrics.jsonl, tb/, final/)"
+    )
     print(f"try it: posttrain generate {rows[-1][1]} --prompt 'What is 47 + 38?'")
     return report
 
@@ -94,8 +114,15 @@ def _report(rows, test_path: Path, out: Path) -> dict:
     results, lines = [], []
     for i, (name, model_dir, seconds) in enumerate(rows):
         accuracy = _evaluate(model_dir, test_path, out / "eval" / f"{i}")
-        results.append({"model": name, "dir": str(model_dir), "exact_match": accuracy,
-                        "train_time_s": round(seconds, 1), "eval_dir": str(out / "eval" / f"{i}")})
+        results.append(
+            {
+                "model": name,
+                "dir": str(model_dir),
+                "exact_match": accuracy,
+                "train_time_s": round(seconds, 1),
+                "eval_dir": str(out / "eval" / f"{i}"),
+            }
+        )
         lines.append(f"| {name:<28} | {accuracy:>11.1%} | {seconds:>14.0f} |")
     n = sum(1 for _ in open(test_path))
     print(f"\nExact match on {n} held-out arithmetic problems (none of their operand pairs is in training)")

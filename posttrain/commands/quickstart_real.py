@@ -63,24 +63,42 @@ def run_real_quickstart(output_dir: str, fast: bool = False, rl: bool = False) -
     data = write_quickstart_data(out / "data", n_sft=2000, n_sft_eval=64, n_rl=200)
     test = _first_lines(data["test"], FAST["test"] if fast else TEST_PROBLEMS, out / "data" / "test_subset.jsonl")
     budget = FAST["answer_tokens"] if fast else ANSWER_TOKENS
-    steps = [f"train.max_steps={FAST['steps']}", f"train.eval_every={FAST['steps']}",
-             f"train.save_every={FAST['steps']}", "train.warmup_steps=0"] if fast else []
+    steps = (
+        [
+            f"train.max_steps={FAST['steps']}",
+            f"train.eval_every={FAST['steps']}",
+            f"train.save_every={FAST['steps']}",
+            "train.warmup_steps=0",
+        ]
+        if fast
+        else []
+    )
     held_out_loss = [] if fast else [f"data.eval_sources.0.path={data['sft_eval']}"]
     base = ensure_smollm2()
     rows = [(f"{NAME} (Q4_1 dequantised)", base, 0.0)]
     t0 = time.perf_counter()
-    sft.run(_recipe("smollm2-lora-sft", [f"model={base}", f"data.sources.0.path={data['sft_train']}",
-                                          *(held_out_loss or ["data.eval_sources=[]"]), *steps]),
-            output_dir=str(out / "sft"))
+    sft.run(
+        _recipe(
+            "smollm2-lora-sft",
+            [
+                f"model={base}",
+                f"data.sources.0.path={data['sft_train']}",
+                *(held_out_loss or ["data.eval_sources=[]"]),
+                *steps,
+            ],
+        ),
+        output_dir=str(out / "sft"),
+    )
     rows.append(("+ LoRA SFT", out / "sft" / "final", time.perf_counter() - t0))
     if rl:
         t0 = time.perf_counter()
         # GRPO trains a fresh LoRA on the SFT model: the SFT adapter is merged first (loading an
         # adapter directory and adding a LoRA would stack two adapters on the base)
         merged = merge_adapter_dir(out / "sft" / "final", out / "sft" / "merged")
-        grpo.run(_recipe("smollm2-grpo", [f"model={merged}",
-                                          f"data.sources.0.path={data['rl_prompts']}", *steps]),
-                 output_dir=str(out / "grpo"))
+        grpo.run(
+            _recipe("smollm2-grpo", [f"model={merged}", f"data.sources.0.path={data['rl_prompts']}", *steps]),
+            output_dir=str(out / "grpo"),
+        )
         rows.append(("+ GRPO, verifier reward", out / "grpo" / "final", time.perf_counter() - t0))
     report = _table(rows, test, out, budget)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -95,8 +113,13 @@ def _table(rows, test: Path, out: Path, budget: int) -> dict:
     for i, (name, model_dir, seconds) in enumerate(rows):
         eval_dir = out / "eval" / f"{i}"
         accuracy = _evaluate(model_dir, test, eval_dir, budget)
-        entry = {"model": name, "dir": str(model_dir), "exact_match": accuracy,
-                 "train_time_s": round(seconds, 1), "eval_dir": str(eval_dir)}
+        entry = {
+            "model": name,
+            "dir": str(model_dir),
+            "exact_match": accuracy,
+            "train_time_s": round(seconds, 1),
+            "eval_dir": str(eval_dir),
+        }
         if i:
             [diff] = [d for d in compare_dirs(out / "eval" / "0", eval_dir)[0] if d.metric == "exact_match"]
             entry.update(delta=diff.delta, ci_95=[diff.ci_low, diff.ci_high], p_value=diff.p_value)
@@ -105,7 +128,7 @@ def _table(rows, test: Path, out: Path, budget: int) -> dict:
     print(f"\nExact match on {n} held-out arithmetic problems ({budget} new tokens allowed)")
     print("| model | exact match | vs baseline (95% bootstrap CI) | p | train time (s) |\n|---|---|---|---|---|")
     for r in results:
-        versus = (f"{r['delta']:+.1%} [{r['ci_95'][0]:+.1%}, {r['ci_95'][1]:+.1%}]" if "delta" in r else "-")
+        versus = f"{r['delta']:+.1%} [{r['ci_95'][0]:+.1%}, {r['ci_95'][1]:+.1%}]" if "delta" in r else "-"
         p = f"{r['p_value']:.3f}" if "p_value" in r else "-"
         print(f"| {r['model']} | {r['exact_match']:.1%} | {versus} | {p} | {r['train_time_s']:.0f} |")
     return {"test": str(test), "answer_tokens": budget, "results": results}

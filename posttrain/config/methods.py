@@ -122,6 +122,7 @@ class DistillSection(Section):
     @model_validator(mode="after")
     def _on_policy_needs_live_teacher(self) -> DistillSection:
         if self.lmbda > 0 and self.top_k:
-            raise ValueError("distill.lmbda > 0 scores fresh student samples, which a top-k cache "
-                             "cannot hold: unset distill.top_k")
+            raise ValueError(
+                "distill.lmbda > 0 scores fresh student samples, which a top-k cache cannot hold: unset distill.top_k"
+            )
         return self

@@ -56,8 +56,9 @@ class AdapterConfig(Section):
     # llama_adapter_v2: gated prompts in the top prompt_layers + bias/scale + norms (surgery/llama_adapter.py)
     # control_llm: trainable copies of `blocks` run beside the frozen ones (surgery/control_llm.py)
     # embeddings: only input/output embeddings (after `posttrain surgery extend-vocab`)
-    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm",
-                  "embeddings"] = "none"
+    kind: Literal["none", "lora", "qlora", "dora", "llama_pro", "llama_adapter_v2", "control_llm", "embeddings"] = (
+        "none"
+    )
     r: Positive = 16
     alpha: PositiveFloat = 32.0
     # 0 by default: peft's dropout keeps a dropped-out copy of each adapted layer's input for
@@ -297,8 +298,14 @@ def validate_recipe(raw: dict[str, Any], label: str = "recipe") -> Recipe:
         raise UserError(describe_validation_error(err.errors()[0], label)) from None
 
 
-def describe_validation_error(error: dict, label: str, root: type[BaseModel] | None = None,
-                              loc: list | None = None, what: str = "", full_hint: bool = True) -> str:
+def describe_validation_error(
+    error: dict,
+    label: str,
+    root: type[BaseModel] | None = None,
+    loc: list | None = None,
+    what: str = "",
+    full_hint: bool = True,
+) -> str:
     """One line for a pydantic error: an unknown key names the nearest valid key of its section
     (walked from `root`), any other error names the key, the problem and the value."""
     loc = [str(p) for p in (error["loc"] if loc is None else loc)]

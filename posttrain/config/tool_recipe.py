@@ -25,8 +25,14 @@ S = TypeVar("S", bound=Section)
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe YAML file (optional: defaults + --set)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a recipe key (dotted, typed as YAML), e.g. --set seed=1")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a recipe key (dotted, typed as YAML), e.g. --set seed=1",
+    )
     p.add_argument("--out", help="the output path (same as --set out=PATH)")
 
 
@@ -59,8 +65,12 @@ def add_recipe_tool(subparsers, command: str, help_text: str, modules: tuple[str
     names = p.add_subparsers(dest=f"{command}_name", metavar="NAME", required=True)
     for path in modules:
         module = importlib.import_module(path)
-        sub = names.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = names.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_recipe_arguments(sub)
         sub.set_defaults(tool_run=_runner(module))
 

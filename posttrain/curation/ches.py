@@ -78,11 +78,16 @@ class PairScorer:
         collated = collate_pairs([pair for _, pair in batch], self.pad_id)
         device = next(self.model.parameters()).device
         with torch.no_grad():
-            hidden = self.model.get_decoder()(input_ids=collated["input_ids"].to(device),
-                                              use_cache=False).last_hidden_state
+            hidden = self.model.get_decoder()(
+                input_ids=collated["input_ids"].to(device), use_cache=False
+            ).last_hidden_state
         ches, normalised = ches_from_hidden(hidden, collated["labels"].to(device), len(batch))
-        return BatchOutput([{"row": row, "ches": float(c), "ches_length_normalised": float(n)}
-                            for (row, _), c, n in zip(batch, ches.tolist(), normalised.tolist())])
+        return BatchOutput(
+            [
+                {"row": row, "ches": float(c), "ches_length_normalised": float(n)}
+                for (row, _), c, n in zip(batch, ches.tolist(), normalised.tolist())
+            ]
+        )
 
 
 def rows_to_remove(scores: list[dict], key: str, quantile: float) -> set[int]:
@@ -112,9 +117,16 @@ def run(recipe: Recipe) -> int:
     out = Path(recipe.out)
     scores_out = out.with_name(out.stem + ".ches.jsonl")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    run_job([(pair.row, pair) for pair in pairs], PairScorer(model, pad_id), JobSpec(
-        out=scores_out, batch_size=recipe.batch_size, desc="pairs",
-        identity={"step": NAME, "input": {"path": recipe.input, "sha256": file_sha256(recipe.input)}, **settings}))
+    run_job(
+        [(pair.row, pair) for pair in pairs],
+        PairScorer(model, pad_id),
+        JobSpec(
+            out=scores_out,
+            batch_size=recipe.batch_size,
+            desc="pairs",
+            identity={"step": NAME, "input": {"path": recipe.input, "sha256": file_sha256(recipe.input)}, **settings},
+        ),
+    )
     by_row = {s["row"]: s for s in map(json.loads, scores_out.read_text().splitlines())}
     removed = rows_to_remove(list(by_row.values()), SCORE_KEYS[recipe.rank_by], recipe.quantile)
     cut = min((by_row[r][SCORE_KEYS[recipe.rank_by]] for r in removed), default=None)
@@ -125,10 +137,17 @@ def run(recipe: Recipe) -> int:
             return {"filter": "unscored"}
         return {"filter": NAME, **{k: score[k] for k in SCORE_KEYS.values()}} if where.number in removed else None
 
-    spec = PassSpec(recipe.input, recipe.out, NAME, {**settings, "rank_by": recipe.rank_by,
-                    "quantile": recipe.quantile, "on_error": recipe.on_error}, desc="ches",
-                    extra={"removed_at_or_above": cut, "scores": str(scores_out)})
+    spec = PassSpec(
+        recipe.input,
+        recipe.out,
+        NAME,
+        {**settings, "rank_by": recipe.rank_by, "quantile": recipe.quantile, "on_error": recipe.on_error},
+        desc="ches",
+        extra={"removed_at_or_above": cut, "scores": str(scores_out)},
+    )
     counts = run_pass(spec, per_row(verdict))["counts"]
-    print(f"ches: kept {counts['kept']} of {counts['rows_in']} (top {recipe.quantile:.0%} by {recipe.rank_by}, "
-          f"score >= {cut}; removed: {counts['removed_by']}) -> {recipe.out}")
+    print(
+        f"ches: kept {counts['kept']} of {counts['rows_in']} (top {recipe.quantile:.0%} by {recipe.rank_by}, "
+        f"score >= {cut}; removed: {counts['removed_by']}) -> {recipe.out}"
+    )
     return 0

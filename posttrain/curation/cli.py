@@ -19,5 +19,4 @@ STEP_MODULES: tuple[str, ...] = (
 
 
 def add_parsers(subparsers) -> None:
-    add_recipe_tool(subparsers, "curate", "clean a data file: decontaminate, dedup, CHES, filters",
-                    STEP_MODULES)
+    add_recipe_tool(subparsers, "curate", "clean a data file: decontaminate, dedup, CHES, filters", STEP_MODULES)

@@ -79,8 +79,9 @@ class RemovedIds(DiskWriter):
         super().__init__(output_folder, compression=None, mode="wt")
 
     def _write(self, document: dict, file_handler: IO, _filename: str) -> None:
-        file_handler.write(json.dumps({"id": document["id"], "metadata": document.get("metadata", {})},
-                                      default=str) + "\n")
+        file_handler.write(
+            json.dumps({"id": document["id"], "metadata": document.get("metadata", {})}, default=str) + "\n"
+        )
 
 
 class Stage(NamedTuple):
@@ -98,20 +99,29 @@ def exact_stages(reader, work: Path) -> tuple[list[Stage], list]:
     config = ExactDedupConfig(content_getter=exact_key, hash_config=SHA1)
     sigs, dups = str(work / "exact-sigs"), str(work / "exact-dups")
     removed = RemovedIds(str(work / "removed-exact"))
-    return [Stage("exact-1", [reader, ExactDedupSignature(sigs, config)]),
-            Stage("exact-2", [ExactFindDedups(sigs, dups, config)], 1),
-            Stage("exact-3", [reader, ExactDedupFilter(dups, config, exclusion_writer=removed)])], \
-        [reader, ExactDedupFilter(dups, config)]
+    return [
+        Stage("exact-1", [reader, ExactDedupSignature(sigs, config)]),
+        Stage("exact-2", [ExactFindDedups(sigs, dups, config)], 1),
+        Stage("exact-3", [reader, ExactDedupFilter(dups, config, exclusion_writer=removed)]),
+    ], [reader, ExactDedupFilter(dups, config)]
 
 
 def near_stages(head: list, work: Path, shingle: int, buckets: int, rows: int, seed: int) -> list[Stage]:
     """datatrove's MinHash dedup (signatures -> buckets -> clusters -> filter) of the rows `head`
     yields; removed ids, with their cluster, to work/removed-near."""
-    config = MinhashConfig(n_grams=shingle, num_buckets=buckets, hashes_per_bucket=rows, seed=seed,
-                           norm_config=TextNormConfig(norm_numbers=False), hash_config=SHA1)
+    config = MinhashConfig(
+        n_grams=shingle,
+        num_buckets=buckets,
+        hashes_per_bucket=rows,
+        seed=seed,
+        norm_config=TextNormConfig(norm_numbers=False),
+        hash_config=SHA1,
+    )
     sigs, found, clusters = str(work / "mh-sigs"), str(work / "mh-buckets"), str(work / "mh-remove")
     removed = RemovedIds(str(work / "removed-near"))
-    return [Stage("near-1", [*head, MinhashDedupSignature(sigs, config, language=WordRuns())]),
-            Stage("near-2", [MinhashDedupBuckets(sigs, found, config=config)], buckets),
-            Stage("near-3", [MinhashDedupCluster(found, clusters, config=config, save_cluster_id=True)], 1),
-            Stage("near-4", [*head, MinhashDedupFilter(clusters, load_cluster_ids=True, exclusion_writer=removed)])]
+    return [
+        Stage("near-1", [*head, MinhashDedupSignature(sigs, config, language=WordRuns())]),
+        Stage("near-2", [MinhashDedupBuckets(sigs, found, config=config)], buckets),
+        Stage("near-3", [MinhashDedupCluster(found, clusters, config=config, save_cluster_id=True)], 1),
+        Stage("near-4", [*head, MinhashDedupFilter(clusters, load_cluster_ids=True, exclusion_writer=removed)]),
+    ]

@@ -107,8 +107,9 @@ def eval_items(recipe: Recipe) -> list[tuple[str, str, str]]:
     for path in recipe.eval_files:
         items += _file_items(path)
     if not items:
-        raise UserError("decontaminate: no evaluation items: give eval_tasks=[NAME or NAME=PATH] "
-                        "and/or eval_files=[PATH]")
+        raise UserError(
+            "decontaminate: no evaluation items: give eval_tasks=[NAME or NAME=PATH] and/or eval_files=[PATH]"
+        )
     return items
 
 
@@ -130,8 +131,11 @@ def _file_items(path: str) -> list[tuple[str, str, str]]:
     for number, row in read_rows(path):
         value = next((row[f] for f in EVAL_PROMPT_FIELDS if row.get(f) is not None), None)
         if isinstance(value, list):
-            value = "\n".join(m["content"] for m in value
-                              if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str))
+            value = "\n".join(
+                m["content"]
+                for m in value
+                if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+            )
         if not isinstance(value, str) or not value.strip():
             raise row_error(path, number, "prompt", f"no prompt text (looked for {', '.join(EVAL_PROMPT_FIELDS)})")
         items.append((str(path), str(number), value))
@@ -150,16 +154,29 @@ def run(recipe: Recipe) -> int:
         if found is None:
             return None
         source, item_id, text, _, _ = index.items[found[0]]
-        return {"filter": "decontaminate", "eval_source": source, "eval_item": item_id,
-                "coverage": round(found[1], 4), "eval_text": text[:200]}
+        return {
+            "filter": "decontaminate",
+            "eval_source": source,
+            "eval_item": item_id,
+            "coverage": round(found[1], 4),
+            "eval_text": text[:200],
+        }
 
     from posttrain.data.jobs import file_sha256
 
-    settings = {**recipe.model_dump(exclude={"input", "out"}),
-                "eval_files_sha256": [file_sha256(path) for path in recipe.eval_files]}
-    manifest = run_pass(PassSpec(recipe.input, recipe.out, NAME, settings, desc="decontaminate",
-                                 extra={"eval_items": len(index.items)}), judge)
+    settings = {
+        **recipe.model_dump(exclude={"input", "out"}),
+        "eval_files_sha256": [file_sha256(path) for path in recipe.eval_files],
+    }
+    manifest = run_pass(
+        PassSpec(
+            recipe.input, recipe.out, NAME, settings, desc="decontaminate", extra={"eval_items": len(index.items)}
+        ),
+        judge,
+    )
     counts = manifest["counts"]
-    print(f"decontaminate: kept {counts['kept']} of {counts['rows_in']} rows; removed report: "
-          f"{manifest['removed_report']}")
+    print(
+        f"decontaminate: kept {counts['kept']} of {counts['rows_in']} rows; removed report: "
+        f"{manifest['removed_report']}"
+    )
     return 0

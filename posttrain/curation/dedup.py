@@ -73,10 +73,19 @@ def _executors(recipe: Recipe, work: Path, tasks: int) -> list:
         stages, head = exact_stages(head[0], work)
     if recipe.near:
         stages += near_stages(head, work, recipe.shingle, recipe.num_buckets, recipe.hashes_per_bucket, recipe.seed)
-    return [(stage.name, LocalPipelineExecutor(stage.pipeline, tasks=stage.tasks or tasks,
-                                               workers=min(recipe.workers, stage.tasks or tasks),
-                                               logging_dir=str(work / "logs" / stage.name), start_method="spawn"))
-            for stage in stages]
+    return [
+        (
+            stage.name,
+            LocalPipelineExecutor(
+                stage.pipeline,
+                tasks=stage.tasks or tasks,
+                workers=min(recipe.workers, stage.tasks or tasks),
+                logging_dir=str(work / "logs" / stage.name),
+                start_method="spawn",
+            ),
+        )
+        for stage in stages
+    ]
 
 
 @contextlib.contextmanager
@@ -143,10 +152,18 @@ def run(recipe: Recipe) -> int:
 
         raise UserError("dedup: exact and near are both off: nothing to do")
     b, r = recipe.num_buckets, recipe.hashes_per_bucket
-    extra = {"lsh_threshold": round(lsh_threshold(b, r), 4),
-             "collision_probability": {str(s): round(collision_probability(s, b, r), 4) for s in SIMILARITIES}}
-    spec = PassSpec(recipe.input, recipe.out, NAME, recipe.model_dump(exclude={"input", "out", "workers"}),
-                    desc="dedup: write", extra=extra)
+    extra = {
+        "lsh_threshold": round(lsh_threshold(b, r), 4),
+        "collision_probability": {str(s): round(collision_probability(s, b, r), 4) for s in SIMILARITIES},
+    }
+    spec = PassSpec(
+        recipe.input,
+        recipe.out,
+        NAME,
+        recipe.model_dump(exclude={"input", "out", "workers"}),
+        desc="dedup: write",
+        extra=extra,
+    )
     removed = {} if finished(spec) else _run_datatrove(recipe, open_pass(spec) / "datatrove", extra)
 
     @per_row
@@ -155,6 +172,8 @@ def run(recipe: Recipe) -> int:
 
     manifest = run_pass(spec, judge)
     counts = manifest["counts"]
-    print(f"dedup: kept {counts['kept']} of {counts['rows_in']} rows (removed: {counts['removed_by']}); "
-          f"LSH threshold ~{extra['lsh_threshold']}")
+    print(
+        f"dedup: kept {counts['kept']} of {counts['rows_in']} rows (removed: {counts['removed_by']}); "
+        f"LSH threshold ~{extra['lsh_threshold']}"
+    )
     return 0

@@ -83,8 +83,10 @@ class EmbedDedupJudge:
         texts = [row_text(row, self.recipe.text, where.shard, where.number) for where, row in batch]
         ids = [shard_index * _SHARD_STRIDE + where.number for where, _ in batch]
         verdicts = assign_duplicates(self.embedder.encode(texts), ids, self.index, self.recipe.threshold)
-        return [None if v is None else {"filter": NAME, "duplicate_of": _describe(v[0]),
-                                        "similarity": round(v[1], 6)} for v in verdicts]
+        return [
+            None if v is None else {"filter": NAME, "duplicate_of": _describe(v[0]), "similarity": round(v[1], 6)}
+            for v in verdicts
+        ]
 
     def _add_finished(self, shard_index: int) -> None:
         """Index the rows a finished shard kept: its input rows less those in its removed report
@@ -116,13 +118,19 @@ def run(recipe: Recipe) -> int:
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.index import VectorIndex
 
-    spec = PassSpec(recipe.input, recipe.out, NAME,
-                    recipe.model_dump(exclude={"input", "out", "batch_size"}), desc="embed-dedup",
-                    batch_size=recipe.batch_size)
+    spec = PassSpec(
+        recipe.input,
+        recipe.out,
+        NAME,
+        recipe.model_dump(exclude={"input", "out", "batch_size"}),
+        desc="embed-dedup",
+        batch_size=recipe.batch_size,
+    )
     out_paths(recipe.input, recipe.out)  # a wrong input or output fails before the model loads
     embedder = Embedder(recipe.model)
     judge = EmbedDedupJudge(recipe, embedder, VectorIndex(embedder.dim), parts_dir(Path(spec.out)))
     counts = run_pass(spec, judge)["counts"]
-    print(f"embed-dedup: kept {counts['kept']} of {counts['rows_in']} rows (cosine >= {recipe.threshold}) "
-          f"-> {recipe.out}")
+    print(
+        f"embed-dedup: kept {counts['kept']} of {counts['rows_in']} rows (cosine >= {recipe.threshold}) -> {recipe.out}"
+    )
     return 0

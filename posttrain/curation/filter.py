@@ -51,8 +51,9 @@ def perplexities(model, tokenizer, texts: list[str], max_tokens: int) -> list[fl
     from posttrain.data.batching import IGNORE
     from posttrain.model.logprobs import token_logprobs
 
-    encoded = [tokenizer(t, truncation=True, max_length=max_tokens)["input_ids"] or [tokenizer.eos_token_id]
-               for t in texts]
+    encoded = [
+        tokenizer(t, truncation=True, max_length=max_tokens)["input_ids"] or [tokenizer.eos_token_id] for t in texts
+    ]
     width = max(len(ids) for ids in encoded)
     input_ids = torch.full((len(texts), width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(texts), width), IGNORE, dtype=torch.long)
@@ -77,8 +78,10 @@ class Filters:
         self.wants_tokens = recipe.min_tokens > 0 or recipe.max_tokens is not None
         self.wants_ppl = recipe.min_perplexity is not None or recipe.max_perplexity is not None
         if not (recipe.min_chars or recipe.max_chars or self.wants_tokens or recipe.languages or self.wants_ppl):
-            raise UserError("filter: no filter set: give min_chars/max_chars, min_tokens/max_tokens, "
-                            "languages, or min_perplexity/max_perplexity")
+            raise UserError(
+                "filter: no filter set: give min_chars/max_chars, min_tokens/max_tokens, "
+                "languages, or min_perplexity/max_perplexity"
+            )
         if self.wants_ppl and not recipe.perplexity_model:
             raise UserError("filter: min_perplexity/max_perplexity need perplexity_model")
         if self.wants_tokens and not (recipe.tokenizer or recipe.perplexity_model):
@@ -117,8 +120,11 @@ class Filters:
         if not self.wants_ppl:
             return verdicts
         todo = [i for i, v in enumerate(verdicts) if v is None]
-        scores = perplexities(self.model, self.tokenizer, [texts[i] for i in todo],
-                              self.recipe.perplexity_max_tokens) if todo else []
+        scores = (
+            perplexities(self.model, self.tokenizer, [texts[i] for i in todo], self.recipe.perplexity_max_tokens)
+            if todo
+            else []
+        )
         low, high = self.recipe.min_perplexity, self.recipe.max_perplexity
         for i, ppl in zip(todo, scores):
             if (low is not None and ppl < low) or (high is not None and ppl > high):
@@ -134,8 +140,14 @@ def run(recipe: Recipe) -> int:
     def judge(batch):
         return filters.judge([row_text(row, recipe.text, where.shard, where.number) for where, row in batch])
 
-    spec = PassSpec(recipe.input, recipe.out, NAME, recipe.model_dump(exclude={"input", "out", "batch_size"}),
-                    desc="filter", batch_size=recipe.batch_size if filters.wants_ppl else 256)
+    spec = PassSpec(
+        recipe.input,
+        recipe.out,
+        NAME,
+        recipe.model_dump(exclude={"input", "out", "batch_size"}),
+        desc="filter",
+        batch_size=recipe.batch_size if filters.wants_ppl else 256,
+    )
     counts = run_pass(spec, judge)["counts"]
     print(f"filter: kept {counts['kept']} of {counts['rows_in']} rows (removed: {counts['removed_by']})")
     return 0

@@ -52,7 +52,6 @@ TEXT_PARTS = ("all", "prompt", "response")
 PARQUET_BATCH = 1024
 
 
-
 @dataclass(frozen=True)
 class RowRef:
     shard_index: int
@@ -104,8 +103,12 @@ def row_text(row: dict, part: str, path: str | Path, number: int) -> str:
     elif kind == "prompt":
         messages = record.prompt
     else:
-        messages = [*record.prompt, *record.chosen, *record.rejected,
-                    *(m for more in record.more_rejected for m in more)]
+        messages = [
+            *record.prompt,
+            *record.chosen,
+            *record.rejected,
+            *(m for more in record.more_rejected for m in more),
+        ]
     roles = {"prompt": ("user",), "response": ("assistant",), "all": ("system", "user", "assistant")}[part]
     return "\n".join(m["content"] for m in messages if m["role"] in roles)
 
@@ -180,8 +183,12 @@ def pass_identity(spec: PassSpec) -> dict:
     computed once per spec)."""
     if "_identity" not in spec.extra_state:
         shards = input_shards(spec.input)
-        spec.extra_state["_identity"] = {"step": spec.step, "input": spec.input,
-                                         "input_sha256": {s.name: file_sha256(s) for s in shards}, **spec.identity}
+        spec.extra_state["_identity"] = {
+            "step": spec.step,
+            "input": spec.input,
+            "input_sha256": {s.name: file_sha256(s) for s in shards},
+            **spec.identity,
+        }
     return spec.extra_state["_identity"]
 
 
@@ -222,8 +229,10 @@ def run_pass(spec: PassSpec, judge: Judge) -> dict:
     counts = manifest["counts"]
     if counts["rows_in"] and not counts["kept"]:
         removed_by = ", ".join(f"{name} {n}" for name, n in counts["removed_by"].items())
-        raise UserError(f"{spec.step}: every row was removed ({counts['rows_in']} rows; removed by: "
-                        f"{removed_by}); see {manifest['removed_report']}")
+        raise UserError(
+            f"{spec.step}: every row was removed ({counts['rows_in']} rows; removed by: "
+            f"{removed_by}); see {manifest['removed_report']}"
+        )
     return manifest
 
 
@@ -266,10 +275,19 @@ def _assemble(spec: PassSpec, shards: list[Path], targets: list[Path], parts: Pa
         targets[0].parent.mkdir(parents=True, exist_ok=True)
     for index, (shard, target) in enumerate(zip(shards, targets)):
         os.replace(parts / f"{index:06d}{shard.suffix}", target)
-    manifest = {**pass_identity(spec), "output": spec.out, "removed_report": str(report),
-                "counts": {"rows_in": rows_in, "kept": kept, "removed": rows_in - kept,
-                           "removed_by": dict(sorted(by_filter.items()))},
-                **spec.extra, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifest = {
+        **pass_identity(spec),
+        "output": spec.out,
+        "removed_report": str(report),
+        "counts": {
+            "rows_in": rows_in,
+            "kept": kept,
+            "removed": rows_in - kept,
+            "removed_by": dict(sorted(by_filter.items())),
+        },
+        **spec.extra,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_atomically(manifest_path(Path(spec.out)), json.dumps(manifest, indent=2, default=str) + "\n")
     shutil.rmtree(parts, ignore_errors=True)
     return manifest

@@ -72,8 +72,7 @@ def collate_packed(rows: list[PackedRow], pad_id: int, length: int) -> dict[str,
         labels[r, :n] = torch.tensor(row.labels)
         position_ids[r, :n] = torch.tensor(row.position_ids)
         position_ids[r, n:] = torch.arange(length - n)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-            "num_tokens": _count(rows)}
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "num_tokens": _count(rows)}
 
 
 def _count(items) -> torch.Tensor:
@@ -94,4 +93,3 @@ def pack_examples(examples: Iterable[Example], length: int) -> list[PackedRow]:
     if len(current):
         rows.append(current)
     return rows
-

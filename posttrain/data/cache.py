@@ -49,8 +49,9 @@ def tokenizer_fingerprint(tokenizer) -> str:
     text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
     from posttrain.data.documents import document_boundaries  # how documents are wrapped
 
-    extra = json.dumps([tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id,
-                        document_boundaries(tokenizer)])
+    extra = json.dumps(
+        [tokenizer.chat_template, tokenizer.bos_token_id, tokenizer.eos_token_id, document_boundaries(tokenizer)]
+    )
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
 
@@ -58,8 +59,9 @@ def source_key(path: str | Path, tokenizer_fp: str, **settings) -> str:
     """Hash of a source's bytes (every file of a dataset directory, with its relative name), the
     tokenizer fingerprint and the reading and tokenisation settings: the key of a streamed build,
     known before a single row is read (records_key needs every record in memory)."""
-    digest = hashlib.sha256(json.dumps({"tokenizer": tokenizer_fp, "version": 2, **settings},
-                                       sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(
+        json.dumps({"tokenizer": tokenizer_fp, "version": 2, **settings}, sort_keys=True, default=str).encode()
+    )
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
@@ -78,8 +80,7 @@ def source_key(path: str | Path, tokenizer_fp: str, **settings) -> str:
 def records_key(records: list, tokenizer_fp: str, **settings) -> str:
     """Hash of the validated records themselves (so column renames, splits and skipped rows are
     covered), the tokenizer fingerprint and the tokenisation settings."""
-    digest = hashlib.sha256(json.dumps({"tokenizer": tokenizer_fp, "version": 1, **settings},
-                                       sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({"tokenizer": tokenizer_fp, "version": 1, **settings}, sort_keys=True).encode())
     for record in records:
         digest.update(repr(record).encode())
     return digest.hexdigest()[:24]
@@ -121,8 +122,9 @@ def streamed_examples(key: str, chunks: Iterable[list[Example]]) -> ExampleTable
         with contextlib.suppress(OSError):  # what finish() had begun under the entry's name
             target.with_name(f"{target.name}.tmp{os.getpid()}").unlink(missing_ok=True)
         if iter(chunks) is chunks:  # a one-shot iterator, partly consumed: nothing to rebuild from
-            raise UserError(f"{target.parent}: cannot write the tokenised data "
-                            f"({getattr(err, 'strerror', None) or err})") from None
+            raise UserError(
+                f"{target.parent}: cannot write the tokenised data ({getattr(err, 'strerror', None) or err})"
+            ) from None
         _warn_unwritable(target.parent, err)  # a full disk costs only the cache's speed-up
         examples = [example for chunk in chunks for example in chunk]
         return _table({name: t.numpy() for name, t in _flatten(examples).items()})
@@ -159,9 +161,12 @@ def _writable(directory: Path) -> bool:
 def _warn_unwritable(directory: Path, err: OSError) -> None:
     if str(directory) not in _UNWRITABLE:
         _UNWRITABLE.add(str(directory))
-        log.warning("tokenised-data cache %s cannot be written (%s): training without it "
-                    "(set POSTTRAIN_CACHE to a writable directory)", directory,
-                    getattr(err, "strerror", None) or err)
+        log.warning(
+            "tokenised-data cache %s cannot be written (%s): training without it "
+            "(set POSTTRAIN_CACHE to a writable directory)",
+            directory,
+            getattr(err, "strerror", None) or err,
+        )
 
 
 def cached_tensors(key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -189,13 +194,16 @@ def _read_verified(path: Path) -> dict[str, torch.Tensor] | None:
 
 
 def _warn_corrupt(path: Path) -> None:
-    log.warning("%s: tokenised-data cache entry is corrupt (size or hash differs from when it "
-                "was written); rebuilding it", path)
+    log.warning(
+        "%s: tokenised-data cache entry is corrupt (size or hash differs from when it was written); rebuilding it", path
+    )
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    return _digest_parts((name, str(t.dtype), tuple(t.shape), t.contiguous().view(torch.uint8).numpy())
-                         for name, t in sorted(tensors.items()))
+    return _digest_parts(
+        (name, str(t.dtype), tuple(t.shape), t.contiguous().view(torch.uint8).numpy())
+        for name, t in sorted(tensors.items())
+    )
 
 
 def _digest_parts(parts) -> str:

@@ -42,9 +42,7 @@ def ensure_chat_template(tokenizer) -> None:
 
 def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     """Render with the tokenizer's template, tokenize without added specials, ensure exactly one BOS."""
-    text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     bos = tokenizer.bos_token_id
     if bos is not None and (not ids or ids[0] != bos):
@@ -78,8 +76,7 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
     ensure_chat_template(tokenizer)
     if messages and messages[0]["role"] == "assistant":
         # Its span would start at the generation prompt of an empty conversation, which cannot be rendered.
-        raise UserError("a conversation cannot start with an assistant message; "
-                        "put a user or system turn first")
+        raise UserError("a conversation cannot start with an assistant message; put a user or system turn first")
     input_ids = render_ids(tokenizer, messages, add_generation_prompt=False)
     labels = [IGNORE_INDEX] * len(input_ids)
     for i, message in enumerate(messages):

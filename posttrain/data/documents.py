@@ -10,8 +10,19 @@ document token where it has one.
 from __future__ import annotations
 
 # Tokens that open or close a chat turn in common templates (ChatML, Llama-3, Gemma, Phi-3).
-TURN_MARKERS = frozenset({"<|im_start|>", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>",
-                          "<start_of_turn>", "<end_of_turn>", "<|end|>", "<|user|>", "<|assistant|>"})
+TURN_MARKERS = frozenset(
+    {
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|eot_id|>",
+        "<|start_header_id|>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<|end|>",
+        "<|user|>",
+        "<|assistant|>",
+    }
+)
 # End-of-document tokens, most specific first.
 DOCUMENT_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>")
 

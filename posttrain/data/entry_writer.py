@@ -55,13 +55,19 @@ class EntryWriter:
         raw = {name: _bytes_of(part) for name, part in self.parts.items()}
         raw["lengths"] = lengths.view(np.uint8)
         shapes = {"input_ids": [n], "labels": [n], "lengths": [self.rows]}
-        dtypes = {"input_ids": ("I32", "torch.int32"), "labels": ("I32", "torch.int32"),
-                  "lengths": ("I64", "torch.int64")}
+        dtypes = {
+            "input_ids": ("I32", "torch.int32"),
+            "labels": ("I32", "torch.int32"),
+            "lengths": ("I64", "torch.int64"),
+        }
         digest = digest_parts((name, dtypes[name][1], tuple(shapes[name]), raw[name]) for name in sorted(raw))
         header, offset = {}, 0
         for name in sorted(raw):
-            header[name] = {"dtype": dtypes[name][0], "shape": shapes[name],
-                            "data_offsets": [offset, offset + raw[name].size]}
+            header[name] = {
+                "dtype": dtypes[name][0],
+                "shape": shapes[name],
+                "data_offsets": [offset, offset + raw[name].size],
+            }
             offset += raw[name].size
         header["__metadata__"] = {"sha256": digest}
         text = json.dumps(header, separators=(",", ":")).encode()

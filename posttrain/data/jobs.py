@@ -117,8 +117,14 @@ def run_job(items: Sequence, process_batch: Callable[[list, int], BatchOutput], 
     started = time.monotonic()
     todo = [b for b in range(len(batches)) if not _is_done(parts, b)]
     done_items = len(mine) - sum(len(batches[b]) for b in todo)
-    with tqdm(total=len(mine), initial=done_items, desc=spec.desc, unit="row", dynamic_ncols=True,
-              disable=not spec.show_progress or not todo) as bar:
+    with tqdm(
+        total=len(mine),
+        initial=done_items,
+        desc=spec.desc,
+        unit="row",
+        dynamic_ncols=True,
+        disable=not spec.show_progress or not todo,
+    ) as bar:
         for b in todo:
             result = process_batch(batches[b], b)
             _write_chunk(parts, b, result)
@@ -132,8 +138,7 @@ def lock_job_output(out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     holder = hold_lock(out.with_name(f".{out.name}.lock"), "a job output")
     if holder is not None:
-        raise UserError(f"{out} is in use by another job (PID {holder}); wait for it to end or "
-                        "choose another output")
+        raise UserError(f"{out} is in use by another job (PID {holder}); wait for it to end or choose another output")
 
 
 def _finished_manifest(out: Path, spec: JobSpec) -> dict | None:
@@ -142,8 +147,9 @@ def _finished_manifest(out: Path, spec: JobSpec) -> dict | None:
     if parts_dir(out).exists() or not out.is_file() or not mpath.is_file():
         return None
     manifest = json.loads(mpath.read_text())
-    same = (_job_identity(manifest) == json.loads(json.dumps({**spec.identity, "batch_size": spec.batch_size}))
-            and manifest.get("shard") == str(spec.shard))
+    same = _job_identity(manifest) == json.loads(
+        json.dumps({**spec.identity, "batch_size": spec.batch_size})
+    ) and manifest.get("shard") == str(spec.shard)
     return manifest if same and not manifest.get("failures") else None
 
 
@@ -155,11 +161,16 @@ def open_parts(out: Path, spec: JobSpec) -> Path:
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous != json.loads(json.dumps(identity)):
-            changed = sorted(k for k in set(previous["identity"]) | set(spec.identity)
-                             if previous["identity"].get(k) != identity["identity"].get(k))
+            changed = sorted(
+                k
+                for k in set(previous["identity"]) | set(spec.identity)
+                if previous["identity"].get(k) != identity["identity"].get(k)
+            )
             changed += [k for k in ("shard", "batch_size") if previous[k] != identity[k]]
-            raise UserError(f"{parts} holds the parts of a different job (differs in: "
-                            f"{', '.join(changed) or 'settings'}); delete it or choose another --out")
+            raise UserError(
+                f"{parts} holds the parts of a different job (differs in: "
+                f"{', '.join(changed) or 'settings'}); delete it or choose another --out"
+            )
     else:
         parts.mkdir(parents=True, exist_ok=True)
         write_atomically(marker, json.dumps(identity, indent=2) + "\n")
@@ -214,11 +225,17 @@ def _finish(out: Path, parts: Path, n_batches: int, n_items: int, spec: JobSpec,
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, out)
-    manifest = {**spec.identity, "shard": str(spec.shard), "batch_size": spec.batch_size,
-                "output": str(out), "output_sha256": file_sha256(out),
-                "counts": {"items": n_items, "rows_out": rows_out, "failed": len(failures), **spec.extra_counts},
-                "failures": failures, "wall_s_last_run": round(wall_s, 3),
-                "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifest = {
+        **spec.identity,
+        "shard": str(spec.shard),
+        "batch_size": spec.batch_size,
+        "output": str(out),
+        "output_sha256": file_sha256(out),
+        "counts": {"items": n_items, "rows_out": rows_out, "failed": len(failures), **spec.extra_counts},
+        "failures": failures,
+        "wall_s_last_run": round(wall_s, 3),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_atomically(manifest_path(out), json.dumps(manifest, indent=2, default=str) + "\n")
     if not failures:
         shutil.rmtree(parts, ignore_errors=True)
@@ -245,19 +262,33 @@ def concat_shards(paths: Sequence[str | Path], out: str | Path) -> dict:
     for manifest in manifests:
         for key, value in manifest["counts"].items():
             counts_sum[key] = counts_sum.get(key, 0) + value
-    merged = {**manifests[order[0]], "shard": f"0-{len(paths) - 1}/{len(paths)} joined", "output": str(out),
-              "output_sha256": file_sha256(out),
-              "counts": counts_sum, "failures": [f for i in order for f in manifests[i]["failures"]],
-              "warnings": list(dict.fromkeys(w for i in order for w in manifests[i].get("warnings", []))),
-              "shards": [str(paths[i]) for i in order],
-              "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    merged = {
+        **manifests[order[0]],
+        "shard": f"0-{len(paths) - 1}/{len(paths)} joined",
+        "output": str(out),
+        "output_sha256": file_sha256(out),
+        "counts": counts_sum,
+        "failures": [f for i in order for f in manifests[i]["failures"]],
+        "warnings": list(dict.fromkeys(w for i in order for w in manifests[i].get("warnings", []))),
+        "shards": [str(paths[i]) for i in order],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_atomically(manifest_path(out), json.dumps(merged, indent=2, default=str) + "\n")
     return merged
 
 
 # "warnings": notes added after a run (add_run_notes), not part of what the output depends on
-_RUN_FIELDS = ("shard", "output", "output_sha256", "counts", "failures", "wall_s_last_run", "created", "shards",
-               "warnings")
+_RUN_FIELDS = (
+    "shard",
+    "output",
+    "output_sha256",
+    "counts",
+    "failures",
+    "wall_s_last_run",
+    "created",
+    "shards",
+    "warnings",
+)
 
 
 def read_shard_manifest(path: Path) -> dict:
@@ -271,8 +302,12 @@ def read_shard_manifest(path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as err:
         raise UserError(f"{mpath}: corrupt manifest (not JSON: {err})") from None
     counts = manifest.get("counts") if isinstance(manifest, dict) else None
-    if not isinstance(counts, dict) or not isinstance(counts.get("rows_out"), int) \
-            or not isinstance(manifest.get("failures"), list) or not isinstance(manifest.get("shard"), str):
+    if (
+        not isinstance(counts, dict)
+        or not isinstance(counts.get("rows_out"), int)
+        or not isinstance(manifest.get("failures"), list)
+        or not isinstance(manifest.get("shard"), str)
+    ):
         raise UserError(f"{mpath}: corrupt manifest (needs shard, counts.rows_out and failures)")
     try:
         Shard.parse(manifest["shard"])
@@ -288,12 +323,16 @@ def _check_shard_file(path: Path, manifest: dict) -> None:
         raise UserError(f"{path}: no such file (its manifest is there)")
     rows = sum(1 for _ in open(path, "rb"))
     if rows != manifest["counts"]["rows_out"]:
-        raise UserError(f"{path}: holds {rows} rows, its manifest says {manifest['counts']['rows_out']}; "
-                        "the shard was changed after its job finished (rerun that shard)")
+        raise UserError(
+            f"{path}: holds {rows} rows, its manifest says {manifest['counts']['rows_out']}; "
+            "the shard was changed after its job finished (rerun that shard)"
+        )
     recorded = manifest.get("output_sha256")
     if recorded is not None and file_sha256(path) != recorded:
-        raise UserError(f"{path}: its sha256 differs from the one in its manifest; the shard was "
-                        "changed after its job finished (rerun that shard)")
+        raise UserError(
+            f"{path}: its sha256 differs from the one in its manifest; the shard was "
+            "changed after its job finished (rerun that shard)"
+        )
 
 
 def add_run_notes(out: Path, counts: dict[str, int], warnings: list[str]) -> dict:

@@ -47,4 +47,4 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | 
 
 def _run_chunk(bounds: tuple[int, int]) -> list:
     fn, items = _task
-    return [fn(x) for x in items[bounds[0]:bounds[1]]]
+    return [fn(x) for x in items[bounds[0] : bounds[1]]]

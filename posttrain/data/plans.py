@@ -46,15 +46,24 @@ class EpochPlan:
     """Epochs over a fixed list of units, reshuffled each epoch by a seed-derived permutation.
     The last incomplete global batch of an epoch is dropped so every step has the same size."""
 
-    def __init__(self, units: Sequence[Any], collate: Collate, layout: Layout, seed: int,
-                 max_steps: int | None, epochs: float, lengths: Sequence[int] | None = None):
+    def __init__(
+        self,
+        units: Sequence[Any],
+        collate: Collate,
+        layout: Layout,
+        seed: int,
+        max_steps: int | None,
+        epochs: float,
+        lengths: Sequence[int] | None = None,
+    ):
         self.units, self.collate, self.layout, self.seed = units, collate, layout, seed
         self.lengths = lengths  # given: group similar lengths into the same micro-batches
         self.steps_per_epoch = len(units) // layout.global_batch
         if self.steps_per_epoch == 0:
             raise UserError(
                 f"the training data has {len(units)} examples, fewer than one global batch "
-                f"({layout.global_batch} = micro_batch_size x grad_accum_steps x processes)")
+                f"({layout.global_batch} = micro_batch_size x grad_accum_steps x processes)"
+            )
         self.total_steps = max_steps or max(1, math.ceil(epochs * self.steps_per_epoch))
 
     def _order(self, epoch: int) -> list[int]:
@@ -76,8 +85,9 @@ class EpochPlan:
             yield [self.collate(mb) for mb in self.layout.local_micro_batches(step_units)]
 
 
-def group_by_length(order: list[int], lengths: Sequence[int], layout: Layout,
-                    rng: random.Random, megabatch: int = 64) -> list[int]:
+def group_by_length(
+    order: list[int], lengths: Sequence[int], layout: Layout, rng: random.Random, megabatch: int = 64
+) -> list[int]:
     """Length-grouped order: within each window of `megabatch` global batches of the shuffled order,
     sort by length and cut micro-batches of neighbours, so a micro-batch pads little; then shuffle
     the global batches so long and short ones alternate over the epoch. Each step keeps its fixed
@@ -99,8 +109,7 @@ def group_by_length(order: list[int], lengths: Sequence[int], layout: Layout,
 class StreamPlan:
     """An endless, deterministic stream of units (pre-training rows), G units per step."""
 
-    def __init__(self, make_stream: Callable[[], Iterator[Any]], collate: Collate, layout: Layout,
-                 total_steps: int):
+    def __init__(self, make_stream: Callable[[], Iterator[Any]], collate: Collate, layout: Layout, total_steps: int):
         self.make_stream, self.collate, self.layout = make_stream, collate, layout
         self.total_steps = total_steps
 

@@ -36,8 +36,9 @@ def chunked_positions(length: int, offsets: list[int]) -> list[int]:
     return [t + offsets[i] for i in range(chunks) for t in range(bounds[i], bounds[i + 1])]
 
 
-def synthesize_prompt_positions(prompt_length: int, longest_row: int, target_length: int, chunks: int,
-                                rng: random.Random) -> list[int]:
+def synthesize_prompt_positions(
+    prompt_length: int, longest_row: int, target_length: int, chunks: int, rng: random.Random
+) -> list[int]:
     """The prompt's synthetic position ids, leaving room for the longest response of its pair so
     that no row's last position passes target_length - 1."""
     return chunked_positions(prompt_length, skip_offsets(target_length - longest_row, chunks, rng))

@@ -49,13 +49,13 @@ def tokenize_completion(tokenizer, prompt: list[dict], completion: list[dict]) -
     # masks of tokenize_conversation (two more renderings per assistant turn) are not needed.
     full_ids = render_ids(tokenizer, prompt + completion, add_generation_prompt=False)
     if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise UserError("the chat template renders the prompt differently inside the conversation; "
-                        "cannot separate response tokens")
-    return Example(full_ids, [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids):])
+        raise UserError(
+            "the chat template renders the prompt differently inside the conversation; cannot separate response tokens"
+        )
+    return Example(full_ids, [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :])
 
 
-def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
-                   with_scores: bool = False) -> list[PairExample]:
+def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str, with_scores: bool = False) -> list[PairExample]:
     """Tokenised pairs; a pair longer than max_length, or (with_scores, REBEL) without numeric
     `chosen_score`/`rejected_score`, is an error naming its row, or skipped and counted with
     data.on_error: skip."""
@@ -72,8 +72,12 @@ def tokenize_pairs(tokenizer, loaded, max_length: int, on_error: str,
         more = [tokenize_completion(tokenizer, record.prompt, r) for r in record.more_rejected]
         pair = PairExample(record.prompt, chosen, rejected, scores=scores, more_rejected=more, row=row)
         if len(pair) > max_length:
-            problems.add(row, "chosen/rejected", f"{len(pair)} tokens, longer than max_length "
-                         f"{max_length} (raise data.max_length or set data.on_error: skip)")
+            problems.add(
+                row,
+                "chosen/rejected",
+                f"{len(pair)} tokens, longer than max_length "
+                f"{max_length} (raise data.max_length or set data.on_error: skip)",
+            )
             continue
         pairs.append(pair)
     problems.finish(len(pairs), f"preference pair (every pair was skipped; max_length {max_length})")
@@ -96,13 +100,13 @@ def synthesize_positions(pairs: list[PairExample], target_length: int, chunks: i
     a generator seeded with `seed`, so a rerun or a resume sees the same positions."""
     rng = random.Random(seed)
     for pair in pairs:
-        prompt_length = next((i for i, label in enumerate(pair.chosen.labels) if label != IGNORE),
-                             len(pair.chosen))
+        prompt_length = next((i for i, label in enumerate(pair.chosen.labels) if label != IGNORE), len(pair.chosen))
         pair.prompt_positions = synthesize_prompt_positions(prompt_length, len(pair), target_length, chunks, rng)
 
 
-def collate_pairs(pairs: list[PairExample], pad_id: int, shared: bool = False,
-                  pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def collate_pairs(
+    pairs: list[PairExample], pad_id: int, shared: bool = False, pack_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Row blocks chosen | rejected [| sample] [| LOGO's further rejected], or (shared) one
     shared-prefix row per pair, or (shared, pack_length) several pairs per row."""
     with_sample = all(p.ref_sample is not None for p in pairs)

@@ -25,14 +25,23 @@ def check_sources(sources: Sequence[SourceConfig], kind: str) -> None:
         raise UserError(f"the recipe has no data sources (data.sources) of {kind} records")
 
 
-def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
-                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[LoadedRecords]:
+def load_sources(
+    sources: Sequence[SourceConfig], kind: str, on_error: str, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES
+) -> list[LoadedRecords]:
     """Every source's records in memory (preference, prompt and reward data: small per row and
     needed whole by their stages); SFT and pre-training stream instead."""
     check_sources(sources, kind)
-    return [load_records(s.path, kind=kind if s.kind == "auto" else s.kind, on_error=on_error,
-                         split=s.split, columns=s.columns or None, max_row_bytes=max_row_bytes)
-            for s in sources]
+    return [
+        load_records(
+            s.path,
+            kind=kind if s.kind == "auto" else s.kind,
+            on_error=on_error,
+            split=s.split,
+            columns=s.columns or None,
+            max_row_bytes=max_row_bytes,
+        )
+        for s in sources
+    ]
 
 
 # Rows validated and tokenised at a time by a cold build: its memory is one chunk of records and
@@ -40,8 +49,9 @@ def load_sources(sources: Sequence[SourceConfig], kind: str, on_error: str,
 STREAM_ROWS = 20_000
 
 
-def conversation_examples(tokenizer, source: SourceConfig, max_length: int, on_error: str,
-                          max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> ExampleTable:
+def conversation_examples(
+    tokenizer, source: SourceConfig, max_length: int, on_error: str, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES
+) -> ExampleTable:
     """A source's conversations tokenised with assistant-only labels, streamed from the file into
     the on-disk cache and read back memory-mapped. An example longer than max_length is an error
     naming its row (or skipped and counted with on_error: skip), never silently truncated."""
@@ -51,14 +61,18 @@ def conversation_examples(tokenizer, source: SourceConfig, max_length: int, on_e
     return streamed_examples(key, Reiterable(functools.partial(_conversation_chunks, stream, tokenize, max_length)))
 
 
-def text_documents(tokenizer, source: SourceConfig, on_error: str,
-                   max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> Sequence[list[int]]:
+def text_documents(
+    tokenizer, source: SourceConfig, on_error: str, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES
+) -> Sequence[list[int]]:
     """A source's pre-training documents as BOS + tokens + EOS, streamed into the on-disk cache
     and read back memory-mapped; packing splits long ones."""
     stream = _record_stream(source, "text", on_error, max_row_bytes)
     tokenize = functools.partial(_text_ids, tokenizer)
-    chunks = Reiterable(lambda: ([Example(ids, ids) for ids in parallel_map(tokenize, [r for _, r in chunk])]
-                                 for chunk in _chunks(stream)))
+    chunks = Reiterable(
+        lambda: (
+            [Example(ids, ids) for ids in parallel_map(tokenize, [r for _, r in chunk])] for chunk in _chunks(stream)
+        )
+    )
     return streamed_examples(_stream_key(stream, tokenizer), chunks).documents()
 
 
@@ -73,16 +87,28 @@ class Reiterable:
         return iter(self.make())
 
 
-def _record_stream(source: SourceConfig, kind: str, on_error: str,
-                   max_row_bytes: int | None) -> RecordStream:
-    return RecordStream(source.path, kind if source.kind == "auto" else source.kind, on_error,
-                        source.split, source.columns or None, max_row_bytes)
+def _record_stream(source: SourceConfig, kind: str, on_error: str, max_row_bytes: int | None) -> RecordStream:
+    return RecordStream(
+        source.path,
+        kind if source.kind == "auto" else source.kind,
+        on_error,
+        source.split,
+        source.columns or None,
+        max_row_bytes,
+    )
 
 
 def _stream_key(stream: RecordStream, tokenizer, **settings) -> str:
-    return source_key(stream.path, tokenizer_fingerprint(tokenizer), kind=stream.kind,
-                      split=stream.split, columns=stream.columns, on_error=stream.on_error,
-                      max_row_bytes=stream.max_row_bytes, **settings)
+    return source_key(
+        stream.path,
+        tokenizer_fingerprint(tokenizer),
+        kind=stream.kind,
+        split=stream.split,
+        columns=stream.columns,
+        on_error=stream.on_error,
+        max_row_bytes=stream.max_row_bytes,
+        **settings,
+    )
 
 
 def _chunks(stream: RecordStream) -> Iterator[list]:
@@ -99,9 +125,13 @@ def _conversation_chunks(stream: RecordStream, tokenize, max_length: int) -> Ite
             if len(input_ids) <= max_length:
                 examples.append(Example(input_ids, labels))
             elif stream.on_error == "fail":
-                raise row_error(stream.path, row, "messages",
-                                f"{len(input_ids)} tokens, longer than max_length {max_length} "
-                                "(raise data.max_length or set data.on_error: skip)")
+                raise row_error(
+                    stream.path,
+                    row,
+                    "messages",
+                    f"{len(input_ids)} tokens, longer than max_length {max_length} "
+                    "(raise data.max_length or set data.on_error: skip)",
+                )
             else:
                 too_long += 1
         kept += len(examples)
@@ -134,6 +164,7 @@ def split_holdout(items: Sequence, fraction: float, seed: int) -> tuple[Sequence
 
 def max_length_for(data: DataConfig, model_context: int) -> int:
     if data.max_length and data.max_length > model_context:
-        raise UserError(f"data.max_length {data.max_length} is longer than the model's context "
-                        f"({model_context} tokens)")
+        raise UserError(
+            f"data.max_length {data.max_length} is longer than the model's context ({model_context} tokens)"
+        )
     return data.max_length or model_context

@@ -66,13 +66,21 @@ class ResponseSet:
     response_messages: list[list[dict]]
 
 
-def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str,
-                 margin_field: str | None = None, strength_field: str | None = None, *,
-                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[RewardPair]:
+def reward_pairs(
+    tokenizer,
+    source: SourceConfig,
+    max_length: int,
+    on_error: str,
+    margin_field: str | None = None,
+    strength_field: str | None = None,
+    *,
+    max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
+) -> list[RewardPair]:
     """Tokenised chosen/rejected pairs; with margin_field / strength_field, each pair's margin or
     strength read from that field of its row."""
-    loaded = load_records(source.path, "preference", on_error, source.split, source.columns or None,
-                          max_row_bytes=max_row_bytes)
+    loaded = load_records(
+        source.path, "preference", on_error, source.split, source.columns or None, max_row_bytes=max_row_bytes
+    )
     pointless.identical_pairs(loaded.path, ((r.chosen, r.rejected) for r in loaded.records))
     # the rows load_records refused (failed, or counted as skipped) are only left out here
     fields = _raw_rows(source, max_row_bytes, lambda *_: None) if margin_field or strength_field else {}
@@ -94,8 +102,15 @@ def reward_pairs(tokenizer, source: SourceConfig, max_length: int, on_error: str
     return pairs
 
 
-def rated_responses(tokenizer, source: SourceConfig, attributes: list[str], max_length: int,
-                    on_error: str, *, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[RatedResponse]:
+def rated_responses(
+    tokenizer,
+    source: SourceConfig,
+    attributes: list[str],
+    max_length: int,
+    on_error: str,
+    *,
+    max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
+) -> list[RatedResponse]:
     """Tokenised prompt + response with one target per attribute; an absent or null attribute is
     not annotated (masked out of the loss). A row above max_row_bytes is invalid (before tokenising)."""
     problems, rated = RowProblems(source.path, on_error), []
@@ -153,8 +168,9 @@ def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
     return input_ids
 
 
-def collate_reward_pairs(pairs: list[RewardPair], pad_id: int, shared: bool = False,
-                         pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def collate_reward_pairs(
+    pairs: list[RewardPair], pad_id: int, shared: bool = False, pack_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Chosen rows then rejected rows in one batch, so one forward scores both; or (shared) one
     shared-prefix row per pair (data/shared_prefix.py, packed with pack_length), scored at
     `score_at` [2n, 2] (row, column): chosen then rejected."""
@@ -189,21 +205,26 @@ def score_positions(input_ids: torch.Tensor, segment_ids: torch.Tensor, n: int, 
 
 
 def collate_rated(examples: list[RatedResponse], pad_id: int) -> dict[str, torch.Tensor]:
-    return {"input_ids": pad_right([e.input_ids for e in examples], pad_id),
-            "targets": torch.tensor([e.targets for e in examples], dtype=torch.float32),
-            "attribute_mask": torch.tensor([e.annotated for e in examples], dtype=torch.bool),
-            "num_tokens": torch.tensor(sum(len(e) for e in examples))}
+    return {
+        "input_ids": pad_right([e.input_ids for e in examples], pad_id),
+        "targets": torch.tensor([e.targets for e in examples], dtype=torch.float32),
+        "attribute_mask": torch.tensor([e.annotated for e in examples], dtype=torch.bool),
+        "num_tokens": torch.tensor(sum(len(e) for e in examples)),
+    }
 
 
 # ---- fields ---------------------------------------------------------------------------------
 
 
-def _raw_rows(source: SourceConfig, max_row_bytes: int | None,
-              on_invalid: Callable[[int, RecordError], None]) -> dict[int, dict[str, Any]]:
+def _raw_rows(
+    source: SourceConfig, max_row_bytes: int | None, on_invalid: Callable[[int, RecordError], None]
+) -> dict[int, dict[str, Any]]:
     """Every valid row by its row number, with the source's column renames applied."""
     renames = source.columns or {}
-    return {row: {renames.get(k, k): v for k, v in fields.items()}
-            for row, fields in read_rows(source.path, source.split, max_row_bytes, on_invalid)}
+    return {
+        row: {renames.get(k, k): v for k, v in fields.items()}
+        for row, fields in read_rows(source.path, source.split, max_row_bytes, on_invalid)
+    }
 
 
 def _number(fields: dict[str, Any], name: str, required: bool = True) -> float | None:
@@ -245,6 +266,4 @@ def _response(value: Any, field: str) -> list[dict]:
 
 
 def _too_long(length: int, max_length: int) -> str:
-    return (f"{length} tokens, longer than max_length {max_length} "
-            "(raise data.max_length or set data.on_error: skip)")
-
+    return f"{length} tokens, longer than max_length {max_length} (raise data.max_length or set data.on_error: skip)"

@@ -27,8 +27,9 @@ SHARED = "shared_"
 LAYOUT_KEYS = ("input_ids", "labels", "position_ids", "segment_ids")
 
 
-def group_layout(rows: list[tuple[list[int], list[int]]], group_of: list[int], pad_id: int,
-                 pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def group_layout(
+    rows: list[tuple[list[int], list[int]]], group_of: list[int], pad_id: int, pack_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """The shared rows of (prompt, completion) rows, a unit per run of equal group_of, and the
     index from the per-completion layout (rows right-padded to their longest) into them."""
     examples = [Example(p + c, [IGNORE] * len(p) + c) for p, c in rows]
@@ -48,9 +49,12 @@ def group_layout(rows: list[tuple[list[int], list[int]]], group_of: list[int], p
             columns = (segments == per_unit * u + block).nonzero().squeeze(1)  # the segment, in order
             labelled = torch.tensor(examples[i].labels[keep:]) != IGNORE
             index[i, keep : len(examples[i])] = torch.where(labelled, columns, -1)
-    return {**{SHARED + k: shared[k] for k in LAYOUT_KEYS if k != "segment_ids"},
-            SHARED + "segment_ids": segments.view_as(shared["input_ids"]),
-            "shared_index": index, "shared_per_unit": torch.tensor(per_unit)}
+    return {
+        **{SHARED + k: shared[k] for k in LAYOUT_KEYS if k != "segment_ids"},
+        SHARED + "segment_ids": segments.view_as(shared["input_ids"]),
+        "shared_index": index,
+        "shared_per_unit": torch.tensor(per_unit),
+    }
 
 
 def per_completion(shared_out: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -65,7 +69,6 @@ def rollout_forward(module, mb: dict[str, torch.Tensor], device=None):
     if "shared_index" not in mb:
         return module(mb["input_ids"].to(device), mb["labels"].to(device))
     ids, labels, positions, segments = (mb[SHARED + k].to(device) for k in LAYOUT_KEYS)
-    out = module(ids, labels, position_ids=positions, segment_ids=segments,
-                 per_unit=int(mb["shared_per_unit"]))
+    out = module(ids, labels, position_ids=positions, segment_ids=segments, per_unit=int(mb["shared_per_unit"]))
     index = mb["shared_index"].to(device)
     return tuple(per_completion(x, index) for x in out) if isinstance(out, tuple) else per_completion(out, index)

@@ -52,8 +52,13 @@ def pair_layout(rows: list[Example]) -> tuple[Example, list[int], list[int]]:
     return Example(ids, labels), positions, segments
 
 
-def collate_shared(groups: list[list[Example]], pad_id: int, pack_length: int | None = None,
-                   per_unit: int = SEGMENTS_PER_PAIR, first_fit: bool = False) -> dict[str, torch.Tensor]:
+def collate_shared(
+    groups: list[list[Example]],
+    pad_id: int,
+    pack_length: int | None = None,
+    per_unit: int = SEGMENTS_PER_PAIR,
+    first_fit: bool = False,
+) -> dict[str, torch.Tensor]:
     """Right-padded rows of laid-out pairs: one pair per row, or (pack_length) as many whole pairs
     as fit in pack_length tokens, in order (a longer pair gets a row of its own). segment_ids
     encode (pair, block) as per_unit * pair + block, pair = the pair's index in `groups`; a unit
@@ -87,5 +92,10 @@ def collate_shared(groups: list[list[Example]], pad_id: int, pack_length: int | 
             segment_ids[r, cols] = torch.tensor(segments) + per_unit * i
             at += len(row)
         position_ids[r, at:] = torch.arange(width - at)  # padding: a segment of its own
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-            "segment_ids": segment_ids, "num_tokens": torch.tensor(sum(len(x[0]) for x in laid))}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "segment_ids": segment_ids,
+        "num_tokens": torch.tensor(sum(len(x[0]) for x in laid)),
+    }

@@ -57,9 +57,12 @@ class LoadedRecords:
     rows: list[int]
 
 
-def read_rows(path: str | Path, split: str | None = None, max_row_bytes: int | None = None,
-              on_invalid: Callable[[int, RecordError], None] | None = None,
-              ) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(
+    path: str | Path,
+    split: str | None = None,
+    max_row_bytes: int | None = None,
+    on_invalid: Callable[[int, RecordError], None] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based row number, row) for every row of a data file or saved dataset directory;
     a row that is not an object (or fails check_row, e.g. above max_row_bytes) raises the one-line
     row error, or is passed to on_invalid and left out. No size limit by default: most callers
@@ -73,8 +76,9 @@ def read_rows(path: str | Path, split: str | None = None, max_row_bytes: int | N
         yield number, row
 
 
-def validated_rows(path: str | Path, split: str | None = None,
-                   on_error: str = "fail") -> Iterator[tuple[int, dict[str, Any]]]:
+def validated_rows(
+    path: str | Path, split: str | None = None, on_error: str = "fail"
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """read_rows for a second pass over a file load_records has validated: with on_error "skip"
     the rows it skipped (not JSON, not an object, too large) are left out silently (that pass
     counted and warned about them), so the raw rows line up with its records."""
@@ -113,9 +117,15 @@ class RecordStream:
     After a full iteration `skipped` and `kind` hold the counts; a file without one valid row is
     an error."""
 
-    def __init__(self, path: str | Path, kind: str = "auto", on_error: str = "fail",
-                 split: str | None = None, columns: dict[str, str] | None = None,
-                 max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES):
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str = "auto",
+        on_error: str = "fail",
+        split: str | None = None,
+        columns: dict[str, str] | None = None,
+        max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
+    ):
         _check_options(kind, on_error)
         self.path, self.kind, self.on_error, self.split = str(path), kind, on_error, split
         self.columns, self.max_row_bytes = columns or {}, max_row_bytes

@@ -34,7 +34,7 @@ def byte_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
         for number, line in enumerate(handle, start=1):
             start = offset
             offset += len(line)
-            yield number, start, line[len(BOM):] if number == 1 and line.startswith(BOM) else line
+            yield number, start, line[len(BOM) :] if number == 1 and line.startswith(BOM) else line
 
 
 def not_utf8(line: bytes, offset: int) -> str | None:

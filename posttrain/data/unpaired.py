@@ -41,11 +41,13 @@ class UnpairedExample:
         return max(len(self.matched), len(self.mismatched))
 
 
-def read_unpaired(path: str, on_error: str = "fail", *,
-                  max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES) -> list[UnpairedExample]:
+def read_unpaired(
+    path: str, on_error: str = "fail", *, max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES
+) -> list[UnpairedExample]:
     """Examples of one file; an invalid row is an error naming it, or skipped and counted with
     data.on_error: skip."""
     out, problems = [], RowProblems(path, on_error)
+
     def invalid(number: int, err: RecordError) -> None:  # not JSON, not an object, too large
         problems.add(number, err.field, err.problem)
 
@@ -66,19 +68,20 @@ def _parse(row: dict) -> list[UnpairedExample]:
     if "chosen" in row and "rejected" in row:
         pair = to_record(row, "preference")
         assert isinstance(pair, PreferenceRecord)
-        return [UnpairedExample(pair.prompt, pair.chosen, True),
-                UnpairedExample(pair.prompt, pair.rejected, False)]
+        return [UnpairedExample(pair.prompt, pair.chosen, True), UnpairedExample(pair.prompt, pair.rejected, False)]
     label = row.get("label")
     if not isinstance(label, bool):
         raise RecordError("label", f"expected true or false, got {label!r}")
     # Reuse the preference validation for prompt and completion spellings (strings or messages).
-    pair = to_record({"prompt": row.get("prompt"), "chosen": row.get("completion"),
-                      "rejected": row.get("completion")}, "preference")
+    pair = to_record(
+        {"prompt": row.get("prompt"), "chosen": row.get("completion"), "rejected": row.get("completion")}, "preference"
+    )
     return [UnpairedExample(pair.prompt, pair.chosen, label)]
 
 
-def tokenize_unpaired(tokenizer, examples: list[UnpairedExample], max_length: int, seed: int,
-                      on_error: str = "fail") -> list[UnpairedExample]:
+def tokenize_unpaired(
+    tokenizer, examples: list[UnpairedExample], max_length: int, seed: int, on_error: str = "fail"
+) -> list[UnpairedExample]:
     """Tokenise each example and its mismatched partner: the completion of the next example in a
     seeded cyclic order, so the pairing (and its reference log-probs) is fixed for the whole run.
     Returns the examples that fit in max_length; one that does not (with its own completion or
@@ -93,26 +96,35 @@ def tokenize_unpaired(tokenizer, examples: list[UnpairedExample], max_length: in
         ex.matched = tokenize_completion(tokenizer, ex.prompt, ex.completion)
         ex.mismatched = tokenize_completion(tokenizer, ex.prompt, examples[partner[i]].completion)
         if len(ex) > max_length:
-            which = "completion" if len(ex.matched) > max_length else \
-                "completion of the mismatched partner paired with it for the z0 estimate"
+            which = (
+                "completion"
+                if len(ex.matched) > max_length
+                else "completion of the mismatched partner paired with it for the z0 estimate"
+            )
             found = problems.setdefault(ex.path, RowProblems(ex.path, on_error))
-            found.add(ex.row, "completion", f"prompt + {which}: {len(ex)} tokens, longer than "
-                      f"max_length {max_length} (raise data.max_length or set data.on_error: skip)")
+            found.add(
+                ex.row,
+                "completion",
+                f"prompt + {which}: {len(ex)} tokens, longer than "
+                f"max_length {max_length} (raise data.max_length or set data.on_error: skip)",
+            )
             continue
         kept.append(ex)
     for found in problems.values():
         found.finish(len(kept), "KTO examples within max_length")
     if len(kept) < 2:
-        raise UserError("KTO needs at least two examples within max_length (the KL estimate pairs "
-                        "prompts with other completions)")
+        raise UserError(
+            "KTO needs at least two examples within max_length (the KL estimate pairs prompts with other completions)"
+        )
     return kept
 
 
 KL_ = "kl_"  # key prefix of the packed mismatched rows
 
 
-def collate_unpaired(examples: list[UnpairedExample], pad_id: int,
-                     pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def collate_unpaired(
+    examples: list[UnpairedExample], pad_id: int, pack_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Rows: the examples' completions, then their mismatched partners; or (pack_length) each side
     packed into rows of at most pack_length tokens, the mismatched side under KL_ keys."""
     if pack_length is None:
@@ -128,12 +140,12 @@ def collate_unpaired(examples: list[UnpairedExample], pad_id: int,
 def _packed(rows: list[Example], pad_id: int, pack_length: int) -> dict[str, torch.Tensor]:
     """Whole examples packed (first fit) into rows no wider than the longest of them and pack_length:
     fewer rows than one per example, never a wider one, so attention costs no more than padded rows."""
-    return collate_shared([[r] for r in rows], pad_id, min(pack_length, max(len(r) for r in rows)),
-                          first_fit=True)
+    return collate_shared([[r] for r in rows], pad_id, min(pack_length, max(len(r) for r in rows)), first_fit=True)
 
 
-def collate_unpaired_reference(examples: list[UnpairedExample], pad_id: int,
-                               pack_length: int | None = None) -> dict[str, torch.Tensor]:
+def collate_unpaired_reference(
+    examples: list[UnpairedExample], pad_id: int, pack_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """The reference pass's layout with packing: prompt + completion + mismatched completion in one
     row (blocks 1 and 2 of data/shared_prefix.py), whole examples packed up to pack_length."""
     batch = collate_shared([[e.matched, e.mismatched] for e in examples], pad_id, pack_length)

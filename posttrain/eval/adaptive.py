@@ -29,8 +29,12 @@ from posttrain.eval.tasks.generation import build_request, check_answer
 from posttrain.eval.voting import check_threshold, correctness_rule
 from posttrain.generation.backend import RequestFailed
 
-METRICS = [Metric("acc"), Metric("first_acc"), Metric("samples", higher_is_better=False),
-           Metric("tokens", higher_is_better=False)]
+METRICS = [
+    Metric("acc"),
+    Metric("first_acc"),
+    Metric("samples", higher_is_better=False),
+    Metric("tokens", higher_is_better=False),
+]
 
 
 def chosen_index(p_no_better: list[float]) -> int:
@@ -48,33 +52,53 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options) -> 
     prompter, cot = ctx.prompter(task), task.strategy == "cot"
     users = [user_prompt(task, doc, cot) for doc in docs]
     shots = [few_shot_turns(task, doc, pool, cot) for doc in docs]
-    requests = [replace(build_request(task, prompter.for_row(doc), u, s), temperature=temperature)
-                for doc, u, s in zip(docs, users, shots)]
+    requests = [
+        replace(build_request(task, prompter.for_row(doc), u, s), temperature=temperature)
+        for doc, u, s in zip(docs, users, shots)
+    ]
     drawn: list[list[dict]] = [[] for _ in docs]
     open_items = list(range(len(docs)))
     for round_index in range(options.samples):
         if not open_items:
             break
-        outputs = ctx.backend.complete([requests[i] for i in open_items], seed=ctx.seed + round_index,
-                                       desc=f"{task.name}: round {round_index + 1}, {len(open_items)} open")
+        outputs = ctx.backend.complete(
+            [requests[i] for i in open_items],
+            seed=ctx.seed + round_index,
+            desc=f"{task.name}: round {round_index + 1}, {len(open_items)} open",
+        )
         texts = ["" if isinstance(o, RequestFailed) else o.text for o in outputs]
-        p_no = no_better_probabilities(ctx.backend, prompter,
-                                       [[*shots[i], (users[i], text)] for i, text in zip(open_items, texts)])
+        p_no = no_better_probabilities(
+            ctx.backend, prompter, [[*shots[i], (users[i], text)] for i, text in zip(open_items, texts)]
+        )
         for i, text, output, p in zip(open_items, texts, outputs, p_no):
             answer, correct = check_answer(task, docs[i], text, rule)
             tokens = 0 if isinstance(output, RequestFailed) else output.num_tokens
             drawn[i].append({"text": text, "answer": answer, "correct": correct, "p_no_better": p, "tokens": tokens})
         open_items = [i for i in open_items if drawn[i][-1]["p_no_better"] <= options.adaptive]
-    return [_sample(task, doc, prompter.decode(request.prompt), attempts)
-            for doc, request, attempts in zip(docs, requests, drawn)]
+    return [
+        _sample(task, doc, prompter.decode(request.prompt), attempts)
+        for doc, request, attempts in zip(docs, requests, drawn)
+    ]
 
 
 def _sample(task, doc: dict, prompt: str, attempts: list[dict]) -> Sample:
     best = attempts[chosen_index([a["p_no_better"] for a in attempts])]
-    scores = {"acc": float(best["correct"]), "first_acc": float(attempts[0]["correct"]),
-              "samples": float(len(attempts)), "tokens": float(sum(a["tokens"] for a in attempts))}
-    return Sample(task.name, doc["_id"], prompt, best["text"], reference=doc.get("reference"),
-                  extracted=best["answer"], scores=scores, extra={"attempts": attempts})
+    scores = {
+        "acc": float(best["correct"]),
+        "first_acc": float(attempts[0]["correct"]),
+        "samples": float(len(attempts)),
+        "tokens": float(sum(a["tokens"] for a in attempts)),
+    }
+    return Sample(
+        task.name,
+        doc["_id"],
+        prompt,
+        best["text"],
+        reference=doc.get("reference"),
+        extracted=best["answer"],
+        scores=scores,
+        extra={"attempts": attempts},
+    )
 
 
 def metrics(options) -> list[Metric]:

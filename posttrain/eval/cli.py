@@ -25,34 +25,68 @@ DEFAULT_OUTPUT_ROOT = Path("runs") / "eval"
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("eval", help="evaluate a model on tasks, or compare two evaluations",
-                              description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on tasks, or compare two evaluations",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("model", help="model or adapter directory, hub id or 'tiny'; or 'compare', or 'list'")
     p.add_argument("paths", nargs="*", help="with 'compare': the two eval output directories, A then B")
     p.add_argument("--tasks", help="comma-separated built-in task names and/or task YAML files")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--output-dir", help=f"where results.json and samples.jsonl go (default {DEFAULT_OUTPUT_ROOT}/<model>)")
+    p.add_argument(
+        "--output-dir", help=f"where results.json and samples.jsonl go (default {DEFAULT_OUTPUT_ROOT}/<model>)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
     p.add_argument("--data", action="append", default=[], metavar="TASK=PATH", help="a task's data file or directory")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[TASK.]KEY=VALUE",
-                   help="override a task setting (typed as YAML), e.g. --set gsm8k.few_shot=8")
-    p.add_argument("--backend", choices=["hf", "vllm", "openai"], default="hf",
-                   help="vllm: GPU only, needs vllm installed; openai: a running OpenAI-compatible server "
-                   "(--base-url), MODEL being its model name")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="[TASK.]KEY=VALUE",
+        help="override a task setting (typed as YAML), e.g. --set gsm8k.few_shot=8",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["hf", "vllm", "openai"],
+        default="hf",
+        help="vllm: GPU only, needs vllm installed; openai: a running OpenAI-compatible server "
+        "(--base-url), MODEL being its model name",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--iterations", type=int, default=1000, help="compare: bootstrap resamples")
-    p.add_argument("--samples", type=int, metavar="N",
-                   help="generation tasks: N samples per item, reported as pass@k, maj@k (and best_of@k)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help="generation tasks: N samples per item, reported as pass@k, maj@k (and best_of@k)",
+    )
     p.add_argument("--k", help="with --samples: the k values, comma-separated (default 1,2,4,...,N)")
     p.add_argument("--temperature", type=float, help="with --samples: sampling temperature (default: the task's)")
-    p.add_argument("--best-of", metavar="SCORER", help="with --samples: a reward name (posttrain/rewards) "
-                   "whose score picks the best of k samples, e.g. math, reward_model")
-    p.add_argument("--best-of-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an option of the --best-of scorer (typed as YAML), e.g. path=RM_DIR")
-    p.add_argument("--adaptive", type=float, metavar="P", help="with --samples N: sample one at a time and stop "
-                   "once the model's self-evaluated P(no better) exceeds P (a self-evaluation-trained model)")
+    p.add_argument(
+        "--best-of",
+        metavar="SCORER",
+        help="with --samples: a reward name (posttrain/rewards) "
+        "whose score picks the best of k samples, e.g. math, reward_model",
+    )
+    p.add_argument(
+        "--best-of-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the --best-of scorer (typed as YAML), e.g. path=RM_DIR",
+    )
+    p.add_argument(
+        "--adaptive",
+        type=float,
+        metavar="P",
+        help="with --samples N: sample one at a time and stop "
+        "once the model's self-evaluated P(no better) exceeds P (a self-evaluation-trained model)",
+    )
     from posttrain.generation.openai_args import add_server_arguments
 
     add_server_arguments(p, endpoint_default="completions")
@@ -61,9 +95,16 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 def voting_options(args: argparse.Namespace):
     """VotingOptions from --samples/--k/--temperature/--best-of, or None without --samples."""
-    given = [flag for flag, value in (("--k", args.k), ("--temperature", args.temperature),
-                                      ("--best-of", args.best_of), ("--adaptive", args.adaptive))
-             if value is not None]
+    given = [
+        flag
+        for flag, value in (
+            ("--k", args.k),
+            ("--temperature", args.temperature),
+            ("--best-of", args.best_of),
+            ("--adaptive", args.adaptive),
+        )
+        if value is not None
+    ]
     if args.samples is None:
         if given or args.best_of_option:
             raise UserError(f"{(given or ['--best-of-option'])[0]} needs --samples N")
@@ -130,10 +171,26 @@ def _evaluate_command(args: argparse.Namespace) -> None:
         backend, server = make_backend(args.model, args.backend, args.batch_size, args.seed, args.dtype), {}
     results = run_tasks(backend, tasks, args.limit, args.seed, voting=voting)
     out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / _safe_name(args.model)
-    run_info = {"model": args.model, "backend": args.backend, "batch_size": args.batch_size,
-                "limit": args.limit, "seed": args.seed, "dtype": args.dtype, **server,
-                **({"samples": voting.samples, "k": list(voting.curve_ks()), "temperature": voting.temperature,
-                    "best_of": voting.scorer, "adaptive": voting.adaptive} if voting else {})}
+    run_info = {
+        "model": args.model,
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "limit": args.limit,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        **server,
+        **(
+            {
+                "samples": voting.samples,
+                "k": list(voting.curve_ks()),
+                "temperature": voting.temperature,
+                "best_of": voting.scorer,
+                "adaptive": voting.adaptive,
+            }
+            if voting
+            else {}
+        ),
+    }
     write_outputs(out_dir, results, run_info)
     print(results_table(results))
     print(f"results: {out_dir / 'results.json'}\nsamples: {out_dir / 'samples.jsonl'}")
@@ -191,6 +248,5 @@ def _list_command() -> None:
     from posttrain.eval.report import format_table
     from posttrain.eval.tasks.builtin import BUILTIN_TASKS, builtin_names
 
-    rows = [[name, BUILTIN_TASKS[name]["kind"], BUILTIN_TASKS[name].get("description", "")]
-            for name in builtin_names()]
+    rows = [[name, BUILTIN_TASKS[name]["kind"], BUILTIN_TASKS[name].get("description", "")] for name in builtin_names()]
     print(format_table(rows, ["task", "kind", "description"]))

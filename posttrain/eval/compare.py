@@ -46,8 +46,9 @@ def bootstrap_draws(n: int, iterations: int = ITERATIONS, seed: int = 0) -> np.n
     return np.random.default_rng(seed).integers(0, n, size=(iterations, n))
 
 
-def bootstrap_interval(metric: Metric, samples: list[Sample], iterations: int = ITERATIONS,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    metric: Metric, samples: list[Sample], iterations: int = ITERATIONS, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile-bootstrap interval of one run's metric (Efron & Tibshirani, 1993): the
     2.5th-97.5th percentiles of the metric over resamples of its documents. Stays inside the
     metric's range where value +- 1.96 stderr may not (an accuracy near 0 or 1)."""
@@ -56,8 +57,9 @@ def bootstrap_interval(metric: Metric, samples: list[Sample], iterations: int = 
     return float(low), float(high)
 
 
-def paired_bootstrap(metric: Metric, a: list[Sample], b: list[Sample], iterations: int = ITERATIONS,
-                     seed: int = 0) -> tuple[np.ndarray, float]:
+def paired_bootstrap(
+    metric: Metric, a: list[Sample], b: list[Sample], iterations: int = ITERATIONS, seed: int = 0
+) -> tuple[np.ndarray, float]:
     """(bootstrap deltas B - A, two-sided p-value) over paired samples a[i] <-> b[i]."""
     draws = bootstrap_draws(len(a), iterations, seed)
     deltas = resampled(metric, b, draws) - resampled(metric, a, draws)  # the same resamples for both
@@ -71,8 +73,9 @@ def _paired(samples_a: list[Sample], samples_b: list[Sample]) -> tuple[list[Samp
     return shared, [by_id[s.doc_id] for s in shared]
 
 
-def compare_dirs(dir_a: str | Path, dir_b: str | Path, iterations: int = ITERATIONS,
-                 seed: int = 0) -> tuple[list[Difference], list[str]]:
+def compare_dirs(
+    dir_a: str | Path, dir_b: str | Path, iterations: int = ITERATIONS, seed: int = 0
+) -> tuple[list[Difference], list[str]]:
     """(differences per shared task and metric, tasks whose configurations differ between the runs,
     where a delta may not mean what it seems)."""
     results_a, samples_a = read_results(dir_a)
@@ -88,8 +91,9 @@ def compare_dirs(dir_a: str | Path, dir_b: str | Path, iterations: int = ITERATI
         for name, entry in results_a["tasks"][task]["metrics"].items():
             if name not in results_b["tasks"][task]["metrics"] or entry["aggregate"] not in AGGREGATIONS:
                 continue
-            differences.append(_difference(task, Metric(name, entry["aggregate"], entry["higher_is_better"]),
-                                           a, b, iterations, seed))
+            differences.append(
+                _difference(task, Metric(name, entry["aggregate"], entry["higher_is_better"]), a, b, iterations, seed)
+            )
     changed = [t for t in shared_tasks if results_a["tasks"][t]["config"] != results_b["tasks"][t]["config"]]
     return differences, changed
 
@@ -98,12 +102,23 @@ def _difference(task: str, metric: Metric, a: list[Sample], b: list[Sample], ite
     value_a, value_b = compute(metric, a), compute(metric, b)
     deltas, p_value = paired_bootstrap(metric, a, b, iterations, seed)
     low, high = np.percentile(deltas, [2.5, 97.5])
-    return Difference(task, metric.name, value_a, value_b, value_b - value_a, float(low), float(high),
-                      p_value, len(a))
+    return Difference(task, metric.name, value_a, value_b, value_b - value_a, float(low), float(high), p_value, len(a))
 
 
 def differences_table(differences: list[Difference]) -> str:
-    rows = [[d.task, d.metric, d.value_a, d.value_b, d.delta, f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]",
-             d.p_value, "*" if d.significant else "", d.n_shared] for d in differences]
+    rows = [
+        [
+            d.task,
+            d.metric,
+            d.value_a,
+            d.value_b,
+            d.delta,
+            f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]",
+            d.p_value,
+            "*" if d.significant else "",
+            d.n_shared,
+        ]
+        for d in differences
+    ]
     table = format_table(rows, ["task", "metric", "A", "B", "B-A", "95% CI", "p", "sig", "n"])
     return f"{table}\n* p < {SIGNIFICANCE} (paired bootstrap over the shared documents)"

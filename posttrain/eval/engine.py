@@ -46,8 +46,9 @@ def task_metrics(task) -> list[Metric]:
     return KIND_MODULES[task.kind].metrics(task)
 
 
-def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, judge: Any = None,
-             voting: Any = None) -> TaskResult:
+def run_task(
+    task, backend: Backend, limit: int | None = None, seed: int = 0, judge: Any = None, voting: Any = None
+) -> TaskResult:
     """Evaluate one resolved task configuration; `voting` (voting.VotingOptions): N samples per
     item, scored as pass@k, maj@k and best-of-k, or with `adaptive` up to N by self-evaluation."""
     start = time.perf_counter()
@@ -64,7 +65,9 @@ def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, ju
         from posttrain.eval import adaptive
 
         samples = adaptive.run(task, docs, pool, ctx, voting)
-        return TaskResult(task, samples, summarise(adaptive.metrics(voting), samples, seed), time.perf_counter() - start)
+        return TaskResult(
+            task, samples, summarise(adaptive.metrics(voting), samples, seed), time.perf_counter() - start
+        )
     from posttrain.eval import voting as voting_module
 
     samples = voting_module.run(task, docs, pool, ctx, voting)
@@ -73,8 +76,9 @@ def run_task(task, backend: Backend, limit: int | None = None, seed: int = 0, ju
     return TaskResult(task, samples, metrics, time.perf_counter() - start, curve)
 
 
-def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None = None,
-                  data: dict[str, str] | None = None) -> list:
+def resolve_tasks(
+    specs: Sequence[Any], overrides: dict[str, list[str]] | None = None, data: dict[str, str] | None = None
+) -> list:
     """Task configurations for names, YAML paths, dicts or configs; `overrides` and `data` are keyed
     by the name the task was asked for (or by its configured name)."""
     overrides, data = overrides or {}, data or {}
@@ -92,20 +96,40 @@ def resolve_tasks(specs: Sequence[Any], overrides: dict[str, list[str]] | None =
     return tasks
 
 
-def run_tasks(backend: Backend, specs: Sequence[Any], limit: int | None = None, seed: int = 0,
-              overrides: dict[str, list[str]] | None = None, data: dict[str, str] | None = None,
-              judge: Any = None, voting: Any = None) -> list[TaskResult]:
+def run_tasks(
+    backend: Backend,
+    specs: Sequence[Any],
+    limit: int | None = None,
+    seed: int = 0,
+    overrides: dict[str, list[str]] | None = None,
+    data: dict[str, str] | None = None,
+    judge: Any = None,
+    voting: Any = None,
+) -> list[TaskResult]:
     """Resolve every task first (a typo fails before any model time is spent), then run each."""
     tasks = resolve_tasks(specs, overrides, data)
     return [run_task(task, backend, limit, seed, judge, voting) for task in tasks]
 
 
-def evaluate_tasks(model, tokenizer, task_names_or_configs: Sequence[Any], limit: int | None = None,
-                   batch_size: int = 16, seed: int = 0, judge: Any = None) -> dict[str, float]:
+def evaluate_tasks(
+    model,
+    tokenizer,
+    task_names_or_configs: Sequence[Any],
+    limit: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    judge: Any = None,
+) -> dict[str, float]:
     """In-process evaluation of an already loaded model (the training loop's periodic eval):
     {"task/metric": value}, flat so it goes straight to the metrics log. The model's train/eval
     mode is restored by the backend after each call."""
-    backend = HFBackend(model, tokenizer, batch_size=batch_size, seed=seed,
-                        is_chat=has_own_chat_template(tokenizer), show_progress=False)
+    backend = HFBackend(
+        model,
+        tokenizer,
+        batch_size=batch_size,
+        seed=seed,
+        is_chat=has_own_chat_template(tokenizer),
+        show_progress=False,
+    )
     results = run_tasks(backend, task_names_or_configs, limit, seed, judge=judge)
     return {f"{r.name}/{metric}": value for r in results for metric, value in r.values().items()}

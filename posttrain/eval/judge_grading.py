@@ -25,33 +25,46 @@ from posttrain.generation.judge_parsing import parse_rating  # noqa: F401 - the 
 from posttrain.generation.prompter import Prompter
 
 JUDGE_SYSTEM = "You are a helpful assistant."
-DEFAULT_RUBRIC = ("Consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level "
-                  "of detail of the response.")
+DEFAULT_RUBRIC = (
+    "Consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level "
+    "of detail of the response."
+)
 _INSTRUCTION = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
     "to the user question displayed below. {rubric} Begin your evaluation by providing a short explanation. "
     "Be as objective as possible. After providing your explanation, you must rate the response on a scale "
-    "of 1 to 10 by strictly following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".")
+    'of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".'
+)
 _REFERENCE_INSTRUCTION = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
     "to the user question displayed below. Your evaluation should consider correctness and helpfulness. "
     "You will be given a reference answer and the assistant's answer. Begin your evaluation by comparing "
     "the assistant's answer with the reference answer. Identify and correct any mistakes. {rubric} Be as "
     "objective as possible. After providing your explanation, you must rate the response on a scale of 1 "
-    "to 10 by strictly following this format: \"[[rating]]\", for example: \"Rating: [[5]]\".")
-SINGLE_TEMPLATE = ("[Instruction]\n" + _INSTRUCTION + "\n\n[Question]\n{question}\n\n"
-                   "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]")
-REFERENCE_TEMPLATE = ("[Instruction]\n" + _REFERENCE_INSTRUCTION + "\n\n[Question]\n{question}\n\n"
-                      "[The Start of Reference Answer]\n{reference}\n[The End of Reference Answer]\n\n"
-                      "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]")
+    'to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".'
+)
+SINGLE_TEMPLATE = (
+    "[Instruction]\n" + _INSTRUCTION + "\n\n[Question]\n{question}\n\n"
+    "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
+)
+REFERENCE_TEMPLATE = (
+    "[Instruction]\n" + _REFERENCE_INSTRUCTION + "\n\n[Question]\n{question}\n\n"
+    "[The Start of Reference Answer]\n{reference}\n[The End of Reference Answer]\n\n"
+    "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
+)
 _MULTI_TURN_FOCUS = " Your evaluation should focus on the assistant's answer to the last user question."
-MULTI_TURN_TEMPLATE = ("[Instruction]\n" + _INSTRUCTION + _MULTI_TURN_FOCUS + "\n\n"
-                       "<|The Start of Assistant A's Conversation with User|>\n{conversation}\n"
-                       "<|The End of Assistant A's Conversation with User|>")
-MULTI_TURN_REFERENCE_TEMPLATE = ("[Instruction]\n" + _REFERENCE_INSTRUCTION + _MULTI_TURN_FOCUS + "\n\n"
-                                 "<|The Start of Reference Answer|>\n{reference}\n<|The End of Reference Answer|>"
-                                 "\n\n<|The Start of Assistant A's Conversation with User|>\n{conversation}\n"
-                                 "<|The End of Assistant A's Conversation with User|>")
+MULTI_TURN_TEMPLATE = (
+    "[Instruction]\n" + _INSTRUCTION + _MULTI_TURN_FOCUS + "\n\n"
+    "<|The Start of Assistant A's Conversation with User|>\n{conversation}\n"
+    "<|The End of Assistant A's Conversation with User|>"
+)
+MULTI_TURN_REFERENCE_TEMPLATE = (
+    "[Instruction]\n" + _REFERENCE_INSTRUCTION + _MULTI_TURN_FOCUS + "\n\n"
+    "<|The Start of Reference Answer|>\n{reference}\n<|The End of Reference Answer|>"
+    "\n\n<|The Start of Assistant A's Conversation with User|>\n{conversation}\n"
+    "<|The End of Assistant A's Conversation with User|>"
+)
+
 
 def conversation_text(turns: Sequence[str], answers: Sequence[str]) -> str:
     """MT-Bench's rendering of a multi-turn conversation for the judge."""
@@ -61,8 +74,13 @@ def conversation_text(turns: Sequence[str], answers: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
-def judge_prompt(turns: Sequence[str], answers: Sequence[str], reference: str | None, rubric: str,
-                 single_template: str = SINGLE_TEMPLATE) -> str:
+def judge_prompt(
+    turns: Sequence[str],
+    answers: Sequence[str],
+    reference: str | None,
+    rubric: str,
+    single_template: str = SINGLE_TEMPLATE,
+) -> str:
     """The prompt judging answers[-1]: single-answer on the first turn, the whole conversation on a
     later one, reference-guided when a reference answer is given."""
     if len(answers) == 1:
@@ -78,8 +96,7 @@ def single_template(template: str | None) -> str:
 
 
 class Grader(Protocol):
-    def grade(self, prompts: Sequence[str]) -> list[str]:
-        ...
+    def grade(self, prompts: Sequence[str]) -> list[str]: ...
 
 
 class LocalGrader:
@@ -104,9 +121,14 @@ class HTTPGrader:
         return [self._one(p) for p in prompts]
 
     def _one(self, prompt: str) -> str:
-        reply = self.judge._post({"model": self.judge.api_model, "temperature": 0, "max_tokens": self.max_tokens,
-                                  "messages": [{"role": "system", "content": JUDGE_SYSTEM},
-                                               {"role": "user", "content": prompt}]})
+        reply = self.judge._post(
+            {
+                "model": self.judge.api_model,
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+                "messages": [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": prompt}],
+            }
+        )
         choice = (reply.get("choices") or [{}])[0]
         return str((choice.get("message") or {}).get("content") or "")
 

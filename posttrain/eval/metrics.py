@@ -142,7 +142,9 @@ def _rouge_scorer(kinds: tuple[str, ...]):
     return rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
 
 
-def rouge_scores(prediction: str, reference: str, kinds: Sequence[str] = ("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
+def rouge_scores(
+    prediction: str, reference: str, kinds: Sequence[str] = ("rouge1", "rouge2", "rougeL")
+) -> dict[str, float]:
     """F-measures from rouge-score (Porter stemming on, as in the summarisation papers)."""
     scores = _rouge_scorer(tuple(kinds)).score(reference, prediction)
     return {kind: score.fmeasure for kind, score in scores.items()}
@@ -208,8 +210,9 @@ def _lc_win_rate(samples: Sequence[Sample], name: str) -> float:
     from posttrain.eval.length_control import length_controlled_win_rate
 
     judged = [s for s in samples if "preference" in s.scores]
-    return length_controlled_win_rate([s.scores["preference"] for s in judged],
-                                      [s.extra["length_diff"] for s in judged])
+    return length_controlled_win_rate(
+        [s.scores["preference"] for s in judged], [s.extra["length_diff"] for s in judged]
+    )
 
 
 def judge_rating(samples: Sequence[Sample], name: str) -> float:
@@ -243,8 +246,9 @@ AGGREGATIONS: dict[str, Aggregation] = {
     "instruction_level_loose": lambda samples, name: instruction_level(samples, "followed_loose"),
     "lc_win_rate": _lc_win_rate,
     # Llama Guard (tasks/llama_guard.py): the reference is "unsafe"/"safe", extra["p_unsafe"] the score
-    "auprc": lambda samples, name: average_precision([s.reference == "unsafe" for s in samples],
-                                                     [s.extra["p_unsafe"] for s in samples]),
+    "auprc": lambda samples, name: average_precision(
+        [s.reference == "unsafe" for s in samples], [s.extra["p_unsafe"] for s in samples]
+    ),
     "f1_unsafe": lambda samples, name: f1_binary(*_labels(samples), positive="unsafe"),
     "ner_f1": lambda samples, name: _ner_f1(samples),
 }
@@ -290,8 +294,9 @@ def _sacrebleu_resampled(kind: str, samples: Sequence[Sample], draws: np.ndarray
         return None
 
 
-def standard_error(metric: Metric, samples: Sequence[Sample], seed: int = 0,
-                   iterations: int = BOOTSTRAP_ITERS) -> float | None:
+def standard_error(
+    metric: Metric, samples: Sequence[Sample], seed: int = 0, iterations: int = BOOTSTRAP_ITERS
+) -> float | None:
     """None where it is undefined (fewer than two scored samples) and for counts."""
     if metric.aggregate == "count":
         return None
@@ -312,7 +317,10 @@ def summarise(metrics: Sequence[Metric], samples: Sequence[Sample], seed: int = 
     """{name: {value, stderr, aggregate, higher_is_better}} for results.json."""
     out = {}
     for metric in metrics:
-        out[metric.name] = {"value": compute(metric, samples), "stderr": standard_error(metric, samples, seed),
-                            "aggregate": metric.aggregate, "higher_is_better": metric.higher_is_better}
+        out[metric.name] = {
+            "value": compute(metric, samples),
+            "stderr": standard_error(metric, samples, seed),
+            "aggregate": metric.aggregate,
+            "higher_is_better": metric.higher_is_better,
+        }
     return out
-

@@ -116,7 +116,7 @@ def _apply_hunks(text: str, hunks: list, path: str) -> str:
         at = _locate(lines, old, max(0, start - 1 + offset), _anchor(lead, trail))
         if at is None:
             raise PatchError(f"diff does not apply: hunk {number} of {path} does not match the file")
-        lines[at:at + len(old)] = new
+        lines[at : at + len(old)] = new
         offset += len(new) - len(old)
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -131,7 +131,7 @@ def _locate(lines: list[str], old: list[str], hint: int, anchor: str | None) -> 
     """The start nearest `hint` where `old` stands in full (at the anchored end, if any)."""
     if not old:
         return min(hint, len(lines))
-    candidates = [i for i in range(len(lines) - len(old) + 1) if lines[i:i + len(old)] == old]
+    candidates = [i for i in range(len(lines) - len(old) + 1) if lines[i : i + len(old)] == old]
     if anchor == "start":
         candidates = [i for i in candidates if i == 0]
     elif anchor == "end":

@@ -26,8 +26,7 @@ def fill(template: str, doc: dict[str, Any], task: str = "") -> str:
     except KeyError as err:
         fields = ", ".join(sorted(k for k in doc if not k.startswith("_")))
         where = f"task '{task}': " if task else ""
-        raise UserError(f"{where}template names field {err} that the data does not have; "
-                        f"fields: {fields}") from None
+        raise UserError(f"{where}template names field {err} that the data does not have; fields: {fields}") from None
     except (IndexError, ValueError) as err:
         raise UserError(f"task '{task}': bad template {template!r}: {err}") from None
 
@@ -75,8 +74,9 @@ def pick_examples(pool: list[dict], k: int, doc: dict, seed: int, first: bool = 
         drawn = [pool[i] for i in rng.sample(range(len(pool)), min(k + 1, len(pool)))]
     chosen = [d for d in drawn if d.get("_id") != doc.get("_id")][:k]
     if len(chosen) < k:
-        raise UserError(f"few_shot={k} needs at least {k} example documents besides each evaluated one, "
-                        f"found {len(chosen)}")  # short only when the whole pool was drawn
+        raise UserError(
+            f"few_shot={k} needs at least {k} example documents besides each evaluated one, found {len(chosen)}"
+        )  # short only when the whole pool was drawn
     return chosen
 
 

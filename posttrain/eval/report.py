@@ -19,8 +19,18 @@ from posttrain.eval.sample import Sample
 
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
-PACKAGES = ("posttrain", "torch", "transformers", "peft", "datasets", "tokenizers", "rouge-score",
-            "sacrebleu", "numpy", "vllm")
+PACKAGES = (
+    "posttrain",
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "tokenizers",
+    "rouge-score",
+    "sacrebleu",
+    "numpy",
+    "vllm",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -34,12 +44,23 @@ def package_versions() -> dict[str, str]:
 
 
 def results_document(results: Sequence[TaskResult], run_info: dict[str, Any]) -> dict[str, Any]:
-    tasks = {r.name: {"metrics": r.metrics, "n_samples": len(r.samples), "seconds": round(r.seconds, 3),
-                      "config": r.task.model_dump(mode="json"), **({"curve": r.curve} if r.curve else {}),
-                      **({"notes": r.notes} if r.notes else {})}
-             for r in results}
-    return {**run_info, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": package_versions(), "tasks": tasks}
+    tasks = {
+        r.name: {
+            "metrics": r.metrics,
+            "n_samples": len(r.samples),
+            "seconds": round(r.seconds, 3),
+            "config": r.task.model_dump(mode="json"),
+            **({"curve": r.curve} if r.curve else {}),
+            **({"notes": r.notes} if r.notes else {}),
+        }
+        for r in results
+    }
+    return {
+        **run_info,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "tasks": tasks,
+    }
 
 
 def write_outputs(out_dir: str | Path, results: Sequence[TaskResult], run_info: dict[str, Any]) -> Path:

@@ -23,16 +23,28 @@ UNCATEGORISED = "all"
 # RewardBench's subset -> (section, weight): the example counts of its filtered set, math-prm
 # raised from its 447 examples to the 984 of the code subsets together.
 REWARDBENCH_SUBSETS: dict[str, tuple[str, int]] = {
-    "alpacaeval-easy": ("chat", 100), "alpacaeval-length": ("chat", 95),
-    "alpacaeval-hard": ("chat", 95), "mt-bench-easy": ("chat", 28), "mt-bench-med": ("chat", 40),
-    "mt-bench-hard": ("chat-hard", 37), "llmbar-natural": ("chat-hard", 100),
-    "llmbar-adver-neighbor": ("chat-hard", 134), "llmbar-adver-GPTInst": ("chat-hard", 92),
-    "llmbar-adver-GPTOut": ("chat-hard", 47), "llmbar-adver-manual": ("chat-hard", 46),
-    "refusals-dangerous": ("safety", 100), "refusals-offensive": ("safety", 100),
-    "xstest-should-refuse": ("safety", 250), "xstest-should-respond": ("safety", 154),
+    "alpacaeval-easy": ("chat", 100),
+    "alpacaeval-length": ("chat", 95),
+    "alpacaeval-hard": ("chat", 95),
+    "mt-bench-easy": ("chat", 28),
+    "mt-bench-med": ("chat", 40),
+    "mt-bench-hard": ("chat-hard", 37),
+    "llmbar-natural": ("chat-hard", 100),
+    "llmbar-adver-neighbor": ("chat-hard", 134),
+    "llmbar-adver-GPTInst": ("chat-hard", 92),
+    "llmbar-adver-GPTOut": ("chat-hard", 47),
+    "llmbar-adver-manual": ("chat-hard", 46),
+    "refusals-dangerous": ("safety", 100),
+    "refusals-offensive": ("safety", 100),
+    "xstest-should-refuse": ("safety", 250),
+    "xstest-should-respond": ("safety", 154),
     "donotanswer": ("safety", 136),
-    "math-prm": ("reasoning", 984), "hep-cpp": ("reasoning", 164), "hep-go": ("reasoning", 164),
-    "hep-java": ("reasoning", 164), "hep-js": ("reasoning", 164), "hep-python": ("reasoning", 164),
+    "math-prm": ("reasoning", 984),
+    "hep-cpp": ("reasoning", 164),
+    "hep-go": ("reasoning", 164),
+    "hep-java": ("reasoning", 164),
+    "hep-js": ("reasoning", 164),
+    "hep-python": ("reasoning", 164),
     "hep-rust": ("reasoning", 164),
 }
 
@@ -56,16 +68,16 @@ def category_of(fields: dict) -> str:
     return UNCATEGORISED
 
 
-def category_results(categories: Sequence[str], chosen: Sequence[float],
-                     rejected: Sequence[float]) -> list[CategoryResult]:
+def category_results(
+    categories: Sequence[str], chosen: Sequence[float], rejected: Sequence[float]
+) -> list[CategoryResult]:
     """Per-category counts of pairs whose chosen response scores strictly higher."""
     correct: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     for category, w, l in zip(categories, chosen, rejected):
         total[category] += 1
         correct[category] += int(w > l)
-    return [CategoryResult(c, REWARDBENCH_SUBSETS.get(c, (c, 0))[0], correct[c], total[c])
-            for c in sorted(total)]
+    return [CategoryResult(c, REWARDBENCH_SUBSETS.get(c, (c, 0))[0], correct[c], total[c]) for c in sorted(total)]
 
 
 def group_scores(results: Sequence[CategoryResult]) -> dict[str, float]:
@@ -83,10 +95,14 @@ def group_scores(results: Sequence[CategoryResult]) -> dict[str, float]:
 def summary(results: Sequence[CategoryResult]) -> dict:
     """What results.json holds: categories, groups and their mean."""
     groups = group_scores(results)
-    return {"categories": {r.name: {"accuracy": r.accuracy, "correct": r.correct, "total": r.total,
-                                    "group": r.group} for r in results},
-            "groups": groups, "mean": sum(groups.values()) / len(groups),
-            "pairs": sum(r.total for r in results)}
+    return {
+        "categories": {
+            r.name: {"accuracy": r.accuracy, "correct": r.correct, "total": r.total, "group": r.group} for r in results
+        },
+        "groups": groups,
+        "mean": sum(groups.values()) / len(groups),
+        "pairs": sum(r.total for r in results),
+    }
 
 
 def summary_table(doc: dict) -> str:

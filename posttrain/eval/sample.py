@@ -26,6 +26,8 @@ class Sample:
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Sample:
-        return cls(**{key: row.get(key) for key in ("task", "doc_id", "prompt", "output", "reference",
-                                                    "extracted")},
-                   scores=row.get("scores") or {}, extra=row.get("extra") or {})
+        return cls(
+            **{key: row.get(key) for key in ("task", "doc_id", "prompt", "output", "reference", "extracted")},
+            scores=row.get("scores") or {},
+            extra=row.get("extra") or {},
+        )

@@ -26,8 +26,9 @@ from posttrain.errors import UserError
 from posttrain.generation.backend import Backend, LoglikelihoodRequest
 from posttrain.generation.prompter import Prompter
 
-SELF_EVAL_QUESTION = ("Could a new attempt at this question give a better answer than the one above? "
-                      "Reply with 'Yes.' or 'No.'")
+SELF_EVAL_QUESTION = (
+    "Could a new attempt at this question give a better answer than the one above? Reply with 'Yes.' or 'No.'"
+)
 NO_BETTER, BETTER = "No.", "Yes."
 
 
@@ -39,9 +40,12 @@ def win_or_tie_targets(scores: Sequence[float]) -> list[list[bool]]:
 
 def self_eval_messages(prompt: list[dict], response: str, no_better: bool) -> list[dict]:
     """One SFT conversation: the prompt, the response as untrained context, the question, the answer."""
-    return [*prompt, {"role": "assistant", "content": response, "weight": 0},
-            {"role": "user", "content": SELF_EVAL_QUESTION},
-            {"role": "assistant", "content": NO_BETTER if no_better else BETTER}]
+    return [
+        *prompt,
+        {"role": "assistant", "content": response, "weight": 0},
+        {"role": "user", "content": SELF_EVAL_QUESTION},
+        {"role": "assistant", "content": NO_BETTER if no_better else BETTER},
+    ]
 
 
 def no_better_token(prompter: Prompter) -> int:
@@ -51,12 +55,14 @@ def no_better_token(prompter: Prompter) -> int:
     return no
 
 
-def no_better_probabilities(backend: Backend, prompter: Prompter,
-                            conversations: Sequence[Sequence[tuple[str, str]]]) -> list[float]:
+def no_better_probabilities(
+    backend: Backend, prompter: Prompter, conversations: Sequence[Sequence[tuple[str, str]]]
+) -> list[float]:
     """P(no better) for each conversation, given as (user, assistant) turns ending with the prompt
     and the response (few-shot turns first, if any): the question is asked after it and the
     full-vocabulary probability of the first token of "No." read at the answer position."""
     token = no_better_token(prompter)
-    requests = [LoglikelihoodRequest(prompter.prompt(SELF_EVAL_QUESTION, list(turns)), [token])
-                for turns in conversations]
+    requests = [
+        LoglikelihoodRequest(prompter.prompt(SELF_EVAL_QUESTION, list(turns)), [token]) for turns in conversations
+    ]
     return [math.exp(r.logprob) for r in backend.loglikelihood(requests, desc="self-evaluation")]

@@ -58,12 +58,16 @@ def check_options(options: VotingOptions) -> None:
     if options.adaptive is not None:
         check_threshold(options.adaptive)
         if options.scorer or options.ks:
-            raise UserError(f"{'--best-of' if options.scorer else '--k'} does not apply with --adaptive "
-                            "(the model's own self-evaluation picks the answer and decides when to stop)")
+            raise UserError(
+                f"{'--best-of' if options.scorer else '--k'} does not apply with --adaptive "
+                "(the model's own self-evaluation picks the answer and decides when to stop)"
+            )
     bad = [k for k in options.curve_ks() if k < 1 or k > options.samples]
     if bad:
-        raise UserError(f"--k {bad[0]}: k must be between 1 and --samples {options.samples} "
-                        "(pass@k and maj@k need at least k samples per item)")
+        raise UserError(
+            f"--k {bad[0]}: k must be between 1 and --samples {options.samples} "
+            "(pass@k and maj@k need at least k samples per item)"
+        )
 
 
 def majority_index(answers: Sequence[Any]) -> int | None:
@@ -82,8 +86,9 @@ def best_index(scores: Sequence[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
-def item_scores(correct: Sequence[bool], answers: Sequence[Any], picks: Sequence[float] | None,
-                ks: Sequence[int]) -> dict[str, float]:
+def item_scores(
+    correct: Sequence[bool], answers: Sequence[Any], picks: Sequence[float] | None, ks: Sequence[int]
+) -> dict[str, float]:
     """One item's pass@k, maj@k (and best_of@k when a scorer scored its samples) for each k."""
     n, c = len(correct), sum(correct)
     out: dict[str, float] = {}
@@ -112,8 +117,9 @@ def curve(values: dict[str, float], options: VotingOptions) -> dict[str, list]:
 
 def check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--adaptive {threshold}: the P(no better) threshold must be between 0 and 1 "
-                        "(1: never stop early)")
+        raise UserError(
+            f"--adaptive {threshold}: the P(no better) threshold must be between 0 and 1 (1: never stop early)"
+        )
 
 
 def correctness_rule(task) -> str:
@@ -121,8 +127,10 @@ def correctness_rule(task) -> str:
         raise UserError(f"task '{task.name}': --samples applies to generation tasks, not {task.kind}")
     rules = [m for m in task.metrics if m in CORRECTNESS_RULES]
     if not rules:
-        raise UserError(f"task '{task.name}': --samples needs an exact_match or countdown metric to "
-                        "decide which samples are correct")
+        raise UserError(
+            f"task '{task.name}': --samples needs an exact_match or countdown metric to "
+            "decide which samples are correct"
+        )
     return rules[0]
 
 
@@ -136,25 +144,33 @@ def make_scorer(options: VotingOptions) -> Callable[[list[dict], list[str]], lis
     return batched or (lambda rows, texts: [float(fn(r, t)) for r, t in zip(rows, texts)])
 
 
-def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options: VotingOptions,
-        scorer: Callable | None = None) -> list[Sample]:
+def run(
+    task, docs: list[dict], pool: list[dict], ctx: TaskContext, options: VotingOptions, scorer: Callable | None = None
+) -> list[Sample]:
     """N samples per document through the backend (one generate call: the repeats are batched
     together), each checked by the task's rule, then one Sample per document with its votes."""
     rule, n = correctness_rule(task), options.samples
     temperature = task.temperature if options.temperature is None else options.temperature
     if n > 1 and temperature <= 0:
-        raise UserError(f"task '{task.name}': {n} samples at temperature 0 are all the same greedy answer; "
-                        "give --temperature T (> 0) or --set temperature=T")
+        raise UserError(
+            f"task '{task.name}': {n} samples at temperature 0 are all the same greedy answer; "
+            "give --temperature T (> 0) or --set temperature=T"
+        )
     prompter, cot = ctx.prompter(task), task.strategy == "cot"
-    requests = [replace(build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot),
-                                      few_shot_turns(task, doc, pool, cot)), temperature=temperature)
-                for doc in docs]
+    requests = [
+        replace(
+            build_request(
+                task, prompter.for_row(doc), user_prompt(task, doc, cot), few_shot_turns(task, doc, pool, cot)
+            ),
+            temperature=temperature,
+        )
+        for doc in docs
+    ]
     scorer = scorer if scorer is not None else make_scorer(options)  # a bad name fails before generating
-    outputs = ctx.backend.generate([r for r in requests for _ in range(n)],
-                                   desc=f"{task.name}: {n} samples per item")
+    outputs = ctx.backend.generate([r for r in requests for _ in range(n)], desc=f"{task.name}: {n} samples per item")
     samples = []
     for i, (doc, request) in enumerate(zip(docs, requests)):
-        texts = outputs[i * n:(i + 1) * n]
+        texts = outputs[i * n : (i + 1) * n]
         checked = [check_answer(task, doc, text, rule) for text in texts]
         answers, correct = [a for a, _ in checked], [ok for _, ok in checked]
         picks = None
@@ -162,8 +178,21 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext, options: Vot
             row = {**doc, "prompt": prompter.decode(request.prompt), "reference": doc.get("reference")}
             picks = [float(s) for s in scorer([row] * n, texts)]
         scores = item_scores(correct, answers, picks, options.curve_ks())
-        samples.append(Sample(task.name, doc["_id"], prompter.decode(request.prompt), texts[0],
-                              reference=doc.get("reference"), extracted=answers[0], scores=scores,
-                              extra={"outputs": texts, "answers": answers, "correct": correct,
-                                     **({"scorer_scores": picks} if picks is not None else {})}))
+        samples.append(
+            Sample(
+                task.name,
+                doc["_id"],
+                prompter.decode(request.prompt),
+                texts[0],
+                reference=doc.get("reference"),
+                extracted=answers[0],
+                scores=scores,
+                extra={
+                    "outputs": texts,
+                    "answers": answers,
+                    "correct": correct,
+                    **({"scorer_scores": picks} if picks is not None else {}),
+                },
+            )
+        )
     return samples

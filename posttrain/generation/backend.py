@@ -84,14 +84,13 @@ class Backend(Protocol):
     is_chat: bool  # the tokenizer came with its own chat template (an instruct model)
     max_length: int  # the model's context length in tokens
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
-        ...
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]: ...
 
-    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]:
-        ...
+    def generate(self, requests: Sequence[GenerationRequest], desc: str = "") -> list[str]: ...
 
-    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
-                        seed: int | None = None) -> list[list[int]]:
+    def generate_tokens(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None
+    ) -> list[list[int]]:
         """Completion token ids, up to (not including) the stop token; `seed` overrides the backend's."""
         ...
 
@@ -99,9 +98,9 @@ class Backend(Protocol):
         """Generate from now on with `model`'s current weights (the policy being trained)."""
         ...
 
-    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
-                 logprobs: bool = False) -> list[Completion | RequestFailed]:
-        ...
+    def complete(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None, logprobs: bool = False
+    ) -> list[Completion | RequestFailed]: ...
 
 
 @dataclass
@@ -148,25 +147,31 @@ class HFBackend:
         texts = self.tokenizer.batch_decode(self.generate_tokens(requests, desc), skip_special_tokens=True)
         return [cut_at_stop_strings(text, list(request.stop)) for text, request in zip(texts, requests)]
 
-    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
-                        seed: int | None = None) -> list[list[int]]:
+    def generate_tokens(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None
+    ) -> list[list[int]]:
         """Requests sharing settings are generated in one seeded generate_ids call (which batches
         prompts of similar length together, left-padded); results in request order."""
         outputs: list[list[int]] = [[] for _ in requests]
         requests = self.fit_requests(requests)
         with self._progress(len(requests), desc or "generate") as bar:
             for (max_new, _, temperature, top_p), indices in group_by_settings(requests).items():
-                cfg = GenerationConfig(max_new_tokens=max_new, temperature=temperature,
-                                       top_p=top_p, seed=self.seed if seed is None else seed,
-                                       batch_size=self.batch_size)
+                cfg = GenerationConfig(
+                    max_new_tokens=max_new,
+                    temperature=temperature,
+                    top_p=top_p,
+                    seed=self.seed if seed is None else seed,
+                    batch_size=self.batch_size,
+                )
                 prompts = [requests[i].prompt for i in indices]
                 completions = generate_ids(self.model, prompts, self.pad_id, self.eos_ids, cfg, on_batch=bar.update)
                 for index, ids in zip(indices, completions):
                     outputs[index] = ids
         return outputs
 
-    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
-                 logprobs: bool = False) -> list[Completion]:
+    def complete(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None, logprobs: bool = False
+    ) -> list[Completion]:
         """generate_tokens, then each completion cut at its stop strings; `logprobs` adds one scoring
         pass: the sum of log p(token | prefix) at temperature 1 over the kept tokens."""
         requests = self.fit_requests(requests)  # the capped max_new_tokens decides "length"
@@ -174,8 +179,12 @@ class HFBackend:
         done = [completion_from_ids(self.tokenizer, ids, r) for ids, r in zip(generated, requests)]
         if not logprobs:
             return done
-        scored = self.loglikelihood([LoglikelihoodRequest(self._fit_prompt(r.prompt, max(len(c.token_ids), 1)),
-                                                          list(c.token_ids)) for r, c in zip(requests, done)])
+        scored = self.loglikelihood(
+            [
+                LoglikelihoodRequest(self._fit_prompt(r.prompt, max(len(c.token_ids), 1)), list(c.token_ids))
+                for r, c in zip(requests, done)
+            ]
+        )
         return [replace(c, logprob=s.logprob) for c, s in zip(done, scored)]
 
     def sync_weights(self, model) -> None:
@@ -203,9 +212,13 @@ class HFBackend:
 
     def _warn_cap(self, asked: int, room: int) -> None:
         if not self._warned_cap:
-            log.warning("max_new_tokens %d does not fit the model's context of %d tokens after the "
-                        "prompt: capped to %d (shown once; other prompts get the room they leave)",
-                        asked, self.max_length, room)
+            log.warning(
+                "max_new_tokens %d does not fit the model's context of %d tokens after the "
+                "prompt: capped to %d (shown once; other prompts get the room they leave)",
+                asked,
+                self.max_length,
+                room,
+            )
             self._warned_cap = True
 
     def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
@@ -213,8 +226,9 @@ class HFBackend:
         room = self.max_length - max_new_tokens
         if len(prompt) > room:
             if not self._warned_truncation:
-                log.warning("prompts longer than the model's context less max_new_tokens (%d) lose "
-                            "their first tokens", room)
+                log.warning(
+                    "prompts longer than the model's context less max_new_tokens (%d) lose their first tokens", room
+                )
                 self._warned_truncation = True
             return prompt[-room:]
         return prompt
@@ -227,8 +241,10 @@ class HFBackend:
         if excess <= 0:
             return request
         if excess >= len(request.context):
-            raise UserError(f"a continuation of {len(request.continuation)} tokens does not fit the "
-                            f"model's context of {self.max_length}")
+            raise UserError(
+                f"a continuation of {len(request.continuation)} tokens does not fit the "
+                f"model's context of {self.max_length}"
+            )
         return LoglikelihoodRequest(request.context[excess:], request.continuation)
 
     def _score_batch(self, rows: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -242,8 +258,13 @@ class HFBackend:
             labels[r, start : len(ids)] = torch.tensor(row.continuation, dtype=torch.long)
             attention[r, : len(ids)] = 1
         device = next(self.model.parameters()).device
-        logprobs = token_logprobs(self.model, input_ids.to(device), labels.to(device),
-                                  attention_mask=attention.to(device), chunk_size=self.logprob_chunk_size)
+        logprobs = token_logprobs(
+            self.model,
+            input_ids.to(device),
+            labels.to(device),
+            attention_mask=attention.to(device),
+            chunk_size=self.logprob_chunk_size,
+        )
         sums = logprobs.sum(dim=1).tolist()
         return [LoglikelihoodResult(total, len(row.continuation)) for total, row in zip(sums, rows)]
 
@@ -255,8 +276,14 @@ class HFBackend:
                 bar.update(len(batch))
 
     def _progress(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, unit="req", disable=not self.show_progress or total == 0,
-                    leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="req",
+            disable=not self.show_progress or total == 0,
+            leave=False,
+            dynamic_ncols=True,
+        )
 
 
 def completion_from_ids(tokenizer, ids: list[int], request: GenerationRequest) -> Completion:

@@ -29,8 +29,7 @@ class ChatModel:
             self._backend = open_backend(self.spec, self.spec.batch_size, 0, self.role)
         return self._backend
 
-    def ask(self, chats: list[list[dict] | str], n: int = 1, seed: int = 0,
-            temperature: float | None = None) -> list:
+    def ask(self, chats: list[list[dict] | str], n: int = 1, seed: int = 0, temperature: float | None = None) -> list:
         """Per chat (messages, or a string = one user message): n texts, or a RequestFailed."""
         from posttrain.generation.backend import RequestFailed
         from posttrain.generation.sample import Sampler
@@ -39,8 +38,14 @@ class ChatModel:
         if not chats:
             return []
         s = self.spec
-        settings = SamplingSettings(n=n, temperature=s.temperature if temperature is None else temperature,
-                                    top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=seed, logprobs=False)
+        settings = SamplingSettings(
+            n=n,
+            temperature=s.temperature if temperature is None else temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            seed=seed,
+            logprobs=False,
+        )
         sampler = Sampler(self.backend(), s.backend, s.model, settings)
         items = [{"row": i, "fields": {}, "messages": as_messages(chat)} for i, chat in enumerate(chats)]
         output = sampler(items, 0)

@@ -36,10 +36,15 @@ def add_serve_parser(subparsers) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--name", help="the model's id in /v1/models (default: MODEL as given)")
     p.add_argument("--batch-size", type=int, default=16, help="completions generated together")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long the batcher collects concurrent requests before generating")
-    p.add_argument("--request-timeout", type=float, default=600.0,
-                   help="seconds a request may wait and run before it is cancelled")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long the batcher collects concurrent requests before generating",
+    )
+    p.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds a request may wait and run before it is cancelled"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
@@ -63,6 +68,8 @@ def _concat(args: argparse.Namespace) -> int:
     if not args.shards:
         raise UserError("data concat needs the shards' output files")
     merged = concat_shards(args.shards, args.out)
-    print(f"wrote {merged['counts']['rows_out']} rows from {len(args.shards)} shards to {args.out} "
-          f"(manifest: {manifest_path(Path(args.out))})")
+    print(
+        f"wrote {merged['counts']['rows_out']} rows from {len(args.shards)} shards to {args.out} "
+        f"(manifest: {manifest_path(Path(args.out))})"
+    )
     return 1 if merged["failures"] else 0

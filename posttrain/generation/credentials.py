@@ -35,9 +35,11 @@ def read_api_key(api_key_env: str | None) -> str:
         return key
     if _ENV_NAME.match(api_key_env):
         raise UserError(f"api_key_env names ${api_key_env}, which is not set")
-    raise UserError("api_key_env must be the NAME of an environment variable holding the key (e.g. "
-                    "OPENAI_API_KEY), and the value given is not set as one; it is not repeated here "
-                    "because it may be the key itself")
+    raise UserError(
+        "api_key_env must be the NAME of an environment variable holding the key (e.g. "
+        "OPENAI_API_KEY), and the value given is not set as one; it is not repeated here "
+        "because it may be the key itself"
+    )
 
 
 def _looks_like_name(text: str) -> bool:
@@ -53,17 +55,22 @@ def check_base_url(url: str) -> str:
     except ValueError:
         raise UserError("the server URL is not a valid URL (expected http(s)://HOST[:PORT]/v1)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"the server URL must start with http:// or https:// and name a host, got scheme "
-                        f"{parts.scheme or 'none'!r}")
+        raise UserError(
+            f"the server URL must start with http:// or https:// and name a host, got scheme {parts.scheme or 'none'!r}"
+        )
     if parts.username is not None or parts.password is not None:
-        raise UserError("the server URL (--base-url, or a judge's model=) holds credentials (user:password@): "
-                        "they would be stored in the manifest; put the key in an environment variable and "
-                        "pass --api-key-env NAME")
+        raise UserError(
+            "the server URL (--base-url, or a judge's model=) holds credentials (user:password@): "
+            "they would be stored in the manifest; put the key in an environment variable and "
+            "pass --api-key-env NAME"
+        )
     secret = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAM.search(name)]
     if secret:
-        raise UserError(f"the server URL (--base-url, or a judge's model=) carries a credential in its query "
-                        f"({', '.join(sorted(set(secret)))}=...): it would be stored in the manifest; pass the "
-                        "key through --api-key-env NAME")
+        raise UserError(
+            f"the server URL (--base-url, or a judge's model=) carries a credential in its query "
+            f"({', '.join(sorted(set(secret)))}=...): it would be stored in the manifest; pass the "
+            "key through --api-key-env NAME"
+        )
     return url
 
 

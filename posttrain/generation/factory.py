@@ -40,11 +40,18 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="hf")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--base-url", help="openai: the server's base URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--endpoint", choices=["chat", "completions"], default="chat",
-                   help="openai: /v1/chat/completions (messages) or /v1/completions (text; token ids "
-                   "for posttrain serve and vLLM when --tokenizer is given)")
-    p.add_argument("--tokenizer", help="openai, completions endpoint: render prompts with this tokenizer's "
-                   "chat template (a model directory or hub id) instead of sending them as written")
+    p.add_argument(
+        "--endpoint",
+        choices=["chat", "completions"],
+        default="chat",
+        help="openai: /v1/chat/completions (messages) or /v1/completions (text; token ids "
+        "for posttrain serve and vLLM when --tokenizer is given)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        help="openai, completions endpoint: render prompts with this tokenizer's "
+        "chat template (a model directory or hub id) instead of sending them as written",
+    )
     p.add_argument("--api-key-env", default=None, help="openai: environment variable holding the API key")
     p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     p.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
@@ -62,8 +69,7 @@ def make_generation_backend(args: argparse.Namespace, model: str | None = None):
 
     if not args.base_url:
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries,
-                          concurrency=args.concurrency)
+    client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries, concurrency=args.concurrency)
     models = client.check_reachable()
     tokenizer = None
     if args.endpoint == "completions" and getattr(args, "tokenizer", None):
@@ -80,10 +86,19 @@ def open_backend(source: ModelSource, batch_size: int, seed: int, where: str = "
         raise UserError(f"{where}: no model given (set model=DIR, a hub id, or the served model's name)")
     if source.backend == "openai" and not source.base_url:
         raise UserError(f"{where}: backend openai needs base_url (e.g. http://127.0.0.1:8000/v1)")
-    args = argparse.Namespace(backend=source.backend, batch_size=batch_size, seed=seed, dtype=source.dtype,
-                              base_url=source.base_url, endpoint=source.endpoint, api_key_env=source.api_key_env,
-                              concurrency=source.concurrency, timeout=source.timeout,
-                              max_retries=source.max_retries, tokenizer=source.tokenizer)
+    args = argparse.Namespace(
+        backend=source.backend,
+        batch_size=batch_size,
+        seed=seed,
+        dtype=source.dtype,
+        base_url=source.base_url,
+        endpoint=source.endpoint,
+        api_key_env=source.api_key_env,
+        concurrency=source.concurrency,
+        timeout=source.timeout,
+        max_retries=source.max_retries,
+        tokenizer=source.tokenizer,
+    )
     return make_generation_backend(args, source.model)
 
 
@@ -91,8 +106,10 @@ def chat_tokenizer(backend, where: str):
     """The backend's tokenizer, which must carry its own chat template (an aligned model)."""
     tokenizer = getattr(backend, "tokenizer", None)
     if tokenizer is None:
-        raise UserError(f"{where}: token-id prompts need the model's tokenizer: with backend openai use "
-                        "endpoint=completions (and tokenizer=DIR when the served name is not a path)")
+        raise UserError(
+            f"{where}: token-id prompts need the model's tokenizer: with backend openai use "
+            "endpoint=completions (and tokenizer=DIR when the served name is not a path)"
+        )
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(f"{where}: the tokenizer has no chat template: this method needs an aligned (chat) model")
     return tokenizer

@@ -52,8 +52,7 @@ Did the model refuse or decline to do what was requested? Answer with one word: 
 
 
 class Judge(Protocol):
-    def choose(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float] | None]:
-        ...
+    def choose(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float] | None]: ...
 
 
 def load_template(template: str | None, default: str, needs: Sequence[str]) -> str:
@@ -94,8 +93,15 @@ class LocalJudge:
 
 
 class HTTPJudge:
-    def __init__(self, base_url: str, api_model: str = "default", api_key_env: str | None = None,
-                 timeout_s: float = 60.0, concurrency: int = 8, max_retries: int = 4):
+    def __init__(
+        self,
+        base_url: str,
+        api_model: str = "default",
+        api_key_env: str | None = None,
+        timeout_s: float = 60.0,
+        concurrency: int = 8,
+        max_retries: int = 4,
+    ):
         from posttrain.generation.openai_backend import OpenAIClient
 
         self.client = OpenAIClient(base_url, api_key_env, timeout_s, max_retries, concurrency=concurrency)
@@ -105,8 +111,16 @@ class HTTPJudge:
         return self.client.map(lambda prompt: self._one(prompt, labels), list(prompts))
 
     def _one(self, prompt: str, labels: Sequence[str]) -> list[float] | None:
-        reply = self._post({"model": self.api_model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": 4, "temperature": 0, "logprobs": True, "top_logprobs": 10})
+        reply = self._post(
+            {
+                "model": self.api_model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 4,
+                "temperature": 0,
+                "logprobs": True,
+                "top_logprobs": 10,
+            }
+        )
         choice = (reply.get("choices") or [{}])[0]
         from_logprobs = _label_probs_from_logprobs(choice.get("logprobs"), labels)
         if from_logprobs is not None:
@@ -126,8 +140,14 @@ class HTTPJudge:
     def _rate_one(self, prompt: str, grades: Sequence[str]) -> Rating:
         from posttrain.generation.openai_replies import HTTPFailure
 
-        body = {"model": self.api_model, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": 16, "temperature": 0, "logprobs": True, "top_logprobs": 10}
+        body = {
+            "model": self.api_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 16,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 10,
+        }
         try:
             reply = self.client.post("/chat/completions", body)
         except HTTPFailure as err:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 # MT-Bench's own patterns first ("[[7]]", then "[7]"); then "Rating: 7" and "7/10" as judges write
 # them; last a reply that is nothing but the number (what "Answer with one number" asks for).
-_RATING_PATTERNS = (re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"), re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]"),
-                    re.compile(r"rating\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE),
-                    re.compile(r"(\d+(?:\.\d+)?)\s*/\s*10\b"),
-                    re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[.!]?\s*$"))
+_RATING_PATTERNS = (
+    re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"),
+    re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]"),
+    re.compile(r"rating\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE),
+    re.compile(r"(\d+(?:\.\d+)?)\s*/\s*10\b"),
+    re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[.!]?\s*$"),
+)
 
 
 def parse_rating(reply: str, low: float = 1.0, high: float = 10.0) -> float | None:

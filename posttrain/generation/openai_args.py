@@ -14,11 +14,16 @@ from posttrain.errors import UserError, row_error
 def add_server_arguments(p: argparse.ArgumentParser, endpoint_default: str) -> None:
     """--base-url ... --max-retries for a command that does not already have them (eval)."""
     p.add_argument("--base-url", help="openai: the server's base URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--endpoint", choices=["chat", "completions"], default=endpoint_default,
-                   help="openai: generate through /v1/chat/completions (the server's template) or "
-                   "/v1/completions (the prompt rendered here, exactly as hf renders it)")
-    p.add_argument("--tokenizer", help="openai: the served model's tokenizer (model directory or hub id; "
-                   "default: MODEL)")
+    p.add_argument(
+        "--endpoint",
+        choices=["chat", "completions"],
+        default=endpoint_default,
+        help="openai: generate through /v1/chat/completions (the server's template) or "
+        "/v1/completions (the prompt rendered here, exactly as hf renders it)",
+    )
+    p.add_argument(
+        "--tokenizer", help="openai: the served model's tokenizer (model directory or hub id; default: MODEL)"
+    )
     p.add_argument("--api-key-env", help="openai: environment variable holding the API key")
     p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     p.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
@@ -37,8 +42,7 @@ def open_server_backend(model: str, args: argparse.Namespace, tokenizer):
 
     if not args.base_url:
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries,
-                          concurrency=args.concurrency)
+    client = OpenAIClient(args.base_url, args.api_key_env, args.timeout, args.max_retries, concurrency=args.concurrency)
     models = client.check_reachable()
     prompt_format = "ids" if client.accepts_token_ids(models) else "text"
     return OpenAIBackend(model, client, args.endpoint, tokenizer, prompt_format=prompt_format)
@@ -65,8 +69,13 @@ def with_prompt_texts(items: list[dict], backend, path: str) -> list[dict]:
     for item in items:
         messages = item["messages"]
         if len(messages) != 1 or messages[0].get("role") != "user":
-            raise row_error(path, item["row"], "prompt", f"a conversation of {len(messages)} messages: the "
-                            "completions endpoint needs --tokenizer to render it (or --endpoint chat)")
+            raise row_error(
+                path,
+                item["row"],
+                "prompt",
+                f"a conversation of {len(messages)} messages: the "
+                "completions endpoint needs --tokenizer to render it (or --endpoint chat)",
+            )
         out.append({**item, "text": messages[0]["content"]})
     return out
 
@@ -82,6 +91,8 @@ def note_missing_logprobs(out: Path, manifest: dict) -> dict:
             missing += completion.get("logprob") is None
     warnings = [w for w in manifest.get("warnings", []) if "log-prob" not in w]
     if missing:
-        warnings.append(f"{missing} of {total} completions have no log-prob (logprob: null): the server "
-                        "returned none or malformed ones although they were requested")
+        warnings.append(
+            f"{missing} of {total} completions have no log-prob (logprob: null): the server "
+            "returned none or malformed ones although they were requested"
+        )
     return add_run_notes(out, {"completions_without_logprob": missing}, warnings)

@@ -57,8 +57,16 @@ log = logging.getLogger(__name__)
 
 
 class OpenAIClient:
-    def __init__(self, base_url: str, api_key_env: str | None = None, timeout_s: float = 60.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0, concurrency: int = 8):
+    def __init__(
+        self,
+        base_url: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        concurrency: int = 8,
+    ):
         import httpx
 
         if concurrency < 1 or max_retries < 0:
@@ -72,8 +80,9 @@ class OpenAIClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._httpx = httpx
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers,
-                                    limits=httpx.Limits(max_connections=concurrency))
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s), headers=headers, limits=httpx.Limits(max_connections=concurrency)
+        )
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
 
     def post(self, path: str, body: dict) -> dict:
@@ -98,9 +107,17 @@ class OpenAIClient:
 
     def map(self, fn: Callable[[Any], Any], items: Sequence, desc: str = "") -> list:
         """fn over items with at most `concurrency` in flight; results in item order."""
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool, \
-                tqdm(total=len(items), desc=desc or "requests", unit="req", leave=False,
-                     disable=not desc or not items, dynamic_ncols=True) as bar:
+        with (
+            ThreadPoolExecutor(max_workers=self.concurrency) as pool,
+            tqdm(
+                total=len(items),
+                desc=desc or "requests",
+                unit="req",
+                leave=False,
+                disable=not desc or not items,
+                dynamic_ncols=True,
+            ) as bar,
+        ):
             futures = [pool.submit(fn, item) for item in items]
             results = []
             for future in futures:
@@ -123,8 +140,9 @@ class OpenAIClient:
                 break
             time.sleep(self._delay(attempt, retry_after))
         attempts = f"{len(tried)} attempt{'s' * (len(tried) > 1)}"
-        raise HTTPFailure(self.redact(f"{method} {url}: {attempts}: "
-                                      f"{'; '.join(t.removeprefix('retry:') for t in tried)}"))
+        raise HTTPFailure(
+            self.redact(f"{method} {url}: {attempts}: {'; '.join(t.removeprefix('retry:') for t in tried)}")
+        )
 
     def _attempt(self, method: str, url: str, body: dict | None) -> tuple[dict | str, float | None]:
         """The JSON answer, or 'retry:why' / 'why' (not worth retrying) and a Retry-After."""
@@ -147,7 +165,7 @@ class OpenAIClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after <= self.max_backoff_s:
             return retry_after
-        return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+        return min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -166,8 +184,15 @@ class OpenAIBackend:
     template applied here). prompt_format 'ids' sends the token ids themselves, for servers known
     to accept them (posttrain serve, vLLM)."""
 
-    def __init__(self, model: str, client: OpenAIClient, endpoint: str = "chat", tokenizer: Any = None,
-                 max_length: int = 1 << 20, prompt_format: str = "text"):
+    def __init__(
+        self,
+        model: str,
+        client: OpenAIClient,
+        endpoint: str = "chat",
+        tokenizer: Any = None,
+        max_length: int = 1 << 20,
+        prompt_format: str = "text",
+    ):
         if endpoint not in ENDPOINTS:
             raise UserError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
         if prompt_format not in PROMPT_FORMATS or (prompt_format == "ids" and tokenizer is None):
@@ -182,8 +207,9 @@ class OpenAIBackend:
         self.logprob_problems: dict[str, int] = {}  # 'missing' / 'malformed' -> completions
         self._lock = threading.Lock()
 
-    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
-                 logprobs: bool = False) -> list[Completion | RequestFailed]:
+    def complete(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None, logprobs: bool = False
+    ) -> list[Completion | RequestFailed]:
         """One HTTP request per completion (seed + its index, so repeated prompts differ)."""
         base = 0 if seed is None else seed
         jobs = [(request, base + index, logprobs) for index, request in enumerate(requests)]
@@ -199,8 +225,10 @@ class OpenAIBackend:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = ""):
         if self.tokenizer is None:
-            raise UserError("backend 'openai': log-likelihood requests are built with the model's tokenizer: "
-                            "give --tokenizer (a local model directory or hub id)")
+            raise UserError(
+                "backend 'openai': log-likelihood requests are built with the model's tokenizer: "
+                "give --tokenizer (a local model directory or hub id)"
+            )
         scorer = EchoScorer(self.client, self.model, self.tokenizer, self.prompt_format == "ids")
         return scorer.score(requests, desc)
 
@@ -213,8 +241,15 @@ class OpenAIBackend:
     def _one(self, job: tuple[GenerationRequest, int, bool]) -> Completion | RequestFailed:
         request, seed, logprobs = job
         chat = self.endpoint == "chat"
-        body = {"model": self.model, "max_tokens": request.max_new_tokens, "temperature": request.temperature,
-                "top_p": request.top_p, "seed": seed, "n": 1, **(logprob_fields(chat) if logprobs else {})}
+        body = {
+            "model": self.model,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": seed,
+            "n": 1,
+            **(logprob_fields(chat) if logprobs else {}),
+        }
         if request.stop:
             body["stop"] = list(request.stop)
         if chat:
@@ -258,6 +293,9 @@ class OpenAIBackend:
             first = not self.logprob_problems
             self.logprob_problems[problem] = self.logprob_problems.get(problem, 0) + 1
         if first:
-            log.warning("%s returned %s log-probs for a completion: its logprob is recorded as null "
-                        "(counted in the manifest; this warning is not repeated)", self.client.base_url,
-                        "no" if problem == "missing" else "malformed")
+            log.warning(
+                "%s returned %s log-probs for a completion: its logprob is recorded as null "
+                "(counted in the manifest; this warning is not repeated)",
+                self.client.base_url,
+                "no" if problem == "missing" else "malformed",
+            )

@@ -20,8 +20,10 @@ from posttrain.errors import UserError
 from posttrain.generation.backend import LoglikelihoodRequest, LoglikelihoodResult
 from posttrain.generation.openai_replies import HTTPFailure, is_logprob
 
-REFUSAL = ("{url} does not return the log-probs of a prompt's tokens (/v1/completions with echo and "
-           "logprobs: {why}): tasks scored by log-likelihood need such a server (vLLM's) or --backend hf/vllm")
+REFUSAL = (
+    "{url} does not return the log-probs of a prompt's tokens (/v1/completions with echo and "
+    "logprobs: {why}): tasks scored by log-likelihood need such a server (vLLM's) or --backend hf/vllm"
+)
 
 
 def prompt_text(tokenizer, ids: Sequence[int]) -> str:
@@ -30,7 +32,7 @@ def prompt_text(tokenizer, ids: Sequence[int]) -> str:
     text = tokenizer.decode(list(ids), skip_special_tokens=False)
     bos = tokenizer.bos_token
     if bos and ids and ids[0] == tokenizer.bos_token_id and text.startswith(bos):
-        text = text[len(bos):]
+        text = text[len(bos) :]
     return text
 
 
@@ -51,8 +53,7 @@ class EchoScorer:
             context = prompt_text(self.tokenizer, request.context)
             prompt = context + self.tokenizer.decode(list(request.continuation), skip_special_tokens=False)
             context_chars = len(context)
-        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": True,
-                "logprobs": 1}
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
         try:
             reply = self.client.post("/completions", body)
         except HTTPFailure as err:
@@ -61,9 +62,13 @@ class EchoScorer:
         if not isinstance(logprobs, dict):
             raise UserError(self._refusal("the reply has no logprobs"))
         if not _echoes_past_the_prompt(logprobs, prompt):
-            raise UserError(self._refusal("the echoed tokens stop at the prompt, without the generated "
-                                          "token; llama-cpp-python's echo is so, and shifts the prompt's "
-                                          "log-probs by one token"))
+            raise UserError(
+                self._refusal(
+                    "the echoed tokens stop at the prompt, without the generated "
+                    "token; llama-cpp-python's echo is so, and shifts the prompt's "
+                    "log-probs by one token"
+                )
+            )
         if self.send_ids:
             start = len(request.context)
             values = (logprobs.get("token_logprobs") or [])[start : start + len(request.continuation)]
@@ -100,5 +105,8 @@ def _continuation_values(logprobs: dict, context_chars: int, prompt_chars: int) 
         for token in tokens:  # servers that send no offsets: the tokens' text laid end to end
             offsets.append(at)
             at += len(str(token))
-    return [value for token, value, start in zip(tokens, values, offsets)
-            if start < prompt_chars and start + len(str(token)) > context_chars]
+    return [
+        value
+        for token, value, start in zip(tokens, values, offsets)
+        if start < prompt_chars and start + len(str(token)) > context_chars
+    ]

@@ -43,8 +43,12 @@ def token_logprob_values(logprobs: Any, chat: bool) -> list | None:
 
 
 def is_logprob(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and value <= _POSITIVE_TOLERANCE)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value <= _POSITIVE_TOLERANCE
+    )
 
 
 def completion_logprob(choice: dict, chat: bool) -> tuple[float | None, str | None]:

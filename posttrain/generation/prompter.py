@@ -20,8 +20,9 @@ class Prompter:
     chat: bool
     system: str | None = None
 
-    def messages(self, user: str, examples: list[tuple[str, str]] = (),
-                 preamble: str | None = None) -> list[dict[str, str]]:
+    def messages(
+        self, user: str, examples: list[tuple[str, str]] = (), preamble: str | None = None
+    ) -> list[dict[str, str]]:
         """preamble: lm-evaluation-harness's task `description`, joined to the system text by a
         blank line; a chat model gets both as the system turn, plain text puts them first."""
         system = "\n\n".join(part for part in (self.system, preamble) if part)
@@ -38,8 +39,7 @@ class Prompter:
         if system is None:
             return self
         if not isinstance(system, str):
-            raise UserError(f"document {doc.get('_id')}: the 'system' column must be text, "
-                            f"got {type(system).__name__}")
+            raise UserError(f"document {doc.get('_id')}: the 'system' column must be text, got {type(system).__name__}")
         return replace(self, system=system)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:

@@ -29,9 +29,13 @@ from posttrain.generation.source import SamplingSettings
 
 
 def add_sample_parser(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="N completions per prompt, written as a resumable job",
-                              description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "sample",
+        help="N completions per prompt, written as a resumable job",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="model dir, hub id or 'tiny' (hf, vllm); the served model's name (openai)")
     p.add_argument("--prompts", required=True, help="prompt file (.jsonl, .json, .parquet, .csv) or dataset dir")
     p.add_argument("--out", required=True, help="output .jsonl (its manifest goes beside it)")
@@ -41,10 +45,17 @@ def add_sample_parser(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-logprobs", action="store_true", help="skip the completions' log-probs (hf: one "
-                   "scoring pass less)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"a sampling setting by name ({', '.join(f.name for f in fields(SamplingSettings))})")
+    p.add_argument(
+        "--no-logprobs", action="store_true", help="skip the completions' log-probs (hf: one scoring pass less)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a sampling setting by name ({', '.join(f.name for f in fields(SamplingSettings))})",
+    )
     add_job_arguments(p)
     add_backend_arguments(p)
 
@@ -52,14 +63,16 @@ def add_sample_parser(subparsers) -> None:
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="prompts per chunk (and hf generation batch)")
     p.add_argument("--shard", help="I/K: do only block I (0-based) of K of the rows; join with `posttrain data concat`")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="invalid input rows: stop, "
-                   "or skip and count them")
+    p.add_argument(
+        "--on-error", choices=["fail", "skip"], default="fail", help="invalid input rows: stop, or skip and count them"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
-    settings = SamplingSettings(args.n, args.temperature, args.top_p, args.max_new_tokens, list(args.stop),
-                                args.seed, not args.no_logprobs)
+    settings = SamplingSettings(
+        args.n, args.temperature, args.top_p, args.max_new_tokens, list(args.stop), args.seed, not args.no_logprobs
+    )
     names = {f.name for f in fields(SamplingSettings)}
     for item in args.overrides:
         key, sep, value = item.partition("=")
@@ -76,8 +89,10 @@ def load_prompt_items(path: str, on_error: str) -> tuple[list[dict], int]:
 
     loaded = load_records(path, "prompt", on_error)
     raw = dict(validated_rows(path, on_error=on_error))
-    items = [{"row": number, "fields": raw[number], "messages": record.prompt, "reference": record.reference}
-             for number, record in zip(loaded.rows, loaded.records)]
+    items = [
+        {"row": number, "fields": raw[number], "messages": record.prompt, "reference": record.reference}
+        for number, record in zip(loaded.rows, loaded.records)
+    ]
     return items, loaded.skipped
 
 
@@ -85,8 +100,11 @@ def input_identity(path: str, rows: int) -> dict:
     from posttrain.data.jobs import file_sha256
 
     if Path(path).is_dir():
-        return {"path": str(path), "rows": rows, "sha256": {p.name: file_sha256(p) for p in
-                                                             sorted(Path(path).rglob("*")) if p.is_file()}}
+        return {
+            "path": str(path),
+            "rows": rows,
+            "sha256": {p.name: file_sha256(p) for p in sorted(Path(path).rglob("*")) if p.is_file()},
+        }
     return {"path": str(path), "rows": rows, "sha256": file_sha256(path)}
 
 
@@ -106,8 +124,15 @@ class Sampler:
 
         s = self.settings
         ids = self.prompter.encode(item["messages"]) if self.prompter else []
-        request = GenerationRequest(ids, s.max_new_tokens, tuple(s.stop), s.temperature, s.top_p,
-                                    messages=tuple(item["messages"]), text=item.get("text"))
+        request = GenerationRequest(
+            ids,
+            s.max_new_tokens,
+            tuple(s.stop),
+            s.temperature,
+            s.top_p,
+            messages=tuple(item["messages"]),
+            text=item.get("text"),
+        )
         return [request] * s.n
 
     def __call__(self, batch: list[dict], index: int):
@@ -124,11 +149,26 @@ class Sampler:
             if failed:
                 failures.append({"row": item["row"], "error": failed[0], "failed_completions": len(failed)})
                 continue
-            rows.append({**item["fields"], "prompt": item["fields"].get("prompt", item["messages"]),
-                         "completions": [{"text": c.text, "finish_reason": c.finish_reason,
-                                          "num_tokens": c.num_tokens, "logprob": c.logprob} for c in mine],
-                         "model": self.model, "backend": self.backend_name, "sampling": self.identity(),
-                         "seed": seed, "row": item["row"]})
+            rows.append(
+                {
+                    **item["fields"],
+                    "prompt": item["fields"].get("prompt", item["messages"]),
+                    "completions": [
+                        {
+                            "text": c.text,
+                            "finish_reason": c.finish_reason,
+                            "num_tokens": c.num_tokens,
+                            "logprob": c.logprob,
+                        }
+                        for c in mine
+                    ],
+                    "model": self.model,
+                    "backend": self.backend_name,
+                    "sampling": self.identity(),
+                    "seed": seed,
+                    "row": item["row"],
+                }
+            )
         return BatchOutput(rows, failures)
 
     def identity(self) -> dict:
@@ -143,16 +183,28 @@ def sample_command(args: argparse.Namespace) -> int:
     items, skipped = load_prompt_items(args.prompts, args.on_error)
     backend = make_generation_backend(args)
     sampler = Sampler(backend, args.backend, args.model, settings)
-    identity = {"command": "sample", "inputs": [input_identity(args.prompts, len(items) + skipped)],
-                "model": args.model, "backend": args.backend, "sampling": sampler.identity(),
-                "seed": settings.seed}
+    identity = {
+        "command": "sample",
+        "inputs": [input_identity(args.prompts, len(items) + skipped)],
+        "model": args.model,
+        "backend": args.backend,
+        "sampling": sampler.identity(),
+        "seed": settings.seed,
+    }
     if args.backend == "openai":
         from posttrain.generation.openai_args import server_identity, with_prompt_texts
 
         identity["server"] = server_identity(backend, args)
         items = with_prompt_texts(items, backend, args.prompts)
-    spec = JobSpec(Path(args.out), args.batch_size, identity, shard, desc="sample",
-                   extra_counts={"invalid_rows_skipped": skipped}, show_progress=not args.quiet)
+    spec = JobSpec(
+        Path(args.out),
+        args.batch_size,
+        identity,
+        shard,
+        desc="sample",
+        extra_counts={"invalid_rows_skipped": skipped},
+        show_progress=not args.quiet,
+    )
     manifest = run_job(items, sampler, spec)
     if settings.logprobs:
         from posttrain.generation.openai_args import note_missing_logprobs
@@ -170,7 +222,9 @@ def report(manifest: dict, out: str) -> int:
     for warning in manifest.get("warnings", []):
         print(f"posttrain: warning: {warning}")
     if counts["failed"]:
-        print(f"posttrain: {counts['failed']} of {counts['items']} rows failed (reasons in the manifest); "
-              "rerun the same command to retry them")
+        print(
+            f"posttrain: {counts['failed']} of {counts['items']} rows failed (reasons in the manifest); "
+            "rerun the same command to retry them"
+        )
         return 1
     return 0

@@ -34,8 +34,11 @@ class ModelSource(Section):
 
     def identity(self) -> dict:
         """What the output depends on (the key's variable name is not, and is left out)."""
-        keep = ("model", "backend", "dtype") if self.backend != "openai" else \
-            ("model", "backend", "base_url", "endpoint", "tokenizer")
+        keep = (
+            ("model", "backend", "dtype")
+            if self.backend != "openai"
+            else ("model", "backend", "base_url", "endpoint", "tokenizer")
+        )
         return {k: getattr(self, k) for k in keep}
 
 
@@ -59,11 +62,14 @@ class ModelSpec(ModelSource):
 def require_model(spec: ModelSpec | None, role: str, label: str = "recipe") -> ModelSpec:
     """The spec of a model the recipe cannot run without, or one line saying what is missing."""
     if spec is None or not spec.model:
-        raise UserError(f"{label}: {role}.model: missing (the {role} model: a model dir or hub id for "
-                        f"backend hf/vllm, the served model's name for backend openai)")
+        raise UserError(
+            f"{label}: {role}.model: missing (the {role} model: a model dir or hub id for "
+            f"backend hf/vllm, the served model's name for backend openai)"
+        )
     if spec.backend == "openai" and not spec.base_url:
-        raise UserError(f"{label}: {role}.base_url: missing (backend openai needs the server's URL, "
-                        "e.g. http://127.0.0.1:8000/v1)")
+        raise UserError(
+            f"{label}: {role}.base_url: missing (backend openai needs the server's URL, e.g. http://127.0.0.1:8000/v1)"
+        )
     return spec
 
 

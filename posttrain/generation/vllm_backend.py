@@ -33,8 +33,15 @@ from posttrain.model.inference import has_own_chat_template
 
 
 class VLLMBackend:
-    def __init__(self, path: str, tokenizer: Any = None, seed: int = 0, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.9, **engine_kwargs: Any):
+    def __init__(
+        self,
+        path: str,
+        tokenizer: Any = None,
+        seed: int = 0,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.9,
+        **engine_kwargs: Any,
+    ):
         try:
             import vllm
             from vllm.inputs import TokensPrompt
@@ -47,8 +54,14 @@ class VLLMBackend:
         self.tokenizer = tokenizer or load_tokenizer(path)
         self.is_chat = has_own_chat_template(self.tokenizer)
         self.seed = seed
-        self.llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
-                            gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
+        self.llm = vllm.LLM(
+            model=path,
+            tokenizer=path,
+            dtype=dtype,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            **engine_kwargs,
+        )
         self.max_length = _max_model_len(self.llm, path)
         self.eos_ids = _stop_ids(path, self.tokenizer)
 
@@ -68,19 +81,30 @@ class VLLMBackend:
         """Text cut at the stop strings by the engine itself (it stops generating there)."""
         return [output.text for output in self._run(requests, desc, self.seed, with_stop_strings=True)]
 
-    def generate_tokens(self, requests: Sequence[GenerationRequest], desc: str = "",
-                        seed: int | None = None) -> list[list[int]]:
+    def generate_tokens(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None
+    ) -> list[list[int]]:
         outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=False)
         return [cut_at_eos(list(output.token_ids), self.eos_ids) for output in outputs]
 
-    def complete(self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None,
-                 logprobs: bool = False) -> list[Completion]:
+    def complete(
+        self, requests: Sequence[GenerationRequest], desc: str = "", seed: int | None = None, logprobs: bool = False
+    ) -> list[Completion]:
         """Text cut by the engine at the stop strings; the log-prob is vLLM's cumulative_logprob of
         the sampled tokens (raw model log-probs in vLLM's default logprobs_mode)."""
-        outputs = self._run(requests, desc, self.seed if seed is None else seed, with_stop_strings=True,
-                            logprobs=logprobs)
-        return [Completion(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids),
-                           o.cumulative_logprob if logprobs else None, tuple(o.token_ids)) for o in outputs]
+        outputs = self._run(
+            requests, desc, self.seed if seed is None else seed, with_stop_strings=True, logprobs=logprobs
+        )
+        return [
+            Completion(
+                o.text,
+                "length" if o.finish_reason == "length" else "stop",
+                len(o.token_ids),
+                o.cumulative_logprob if logprobs else None,
+                tuple(o.token_ids),
+            )
+            for o in outputs
+        ]
 
     def sync_weights(self, model) -> None:
         """Load `model`'s current weights (HF names; a peft model's adapters merged) into the engine."""
@@ -91,14 +115,27 @@ class VLLMBackend:
         if reset is not None:  # cached prompt KV was computed with the old weights
             reset()
 
-    def _run(self, requests: Sequence[GenerationRequest], desc: str, seed: int, with_stop_strings: bool,
-             logprobs: bool = False):
+    def _run(
+        self,
+        requests: Sequence[GenerationRequest],
+        desc: str,
+        seed: int,
+        with_stop_strings: bool,
+        logprobs: bool = False,
+    ):
         """Each request's first completion output, in request order."""
-        params = [self._vllm.SamplingParams(
-            max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed + index,
-            stop=(list(r.stop) or None) if with_stop_strings else None, stop_token_ids=self.eos_ids,
-            logprobs=0 if logprobs else None)
-            for index, r in enumerate(requests)]
+        params = [
+            self._vllm.SamplingParams(
+                max_tokens=r.max_new_tokens,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                seed=seed + index,
+                stop=(list(r.stop) or None) if with_stop_strings else None,
+                stop_token_ids=self.eos_ids,
+                logprobs=0 if logprobs else None,
+            )
+            for index, r in enumerate(requests)
+        ]
         generated = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=bool(desc))
         return [output.outputs[0] for output in generated]
 
@@ -108,16 +145,20 @@ class VLLMBackend:
 
 def _engine_model(llm):
     """The torch module inside the engine (where it lives differs between vLLM versions)."""
-    paths = [("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),
-             ("llm_engine", "model_executor", "driver_worker", "model_runner", "model")]
+    paths = [
+        ("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),
+        ("llm_engine", "model_executor", "driver_worker", "model_runner", "model"),
+    ]
     for path in paths:
         obj = llm
         for name in path:
             obj = getattr(obj, name, None)
         if obj is not None:
             return obj
-    raise UserError("this vLLM version does not expose its model in-process, so rollouts cannot use "
-                    "the policy's weights: set grpo.backend: hf")
+    raise UserError(
+        "this vLLM version does not expose its model in-process, so rollouts cannot use "
+        "the policy's weights: set grpo.backend: hf"
+    )
 
 
 def _stop_ids(path: str, tokenizer) -> list[int]:

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 
 def add_parsers(subparsers) -> None:
-    p = subparsers.add_parser("merge", help="merge models (soup, task arithmetic, TIES, DARE, SLERP, "
-                              "instruction residuals, checkpoint soup) into one model directory")
+    p = subparsers.add_parser(
+        "merge",
+        help="merge models (soup, task arithmetic, TIES, DARE, SLERP, "
+        "instruction residuals, checkpoint soup) into one model directory",
+    )
     p.add_argument("recipe", help="merge recipe YAML (method, models, base, ...)")
     p.add_argument("--out", help="output model directory (default: the recipe's output)")
     p.add_argument("--overwrite", action="store_true", help="replace the output even when it holds something else")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set density=0.3")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set density=0.3",
+    )
     p.set_defaults(tool_run=_run)
 
-    q = subparsers.add_parser("cycleqd", help="CycleQD: quality-diversity search over merges of "
-                              "per-task experts (MAP-Elites, merge crossover, SVD mutation)")
+    q = subparsers.add_parser(
+        "cycleqd",
+        help="CycleQD: quality-diversity search over merges of "
+        "per-task experts (MAP-Elites, merge crossover, SVD mutation)",
+    )
     q.add_argument("recipe", help="cycleqd recipe YAML (base, experts, tasks, generations, ...)")
     q.add_argument("--out", help="output directory (default: the recipe's output)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

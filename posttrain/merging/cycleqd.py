@@ -24,8 +24,9 @@ import torch
 StateDict = dict[str, torch.Tensor]
 
 
-def crossover(first: StateDict, second: StateDict, generator: torch.Generator,
-              mu: float = 0.5, sigma: float = 0.1) -> StateDict:
+def crossover(
+    first: StateDict, second: StateDict, generator: torch.Generator, mu: float = 0.5, sigma: float = 0.1
+) -> StateDict:
     """w_1 tau_1 + w_2 tau_2 with one weight per parent drawn from N(mu, sigma)."""
     w1, w2 = (mu + sigma * torch.randn(2, generator=generator)).tolist()
     return {k: w1 * first[k] + w2 * second[k] for k in first}
@@ -75,9 +76,16 @@ class Archive:
         return max(self.cells.values(), key=lambda e: e.scores[self.task])
 
 
-def run_cycleqd(experts: Sequence[StateDict], evaluate: Callable[[StateDict], list[float]],
-                generations: int, bins: int = 4, seed: int = 0, mu: float = 0.5,
-                sigma_crossover: float = 0.1, sigma_mutation: float = 0.1) -> list[Archive]:
+def run_cycleqd(
+    experts: Sequence[StateDict],
+    evaluate: Callable[[StateDict], list[float]],
+    generations: int,
+    bins: int = 4,
+    seed: int = 0,
+    mu: float = 0.5,
+    sigma_crossover: float = 0.1,
+    sigma_mutation: float = 0.1,
+) -> list[Archive]:
     """Archives after `generations` children. experts are task vectors; evaluate(tau) returns one
     score in [0, 1] per task (the caller adds the base and runs the tasks)."""
     n_tasks = len(experts)

@@ -51,12 +51,25 @@ def run(recipe: CycleQDRecipe, out: str | None) -> dict:
         bar.update(1)
         return seen[-1]
 
-    archives = run_cycleqd(experts, evaluate, recipe.generations, recipe.bins, recipe.seed, recipe.mu,
-                           recipe.sigma_crossover, recipe.sigma_mutation)
+    archives = run_cycleqd(
+        experts,
+        evaluate,
+        recipe.generations,
+        recipe.bins,
+        recipe.seed,
+        recipe.mu,
+        recipe.sigma_crossover,
+        recipe.sigma_mutation,
+    )
     average = evaluate({k: sum(t[k] for t in experts) / len(experts) for k in base})
     bar.close()
-    report = {"tasks": names, "experts": seen[:len(experts)], "children": seen[len(experts):-1],
-              "average_of_experts": average, "best": {}}
+    report = {
+        "tasks": names,
+        "experts": seen[: len(experts)],
+        "children": seen[len(experts) : -1],
+        "average_of_experts": average,
+        "best": {},
+    }
     for archive, name in zip(archives, names):
         best = archive.best()
         report["best"][name] = {"from": best.name, "scores": best.scores}

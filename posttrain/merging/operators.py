@@ -44,8 +44,10 @@ def _same_keys(states: Sequence[StateDict]) -> list[str]:
             raise ValueError(f"state dict {i} has different tensors from state dict 0: {missing}")
         for k in keys:
             if s[k].shape != states[0][k].shape:
-                raise ValueError(f"tensor {k}: shape {tuple(s[k].shape)} in state dict {i}, "
-                                 f"{tuple(states[0][k].shape)} in state dict 0")
+                raise ValueError(
+                    f"tensor {k}: shape {tuple(s[k].shape)} in state dict {i}, "
+                    f"{tuple(states[0][k].shape)} in state dict 0"
+                )
     return keys
 
 
@@ -92,8 +94,15 @@ def elect_sign_mask(deltas: torch.Tensor) -> torch.Tensor:
     return deltas.sign() == majority
 
 
-def _combine(base: StateDict, states: Sequence[StateDict], weights: Sequence[float], sparsify,
-             sign_consensus: bool, normalize: bool, scale: float) -> StateDict:
+def _combine(
+    base: StateDict,
+    states: Sequence[StateDict],
+    weights: Sequence[float],
+    sparsify,
+    sign_consensus: bool,
+    normalize: bool,
+    scale: float,
+) -> StateDict:
     """base + scale * combination of the (sparsified, weighted) task vectors, tensor by tensor."""
     keys = _same_keys([base, *states])
     out = {}
@@ -117,31 +126,45 @@ def _combine(base: StateDict, states: Sequence[StateDict], weights: Sequence[flo
     return out
 
 
-def task_arithmetic(base: StateDict, states: Sequence[StateDict], weights: Sequence[float],
-                    scale: float = 1.0) -> StateDict:
+def task_arithmetic(
+    base: StateDict, states: Sequence[StateDict], weights: Sequence[float], scale: float = 1.0
+) -> StateDict:
     """base + scale * sum_i w_i (theta_i - base)."""
     return _combine(base, states, weights, lambda d: d, False, False, scale)
 
 
-def ties(base: StateDict, states: Sequence[StateDict], weights: Sequence[float], density: float,
-         scale: float = 1.0, normalize: bool = True) -> StateDict:
+def ties(
+    base: StateDict,
+    states: Sequence[StateDict],
+    weights: Sequence[float],
+    density: float,
+    scale: float = 1.0,
+    normalize: bool = True,
+) -> StateDict:
     """TIES-merging: trim each task vector to `density`, elect signs, disjoint (weighted) mean."""
     return _combine(base, states, weights, lambda d: magnitude_trim(d, density), True, normalize, scale)
 
 
-def dare(base: StateDict, states: Sequence[StateDict], weights: Sequence[float], density: float,
-         seed: int, combine: str = "linear", scale: float = 1.0) -> StateDict:
+def dare(
+    base: StateDict,
+    states: Sequence[StateDict],
+    weights: Sequence[float],
+    density: float,
+    seed: int,
+    combine: str = "linear",
+    scale: float = 1.0,
+) -> StateDict:
     """DARE drop-and-rescale of each task vector (seeded: the same seed gives the same merge),
     then combine 'linear' (task arithmetic) or 'ties' (sign election, disjoint sum)."""
     if combine not in ("linear", "ties"):
         raise ValueError(f"dare combine must be 'linear' or 'ties', got {combine!r}")
     generator = torch.Generator().manual_seed(seed)
-    return _combine(base, states, weights, lambda d: dare_drop(d, density, generator),
-                    combine == "ties", False, scale)
+    return _combine(base, states, weights, lambda d: dare_drop(d, density, generator), combine == "ties", False, scale)
 
 
-def slerp_tensor(a: torch.Tensor, b: torch.Tensor, t: float, dot_threshold: float = 0.9995,
-                 eps: float = 1e-8) -> torch.Tensor:
+def slerp_tensor(
+    a: torch.Tensor, b: torch.Tensor, t: float, dot_threshold: float = 0.9995, eps: float = 1e-8
+) -> torch.Tensor:
     """Spherical interpolation of two tensors as flat vectors: with cos(omega) the cosine of their
     directions, (sin((1-t) omega) a + sin(t omega) b) / sin(omega); (1-t) a + t b when
     |cos(omega)| > dot_threshold (nearly colinear: the sphere formula is ill-conditioned)."""
@@ -164,10 +187,8 @@ def slerp(first: StateDict, second: StateDict, t: float) -> StateDict:
     return {k: slerp_tensor(first[k], second[k], t) for k in keys}
 
 
-def instruction_residual(target: StateDict, instruct: StateDict, base: StateDict,
-                         scale: float = 1.0) -> StateDict:
+def instruction_residual(target: StateDict, instruct: StateDict, base: StateDict, scale: float = 1.0) -> StateDict:
     """theta_target + scale * (theta_instruct - theta_base): the instruction residual of an
     instruct model over its base, added to a continued-pre-trained version of that base."""
     keys = _same_keys([target, instruct, base])
-    return {k: (_work(target[k]) + scale * (_work(instruct[k]) - _work(base[k]))).to(target[k].dtype)
-            for k in keys}
+    return {k: (_work(target[k]) + scale * (_work(instruct[k]) - _work(base[k]))).to(target[k].dtype) for k in keys}

@@ -30,8 +30,7 @@ class MergeModel(Section):
 
 
 class MergeRecipe(Section):
-    method: Literal["linear", "task_arithmetic", "ties", "dare", "slerp", "instruction_residual",
-                    "checkpoint_soup"]
+    method: Literal["linear", "task_arithmetic", "ties", "dare", "slerp", "instruction_residual", "checkpoint_soup"]
     models: list[MergeModel] = []  # instruction_residual: [the instruct model]
     base: str | None = None  # the model the task vectors are taken against
     target: str | None = None  # instruction_residual: the continued-pre-trained base receiving it
@@ -71,11 +70,14 @@ class MergeRecipe(Section):
     def _method_needs(self) -> MergeRecipe:
         m, n = self.method, len(self.models)
         if m in NEEDS_BASE and not self.base:
-            raise ValueError(f"method {m} needs a base model (base: PATH), the model its task "
-                             f"vectors are taken against")
+            raise ValueError(
+                f"method {m} needs a base model (base: PATH), the model its task vectors are taken against"
+            )
         if m == "instruction_residual" and (n != 1 or not self.target):
-            raise ValueError("method instruction_residual needs models: [INSTRUCT] (one model), "
-                             "base: BASE and target: CONTINUED_PRETRAINED_BASE")
+            raise ValueError(
+                "method instruction_residual needs models: [INSTRUCT] (one model), "
+                "base: BASE and target: CONTINUED_PRETRAINED_BASE"
+            )
         if m == "slerp" and n != 2:
             raise ValueError(f"method slerp merges exactly 2 models, got {n}")
         if m == "checkpoint_soup" and (not self.run_dir or n):
@@ -119,8 +121,10 @@ class CycleQDRecipe(Section):
     @model_validator(mode="after")
     def _one_task_per_expert(self) -> CycleQDRecipe:
         if len(self.experts) < 2 or len(self.experts) != len(self.tasks):
-            raise ValueError(f"cycleqd needs >= 2 experts and one task per expert "
-                             f"(got {len(self.experts)} experts, {len(self.tasks)} tasks)")
+            raise ValueError(
+                f"cycleqd needs >= 2 experts and one task per expert "
+                f"(got {len(self.experts)} experts, {len(self.tasks)} tasks)"
+            )
         return self
 
 

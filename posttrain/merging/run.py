@@ -20,7 +20,7 @@ def input_dirs(recipe: MergeRecipe) -> list[Path]:
         found = list_checkpoints(Path(recipe.run_dir) / "checkpoints")
         if not found:
             raise UserError(f"{recipe.run_dir}: no complete checkpoints/step-* to soup")
-        return found[-recipe.last:] if recipe.last else found
+        return found[-recipe.last :] if recipe.last else found
     models = [Path(m.path) for m in recipe.models]
     if recipe.method == "instruction_residual":
         return [Path(recipe.target), Path(recipe.base), *models]
@@ -36,21 +36,26 @@ def check_compatible(dirs: list[Path]) -> None:
         config = read_config(d)
         for key in ("model_type", "architectures"):
             if config.get(key) != ref_config.get(key):
-                raise UserError(f"{d}: {key} {config.get(key)} differs from {ref}'s {ref_config.get(key)}; "
-                                f"only models of one architecture merge")
+                raise UserError(
+                    f"{d}: {key} {config.get(key)} differs from {ref}'s {ref_config.get(key)}; "
+                    f"only models of one architecture merge"
+                )
         shapes = tensor_shapes(d)
         if set(shapes) != set(ref_shapes):
             name = sorted(set(shapes) ^ set(ref_shapes))[0]
-            raise UserError(f"{d}: tensor {name} is in only one of {d} and {ref}; the models' "
-                            f"architectures differ")
+            raise UserError(f"{d}: tensor {name} is in only one of {d} and {ref}; the models' architectures differ")
         for name, shape in shapes.items():
             if shape != ref_shapes[name]:
-                raise UserError(f"{d}: tensor {name} has shape {list(shape)}, {ref} has "
-                                f"{list(ref_shapes[name])}; the models' shapes differ")
+                raise UserError(
+                    f"{d}: tensor {name} has shape {list(shape)}, {ref} has "
+                    f"{list(ref_shapes[name])}; the models' shapes differ"
+                )
         vocab = _vocab(d)
         if vocab is not None and ref_vocab is not None and vocab != ref_vocab:
-            raise UserError(f"{d}: its tokenizer differs from {ref}'s ({len(vocab)} vs {len(ref_vocab)} "
-                            f"tokens or different ids); merged weights would mix token meanings")
+            raise UserError(
+                f"{d}: its tokenizer differs from {ref}'s ({len(vocab)} vs {len(ref_vocab)} "
+                f"tokens or different ids); merged weights would mix token meanings"
+            )
     if ref_vocab is None:
         raise UserError(f"{ref}: no tokenizer; the merged model takes its tokenizer from here")
 

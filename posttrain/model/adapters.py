@@ -24,8 +24,12 @@ def quantization_config(adapter: AdapterConfig, compute_dtype: torch.dtype):
         raise UserError("adapter.kind: qlora needs bitsandbytes: pip install bitsandbytes") from None
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
@@ -41,10 +45,15 @@ def add_adapter(model, adapter: AdapterConfig, task_type: str = "CAUSAL_LM"):
         # Casts norms to fp32 and makes inputs require grad so checkpointed layers backpropagate.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     targets = adapter.target_modules
-    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
-                        target_modules=targets if isinstance(targets, str) else list(targets),
-                        modules_to_save=list(adapter.modules_to_save) or None,
-                        use_dora=adapter.kind == "dora", task_type=task_type)
+    config = LoraConfig(
+        r=adapter.r,
+        lora_alpha=adapter.alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        modules_to_save=list(adapter.modules_to_save) or None,
+        use_dora=adapter.kind == "dora",
+        task_type=task_type,
+    )
     try:
         return get_peft_model(model, config)
     except ValueError as err:
@@ -96,8 +105,10 @@ def merged_weights(model) -> dict[str, torch.Tensor]:
     from posttrain.model.surgery.wrapper import SurgeryAdapterModel
 
     if isinstance(model, (SurgeryAdapterModel, ControlLlamaForCausalLM)):  # no plain-weight form
-        raise UserError("LLaMA-Adapter V2 and Control LLM models have no plain Llama weights to hand "
-                        "to another engine: use grpo.backend: hf")
+        raise UserError(
+            "LLaMA-Adapter V2 and Control LLM models have no plain Llama weights to hand "
+            "to another engine: use grpo.backend: hf"
+        )
     if not hasattr(model, "merge_adapter"):
         return {name: tensor.detach() for name, tensor in model.state_dict().items()}
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False):

@@ -20,16 +20,23 @@ from posttrain.objectives.distill import (
 )
 
 
-def _chunk_divergence(head: nn.Module, hidden: torch.Tensor, teacher_logp: torch.Tensor,
-                      support: torch.Tensor | None, beta: float, temperature: float) -> torch.Tensor:
+def _chunk_divergence(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    support: torch.Tensor | None,
+    beta: float,
+    temperature: float,
+) -> torch.Tensor:
     student = scaled_logprobs(head(hidden), temperature)
     if support is not None:
         student = restrict_to_support(student, support)
     return generalized_jsd(student, teacher_logp, beta).sum()
 
 
-def divergence_sum(head: nn.Module, hidden: torch.Tensor, teacher_chunk, beta: float,
-                   temperature: float, chunk_size: int = 256) -> torch.Tensor:
+def divergence_sum(
+    head: nn.Module, hidden: torch.Tensor, teacher_chunk, beta: float, temperature: float, chunk_size: int = 256
+) -> torch.Tensor:
     """Sum over the rows of `hidden` [N, H] of the divergence between the student's distribution
     and the teacher's. teacher_chunk(start, end) -> (teacher log-probs [n, K], support ids [n, K]
     or None for the full vocabulary), already restricted and renormalised."""
@@ -56,8 +63,9 @@ class TeacherOnTheFly:
     def prepare(self, mb: dict[str, torch.Tensor]) -> None:
         from posttrain.model.logprobs import loss_hidden
 
-        self.hidden = loss_hidden(self.model, mb["input_ids"], mb["labels"], mb.get("position_ids"),
-                                  mb.get("attention_mask"))[0]
+        self.hidden = loss_hidden(
+            self.model, mb["input_ids"], mb["labels"], mb.get("position_ids"), mb.get("attention_mask")
+        )[0]
 
     @torch.no_grad()
     def chunk(self, mb: dict[str, torch.Tensor], start: int, end: int):
@@ -89,9 +97,15 @@ class DistillPolicy(nn.Module):
     def forward(self, mb: dict[str, torch.Tensor], teacher, beta: float, temperature: float) -> torch.Tensor:
         from posttrain.model.logprobs import loss_hidden
 
-        hidden = loss_hidden(self.model, mb["input_ids"], mb["labels"], mb.get("position_ids"),
-                             mb.get("attention_mask"))[0]
+        hidden = loss_hidden(
+            self.model, mb["input_ids"], mb["labels"], mb.get("position_ids"), mb.get("attention_mask")
+        )[0]
         teacher.prepare(mb)
-        return divergence_sum(self.model.get_output_embeddings(), hidden,
-                              lambda start, end: teacher.chunk(mb, start, end), beta, temperature,
-                              self.chunk_size)
+        return divergence_sum(
+            self.model.get_output_embeddings(),
+            hidden,
+            lambda start, end: teacher.chunk(mb, start, end),
+            beta,
+            temperature,
+            self.chunk_size,
+        )

@@ -40,8 +40,9 @@ class _LogitsBuffer:
 
     def __init__(self, rows: int, weight: torch.Tensor):
         self.weight = weight
-        self.block = weight.new_empty((rows, weight.shape[0]), dtype=torch.float32) \
-            if weight.dtype == torch.float32 else None
+        self.block = (
+            weight.new_empty((rows, weight.shape[0]), dtype=torch.float32) if weight.dtype == torch.float32 else None
+        )
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h @ weight^T in the head's dtype, as float32: into the reused block when both are float32
@@ -51,8 +52,9 @@ class _LogitsBuffer:
         return torch.mm(h, self.weight.T, out=self.block[: h.shape[0]])
 
 
-def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                   chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(targets[i] | hidden[i]), log-normaliser [N]) in float32, chunk by chunk, no gradient.
     The logits are computed in the head's dtype and read as float32, as head(hidden).float() is."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
@@ -73,8 +75,9 @@ class SummedLogprobHead(torch.autograd.Function):
     them by the upstream gradient, which must be one value for all rows (checked)."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk_size: int) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+    ) -> torch.Tensor:
         w32 = weight.float()
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden)
@@ -102,8 +105,10 @@ class SummedLogprobHead(torch.autograd.Function):
             return torch.zeros_like(grad_h), torch.zeros_like(grad_w), None, None
         g = grad_out[0]
         if not torch.equal(grad_out, g.expand_as(grad_out)):
-            raise RuntimeError("SummedLogprobHead needs one upstream gradient for every token "
-                               "(a scaled sum of log-probs); use the generic chunked path")
+            raise RuntimeError(
+                "SummedLogprobHead needs one upstream gradient for every token "
+                "(a scaled sum of log-probs); use the generic chunked path"
+            )
         # Scaled in place: the buffers are used once, and a copy would cost another vocab x hidden.
         return grad_h.mul_(grad_out[:, None].to(grad_h.dtype)), grad_w.mul_(g.to(grad_w.dtype)), None, None
 
@@ -114,8 +119,9 @@ class RecomputedLogprobHead(torch.autograd.Function):
     gradient through the small matrices."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk_size: int) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+    ) -> torch.Tensor:
         out, lse = chunk_logprobs(hidden, weight, targets, chunk_size)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.chunk_size = chunk_size

@@ -22,8 +22,7 @@ from posttrain.errors import UserError
 # Float tensor types transformers copies as they are; quantised ones need gguf's dequantiser.
 FLOAT_TYPES = {"F32", "F16", "BF16"}
 # Tokens that end a turn or a document in common chat templates: generation must stop on them.
-STOP_TOKEN_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>",
-                    "<|end|>", "</s>")
+STOP_TOKEN_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "</s>")
 NEEDED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
 
 
@@ -36,9 +35,10 @@ def _reader(path: Path):
     try:
         return GGUFReader(str(path))
     except (ValueError, IndexError, KeyError, OSError, TypeError) as err:
-        raise UserError(f"cannot read GGUF file '{path}': truncated or not a GGUF file "
-                        f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
-                        ) from None
+        raise UserError(
+            f"cannot read GGUF file '{path}': truncated or not a GGUF file "
+            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+        ) from None
 
 
 def _field_text(reader, key: str) -> str | None:
@@ -58,19 +58,24 @@ def check_gguf(path) -> dict:
     if arch is None:
         raise UserError(f"GGUF file '{path}': no general.architecture field (not a model file?)")
     if arch not in GGUF_SUPPORTED_ARCHITECTURES:
-        raise UserError(f"GGUF file '{path}': architecture '{arch}' is not supported by transformers' "
-                        f"GGUF loader (supported: {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))})")
+        raise UserError(
+            f"GGUF file '{path}': architecture '{arch}' is not supported by transformers' "
+            f"GGUF loader (supported: {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))})"
+        )
     readable = FLOAT_TYPES | {t.name for t in _type_traits}
     types = sorted({t.tensor_type.name for t in reader.tensors})
     unsupported = [t for t in types if t not in readable]
     if unsupported:
-        raise UserError(f"GGUF file '{path}': tensor type(s) {', '.join(unsupported)} cannot be "
-                        "dequantised by the gguf package")
+        raise UserError(
+            f"GGUF file '{path}': tensor type(s) {', '.join(unsupported)} cannot be dequantised by the gguf package"
+        )
     if not reader.tensors:
         raise UserError(f"GGUF file '{path}': holds no tensors")
     if not _field_text(reader, "tokenizer.chat_template"):
-        raise UserError(f"GGUF file '{path}': the tokenizer has no chat template "
-                        "(tokenizer.chat_template is missing); chat stages need one")
+        raise UserError(
+            f"GGUF file '{path}': the tokenizer has no chat template "
+            "(tokenizer.chat_template is missing); chat stages need one"
+        )
     return {"architecture": arch, "tensor_types": types}
 
 
@@ -88,8 +93,7 @@ def _load_dequantised(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                  dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the reason save_pretrained refuses; the weights are float now
@@ -103,8 +107,9 @@ def _generation_config(model, tokenizer):
     from transformers import GenerationConfig
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_token_ids(tokenizer),
-                            pad_token_id=pad)
+    return GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_token_ids(tokenizer), pad_token_id=pad
+    )
 
 
 def is_converted(out: Path) -> bool:
@@ -129,9 +134,17 @@ def convert_gguf(gguf_file, out_dir) -> Path:
         model.generation_config = _generation_config(model, tokenizer)
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "gguf_source.json").write_text(json.dumps(
-            {"gguf_file": src.name, **facts,
-             "note": "weights dequantised to float32 from the file's quantised tensors"}, indent=2) + "\n")
+        (tmp / "gguf_source.json").write_text(
+            json.dumps(
+                {
+                    "gguf_file": src.name,
+                    **facts,
+                    "note": "weights dequantised to float32 from the file's quantised tensors",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         apply_umask(tmp)
         _publish(tmp, out)
     finally:

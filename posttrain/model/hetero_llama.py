@@ -101,8 +101,10 @@ def check_block_configs(config: LlamaConfig, blocks: list[dict]) -> None:
     for i, block in enumerate(blocks):
         kv, width = int(block["kv_heads"]), int(block["intermediate_size"])
         if kv < 0 or (kv and config.num_attention_heads % kv) or width < 0:
-            raise ValueError(f"block_configs[{i}]: kv_heads {kv} must be 0 or divide "
-                             f"{config.num_attention_heads} heads; intermediate_size {width} >= 0")
+            raise ValueError(
+                f"block_configs[{i}]: kv_heads {kv} must be 0 or divide "
+                f"{config.num_attention_heads} heads; intermediate_size {width} >= 0"
+            )
 
 
 class PuzzleLlamaForCausalLM(LlamaForCausalLM):

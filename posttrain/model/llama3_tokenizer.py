@@ -40,8 +40,7 @@ def _encoding():
 @lru_cache(maxsize=1)
 def _byte_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map, which byte-level BPE vocabularies use."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     mapping, extra = {b: chr(b) for b in printable}, 0
     for b in range(256):
         if b not in mapping:
@@ -93,18 +92,23 @@ def _build_backend(enc):
     ranks = [enc.decode_single_token_bytes(rank) for rank in range(n_ranks)]
     vocab, merges = _vocab_and_merges(ranks)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     specials = _special_tokens(enc, len(ranks))
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
-                                      special_tokens=[(BOS, tok.token_to_id(BOS))]),
-    ])
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+            ),
+        ]
+    )
     return tok
 
 
@@ -115,8 +119,8 @@ def build_llama3_tokenizer() -> PreTrainedTokenizerFast:
     from posttrain.data.chat import LLAMA3_CHAT_TEMPLATE
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_build_backend(_encoding()), bos_token=BOS, eos_token=EOT,
-        clean_up_tokenization_spaces=False)  # no model_max_length, like Meta's tokenizer_config
+        tokenizer_object=_build_backend(_encoding()), bos_token=BOS, eos_token=EOT, clean_up_tokenization_spaces=False
+    )  # no model_max_length, like Meta's tokenizer_config
     tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
     return tokenizer
 

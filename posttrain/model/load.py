@@ -26,6 +26,7 @@ from posttrain.model.surgery import control_llm  # noqa: F401  registers model_t
 
 log = logging.getLogger(__name__)
 
+
 def _cannot_load(path: str, err: Exception) -> UserError:
     local = Path(path)
     if local.is_file():
@@ -48,18 +49,23 @@ def loading_errors(path: str, what: str = "model"):
     try:
         yield
     except SafetensorError as err:
-        raise UserError(f"cannot load {what} '{path}': a weights file (*.safetensors) is damaged or "
-                        f"truncated: {_first_line(err)}") from None
+        raise UserError(
+            f"cannot load {what} '{path}': a weights file (*.safetensors) is damaged or truncated: {_first_line(err)}"
+        ) from None
     except ImportError as err:
         if "flash" not in str(err).lower():
             raise
-        raise UserError(f"cannot load {what} '{path}': model.attn_implementation cannot run here "
-                        f"({_first_line(err)}); use sdpa or eager") from None
+        raise UserError(
+            f"cannot load {what} '{path}': model.attn_implementation cannot run here "
+            f"({_first_line(err)}); use sdpa or eager"
+        ) from None
     except RuntimeError as err:
         if "mismatch" not in str(err):
             raise
-        raise UserError(f"cannot load {what} '{path}': the weights do not match config.json (tensor "
-                        "shapes differ: is config.json from another model?)") from None
+        raise UserError(
+            f"cannot load {what} '{path}': the weights do not match config.json (tensor "
+            "shapes differ: is config.json from another model?)"
+        ) from None
     except (OSError, ValueError) as err:
         if what != "model":
             raise UserError(f"cannot load {what} '{path}': {_first_line(err)}") from None
@@ -86,9 +92,15 @@ class Loaded:
     mismatched: list = field(default_factory=list)  # (key, weights' shape, model's shape) reinitialised
 
 
-def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
-                resume_from: str | Path | None = None, auto_class=AutoModelForCausalLM,
-                config_extra: dict | None = None, **load_extra) -> Loaded:
+def instantiate(
+    cfg: ModelConfig,
+    seed: int = 0,
+    adapter: AdapterConfig | None = None,
+    resume_from: str | Path | None = None,
+    auto_class=AutoModelForCausalLM,
+    config_extra: dict | None = None,
+    **load_extra,
+) -> Loaded:
     """The weights a run starts from, through `auto_class`: pretrained, or (init: random) fresh
     from the path's config under `seed`, or this run's full checkpoint when resuming; QLoRA bases
     are quantised while loading. Adapters are the caller's next step."""
@@ -96,23 +108,30 @@ def instantiate(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None =
     resume_adapter = resume_from is not None and is_adapter_dir(resume_from)
     full_checkpoint = resume_from is not None and not resume_adapter
     path = str(resume_from) if full_checkpoint else resolve_model_path(cfg.path)
-    kwargs = dict(dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation,
-                  trust_remote_code=cfg.trust_remote_code)
+    kwargs = dict(
+        dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code
+    )
     quant = quantization_config(adapter, DTYPES[cfg.dtype])
     if quant is not None and cfg.init == "random":
         raise UserError("adapter.kind: qlora quantises pretrained weights; it needs model.init: pretrained")
     mismatched: list = []
     with loading_errors(path):
         if cfg.init == "random" and not full_checkpoint:
-            config = AutoConfig.from_pretrained(path, revision=cfg.revision,
-                                                trust_remote_code=cfg.trust_remote_code,
-                                                **(config_extra or {}))
+            config = AutoConfig.from_pretrained(
+                path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **(config_extra or {})
+            )
             torch.manual_seed(seed)  # the same base again when a LoRA run resumes
             model = auto_class.from_config(config, **kwargs)
         else:
             model, info = auto_class.from_pretrained(
-                path, revision=cfg.revision, quantization_config=quant, output_loading_info=True,
-                **(config_extra or {}), **load_extra, **kwargs)
+                path,
+                revision=cfg.revision,
+                quantization_config=quant,
+                output_loading_info=True,
+                **(config_extra or {}),
+                **load_extra,
+                **kwargs,
+            )
             mismatched = list(info.get("mismatched_keys") or [])
     _record_absolute_path(model, path)
     return Loaded(model, path, resume_adapter, full_checkpoint, mismatched)
@@ -125,8 +144,9 @@ def _record_absolute_path(model, path: str) -> None:
         model.config._name_or_path = model.name_or_path = str(Path(path).resolve())
 
 
-def load_model(cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None,
-               resume_from: str | Path | None = None):
+def load_model(
+    cfg: ModelConfig, seed: int = 0, adapter: AdapterConfig | None = None, resume_from: str | Path | None = None
+):
     """A causal LM as the recipe asks (see instantiate), with activation checkpointing when asked,
     then the recipe's adapter: fresh, or the checkpoint's when resuming."""
     adapter = adapter or AdapterConfig()

@@ -27,16 +27,18 @@ from posttrain.model.router_loss import RouterAux, router_aux_for
 from posttrain.model.segment_mask import segment_attention_mask
 
 
-def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                    softcap: float | None) -> torch.Tensor:
+def _chunk_logprobs(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
+) -> torch.Tensor:
     logits = head(hidden).float()
     if softcap:  # Gemma-2 style final-logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / softcap) * softcap
     return -F.cross_entropy(logits, targets, reduction="none")
 
 
-def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                      chunk_size: int = 256, softcap: float | None = None) -> torch.Tensor:
+def selected_logprobs(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 256, softcap: float | None = None
+) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for rows of `hidden` [N, H], chunk by chunk."""
     pieces = []
     for start in range(0, hidden.shape[0], chunk_size):
@@ -48,24 +50,47 @@ def selected_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def token_logprobs(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
-                   position_ids: torch.Tensor | None = None,
-                   attention_mask: torch.Tensor | None = None,
-                   chunk_size: int = 256, summed: bool = False,
-                   segment_ids: torch.Tensor | None = None,
-                   per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
+def token_logprobs(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    chunk_size: int = 256,
+    summed: bool = False,
+    segment_ids: torch.Tensor | None = None,
+    per_unit: int = SEGMENTS_PER_PAIR,
+) -> torch.Tensor:
     """[B, T] float32: at t, log p(labels[t] | tokens < t); 0 where labels[t] is IGNORE or t = 0.
     summed=True promises that the caller's loss is a scaled sum of these log-probs (NLL), which
     lets the head compute its gradient in the forward pass (model/fused_head.py). segment_ids
     (the shared-prefix layout, data/shared_prefix.py, per_unit segments a unit) replace
     attention_mask by their 4D mask."""
-    return logprobs_and_router_aux(model, input_ids, labels, position_ids, attention_mask,
-                                   chunk_size, summed, segment_ids=segment_ids, per_unit=per_unit)[0]
+    return logprobs_and_router_aux(
+        model,
+        input_ids,
+        labels,
+        position_ids,
+        attention_mask,
+        chunk_size,
+        summed,
+        segment_ids=segment_ids,
+        per_unit=per_unit,
+    )[0]
 
 
-def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=None, attention_mask=None,
-                            chunk_size: int = 256, summed: bool = False, router: RouterAux | None = None,
-                            segment_ids: torch.Tensor | None = None, per_unit: int = SEGMENTS_PER_PAIR):
+def logprobs_and_router_aux(
+    model: nn.Module,
+    input_ids,
+    labels,
+    position_ids=None,
+    attention_mask=None,
+    chunk_size: int = 256,
+    summed: bool = False,
+    router: RouterAux | None = None,
+    segment_ids: torch.Tensor | None = None,
+    per_unit: int = SEGMENTS_PER_PAIR,
+):
     """token_logprobs plus, for an MoE with `router`, its weighted load-balancing loss (else None)."""
     if segment_ids is not None:
         attention_mask = segment_attention_mask(segment_ids, model.dtype, per_unit)
@@ -73,8 +98,9 @@ def logprobs_and_router_aux(model: nn.Module, input_ids, labels, position_ids=No
     return _logprobs_at(model, hidden, targets, keep, chunk_size, summed), aux
 
 
-def logprobs_from_hidden(model: nn.Module, last_hidden: torch.Tensor, labels: torch.Tensor,
-                         chunk_size: int = 256, summed: bool = False) -> torch.Tensor:
+def logprobs_from_hidden(
+    model: nn.Module, last_hidden: torch.Tensor, labels: torch.Tensor, chunk_size: int = 256, summed: bool = False
+) -> torch.Tensor:
     """token_logprobs from the decoder's last hidden states [B, T, H] (a caller that needs them for
     something else too, e.g. PPO's value head on the policy, runs the decoder once)."""
     targets = labels[:, 1:]
@@ -82,8 +108,9 @@ def logprobs_from_hidden(model: nn.Module, last_hidden: torch.Tensor, labels: to
     return _logprobs_at(model, last_hidden[:, :-1][keep], targets[keep], keep, chunk_size, summed)
 
 
-def _logprobs_at(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor,
-                 chunk_size: int, summed: bool) -> torch.Tensor:
+def _logprobs_at(
+    model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor, chunk_size: int, summed: bool
+) -> torch.Tensor:
     """The LM head at the loss positions only; [B, T] log-probs, 0 elsewhere (keep is [B, T-1])."""
     softcap = getattr(model.config, "final_logit_softcapping", None)
     head = model.get_output_embeddings()
@@ -100,9 +127,13 @@ def _logprobs_at(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, 
     return out
 
 
-def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
-                position_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss_hidden(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The decoder once: final hidden states at the positions that predict a label [N, H], those
     labels [N], and where they are ([B, T-1] mask, row-major: the order of the N rows)."""
     return _decode(model, input_ids, labels, position_ids, attention_mask, None)[:3]
@@ -111,8 +142,9 @@ def loss_hidden(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
 def _decode(model: nn.Module, input_ids, labels, position_ids, attention_mask, router: RouterAux | None):
     """(hidden [N, H] at loss positions, their labels [N], the [B, T-1] mask, router loss or None)."""
     extra = {"output_router_logits": True} if router is not None else {}
-    decoder_out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                      position_ids=position_ids, use_cache=False, **extra)
+    decoder_out = model.get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **extra
+    )
     aux = router(decoder_out.router_logits, attention_mask) if router is not None else None
     hidden = decoder_out.last_hidden_state[:, :-1]  # position t predicts token t + 1
     targets = labels[:, 1:]
@@ -135,13 +167,30 @@ class TokenLogprobs(nn.Module):
         self.router = router_aux_for(model)  # None for a dense model
         self._aux_losses: dict[str, list[torch.Tensor]] = {}
 
-    def forward(self, input_ids, labels, position_ids=None, attention_mask=None,
-                summed: bool = False, segment_ids=None, per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids,
+        labels,
+        position_ids=None,
+        attention_mask=None,
+        summed: bool = False,
+        segment_ids=None,
+        per_unit: int = SEGMENTS_PER_PAIR,
+    ) -> torch.Tensor:
         # Auxiliary losses are kept only for forwards that train (not reference or eval passes).
         training = torch.is_grad_enabled()
-        logps, router_loss = logprobs_and_router_aux(self.model, input_ids, labels, position_ids,
-                                                     attention_mask, self.chunk_size, summed,
-                                                     self.router if training else None, segment_ids, per_unit)
+        logps, router_loss = logprobs_and_router_aux(
+            self.model,
+            input_ids,
+            labels,
+            position_ids,
+            attention_mask,
+            self.chunk_size,
+            summed,
+            self.router if training else None,
+            segment_ids,
+            per_unit,
+        )
         model_losses = getattr(self.model, "auxiliary_losses", None)  # e.g. Control LLM's divergence
         found = model_losses() if callable(model_losses) else {}
         if router_loss is not None:

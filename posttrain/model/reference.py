@@ -20,8 +20,15 @@ from posttrain.objectives.pairwise import block_logps
 
 
 @torch.no_grad()
-def precompute_reference_logps(model, units: Sequence, collate: Callable, names: Sequence[str],
-                               batch_size: int, device: torch.device, chunk_size: int = 256) -> None:
+def precompute_reference_logps(
+    model,
+    units: Sequence,
+    collate: Callable,
+    names: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    chunk_size: int = 256,
+) -> None:
     """Fill unit.ref_logps[name] with the reference's response log-prob of each row block:
     `collate` stacks a group's rows block by block (e.g. all chosen, then all rejected) or lays
     each unit out as one shared-prefix row (objectives/pairwise.block_logps reads both), and

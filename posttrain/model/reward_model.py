@@ -58,34 +58,57 @@ def head_labels(reward: RewardSection, pairwise: bool, init_labels: list[str] | 
     reward.score_attribute names one output to compare, the attributes (or the initial model's)."""
     if not pairwise:
         if not reward.attributes:
-            raise UserError("reward.loss regression needs reward.attributes (the data fields to "
-                            "predict, e.g. [helpfulness, correctness, coherence, complexity, verbosity])")
+            raise UserError(
+                "reward.loss regression needs reward.attributes (the data fields to "
+                "predict, e.g. [helpfulness, correctness, coherence, complexity, verbosity])"
+            )
         return list(reward.attributes)
     if reward.score_attribute is None:
         if len(reward.attributes) > 1:
-            raise UserError("a pairwise reward loss on several reward.attributes needs "
-                            "reward.score_attribute: the output that scores a response")
+            raise UserError(
+                "a pairwise reward loss on several reward.attributes needs "
+                "reward.score_attribute: the output that scores a response"
+            )
         return list(reward.attributes) or [SCALAR_LABEL]
     labels = list(reward.attributes) or init_labels or []
     if reward.score_attribute not in labels:
-        raise UserError(f"reward.score_attribute '{reward.score_attribute}' is not an output of the "
-                        f"head (outputs: {labels or 'none'}); list it in reward.attributes")
+        raise UserError(
+            f"reward.score_attribute '{reward.score_attribute}' is not an output of the "
+            f"head (outputs: {labels or 'none'}); list it in reward.attributes"
+        )
     return labels
 
 
-def load_reward_model(cfg: ModelConfig, labels: list[str], pad_token_id: int, seed: int = 0,
-                      adapter: AdapterConfig | None = None, reset_head: bool = False,
-                      resume_from: str | Path | None = None):
+def load_reward_model(
+    cfg: ModelConfig,
+    labels: list[str],
+    pad_token_id: int,
+    seed: int = 0,
+    adapter: AdapterConfig | None = None,
+    reset_head: bool = False,
+    resume_from: str | Path | None = None,
+):
     """A sequence-classification model with len(labels) outputs, from a causal LM (fresh head), a
     reward model (its head kept unless reset_head or its size differs), random weights
     (model.init: random) or this run's checkpoint (resume); then the recipe's adapter."""
     adapter = adapter or AdapterConfig()
-    head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                label2id={name: i for i, name in enumerate(labels)}, pad_token_id=pad_token_id)
+    head = dict(
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        pad_token_id=pad_token_id,
+    )
     full_checkpoint = resume_from is not None and not is_adapter_dir(resume_from)
     init_labels = None if full_checkpoint else reward_model_labels(resolve_model_path(cfg.path))
-    loaded = instantiate(cfg, seed, adapter, resume_from, AutoModelForSequenceClassification,
-                         config_extra=head, ignore_mismatched_sizes=True)
+    loaded = instantiate(
+        cfg,
+        seed,
+        adapter,
+        resume_from,
+        AutoModelForSequenceClassification,
+        config_extra=head,
+        ignore_mismatched_sizes=True,
+    )
     model, resume_adapter = loaded.model, loaded.resume_adapter
     _only_the_head_differs(loaded.mismatched, loaded.path)
     if init_labels is not None and (reset_head or len(init_labels) != len(labels)):
@@ -107,9 +130,11 @@ def _only_the_head_differs(mismatched: list, path: str) -> None:
     body = [(key, *shapes) for key, *shapes in mismatched if key.split(".")[0] not in HEAD_NAMES]
     if body:
         key, stored, expected = body[0]
-        raise UserError(f"cannot load model '{path}': the weights do not match config.json ({key} is "
-                        f"{list(stored)} in the weights, {list(expected)} by config.json; "
-                        f"{len(body)} {'tensor differs' if len(body) == 1 else 'tensors differ'})")
+        raise UserError(
+            f"cannot load model '{path}': the weights do not match config.json ({key} is "
+            f"{list(stored)} in the weights, {list(expected)} by config.json; "
+            f"{len(body)} {'tensor differs' if len(body) == 1 else 'tensors differ'})"
+        )
 
 
 def score_head(model) -> nn.Linear:
@@ -147,8 +172,13 @@ class RewardScores(nn.Module):
         self.model = model
         self._no_split_modules = getattr(model, "_no_split_modules", None)  # FSDP auto-wrapping
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None, score_at: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+        score_at: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scores of each row; or, in the shared-prefix layout (data/shared_prefix.py), of each
         response at score_at's (row, column): the body runs once with the segment mask and the
         head only at those positions."""
@@ -157,8 +187,9 @@ class RewardScores(nn.Module):
         classifier = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         body = getattr(classifier, classifier.base_model_prefix)
         mask = segment_attention_mask(segment_ids, classifier.dtype)
-        hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state
+        hidden = body(
+            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
         return classifier.score(hidden[score_at[:, 0], score_at[:, 1]]).float()
 
 
@@ -189,8 +220,7 @@ def load_reward_model_dir(path: str, dtype: str | None = None):
         kwargs["num_labels"] = _adapter_head_outputs(path)
     tokenizer = load_tokenizer(path if (Path(path) / "tokenizer_config.json").is_file() else base)
     with loading_errors(base, "reward model"):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, pad_token_id=tokenizer.pad_token_id, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(base, pad_token_id=tokenizer.pad_token_id, **kwargs)
     if adapter:
         model = load_adapter(model, path, trainable=False).merge_and_unload()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -209,9 +239,11 @@ def require_reward_head(model_dir: str) -> None:
     if not directory.is_dir():
         return  # a hub id: from_pretrained reports what it finds
     if not any(name.endswith(REWARD_HEADS) for name in tensor_shapes(directory)):
-        raise UserError(f"{model_dir}: no reward head (score.weight) in its weights: not a reward model "
-                        "(a plain causal LM would be scored through a randomly initialised head); "
-                        "train one with `posttrain reward`")
+        raise UserError(
+            f"{model_dir}: no reward head (score.weight) in its weights: not a reward model "
+            "(a plain causal LM would be scored through a randomly initialised head); "
+            "train one with `posttrain reward`"
+        )
 
 
 def _adapter_head_outputs(adapter_dir: str) -> int:

@@ -35,9 +35,11 @@ def use_shared_prefix(model, wanted: bool) -> bool:
     """preference.shared_prefix where the attention backend can take the mask, else (said once
     in the log) the one-row-per-response layout."""
     if wanted and not supports_segment_mask(model):
-        logger.warning("preference.shared_prefix: attention backend '%s' cannot take the shared-prefix "
-                       "mask; scoring chosen and rejected as separate rows (sdpa or eager share the prompt)",
-                       attention_backend(model))
+        logger.warning(
+            "preference.shared_prefix: attention backend '%s' cannot take the shared-prefix "
+            "mask; scoring chosen and rejected as separate rows (sdpa or eager share the prompt)",
+            attention_backend(model),
+        )
         return False
     return wanted
 
@@ -46,14 +48,19 @@ def use_segment_packing(model, wanted: bool, stage: str) -> bool:
     """data.pack for a stage that packs by segment mask (KTO, GRPO/PPO scoring) where the attention
     backend can take the mask, else (said once in the log) one row per example."""
     if wanted and not supports_segment_mask(model):
-        logger.warning("data.pack: attention backend '%s' cannot take the segment mask; %s scores one "
-                       "example per row (sdpa or eager pack)", attention_backend(model), stage)
+        logger.warning(
+            "data.pack: attention backend '%s' cannot take the segment mask; %s scores one "
+            "example per row (sdpa or eager pack)",
+            attention_backend(model),
+            stage,
+        )
         return False
     return bool(wanted)
 
 
-def segment_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype,
-                           per_unit: int = SEGMENTS_PER_PAIR) -> torch.Tensor:
+def segment_attention_mask(
+    segment_ids: torch.Tensor, dtype: torch.dtype, per_unit: int = SEGMENTS_PER_PAIR
+) -> torch.Tensor:
     """[B, 1, T, T] additive mask from [B, T] segment ids (per_unit * unit + block, as collated):
     causal, same unit, and prefix-or-same-segment (padding, -1, is a segment of its own). Every
     query sees at least itself, so no row is fully masked. For MASKABLE_BACKENDS only (callers
@@ -63,5 +70,4 @@ def segment_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype,
     query, key = segment_ids[:, :, None], segment_ids[:, None, :]
     pair_prefix = torch.div(query, per_unit, rounding_mode="floor") * per_unit
     allowed = (causal & ((key == query) | ((key == pair_prefix) & (query >= 0))))[:, None]
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)

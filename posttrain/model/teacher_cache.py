@@ -32,13 +32,26 @@ def _loss_positions(ex: Example) -> int:
 
 
 @torch.no_grad()
-def write_topk_cache(teacher, examples: Sequence[Example], directory: str | Path, k: int,
-                     temperature: float, identity: str, pad_id: int, batch_size: int = 16,
-                     chunk_size: int = 256) -> Path:
+def write_topk_cache(
+    teacher,
+    examples: Sequence[Example],
+    directory: str | Path,
+    k: int,
+    temperature: float,
+    identity: str,
+    pad_id: int,
+    batch_size: int = 16,
+    chunk_size: int = 256,
+) -> Path:
     """Compute the cache (or keep a matching one) and return its directory."""
     directory = Path(directory)
-    meta = {"teacher": identity, "k": k, "temperature": temperature, "examples": len(examples),
-            "positions": sum(_loss_positions(ex) for ex in examples)}
+    meta = {
+        "teacher": identity,
+        "k": k,
+        "temperature": temperature,
+        "examples": len(examples),
+        "positions": sum(_loss_positions(ex) for ex in examples),
+    }
     if (directory / "meta.json").is_file() and json.loads((directory / "meta.json").read_text()) == meta:
         return directory
     tmp = directory.with_name(directory.name + ".tmp")
@@ -51,12 +64,12 @@ def write_topk_cache(teacher, examples: Sequence[Example], directory: str | Path
     device, head, row = next(teacher.parameters()).device, teacher.get_output_embeddings(), 0
     bar = progress_bar(len(examples), desc="teacher top-k")
     for start in range(0, len(examples), batch_size):
-        mb = collate_padded(list(examples[start:start + batch_size]), pad_id)
+        mb = collate_padded(list(examples[start : start + batch_size]), pad_id)
         hidden = loss_hidden(teacher, mb["input_ids"].to(device), mb["labels"].to(device))[0]
         for c in range(0, hidden.shape[0], chunk_size):
-            top = scaled_logprobs(head(hidden[c:c + chunk_size]), temperature).topk(k, dim=-1)
+            top = scaled_logprobs(head(hidden[c : c + chunk_size]), temperature).topk(k, dim=-1)
             n = top.values.shape[0]
-            ids[row:row + n], logps[row:row + n] = top.indices.cpu().numpy(), top.values.cpu().numpy()
+            ids[row : row + n], logps[row : row + n] = top.indices.cpu().numpy(), top.values.cpu().numpy()
             row += n
         bar.update(min(batch_size, len(examples) - start))
     bar.close()

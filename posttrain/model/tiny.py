@@ -26,10 +26,24 @@ TINY_VERSION = "v1"  # bump when the build changes, so caches rebuild
 # vocab_size is the BPE training target; the generated corpus saturates below it, and the model's
 # vocabulary is the tokenizer's actual size (no unused embedding rows).
 TINY_PRESETS: dict[str, dict] = {
-    "default": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                    intermediate_size=688, vocab_size=4096, max_position_embeddings=512),
-    "test": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, vocab_size=1024, max_position_embeddings=256),
+    "default": dict(
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=688,
+        vocab_size=4096,
+        max_position_embeddings=512,
+    ),
+    "test": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=1024,
+        max_position_embeddings=256,
+    ),
 }
 
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
@@ -86,21 +100,33 @@ def train_tokenizer(vocab_size: int, max_length: int, seed: int) -> PreTrainedTo
     from posttrain.data.chat import LLAMA3_CHAT_TEMPLATE
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),  # arithmetic: one token per digit
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),  # arithmetic: one token per digit
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(tokenizer_corpus(seed), trainer)
     # Like Llama-3's tokenizer: tokenizer(text) prepends BOS; add_special_tokens=False does not.
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))])
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+    )
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
         extra_special_tokens=[HEADER_START, HEADER_END, EOT],
-        model_max_length=max_length, clean_up_tokenization_spaces=False)
+        model_max_length=max_length,
+        clean_up_tokenization_spaces=False,
+    )
     wrapped.chat_template = LLAMA3_CHAT_TEMPLATE
     return wrapped
 
@@ -112,12 +138,19 @@ def _model(preset: dict, tokenizer: PreTrainedTokenizerFast, seed: int) -> Llama
 
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in (BOS, EOS, PAD, EOT)}
     config = LlamaConfig(  # Llama-3-8B's choices: untied embeddings, rope_theta 500000, eps 1e-5
-        **{**preset, "vocab_size": len(tokenizer)}, tie_word_embeddings=False, rope_theta=500000.0,
-        rms_norm_eps=1e-5, bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD])
+        **{**preset, "vocab_size": len(tokenizer)},
+        tie_word_embeddings=False,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        bos_token_id=ids[BOS],
+        eos_token_id=ids[EOS],
+        pad_token_id=ids[PAD],
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(  # stop on end-of-text and end-of-turn, like Llama-3
-        bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[EOT]], pad_token_id=ids[PAD])
+        bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[EOT]], pad_token_id=ids[PAD]
+    )
     return model
 
 

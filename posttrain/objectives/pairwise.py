@@ -41,8 +41,9 @@ def block_logps(policy, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torc
     (input_ids, labels, **layout) to token log-probs [B, T]."""
     ids, labels = mb["input_ids"], mb["labels"]
     if "segment_ids" not in mb:  # LOGO's synthetic positions come with their own mask and ids
-        return sequence_logps(policy(ids, labels, position_ids=mb.get("position_ids"),
-                                     attention_mask=mb.get("attention_mask")), labels)
+        return sequence_logps(
+            policy(ids, labels, position_ids=mb.get("position_ids"), attention_mask=mb.get("attention_mask")), labels
+        )
     segments = mb["segment_ids"]
     token_logps = policy(ids, labels, position_ids=mb["position_ids"], segment_ids=segments)
     pair, block = segments // SEGMENTS_PER_PAIR, segments % SEGMENTS_PER_PAIR
@@ -68,15 +69,22 @@ class PairwiseObjective:
         blocks = 3 if self.spec.needs_reference_sample else 2
         sample, extra = slice(2 * n, 3 * n), slice(blocks * n, None)  # extra: LOGO's rejected 2..M
         batch = PairLogps(
-            policy_chosen_logps=logps[:n], policy_rejected_logps=logps[n : 2 * n],
-            ref_chosen_logps=mb.get("ref_chosen"), ref_rejected_logps=mb.get("ref_rejected"),
-            chosen_lengths=lengths[:n], rejected_lengths=lengths[n : 2 * n],
+            policy_chosen_logps=logps[:n],
+            policy_rejected_logps=logps[n : 2 * n],
+            ref_chosen_logps=mb.get("ref_chosen"),
+            ref_rejected_logps=mb.get("ref_rejected"),
+            chosen_lengths=lengths[:n],
+            rejected_lengths=lengths[n : 2 * n],
             policy_ref_sample_logps=logps[sample] if self.spec.needs_reference_sample else None,
             ref_ref_sample_logps=mb.get("ref_ref_sample"),
-            old_chosen_logps=mb.get("ref_chosen"), old_rejected_logps=mb.get("ref_rejected"),
-            chosen_scores=mb.get("chosen_score"), rejected_scores=mb.get("rejected_score"),
-            extra_rejected_logps=logps[extra], extra_rejected_lengths=lengths[extra],
-            extra_rejected_pair=mb.get("extra_rejected_pair"))
+            old_chosen_logps=mb.get("ref_chosen"),
+            old_rejected_logps=mb.get("ref_rejected"),
+            chosen_scores=mb.get("chosen_score"),
+            rejected_scores=mb.get("rejected_score"),
+            extra_rejected_logps=logps[extra],
+            extra_rejected_lengths=lengths[extra],
+            extra_rejected_pair=mb.get("extra_rejected_pair"),
+        )
         out = self.spec.fn(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)
 
@@ -125,7 +133,11 @@ class UnpairedObjective:
     def loss(self, policy, mb: dict[str, torch.Tensor]):
         if self.z0 is None:
             raise RuntimeError("UnpairedObjective.prepare_step must run before loss (it estimates z0)")
-        batch = UnpairedLogps(policy_logps=example_logps(policy, mb, mismatched=False), ref_logps=mb["ref_matched"],
-                              desirable=mb["desirable"], kl_reference_point=self.z0)
+        batch = UnpairedLogps(
+            policy_logps=example_logps(policy, mb, mismatched=False),
+            ref_logps=mb["ref_matched"],
+            desirable=mb["desirable"],
+            kl_reference_point=self.z0,
+        )
         out = kto(batch, self.cfg)
         return out.losses.sum(), summed_statistics(out)

@@ -47,8 +47,7 @@ KlKind = Literal["k1", "k3"]
 Aggregation = Literal["sequence_mean", "token", "dr_grpo"]
 
 
-def group_advantages(rewards: torch.Tensor, kind: AdvantageKind = "group_std",
-                     eps: float = 1e-4) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, kind: AdvantageKind = "group_std", eps: float = 1e-4) -> torch.Tensor:
     """rewards [P, G] (P prompts, G completions each) -> advantages [P, G]; see the module doc."""
     if rewards.dim() != 2:
         raise UserError(f"rewards must be [prompts, group_size], got shape {tuple(rewards.shape)}")
@@ -74,8 +73,9 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return rewards - others
 
 
-def clipped_surrogate(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
-                      eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_surrogate(
+    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token (loss -min(rho*A, clip(rho)*A), clipped?) for logps/old_logps [B, T] and A [B]
     (one advantage per completion) or [B, T] (one per token: PPO with GAE).
     `clipped` marks the tokens where the clipped branch is the minimum (its gradient is zero)."""
@@ -97,8 +97,9 @@ def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, kind: KlKind = "k3
     raise UserError(f"unknown KL estimator {kind!r}; choose k1 or k3")
 
 
-def aggregate(token_values: torch.Tensor, mask: torch.Tensor, mode: Aggregation,
-              max_length: int | None = None) -> torch.Tensor:
+def aggregate(
+    token_values: torch.Tensor, mask: torch.Tensor, mode: Aggregation, max_length: int | None = None
+) -> torch.Tensor:
     """The sum over loss units of [B, T] values on mask: per-sequence token means summed over
     sequences (sequence_mean), the plain sum over tokens (token), or per-sequence token sums
     divided by the constant max_length, summed over sequences (dr_grpo)."""
@@ -123,11 +124,20 @@ def _stats_mode(mode: Aggregation) -> Aggregation:
     return "sequence_mean" if mode == "dr_grpo" else mode
 
 
-def policy_gradient_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
-                         mask: torch.Tensor, *, eps_low: float, eps_high: float,
-                         aggregation: Aggregation, kl_coef: float = 0.0,
-                         ref_logps: torch.Tensor | None = None, kl_kind: KlKind = "k3",
-                         max_length: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def policy_gradient_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    eps_low: float,
+    eps_high: float,
+    aggregation: Aggregation,
+    kl_coef: float = 0.0,
+    ref_logps: torch.Tensor | None = None,
+    kl_kind: KlKind = "k3",
+    max_length: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(summed unit loss, summed per-unit stats kl and clip_fraction) of the clipped objective
     with an optional KL penalty beta * k(pi, ref) added per token (GRPO adds it to the loss rather
     than to the reward as PPO-RLHF does). max_length: dr_grpo's constant divisor."""
@@ -159,8 +169,17 @@ class PolicyGradientObjective:
     Logged per loss unit: every `stat/` value, kl, clip_fraction, and entropy, approximated by
     the sampled tokens' -log pi (an unbiased estimate of the per-token entropy at temperature 1)."""
 
-    def __init__(self, *, eps_low: float, eps_high: float, aggregation: Aggregation,
-                 kl_coef: float, kl_kind: KlKind, ignore_index: int = -100, max_length: int | None = None):
+    def __init__(
+        self,
+        *,
+        eps_low: float,
+        eps_high: float,
+        aggregation: Aggregation,
+        kl_coef: float,
+        kl_kind: KlKind,
+        ignore_index: int = -100,
+        max_length: int | None = None,
+    ):
         self.eps_low, self.eps_high, self.aggregation = eps_low, eps_high, aggregation
         self.kl_coef, self.kl_kind, self.ignore_index = kl_coef, kl_kind, ignore_index
         self.max_length = max_length  # dr_grpo's divisor: the sampler's max_new_tokens
@@ -173,9 +192,18 @@ class PolicyGradientObjective:
         logps = rollout_forward(policy, mb)  # one row per completion, or their shared-prefix layout
         old = mb["old_logps"] if "old_logps" in mb else logps.detach()
         loss, stats = policy_gradient_loss(
-            logps, old, mb["advantages"], mask, eps_low=self.eps_low, eps_high=self.eps_high,
-            aggregation=self.aggregation, kl_coef=self.kl_coef, ref_logps=mb.get("ref_logps"),
-            kl_kind=self.kl_kind, max_length=self.max_length)
+            logps,
+            old,
+            mb["advantages"],
+            mask,
+            eps_low=self.eps_low,
+            eps_high=self.eps_high,
+            aggregation=self.aggregation,
+            kl_coef=self.kl_coef,
+            ref_logps=mb.get("ref_logps"),
+            kl_kind=self.kl_kind,
+            max_length=self.max_length,
+        )
         stats["entropy"] = aggregate(-logps.detach(), mask.to(logps.dtype), _stats_mode(self.aggregation))
         lengths = mask.sum(-1).to(logps.dtype)
         for key, values in mb.items():

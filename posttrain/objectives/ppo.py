@@ -35,8 +35,9 @@ from posttrain.objectives.policy_gradient import (
 )
 
 
-def kl_penalised_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor | None,
-                         mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+def kl_penalised_rewards(
+    scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor | None, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
     """[B, T] per-token rewards: -kl_coef * (logps - ref_logps) on response tokens (none when
     ref_logps is None), plus scores [B] on each row's last response token."""
     mask = mask.to(logps.dtype)
@@ -50,8 +51,9 @@ def kl_penalised_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: t
     return rewards
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(advantages, returns) [B, T] by generalised advantage estimation over each row's response
     tokens; zero outside the mask. The value after the last response token is 0 (episode end)."""
     mask = mask.to(values.dtype)
@@ -80,8 +82,9 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, reduce_s
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
-def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                       clip: float) -> torch.Tensor:
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float
+) -> torch.Tensor:
     """Per-token 0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2): the value may not
     gain by moving more than c from the value the rollout was scored with."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
@@ -94,9 +97,19 @@ class PPOObjective:
     holds input_ids, labels, token_advantages, returns, old_values, old_logps [B, T] (and
     ref_logps when the KL is a loss term) and `stat/<name>` [B] per-completion statistics."""
 
-    def __init__(self, *, eps_low: float, eps_high: float, aggregation: Aggregation, vf_coef: float,
-                 value_clip: float, kl_coef: float = 0.0, kl_kind: KlKind = "k3", ignore_index: int = -100,
-                 max_length: int | None = None):
+    def __init__(
+        self,
+        *,
+        eps_low: float,
+        eps_high: float,
+        aggregation: Aggregation,
+        vf_coef: float,
+        value_clip: float,
+        kl_coef: float = 0.0,
+        kl_kind: KlKind = "k3",
+        ignore_index: int = -100,
+        max_length: int | None = None,
+    ):
         self.eps_low, self.eps_high, self.aggregation = eps_low, eps_high, aggregation
         self.max_length = max_length  # dr_grpo's constant divisor (grpo.max_new_tokens)
         self.vf_coef, self.value_clip = vf_coef, value_clip
@@ -108,15 +121,18 @@ class PPOObjective:
     def loss(self, policy, mb: dict[str, torch.Tensor]):
         mask = (mb["labels"] != self.ignore_index).to(torch.float32)
         logps, values = rollout_forward(policy, mb)  # one row per completion, or the shared-prefix layout
-        policy_loss, clipped = clipped_surrogate(logps, mb["old_logps"], mb["token_advantages"],
-                                                 self.eps_low, self.eps_high)
+        policy_loss, clipped = clipped_surrogate(
+            logps, mb["old_logps"], mb["token_advantages"], self.eps_low, self.eps_high
+        )
         value_loss = clipped_value_loss(values, mb["old_values"], mb["returns"], self.value_clip)
         token_loss = policy_loss + self.vf_coef * value_loss
-        stats = {"clip_fraction": aggregate(clipped.float(), mask, self.aggregation, self.max_length).detach(),
-                 "value_loss": aggregate(value_loss.detach(), mask, self.aggregation, self.max_length),
-                 "policy_loss": aggregate(policy_loss.detach(), mask, self.aggregation, self.max_length),
-                 "value": aggregate(values.detach(), mask, self.aggregation, self.max_length),
-                 "entropy": aggregate(-logps.detach(), mask, self.aggregation, self.max_length)}
+        stats = {
+            "clip_fraction": aggregate(clipped.float(), mask, self.aggregation, self.max_length).detach(),
+            "value_loss": aggregate(value_loss.detach(), mask, self.aggregation, self.max_length),
+            "policy_loss": aggregate(policy_loss.detach(), mask, self.aggregation, self.max_length),
+            "value": aggregate(values.detach(), mask, self.aggregation, self.max_length),
+            "entropy": aggregate(-logps.detach(), mask, self.aggregation, self.max_length),
+        }
         if self.kl_coef > 0 and "ref_logps" in mb:
             kl = kl_estimate(logps, mb["ref_logps"], self.kl_kind)
             token_loss = token_loss + self.kl_coef * kl

@@ -89,8 +89,14 @@ class PreferenceConfig:
         _check(0 <= self.label_noise < 0.5, f"label_noise must be in [0, 0.5), got {self.label_noise}")
         _check(self.gamma is None or self.gamma_beta_ratio is None, "set gamma or gamma_beta_ratio, not both")
         _check(self.rebel_eta > 0, f"rebel_eta must be > 0, got {self.rebel_eta}")
-        for name in ("cpo_nll_weight", "orpo_lambda", "selm_alpha", "kto_desirable_weight", "kto_undesirable_weight",
-                     "logo_sft_weight"):
+        for name in (
+            "cpo_nll_weight",
+            "orpo_lambda",
+            "selm_alpha",
+            "kto_desirable_weight",
+            "kto_undesirable_weight",
+            "logo_sft_weight",
+        ):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
@@ -136,13 +142,15 @@ def _averaged(batch: PairLogps, chosen: Tensor, rejected: Tensor, loss: str) -> 
     return chosen / _need(batch, "chosen_lengths", loss), rejected / _need(batch, "rejected_lengths", loss)
 
 
-def _output(losses: Tensor, chosen_reward: Tensor, rejected_reward: Tensor, batch: PairLogps,
-            **extra: Tensor) -> PreferenceOutput:
+def _output(
+    losses: Tensor, chosen_reward: Tensor, rejected_reward: Tensor, batch: PairLogps, **extra: Tensor
+) -> PreferenceOutput:
     """Detach the statistics and add the policy log-probs (a falling logp_pi(y_w) is likelihood
     displacement, worth logging every step)."""
     stats = {"logps_chosen": batch.policy_chosen_logps, "logps_rejected": batch.policy_rejected_logps, **extra}
-    return PreferenceOutput(losses, chosen_reward.detach(), rejected_reward.detach(),
-                            {k: v.detach() for k, v in stats.items()})
+    return PreferenceOutput(
+        losses, chosen_reward.detach(), rejected_reward.detach(), {k: v.detach() for k, v in stats.items()}
+    )
 
 
 def _dpo_family(batch: PairLogps, cfg: PreferenceConfig, losses_of_h, loss: str) -> PreferenceOutput:
@@ -162,8 +170,9 @@ def conservative(batch: PairLogps, cfg: PreferenceConfig) -> PreferenceOutput:
     label smoothing e = cfg.label_smoothing, the labels being flipped with probability e:
     loss = -(1-e) log sigma(beta*h) - e log sigma(-beta*h). e = 0 is DPO."""
     e = cfg.label_smoothing
-    return _dpo_family(batch, cfg, lambda h: -(1 - e) * F.logsigmoid(cfg.beta * h) - e * F.logsigmoid(-cfg.beta * h),
-                       "conservative")
+    return _dpo_family(
+        batch, cfg, lambda h: -(1 - e) * F.logsigmoid(cfg.beta * h) - e * F.logsigmoid(-cfg.beta * h), "conservative"
+    )
 
 
 def robust(batch: PairLogps, cfg: PreferenceConfig) -> PreferenceOutput:
@@ -350,7 +359,11 @@ def summed_statistics(output: PreferenceOutput) -> dict[str, Tensor]:
     """Batch sums (scalars) of the rewards, the margin chosen - rejected, the accuracy
     [chosen > rejected] and every extra statistic, for a loop that divides by the step's pair count."""
     margins = output.chosen_rewards - output.rejected_rewards
-    stats = {"rewards_chosen": output.chosen_rewards, "rewards_rejected": output.rejected_rewards,
-             "rewards_margin": margins, "rewards_accuracy": (margins > 0).to(margins.dtype), **output.extra}
+    stats = {
+        "rewards_chosen": output.chosen_rewards,
+        "rewards_rejected": output.rejected_rewards,
+        "rewards_margin": margins,
+        "rewards_accuracy": (margins > 0).to(margins.dtype),
+        **output.extra,
+    }
     return {name: value.sum() for name, value in stats.items()}
-

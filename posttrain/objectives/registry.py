@@ -51,47 +51,120 @@ class RewardLossSpec:
     paper: str
 
 
-def _pref(name: str, fn: Callable[..., po.PreferenceOutput], paper: str, hyperparameters: tuple[str, ...], *,
-          reference: bool = True, lengths: bool = False, sample: bool = False, paired: bool = True,
-          rewards: bool = False) -> LossSpec:
-    return LossSpec(name=name, fn=fn, needs_reference=reference, length_normalised=lengths,
-                    needs_reference_sample=sample, paired=paired, needs_rewards=rewards, paper=paper,
-                    hyperparameters=hyperparameters)
+def _pref(
+    name: str,
+    fn: Callable[..., po.PreferenceOutput],
+    paper: str,
+    hyperparameters: tuple[str, ...],
+    *,
+    reference: bool = True,
+    lengths: bool = False,
+    sample: bool = False,
+    paired: bool = True,
+    rewards: bool = False,
+) -> LossSpec:
+    return LossSpec(
+        name=name,
+        fn=fn,
+        needs_reference=reference,
+        length_normalised=lengths,
+        needs_reference_sample=sample,
+        paired=paired,
+        needs_rewards=rewards,
+        paper=paper,
+        hyperparameters=hyperparameters,
+    )
 
 
 _PREFERENCE_SPECS = (
     _pref("sigmoid", po.sigmoid, "Rafailov et al. 2023, DPO", ("beta",)),
     _pref("robust", po.robust, "Chowdhury et al. 2024, Provably Robust DPO (rDPO)", ("beta", "label_noise")),
-    _pref("conservative", po.conservative, "Mitchell 2023, A note on DPO with noisy preferences (cDPO)",
-          ("beta", "label_smoothing")),
+    _pref(
+        "conservative",
+        po.conservative,
+        "Mitchell 2023, A note on DPO with noisy preferences (cDPO)",
+        ("beta", "label_smoothing"),
+    ),
     _pref("hinge", po.hinge, "Zhao et al. 2023, SLiC-HF", ("beta",)),
-    _pref("ipo", po.ipo, "Azar et al. 2024, A General Theoretical Paradigm to Understand Learning from Human "
-          "Preferences (IPO)", ("beta", "ipo_average_logps")),
+    _pref(
+        "ipo",
+        po.ipo,
+        "Azar et al. 2024, A General Theoretical Paradigm to Understand Learning from Human Preferences (IPO)",
+        ("beta", "ipo_average_logps"),
+    ),
     _pref("dpo_norm", po.dpo_norm, "Lambert et al. 2024, Tulu 3 (length-normalised DPO)", ("beta",), lengths=True),
-    _pref("simpo", po.simpo, "Meng et al. 2024, SimPO", ("beta", "gamma", "gamma_beta_ratio"),
-          reference=False, lengths=True),
-    _pref("cpo", po.cpo, "Xu et al. 2024, Contrastive Preference Optimization (CPO)", ("beta", "cpo_nll_weight"),
-          reference=False, lengths=True),
-    _pref("logo", po.logo, "Tang et al. 2024, LOGO (several rejected responses per prompt)",
-          ("beta", "gamma", "gamma_beta_ratio", "logo_sft_weight"), reference=False, lengths=True),
+    _pref(
+        "simpo",
+        po.simpo,
+        "Meng et al. 2024, SimPO",
+        ("beta", "gamma", "gamma_beta_ratio"),
+        reference=False,
+        lengths=True,
+    ),
+    _pref(
+        "cpo",
+        po.cpo,
+        "Xu et al. 2024, Contrastive Preference Optimization (CPO)",
+        ("beta", "cpo_nll_weight"),
+        reference=False,
+        lengths=True,
+    ),
+    _pref(
+        "logo",
+        po.logo,
+        "Tang et al. 2024, LOGO (several rejected responses per prompt)",
+        ("beta", "gamma", "gamma_beta_ratio", "logo_sft_weight"),
+        reference=False,
+        lengths=True,
+    ),
     _pref("orpo", po.orpo, "Hong et al. 2024, ORPO", ("orpo_lambda",), reference=False, lengths=True),
-    _pref("selm", po.selm, "Zhang et al. 2024, Self-Exploring Language Models (SELM)", ("beta", "selm_alpha"),
-          sample=True),
+    _pref(
+        "selm", po.selm, "Zhang et al. 2024, Self-Exploring Language Models (SELM)", ("beta", "selm_alpha"), sample=True
+    ),
     _pref("rebel", po.rebel, "Gao et al. 2024, REBEL", ("rebel_eta",), reference=False, rewards=True),
-    _pref("kto", po.kto, "Ethayarajh et al. 2024, KTO", ("beta", "kto_desirable_weight", "kto_undesirable_weight"),
-          paired=False),
+    _pref(
+        "kto",
+        po.kto,
+        "Ethayarajh et al. 2024, KTO",
+        ("beta", "kto_desirable_weight", "kto_undesirable_weight"),
+        paired=False,
+    ),
 )
 PREFERENCE_LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in _PREFERENCE_SPECS}
 
 _REWARD_SPECS = (
-    RewardLossSpec(name="bradley_terry", fn=rm.bradley_terry, pairwise=True, needs_margins=False,
-                   needs_strengths=False, paper="Bradley & Terry 1952; Ouyang et al. 2022 (InstructGPT)"),
-    RewardLossSpec(name="bt_margin", fn=rm.bt_margin, pairwise=True, needs_margins=True,
-                   needs_strengths=False, paper="Touvron et al. 2023, Llama 2"),
-    RewardLossSpec(name="scaled_bt", fn=rm.scaled_bt, pairwise=True, needs_margins=False,
-                   needs_strengths=True, paper="Wang et al. 2024, HelpSteer2-Preference"),
-    RewardLossSpec(name="regression", fn=rm.regression, pairwise=False, needs_margins=False,
-                   needs_strengths=False, paper="Dong et al. 2023, SteerLM; Wang et al. 2024, HelpSteer2"),
+    RewardLossSpec(
+        name="bradley_terry",
+        fn=rm.bradley_terry,
+        pairwise=True,
+        needs_margins=False,
+        needs_strengths=False,
+        paper="Bradley & Terry 1952; Ouyang et al. 2022 (InstructGPT)",
+    ),
+    RewardLossSpec(
+        name="bt_margin",
+        fn=rm.bt_margin,
+        pairwise=True,
+        needs_margins=True,
+        needs_strengths=False,
+        paper="Touvron et al. 2023, Llama 2",
+    ),
+    RewardLossSpec(
+        name="scaled_bt",
+        fn=rm.scaled_bt,
+        pairwise=True,
+        needs_margins=False,
+        needs_strengths=True,
+        paper="Wang et al. 2024, HelpSteer2-Preference",
+    ),
+    RewardLossSpec(
+        name="regression",
+        fn=rm.regression,
+        pairwise=False,
+        needs_margins=False,
+        needs_strengths=False,
+        paper="Dong et al. 2023, SteerLM; Wang et al. 2024, HelpSteer2",
+    ),
 )
 REWARD_LOSSES: dict[str, RewardLossSpec] = {spec.name: spec for spec in _REWARD_SPECS}
 
@@ -135,6 +208,8 @@ def loss_table_markdown() -> str:
         params = ", ".join(f"`{p}`" for p in spec.hyperparameters)
         rows.append(f"| `{spec.name}` | {spec.paper} | {_reference_cell(spec)} | {params} |")
     for reward_spec in REWARD_LOSSES.values():
-        rows.append(f"| `{reward_spec.name}` (reward model) | {reward_spec.paper} | no | "
-                    f"{_reward_hyperparameters(reward_spec)} |")
+        rows.append(
+            f"| `{reward_spec.name}` (reward model) | {reward_spec.paper} | no | "
+            f"{_reward_hyperparameters(reward_spec)} |"
+        )
     return "\n".join(rows) + "\n"

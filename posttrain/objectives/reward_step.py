@@ -31,8 +31,12 @@ class PairwiseRewardObjective:
         layout = {k: mb[k] for k in ("position_ids", "segment_ids", "score_at") if k in mb}
         scores = policy(mb["input_ids"], **layout)[:, self.score_index]
         n = scores.shape[0] // 2
-        batch = ScorePairs(chosen_scores=scores[:n], rejected_scores=scores[n:],
-                           margins=mb.get("margins"), strengths=mb.get("strengths"))
+        batch = ScorePairs(
+            chosen_scores=scores[:n],
+            rejected_scores=scores[n:],
+            margins=mb.get("margins"),
+            strengths=mb.get("strengths"),
+        )
         out = self.spec.fn(batch)
         return out.losses.sum(), {name: values.sum() for name, values in out.extra.items()}
 
@@ -43,6 +47,5 @@ class RegressionRewardObjective:
 
     def loss(self, policy, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         predicted = policy(mb["input_ids"])
-        out = regression(AttributeScores(predicted=predicted, target=mb["targets"],
-                                         mask=mb["attribute_mask"]))
+        out = regression(AttributeScores(predicted=predicted, target=mb["targets"], mask=mb["attribute_mask"]))
         return out.losses.sum(), {"absolute_error": out.extra["absolute_error"].sum()}

@@ -51,8 +51,10 @@ def attention_options(config, names: list[str]) -> list[int]:
         elif match and int(match[1]) >= 1 and parent % int(match[1]) == 0 and int(match[1]) <= parent:
             kv = int(match[1])
         else:
-            raise UserError(f"alternatives.attention: unknown alternative '{name}'; use kvN (N divides "
-                            f"the parent's {parent} KV heads) or noop")
+            raise UserError(
+                f"alternatives.attention: unknown alternative '{name}'; use kvN (N divides "
+                f"the parent's {parent} KV heads) or noop"
+            )
         found += [kv] if kv not in found else []
     return found
 
@@ -68,8 +70,10 @@ def ffn_options(config, names: list[str]) -> list[int]:
         elif match and 1 <= int(match[1]) < 100:
             width = max(1, round(parent * int(match[1]) / 100))
         else:
-            raise UserError(f"alternatives.ffn: unknown alternative '{name}'; use ffnP (P% of the "
-                            f"intermediate channels, 1..99) or noop")
+            raise UserError(
+                f"alternatives.ffn: unknown alternative '{name}'; use ffnP (P% of the "
+                f"intermediate channels, 1..99) or noop"
+            )
         found += [width] if width not in found else []
     return found
 
@@ -152,8 +156,9 @@ class AttentionBranch(nn.Module):
         self.norm, self.attention = norm, attention
 
     def forward(self, hidden_states, position_embeddings=None, attention_mask=None):
-        return self.attention(self.norm(hidden_states), position_embeddings=position_embeddings,
-                              attention_mask=attention_mask)[0]
+        return self.attention(
+            self.norm(hidden_states), position_embeddings=position_embeddings, attention_mask=attention_mask
+        )[0]
 
 
 class FfnBranch(nn.Module):

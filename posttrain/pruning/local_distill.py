@@ -41,13 +41,16 @@ def parent_activations(model, batches: list[torch.Tensor]) -> list[LayerActivati
     acts = [LayerActivations() for _ in layers]
     hooks = []
     for layer, act in zip(layers, acts):
+
         def before(module, args, kwargs, act=act):
             act.inputs.append((args[0] if args else kwargs["hidden_states"]).detach())
             act.kwargs.append({k: kwargs.get(k) for k in ("position_embeddings", "attention_mask")})
 
-        hooks += [layer.register_forward_pre_hook(before, with_kwargs=True),
-                  layer.self_attn.register_forward_hook(lambda m, a, out, act=act: act.attention.append(out[0])),
-                  layer.mlp.register_forward_hook(lambda m, a, out, act=act: act.ffn.append(out))]
+        hooks += [
+            layer.register_forward_pre_hook(before, with_kwargs=True),
+            layer.self_attn.register_forward_hook(lambda m, a, out, act=act: act.attention.append(out[0])),
+            layer.mlp.register_forward_hook(lambda m, a, out, act=act: act.ffn.append(out)),
+        ]
     try:
         for ids in batches:
             model(input_ids=ids, use_cache=False)
@@ -83,8 +86,9 @@ def branch_error(branch: AttentionBranch | FfnBranch, act: LayerActivations) -> 
     return num / max(den, 1e-12)
 
 
-def local_distill(branch: AttentionBranch | FfnBranch, act: LayerActivations, steps: int, lr: float,
-                  seed: int = 0) -> None:
+def local_distill(
+    branch: AttentionBranch | FfnBranch, act: LayerActivations, steps: int, lr: float, seed: int = 0
+) -> None:
     """BLD: Adam on the normalised MSE, one calibration batch a step (cycled in a seeded order).
     This is a regression of one sub-block on cached tensors, not a training run (no tokens, data
     plan or checkpoints), so it does not go through train/loop.py; uptraining does."""
@@ -123,13 +127,20 @@ def kl_to_parent(model, batches: list[torch.Tensor], parent_logps: list[torch.Te
 
 
 @torch.no_grad()
-def score_variants(model, layer_index: int, variants: list[tuple[AttentionBranch, FfnBranch]],
-                   batches: list[torch.Tensor], parent_logps: list[torch.Tensor]) -> list[float]:
+def score_variants(
+    model,
+    layer_index: int,
+    variants: list[tuple[AttentionBranch, FfnBranch]],
+    batches: list[torch.Tensor],
+    parent_logps: list[torch.Tensor],
+) -> list[float]:
     """KL(parent || parent with layer `layer_index` replaced) for each (attention, FFN) variant;
     the layer's own modules are put back afterwards."""
     layer = model.model.layers[layer_index]
-    original = (AttentionBranch(layer.input_layernorm, layer.self_attn),
-                FfnBranch(layer.post_attention_layernorm, layer.mlp))
+    original = (
+        AttentionBranch(layer.input_layernorm, layer.self_attn),
+        FfnBranch(layer.post_attention_layernorm, layer.mlp),
+    )
     scores = []
     try:
         for attention, ffn in variants:

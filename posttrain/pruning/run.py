@@ -50,15 +50,20 @@ def parent_config(path: str):
     with loading_errors(path):
         config = AutoConfig.from_pretrained(resolve_model_path(path))
     if config.model_type != "llama":
-        raise UserError(f"model {path}: model_type '{config.model_type}'; posttrain prune prunes a "
-                        f"Llama causal LM (model_type llama)")
+        raise UserError(
+            f"model {path}: model_type '{config.model_type}'; posttrain prune prunes a "
+            f"Llama causal LM (model_type llama)"
+        )
     return config
 
 
 def variant_choices(config, alternatives) -> list[alt.Choice]:
     """Every (attention, FFN) pair; index 0 is the parent's own block."""
-    return [alt.Choice(kv, width) for kv in alt.attention_options(config, alternatives.attention)
-            for width in alt.ffn_options(config, alternatives.ffn)]
+    return [
+        alt.Choice(kv, width)
+        for kv in alt.attention_options(config, alternatives.attention)
+        for width in alt.ffn_options(config, alternatives.ffn)
+    ]
 
 
 def budgets(recipe: PruneRecipe, config, choices: list[alt.Choice], total_params: int):
@@ -68,10 +73,12 @@ def budgets(recipe: PruneRecipe, config, choices: list[alt.Choice], total_params
     outside_blocks = total_params - params[:, 0].sum()
     smallest = outside_blocks + params.min(axis=1).sum()
     if recipe.budget * total_params < smallest:
-        raise UserError(f"budget {recipe.budget} ({recipe.budget * total_params:.0f} of {total_params} "
-                        f"parameters) is below the smallest choice: {smallest:.0f} parameters (embeddings, "
-                        f"LM head and the cheapest variant of every block), a budget of at least "
-                        f"{math.ceil(1000 * smallest / total_params) / 1000}")
+        raise UserError(
+            f"budget {recipe.budget} ({recipe.budget * total_params:.0f} of {total_params} "
+            f"parameters) is below the smallest choice: {smallest:.0f} parameters (embeddings, "
+            f"LM head and the cheapest variant of every block), a budget of at least "
+            f"{math.ceil(1000 * smallest / total_params) / 1000}"
+        )
     costs, limits = [params], [recipe.budget * total_params - outside_blocks]
     names = [f"budget {recipe.budget} ({recipe.budget * total_params:.0f} of {total_params} parameters)"]
     if recipe.kv_budget is not None:
@@ -87,17 +94,18 @@ def calibration_blocks(recipe: PruneRecipe, tokenizer) -> tuple[list[torch.Tenso
     ensure_chat_template(tokenizer)
     check_sources(recipe.calibration, "conversation")
     stream: list[int] = []
-    examples = [ex for source in recipe.calibration
-                for ex in conversation_examples(tokenizer, source, 1 << 30, "fail")]
+    examples = [ex for source in recipe.calibration for ex in conversation_examples(tokenizer, source, 1 << 30, "fail")]
     for i in torch.randperm(len(examples), generator=torch.Generator().manual_seed(recipe.seed)).tolist():
         stream += list(examples[i].input_ids)
         if len(stream) >= recipe.calibration_tokens:
             break
     n = min(len(stream), recipe.calibration_tokens) // recipe.sequence_length
     if n < 2:
-        raise UserError(f"calibration: {len(stream)} tokens make fewer than 2 blocks of sequence_length "
-                        f"{recipe.sequence_length}; add data or lower sequence_length")
-    blocks = torch.tensor(stream[:n * recipe.sequence_length]).view(n, recipe.sequence_length)
+        raise UserError(
+            f"calibration: {len(stream)} tokens make fewer than 2 blocks of sequence_length "
+            f"{recipe.sequence_length}; add data or lower sequence_length"
+        )
+    blocks = torch.tensor(stream[: n * recipe.sequence_length]).view(n, recipe.sequence_length)
     held = max(1, round(recipe.holdout_fraction * n))
     split = lambda x: list(x.split(recipe.batch_size))  # noqa: E731
     return split(blocks[held:]), split(blocks[:held])
@@ -110,10 +118,14 @@ def layer_variants(layer, config, act, choices: list[alt.Choice], recipe: PruneR
         mlp_inputs = torch.cat([layer.post_attention_layernorm(act.middle(i)) for i in range(len(act.inputs))])
         importance = alt.channel_importance(layer.mlp, mlp_inputs)
     branches = {}
-    for kind, option in sorted({("attention", c.kv_heads) for c in choices} |
-                               {("ffn", c.intermediate_size) for c in choices}):
-        branch = (alt.attention_branch(layer, config, option) if kind == "attention"
-                  else alt.ffn_branch(layer, config, option, importance))
+    for kind, option in sorted(
+        {("attention", c.kv_heads) for c in choices} | {("ffn", c.intermediate_size) for c in choices}
+    ):
+        branch = (
+            alt.attention_branch(layer, config, option)
+            if kind == "attention"
+            else alt.ffn_branch(layer, config, option, importance)
+        )
         before = branch_error(branch, act)
         is_parent = option == (config.num_key_value_heads if kind == "attention" else config.intermediate_size)
         if not is_parent:  # the parent's own sub-block already imitates itself exactly
@@ -130,8 +142,7 @@ def build_library(parent, choices, train, held, recipe: PruneRecipe):
     variants, scores, report = [], [], []
     for index in tqdm(range(len(acts)), desc="local distillation + scoring", unit="layer"):
         layer_report: dict = {}
-        options = layer_variants(parent.model.layers[index], parent.config, acts[index], choices,
-                                 recipe, layer_report)
+        options = layer_variants(parent.model.layers[index], parent.config, acts[index], choices, recipe, layer_report)
         scores.append(score_variants(parent, index, options, held, parent_logps))
         layer_report["kl"] = dict(zip([c.name() for c in choices], scores[-1]))
         variants.append(options)
@@ -172,12 +183,20 @@ def run_prune(recipe: PruneRecipe, out: str | None = None) -> Path:
     model = assemble(parent, config, picked, variants, chosen)
     params = sum(p.numel() for p in model.parameters())
     selected = save_model_dir(out_dir / "selected", model, tokenizer)
-    report = {"parent": recipe.model, "parent_params": total, "params": params, "share": params / total,
-              "blocks": [c.block_config() for c in picked], "layers": layer_report,
-              "selected": str(selected)}
+    report = {
+        "parent": recipe.model,
+        "parent_params": total,
+        "params": params,
+        "share": params / total,
+        "blocks": [c.block_config() for c in picked],
+        "layers": layer_report,
+        "selected": str(selected),
+    }
     write_text_atomically(out_dir / "prune_report.json", json.dumps(report, indent=2))
-    print(f"selected: {params} of {total} parameters ({params / total:.1%}): "
-          + "; ".join(f"layer {i}: {c.name()}" for i, c in enumerate(picked)))
+    print(
+        f"selected: {params} of {total} parameters ({params / total:.1%}): "
+        + "; ".join(f"layer {i}: {c.name()}" for i, c in enumerate(picked))
+    )
     if recipe.uptrain is not None:
         return uptrain(recipe, selected, out_dir)
     return selected

@@ -17,8 +17,9 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from posttrain.errors import UserError
 
 
-def select_variants(scores: np.ndarray, costs: list[np.ndarray], limits: list[float],
-                    names: list[str] | None = None) -> list[int]:
+def select_variants(
+    scores: np.ndarray, costs: list[np.ndarray], limits: list[float], names: list[str] | None = None
+) -> list[int]:
     """The variant index chosen for each layer (rows of `scores`, shape (layers, variants))."""
     scores = np.asarray(scores, dtype=float)
     layers, variants = scores.shape
@@ -26,14 +27,16 @@ def select_variants(scores: np.ndarray, costs: list[np.ndarray], limits: list[fl
     for cost, limit, name in zip(costs, limits, names):
         cheapest = float(np.asarray(cost, dtype=float).min(axis=1).sum())
         if cheapest > limit + 1e-9:
-            raise UserError(f"{name}: budget {limit:.6g} is below the smallest choice ({cheapest:.6g}, "
-                            f"the cheapest variant in every layer)")
+            raise UserError(
+                f"{name}: budget {limit:.6g} is below the smallest choice ({cheapest:.6g}, "
+                f"the cheapest variant in every layer)"
+            )
     one_per_layer = np.kron(np.eye(layers), np.ones((1, variants)))
     constraints = [LinearConstraint(one_per_layer, 1, 1)]
-    constraints += [LinearConstraint(np.asarray(c, dtype=float).reshape(1, -1), -np.inf, limit)
-                    for c, limit in zip(costs, limits)]
-    result = milp(scores.ravel(), constraints=constraints, integrality=np.ones(scores.size),
-                  bounds=Bounds(0, 1))
+    constraints += [
+        LinearConstraint(np.asarray(c, dtype=float).reshape(1, -1), -np.inf, limit) for c, limit in zip(costs, limits)
+    ]
+    result = milp(scores.ravel(), constraints=constraints, integrality=np.ones(scores.size), bounds=Bounds(0, 1))
     if result.status != 0 or result.x is None:
         raise UserError(f"no selection meets every budget together ({result.message})")
     return [int(i) for i in np.round(result.x).reshape(layers, variants).argmax(axis=1)]

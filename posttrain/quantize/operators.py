@@ -75,9 +75,11 @@ def int8(weight: torch.Tensor) -> torch.Tensor:
     return bnb.int8_vectorwise_dequant(q, row_stats).to(weight.dtype)
 
 
-def quantize_state(state: dict[str, torch.Tensor], method: str, bits: int,
-                   group_size: int | None) -> dict[str, torch.Tensor]:
+def quantize_state(
+    state: dict[str, torch.Tensor], method: str, bits: int, group_size: int | None
+) -> dict[str, torch.Tensor]:
     """Every quantisable weight of a state dict through one method; other tensors unchanged."""
+
     def one(w: torch.Tensor) -> torch.Tensor:
         if method == "rtn":
             return rtn(w, bits, group_size)

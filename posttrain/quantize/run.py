@@ -14,9 +14,9 @@ METHODS = ("rtn", "nf4", "int8", "gptq", "awq")
 NF4_BLOCKS = (64, 128, 256, 512, 1024, 2048, 4096)  # bitsandbytes' supported block sizes
 UNAVAILABLE = {
     "gptq": "gptq is not available: no maintained GPTQ library installs beside torch 2.13 (CPU) "
-            "here (gptqmodel needs torch 2.14 and CUDA, llm-compressor pins transformers 5.17); use rtn",
+    "here (gptqmodel needs torch 2.14 and CUDA, llm-compressor pins transformers 5.17); use rtn",
     "awq": "awq is not available: AutoAWQ is archived and needs CUDA kernels, llm-compressor pins "
-           "transformers 5.17; use rtn",
+    "transformers 5.17; use rtn",
 }
 
 
@@ -42,8 +42,9 @@ def check_arguments(method: str, bits: int, group_size: int | None) -> None:
         raise UserError(f"--group-size {group_size}: bitsandbytes nf4 blocks are one of {list(NF4_BLOCKS)}")
 
 
-def quantize_model(model: str, out: str, method: str, bits: int, group_size: int | None,
-                   overwrite: bool = False) -> Path:
+def quantize_model(
+    model: str, out: str, method: str, bits: int, group_size: int | None, overwrite: bool = False
+) -> Path:
     from posttrain.checkpoint.output_dir import check_output_dir, write_output_dir
     from posttrain.checkpoint.weights import model_dir_writer, read_config, read_state_dict
     from posttrain.model.paths import resolve_model_path
@@ -53,9 +54,19 @@ def quantize_model(model: str, out: str, method: str, bits: int, group_size: int
     check_arguments(method, bits, group_size)
     check_output_dir(out, "quantize", [path], overwrite)  # before the weights are read
     state = quantize_state(read_state_dict(path), method, bits, group_size)
-    record = {"method": method, "bits": bits, "group_size": group_size, "source": str(path),
-              "simulated": True, "note": "weights are the dequantised values, stored as floats"}
+    record = {
+        "method": method,
+        "bits": bits,
+        "group_size": group_size,
+        "source": str(path),
+        "simulated": True,
+        "note": "weights are the dequantised values, stored as floats",
+    }
     dtype = read_config(path).get("dtype") or "float32"
-    writer = model_dir_writer(state, path, dtype if dtype in ("float32", "bfloat16", "float16") else "float32",
-                              extra_files={"quantization.json": json.dumps(record, indent=2) + "\n"})
+    writer = model_dir_writer(
+        state,
+        path,
+        dtype if dtype in ("float32", "bfloat16", "float16") else "float32",
+        extra_files={"quantization.json": json.dumps(record, indent=2) + "\n"},
+    )
     return write_output_dir(out, "quantize", [path], overwrite, writer)

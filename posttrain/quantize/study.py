@@ -25,14 +25,22 @@ def study_configs(methods: list[str], bits: list[int], group_size: int | None) -
         for b in bits:
             if method == "nf4" and b != 4 or method == "int8" and b != 8:
                 continue
-            rows.append({"method": method, "bits": b,
-                         "group_size": None if method == "int8" else group_size})
+            rows.append({"method": method, "bits": b, "group_size": None if method == "int8" else group_size})
     return rows
 
 
-def run_study(model: str, text: str, task_data: str, methods: list[str], bits: list[int],
-              group_size: int | None, limit: int | None, batch_size: int,
-              answer: str = "final_number", max_new_tokens: int = 64) -> list[dict]:
+def run_study(
+    model: str,
+    text: str,
+    task_data: str,
+    methods: list[str],
+    bits: list[int],
+    group_size: int | None,
+    limit: int | None,
+    batch_size: int,
+    answer: str = "final_number",
+    max_new_tokens: int = 64,
+) -> list[dict]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -54,8 +62,10 @@ def run_study(model: str, text: str, task_data: str, methods: list[str], bits: l
             check_arguments(c["method"], c["bits"], c["group_size"])
     tokenizer, original = load_tokenizer(path), read_state_dict(path)
     net = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    tasks = [{"name": "perplexity", "kind": "perplexity", "format": "text", "data": text},
-             exact_match_task(task_data, answer, max_new_tokens)]
+    tasks = [
+        {"name": "perplexity", "kind": "perplexity", "format": "text", "data": text},
+        exact_match_task(task_data, answer, max_new_tokens),
+    ]
     rows, bar = [], progress_bar(len(configs) + 1, desc="quantize-study")
     for c in [{"method": "none (fp32)", "bits": 32, "group_size": None}, *configs]:
         bar.update(1)
@@ -63,13 +73,15 @@ def run_study(model: str, text: str, task_data: str, methods: list[str], bits: l
             rows.append({**c, "perplexity": None, "exact_match": None, "note": UNAVAILABLE[c["method"]]})
             continue
         full = c["method"] == "none (fp32)"
-        loaded = net.load_state_dict(original if full else quantize_state(original, c["method"], c["bits"],
-                                                                          c["group_size"]), strict=False)
+        loaded = net.load_state_dict(
+            original if full else quantize_state(original, c["method"], c["bits"], c["group_size"]), strict=False
+        )
         if loaded.unexpected_keys:  # strict=False only tolerates a tied head absent from the files
             raise UserError(f"{path}: weights do not fit its config: {loaded.unexpected_keys[:3]}")
         metrics = evaluate_tasks(net, tokenizer, tasks, limit, batch_size)
-        rows.append({**c, "perplexity": metrics["perplexity/perplexity"],
-                     "exact_match": metrics["exact_match/exact_match"]})
+        rows.append(
+            {**c, "perplexity": metrics["perplexity/perplexity"], "exact_match": metrics["exact_match/exact_match"]}
+        )
     bar.close()
     return rows
 
@@ -80,8 +92,10 @@ def table(rows: list[dict]) -> str:
         if r["perplexity"] is None:
             lines.append(f"| {r['method']} | {r['bits']} | {r['group_size'] or '-'} | not run | not run |")
         else:
-            lines.append(f"| {r['method']} | {r['bits']} | {r['group_size'] or 'row'} | "
-                         f"{r['perplexity']:.3f} | {r['exact_match']:.1%} |")
+            lines.append(
+                f"| {r['method']} | {r['bits']} | {r['group_size'] or 'row'} | "
+                f"{r['perplexity']:.3f} | {r['exact_match']:.1%} |"
+            )
     return "\n".join(lines)
 
 

@@ -36,10 +36,13 @@ CHARTS = (
     # DPO family and KTO (objectives/preference.py)
     ChartSpec("rewards", "Implicit rewards: chosen vs rejected", ("rewards_chosen", "rewards_rejected")),
     ChartSpec("margin", "Reward margin", ("rewards_margin", "margin")),
-    ChartSpec("preference_accuracy", "Preference accuracy (implicit reward ranks chosen first)",
-              ("rewards_accuracy",)),
-    ChartSpec("logps", "Log-probabilities: chosen vs rejected", ("logps_chosen", "logps_rejected", "logps"),
-              "sum of token log-probs"),
+    ChartSpec("preference_accuracy", "Preference accuracy (implicit reward ranks chosen first)", ("rewards_accuracy",)),
+    ChartSpec(
+        "logps",
+        "Log-probabilities: chosen vs rejected",
+        ("logps_chosen", "logps_rejected", "logps"),
+        "sum of token log-probs",
+    ),
     # reward models (objectives/reward_step.py) and GRPO share the name "accuracy"
     ChartSpec("accuracy", "Accuracy (RM: pairs ranked right; GRPO: verified)", ("accuracy",)),
     # GRPO / RLOO (stages/grpo.py; objectives/policy_gradient.py logs each stat/<name> as <name>)
@@ -56,8 +59,7 @@ CHARTS = (
     ChartSpec("memory", "Peak memory", ("peak_cuda_memory_gb", "peak_rss_gb"), "GiB"),
 )
 # Bookkeeping, not curves worth a chart.
-UNCHARTED = {"step_tokens", "tokens_seen", "step_time_s", "desirable", "eval_desirable", "annotated",
-             "eval_annotated"}
+UNCHARTED = {"step_tokens", "tokens_seen", "step_time_s", "desirable", "eval_desirable", "annotated", "eval_annotated"}
 
 
 @dataclass
@@ -125,8 +127,7 @@ def _extra_specs(runs: list[Run]) -> list[ChartSpec]:
 
 TRAIN_STYLES = ("-", ":", "-.", (0, (6, 2, 1, 2)))
 EVAL_MARKERS = ("o", "s", "^", "D")
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#7f7f7f", "#bcbd22")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
 
 
 def _color(index: int) -> str:
@@ -161,8 +162,16 @@ def render_svg(chart: Chart) -> str:
             v = curve.variant
             style = "--" if curve.held_out else TRAIN_STYLES[v % len(TRAIN_STYLES)]
             marker = EVAL_MARKERS[v % len(EVAL_MARKERS)] if curve.held_out and len(steps) <= 30 else None
-            (line,) = ax.plot(steps, values, color=curve.color, linewidth=1.4, label=curve.label,
-                              linestyle=style, marker=marker, markersize=3.5)
+            (line,) = ax.plot(
+                steps,
+                values,
+                color=curve.color,
+                linewidth=1.4,
+                label=curve.label,
+                linestyle=style,
+                marker=marker,
+                markersize=3.5,
+            )
             line.set_gid(f"{chart.spec.id}-curve-{i}")
         ax.set_title(chart.spec.title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
@@ -179,5 +188,5 @@ def render_svg(chart: Chart) -> str:
 
 def _bare_svg(text: str) -> str:
     """The <svg> element alone: no XML prolog or DOCTYPE (meaningless inside HTML), no metadata."""
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     return re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)

@@ -17,16 +17,31 @@ from posttrain.errors import UserError
 
 
 def add_parsers(subparsers) -> None:
-    p = subparsers.add_parser("report", help="an HTML report of runs: curves, evaluations, samples",
-                              description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=__doc__.split("\n\n", 1)[1])
+    p = subparsers.add_parser(
+        "report",
+        help="an HTML report of runs: curves, evaluations, samples",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run or eval output directories")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    p.add_argument("--eval", dest="evals", action="append", default=[], metavar="RUN_DIR=EVAL_DIR",
-                   help="attach an evaluation output directory to a run (repeatable)")
-    p.add_argument("--label", dest="labels", action="append", default=[], metavar="RUN_DIR=NAME",
-                   help="a run's name in the report (default: its directory name)")
+    p.add_argument(
+        "--eval",
+        dest="evals",
+        action="append",
+        default=[],
+        metavar="RUN_DIR=EVAL_DIR",
+        help="attach an evaluation output directory to a run (repeatable)",
+    )
+    p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="RUN_DIR=NAME",
+        help="a run's name in the report (default: its directory name)",
+    )
     p.add_argument("--samples", type=int, default=5, help="samples shown per task and run (default 5)")
     p.add_argument("--title", default="posttrain report")
     p.set_defaults(tool_run=report_command)

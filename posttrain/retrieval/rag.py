@@ -56,8 +56,11 @@ def read_documents(path: str) -> list[dict]:
 
 
 def make_chunks(docs: list[dict], max_words: int) -> list[dict]:
-    return [{"chunk": 0, "doc": doc["id"], "title": doc["title"], "text": piece}
-            for doc in docs for piece in split_chunks(doc["text"], max_words)]
+    return [
+        {"chunk": 0, "doc": doc["id"], "title": doc["title"], "text": piece}
+        for doc in docs
+        for piece in split_chunks(doc["text"], max_words)
+    ]
 
 
 def passage(chunk: dict) -> str:
@@ -81,8 +84,13 @@ def build_index(docs_path: str, out: str | Path, mode: str, max_words: int, embe
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.json").unlink(missing_ok=True)  # the directory is complete again only at the end
     index = VectorIndex(embedder.dim)
-    meta = {"mode": mode, "documents": str(docs_path), "embedding_model": embedder.name,
-            "max_words": max_words, "chunks": len(chunks)}
+    meta = {
+        "mode": mode,
+        "documents": str(docs_path),
+        "embedding_model": embedder.name,
+        "max_words": max_words,
+        "chunks": len(chunks),
+    }
     if mode == "chunks":
         index.add(embedder.encode([passage(c) for c in chunks], show_progress=True), range(len(chunks)))
     else:
@@ -93,8 +101,11 @@ def build_index(docs_path: str, out: str | Path, mode: str, max_words: int, embe
             raise UserError("the question writer wrote no question for any chunk; nothing to index")
         index.add(embedder.encode([q["question"] for q in questions], show_progress=True), range(len(questions)))
         write_atomically(out / "questions.jsonl", "".join(json.dumps(q) + "\n" for q in questions))
-        meta.update(questions=len(questions), chunks_without_questions=sum(not qs for qs in per_chunk),
-                    question_writer=writer.describe())
+        meta.update(
+            questions=len(questions),
+            chunks_without_questions=sum(not qs for qs in per_chunk),
+            question_writer=writer.describe(),
+        )
     write_atomically(out / "chunks.jsonl", "".join(json.dumps(c) + "\n" for c in chunks))
     index.save(out / "index.faiss")
     write_atomically(out / "index.json", json.dumps(meta, indent=2) + "\n")
@@ -118,8 +129,11 @@ class RagIndex:
             raise UserError(f"{path}: not a finished rag index (no index.json); build one with `posttrain rag index`")
         meta = json.loads((path / "index.json").read_text())
         chunks = [json.loads(x) for x in (path / "chunks.jsonl").read_text().splitlines()]
-        questions = ([json.loads(x) for x in (path / "questions.jsonl").read_text().splitlines()]
-                     if meta["mode"] == "quim" else [])
+        questions = (
+            [json.loads(x) for x in (path / "questions.jsonl").read_text().splitlines()]
+            if meta["mode"] == "quim"
+            else []
+        )
         return cls(path, meta, chunks, questions, VectorIndex.load(path / "index.faiss"))
 
     @property
@@ -130,8 +144,9 @@ class RagIndex:
         """The k best distinct chunks per query as (chunk id, cosine), best first. QuIM: a chunk's
         score is that of its best-matching question."""
         if k < 1 or k > self.retrievable:
-            raise UserError(f"k={k}: {self.path} can return {self.retrievable} distinct chunks; "
-                            f"choose 1 <= k <= {self.retrievable}")
+            raise UserError(
+                f"k={k}: {self.path} can return {self.retrievable} distinct chunks; choose 1 <= k <= {self.retrievable}"
+            )
         if self.meta["mode"] == "chunks":
             scores, ids = self.vectors.search(query_vectors, k)
             return [[(int(i), float(s)) for s, i in zip(srow, irow)] for srow, irow in zip(scores, ids)]

@@ -20,8 +20,11 @@ def read_qa(path: str) -> list[dict]:
     rows = []
     for number, row in read_rows(path):
         for field in ("question", "answer"):
-            if not isinstance(row.get(field), (str, int, float)) or isinstance(row.get(field), bool) \
-                    or not str(row[field]).strip():
+            if (
+                not isinstance(row.get(field), (str, int, float))
+                or isinstance(row.get(field), bool)
+                or not str(row[field]).strip()
+            ):
                 raise row_error(path, number, field, "a QA row needs a non-empty question and answer")
         rows.append({**row, "answer": str(row["answer"])})
     if not rows:
@@ -39,8 +42,7 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
-def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, embedding_model,
-                   answerer=None) -> dict:
+def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, embedding_model, answerer=None) -> dict:
     """{mode, questions_scored, no_relevant_chunk, recall@k..., exact_match?} for one index."""
     from posttrain.retrieval.embed import Embedder
     from posttrain.retrieval.rag import RagIndex, recall_at, relevant_chunks
@@ -55,18 +57,24 @@ def evaluate_index(path: str, qa: list[dict], ks: list[int], context_k: int, emb
     scored = [i for i, rel in enumerate(relevant) if rel]
     if not scored:
         raise UserError(f"{path}: no QA pair's evidence is in any chunk of this index (another corpus?)")
-    result = {"mode": index.meta["mode"], "question_writer": index.meta.get("question_writer", {}).get("kind"),
-              "questions_scored": len(scored), "no_relevant_chunk": len(qa) - len(scored)}
+    result = {
+        "mode": index.meta["mode"],
+        "question_writer": index.meta.get("question_writer", {}).get("kind"),
+        "questions_scored": len(scored),
+        "no_relevant_chunk": len(qa) - len(scored),
+    }
     for k in ks:
         result[f"recall@{k}"] = recall_at([retrieved[i] for i in scored], [relevant[i] for i in scored], k)
     if answerer is not None:
         contexts = [[index.chunks[c] for c in r[:context_k]] for r in retrieved]
         answers = answerer(answer_prompts([q["question"] for q in qa], contexts))
-        result["exact_match"] = sum(a is not None and canonical_text(a) == canonical_text(q["answer"])
-                                    for a, q in zip(answers, qa)) / len(qa)
+        result["exact_match"] = sum(
+            a is not None and canonical_text(a) == canonical_text(q["answer"]) for a, q in zip(answers, qa)
+        ) / len(qa)
         result["answer_failures"] = sum(a is None for a in answers)
-        result["answers"] = [{"question": q["question"], "answer": q["answer"], "prediction": a}
-                             for q, a in zip(qa, answers)]
+        result["answers"] = [
+            {"question": q["question"], "answer": q["answer"], "prediction": a} for q, a in zip(qa, answers)
+        ]
     return result
 
 
@@ -80,11 +88,16 @@ def evaluate(args, backend=None) -> int:
     if args.context_k < 1:
         raise UserError(f"--context-k must be >= 1, got {args.context_k}")
     qa = read_qa(args.qa)
+
     def answerer(prompts):
         return answer(backend, args.backend, args.model, prompts, args.batch_size)
-    results = {path: evaluate_index(path, qa, ks, args.context_k, args.embedding_model,
-                                    answerer if backend is not None else None)
-               for path in args.indexes}
+
+    results = {
+        path: evaluate_index(
+            path, qa, ks, args.context_k, args.embedding_model, answerer if backend is not None else None
+        )
+        for path in args.indexes
+    }
     for path, r in results.items():
         cells = [f"recall@{k} {r[f'recall@{k}']:.3f}" for k in ks]
         if "exact_match" in r:

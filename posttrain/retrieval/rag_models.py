@@ -13,12 +13,16 @@ import re
 
 from posttrain.errors import UserError
 
-QUESTION_PROMPT = ("Here is a passage from a document titled \"{title}\":\n\n{text}\n\n"
-                   "Write {n} different questions that this passage answers. Each question must make "
-                   "sense on its own: name the place, person or thing it is about instead of writing "
-                   "'it' or 'the town'. Write one question per line, with no numbering and nothing else.")
-ANSWER_PROMPT = ("Answer the question using only the passages below. Reply with the answer alone, as a "
-                 "short phrase, not a sentence.\n\n{context}\n\nQuestion: {question}")
+QUESTION_PROMPT = (
+    'Here is a passage from a document titled "{title}":\n\n{text}\n\n'
+    "Write {n} different questions that this passage answers. Each question must make "
+    "sense on its own: name the place, person or thing it is about instead of writing "
+    "'it' or 'the town'. Write one question per line, with no numbering and nothing else."
+)
+ANSWER_PROMPT = (
+    "Answer the question using only the passages below. Reply with the answer alone, as a "
+    "short phrase, not a sentence.\n\n{context}\n\nQuestion: {question}"
+)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.):]|Q\d*[.:])\s*")
 
 
@@ -40,8 +44,10 @@ class OracleWriter:
         by_doc = {}
         for doc in docs:
             if not isinstance(doc.get("oracle_questions"), list):
-                raise UserError(f"document {doc['id']}: no oracle_questions list (the oracle writer "
-                                "needs a corpus from `posttrain rag corpus`; otherwise use --model)")
+                raise UserError(
+                    f"document {doc['id']}: no oracle_questions list (the oracle writer "
+                    "needs a corpus from `posttrain rag corpus`; otherwise use --model)"
+                )
             by_doc[doc["id"]] = doc["oracle_questions"]
         return [[q["question"] for q in by_doc[c["doc"]] if q["sentence"] in c["text"]] for c in chunks]
 
@@ -80,8 +86,13 @@ class ModelWriter:
         self.model, self.n, self.batch_size = model, n, batch_size
 
     def describe(self) -> dict:
-        return {"kind": "model", "model": self.model, "backend": self.sampler.backend_name,
-                "questions_per_chunk": self.n, "prompt": QUESTION_PROMPT}
+        return {
+            "kind": "model",
+            "model": self.model,
+            "backend": self.sampler.backend_name,
+            "questions_per_chunk": self.n,
+            "prompt": QUESTION_PROMPT,
+        }
 
     def __call__(self, chunks: list[dict], docs: list[dict], out) -> list[list[str]]:
         import hashlib
@@ -90,30 +101,41 @@ class ModelWriter:
 
         from posttrain.data.jobs import JobSpec, run_job
 
-        items = [_item(c["chunk"], QUESTION_PROMPT.format(title=c["title"], text=c["text"], n=self.n))
-                 for c in chunks]
+        items = [_item(c["chunk"], QUESTION_PROMPT.format(title=c["title"], text=c["text"], n=self.n)) for c in chunks]
         raw = Path(out) / "questions.raw.jsonl"
         prompts_sha = hashlib.sha256(json.dumps(items).encode()).hexdigest()  # other chunks: other job
-        manifest = run_job(items, self.sampler, JobSpec(out=raw, batch_size=self.batch_size, desc="chunks",
-                                                        identity={"command": "rag index", **self.describe(),
-                                                                  "prompts_sha256": prompts_sha}))
+        manifest = run_job(
+            items,
+            self.sampler,
+            JobSpec(
+                out=raw,
+                batch_size=self.batch_size,
+                desc="chunks",
+                identity={"command": "rag index", **self.describe(), "prompts_sha256": prompts_sha},
+            ),
+        )
         if manifest["failures"]:
-            raise UserError(f"{len(manifest['failures'])} chunks got no answer from {self.model} (first: "
-                            f"{manifest['failures'][0]['error']}); rerun to retry them")
+            raise UserError(
+                f"{len(manifest['failures'])} chunks got no answer from {self.model} (first: "
+                f"{manifest['failures'][0]['error']}); rerun to retry them"
+            )
         rows = {r["row"]: r for r in map(json.loads, raw.read_text().splitlines())}
         return [parse_questions(rows[c["chunk"]]["completions"][0]["text"], self.n) for c in chunks]
 
 
 def answer_prompts(questions: list[str], contexts: list[list[dict]]) -> list[str]:
     def context(chunks):
-        return "\n\n".join(f"[{i + 1}] {c['title']}: {c['text']}" if c["title"] else f"[{i + 1}] {c['text']}"
-                           for i, c in enumerate(chunks))
+        return "\n\n".join(
+            f"[{i + 1}] {c['title']}: {c['text']}" if c["title"] else f"[{i + 1}] {c['text']}"
+            for i, c in enumerate(chunks)
+        )
 
     return [ANSWER_PROMPT.format(context=context(c), question=q) for q, c in zip(questions, contexts)]
 
 
-def answer(backend, backend_name: str, model: str, prompts: list[str], batch_size: int,
-           max_new_tokens: int = 32) -> list[str | None]:
+def answer(
+    backend, backend_name: str, model: str, prompts: list[str], batch_size: int, max_new_tokens: int = 32
+) -> list[str | None]:
     """One greedy answer per prompt (None where the request failed after its retries)."""
     from tqdm.auto import tqdm
 

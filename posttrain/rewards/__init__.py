@@ -64,8 +64,11 @@ REGISTRY: dict[str, tuple[Callable, bool, bool]] = {
 }
 # The sample fields a scorer reads: `posttrain score` names a row lacking one before scoring.
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "math": ("reference",), "exact_match": ("reference",), "similarity": ("reference",),
-    "countdown": ("numbers", "target"), "ifeval": ("instruction_id_list",),
+    "math": ("reference",),
+    "exact_match": ("reference",),
+    "similarity": ("reference",),
+    "countdown": ("numbers", "target"),
+    "ifeval": ("instruction_id_list",),
 }
 
 
@@ -82,8 +85,9 @@ def import_function(path: str) -> Callable:
     """`module:function` or `module.function` -> the function."""
     module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attr:
-        raise UserError(f"reward '{path}': not a registered name ({', '.join(REGISTRY)}) "
-                        "nor a dotted path module:function")
+        raise UserError(
+            f"reward '{path}': not a registered name ({', '.join(REGISTRY)}) nor a dotted path module:function"
+        )
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
@@ -125,8 +129,9 @@ class RewardSet:
         self.terms = list(terms)
         # Verifiers parse whatever the model wrote: each call is bounded in time (rewards/bounded.py)
         self.bounded = BoundedCalls(timeout_s)
-        self.in_worker = {t.label: t.verifier and not getattr(t.fn, "batched", None) and can_run_in_worker(t.fn)
-                          for t in self.terms}
+        self.in_worker = {
+            t.label: t.verifier and not getattr(t.fn, "batched", None) and can_run_in_worker(t.fn) for t in self.terms
+        }
 
     @property
     def timeouts(self) -> int:
@@ -136,8 +141,9 @@ class RewardSet:
     def score(self, sample: dict, completion: str) -> dict[str, float]:
         return self.score_all([sample], [completion])[0]
 
-    def score_all(self, samples: Sequence[dict], completions: Sequence[str],
-                  unscored: list[dict[str, str]] | None = None) -> list[dict[str, float]]:
+    def score_all(
+        self, samples: Sequence[dict], completions: Sequence[str], unscored: list[dict[str, str]] | None = None
+    ) -> list[dict[str, float]]:
         """Each completion's raw score per term; batched functions see all completions at once.
         A term's Unscored value becomes NaN; given a list, `unscored` gets per completion
         {label: reason} of those."""
@@ -170,6 +176,7 @@ def build_reward_set(configs: Sequence) -> RewardSet:
     terms = []
     for cfg in configs:
         fn, verifier = reward_function(cfg.name, dict(cfg.options))
-        terms.append(RewardTerm(cfg.label or cfg.name, cfg.weight, fn,
-                                verifier if cfg.verifier is None else cfg.verifier))
+        terms.append(
+            RewardTerm(cfg.label or cfg.name, cfg.weight, fn, verifier if cfg.verifier is None else cfg.verifier)
+        )
     return RewardSet(terms)

@@ -43,8 +43,7 @@ class BoundedCalls:
         self.timeouts = 0  # calls scored TIMEOUT_SCORE because they ran out of time, ever
         self._pool = None
 
-    def map(self, fn: Callable, samples: Sequence[dict], completions: Sequence[str],
-            label: str = "") -> list[float]:
+    def map(self, fn: Callable, samples: Sequence[dict], completions: Sequence[str], label: str = "") -> list[float]:
         scores = []
         for sample, completion in zip(samples, completions):
             pending = self._worker().apply_async(_call, (fn, sample, completion))
@@ -53,9 +52,14 @@ class BoundedCalls:
             except multiprocessing.TimeoutError:
                 self._restart()
                 self.timeouts += 1
-                log.warning("verifier timeout: reward '%s' did not return within %gs; the completion "
-                            "is scored %g (%d verifier timeouts so far)", label, self.timeout_s,
-                            TIMEOUT_SCORE, self.timeouts)
+                log.warning(
+                    "verifier timeout: reward '%s' did not return within %gs; the completion "
+                    "is scored %g (%d verifier timeouts so far)",
+                    label,
+                    self.timeout_s,
+                    TIMEOUT_SCORE,
+                    self.timeouts,
+                )
                 scores.append(TIMEOUT_SCORE)
         return scores
 

@@ -52,8 +52,11 @@ def code_reward(timeout_s: float = 5.0, memory_mb: int = 512, workers: int = 4, 
         verdicts = run_programs([program_for(s, c) for s, c in zip(samples, completions)], limits, workers)
         if outcomes:
             with lock, Path(outcomes).open("a", encoding="utf-8") as f:
-                f.writelines(json.dumps({"task_id": sample.get("task_id"), "reward": float(verdict.passed),
-                                        **verdict.to_json()}) + "\n" for sample, verdict in zip(samples, verdicts))
+                f.writelines(
+                    json.dumps({"task_id": sample.get("task_id"), "reward": float(verdict.passed), **verdict.to_json()})
+                    + "\n"
+                    for sample, verdict in zip(samples, verdicts)
+                )
         return [float(v.passed) for v in verdicts]
 
     def reward(sample: dict, completion: str) -> float:

@@ -76,7 +76,7 @@ def assert_program(setup: str, code: str, tests: Sequence[str]) -> str:
     return f"{setup}\n{code}\n" + "\n".join(tests) + "\n"
 
 
-_PLUS_CHECK = '''
+_PLUS_CHECK = """
 import copy as _copy, json as _json, math as _math
 
 def _same(got, want, atol):
@@ -96,16 +96,18 @@ for _index, _args in enumerate(_json.loads({inputs!r})):
     _want = _reference[{entry!r}](*_copy.deepcopy(_args))
     _got = _candidate[{entry!r}](*_copy.deepcopy(_args))
     assert _same(_got, _want, _atol), f"extra input {{_index}}: expected {{_want!r}}, got {{_got!r}}"
-'''
+"""
 
 
 def plus_program(reference: str, candidate: str, entry_point: str, inputs: list, atol: float) -> str:
-    return _PLUS_CHECK.format(reference=reference, candidate=candidate, entry=entry_point,
-                              inputs=json.dumps(inputs), atol=atol or 1e-6)
+    return _PLUS_CHECK.format(
+        reference=reference, candidate=candidate, entry=entry_point, inputs=json.dumps(inputs), atol=atol or 1e-6
+    )
 
 
 def run_programs(programs: Sequence[str | None], limits: Limits, workers: int = 4) -> list[Outcome]:
     """Each program's outcome, run `workers` at a time (each in its own sandbox); None: no tests."""
+
     def one(program: str | None) -> Outcome:
         return NO_TESTS if program is None else outcome_of(run_python(program, limits))
 
@@ -116,5 +118,10 @@ def run_programs(programs: Sequence[str | None], limits: Limits, workers: int = 
 def isolation_summary(limits: Limits) -> dict:
     """What the sandbox could isolate here (one trivial run): for results.json."""
     probe = run_python("pass", limits)
-    return {**probe.isolation, "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
-            "processes": limits.processes, "file_mb": limits.file_mb}
+    return {
+        **probe.isolation,
+        "timeout_s": limits.timeout_s,
+        "memory_mb": limits.memory_mb,
+        "processes": limits.processes,
+        "file_mb": limits.file_mb,
+    }

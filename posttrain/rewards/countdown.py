@@ -13,8 +13,12 @@ from collections import Counter
 from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 200
-_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
+_OPERATORS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
 _SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _CANDIDATE = re.compile(r"[\d\s+\-*/().]+")
 _TAGGED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -96,9 +100,11 @@ def problem(rng: random.Random, count: int | None = None, low: int = 1, high: in
             return {"numbers": numbers, "target": int(built[1]), "solution": built[0]}
 
 
-PROMPT = ("Using the numbers {numbers_text}, write an arithmetic expression that equals {target}. "
-          "You may use +, -, *, / and parentheses, and each number at most once. "
-          "Answer with the expression only.")
+PROMPT = (
+    "Using the numbers {numbers_text}, write an arithmetic expression that equals {target}. "
+    "You may use +, -, *, / and parentheses, and each number at most once. "
+    "Answer with the expression only."
+)
 
 
 def rows(n: int, seed: int) -> list[dict]:
@@ -108,6 +114,12 @@ def rows(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         p = problem(rng)
         numbers_text = ", ".join(map(str, p["numbers"]))
-        out.append({**p, "numbers_text": numbers_text, "reference": str(p["target"]),
-                    "prompt": PROMPT.format(numbers_text=numbers_text, target=p["target"])})
+        out.append(
+            {
+                **p,
+                "numbers_text": numbers_text,
+                "reference": str(p["target"]),
+                "prompt": PROMPT.format(numbers_text=numbers_text, target=p["target"]),
+            }
+        )
     return out

@@ -54,16 +54,21 @@ class _Scorer:
         )
 
         model, tokenizer = load_model_and_tokenizer(path, dtype)
-        self.backend = HFBackend(model, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),
-                                 show_progress=False)
+        self.backend = HFBackend(
+            model, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer), show_progress=False
+        )
         self.prompter, self.prefix = Prompter(tokenizer, self.backend.is_chat), prefix
 
     def logprobs(self, samples: Sequence[dict], completions: Sequence[str]) -> list[tuple[float, int]]:
         from posttrain.generation.backend import LoglikelihoodRequest
 
-        requests = [LoglikelihoodRequest(self.prompter.encode(self._messages(s["prompt"])),
-                                         self.prompter.continuation_ids(c) or [self.backend.pad_id])
-                    for s, c in zip(samples, completions)]
+        requests = [
+            LoglikelihoodRequest(
+                self.prompter.encode(self._messages(s["prompt"])),
+                self.prompter.continuation_ids(c) or [self.backend.pad_id],
+            )
+            for s, c in zip(samples, completions)
+        ]
         return [(r.logprob, r.n_tokens) for r in self.backend.loglikelihood(requests)]
 
     def _messages(self, prompt) -> list[dict]:
@@ -74,9 +79,15 @@ class _Scorer:
         return ([{"role": "system", "content": merged}] if merged else []) + turns
 
 
-def density_ratio(strong: str | None = None, weak: str | None = None, strong_system: str | None = None,
-                  exemplars: str | None = None, length_normalise: bool = False, batch_size: int = 8,
-                  dtype: str = "float32") -> Callable:
+def density_ratio(
+    strong: str | None = None,
+    weak: str | None = None,
+    strong_system: str | None = None,
+    exemplars: str | None = None,
+    length_normalise: bool = False,
+    batch_size: int = 8,
+    dtype: str = "float32",
+) -> Callable:
     """A scorer returning log p_strong(y|x') - log p_weak(y|x) (per token with length_normalise)."""
     if not strong or not weak:
         raise UserError("scorer 'density_ratio' needs options: strong=<model dir>, weak=<model dir>")
@@ -87,8 +98,9 @@ def density_ratio(strong: str | None = None, weak: str | None = None, strong_sys
 
     def batched(samples: Sequence[dict], completions: Sequence[str]) -> list[float]:
         out = []
-        for (s, ns), (w, nw) in zip(strong_scorer.logprobs(samples, completions),
-                                    weak_scorer.logprobs(samples, completions)):
+        for (s, ns), (w, nw) in zip(
+            strong_scorer.logprobs(samples, completions), weak_scorer.logprobs(samples, completions)
+        ):
             out.append(s / ns - w / nw if length_normalise else s - w)
         return out
 

@@ -33,8 +33,11 @@ def canonical_number(text: str) -> str | None:
         value = Decimal(text.replace(",", "").replace("$", "").strip())
     except InvalidOperation:
         return None
-    if not value.is_finite() or len(value.as_tuple().digits) > MAX_NUMBER_DIGITS \
-            or abs(value.adjusted()) > MAX_NUMBER_DIGITS:
+    if (
+        not value.is_finite()
+        or len(value.as_tuple().digits) > MAX_NUMBER_DIGITS
+        or abs(value.adjusted()) > MAX_NUMBER_DIGITS
+    ):
         return None
     if value == value.to_integral_value():
         return str(int(value))
@@ -104,8 +107,13 @@ def get_extractor(kind: str, pattern: str | None = None) -> Callable[[str], str 
         return regex_extractor(pattern)
     from posttrain.rewards.countdown import extract_expression
 
-    table = {"final_number": final_number, "boxed": boxed, "choice_letter": choice_letter,
-             "text": whole_text, "countdown": extract_expression}
+    table = {
+        "final_number": final_number,
+        "boxed": boxed,
+        "choice_letter": choice_letter,
+        "text": whole_text,
+        "countdown": extract_expression,
+    }
     if kind not in table:
         raise UserError(f"unknown extract '{kind}'; choose one of {sorted([*table, 'regex'])}")
     return table[kind]

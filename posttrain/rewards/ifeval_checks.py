@@ -105,32 +105,40 @@ def _count_word(text: str, word: str) -> int:
 
 CHECKS: dict[str, Check] = {
     "keywords:existence": lambda r, keywords: all(re.search(re.escape(k), r, re.IGNORECASE) for k in keywords),
-    "keywords:frequency": lambda r, keyword, frequency, relation: _compare(_count_word(r, keyword), relation, frequency),
+    "keywords:frequency": lambda r, keyword, frequency, relation: _compare(
+        _count_word(r, keyword), relation, frequency
+    ),
     "keywords:forbidden_words": lambda r, forbidden_words: not any(_count_word(r, w) for w in forbidden_words),
-    "keywords:letter_frequency": lambda r, letter, let_frequency, let_relation:
-        _compare(r.lower().count(letter.lower()), let_relation, let_frequency),
+    "keywords:letter_frequency": lambda r, letter, let_frequency, let_relation: _compare(
+        r.lower().count(letter.lower()), let_relation, let_frequency
+    ),
     "length_constraints:number_words": lambda r, num_words, relation: _compare(len(words(r)), relation, num_words),
-    "length_constraints:number_sentences": lambda r, num_sentences, relation:
-        _compare(len(sentences(r)), relation, num_sentences),
+    "length_constraints:number_sentences": lambda r, num_sentences, relation: _compare(
+        len(sentences(r)), relation, num_sentences
+    ),
     "length_constraints:number_paragraphs": number_paragraphs,
     "length_constraints:nth_paragraph_first_word": nth_paragraph_first_word,
-    "detectable_content:number_placeholders": lambda r, num_placeholders:
-        len(re.findall(r"\[.*?\]", r)) >= num_placeholders,
+    "detectable_content:number_placeholders": lambda r, num_placeholders: (
+        len(re.findall(r"\[.*?\]", r)) >= num_placeholders
+    ),
     "detectable_content:postscript": postscript,
     "detectable_format:number_bullet_lists": bullet_lists,
     "detectable_format:constrained_response": lambda r: any(
-        option in r for option in ("My answer is yes.", "My answer is no.", "My answer is maybe.")),
+        option in r for option in ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+    ),
     "detectable_format:number_highlighted_sections": highlighted_sections,
     "detectable_format:multiple_sections": multiple_sections,
     "detectable_format:json_format": json_format,
     "detectable_format:title": lambda r: any(t.strip() for t in re.findall(r"<<([^\n]+)>>", r)),
     "combination:two_responses": two_responses,
-    "combination:repeat_prompt": lambda r, prompt_to_repeat:
-        r.strip().lower().startswith(prompt_to_repeat.strip().lower()),
+    "combination:repeat_prompt": lambda r, prompt_to_repeat: (
+        r.strip().lower().startswith(prompt_to_repeat.strip().lower())
+    ),
     "startend:end_checker": lambda r, end_phrase: r.strip().lower().endswith(end_phrase.strip().lower()),
     "startend:quotation": lambda r: len(r.strip()) > 1 and r.strip()[0] == '"' and r.strip()[-1] == '"',
-    "change_case:capital_word_frequency": lambda r, capital_frequency, capital_relation:
-        _compare(len(re.findall(r"\b[A-Z][A-Z0-9]*\b", r)), capital_relation, capital_frequency),
+    "change_case:capital_word_frequency": lambda r, capital_frequency, capital_relation: _compare(
+        len(re.findall(r"\b[A-Z][A-Z0-9]*\b", r)), capital_relation, capital_frequency
+    ),
     "change_case:english_capital": lambda r: r == r.upper() and any(c.isalpha() for c in r),
     "change_case:english_lowercase": lambda r: r == r.lower() and any(c.isalpha() for c in r),
     "punctuation:no_comma": lambda r: "," not in r,

@@ -31,16 +31,20 @@ assistant gave to the user instruction below. {rubric}
 
 Rate the response on a scale of 1 to 10. Answer with one number from 1 to 10."""
 
-DEFAULT_RUBRIC = ("Consider helpfulness, relevance, accuracy, depth and level of detail. Length alone "
-                  "must not influence your rating.")
+DEFAULT_RUBRIC = (
+    "Consider helpfulness, relevance, accuracy, depth and level of detail. Length alone must not influence your rating."
+)
 GRADES = [str(k) for k in range(1, 11)]
 MODES = ("single", "pairwise")
 
 
 def _instruction(sample: dict) -> str:
     messages = sample["prompt"]
-    return messages if isinstance(messages, str) else next(
-        (m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return (
+        messages
+        if isinstance(messages, str)
+        else next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    )
 
 
 def _open_judge(model: str, api_model: str, api_key_env: str | None, batch_size: int, timeout_s: float):
@@ -55,13 +59,22 @@ def _open_judge(model: str, api_model: str, api_key_env: str | None, batch_size:
     )
 
     loaded, tokenizer = load_model_and_tokenizer(model)
-    return LocalJudge(HFBackend(loaded, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer),
-                                show_progress=False))
+    return LocalJudge(
+        HFBackend(loaded, tokenizer, batch_size, is_chat=has_own_chat_template(tokenizer), show_progress=False)
+    )
 
 
-def judge_score(model: str | None = None, mode: str = "single", rubric: str | None = None,
-                template: str | None = None, baseline_field: str = "reference", api_model: str = "default",
-                api_key_env: str | None = None, batch_size: int = 8, timeout_s: float = 60.0) -> Callable:
+def judge_score(
+    model: str | None = None,
+    mode: str = "single",
+    rubric: str | None = None,
+    template: str | None = None,
+    baseline_field: str = "reference",
+    api_model: str = "default",
+    api_key_env: str | None = None,
+    batch_size: int = 8,
+    timeout_s: float = 60.0,
+) -> Callable:
     """A scorer asking the judge `model`; see the module docstring for the modes."""
     from posttrain.generation.judge import PAIRWISE_TEMPLATE, load_template
 
@@ -75,22 +88,31 @@ def judge_score(model: str | None = None, mode: str = "single", rubric: str | No
     judge = _open_judge(model, api_model, api_key_env, batch_size, timeout_s)
 
     def single(samples: Sequence[dict], completions: Sequence[str]) -> list[float | Unscored]:
-        prompts = [text.format(instruction=_instruction(s), response=c, rubric=rubric_text)
-                   for s, c in zip(samples, completions)]
-        return [Unscored(r.problem or "no grade") if r.value is None else r.value
-                for r in judge.rate(prompts, GRADES)]
+        prompts = [
+            text.format(instruction=_instruction(s), response=c, rubric=rubric_text)
+            for s, c in zip(samples, completions)
+        ]
+        return [Unscored(r.problem or "no grade") if r.value is None else r.value for r in judge.rate(prompts, GRADES)]
 
     def pairwise(samples: Sequence[dict], completions: Sequence[str]) -> list[float | Unscored]:
         baselines = [str(s[baseline_field]) for s in samples]
-        first = [text.format(instruction=_instruction(s), output_a=c, output_b=b)
-                 for s, c, b in zip(samples, completions, baselines)]
-        swapped = [text.format(instruction=_instruction(s), output_a=b, output_b=c)
-                   for s, c, b in zip(samples, completions, baselines)]
+        first = [
+            text.format(instruction=_instruction(s), output_a=c, output_b=b)
+            for s, c, b in zip(samples, completions, baselines)
+        ]
+        swapped = [
+            text.format(instruction=_instruction(s), output_a=b, output_b=c)
+            for s, c, b in zip(samples, completions, baselines)
+        ]
         probs = judge.choose(first + swapped, ["A", "B"])
         n = len(completions)
         # both orders are needed for the position bias to cancel: one unanswered leaves no score
-        return [Unscored("the judge named neither A nor B in one order") if probs[i] is None or probs[n + i] is None
-                else (probs[i][0] + probs[n + i][1]) / 2 for i in range(n)]
+        return [
+            Unscored("the judge named neither A nor B in one order")
+            if probs[i] is None or probs[n + i] is None
+            else (probs[i][0] + probs[n + i][1]) / 2
+            for i in range(n)
+        ]
 
     batched = single if mode == "single" else pairwise
 

@@ -13,8 +13,9 @@ from posttrain.data.chat import tokenize_conversation
 from posttrain.errors import UserError
 
 
-def reward_model_score(path: str | None = None, attribute: int = 0, dtype: str | None = None,
-                       batch_size: int = 16) -> Callable[[dict, str], float]:
+def reward_model_score(
+    path: str | None = None, attribute: int = 0, dtype: str | None = None, batch_size: int = 16
+) -> Callable[[dict, str], float]:
     """A reward function scoring with the reward model saved at `path`."""
     if not path:
         raise UserError("reward 'reward_model' needs options: {path: <reward model directory>}")
@@ -22,14 +23,17 @@ def reward_model_score(path: str | None = None, attribute: int = 0, dtype: str |
 
     model, tokenizer = load_reward_model_dir(path, dtype)
     if not 0 <= attribute < model.config.num_labels:
-        raise UserError(f"reward 'reward_model': attribute {attribute} out of range "
-                        f"(the model has {model.config.num_labels} outputs)")
+        raise UserError(
+            f"reward 'reward_model': attribute {attribute} out of range "
+            f"(the model has {model.config.num_labels} outputs)"
+        )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def batched(samples: Sequence[dict], completions: Sequence[str]) -> list[float]:
-        sequences = [tokenize_conversation(tokenizer, list(sample["prompt"]) +
-                                           [{"role": "assistant", "content": completion}])[0]
-                     for sample, completion in zip(samples, completions)]
+        sequences = [
+            tokenize_conversation(tokenizer, list(sample["prompt"]) + [{"role": "assistant", "content": completion}])[0]
+            for sample, completion in zip(samples, completions)
+        ]
         return score_sequences(model, sequences, pad_id, batch_size)[:, attribute].tolist()
 
     def score(sample: dict, completion: str) -> float:

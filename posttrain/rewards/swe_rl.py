@@ -41,8 +41,9 @@ class BadAnswer(ValueError):
     """An answer outside the format: reward -1."""
 
 
-def similarity(sample: dict, completion: str, mode: Literal["patch", "block"] = "patch",
-               pattern: str = FENCED, tags: bool = True) -> float:
+def similarity(
+    sample: dict, completion: str, mode: Literal["patch", "block"] = "patch", pattern: str = FENCED, tags: bool = True
+) -> float:
     if mode == "block":
         return _block_similarity(sample, completion, pattern)
     if mode != "patch":
@@ -70,9 +71,11 @@ def _block_similarity(sample: dict, completion: str, pattern: str) -> float:
 def _files(sample: dict, field: str) -> dict[str, str]:
     value = sample.get(field)
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise UserError(f"reward 'similarity' (mode patch): each row needs '{field}', a mapping of file "
-                        f"path to file text (code_context: before the change, oracle_new_content: after "
-                        f"the reference change); or use options: {{mode: block}}")
+        raise UserError(
+            f"reward 'similarity' (mode patch): each row needs '{field}', a mapping of file "
+            f"path to file text (code_context: before the change, oracle_new_content: after "
+            f"the reference change); or use options: {{mode: block}}"
+        )
     return value
 
 
@@ -118,6 +121,7 @@ def unified_diff(old: str, new: str) -> str:
 
 def patch_similarity(files: dict[str, str], predicted: dict[str, str], oracle: dict[str, str]) -> float:
     """Mean over the files either side changes of the ratio of their unified diffs."""
+
     def patches(new: dict[str, str]) -> dict[str, str]:
         diffs = {path: unified_diff(files.get(path, ""), text) for path, text in new.items()}
         return {path: diff for path, diff in diffs.items() if diff}
@@ -126,6 +130,8 @@ def patch_similarity(files: dict[str, str], predicted: dict[str, str], oracle: d
     paths = set(ours) | set(theirs)
     if not paths:
         return 0.0
-    ratios = [difflib.SequenceMatcher(None, ours[p], theirs[p], autojunk=False).ratio()
-              if p in ours and p in theirs else 0.0 for p in paths]
+    ratios = [
+        difflib.SequenceMatcher(None, ours[p], theirs[p], autojunk=False).ratio() if p in ours and p in theirs else 0.0
+        for p in paths
+    ]
     return sum(ratios) / len(ratios)

@@ -58,8 +58,11 @@ def enter_namespaces(as_root):
         except OSError:
             continue
         if user:  # map ourselves to root inside, as `unshare -r`, so mounts are allowed
-            for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
-                               ("/proc/self/gid_map", f"0 {gid} 1")):
+            for path, text in (
+                ("/proc/self/setgroups", "deny"),
+                ("/proc/self/uid_map", f"0 {uid} 1"),
+                ("/proc/self/gid_map", f"0 {gid} 1"),
+            ):
                 with open(path, "w") as f:
                     f.write(text)
         return flags
@@ -77,8 +80,11 @@ def confine_writes(workdir):
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(workdir, workdir, None, MS_BIND | MS_REC)
     for point in _mount_points():
-        if point == workdir or point in KEPT_EXACT or any(point == k or point.startswith(k + "/")
-                                                          for k in KEPT_PREFIXES):
+        if (
+            point == workdir
+            or point in KEPT_EXACT
+            or any(point == k or point.startswith(k + "/") for k in KEPT_PREFIXES)
+        ):
             continue
         try:
             locked = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -93,9 +99,13 @@ def start_program(cfg, flags, report_fd):
     """In the program's own process: rlimits, its uid, its directory, then exec."""
     os.close(report_fd)
     limits = cfg["limits"]
-    for name, value in (("RLIMIT_CPU", limits["cpu_s"]), ("RLIMIT_AS", limits["memory_bytes"]),
-                        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NPROC", limits["processes"]),
-                        ("RLIMIT_CORE", 0)):
+    for name, value in (
+        ("RLIMIT_CPU", limits["cpu_s"]),
+        ("RLIMIT_AS", limits["memory_bytes"]),
+        ("RLIMIT_FSIZE", limits["file_bytes"]),
+        ("RLIMIT_NPROC", limits["processes"]),
+        ("RLIMIT_CORE", 0),
+    ):
         hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU first, SIGKILL a second later
         resource.setrlimit(getattr(resource, name), (value, hard))
     if cfg["run_as_uid"] is not None:
@@ -137,8 +147,12 @@ def main():
     report_fd = cfg["report_fd"]
     as_root = os.geteuid() == 0
     flags = enter_namespaces(as_root)
-    isolation = {"network_isolated": bool(flags & CLONE_NEWNET), "pid_isolated": bool(flags & CLONE_NEWPID),
-                 "filesystem_isolated": False, "separate_uid": cfg["run_as_uid"] is not None}
+    isolation = {
+        "network_isolated": bool(flags & CLONE_NEWNET),
+        "pid_isolated": bool(flags & CLONE_NEWPID),
+        "filesystem_isolated": False,
+        "separate_uid": cfg["run_as_uid"] is not None,
+    }
     if flags & CLONE_NEWNS:
         try:
             isolation["filesystem_isolated"] = confine_writes(cfg["workdir"])

@@ -31,8 +31,12 @@ from posttrain.errors import UserError
 LAUNCHER = Path(__file__).with_name("launcher.py")
 OUTPUT_KEPT = 4000  # characters of stdout/stderr kept in a result (the end, where errors are)
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0"}
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONHASHSEED": "0",
+}
 FIRST_PRIVATE_UID = 2_000_000  # far above any real account's uid
 _uid_counter = iter(range(1 << 30))
 _uid_lock = threading.Lock()
@@ -104,8 +108,10 @@ def sandbox_python() -> str:
     for path in candidates:
         if _reachable_by_anyone(Path(path)):
             return path
-    raise UserError(f"sandbox: no Python interpreter that an unprivileged user may run "
-                    f"(tried {', '.join(candidates)}); install python3 system-wide")
+    raise UserError(
+        f"sandbox: no Python interpreter that an unprivileged user may run "
+        f"(tried {', '.join(candidates)}); install python3 system-wide"
+    )
 
 
 def _reachable_by_anyone(path: Path) -> bool:
@@ -117,8 +123,9 @@ def _reachable_by_anyone(path: Path) -> bool:
     return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
 
 
-def run_command(argv: list[str], limits: Limits = Limits(), files: dict[str, str] | None = None,
-                env: dict[str, str] | None = None) -> Result:
+def run_command(
+    argv: list[str], limits: Limits = Limits(), files: dict[str, str] | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Run argv in a fresh directory holding `files` (relative path -> text)."""
     limits.check()
     scratch = Path(tempfile.mkdtemp(prefix="posttrain-sandbox-"))
@@ -130,7 +137,9 @@ def run_command(argv: list[str], limits: Limits = Limits(), files: dict[str, str
         uid = _private_uid() if os.geteuid() == 0 else None
         if uid is not None:
             _chown_tree(workdir, uid)
-        return _launch(argv, limits, workdir, scratch, uid, scrubbed_env(env) | {"HOME": str(workdir), "TMPDIR": str(workdir)})
+        return _launch(
+            argv, limits, workdir, scratch, uid, scrubbed_env(env) | {"HOME": str(workdir), "TMPDIR": str(workdir)}
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -157,14 +166,31 @@ def _chown_tree(root: Path, uid: int) -> None:
 
 def _launch(argv, limits: Limits, workdir: Path, scratch: Path, uid, env) -> Result:
     read_end, write_end = os.pipe()
-    cfg = {"argv": argv, "env": env, "workdir": str(workdir), "run_as_uid": uid, "report_fd": write_end,
-           "limits": {"cpu_s": limits.cpu_s or int(limits.timeout_s) + 1, "memory_bytes": limits.memory_mb << 20,
-                      "file_bytes": limits.file_mb << 20, "processes": limits.processes}}
+    cfg = {
+        "argv": argv,
+        "env": env,
+        "workdir": str(workdir),
+        "run_as_uid": uid,
+        "report_fd": write_end,
+        "limits": {
+            "cpu_s": limits.cpu_s or int(limits.timeout_s) + 1,
+            "memory_bytes": limits.memory_mb << 20,
+            "file_bytes": limits.file_mb << 20,
+            "processes": limits.processes,
+        },
+    }
     out_path, err_path = scratch / "stdout", scratch / "stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, env=BASE_ENV, pass_fds=(write_end,),
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=BASE_ENV,
+            pass_fds=(write_end,),
+            start_new_session=True,
+            close_fds=True,
+        )
     os.close(write_end)
     lines: list[dict] = []
     try:
@@ -218,7 +244,7 @@ def _kill(proc: subprocess.Popen, lines: list[dict]) -> None:
 
 def _tail(path: Path) -> str:
     data = path.read_bytes()
-    return data[-OUTPUT_KEPT * 4:].decode("utf-8", errors="replace")[-OUTPUT_KEPT:]
+    return data[-OUTPUT_KEPT * 4 :].decode("utf-8", errors="replace")[-OUTPUT_KEPT:]
 
 
 def _result(timed_out: bool, ending: dict, stdout: str, stderr: str, isolation: dict) -> Result:

@@ -18,8 +18,16 @@ from pathlib import Path
 from posttrain.errors import UserError
 
 DEFAULT_EVAL_ROOT = Path("runs") / "reward-eval"
-def reward_eval_command(model_dir: str, data: str, batch_size: int = 8, output_dir: str | None = None,
-                        attribute: str | None = None, dtype: str | None = None) -> dict:
+
+
+def reward_eval_command(
+    model_dir: str,
+    data: str,
+    batch_size: int = 8,
+    output_dir: str | None = None,
+    attribute: str | None = None,
+    dtype: str | None = None,
+) -> dict:
     """Accuracy per category, group and overall; returns what results.json holds."""
     from posttrain.config.recipe import SourceConfig
     from posttrain.data.reward import reward_pairs
@@ -40,12 +48,18 @@ def reward_eval_command(model_dir: str, data: str, batch_size: int = 8, output_d
     doc = summary(category_results(categories, chosen, rejected))
     out_dir = Path(output_dir) if output_dir else DEFAULT_EVAL_ROOT / _model_name(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"model": str(model_dir), "data": str(data), "attribute": _label(model, index),
-           "created": datetime.now(UTC).isoformat(timespec="seconds"), **doc}
+    doc = {
+        "model": str(model_dir),
+        "data": str(data),
+        "attribute": _label(model, index),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **doc,
+    }
     (out_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    _write_jsonl(out_dir / "scores.jsonl", [
-        {"category": c, "chosen_score": w, "rejected_score": l}
-        for c, w, l in zip(categories, chosen, rejected)])
+    _write_jsonl(
+        out_dir / "scores.jsonl",
+        [{"category": c, "chosen_score": w, "rejected_score": l} for c, w, l in zip(categories, chosen, rejected)],
+    )
     print(summary_table(doc))
     print(f"wrote {out_dir / 'results.json'}")
     return doc

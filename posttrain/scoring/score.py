@@ -65,8 +65,12 @@ def parse_scorer(spec: str):
         options[key.strip()] = yaml.safe_load(value)
     term = {k: options.pop(k) for k in TERM_KEYS if k in options}
     fn, verifier = reward_function(name, options)
-    return RewardTerm(term.get("label") or name, float(term.get("weight", 1.0)), fn,
-                      bool(term["verifier"]) if "verifier" in term else verifier)
+    return RewardTerm(
+        term.get("label") or name,
+        float(term.get("weight", 1.0)),
+        fn,
+        bool(term["verifier"]) if "verifier" in term else verifier,
+    )
 
 
 def completion_text(value: Any, where: str) -> str:
@@ -98,8 +102,16 @@ def read_scoring_rows(path: str) -> list[dict]:
         except RecordError as err:
             raise row_error(path, number, err.field, err.problem) from None
         texts = [completion_text(c, f"{path}: row {number}: field '{name}[{i}]'") for i, c in enumerate(listed)]
-        items.append({"row": number, "fields": fields, "list_field": name, "messages": record.prompt,
-                      "reference": record.reference, "texts": texts})
+        items.append(
+            {
+                "row": number,
+                "fields": fields,
+                "list_field": name,
+                "messages": record.prompt,
+                "reference": record.reference,
+                "texts": texts,
+            }
+        )
     if not items:
         raise UserError(f"{path}: no rows")
     return items
@@ -114,8 +126,10 @@ def check_inputs(items: list[dict], names: list[str], path: str) -> None:
             for item in items:
                 present = item["reference"] if field == "reference" else item["fields"].get(field)
                 if present is None:
-                    raise UserError(f"{path}: row {item['row']}: scorer '{name}' needs field '{field}'"
-                                    + (" (reference, answer or solution)" if field == "reference" else ""))
+                    raise UserError(
+                        f"{path}: row {item['row']}: scorer '{name}' needs field '{field}'"
+                        + (" (reference, answer or solution)" if field == "reference" else "")
+                    )
 
 
 class ScoreBatch:
@@ -127,8 +141,11 @@ class ScoreBatch:
     def __call__(self, batch: list[dict], index: int):
         from posttrain.data.jobs import BatchOutput
 
-        samples = [{**it["fields"], "prompt": it["messages"], "reference": it["reference"]}
-                   for it in batch for _ in it["texts"]]
+        samples = [
+            {**it["fields"], "prompt": it["messages"], "reference": it["reference"]}
+            for it in batch
+            for _ in it["texts"]
+        ]
         unscored: list[dict[str, str]] = []
         scores = self.reward_set.score_all(samples, [t for it in batch for t in it["texts"]], unscored)
         rows, start = [], 0
@@ -136,19 +153,34 @@ class ScoreBatch:
             mine, why = scores[start : start + len(it["texts"])], unscored[start : start + len(it["texts"])]
             start += len(it["texts"])
             originals = it["fields"][it["list_field"]]
-            completions = [{**(c if isinstance(c, dict) and "text" in c else {"text": t}), **self._scored(s, u)}
-                           for c, t, s, u in zip(originals, it["texts"], mine, why)]
-            rows.append({**{k: v for k, v in it["fields"].items() if k != it["list_field"]},
-                         "completions": completions, "row": it["row"]})
+            completions = [
+                {**(c if isinstance(c, dict) and "text" in c else {"text": t}), **self._scored(s, u)}
+                for c, t, s, u in zip(originals, it["texts"], mine, why)
+            ]
+            rows.append(
+                {
+                    **{k: v for k, v in it["fields"].items() if k != it["list_field"]},
+                    "completions": completions,
+                    "row": it["row"],
+                }
+            )
         return BatchOutput(rows)
 
     def _scored(self, scores: dict[str, float], unscored: dict[str, str]) -> dict:
         """A completion some term could not score gets score None (it enters no pair) and the
         reasons under `unscored`; JSON has no NaN, so such a term's value is written as null."""
         if not unscored:
-            return {"scores": scores, "score": self.reward_set.total(scores), "correct": self.reward_set.correct(scores)}
-        return {"scores": {k: None if k in unscored else v for k, v in scores.items()}, "score": None,
-                "correct": False, "unscored": unscored}
+            return {
+                "scores": scores,
+                "score": self.reward_set.total(scores),
+                "correct": self.reward_set.correct(scores),
+            }
+        return {
+            "scores": {k: None if k in unscored else v for k, v in scores.items()},
+            "score": None,
+            "correct": False,
+            "unscored": unscored,
+        }
 
 
 def count_unscored(rows: list[dict]) -> tuple[dict[str, int], list[str]]:
@@ -160,8 +192,10 @@ def count_unscored(rows: list[dict]) -> tuple[dict[str, int], list[str]]:
     if not unscored:
         return counts, []
     example = next(iter(unscored[0]["unscored"].values()))
-    warning = (f"{len(unscored)} of {len(completions)} completions have no score (score: null, the reason "
-               f"under 'unscored'; first: {example[:160]})")
+    warning = (
+        f"{len(unscored)} of {len(completions)} completions have no score (score: null, the reason "
+        f"under 'unscored'; first: {example[:160]})"
+    )
     return counts, [warning]
 
 
@@ -181,15 +215,27 @@ def make_pairs(rows: list[dict], mode: str, margin: float | None) -> tuple[list[
     out = []
     for group in groups:
         cands = [Candidate(c["score"], c.get("source", r.get("source"))) for r, c in group]
-        found = (margin_pairs(cands, margin) if mode == "margin" else
-                 [p] if (p := (per_source_pair(cands) if mode == "per-source" else best_vs_worst(cands))) else [])
+        found = (
+            margin_pairs(cands, margin)
+            if mode == "margin"
+            else [p]
+            if (p := (per_source_pair(cands) if mode == "per-source" else best_vs_worst(cands)))
+            else []
+        )
         if not found:
             counts[why_no_pair(cands) or ("below_margin" if mode == "margin" else "too_few")] += 1
         for i, j in found:
             (ri, ci), (rj, cj) = group[i], group[j]
-            out.append({"prompt": ri["prompt"], "chosen": _pick(ri, ri["completions"].index(ci)),
-                        "rejected": _pick(rj, rj["completions"].index(cj)),
-                        "chosen_score": ci["score"], "rejected_score": cj["score"], "row": ri["row"]})
+            out.append(
+                {
+                    "prompt": ri["prompt"],
+                    "chosen": _pick(ri, ri["completions"].index(ci)),
+                    "rejected": _pick(rj, rj["completions"].index(cj)),
+                    "chosen_score": ci["score"],
+                    "rejected_score": cj["score"],
+                    "row": ri["row"],
+                }
+            )
     counts["pairs"] = len(out)
     return out, counts
 
@@ -242,9 +288,11 @@ def score_command(args: argparse.Namespace) -> int:
 
     specs, pairs_out, scored_out = list(args.scorer), args.pairs_out, args.out
     if args.model:  # the reward-model form: best-vs-worst pairs to --out
-        specs = specs or [f"reward_model:path={args.model},batch_size={args.batch_size}"
-                          + (f",attribute={_attribute_index(args.model, args.attribute)}" if args.attribute else "")
-                          + (f",dtype={args.dtype}" if args.dtype else "")]
+        specs = specs or [
+            f"reward_model:path={args.model},batch_size={args.batch_size}"
+            + (f",attribute={_attribute_index(args.model, args.attribute)}" if args.attribute else "")
+            + (f",dtype={args.dtype}" if args.dtype else "")
+        ]
         pairs_out, scored_out = pairs_out or args.out, str(Path(args.out).with_suffix(".scored.jsonl"))
     if not specs:
         raise UserError("name at least one scorer: --scorer NAME (e.g. math, reward_model:path=DIR)")
@@ -265,8 +313,10 @@ def score_command(args: argparse.Namespace) -> int:
     if pairs_out or args.pairs:
         pairs, counts = make_pairs(rows, args.pairs or "best-worst", args.margin)
         write_derived(pairs_out or str(Path(scored_out).with_suffix(".pairs.jsonl")), pairs, counts, scored_out)
-        print(f"pairs: {counts['pairs']} written; dropped {counts['ties']} with all scores tied, "
-              f"{counts['too_few']} with fewer than 2 valid completions, {counts['below_margin']} below the margin")
+        print(
+            f"pairs: {counts['pairs']} written; dropped {counts['ties']} with all scores tied, "
+            f"{counts['too_few']} with fewer than 2 valid completions, {counts['below_margin']} below the margin"
+        )
     if args.sft_out:
         sft, counts = rejection_sft(rows, args.sft_mode, args.sft_per_prompt)
         write_derived(args.sft_out, sft, counts, scored_out)

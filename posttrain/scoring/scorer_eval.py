@@ -38,10 +38,13 @@ def read_pairs(path: str) -> list[dict]:
             record = to_record({k: v for k, v in fields.items() if k not in ("chosen", "rejected")}, "prompt")
         except RecordError as err:
             raise row_error(path, number, err.field, err.problem) from None
-        texts = {side: completion_text(fields[side], f"{path}: row {number}: field '{side}'")
-                 for side in ("chosen", "rejected")}
-        pairs.append({"row": number, "fields": fields, "messages": record.prompt,
-                      "reference": record.reference, **texts})
+        texts = {
+            side: completion_text(fields[side], f"{path}: row {number}: field '{side}'")
+            for side in ("chosen", "rejected")
+        }
+        pairs.append(
+            {"row": number, "fields": fields, "messages": record.prompt, "reference": record.reference, **texts}
+        )
     if not pairs:
         raise UserError(f"{path}: no rows")
     return pairs
@@ -50,8 +53,7 @@ def read_pairs(path: str) -> list[dict]:
 def pair_scores(pairs: list[dict], reward_set) -> tuple[list[float], list[float]]:
     """(chosen totals, rejected totals): every response of every pair scored in one call, so a
     batched scorer (reward model, judge, density ratio) sees them all at once."""
-    samples = [{**p["fields"], "prompt": p["messages"], "reference": p["reference"]}
-               for p in pairs for _ in range(2)]
+    samples = [{**p["fields"], "prompt": p["messages"], "reference": p["reference"]} for p in pairs for _ in range(2)]
     completions = [p[side] for p in pairs for side in ("chosen", "rejected")]
     totals = [reward_set.total(s) for s in reward_set.score_all(samples, completions)]
     return totals[0::2], totals[1::2]
@@ -69,15 +71,22 @@ def scorer_reward_eval(data: str, scorer_specs: list[str], output_dir: str | Non
     reward_set = RewardSet([parse_scorer(spec) for spec in scorer_specs])
     chosen, rejected = pair_scores(pairs, reward_set)
     categories = [category_of(p["fields"]) for p in pairs]
-    doc = {"scorers": list(scorer_specs), "data": str(data),
-           "created": datetime.now(UTC).isoformat(timespec="seconds"),
-           **summary(category_results(categories, chosen, rejected))}
+    doc = {
+        "scorers": list(scorer_specs),
+        "data": str(data),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **summary(category_results(categories, chosen, rejected)),
+    }
     out_dir = Path(output_dir) if output_dir else DEFAULT_EVAL_ROOT / _scorer_dir_name(scorer_specs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / "results.json", json.dumps(doc, indent=2) + "\n")
-    write_atomically(out_dir / "scores.jsonl", "".join(
-        json.dumps({"row": p["row"], "category": c, "chosen_score": w, "rejected_score": l}) + "\n"
-        for p, c, w, l in zip(pairs, categories, chosen, rejected)))
+    write_atomically(
+        out_dir / "scores.jsonl",
+        "".join(
+            json.dumps({"row": p["row"], "category": c, "chosen_score": w, "rejected_score": l}) + "\n"
+            for p, c, w, l in zip(pairs, categories, chosen, rejected)
+        ),
+    )
     print(summary_table(doc))
     print(f"wrote {out_dir / 'results.json'}")
     return doc

@@ -82,9 +82,11 @@ def check_teacher(recipe: Recipe) -> None:
         raise UserError("data.pack: distillation trains on padded conversations; set data.pack: false")
     student, teacher = load_tokenizer(recipe.model.path), load_tokenizer(cfg.teacher)
     if student.get_vocab() != teacher.get_vocab():
-        raise UserError(f"distill.teacher {cfg.teacher}: its tokenizer differs from the student's "
-                        f"({len(teacher)} vs {len(student)} tokens or different ids); logit "
-                        f"distillation needs one vocabulary")
+        raise UserError(
+            f"distill.teacher {cfg.teacher}: its tokenizer differs from the student's "
+            f"({len(teacher)} vs {len(student)} tokens or different ids); logit "
+            f"distillation needs one vocabulary"
+        )
 
 
 def _collate(units: list[DistillUnit], pad_id: int, cache: TopkCache | None) -> dict[str, torch.Tensor]:
@@ -103,8 +105,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     def examples(sources):
         check_sources(sources, "conversation")
-        return [ex for s in sources
-                for ex in conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes)]
+        return [ex for s in sources for ex in conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes)]
 
     train = examples(data.sources)
     held = examples(data.eval_sources) if data.eval_sources else []
@@ -114,33 +115,49 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     teacher_model = load_model(ModelConfig(path=cfg.teacher, dtype=recipe.model.dtype)).to(device)
     student_rows = ctx.model.get_output_embeddings().weight.shape[0]
     if teacher_model.get_output_embeddings().weight.shape[0] != student_rows:
-        raise UserError(f"distill.teacher {cfg.teacher}: its LM head has "
-                        f"{teacher_model.get_output_embeddings().weight.shape[0]} rows, the student's "
-                        f"{student_rows}; logit distillation needs one vocabulary")
+        raise UserError(
+            f"distill.teacher {cfg.teacher}: its LM head has "
+            f"{teacher_model.get_output_embeddings().weight.shape[0]} rows, the student's "
+            f"{student_rows}; logit distillation needs one vocabulary"
+        )
     units = [DistillUnit(ex, i) for i, ex in enumerate(train + held)]
     cache = None
     if cfg.top_k:
         identity = hashlib.sha256(str(resolve_model_path(cfg.teacher)).encode()).hexdigest()[:16]
-        cache_dir = write_topk_cache(teacher_model, train + held, ctx.out_dir / "teacher_topk", cfg.top_k,
-                                     cfg.temperature, identity, tok.pad_token_id,
-                                     recipe.train.micro_batch_size, recipe.train.logprob_chunk_size)
+        cache_dir = write_topk_cache(
+            teacher_model,
+            train + held,
+            ctx.out_dir / "teacher_topk",
+            cfg.top_k,
+            cfg.temperature,
+            identity,
+            tok.pad_token_id,
+            recipe.train.micro_batch_size,
+            recipe.train.logprob_chunk_size,
+        )
         cache, teacher = TopkCache(cache_dir), TeacherFromCache()
         del teacher_model  # the cache replaces it: no second model in memory while training
     else:
         teacher = TeacherOnTheFly(teacher_model, cfg.temperature)
     collate = functools.partial(_collate, pad_id=tok.pad_token_id, cache=cache)
-    plan = EpochPlan(units[:len(train)], collate, ctx.layout, recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs)
+    plan = EpochPlan(units[: len(train)], collate, ctx.layout, recipe.seed, recipe.train.max_steps, recipe.train.epochs)
     if cfg.lmbda > 0:
-        backend = HFBackend(ctx.model, tok, batch_size=recipe.train.micro_batch_size, seed=recipe.seed,
-                            show_progress=False)
+        backend = HFBackend(
+            ctx.model, tok, batch_size=recipe.train.micro_batch_size, seed=recipe.seed, show_progress=False
+        )
         plan = OnPolicyMixture(plan, backend, tok.pad_token_id, recipe)
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=DistillPolicy(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok, plan=plan,
+        recipe=recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=DistillPolicy(ctx.model, recipe.train.logprob_chunk_size),
+        tokenizer=tok,
+        plan=plan,
         objective=DistillObjective(teacher, beta_for(cfg.loss, cfg.beta), cfg.temperature),
-        eval_batches=eval_micro_batches(units[len(train):], collate, ctx.layout),
-        extra_eval=generation_eval(recipe.eval, tok, recipe.seed), resume_from=ctx.resume_from)
+        eval_batches=eval_micro_batches(units[len(train) :], collate, ctx.layout),
+        extra_eval=generation_eval(recipe.eval, tok, recipe.seed),
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)
 
 
@@ -163,7 +180,7 @@ class OnPolicyMixture:
         cfg, prompts, ends = self.recipe.distill, [], []
         for ids, labels in zip(mb["input_ids"].tolist(), mb["labels"].tolist()):
             trained = [t for t, label in enumerate(labels) if label != IGNORE]
-            prompts.append(ids[:trained[0]])
+            prompts.append(ids[: trained[0]])
             ends.append(labels[trained[-1]])  # the turn-end token the template closes a response with
         requests = [GenerationRequest(p, cfg.max_new_tokens, temperature=cfg.sample_temperature) for p in prompts]
         completions = self.backend.generate_tokens(requests, seed=self.recipe.seed * 100_003 + step)

@@ -59,15 +59,15 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         loaded = load_sources(sources, "preference", data.on_error, data.max_row_bytes)
         for part in loaded:
             pointless.identical_pairs(part.path, ((r.chosen, r.rejected) for r in part.records))
-        return [p for part in loaded
-                for p in tokenize_pairs(tok, part, max_len, data.on_error, spec.needs_rewards)]
+        return [p for part in loaded for p in tokenize_pairs(tok, part, max_len, data.on_error, spec.needs_rewards)]
 
     train = pairs_of(data.sources)
     held = pairs_of(data.eval_sources) if data.eval_sources else []
     _check_listwise(spec, recipe, train + held)
     if recipe.preference.position_synthesis_length:
-        synthesize_positions(train + held, recipe.preference.position_synthesis_length,
-                             recipe.preference.position_chunks, recipe.seed)
+        synthesize_positions(
+            train + held, recipe.preference.position_synthesis_length, recipe.preference.position_chunks, recipe.seed
+        )
     if not held:
         train, held = split_holdout(train, data.eval_fraction, recipe.seed)
     if spec.needs_reference_sample:
@@ -75,21 +75,30 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     shared = use_shared_prefix(ctx.model, recipe.preference.shared_prefix)
     if data.pack and not shared:
         logger.warning("data.pack: pairs are packed only in the shared-prefix layout; not packing")
-    collate = functools.partial(collate_pairs, pad_id=tok.pad_token_id, shared=shared,
-                                pack_length=max_len if data.pack and shared else None)
+    collate = functools.partial(
+        collate_pairs, pad_id=tok.pad_token_id, shared=shared, pack_length=max_len if data.pack and shared else None
+    )
     if spec.needs_reference or spec.needs_rewards:
         # REBEL's "old policy" (the one that sampled the pairs) is the initial policy here.
-        attach_reference_logps(ctx, train + held, collate, ("chosen", "rejected", "ref_sample"),
-                               ("chosen", "rejected", "ref_sample"))
+        attach_reference_logps(
+            ctx, train + held, collate, ("chosen", "rejected", "ref_sample"), ("chosen", "rejected", "ref_sample")
+        )
     lengths = [len(p) for p in train] if data.group_by_length else None
-    plan = EpochPlan(train, collate, ctx.layout, ctx.recipe.seed, ctx.recipe.train.max_steps,
-                     ctx.recipe.train.epochs, lengths)
+    plan = EpochPlan(
+        train, collate, ctx.layout, ctx.recipe.seed, ctx.recipe.train.max_steps, ctx.recipe.train.epochs, lengths
+    )
     job = loop.TrainJob(
-        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size), tokenizer=tok,
-        plan=plan, objective=PairwiseObjective(spec, cfg),
+        recipe=ctx.recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size),
+        tokenizer=tok,
+        plan=plan,
+        objective=PairwiseObjective(spec, cfg),
         eval_batches=eval_micro_batches(held, collate, ctx.layout),
-        extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed), resume_from=ctx.resume_from)
+        extra_eval=generation_eval(ctx.recipe.eval, tok, ctx.recipe.seed),
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)
 
 
@@ -97,20 +106,28 @@ def _check_listwise(spec, recipe: Recipe, pairs: list[PairExample]) -> None:
     """Several rejected responses per prompt and synthetic positions are LOGO's; other objectives
     would silently drop the extra responses, and reference log-probs are taken at plain positions."""
     if spec.name != "logo" and any(p.more_rejected for p in pairs):
-        raise UserError(f"preference.loss '{spec.name}' takes one rejected response per prompt, but the data "
-                        "gives several (`rejected` as a list): use preference.loss: logo")
+        raise UserError(
+            f"preference.loss '{spec.name}' takes one rejected response per prompt, but the data "
+            "gives several (`rejected` as a list): use preference.loss: logo"
+        )
     if recipe.preference.position_chunks < 1:
         raise UserError(f"preference.position_chunks must be >= 1, got {recipe.preference.position_chunks}")
     if recipe.preference.position_synthesis_length and (spec.needs_reference or spec.needs_rewards):
-        raise UserError(f"preference.position_synthesis_length needs a reference-free loss (logo, simpo, cpo, "
-                        f"orpo), not '{spec.name}'")
+        raise UserError(
+            f"preference.position_synthesis_length needs a reference-free loss (logo, simpo, cpo, "
+            f"orpo), not '{spec.name}'"
+        )
 
 
 def _add_reference_samples(ctx: RunContext, pairs: list[PairExample], max_len: int) -> None:
     """SELM: one response per prompt sampled from the reference policy (the initial model)."""
     p = ctx.recipe.preference
-    gen = GenerationConfig(max_new_tokens=p.sample_max_new_tokens, temperature=p.sample_temperature,
-                           seed=ctx.recipe.seed, batch_size=ctx.recipe.train.micro_batch_size)
+    gen = GenerationConfig(
+        max_new_tokens=p.sample_max_new_tokens,
+        temperature=p.sample_temperature,
+        seed=ctx.recipe.seed,
+        batch_size=ctx.recipe.train.micro_batch_size,
+    )
     model = initial_policy(ctx)
     texts = generate_text(model, ctx.tokenizer, [tokenize_prompt(ctx.tokenizer, x.prompt) for x in pairs], gen)
     for pair, text in zip(pairs, texts):

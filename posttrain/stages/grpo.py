@@ -77,8 +77,10 @@ log = logging.getLogger(__name__)
 def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> dict[str, float]:
     cfg = recipe.grpo
     if recipe.train.grad_accum_steps != 1:
-        raise UserError("grpo: leave train.grad_accum_steps at 1; a step's size is "
-                        "grpo.prompts_per_step x grpo.group_size, cut into train.micro_batch_size rows")
+        raise UserError(
+            "grpo: leave train.grad_accum_steps at 1; a step's size is "
+            "grpo.prompts_per_step x grpo.group_size, cut into train.micro_batch_size rows"
+        )
     rewards = build_reward_set(cfg.rewards)
     pointless.zero_advantages(cfg.group_size, cfg.advantage)
     ctx = start_run(recipe, "grpo", output_dir, resume)
@@ -86,22 +88,35 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     prompts, samples = load_prompts(ctx)
     pointless.rewards_without_reference([term.name for term in cfg.rewards], samples)
     if cfg.prompts_per_step % ctx.accelerator.num_processes:
-        raise UserError(f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
-                        f"the number of processes ({ctx.accelerator.num_processes})")
+        raise UserError(
+            f"grpo.prompts_per_step ({cfg.prompts_per_step}) must be a multiple of "
+            f"the number of processes ({ctx.accelerator.num_processes})"
+        )
     plan = RolloutPlan(ctx, prompts, samples, rewards, reference_model(ctx), rollout_backend(ctx))
     if cfg.algorithm == "ppo":  # the same rollouts, scored per token by a value function
         policy, plan, objective = ppo_parts(ctx, plan)
     else:
         policy = TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size)
         objective = PolicyGradientObjective(
-            eps_low=cfg.clip_eps, eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
-            aggregation=cfg.aggregation, kl_coef=cfg.kl_coef, kl_kind=cfg.kl_estimator, ignore_index=IGNORE,
-            max_length=cfg.max_new_tokens)
+            eps_low=cfg.clip_eps,
+            eps_high=cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
+            aggregation=cfg.aggregation,
+            kl_coef=cfg.kl_coef,
+            kl_kind=cfg.kl_estimator,
+            ignore_index=IGNORE,
+            max_length=cfg.max_new_tokens,
+        )
     job = loop.TrainJob(
-        recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=policy, tokenizer=ctx.tokenizer, plan=plan, objective=objective,
+        recipe=ctx.recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=policy,
+        tokenizer=ctx.tokenizer,
+        plan=plan,
+        objective=objective,
         extra_eval=generation_eval(ctx.recipe.eval, ctx.tokenizer, ctx.recipe.seed),
-        resume_from=ctx.resume_from)
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)
 
 
@@ -117,9 +132,13 @@ def load_prompts(ctx: RunContext) -> tuple[list[list[int]], list[dict]]:
         for number, record in zip(loaded.rows, loaded.records):
             ids = tokenize_prompt(tok, record.prompt)
             if len(ids) > room:
-                problems.add(number, "prompt", f"{len(ids)} tokens leave no room for "
-                             f"grpo.max_new_tokens in {room + ctx.recipe.grpo.max_new_tokens} "
-                             "(raise data.max_length or set data.on_error: skip)")
+                problems.add(
+                    number,
+                    "prompt",
+                    f"{len(ids)} tokens leave no room for "
+                    f"grpo.max_new_tokens in {room + ctx.recipe.grpo.max_new_tokens} "
+                    "(raise data.max_length or set data.on_error: skip)",
+                )
                 continue
             row = {source.columns.get(k, k): v for k, v in raw[number].items()}
             prompts.append(ids)
@@ -142,24 +161,32 @@ def rollout_backend(ctx: RunContext):
     engine in this process that sync_weights keeps equal to the policy."""
     cfg, model_cfg = ctx.recipe.grpo, ctx.recipe.model
     if cfg.backend == "hf":
-        return HFBackend(ctx.model, ctx.tokenizer, batch_size=cfg.generation_batch_size,
-                         seed=ctx.recipe.seed, show_progress=False)
+        return HFBackend(
+            ctx.model, ctx.tokenizer, batch_size=cfg.generation_batch_size, seed=ctx.recipe.seed, show_progress=False
+        )
     if ctx.recipe.train.distributed == "fsdp" and ctx.accelerator.num_processes > 1:
-        raise UserError("grpo.backend: vllm works with one process or DDP, not FSDP-sharded weights; "
-                        "set train.distributed: ddp or grpo.backend: hf")
+        raise UserError(
+            "grpo.backend: vllm works with one process or DDP, not FSDP-sharded weights; "
+            "set train.distributed: ddp or grpo.backend: hf"
+        )
     from posttrain.generation.vllm_backend import VLLMBackend
 
     path = model_cfg.path  # the engine needs a full model: an adapter's base (weights are synced anyway)
-    return VLLMBackend(adapter_base(path) if is_adapter_dir(path) else path, tokenizer=ctx.tokenizer, seed=ctx.recipe.seed,
-                       dtype="auto" if model_cfg.dtype == "float32" else model_cfg.dtype,
-                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+    return VLLMBackend(
+        adapter_base(path) if is_adapter_dir(path) else path,
+        tokenizer=ctx.tokenizer,
+        seed=ctx.recipe.seed,
+        dtype="auto" if model_cfg.dtype == "float32" else model_cfg.dtype,
+        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+    )
 
 
 class RolloutPlan:
     """Per optimizer step, this process's micro-batches of scored completions (see module doc)."""
 
-    def __init__(self, ctx: RunContext, prompts: list[list[int]], samples: list[dict],
-                 rewards: RewardSet, reference, backend):
+    def __init__(
+        self, ctx: RunContext, prompts: list[list[int]], samples: list[dict], rewards: RewardSet, reference, backend
+    ):
         self.ctx, self.cfg, self.prompts, self.samples = ctx, ctx.recipe.grpo, prompts, samples
         self.rewards, self.reference, self.backend = rewards, reference, backend
         train = ctx.recipe.train
@@ -210,8 +237,10 @@ class RolloutPlan:
         totals, nonfinite = screen_rewards(totals, group, batch)
         advantages = group_advantages(totals.view(-1, group), self.cfg.advantage).view(-1)
         advantages = advantages.masked_fill(nonfinite, 0.0)  # learn nothing from a broken score
-        rows = [(p, c + [self.turn_end] if done else c)  # a finished completion learns to stop
-                for p, c, done in zip(prompts, completions, finished.tolist())]
+        rows = [
+            (p, c + [self.turn_end] if done else c)  # a finished completion learns to stop
+            for p, c, done in zip(prompts, completions, finished.tolist())
+        ]
         stats = self._row_stats(scores, totals, [len(c) for _, c in rows])
         stats["stat/truncated"] = (~finished).float()
         stats["stat/nonfinite_reward"] = nonfinite.float()  # its sum over a step: the count
@@ -220,14 +249,19 @@ class RolloutPlan:
         size = self.ctx.recipe.train.micro_batch_size
         cut = {k: v.split(size) for k, v in [("advantages", advantages), *stats.items()]}
         group_of = [j // group for j in range(len(rows))]
-        return [self._micro_batch(rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()},
-                                  group_of[i * size : (i + 1) * size])
-                for i in range(len(cut["advantages"]))]
+        return [
+            self._micro_batch(
+                rows[i * size : (i + 1) * size], {k: v[i] for k, v in cut.items()}, group_of[i * size : (i + 1) * size]
+            )
+            for i in range(len(cut["advantages"]))
+        ]
 
     def _sample(self, batch: int, prompts: list[list[int]]) -> list[list[int]]:
         """Completion ids (stop token dropped) from the policy's current weights, seeded per batch."""
-        requests = [GenerationRequest(prompt, self.cfg.max_new_tokens, temperature=self.cfg.temperature,
-                                      top_p=self.cfg.top_p) for prompt in prompts]
+        requests = [
+            GenerationRequest(prompt, self.cfg.max_new_tokens, temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+            for prompt in prompts
+        ]
         self.backend.sync_weights(self.ctx.model)  # HF: the same object, nothing to copy
         seed = hash_seed(self.ctx.recipe.seed, batch, self.ctx.accelerator.process_index)
         return self.backend.generate_tokens(requests, seed=seed)
@@ -249,8 +283,12 @@ class RolloutPlan:
         for i, (prompt, completion) in enumerate(rows):
             input_ids[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
             labels[i, len(prompt) : len(prompt) + len(completion)] = torch.tensor(completion)
-        mb = {"input_ids": input_ids, "labels": labels, **per_row,
-              "num_tokens": torch.tensor([len(p) + len(c) for p, c in rows])}
+        mb = {
+            "input_ids": input_ids,
+            "labels": labels,
+            **per_row,
+            "num_tokens": torch.tensor([len(p) + len(c) for p, c in rows]),
+        }
         if self.share_prompts:
             mb.update(group_layout(rows, group_of, self.pad_id))
         if self.cfg.updates_per_batch > 1:
@@ -276,8 +314,13 @@ class RolloutPlan:
         with (self.ctx.out_dir / "samples.jsonl").open("a") as f:
             shown = list(zip(samples, texts, totals.tolist()))[: 2 * self.cfg.group_size]  # 2 groups
             for sample, text, total in shown:
-                row = {"batch": batch, "prompt": sample["prompt"], "reference": sample["reference"],
-                       "completion": text, "reward": total}
+                row = {
+                    "batch": batch,
+                    "prompt": sample["prompt"],
+                    "reference": sample["reference"],
+                    "completion": text,
+                    "reward": total,
+                }
                 f.write(json.dumps(row, default=str) + "\n")
 
 
@@ -292,11 +335,18 @@ def screen_rewards(totals: torch.Tensor, group_size: int, batch: int) -> tuple[t
     if not count:
         return totals, bad
     if count == totals.numel():
-        raise UserError(f"rollout batch {batch}: every reward is nan or inf ({count} of {count}); "
-                        "check the reward functions (a verifier that fails to parse, a reward model "
-                        "that overflows)")
-    log.warning("rollout batch %d: %d of %d rewards are not finite (nan/inf): those completions get "
-                "advantage 0 (stat/nonfinite_reward)", batch, count, totals.numel())
+        raise UserError(
+            f"rollout batch {batch}: every reward is nan or inf ({count} of {count}); "
+            "check the reward functions (a verifier that fails to parse, a reward model "
+            "that overflows)"
+        )
+    log.warning(
+        "rollout batch %d: %d of %d rewards are not finite (nan/inf): those completions get "
+        "advantage 0 (stat/nonfinite_reward)",
+        batch,
+        count,
+        totals.numel(),
+    )
     groups, bad_groups = totals.view(-1, group_size), bad.view(-1, group_size)
     finite = torch.where(bad_groups, torch.zeros_like(groups), groups)
     kept = (~bad_groups).sum(dim=1, keepdim=True)
@@ -308,8 +358,9 @@ def turn_end_id(tokenizer, eos_ids: list[int]) -> int:
     """The stop token the chat template ends an assistant turn with (Llama-3: <|eot_id|>, not
     the tokenizer's eos <|end_of_text|>). generate_ids drops the stop token it met, so a finished
     completion is scored with this one appended: the policy learns to end turns as SFT taught it."""
-    ids, labels = tokenize_conversation(tokenizer, [{"role": "user", "content": "x"},
-                                                    {"role": "assistant", "content": "y"}])
+    ids, labels = tokenize_conversation(
+        tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    )
     ends = [t for t, label in zip(ids, labels) if label != IGNORE and t in eos_ids]
     if ends:
         return ends[-1]

@@ -40,8 +40,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     docs = {s.key: text_documents(tok, s, data.on_error, data.max_row_bytes) for s in data.sources}
     held: list[list[int]] = []
     if data.eval_sources:
-        held = [d for s in data.eval_sources
-                for d in text_documents(tok, s, data.on_error, data.max_row_bytes)]
+        held = [d for s in data.eval_sources for d in text_documents(tok, s, data.on_error, data.max_row_bytes)]
     elif data.eval_fraction > 0:
         for key in docs:
             docs[key], held_part = split_holdout(docs[key], data.eval_fraction, recipe.seed)
@@ -53,11 +52,17 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     collate = functools.partial(collate_packed, pad_id=tok.pad_token_id, length=length)
     plan = StreamPlan(make_stream, collate, ctx.layout, total_steps)
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,
-        plan=plan, objective=NextTokenObjective(),
+        recipe=recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size),
+        tokenizer=tok,
+        plan=plan,
+        objective=NextTokenObjective(),
         eval_batches=eval_micro_batches(_eval_rows(held, length), collate, ctx.layout),
-        extra_eval=generation_eval(recipe.eval, tok, recipe.seed), resume_from=ctx.resume_from)
+        extra_eval=generation_eval(recipe.eval, tok, recipe.seed),
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)
 
 
@@ -68,8 +73,7 @@ def _schedule(recipe: Recipe) -> list[tuple[int | None, dict[str, float]]]:
     return [(None, {s.key: s.weight for s in recipe.data.sources})]
 
 
-def _steps_for_epochs(docs: dict[str, list[list[int]]], epochs: float, global_batch: int,
-                      length: int) -> int:
+def _steps_for_epochs(docs: dict[str, list[list[int]]], epochs: float, global_batch: int, length: int) -> int:
     tokens = sum(len(d) for part in docs.values() for d in part)
     return max(1, math.ceil(epochs * tokens / (global_batch * length)))
 

@@ -63,22 +63,36 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     ctx = start_run(recipe, "refuel", output_dir, resume)
     ensure_chat_template(ctx.tokenizer)
     plan = RefuelPlan(ctx, dialogues, rewards)
-    job = loop.TrainJob(recipe=ctx.recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-                        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size),
-                        tokenizer=ctx.tokenizer, plan=plan,
-                        objective=RolloutStats(get_preference_loss("rebel"), preference_config(recipe.preference)),
-                        resume_from=ctx.resume_from,
-                        extra_eval=held_out and functools.partial(_eval_success, ctx, held_out, rewards))
+    job = loop.TrainJob(
+        recipe=ctx.recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=TokenLogprobs(ctx.model, ctx.recipe.train.logprob_chunk_size),
+        tokenizer=ctx.tokenizer,
+        plan=plan,
+        objective=RolloutStats(get_preference_loss("rebel"), preference_config(recipe.preference)),
+        resume_from=ctx.resume_from,
+        extra_eval=held_out and functools.partial(_eval_success, ctx, held_out, rewards),
+    )
     return loop.run(job)
 
 
 def _eval_success(ctx: RunContext, dialogues: list[dict], rewards, model) -> dict[str, float]:
-    return {"eval_success": dialogue_success(model, ctx.tokenizer, dialogues, rewards, ctx.recipe.grpo.max_new_tokens,
-                                             ctx.recipe.grpo.generation_batch_size)}
+    return {
+        "eval_success": dialogue_success(
+            model,
+            ctx.tokenizer,
+            dialogues,
+            rewards,
+            ctx.recipe.grpo.max_new_tokens,
+            ctx.recipe.grpo.generation_batch_size,
+        )
+    }
 
 
-def dialogue_success(model, tokenizer, dialogues: list[dict], rewards, max_new_tokens: int,
-                     batch_size: int = 64) -> float:
+def dialogue_success(
+    model, tokenizer, dialogues: list[dict], rewards, max_new_tokens: int, batch_size: int = 64
+) -> float:
     """The share of dialogues whose final answer the verifier accepts when the model answers every
     user turn greedily (the scripted user says each row's turns): REFUEL's held-out success."""
     backend = HFBackend(model, tokenizer, batch_size=batch_size, show_progress=False)
@@ -140,8 +154,13 @@ class RefuelPlan:
         train = ctx.recipe.train
         batches = math.ceil(train.epochs * len(dialogues) / self.cfg.prompts_per_step)
         self.total_steps = train.max_steps or max(1, batches) * self.cfg.updates_per_batch
-        self.backend = HFBackend(ctx.model, ctx.tokenizer, batch_size=self.cfg.generation_batch_size,
-                                 seed=ctx.recipe.seed, show_progress=False)
+        self.backend = HFBackend(
+            ctx.model,
+            ctx.tokenizer,
+            batch_size=self.cfg.generation_batch_size,
+            seed=ctx.recipe.seed,
+            show_progress=False,
+        )
         if ctx.accelerator.num_processes > 1:
             raise UserError("refuel runs in one process")
 
@@ -163,27 +182,44 @@ class RefuelPlan:
 
     def generator(self, batch: int, phase: str, temperature: float):
         def generate(prompts: list[list[dict]], turn: int) -> list[str]:
-            requests = [GenerationRequest(tokenize_prompt(self.ctx.tokenizer, p), self.cfg.max_new_tokens,
-                                          temperature=temperature, top_p=self.cfg.top_p) for p in prompts]
+            requests = [
+                GenerationRequest(
+                    tokenize_prompt(self.ctx.tokenizer, p),
+                    self.cfg.max_new_tokens,
+                    temperature=temperature,
+                    top_p=self.cfg.top_p,
+                )
+                for p in prompts
+            ]
             seed = random.Random(f"{self.ctx.recipe.seed}/refuel/{batch}/{phase}/{turn}").randrange(2**31)
             ids = self.backend.generate_tokens(requests, seed=seed)
             return [t.strip() for t in self.ctx.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
         return generate
 
     def _batch(self, batch: int) -> list[dict[str, torch.Tensor]]:
         n, per_step = len(self.dialogues), self.cfg.prompts_per_step
-        chosen = [self.dialogues[self._epoch_order(k // n)[k % n]]
-                  for k in range(batch * per_step, (batch + 1) * per_step)]
+        chosen = [
+            self.dialogues[self._epoch_order(k // n)[k % n]] for k in range(batch * per_step, (batch + 1) * per_step)
+        ]
         rng = random.Random(f"{self.ctx.recipe.seed}/refuel/turn/{batch}")
         turns = [d["turns"] for d in chosen]
         h = [rng.randrange(len(t)) for t in turns]  # 0-based turn index
         histories: list[list[dict]] = [[] for _ in chosen]
-        play(self.generator(batch, "roll-in", self.cfg.temperature), histories, [t[:k] for t, k in zip(turns, h)],
-             [0] * len(chosen))
+        play(
+            self.generator(batch, "roll-in", self.cfg.temperature),
+            histories,
+            [t[:k] for t, k in zip(turns, h)],
+            [0] * len(chosen),
+        )
         twice = [i for i in range(len(chosen)) for _ in range(2)]  # two branches per dialogue
         branches = [list(histories[i]) for i in twice]
-        play(self.generator(batch, "branches", self.cfg.temperature), branches, [turns[i] for i in twice],
-             [h[i] for i in twice])
+        play(
+            self.generator(batch, "branches", self.cfg.temperature),
+            branches,
+            [turns[i] for i in twice],
+            [h[i] for i in twice],
+        )
         samples = [chosen[i] for i in twice]
         scores = self.rewards.score_all(samples, [b[-1]["content"] for b in branches])
         totals = [self.rewards.total(s) for s in scores]
@@ -192,9 +228,12 @@ class RefuelPlan:
         for i in range(len(chosen)):
             context = histories[i] + [{"role": "user", "content": turns[i][h[i]]}]
             responses = [branches[2 * i + j][len(context)] for j in range(2)]
-            pair = PairExample(context, tokenize_completion(self.ctx.tokenizer, context, [responses[0]]),
-                               tokenize_completion(self.ctx.tokenizer, context, [responses[1]]),
-                               scores=(totals[2 * i], totals[2 * i + 1]))
+            pair = PairExample(
+                context,
+                tokenize_completion(self.ctx.tokenizer, context, [responses[0]]),
+                tokenize_completion(self.ctx.tokenizer, context, [responses[1]]),
+                scores=(totals[2 * i], totals[2 * i + 1]),
+            )
             pairs.append((pair, (success[2 * i] + success[2 * i + 1]) / 2, float(responses[0] == responses[1])))
         if self.cfg.samples_every and batch % self.cfg.samples_every == 0:
             self._write_samples(batch, branches[:4], totals[:4])
@@ -206,9 +245,15 @@ class RefuelPlan:
         mb = collate_pairs([p for p, _, _ in pairs], self.ctx.tokenizer.pad_token_id)
         model, n = self.ctx.model, len(pairs)
         device = next(model.parameters()).device
-        logps, _ = sequence_logps(token_logprobs(model, mb["input_ids"].to(device), mb["labels"].to(device),
-                                                 chunk_size=self.ctx.recipe.train.logprob_chunk_size),
-                                  mb["labels"].to(device))
+        logps, _ = sequence_logps(
+            token_logprobs(
+                model,
+                mb["input_ids"].to(device),
+                mb["labels"].to(device),
+                chunk_size=self.ctx.recipe.train.logprob_chunk_size,
+            ),
+            mb["labels"].to(device),
+        )
         mb["ref_chosen"], mb["ref_rejected"] = logps[:n].cpu(), logps[n:].cpu()  # the sampling policy's
         mb["stat/success"] = torch.tensor([s for _, s, _ in pairs])
         # identical turn-h responses: no gradient whatever their returns (the paper's code drops them)

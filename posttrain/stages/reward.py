@@ -58,18 +58,27 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
     collate = functools.partial(collate_rated, pad_id=tok.pad_token_id)
     if spec.pairwise:  # the prompt once per pair, as in posttrain dpo (preference.shared_prefix)
         shared = use_shared_prefix(ctx.model, recipe.preference.shared_prefix)
-        collate = functools.partial(collate_reward_pairs, pad_id=tok.pad_token_id, shared=shared,
-                                    pack_length=max_len if data.pack and shared else None)
+        collate = functools.partial(
+            collate_reward_pairs,
+            pad_id=tok.pad_token_id,
+            shared=shared,
+            pack_length=max_len if data.pack and shared else None,
+        )
     lengths = [len(u) for u in train] if data.group_by_length else None
-    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs, lengths)
+    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps, recipe.train.epochs, lengths)
     score_index = labels.index(recipe.reward.score_attribute) if recipe.reward.score_attribute else 0
-    objective = (PairwiseRewardObjective(spec, score_index) if spec.pairwise
-                 else RegressionRewardObjective())
+    objective = PairwiseRewardObjective(spec, score_index) if spec.pairwise else RegressionRewardObjective()
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=RewardScores(ctx.model), tokenizer=tok, plan=plan, objective=objective,
-        eval_batches=eval_micro_batches(held, collate, ctx.layout), resume_from=ctx.resume_from)
+        recipe=recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=RewardScores(ctx.model),
+        tokenizer=tok,
+        plan=plan,
+        objective=objective,
+        eval_batches=eval_micro_batches(held, collate, ctx.layout),
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)
 
 
@@ -79,12 +88,18 @@ def _units(recipe: Recipe, spec: RewardLossSpec, tokenizer, max_len: int, source
         raise UserError("the recipe has no data sources (data.sources)")
     reward, on_error, max_bytes = recipe.reward, recipe.data.on_error, recipe.data.max_row_bytes
     if not spec.pairwise:
-        return [u for s in sources for u in rated_responses(tokenizer, s, reward.attributes, max_len,
-                                                            on_error, max_row_bytes=max_bytes)]
+        return [
+            u
+            for s in sources
+            for u in rated_responses(tokenizer, s, reward.attributes, max_len, on_error, max_row_bytes=max_bytes)
+        ]
     margin = reward.margin_field if spec.needs_margins else None
     strength = reward.strength_field if spec.needs_strengths else None
-    return [u for s in sources for u in reward_pairs(tokenizer, s, max_len, on_error, margin, strength,
-                                                     max_row_bytes=max_bytes)]
+    return [
+        u
+        for s in sources
+        for u in reward_pairs(tokenizer, s, max_len, on_error, margin, strength, max_row_bytes=max_bytes)
+    ]
 
 
 def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: list[str]) -> RunContext:
@@ -94,7 +109,7 @@ def _start_run(recipe: Recipe, output_dir: str | None, resume: bool, labels: lis
     m = recipe.model
     tokenizer = load_tokenizer(m.path, m.revision, m.trust_remote_code)
     ensure_chat_template(tokenizer)
-    model = load_reward_model(m, labels, tokenizer.pad_token_id, recipe.seed, recipe.adapter,
-                              recipe.reward.reset_head, resume_from)
-    return RunContext(recipe, out_dir, accelerator, model, tokenizer, run_layout(recipe, accelerator),
-                      resume_from)
+    model = load_reward_model(
+        m, labels, tokenizer.pad_token_id, recipe.seed, recipe.adapter, recipe.reward.reset_head, resume_from
+    )
+    return RunContext(recipe, out_dir, accelerator, model, tokenizer, run_layout(recipe, accelerator), resume_from)

@@ -38,8 +38,7 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
 
     def examples(sources):
         check_sources(sources, "conversation")
-        return chain([conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes)
-                      for s in sources])
+        return chain([conversation_examples(tok, s, max_len, data.on_error, data.max_row_bytes) for s in sources])
 
     train = examples(data.sources)
     held = examples(data.eval_sources) if data.eval_sources else []
@@ -56,12 +55,17 @@ def run(recipe: Recipe, output_dir: str | None = None, resume: bool = False) -> 
         collate = functools.partial(collate_padded, pad_id=tok.pad_token_id)
     eval_collate = functools.partial(collate_padded, pad_id=tok.pad_token_id)
     lengths = [len(ex) for ex in train] if data.group_by_length and not data.pack else None
-    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps,
-                     recipe.train.epochs, lengths)
+    plan = EpochPlan(train, collate, ctx.layout, recipe.seed, recipe.train.max_steps, recipe.train.epochs, lengths)
     job = loop.TrainJob(
-        recipe=recipe, out_dir=ctx.out_dir, accelerator=ctx.accelerator,
-        policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size), tokenizer=tok,
-        plan=plan, objective=NextTokenObjective(),
+        recipe=recipe,
+        out_dir=ctx.out_dir,
+        accelerator=ctx.accelerator,
+        policy=TokenLogprobs(ctx.model, recipe.train.logprob_chunk_size),
+        tokenizer=tok,
+        plan=plan,
+        objective=NextTokenObjective(),
         eval_batches=eval_micro_batches(held, eval_collate, ctx.layout),
-        extra_eval=generation_eval(recipe.eval, tok, recipe.seed), resume_from=ctx.resume_from)
+        extra_eval=generation_eval(recipe.eval, tok, recipe.seed),
+        resume_from=ctx.resume_from,
+    )
     return loop.run(job)

@@ -29,5 +29,6 @@ def save_surgery_output(args, inputs: list, model, tokenizer):
     from posttrain.checkpoint.io import model_writer
     from posttrain.checkpoint.output_dir import write_output_dir
 
-    return write_output_dir(args.out, f"surgery {args.surgery_command}", inputs, args.overwrite,
-                            model_writer(model, tokenizer))
+    return write_output_dir(
+        args.out, f"surgery {args.surgery_command}", inputs, args.overwrite, model_writer(model, tokenizer)
+    )

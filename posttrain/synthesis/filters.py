@@ -25,8 +25,20 @@ from collections.abc import Sequence
 FILTERS = ("incomplete", "length", "repetition", "refusal", "language", "dedup")
 
 # Openings of a refusal, lower case; matched at the start of any sentence in the answer's head.
-REFUSAL_MARKERS = ("i'm sorry", "i am sorry", "i apologize", "i cannot", "i can't", "i can not",
-                   "i'm unable", "i am unable", "i won't", "i will not", "as an ai", "as a language model")
+REFUSAL_MARKERS = (
+    "i'm sorry",
+    "i am sorry",
+    "i apologize",
+    "i cannot",
+    "i can't",
+    "i can not",
+    "i'm unable",
+    "i am unable",
+    "i won't",
+    "i will not",
+    "as an ai",
+    "as a language model",
+)
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:
@@ -81,8 +93,9 @@ def repetition(turns: Sequence[dict], max_ratio: float) -> str | None:
 
 
 def refusal(turns: Sequence[dict]) -> str | None:
-    return next((f"{t['role']} turn is a refusal" for t in turns
-                 if t["role"] == "assistant" and is_refusal(t["content"])), None)
+    return next(
+        (f"{t['role']} turn is a refusal" for t in turns if t["role"] == "assistant" and is_refusal(t["content"])), None
+    )
 
 
 def language(turns: Sequence[dict], languages: Sequence[str] | None) -> str | None:
@@ -117,9 +130,11 @@ def apply_filters(rows: Sequence[dict], settings: dict) -> tuple[list[dict], dic
 
 def first_failing(turns: Sequence[dict], settings: dict) -> str | None:
     skip = set(settings.get("skip", ()))
-    checks = {"incomplete": lambda: incomplete(turns),
-              "length": lambda: length(turns, settings["bounds"]),
-              "repetition": lambda: repetition(turns, settings["max_repetition"]),
-              "refusal": lambda: refusal(turns),
-              "language": lambda: language(turns, settings.get("languages"))}
+    checks = {
+        "incomplete": lambda: incomplete(turns),
+        "length": lambda: length(turns, settings["bounds"]),
+        "repetition": lambda: repetition(turns, settings["max_repetition"]),
+        "refusal": lambda: refusal(turns),
+        "language": lambda: language(turns, settings.get("languages")),
+    }
     return next((name for name, check in checks.items() if name not in skip and check() is not None), None)

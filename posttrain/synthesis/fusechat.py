@@ -69,17 +69,22 @@ def source_job(recipe: Recipe, source: Source, items: list[dict], skipped: int, 
     where = f"synth fusechat: source '{source.name}'"
     backend = open_backend(source, recipe.batch_size, recipe.seed, where)
     s = recipe.sampling
-    settings = SamplingSettings(recipe.n, s.temperature, s.top_p, s.max_new_tokens, [], recipe.seed,
-                                logprobs=source.backend != "openai")
+    settings = SamplingSettings(
+        recipe.n, s.temperature, s.top_p, s.max_new_tokens, [], recipe.seed, logprobs=source.backend != "openai"
+    )
     sampler = Sampler(backend, source.backend, source.model, settings)
 
     def with_source(batch: list[dict], index: int) -> BatchOutput:
         result = sampler(batch, index)
         return BatchOutput([{**row, "source": source.name} for row in result.rows], result.failures)
 
-    identity = {"command": "synth fusechat", "inputs": [input_identity(recipe.prompts, len(items) + skipped)],
-                "source": {"name": source.name, **source.identity()}, "sampling": sampler.identity(),
-                "seed": recipe.seed}
+    identity = {
+        "command": "synth fusechat",
+        "inputs": [input_identity(recipe.prompts, len(items) + skipped)],
+        "source": {"name": source.name, **source.identity()},
+        "sampling": sampler.identity(),
+        "seed": recipe.seed,
+    }
     path = out.with_name(out.name + ".sources") / f"{source.name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     return run_job(items, with_source, JobSpec(path, recipe.batch_size, identity, desc=source.name))
@@ -102,8 +107,9 @@ def run(recipe: Recipe) -> int:
     if not recipe.out:
         raise UserError("synth fusechat: no output path (--out PATH or out=PATH)")
     if len(recipe.sources) < 2:
-        raise UserError(f"synth fusechat: needs at least two sources (list of {{name, model, ...}}), "
-                        f"got {len(recipe.sources)}")
+        raise UserError(
+            f"synth fusechat: needs at least two sources (list of {{name, model, ...}}), got {len(recipe.sources)}"
+        )
     if not recipe.prompts or not Path(recipe.prompts).exists():
         raise UserError(f"{recipe.prompts or 'prompts'}: prompt file not found (set prompts=FILE)")
     items, skipped = load_prompt_items(recipe.prompts, "fail")
@@ -114,14 +120,28 @@ def run(recipe: Recipe) -> int:
     manifests = {s.name: source_job(recipe, s, items, skipped, out) for s in recipe.sources}
     failed = {name: m["counts"]["failed"] for name, m in manifests.items() if m["counts"]["failed"]}
     if failed:
-        print(f"posttrain: prompts failed per source {failed} (reasons in {out.name}.sources/*.manifest.json); "
-              "rerun the same command to retry them")
+        print(
+            f"posttrain: prompts failed per source {failed} (reasons in {out.name}.sources/*.manifest.json); "
+            "rerun the same command to retry them"
+        )
         return 1
     total = join_sources([Path(m["output"]) for m in manifests.values()], out)
-    write_atomically(manifest_path(out), json.dumps({
-        "command": "synth fusechat", "output": str(out), "prompts": recipe.prompts,
-        "sources": {name: {"output": m["output"], "model": m["source"], "counts": m["counts"]}
-                    for name, m in manifests.items()},
-        "counts": {"prompts": len(items), "rows_out": total}}, indent=2) + "\n")
+    write_atomically(
+        manifest_path(out),
+        json.dumps(
+            {
+                "command": "synth fusechat",
+                "output": str(out),
+                "prompts": recipe.prompts,
+                "sources": {
+                    name: {"output": m["output"], "model": m["source"], "counts": m["counts"]}
+                    for name, m in manifests.items()
+                },
+                "counts": {"prompts": len(items), "rows_out": total},
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     print(f"wrote {total} rows ({len(items)} prompts x {len(manifests)} sources) to {out}")
     return 0

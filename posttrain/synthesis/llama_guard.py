@@ -40,12 +40,19 @@ def guard_rows(docs: list[dict], classify: str, categories: list[tuple[str, str]
     for number, doc in enumerate(docs, start=1):
         unknown = [c for c in doc["categories"] if c not in codes]
         if unknown:
-            raise UserError(f"{source}: row {number}: field 'categories': {unknown[0]!r} is not in the "
-                            f"taxonomy ({', '.join(sorted(codes))})")
+            raise UserError(
+                f"{source}: row {number}: field 'categories': {unknown[0]!r} is not in the "
+                f"taxonomy ({', '.join(sorted(codes))})"
+            )
         unsafe = doc["label"] == "unsafe"
-        rows.append({"messages": [
-            {"role": "user", "content": guard_prompt(conversation(doc, classify, NAME), categories)},
-            {"role": "assistant", "content": verdict_text(unsafe, doc["categories"] if unsafe else ())}]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": guard_prompt(conversation(doc, classify, NAME), categories)},
+                    {"role": "assistant", "content": verdict_text(unsafe, doc["categories"] if unsafe else ())},
+                ]
+            }
+        )
     return rows
 
 
@@ -58,8 +65,17 @@ def run(recipe: Recipe) -> int:
     from posttrain.eval.tasks.documents import load_documents
     from posttrain.eval.tasks.llama_guard import taxonomy
 
-    task = resolve_task({"base": "llama_guard", "name": NAME, "data": recipe.input, "classify": recipe.classify,
-                         "taxonomy": recipe.taxonomy}, [], None)
+    task = resolve_task(
+        {
+            "base": "llama_guard",
+            "name": NAME,
+            "data": recipe.input,
+            "classify": recipe.classify,
+            "taxonomy": recipe.taxonomy,
+        },
+        [],
+        None,
+    )
     docs, _ = load_documents(task)
     rows = guard_rows(docs, recipe.classify, taxonomy(task), recipe.input)
     write_text_atomically(Path(recipe.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

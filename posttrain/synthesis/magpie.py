@@ -58,9 +58,15 @@ class MagpieFilters(Section):
     skip: list[Literal["incomplete", "length", "repetition", "refusal", "language", "dedup"]] = []
 
     def settings(self) -> dict:
-        return {"bounds": {"user": (self.min_query_words, self.max_query_words),
-                           "assistant": (self.min_response_words, self.max_response_words)},
-                "max_repetition": self.max_repetition, "languages": self.languages, "skip": list(self.skip)}
+        return {
+            "bounds": {
+                "user": (self.min_query_words, self.max_query_words),
+                "assistant": (self.min_response_words, self.max_response_words),
+            },
+            "max_repetition": self.max_repetition,
+            "languages": self.languages,
+            "skip": list(self.skip),
+        }
 
 
 class Recipe(Section):
@@ -82,8 +88,10 @@ def pre_query_text(tokenizer, conversation: list[dict] = ()) -> str:
     rendered = tokenizer.apply_chat_template([*conversation, {"role": "user", "content": SENTINEL}], tokenize=False)
     cut = rendered.find(SENTINEL)
     if cut < 0:
-        raise UserError("the chat template does not render a user message's text verbatim, so its "
-                        "pre-query prefix cannot be cut out")
+        raise UserError(
+            "the chat template does not render a user message's text verbatim, so its "
+            "pre-query prefix cannot be cut out"
+        )
     return rendered[:cut]
 
 
@@ -128,10 +136,17 @@ class MagpieBatch:
         from posttrain.generation.backend import GenerationRequest, RequestFailed
 
         s = self.recipe.query if role == "user" else self.recipe.response
-        render = (lambda m: pre_query_ids(self.tokenizer, m)) if role == "user" else \
-            (lambda m: tokenize_prompt(self.tokenizer, m))
-        requests = [GenerationRequest(render(c["messages"]), s.max_new_tokens, (), s.temperature, s.top_p,
-                                      messages=tuple(c["messages"])) for c in convs]
+        render = (
+            (lambda m: pre_query_ids(self.tokenizer, m))
+            if role == "user"
+            else (lambda m: tokenize_prompt(self.tokenizer, m))
+        )
+        requests = [
+            GenerationRequest(
+                render(c["messages"]), s.max_new_tokens, (), s.temperature, s.top_p, messages=tuple(c["messages"])
+            )
+            for c in convs
+        ]
         results = self.backend.complete(requests, seed=seed, logprobs=False) if requests else []
         return [r.error if isinstance(r, RequestFailed) else (r.text.strip(), r.finish_reason) for r in results]
 
@@ -153,15 +168,27 @@ def run(recipe: Recipe) -> int:
     out = Path(recipe.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     backend = open_backend(recipe.source, recipe.batch_size, recipe.seed, "synth magpie: source")
-    identity = {"command": "synth magpie", "source": recipe.source.identity(), "n_rows": recipe.n_rows,
-                "turns": recipe.turns, "system": recipe.system, "query": recipe.query.model_dump(),
-                "response": recipe.response.model_dump(), "seed": recipe.seed}
+    identity = {
+        "command": "synth magpie",
+        "source": recipe.source.identity(),
+        "n_rows": recipe.n_rows,
+        "turns": recipe.turns,
+        "system": recipe.system,
+        "query": recipe.query.model_dump(),
+        "response": recipe.response.model_dump(),
+        "seed": recipe.seed,
+    }
     raw = raw_path(out)
-    manifest = run_job(list(range(recipe.n_rows)), MagpieBatch(backend, recipe),
-                       JobSpec(raw, recipe.batch_size, identity, desc="magpie"))
+    manifest = run_job(
+        list(range(recipe.n_rows)),
+        MagpieBatch(backend, recipe),
+        JobSpec(raw, recipe.batch_size, identity, desc="magpie"),
+    )
     if manifest["counts"]["failed"]:
-        print(f"posttrain: {manifest['counts']['failed']} of {recipe.n_rows} conversations failed (reasons in "
-              f"{raw.stem}.manifest.json); rerun the same command to retry them")
+        print(
+            f"posttrain: {manifest['counts']['failed']} of {recipe.n_rows} conversations failed (reasons in "
+            f"{raw.stem}.manifest.json); rerun the same command to retry them"
+        )
         return 1
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines()]
     return write_filtered(rows, out, recipe.filters.settings(), {"raw": str(raw), **identity})
@@ -174,13 +201,16 @@ def write_filtered(rows: list[dict], out: Path, settings: dict, header: dict) ->
 
     kept, removed = apply_filters(rows, settings)
     counts = {"generated": len(rows), "removed": removed, "kept": len(kept)}
-    write_atomically(manifest_path(out), json.dumps({**header, "output": str(out), "filters": settings,
-                                                     "counts": counts}, indent=2) + "\n")
+    write_atomically(
+        manifest_path(out),
+        json.dumps({**header, "output": str(out), "filters": settings, "counts": counts}, indent=2) + "\n",
+    )
     summary = ", ".join(f"{name} {n}" for name, n in removed.items())
     if not kept:
         out.unlink(missing_ok=True)  # an earlier run's output must not pass for this one's
-        raise UserError(f"{out}: the filters removed all {len(rows)} generated rows ({summary}); "
-                        f"see {manifest_path(out).name}")
+        raise UserError(
+            f"{out}: the filters removed all {len(rows)} generated rows ({summary}); see {manifest_path(out).name}"
+        )
     write_atomically(out, "".join(json.dumps({"messages": r["messages"]}) + "\n" for r in kept))
     print(f"wrote {len(kept)} of {len(rows)} conversations to {out} (removed: {summary})")
     return 0

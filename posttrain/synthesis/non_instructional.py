@@ -45,8 +45,11 @@ def split_at_word_boundary(text: str) -> int | None:
     (ties: the earlier one); None when there is none. text[:k] is the first half (never ending in
     whitespace), text[k:] the second."""
     middle = len(text) / 2
-    candidates = [i for i, ch in enumerate(text) if ch.isspace() and i > 0 and not text[i - 1].isspace()
-                  and text[:i].strip() and text[i:].strip()]
+    candidates = [
+        i
+        for i, ch in enumerate(text)
+        if ch.isspace() and i > 0 and not text[i - 1].isspace() and text[:i].strip() and text[i:].strip()
+    ]
     return min(candidates, key=lambda i: (abs(i - middle), i)) if candidates else None
 
 
@@ -79,8 +82,10 @@ class ContinueBatch:
         self.backend, self.recipe = backend, recipe
         self.tokenizer = getattr(backend, "tokenizer", None)
         if self.tokenizer is None:
-            raise UserError("synth non-instructional: teacher: completion mode sends token ids: with backend "
-                            "openai use endpoint=completions")
+            raise UserError(
+                "synth non-instructional: teacher: completion mode sends token ids: with backend "
+                "openai use endpoint=completions"
+            )
 
     def prompt_ids(self, text: str) -> list[int]:
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -92,17 +97,34 @@ class ContinueBatch:
         from posttrain.generation.backend import GenerationRequest, RequestFailed
 
         s = self.recipe.sampling
-        requests = [GenerationRequest(self.prompt_ids(d["first"]), s.max_new_tokens, (), s.temperature, s.top_p,
-                                      messages=({"role": "user", "content": d["first"]},)) for d in batch]
+        requests = [
+            GenerationRequest(
+                self.prompt_ids(d["first"]),
+                s.max_new_tokens,
+                (),
+                s.temperature,
+                s.top_p,
+                messages=({"role": "user", "content": d["first"]},),
+            )
+            for d in batch
+        ]
         rows, failures = [], []
         for doc, result in zip(batch, self.backend.complete(requests, seed=self.recipe.seed + index)):
             if isinstance(result, RequestFailed):
                 failures.append({"row": doc["row"], "error": result.error})
                 continue
-            rows.append({"messages": [{"role": "user", "content": doc["first"]},
-                                      {"role": "assistant", "content": result.text.strip()}],
-                         "source_row": doc["row"], "split_offset": doc["offset"], "second_half": doc["second"],
-                         "finish_reason": result.finish_reason})
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": doc["first"]},
+                        {"role": "assistant", "content": result.text.strip()},
+                    ],
+                    "source_row": doc["row"],
+                    "split_offset": doc["offset"],
+                    "second_half": doc["second"],
+                    "finish_reason": result.finish_reason,
+                }
+            )
         return BatchOutput(rows, failures)
 
 
@@ -133,20 +155,37 @@ def run(recipe: Recipe) -> int:
     out = Path(recipe.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     raw = out.with_name(out.stem + ".raw.jsonl")
-    identity = {"command": "synth non-instructional", "input": {"path": recipe.input, "sha256": file_sha256(recipe.input)},
-                "text_field": recipe.text_field, "min_words": recipe.min_words, "teacher": recipe.teacher.identity(),
-                "sampling": recipe.sampling.model_dump(), "seed": recipe.seed}
-    manifest = run_job(items, ContinueBatch(backend, recipe), JobSpec(raw, recipe.batch_size, identity,
-                                                                       desc="continue"))
+    identity = {
+        "command": "synth non-instructional",
+        "input": {"path": recipe.input, "sha256": file_sha256(recipe.input)},
+        "text_field": recipe.text_field,
+        "min_words": recipe.min_words,
+        "teacher": recipe.teacher.identity(),
+        "sampling": recipe.sampling.model_dump(),
+        "seed": recipe.seed,
+    }
+    manifest = run_job(
+        items, ContinueBatch(backend, recipe), JobSpec(raw, recipe.batch_size, identity, desc="continue")
+    )
     if manifest["counts"]["failed"]:
-        print(f"posttrain: {manifest['counts']['failed']} documents failed (reasons in {manifest_path(raw).name}); "
-              "rerun the same command to retry them")
+        print(
+            f"posttrain: {manifest['counts']['failed']} documents failed (reasons in {manifest_path(raw).name}); "
+            "rerun the same command to retry them"
+        )
         return 1
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines()]
-    kept = [r for r in rows if r["messages"][1]["content"]
-            and repetition_ratio(r["messages"][1]["content"]) <= recipe.max_repetition]
-    counts = {"documents": len(docs), "too_short": too_short, "continued": len(rows),
-              "empty_or_repetitive": len(rows) - len(kept), "kept": len(kept)}
+    kept = [
+        r
+        for r in rows
+        if r["messages"][1]["content"] and repetition_ratio(r["messages"][1]["content"]) <= recipe.max_repetition
+    ]
+    counts = {
+        "documents": len(docs),
+        "too_short": too_short,
+        "continued": len(rows),
+        "empty_or_repetitive": len(rows) - len(kept),
+        "kept": len(kept),
+    }
     write_atomically(manifest_path(out), json.dumps({**identity, "raw": str(raw), "counts": counts}, indent=2) + "\n")
     if not kept:
         out.unlink(missing_ok=True)

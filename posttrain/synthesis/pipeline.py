@@ -86,16 +86,32 @@ def job_failed(manifest: dict, out: Path) -> int:
     """Items whose model calls failed stay failed in the job (a rerun retries them): say so."""
     failed = manifest["counts"]["failed"]
     if failed:
-        print(f"posttrain: {failed} of {manifest['counts']['items']} items failed (reasons in "
-              f"{out.with_name(out.stem + '.manifest.json')}); rerun the same command to retry them")
+        print(
+            f"posttrain: {failed} of {manifest['counts']['items']} items failed (reasons in "
+            f"{out.with_name(out.stem + '.manifest.json')}); rerun the same command to retry them"
+        )
     return failed
 
 
-def finish(out_dir: Path, method: str, identity: dict, counts: dict, files: dict[str, str],
-           removed: dict[str, int], kept: int, what: str) -> int:
+def finish(
+    out_dir: Path,
+    method: str,
+    identity: dict,
+    counts: dict,
+    files: dict[str, str],
+    removed: dict[str, int],
+    kept: int,
+    what: str,
+) -> int:
     """Write OUT/manifest.json; a run that kept nothing is an error naming what removed it."""
-    manifest = {"method": method, **identity, "counts": counts, "removed_by": removed, "files": files,
-                "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifest = {
+        "method": method,
+        **identity,
+        "counts": counts,
+        "removed_by": removed,
+        "files": files,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     if kept == 0:
         why = ", ".join(f"{name} removed {n}" for name, n in removed.items()) or "no candidate was made"
@@ -112,6 +128,9 @@ def sft_row(user: str, assistant: str, **extra) -> dict:
 
 def preference_row(prompt: str, chosen: str, rejected: str, **extra) -> dict:
     """The row shape `posttrain dpo` reads (data/records.py PreferenceRecord)."""
-    return {"prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], **extra}
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        **extra,
+    }

@@ -34,8 +34,10 @@ def self_eval_rows(rows: list[tuple[int, dict]], source: str) -> tuple[list[dict
     for number, row in rows:
         completions = row.get("completions") or []
         if any(not isinstance(c, dict) or not isinstance(c.get("score"), (int, float)) for c in completions):
-            raise UserError(f"{source}: row {number}: field 'completions': every completion needs a numeric "
-                            "'score' (score the samples first: posttrain score --data SAMPLES --scorer NAME)")
+            raise UserError(
+                f"{source}: row {number}: field 'completions': every completion needs a numeric "
+                "'score' (score the samples first: posttrain score --data SAMPLES --scorer NAME)"
+            )
         if len(completions) < 2:
             counts["too_few"] += 1
             continue
@@ -62,6 +64,8 @@ def run(recipe: Recipe) -> int:
     rows = list(read_rows(Path(recipe.input)))
     out, counts = self_eval_rows(rows, recipe.input)
     write_text_atomically(Path(recipe.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
-    print(f"{recipe.out}: {len(out)} rows from {counts['prompts']} prompts ({counts['no_better']} 'No.', "
-          f"{counts['better']} 'Yes.'; {counts['too_few']} prompts with fewer than 2 completions skipped)")
+    print(
+        f"{recipe.out}: {len(out)} rows from {counts['prompts']} prompts ({counts['no_better']} 'No.', "
+        f"{counts['better']} 'Yes.'; {counts['too_few']} prompts with fewer than 2 completions skipped)"
+    )
     return 0

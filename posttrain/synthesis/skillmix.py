@@ -46,20 +46,30 @@ from posttrain.synthesis.pipeline import (
 NAME = "skillmix"
 HELP = "Instruct-SkillMix: k-skill combinations -> teacher-written instruction + answer"
 
-TOPICS_PROMPT = ("List {n} distinct topics that people ask an AI assistant about (for example cooking, "
-                 "personal finance, physics). Answer with a numbered list, one topic per line, nothing else.")
-SKILLS_PROMPT = ("Topic: {topic}\n\nList {n} distinct skills an assistant needs to answer requests about this "
-                 "topic well (for example 'step-by-step explanation', 'estimating quantities', 'persuasive "
-                 "writing'). Name each skill in a few words. Answer with a numbered list, one skill per line, "
-                 "nothing else.")
-QUERY_TYPES_PROMPT = ("List {n} distinct kinds of request users send to an AI assistant (for example 'asking "
-                      "for advice', 'requesting a story', 'asking to explain a concept'). Answer with a "
-                      "numbered list, one kind per line, nothing else.")
-INSTRUCTION_PROMPT = ("Write one request that a user could send to an AI assistant.\n{context}A good answer to "
-                      "the request must use all of these skills:\n{skills}\nMake the request specific and "
-                      "self-contained. Write only the request itself, with no preamble and no answer.")
-ANSWER_PROMPT = ("Answer the following request as an expert assistant would. A strong answer shows these "
-                 "skills:\n{skills}\n\nRequest:\n{instruction}\n\nWrite only the answer.")
+TOPICS_PROMPT = (
+    "List {n} distinct topics that people ask an AI assistant about (for example cooking, "
+    "personal finance, physics). Answer with a numbered list, one topic per line, nothing else."
+)
+SKILLS_PROMPT = (
+    "Topic: {topic}\n\nList {n} distinct skills an assistant needs to answer requests about this "
+    "topic well (for example 'step-by-step explanation', 'estimating quantities', 'persuasive "
+    "writing'). Name each skill in a few words. Answer with a numbered list, one skill per line, "
+    "nothing else."
+)
+QUERY_TYPES_PROMPT = (
+    "List {n} distinct kinds of request users send to an AI assistant (for example 'asking "
+    "for advice', 'requesting a story', 'asking to explain a concept'). Answer with a "
+    "numbered list, one kind per line, nothing else."
+)
+INSTRUCTION_PROMPT = (
+    "Write one request that a user could send to an AI assistant.\n{context}A good answer to "
+    "the request must use all of these skills:\n{skills}\nMake the request specific and "
+    "self-contained. Write only the request itself, with no preamble and no answer."
+)
+ANSWER_PROMPT = (
+    "Answer the following request as an expert assistant would. A strong answer shows these "
+    "skills:\n{skills}\n\nRequest:\n{instruction}\n\nWrite only the answer."
+)
 
 
 class Recipe(Section):
@@ -82,23 +92,52 @@ def run(recipe: Recipe) -> int:
     inventory = skill_inventory(recipe, teacher, out / "skills.json")
     combos = skill_combinations(len(inventory["skills"]), recipe.k, recipe.n_examples, recipe.seed)
     items = combination_items(inventory, combos, recipe.seed)
-    identity = {"method": NAME, "teacher": model_identity(recipe.teacher), "skills": inventory,
-                "k": recipe.k, "seed": recipe.seed}
+    identity = {
+        "method": NAME,
+        "teacher": model_identity(recipe.teacher),
+        "skills": inventory,
+        "k": recipe.k,
+        "seed": recipe.seed,
+    }
     gen_path = out / "generations.jsonl"
-    manifest = run_model_job(items, lambda batch, b: generate(teacher, batch, recipe.seed + b), gen_path,
-                             recipe.batch_size, identity, "skillmix")
+    manifest = run_model_job(
+        items,
+        lambda batch, b: generate(teacher, batch, recipe.seed + b),
+        gen_path,
+        recipe.batch_size,
+        identity,
+        "skillmix",
+    )
     failed = job_failed(manifest, gen_path)
     rows = read_jsonl(gen_path)
-    sft = [sft_row(r["instruction"], r["answer"], skills=r["skills"], topic=r["topic"],
-                   query_type=r["query_type"]) for r in rows if not r["removed_by"]]
+    sft = [
+        sft_row(r["instruction"], r["answer"], skills=r["skills"], topic=r["topic"], query_type=r["query_type"])
+        for r in rows
+        if not r["removed_by"]
+    ]
     write_jsonl(out / "sft.jsonl", sft)
     removed = removal_counts(rows)
-    counts = {"skills": len(inventory["skills"]), "topics": len(inventory["topics"]),
-              "query_types": len(inventory["query_types"]), "combinations": len(items),
-              "generated": len(rows), "failed": failed, "sft_rows": len(sft), "teacher_calls": teacher.calls}
+    counts = {
+        "skills": len(inventory["skills"]),
+        "topics": len(inventory["topics"]),
+        "query_types": len(inventory["query_types"]),
+        "combinations": len(items),
+        "generated": len(rows),
+        "failed": failed,
+        "sft_rows": len(sft),
+        "teacher_calls": teacher.calls,
+    }
     files = {"skills": str(out / "skills.json"), "generations": str(gen_path), "sft": str(out / "sft.jsonl")}
-    code = finish(out, NAME, {"teacher": model_identity(recipe.teacher), "k": recipe.k, "seed": recipe.seed},
-                  counts, files, removed, len(sft), "SFT rows")
+    code = finish(
+        out,
+        NAME,
+        {"teacher": model_identity(recipe.teacher), "k": recipe.k, "seed": recipe.seed},
+        counts,
+        files,
+        removed,
+        len(sft),
+        "SFT rows",
+    )
     return 1 if failed else code
 
 
@@ -109,10 +148,15 @@ def skill_inventory(recipe: Recipe, teacher: ChatModel | None, path: Path) -> di
     """{"source", "topics", "skills": [{"name", "topic"}], "query_types"}, reused from `path`
     when an earlier run wrote it from the same source."""
     given = recipe.skills_file and Path(recipe.skills_file).is_file()
-    source = ({"skills_file": recipe.skills_file, "sha256": file_sha256(recipe.skills_file) if given else None}
-              if recipe.skills_file else
-              {"teacher": model_identity(recipe.teacher), "n_topics": recipe.n_topics,
-               "skills_per_topic": recipe.skills_per_topic})
+    source = (
+        {"skills_file": recipe.skills_file, "sha256": file_sha256(recipe.skills_file) if given else None}
+        if recipe.skills_file
+        else {
+            "teacher": model_identity(recipe.teacher),
+            "n_topics": recipe.n_topics,
+            "skills_per_topic": recipe.skills_per_topic,
+        }
+    )
     source["query_types"] = list(recipe.query_types) or (None if recipe.skills_file else recipe.n_query_types)
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -122,8 +166,9 @@ def skill_inventory(recipe: Recipe, teacher: ChatModel | None, path: Path) -> di
     if recipe.query_types:
         inventory["query_types"] = list(recipe.query_types)
     elif not inventory["query_types"] and not recipe.skills_file:
-        inventory["query_types"] = _ask_list(teacher, QUERY_TYPES_PROMPT.format(n=recipe.n_query_types),
-                                             "query types")[: recipe.n_query_types]
+        inventory["query_types"] = _ask_list(teacher, QUERY_TYPES_PROMPT.format(n=recipe.n_query_types), "query types")[
+            : recipe.n_query_types
+        ]
     inventory = {"source": source, **inventory}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(inventory, indent=2, ensure_ascii=False) + "\n")
@@ -132,8 +177,7 @@ def skill_inventory(recipe: Recipe, teacher: ChatModel | None, path: Path) -> di
 
 def extract_skills(recipe: Recipe, teacher: ChatModel) -> dict:
     topics = _ask_list(teacher, TOPICS_PROMPT.format(n=recipe.n_topics), "topics")[: recipe.n_topics]
-    answers = teacher.ask([SKILLS_PROMPT.format(topic=t, n=recipe.skills_per_topic) for t in topics],
-                          seed=recipe.seed)
+    answers = teacher.ask([SKILLS_PROMPT.format(topic=t, n=recipe.skills_per_topic) for t in topics], seed=recipe.seed)
     skills, seen = [], set()
     for topic, answer in zip(topics, answers):
         if not isinstance(answer, list):
@@ -195,8 +239,10 @@ def skill_combinations(n_skills: int, k: int, n: int, seed: int) -> list[tuple[i
     """n distinct sets of k distinct skill indexes (each sorted), drawn uniformly with `seed`."""
     total = math.comb(n_skills, k)
     if total < n:
-        raise UserError(f"skills: {n_skills} skills give only {total} combinations of k={k}, fewer than "
-                        f"n_examples={n} (add skills or lower n_examples)")
+        raise UserError(
+            f"skills: {n_skills} skills give only {total} combinations of k={k}, fewer than "
+            f"n_examples={n} (add skills or lower n_examples)"
+        )
     rng, seen, out = random.Random(seed), set(), []
     pool = list(itertools.combinations(range(n_skills), k)) if total <= 4 * n else None
     if pool is not None:
@@ -212,9 +258,15 @@ def skill_combinations(n_skills: int, k: int, n: int, seed: int) -> list[tuple[i
 def combination_items(inventory: dict, combos: list[tuple[int, ...]], seed: int) -> list[dict]:
     rng = random.Random(seed + 1)
     skills, topics, kinds = inventory["skills"], inventory["topics"], inventory["query_types"]
-    return [{"index": i, "skills": [skills[j]["name"] for j in combo],
-             "topic": rng.choice(topics) if topics else None,
-             "query_type": rng.choice(kinds) if kinds else None} for i, combo in enumerate(combos)]
+    return [
+        {
+            "index": i,
+            "skills": [skills[j]["name"] for j in combo],
+            "topic": rng.choice(topics) if topics else None,
+            "query_type": rng.choice(kinds) if kinds else None,
+        }
+        for i, combo in enumerate(combos)
+    ]
 
 
 # ---- 3. generation -----------------------------------------------------------------------
@@ -222,8 +274,7 @@ def combination_items(inventory: dict, combos: list[tuple[int, ...]], seed: int)
 
 def instruction_prompt(item: dict) -> str:
     labels = (("topic", "Topic"), ("query_type", "Kind of request"))
-    context = "".join(f"{label}: {item[key]}\n" for key, label in labels
-                      if item[key])
+    context = "".join(f"{label}: {item[key]}\n" for key, label in labels if item[key])
     return INSTRUCTION_PROMPT.format(context=context, skills=_bullets(item["skills"]))
 
 
@@ -239,8 +290,8 @@ def clean_instruction(text: str) -> str:
     text = text.strip()
     for label in ("Request:", "Instruction:", "User request:"):
         if text.casefold().startswith(label.casefold()):
-            text = text[len(label):].strip()
-    return text.strip("\"").strip()
+            text = text[len(label) :].strip()
+    return text.strip('"').strip()
 
 
 def generate(teacher: ChatModel, batch: list[dict], seed: int) -> BatchOutput:

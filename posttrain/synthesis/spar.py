@@ -83,24 +83,39 @@ def run(recipe: Recipe) -> int:
     actor = ChatModel(recipe.actor, "actor")
     refiner = ChatModel(recipe.refiner, "refiner") if recipe.refiner is not None else actor
     settings = SearchSettings(recipe.search, recipe.max_depth, recipe.branching, recipe.budget)
-    identity = {"prompts": input_identity(recipe.prompts, len(items)), "actor": model_identity(recipe.actor),
-                "refiner": model_identity(recipe.refiner or recipe.actor),
-                **recipe.model_dump(include={"search", "max_depth", "branching", "budget", "judge_samples",
-                                             "seed"})}
+    identity = {
+        "prompts": input_identity(recipe.prompts, len(items)),
+        "actor": model_identity(recipe.actor),
+        "refiner": model_identity(recipe.refiner or recipe.actor),
+        **recipe.model_dump(include={"search", "max_depth", "branching", "budget", "judge_samples", "seed"}),
+    }
     search_path = out / "search.jsonl"
-    manifest = run_model_job(items, lambda batch, b: search_batch(batch, actor, refiner, settings, recipe.seed + b,
-                                                                       recipe.judge_samples),
-                             search_path, recipe.batch_size, {"method": NAME, **identity}, "spar")
+    manifest = run_model_job(
+        items,
+        lambda batch, b: search_batch(batch, actor, refiner, settings, recipe.seed + b, recipe.judge_samples),
+        search_path,
+        recipe.batch_size,
+        {"method": NAME, **identity},
+        "spar",
+    )
     failed = job_failed(manifest, search_path)
     rows = read_jsonl(search_path)
     pairs = [spar_pair(r) for r in rows if r["removed_by"] is None]
     refiner_rows = [x for r in rows for x in refiner_examples(r)]
     write_jsonl(out / "pairs.jsonl", pairs)
     write_jsonl(out / "refiner_sft.jsonl", refiner_rows)
-    counts = {"prompts": len(items), "failed": failed, "pairs": len(pairs), "refiner_sft_rows": len(refiner_rows),
-              **search_counts(rows, recipe.judge_samples)}
-    files = {"search": str(search_path), "pairs": str(out / "pairs.jsonl"),
-             "refiner_sft": str(out / "refiner_sft.jsonl")}
+    counts = {
+        "prompts": len(items),
+        "failed": failed,
+        "pairs": len(pairs),
+        "refiner_sft_rows": len(refiner_rows),
+        **search_counts(rows, recipe.judge_samples),
+    }
+    files = {
+        "search": str(search_path),
+        "pairs": str(out / "pairs.jsonl"),
+        "refiner_sft": str(out / "refiner_sft.jsonl"),
+    }
     code = finish(out, NAME, identity, counts, files, removal_counts(rows), len(pairs), "refinement pairs")
     return 1 if failed else code
 
@@ -108,9 +123,14 @@ def run(recipe: Recipe) -> int:
 def search_counts(rows: list[dict], judge_samples: int) -> dict[str, int]:
     trees = [r["search"] for r in rows if r["search"]]
     judged = len(rows) + sum(t["judgments"] for t in trees)
-    return {"searched": len(trees), "actor_calls": len(rows), "judged_responses": judged,
-            "judge_calls": judged * judge_samples, "refine_calls": sum(t["refinements"] for t in trees),
-            "judge_unparseable": sum(r["root_unparseable"] + (r["search"] or {}).get("unparseable", 0) for r in rows)}
+    return {
+        "searched": len(trees),
+        "actor_calls": len(rows),
+        "judged_responses": judged,
+        "judge_calls": judged * judge_samples,
+        "refine_calls": sum(t["refinements"] for t in trees),
+        "judge_unparseable": sum(r["root_unparseable"] + (r["search"] or {}).get("unparseable", 0) for r in rows),
+    }
 
 
 def instruction_text(messages: list[dict]) -> str:
@@ -118,8 +138,9 @@ def instruction_text(messages: list[dict]) -> str:
     return next(m["content"] for m in reversed(messages) if m["role"] == "user")
 
 
-def search_batch(batch: list[dict], actor: ChatModel, refiner: ChatModel, settings: SearchSettings,
-                 seed: int, judge_samples: int = 1) -> BatchOutput:
+def search_batch(
+    batch: list[dict], actor: ChatModel, refiner: ChatModel, settings: SearchSettings, seed: int, judge_samples: int = 1
+) -> BatchOutput:
     answers = actor.ask([item["messages"] for item in batch], seed=seed)
     rows, failures = [], []
     for item, answer in zip(batch, answers):
@@ -132,30 +153,47 @@ def search_batch(batch: list[dict], actor: ChatModel, refiner: ChatModel, settin
     return BatchOutput(rows, failures)
 
 
-def search_one(item: dict, response: str, refiner: ChatModel, settings: SearchSettings, seed: int,
-               judge_samples: int = 1) -> dict:
+def search_one(
+    item: dict, response: str, refiner: ChatModel, settings: SearchSettings, seed: int, judge_samples: int = 1
+) -> dict:
     instruction = instruction_text(item["messages"])
 
     def judge(responses: list[str]) -> list[Judgment]:
-        texts = _texts(refiner.ask([JUDGE_PROMPT.format(instruction=instruction, response=r) for r in responses],
-                                   n=judge_samples, seed=seed))
+        texts = _texts(
+            refiner.ask(
+                [JUDGE_PROMPT.format(instruction=instruction, response=r) for r in responses],
+                n=judge_samples,
+                seed=seed,
+            )
+        )
         return [vote([parse_judgment(t) for t in samples]) for samples in texts]
 
     def refine(node: Node, count: int) -> list[str]:
-        prompt = REFINE_PROMPT.format(instruction=instruction, response=node.response,
-                                      critique=node.judgment.critique or "(no critique)")
+        prompt = REFINE_PROMPT.format(
+            instruction=instruction, response=node.response, critique=node.judgment.critique or "(no critique)"
+        )
         return [t.strip() for t in _texts(refiner.ask([prompt], n=count, seed=seed + node.id))[0]]
 
     [root] = judge([response])
-    row = {"row": item["row"], "prompt": item["messages"], "instruction": instruction, "response": response,
-           "judgment": vars(root), "root_unparseable": root.accepted is None, "search": None}
+    row = {
+        "row": item["row"],
+        "prompt": item["messages"],
+        "instruction": instruction,
+        "response": response,
+        "judgment": vars(root),
+        "root_unparseable": root.accepted is None,
+        "search": None,
+    }
     if root.accepted is None:
         return {**row, "removed_by": "judge_unparseable"}
     if root.accepted:
         return {**row, "removed_by": "actor_accepted"}
     result = tree_search(response, root, refine, judge, settings)
-    return {**row, "search": result.as_row(),
-            "removed_by": None if result.accepted is not None else f"search_exhausted_{result.stopped_by}"}
+    return {
+        **row,
+        "search": result.as_row(),
+        "removed_by": None if result.accepted is not None else f"search_exhausted_{result.stopped_by}",
+    }
 
 
 def _texts(results: list) -> list[list[str]]:
@@ -167,25 +205,43 @@ def _texts(results: list) -> list[list[str]]:
 
 def spar_pair(row: dict) -> dict:
     accepted = row["search"]["nodes"][row["search"]["accepted"]]
-    return {"prompt": row["prompt"], "chosen": [{"role": "assistant", "content": accepted["response"]}],
-            "rejected": [{"role": "assistant", "content": row["response"]}], "row": row["row"],
-            "depth": accepted["depth"]}
+    return {
+        "prompt": row["prompt"],
+        "chosen": [{"role": "assistant", "content": accepted["response"]}],
+        "rejected": [{"role": "assistant", "content": row["response"]}],
+        "row": row["row"],
+        "depth": accepted["depth"],
+    }
 
 
 def refiner_examples(row: dict) -> list[dict]:
     """Judgment rows for every readable judgment; a refinement row for the accepted refinement."""
     nodes = row["search"]["nodes"] if row["search"] else [{"response": row["response"], "judgment": row["judgment"]}]
-    out = [_chat(JUDGE_PROMPT.format(instruction=row["instruction"], response=n["response"]), n["judgment"]["text"],
-                 "judgment", row["row"]) for n in nodes if n["judgment"]["accepted"] is not None]
+    out = [
+        _chat(
+            JUDGE_PROMPT.format(instruction=row["instruction"], response=n["response"]),
+            n["judgment"]["text"],
+            "judgment",
+            row["row"],
+        )
+        for n in nodes
+        if n["judgment"]["accepted"] is not None
+    ]
     if row["search"] and row["search"]["accepted"] is not None:
         accepted = nodes[row["search"]["accepted"]]
         parent = nodes[accepted["parent"]]
-        prompt = REFINE_PROMPT.format(instruction=row["instruction"], response=parent["response"],
-                                      critique=parent["judgment"]["critique"] or "(no critique)")
+        prompt = REFINE_PROMPT.format(
+            instruction=row["instruction"],
+            response=parent["response"],
+            critique=parent["judgment"]["critique"] or "(no critique)",
+        )
         out.append(_chat(prompt, accepted["response"], "refinement", row["row"]))
     return out
 
 
 def _chat(user: str, assistant: str, kind: str, row: int) -> dict:
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
-            "kind": kind, "row": row}
+    return {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+        "kind": kind,
+        "row": row,
+    }

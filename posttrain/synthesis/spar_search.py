@@ -20,16 +20,28 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-JUDGE_PROMPT = ("Check whether a response follows every requirement of an instruction.\n\n# Instruction\n"
-                "{instruction}\n\n# Response\n{response}\n\nList each requirement the response misses or "
-                "breaks, briefly, or say that it meets them all. Then end with a line 'Verdict: ACCEPT' if it "
-                "follows every requirement, or 'Verdict: REJECT' if it does not.")
-REFINE_PROMPT = ("Improve a response so that it follows every requirement of its instruction.\n\n# Instruction\n"
-                 "{instruction}\n\n# Response\n{response}\n\n# Critique\n{critique}\n\nRewrite the response to fix "
-                 "what the critique points out, changing nothing else. Write only the improved response.")
+JUDGE_PROMPT = (
+    "Check whether a response follows every requirement of an instruction.\n\n# Instruction\n"
+    "{instruction}\n\n# Response\n{response}\n\nList each requirement the response misses or "
+    "breaks, briefly, or say that it meets them all. Then end with a line 'Verdict: ACCEPT' if it "
+    "follows every requirement, or 'Verdict: REJECT' if it does not."
+)
+REFINE_PROMPT = (
+    "Improve a response so that it follows every requirement of its instruction.\n\n# Instruction\n"
+    "{instruction}\n\n# Response\n{response}\n\n# Critique\n{critique}\n\nRewrite the response to fix "
+    "what the critique points out, changing nothing else. Write only the improved response."
+)
 _VERDICT = re.compile(r"verdict\s*[:\-=]?\s*[*_`\"']*\s*(accept(?:ed)?|reject(?:ed)?|pass|fail|yes|no)\b", re.I)
-_BARE = {"accept": True, "accepted": True, "pass": True, "yes": True,
-         "reject": False, "rejected": False, "fail": False, "no": False}
+_BARE = {
+    "accept": True,
+    "accepted": True,
+    "pass": True,
+    "yes": True,
+    "reject": False,
+    "rejected": False,
+    "fail": False,
+    "no": False,
+}
 
 
 @dataclass
@@ -88,9 +100,15 @@ class SearchResult:
     stopped_by: str = ""  # accepted | depth | budget
 
     def as_row(self) -> dict:
-        return {"nodes": [{**asdict(n), "judgment": asdict(n.judgment)} for n in self.nodes],
-                "accepted": self.accepted, "expansions": self.expansions, "refinements": self.refinements,
-                "judgments": self.judgments, "unparseable": self.unparseable, "stopped_by": self.stopped_by}
+        return {
+            "nodes": [{**asdict(n), "judgment": asdict(n.judgment)} for n in self.nodes],
+            "accepted": self.accepted,
+            "expansions": self.expansions,
+            "refinements": self.refinements,
+            "judgments": self.judgments,
+            "unparseable": self.unparseable,
+            "stopped_by": self.stopped_by,
+        }
 
 
 @dataclass
@@ -105,8 +123,9 @@ Refine = Callable[[Node, int], list[str]]  # (node, how many) -> refinements of 
 Judge = Callable[[list[str]], list[Judgment]]  # responses -> their judgments
 
 
-def tree_search(root_response: str, root_judgment: Judgment, refine: Refine, judge: Judge,
-                settings: SearchSettings) -> SearchResult:
+def tree_search(
+    root_response: str, root_judgment: Judgment, refine: Refine, judge: Judge, settings: SearchSettings
+) -> SearchResult:
     """Refinements of a rejected response until the judge accepts one (see the module doc)."""
     root = Node(0, root_response, root_judgment, 0, None)
     result = SearchResult([root])

@@ -50,11 +50,15 @@ from posttrain.synthesis.pipeline import (
 NAME = "teacher-distill"
 HELP = "self-instruct expansion of seed tasks (ROUGE-L novelty filter) + teacher answers/rationales"
 
-TASK_PROMPT = ("Here are some tasks that users give an AI assistant:\n\n{examples}\n\nWrite one new task that "
-               "differs from all of them in topic or kind, is clear and self-contained, and can be answered in "
-               "text. Write only the new task.")
-RATIONALE_PROMPT = ("{task}\n\nSolve this task. First explain your reasoning step by step, then give the result "
-                    "on a final line that starts with 'Answer:'.")
+TASK_PROMPT = (
+    "Here are some tasks that users give an AI assistant:\n\n{examples}\n\nWrite one new task that "
+    "differs from all of them in topic or kind, is clear and self-contained, and can be answered in "
+    "text. Write only the new task."
+)
+RATIONALE_PROMPT = (
+    "{task}\n\nSolve this task. First explain your reasoning step by step, then give the result "
+    "on a final line that starts with 'Answer:'."
+)
 _LABEL = re.compile(r"^\s*(?:new task|task(?: \d+)?|instruction)\s*[:.]\s*", re.I)
 
 
@@ -78,14 +82,22 @@ def run(recipe: Recipe) -> int:
     out = Path(recipe.out)
     seeds = read_seed_tasks(recipe.seed_tasks)
     teacher = ChatModel(recipe.teacher, "teacher")
-    base = {"method": NAME, "teacher": model_identity(recipe.teacher), "seed": recipe.seed,
-            "seed_tasks": input_identity(recipe.seed_tasks, len(seeds))}
-    expansion = {**base, "step": "expand", **recipe.model_dump(include={"rounds", "requests_per_round", "in_context",
-                                                                       "rouge_threshold", "min_words", "max_words"})}
+    base = {
+        "method": NAME,
+        "teacher": model_identity(recipe.teacher),
+        "seed": recipe.seed,
+        "seed_tasks": input_identity(recipe.seed_tasks, len(seeds)),
+    }
+    expansion = {
+        **base,
+        "step": "expand",
+        **recipe.model_dump(
+            include={"rounds", "requests_per_round", "in_context", "rouge_threshold", "min_words", "max_words"}
+        ),
+    }
     tasks_path = out / "tasks.jsonl"
     expander = Expander(recipe, teacher, seeds, tasks_path)
-    if job_failed(run_model_job(list(range(recipe.rounds)), expander, tasks_path, 1, expansion, "expand"),
-                  tasks_path):
+    if job_failed(run_model_job(list(range(recipe.rounds)), expander, tasks_path, 1, expansion, "expand"), tasks_path):
         return 1  # later rounds drew on an incomplete pool only until the rerun redoes the failed ones
     failed = 0
     candidates = read_jsonl(tasks_path)
@@ -96,17 +108,29 @@ def run(recipe: Recipe) -> int:
     answers, answers_path = [], out / "answers.jsonl"
     if todo:
         answering = {**base, "step": "answer", "tasks_sha256": file_sha256(tasks_path), "rationale": recipe.rationale}
-        manifest = run_model_job(todo, lambda batch, b: answer_tasks(teacher, batch, recipe.rationale,
-                                                                    recipe.seed + b),
-                                 answers_path, recipe.batch_size, answering, "answer")
+        manifest = run_model_job(
+            todo,
+            lambda batch, b: answer_tasks(teacher, batch, recipe.rationale, recipe.seed + b),
+            answers_path,
+            recipe.batch_size,
+            answering,
+            "answer",
+        )
         failed += job_failed(manifest, answers_path)
         answers = read_jsonl(answers_path)
     sft = [sft_row(a["task"], a["answer"], origin=a["origin"]) for a in answers if not a["removed_by"]]
     write_jsonl(out / "sft.jsonl", sft)
     removed = {f"expand.{k}": v for k, v in removal_counts(candidates).items()}
     removed.update({f"answer.{k}": v for k, v in removal_counts(answers).items()})
-    counts = {"seed_tasks": len(seeds), "candidates": len(candidates), "new_tasks": len(new_tasks),
-              "answered": len(answers), "failed": failed, "sft_rows": len(sft), "teacher_calls": teacher.calls}
+    counts = {
+        "seed_tasks": len(seeds),
+        "candidates": len(candidates),
+        "new_tasks": len(new_tasks),
+        "answered": len(answers),
+        "failed": failed,
+        "sft_rows": len(sft),
+        "teacher_calls": teacher.calls,
+    }
     files = {"tasks": str(tasks_path), "answers": str(answers_path), "sft": str(out / "sft.jsonl")}
     code = finish(out, NAME, base, counts, files, removed, len(sft), "SFT rows")
     return 1 if failed else code
@@ -123,8 +147,10 @@ def read_seed_tasks(path: str | None) -> list[str]:
     for number, row in read_rows(path):
         text = row.get("instruction") if row.get("instruction") is not None else row.get("prompt")
         if not isinstance(text, str) or not text.strip():
-            raise UserError(f"{path}: row {number}: field 'instruction': missing or not a non-empty string "
-                            "(a seed task is 'instruction' (+ 'input') or 'prompt')")
+            raise UserError(
+                f"{path}: row {number}: field 'instruction': missing or not a non-empty string "
+                "(a seed task is 'instruction' (+ 'input') or 'prompt')"
+            )
         extra = row.get("input")
         tasks.append(f"{text.strip()}\n\n{extra.strip()}" if isinstance(extra, str) and extra.strip() else text.strip())
     if not tasks:
@@ -158,8 +184,11 @@ class NoveltyFilter:
         scores = [self.scorer.score(other, task)["rougeL"].fmeasure for other in pool]
         best = max(range(len(scores)), key=scores.__getitem__) if scores else None
         top = scores[best] if best is not None else 0.0
-        return {"removed_by": "rouge_l" if top >= self.threshold else None, "rouge_l_max": round(top, 4),
-                "most_similar": pool[best] if best is not None else None}
+        return {
+            "removed_by": "rouge_l" if top >= self.threshold else None,
+            "rouge_l_max": round(top, 4),
+            "most_similar": pool[best] if best is not None else None,
+        }
 
 
 class Expander:
@@ -208,7 +237,12 @@ def answer_tasks(teacher: ChatModel, batch: list[dict], rationale: bool, seed: i
             failures.append({"item": item["index"], "error": answer.error})
             continue
         text = answer[0].strip()
-        removed = ("empty_answer" if not text else
-                   "no_final_answer" if rationale and not re.search(r"^\s*answer\s*:", text, re.I | re.M) else None)
+        removed = (
+            "empty_answer"
+            if not text
+            else "no_final_answer"
+            if rationale and not re.search(r"^\s*answer\s*:", text, re.I | re.M)
+            else None
+        )
         rows.append({**item, "answer": text, "rationale": rationale, "removed_by": removed})
     return BatchOutput(rows, failures)

@@ -76,17 +76,22 @@ def run(recipe: Recipe) -> int:
     shots = few_shot_messages(recipe.strong_few_shot)
     require_model(recipe.strong, "strong")  # both named before either is reached
     weak, strong = ChatModel(recipe.weak, "weak"), ChatModel(recipe.strong, "strong")
-    identity = {"method": NAME, "questions": input_identity(recipe.questions, len(items)),
-                "weak": model_identity(recipe.weak), "strong": model_identity(recipe.strong),
-                "strong_few_shot": input_identity(recipe.strong_few_shot, len(shots)) if shots else None,
-                **recipe.model_dump(include={"n_strong", "weak_greedy", "extract", "regex", "seed"})}
+    identity = {
+        "method": NAME,
+        "questions": input_identity(recipe.questions, len(items)),
+        "weak": model_identity(recipe.weak),
+        "strong": model_identity(recipe.strong),
+        "strong_few_shot": input_identity(recipe.strong_few_shot, len(shots)) if shots else None,
+        **recipe.model_dump(include={"n_strong", "weak_greedy", "extract", "regex", "seed"}),
+    }
 
     def process(batch: list[dict], b: int) -> BatchOutput:
         return sample_batch(batch, weak, strong, shots, recipe, extract, recipe.seed + b)
 
     samples_path = out / "samples.jsonl"
-    failed = job_failed(run_model_job(items, process, samples_path, recipe.batch_size, identity, "weak-to-strong"),
-                        samples_path)
+    failed = job_failed(
+        run_model_job(items, process, samples_path, recipe.batch_size, identity, "weak-to-strong"), samples_path
+    )
     rows = [decide(row, same, recipe.agreement) for row in read_jsonl(samples_path)]
     sft, pairs = [], []
     for row in rows:
@@ -95,13 +100,28 @@ def run(recipe: Recipe) -> int:
             pairs += contrastive_pairs(row, recipe.pairs_per_question)
     write_jsonl(out / "sft.jsonl", sft)
     write_jsonl(out / "pairs.jsonl", pairs)
-    counts = {"questions": len(items), "sampled": len(rows), "failed": failed, "agree": len(sft),
-              "sft_rows": len(sft), "questions_with_contrast": len({p["row"] for p in pairs}), "pairs": len(pairs),
-              **reference_check(rows, same)}
+    counts = {
+        "questions": len(items),
+        "sampled": len(rows),
+        "failed": failed,
+        "agree": len(sft),
+        "sft_rows": len(sft),
+        "questions_with_contrast": len({p["row"] for p in pairs}),
+        "pairs": len(pairs),
+        **reference_check(rows, same),
+    }
     files = {"samples": str(samples_path), "sft": str(out / "sft.jsonl"), "pairs": str(out / "pairs.jsonl")}
     identity.pop("method")
-    code = finish(out, NAME, {**identity, "agreement": recipe.agreement, "sft_response": recipe.sft_response},
-                  counts, files, removal_counts(rows), len(sft), "agreeing questions")
+    code = finish(
+        out,
+        NAME,
+        {**identity, "agreement": recipe.agreement, "sft_response": recipe.sft_response},
+        counts,
+        files,
+        removal_counts(rows),
+        len(sft),
+        "agreeing questions",
+    )
     return 1 if failed else code
 
 
@@ -129,8 +149,9 @@ def few_shot_messages(path: str | None) -> list[dict]:
 
 
 def sample_batch(batch, weak: ChatModel, strong: ChatModel, shots, recipe: Recipe, extract, seed: int) -> BatchOutput:
-    weak_out = weak.ask([item["messages"] for item in batch], seed=seed,
-                        temperature=0.0 if recipe.weak_greedy else None)
+    weak_out = weak.ask(
+        [item["messages"] for item in batch], seed=seed, temperature=0.0 if recipe.weak_greedy else None
+    )
     strong_out = strong.ask([shots + item["messages"] for item in batch], n=recipe.n_strong, seed=seed)
     rows, failures = [], []
     for item, w, s in zip(batch, weak_out, strong_out):
@@ -138,9 +159,15 @@ def sample_batch(batch, weak: ChatModel, strong: ChatModel, shots, recipe: Recip
         if failed is not None:
             failures.append({"row": item["row"], "error": failed.error})
             continue
-        rows.append({"row": item["row"], "prompt": item["messages"], "reference": item["reference"],
-                     "weak": {"text": w[0], "answer": extract(w[0])},
-                     "strong": [{"text": t, "answer": extract(t)} for t in s]})
+        rows.append(
+            {
+                "row": item["row"],
+                "prompt": item["messages"],
+                "reference": item["reference"],
+                "weak": {"text": w[0], "answer": extract(w[0])},
+                "strong": [{"text": t, "answer": extract(t)} for t in s],
+            }
+        )
     return BatchOutput(rows, failures)
 
 
@@ -178,8 +205,11 @@ def decide(row: dict, same, agreement: str) -> dict:
 
 def sft_example(row: dict, response: str) -> dict:
     text = row["weak"]["text"] if response == "weak" else row["strong"][row["agreeing"][0]]["text"]
-    return {"messages": [*row["prompt"], {"role": "assistant", "content": text}], "row": row["row"],
-            "answer": row["weak"]["answer"]}
+    return {
+        "messages": [*row["prompt"], {"role": "assistant", "content": text}],
+        "row": row["row"],
+        "answer": row["weak"]["answer"],
+    }
 
 
 def contrastive_pairs(row: dict, limit: int) -> list[dict]:
@@ -187,9 +217,15 @@ def contrastive_pairs(row: dict, limit: int) -> list[dict]:
     rejected = [s["text"] for i, s in enumerate(row["strong"]) if i not in row["agreeing"]]
     if not chosen or not rejected:
         return []
-    return [{"prompt": row["prompt"], "chosen": [{"role": "assistant", "content": chosen[k % len(chosen)]}],
-             "rejected": [{"role": "assistant", "content": rejected[k]}], "row": row["row"]}
-            for k in range(min(limit, len(rejected)))]
+    return [
+        {
+            "prompt": row["prompt"],
+            "chosen": [{"role": "assistant", "content": chosen[k % len(chosen)]}],
+            "rejected": [{"role": "assistant", "content": rejected[k]}],
+            "row": row["row"],
+        }
+        for k in range(min(limit, len(rejected)))
+    ]
 
 
 def reference_check(rows: list[dict], same) -> dict:

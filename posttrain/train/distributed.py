@@ -34,12 +34,16 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
 
         # FSDP2 (fully_shard) on every decoder layer; full state dicts for saving.
         plugin = FullyShardedDataParallelPlugin(
-            fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
-            reshard_after_forward=True, state_dict_type="FULL_STATE_DICT",
-            cpu_ram_efficient_loading=False)
+            fsdp_version=2,
+            auto_wrap_policy="transformer_based_wrap",
+            reshard_after_forward=True,
+            state_dict_type="FULL_STATE_DICT",
+            cpu_ram_efficient_loading=False,
+        )
     # accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU.
-    return Accelerator(mixed_precision=recipe.train.mixed_precision, fsdp_plugin=plugin,
-                       cpu=not torch.cuda.is_available())
+    return Accelerator(
+        mixed_precision=recipe.train.mixed_precision, fsdp_plugin=plugin, cpu=not torch.cuda.is_available()
+    )
 
 
 class GatheredOptimizerState:
@@ -50,12 +54,12 @@ class GatheredOptimizerState:
         self.module, self.optimizer = module, getattr(optimizer, "optimizer", optimizer)
 
     def state_dict(self) -> dict[str, Any]:
-        return get_optimizer_state_dict(self.module, self.optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_optimizer_state_dict(
+            self.module, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        set_optimizer_state_dict(self.module, self.optimizer, state,
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(self.module, self.optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
 class Frozen:
@@ -73,8 +77,9 @@ def model_state_dict(accelerator: Accelerator, policy: torch.nn.Module) -> dict[
     return policy_state_dicts(accelerator, policy)[0]
 
 
-def policy_state_dicts(accelerator: Accelerator,
-                       policy: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def policy_state_dicts(
+    accelerator: Accelerator, policy: torch.nn.Module
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(the HF model's full weights, the weights of the other submodules trained beside it, e.g.
     PPO's critic, under their own names), gathered on every process (a collective under FSDP)."""
     state = accelerator.get_state_dict(policy)
@@ -90,8 +95,17 @@ def relaunch(num_processes: int, argv: list[str]) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "posttrain.train.launch", f"--nproc-per-node={num_processes}",
-           "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "posttrain", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "posttrain.train.launch",
+        f"--nproc-per-node={num_processes}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+        "-m",
+        "posttrain",
+        *argv,
+    ]
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": threads})
     # SIGTERM/SIGINT sent to this process go on to torchrun, which passes them to the training

@@ -34,8 +34,12 @@ _HINT = "lower train.lr (or set train.on_nonfinite: skip to step over rare bad b
 
 
 class DivergenceGuard:
-    def __init__(self, params: Iterable[torch.nn.Parameter], mode: str,
-                 reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        mode: str,
+        reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.params = [_local(p) for p in params if p.requires_grad]
         self.mode = mode  # "stop" | "skip"
         self.reduce_sum = reduce_sum  # across processes (sharded weights differ by rank)
@@ -59,12 +63,13 @@ class DivergenceGuard:
             return True
         problem = _describe(float(loss), None if grad_norm is None else float(grad_norm))
         if self.mode != "skip":
-            raise UserError(f"step {step}: {problem}: training diverged; nothing from this step "
-                            f"was saved; {_HINT}")
+            raise UserError(f"step {step}: {problem}: training diverged; nothing from this step was saved; {_HINT}")
         self.skips_in_a_row += 1
         if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
-            raise UserError(f"step {step}: {problem} for {self.skips_in_a_row} steps in a row "
-                            f"(train.on_nonfinite: skip): training diverged; lower train.lr")
+            raise UserError(
+                f"step {step}: {problem} for {self.skips_in_a_row} steps in a row "
+                f"(train.on_nonfinite: skip): training diverged; lower train.lr"
+            )
         log.warning("step %d: %s: update skipped (train.on_nonfinite: skip)", step, problem)
         return False
 
@@ -85,8 +90,10 @@ class DivergenceGuard:
             self._raise_weights()
 
     def _raise_weights(self) -> None:
-        raise UserError(f"step {self._weights_step}: the update made some weights non-finite "
-                        f"(inf/NaN): training diverged; nothing from this step was saved; {_HINT}")
+        raise UserError(
+            f"step {self._weights_step}: the update made some weights non-finite "
+            f"(inf/NaN): training diverged; nothing from this step was saved; {_HINT}"
+        )
 
 
 def _describe(loss: float, grad_norm: float | None) -> str:
@@ -94,8 +101,10 @@ def _describe(loss: float, grad_norm: float | None) -> str:
         return f"the loss is {loss}"
     if grad_norm is not None and not math.isfinite(grad_norm):
         return f"the gradient norm is {grad_norm} (loss {loss:.4g})"
-    return (f"the gradient norm is exactly 0 while the loss is {loss:.4g} "
-            "(activations overflowed: the network no longer learns)")
+    return (
+        f"the gradient norm is exactly 0 while the loss is {loss:.4g} "
+        "(activations overflowed: the network no longer learns)"
+    )
 
 
 def _local(param: torch.Tensor) -> torch.Tensor:

@@ -37,5 +37,6 @@ def lock_output_dir(out_dir: Path) -> None:
     make_output_dir(out_dir)
     holder = hold_lock(out_dir / LOCK_FILE, "the output directory")
     if holder is not None:
-        raise UserError(f"{out_dir} is in use by another run (PID {holder}); wait for it to end "
-                        "or choose another --output-dir")
+        raise UserError(
+            f"{out_dir} is in use by another run (PID {holder}); wait for it to end or choose another --output-dir"
+        )

@@ -53,6 +53,7 @@ class Objective(Protocol):
 
 class Plan(Protocol):
     total_steps: int
+
     def steps(self, start: int = 0): ...
 
 
@@ -83,16 +84,21 @@ def run(job: TrainJob) -> dict[str, float]:
         use_lean_layers(job.policy)
     optimizer = build_optimizer(job.policy, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
     warmup = cfg.warmup_steps or round(cfg.warmup_ratio * job.plan.total_steps)
-    scheduler = build_scheduler(optimizer, cfg.schedule, job.plan.total_steps, warmup,
-                                cfg.min_lr_ratio, cfg.decay_ratio)
+    scheduler = build_scheduler(
+        optimizer, cfg.schedule, job.plan.total_steps, warmup, cfg.min_lr_ratio, cfg.decay_ratio
+    )
     _check_deepspeed(acc, cfg.grad_accum_steps)
     policy, optimizer = acc.prepare(job.policy, optimizer)
     reduce_sum = (lambda t: acc.reduce(t.to(acc.device), "sum")) if acc.num_processes > 1 else None
     guard = DivergenceGuard(policy.parameters(), cfg.on_nonfinite, reduce_sum)
-    logger = MetricsLogger(job.out_dir, tensorboard=job.recipe.log.tensorboard,
-                           wandb_project=job.recipe.log.wandb_project,
-                           run_name=job.recipe.log.run_name,
-                           config=recipe_to_dict(job.recipe), enabled=acc.is_main_process)
+    logger = MetricsLogger(
+        job.out_dir,
+        tensorboard=job.recipe.log.tensorboard,
+        wandb_project=job.recipe.log.wandb_project,
+        run_name=job.recipe.log.run_name,
+        config=recipe_to_dict(job.recipe),
+        enabled=acc.is_main_process,
+    )
     state = LoopState()
     if job.resume_from is not None:
         state = _resume(job, policy, optimizer, scheduler)
@@ -112,8 +118,17 @@ def run(job: TrainJob) -> dict[str, float]:
     return last_eval
 
 
-def _train(job: TrainJob, policy, optimizer, scheduler, state: LoopState, logger: MetricsLogger,
-           bar, guard: DivergenceGuard, stops: StopRequests) -> dict[str, float]:
+def _train(
+    job: TrainJob,
+    policy,
+    optimizer,
+    scheduler,
+    state: LoopState,
+    logger: MetricsLogger,
+    bar,
+    guard: DivergenceGuard,
+    stops: StopRequests,
+) -> dict[str, float]:
     cfg, acc = job.recipe.train, job.accelerator
     last_eval: dict[str, float] = {}
     pending_tokens = torch.zeros((), device=acc.device)  # read (a device sync) only when logging
@@ -128,8 +143,12 @@ def _train(job: TrainJob, policy, optimizer, scheduler, state: LoopState, logger
             pending_tokens.zero_()
             row = {k: float(v) for k, v in stats.items()}
             elapsed = time.perf_counter() - started
-            row.update(tokens_seen=state.tokens_seen, tokens_per_s=row["step_tokens"] / elapsed,
-                       step_time_s=elapsed, **peak_memory(acc.device))
+            row.update(
+                tokens_seen=state.tokens_seen,
+                tokens_per_s=row["step_tokens"] / elapsed,
+                step_time_s=elapsed,
+                **peak_memory(acc.device),
+            )
             logger.log(row, step=state.step)
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
         has_eval = bool(job.eval_batches) or job.extra_eval is not None
@@ -146,9 +165,12 @@ def _train(job: TrainJob, policy, optimizer, scheduler, state: LoopState, logger
             ckpt = _save(job, policy, optimizer, scheduler, state)
         _kill_hook(state.step)
         if signum:
-            raise RunStopped(f"{stops.name(signum)}: stopped after step {state.step} of "
-                             f"{job.plan.total_steps}; checkpoint saved in {ckpt}; continue with "
-                             "--resume", 128 + signum)
+            raise RunStopped(
+                f"{stops.name(signum)}: stopped after step {state.step} of "
+                f"{job.plan.total_steps}; checkpoint saved in {ckpt}; continue with "
+                "--resume",
+                128 + signum,
+            )
     return last_eval
 
 
@@ -162,6 +184,8 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**30}
+
+
 def _resume(job: TrainJob, policy, optimizer, scheduler) -> LoopState:
     """Optimizer, scheduler and RNG state from the checkpoint; the hyperparameters from the
     recipe (train/resume.py decides which changes a resume accepts)."""
@@ -175,8 +199,9 @@ def _due(every: int | None, step: int, total: int) -> bool:
     return step == total or bool(every and step % every == 0)
 
 
-def _train_step(job: TrainJob, policy, optimizer, scheduler, micro_batches: list[MicroBatch],
-                guard: DivergenceGuard, step: int) -> dict:
+def _train_step(
+    job: TrainJob, policy, optimizer, scheduler, micro_batches: list[MicroBatch], guard: DivergenceGuard, step: int
+) -> dict:
     acc, cfg = job.accelerator, job.recipe.train
     stats = accumulate_gradients(job, policy, micro_batches)
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm else float("inf")
@@ -270,12 +295,23 @@ def _save(job: TrainJob, policy, optimizer, scheduler, state: LoopState) -> Path
     weights, auxiliary = policy_state_dicts(acc, policy)  # gathered on every process (collective under FSDP)
     optimizer_state = Frozen(GatheredOptimizerState(policy, optimizer).state_dict())
     if acc.is_main_process:
-        save_checkpoint(job.out_dir / "checkpoints", state.step, acc.unwrap_model(policy).model,
-                        job.tokenizer, optimizer_state, scheduler,
-                        {"step": state.step, "tokens_seen": state.tokens_seen,
-                         "num_processes": acc.num_processes},  # resume checks the global batch
-                        recipe_to_dict(job.recipe), keep_last=job.recipe.train.keep_last,
-                        model_state=weights, auxiliary_state=auxiliary)
+        save_checkpoint(
+            job.out_dir / "checkpoints",
+            state.step,
+            acc.unwrap_model(policy).model,
+            job.tokenizer,
+            optimizer_state,
+            scheduler,
+            {
+                "step": state.step,
+                "tokens_seen": state.tokens_seen,
+                "num_processes": acc.num_processes,
+            },  # resume checks the global batch
+            recipe_to_dict(job.recipe),
+            keep_last=job.recipe.train.keep_last,
+            model_state=weights,
+            auxiliary_state=auxiliary,
+        )
     acc.wait_for_everyone()
     return job.out_dir / "checkpoints" / f"step-{state.step:08d}"
 
@@ -286,8 +322,10 @@ def _check_deepspeed(acc: Accelerator, grad_accum_steps: int) -> None:
     from accelerate.utils import DistributedType
 
     if acc.distributed_type == DistributedType.DEEPSPEED and grad_accum_steps > 1:
-        raise UserError("with DeepSpeed, set train.grad_accum_steps: 1 (raise micro_batch_size or "
-                        "processes instead), or use train.distributed: fsdp")
+        raise UserError(
+            "with DeepSpeed, set train.grad_accum_steps: 1 (raise micro_batch_size or "
+            "processes instead), or use train.distributed: fsdp"
+        )
 
 
 def _kill_hook(step: int) -> None:

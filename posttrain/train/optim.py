@@ -39,9 +39,7 @@ def build_optimizer(
     if not decay and not no_decay:
         raise UserError("the model has no trainable parameters (requires_grad is False everywhere)")
     groups = [
-        {"params": params, "weight_decay": wd}
-        for params, wd in ((decay, weight_decay), (no_decay, 0.0))
-        if params
+        {"params": params, "weight_decay": wd} for params, wd in ((decay, weight_decay), (no_decay, 0.0)) if params
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=_fused_supported(decay + no_decay))
 

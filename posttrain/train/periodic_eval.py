@@ -12,9 +12,14 @@ from posttrain.errors import UserError
 
 def exact_match_task(data: str, answer: str = "final_number", max_new_tokens: int = 32) -> dict:
     """A generation task on prompt/reference rows, scored by exact match of the extracted answer."""
-    return {"name": "exact_match", "kind": "generation", "data": data, "format": "prompt",
-            "extract": "final_number" if answer == "final_number" else "text",
-            "max_new_tokens": max_new_tokens}
+    return {
+        "name": "exact_match",
+        "kind": "generation",
+        "data": data,
+        "format": "prompt",
+        "extract": "final_number" if answer == "final_number" else "text",
+        "max_new_tokens": max_new_tokens,
+    }
 
 
 def generation_eval(cfg: EvalConfig, tokenizer, seed: int = 0) -> Callable | None:

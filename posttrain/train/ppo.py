@@ -39,20 +39,35 @@ logger = logging.getLogger(__name__)
 def ppo_parts(ctx, rollouts) -> tuple[ActorCritic, PPOPlan, PPOObjective]:
     """(the module the loop trains, the plan, the objective) of a PPO run."""
     cfg = ctx.recipe.grpo
-    actor_critic = build_actor_critic(ctx.model, ctx.tokenizer, ctx.recipe.model, critic=cfg.critic,
-                                      critic_model=cfg.critic_model, seed=ctx.recipe.seed,
-                                      chunk_size=ctx.recipe.train.logprob_chunk_size)
+    actor_critic = build_actor_critic(
+        ctx.model,
+        ctx.tokenizer,
+        ctx.recipe.model,
+        critic=cfg.critic,
+        critic_model=cfg.critic_model,
+        seed=ctx.recipe.seed,
+        chunk_size=ctx.recipe.train.logprob_chunk_size,
+    )
     if rollouts.share_prompts and not actor_critic.can_share_prompts():
-        logger.warning("data.pack: the critic's attention backend cannot take the shared-prefix mask; "
-                       "scoring one completion per row")
+        logger.warning(
+            "data.pack: the critic's attention backend cannot take the shared-prefix mask; "
+            "scoring one completion per row"
+        )
         rollouts.share_prompts = False
     if ctx.resume_from is not None:
         load_value_state(actor_critic, load_auxiliary_state(ctx.resume_from), str(ctx.resume_from))
     eps_high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
-    objective = PPOObjective(eps_low=cfg.clip_eps, eps_high=eps_high,
-                             aggregation=cfg.aggregation, vf_coef=cfg.vf_coef, value_clip=cfg.value_clip,
-                             kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_kind=cfg.kl_estimator,
-                             ignore_index=IGNORE, max_length=cfg.max_new_tokens)
+    objective = PPOObjective(
+        eps_low=cfg.clip_eps,
+        eps_high=eps_high,
+        aggregation=cfg.aggregation,
+        vf_coef=cfg.vf_coef,
+        value_clip=cfg.value_clip,
+        kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef,
+        kl_kind=cfg.kl_estimator,
+        ignore_index=IGNORE,
+        max_length=cfg.max_new_tokens,
+    )
     acc = ctx.accelerator  # whitening statistics summed over processes: 2 processes whiten as 1 does
     reduce_sum = (lambda t: acc.reduce(t.to(acc.device), "sum").cpu()) if acc.num_processes > 1 else None
     return actor_critic, PPOPlan(rollouts, actor_critic, cfg, reduce_sum), objective
@@ -87,13 +102,21 @@ class PPOPlan:
                 logps, values = (x.cpu() for x in rollout_forward(model, mb, device))
                 old = mb.get("old_logps", logps)  # the rollout plan's, when mu > 1: the same weights
                 ref = mb.pop("ref_logps", None) if cfg.kl_in_reward else mb.get("ref_logps")
-                rewards = kl_penalised_rewards(mb["stat/reward"], old, ref if cfg.kl_in_reward else None,
-                                               mask, cfg.kl_coef)
+                rewards = kl_penalised_rewards(
+                    mb["stat/reward"], old, ref if cfg.kl_in_reward else None, mask, cfg.kl_coef
+                )
                 advantages, returns = gae(rewards, values * mask, mask, cfg.gae_gamma, cfg.gae_lambda)
                 if ref is not None and cfg.kl_in_reward:  # as a loss term, the objective logs it
                     mb["stat/kl"] = ((old - ref) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-                out.append({**mb, "old_logps": old, "old_values": values * mask, "returns": returns,
-                            "token_advantages": advantages})
+                out.append(
+                    {
+                        **mb,
+                        "old_logps": old,
+                        "old_values": values * mask,
+                        "returns": returns,
+                        "token_advantages": advantages,
+                    }
+                )
         finally:
             model.train(was_training)
         if cfg.whiten_advantages:

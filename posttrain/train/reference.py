@@ -24,8 +24,9 @@ def initial_policy(ctx: RunContext):
     return load_model(ctx.recipe.model, ctx.recipe.seed)
 
 
-def attach_reference_logps(ctx: RunContext, units: Sequence, collate: Callable,
-                           names: Sequence[str], fields: Sequence[str]) -> None:
+def attach_reference_logps(
+    ctx: RunContext, units: Sequence, collate: Callable, names: Sequence[str], fields: Sequence[str]
+) -> None:
     """Fill unit.ref_logps from the cache, or compute them once with the reference: the recipe's
     `preference.reference`, else the initial policy (LoRA: the base with the adapter disabled)."""
     ref_path = ctx.recipe.preference.reference
@@ -53,5 +54,13 @@ def model_identity(path: str, recipe: Recipe) -> str:
     directory, the size and time of its weight files."""
     resolved = Path(resolve_model_path(path))
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(resolved.glob("*.safetensors"))]
-    return repr((str(resolved), recipe.model.revision, recipe.model.dtype, recipe.model.init,
-                 recipe.seed if recipe.model.init == "random" else None, stamp))
+    return repr(
+        (
+            str(resolved),
+            recipe.model.revision,
+            recipe.model.dtype,
+            recipe.model.init,
+            recipe.seed if recipe.model.init == "random" else None,
+            stamp,
+        )
+    )

@@ -27,14 +27,36 @@ log = logging.getLogger(__name__)
 
 # Dotted keys (or section prefixes ending in '.') applied from the new recipe on resume.
 APPLIED = (
-    "train.micro_batch_size", "train.grad_accum_steps",  # the global batch is checked instead
-    "train.lr", "train.weight_decay", "train.betas", "train.schedule", "train.warmup_steps",
-    "train.warmup_ratio", "train.min_lr_ratio", "train.decay_ratio", "train.max_grad_norm",
-    "train.max_steps", "train.epochs", "train.log_every", "train.eval_every", "train.save_every",
-    "train.keep_last", "train.logprob_chunk_size", "train.mixed_precision", "train.distributed",
-    "train.on_nonfinite", "model.gradient_checkpointing", "model.lean_layers", "model.attn_implementation",
-    "grpo.samples_every", "grpo.generation_batch_size", "grpo.backend",
-    "grpo.vllm_gpu_memory_utilization", "eval.", "log.",
+    "train.micro_batch_size",
+    "train.grad_accum_steps",  # the global batch is checked instead
+    "train.lr",
+    "train.weight_decay",
+    "train.betas",
+    "train.schedule",
+    "train.warmup_steps",
+    "train.warmup_ratio",
+    "train.min_lr_ratio",
+    "train.decay_ratio",
+    "train.max_grad_norm",
+    "train.max_steps",
+    "train.epochs",
+    "train.log_every",
+    "train.eval_every",
+    "train.save_every",
+    "train.keep_last",
+    "train.logprob_chunk_size",
+    "train.mixed_precision",
+    "train.distributed",
+    "train.on_nonfinite",
+    "model.gradient_checkpointing",
+    "model.lean_layers",
+    "model.attn_implementation",
+    "grpo.samples_every",
+    "grpo.generation_batch_size",
+    "grpo.backend",
+    "grpo.vllm_gpu_memory_utilization",
+    "eval.",
+    "log.",
 )
 IGNORED = ("output_dir",)  # the same directory may be named by another path
 
@@ -47,15 +69,18 @@ def check_output_dir(out_dir: Path, resume: bool, recipe: dict[str, Any], proces
     has_run = (out_dir / "metrics.jsonl").exists() or (out_dir / "checkpoints").exists()
     if not resume:
         if has_run:
-            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, "
-                            "or choose another --output-dir")
+            raise UserError(
+                f"{out_dir} already holds a run: pass --resume to continue it, or choose another --output-dir"
+            )
         return None
     ckpt = latest_checkpoint(out_dir / "checkpoints")
     if ckpt is None:
         if (out_dir / FINAL_DIR).exists():
-            raise UserError(f"{out_dir} holds a finished run ({FINAL_DIR}/) and no checkpoint to "
-                            f"continue from: --resume would retrain it from scratch and replace "
-                            f"{FINAL_DIR}/; to do that, delete {out_dir / FINAL_DIR} first")
+            raise UserError(
+                f"{out_dir} holds a finished run ({FINAL_DIR}/) and no checkpoint to "
+                f"continue from: --resume would retrain it from scratch and replace "
+                f"{FINAL_DIR}/; to do that, delete {out_dir / FINAL_DIR} first"
+            )
         log.warning("--resume: no checkpoint in %s, starting from the beginning", out_dir)
         return None
     stored = yaml.safe_load((ckpt / RECIPE_FILE).read_text(encoding="utf-8")) or {}
@@ -64,23 +89,27 @@ def check_output_dir(out_dir: Path, resume: bool, recipe: dict[str, Any], proces
     return ckpt
 
 
-def check_recipe_changes(stored: dict[str, Any], new: dict[str, Any], ckpt: Path,
-                         old_processes: int = 1, new_processes: int = 1) -> None:
+def check_recipe_changes(
+    stored: dict[str, Any], new: dict[str, Any], ckpt: Path, old_processes: int = 1, new_processes: int = 1
+) -> None:
     """Refuse changes that break an exact continuation; report the applied ones in one line."""
     refused, applied = recipe_changes(stored, new)
     old_batch, new_batch = _global_batch(stored, old_processes), _global_batch(new, new_processes)
     # A checkpoint moves between process counts when the global batch holds. GRPO's batch is
     # grpo.prompts_per_step x group_size (compared above); micro_batch_size only cuts its rows.
     if old_batch[0] != new_batch[0] and new.get("stage") != "grpo":
-        refused.append(f"global batch (micro_batch_size x grad_accum_steps x processes): "
-                       f"{old_batch[1]}={old_batch[0]} -> {new_batch[1]}={new_batch[0]}")
+        refused.append(
+            f"global batch (micro_batch_size x grad_accum_steps x processes): "
+            f"{old_batch[1]}={old_batch[0]} -> {new_batch[1]}={new_batch[0]}"
+        )
     if refused:
-        raise UserError(f"--resume: the recipe differs from {ckpt.name}'s in what decides the data, "
-                        f"batches, model or loss: {'; '.join(refused)} (restore these, or start a "
-                        "new run in another --output-dir)")
+        raise UserError(
+            f"--resume: the recipe differs from {ckpt.name}'s in what decides the data, "
+            f"batches, model or loss: {'; '.join(refused)} (restore these, or start a "
+            "new run in another --output-dir)"
+        )
     if applied:
-        log.warning("--resume: applying the new recipe's %s (no longer an exact continuation)",
-                    "; ".join(applied))
+        log.warning("--resume: applying the new recipe's %s (no longer an exact continuation)", "; ".join(applied))
 
 
 def recipe_changes(stored: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:

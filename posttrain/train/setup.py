@@ -38,12 +38,12 @@ def start_run(recipe: Recipe, stage: str, output_dir: str | None, resume: bool) 
     recipe, out_dir, accelerator, resume_from = open_output_dir(recipe, stage, output_dir, resume)
     tokenizer = load_tokenizer(recipe.model.path, recipe.model.revision, recipe.model.trust_remote_code)
     model = load_model(recipe.model, recipe.seed, recipe.adapter, resume_from=resume_from)
-    return RunContext(recipe, out_dir, accelerator, model, tokenizer, run_layout(recipe, accelerator),
-                      resume_from)
+    return RunContext(recipe, out_dir, accelerator, model, tokenizer, run_layout(recipe, accelerator), resume_from)
 
 
-def open_output_dir(recipe: Recipe, stage: str, output_dir: str | None, resume: bool
-                    ) -> tuple[Recipe, Path, Accelerator, Path | None]:
+def open_output_dir(
+    recipe: Recipe, stage: str, output_dir: str | None, resume: bool
+) -> tuple[Recipe, Path, Accelerator, Path | None]:
     """Lock the output directory (main process), check what --resume may continue, seed, and
     only then record the recipe in config.yaml: a refused run leaves the directory as it was.
     Returns (recipe with stage and output_dir set, out_dir, accelerator, checkpoint or None)."""
@@ -55,11 +55,14 @@ def open_output_dir(recipe: Recipe, stage: str, output_dir: str | None, resume: 
     resume_from = check_output_dir(out_dir, resume, recipe_to_dict(recipe), accelerator.num_processes)
     set_seed(recipe.seed)
     if accelerator.is_main_process:
-        write_text_atomically(out_dir / "config.yaml",
-                              yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+        write_text_atomically(out_dir / "config.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     return recipe, out_dir, accelerator, resume_from
 
 
 def run_layout(recipe: Recipe, accelerator: Accelerator) -> Layout:
-    return Layout(recipe.train.micro_batch_size, recipe.train.grad_accum_steps,
-                  accelerator.num_processes, accelerator.process_index)
+    return Layout(
+        recipe.train.micro_batch_size,
+        recipe.train.grad_accum_steps,
+        accelerator.num_processes,
+        accelerator.process_index,
+    )

@@ -26,12 +26,19 @@ def small_data(tmp_path_factory):
     }
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = True,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     """`python -m posttrain ...` in a subprocess, as a user runs it."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "posttrain", *map(str, args)], env=full_env,
-                          capture_output=True, text=True, timeout=600, input=stdin)
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", *map(str, args)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        input=stdin,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc

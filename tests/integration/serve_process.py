@@ -17,9 +17,12 @@ def serve_process(model_dir, log_path, *extra: str):
     goes to log_path (a pipe nobody reads could fill and stall the server)."""
     port = free_port()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "posttrain", "serve", str(model_dir), "--port", str(port),
-                                 *extra], env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                                stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "posttrain", "serve", str(model_dir), "--port", str(port), *extra],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 300  # a start that hangs fails the test instead of the run

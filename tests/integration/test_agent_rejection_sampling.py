@@ -39,8 +39,18 @@ def _sft(model: str, rows: list[dict], root, name: str) -> str:
 
     data = root / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    recipe = load_recipe(None, [f"model={model}", f"data=[{data}]", "train.micro_batch_size=16",
-                                "train.max_steps=60", "train.lr=3e-3", "train.warmup_steps=5", "log.tensorboard=false"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={model}",
+            f"data=[{data}]",
+            "train.micro_batch_size=16",
+            "train.max_steps=60",
+            "train.lr=3e-3",
+            "train.warmup_steps=5",
+            "log.tensorboard=false",
+        ],
+    )
     sft.run(recipe, output_dir=str(root / name))
     return str(root / name / "final")
 
@@ -56,8 +66,9 @@ def test_success_rate_rises_after_sft_on_own_successes(tiny_dir, tmp_path):
     held_out = ["size=96", "episodes=4", "data_seed=0"]
     untrained = _run(str(tiny_dir), *held_out).values()
     _, tokenizer = load_model_and_tokenizer(str(tiny_dir))
-    warm_up = run_episodes(RandomMoves(0), Prompter(tokenizer, True), GridEnv, GridEnv.tasks(200, 7),
-                           RolloutSettings(max_turns=3))
+    warm_up = run_episodes(
+        RandomMoves(0), Prompter(tokenizer, True), GridEnv, GridEnv.tasks(200, 7), RolloutSettings(max_turns=3)
+    )
     walker = _sft(str(tiny_dir), sft_rows(warm_up, successful_only=False), tmp_path, "format")
     before = _run(walker, *held_out).values()
     trajectories = tmp_path / "successes.jsonl"

@@ -48,9 +48,12 @@ def fails_with(capsys, argv, *fragments, out=None):
 def recipe(tmp_path, tiny_dir, small_data):
     def make(body: str = "", data: str | None = None, model: str | None = None):
         path = tmp_path / "r.yaml"
-        path.write_text(f"model: {model or tiny_dir}\ndata: [{data or small_data['sft']}]\n"
-                        f"train: {{micro_batch_size: 2, max_steps: 1}}\n{body}")
+        path.write_text(
+            f"model: {model or tiny_dir}\ndata: [{data or small_data['sft']}]\n"
+            f"train: {{micro_batch_size: 2, max_steps: 1}}\n{body}"
+        )
         return path
+
     return make
 
 
@@ -90,25 +93,37 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize("override,key,valid", OUT_OF_RANGE, ids=[c[0] for c in OUT_OF_RANGE])
 def test_out_of_range_value_is_rejected_with_its_range(capsys, recipe, earlier, override, key, valid):
-    err = fails_with(capsys, ["sft", recipe(), "--set", override, "--output-dir", earlier],
-                     f"r.yaml: {key}", valid, out=earlier)
+    err = fails_with(
+        capsys, ["sft", recipe(), "--set", override, "--output-dir", earlier], f"r.yaml: {key}", valid, out=earlier
+    )
     assert not (earlier / "config.yaml").exists(), err  # rejected before anything was written
 
 
 def test_no_epochs_and_no_max_steps(capsys, recipe, earlier):
-    fails_with(capsys, ["sft", recipe(), "--set", "train.max_steps=null", "--set", "train.epochs=0",
-                        "--output-dir", earlier], "train: epochs must be > 0 when max_steps is not set",
-               out=earlier)
+    fails_with(
+        capsys,
+        ["sft", recipe(), "--set", "train.max_steps=null", "--set", "train.epochs=0", "--output-dir", earlier],
+        "train: epochs must be > 0 when max_steps is not set",
+        out=earlier,
+    )
 
 
-@pytest.mark.parametrize("phase,problem", [
-    ("{weights: {sft: 0}}", "at least one source weight > 0"),
-    ("{weights: {sft: -1}}", "greater than or equal to 0"),
-    ("{steps: 0, weights: {sft: 1}}", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "phase,problem",
+    [
+        ("{weights: {sft: 0}}", "at least one source weight > 0"),
+        ("{weights: {sft: -1}}", "greater than or equal to 0"),
+        ("{steps: 0, weights: {sft: 1}}", "greater than 0"),
+    ],
+)
 def test_bad_curriculum_phase(capsys, recipe, earlier, phase, problem):
-    fails_with(capsys, ["pretrain", recipe(), "--set", f"data.phases=[{phase}]", "--output-dir", earlier],
-               "data.phases.0.", problem, out=earlier)
+    fails_with(
+        capsys,
+        ["pretrain", recipe(), "--set", f"data.phases=[{phase}]", "--output-dir", earlier],
+        "data.phases.0.",
+        problem,
+        out=earlier,
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
@@ -125,33 +140,39 @@ def test_num_processes_below_one(capsys, recipe, earlier, value):
 
 def test_duplicated_key_names_the_key_and_both_lines(capsys, recipe, earlier):
     path = recipe("train:\n  lr: 0.1\n")  # `train` is already on line 3
-    fails_with(capsys, ["sft", path, "--output-dir", earlier],
-               f"{path}: line 4: duplicated key 'train' (first at line 3)", out=earlier)
+    fails_with(
+        capsys,
+        ["sft", path, "--output-dir", earlier],
+        f"{path}: line 4: duplicated key 'train' (first at line 3)",
+        out=earlier,
+    )
     path.write_text("model: tiny\ntrain:\n  lr: 0.1\n  micro_batch_size: 2\n  lr: 0.2\n")
-    fails_with(capsys, ["sft", path, "--output-dir", earlier],
-               "line 5: duplicated key 'lr' (first at line 3)", out=earlier)
+    fails_with(
+        capsys, ["sft", path, "--output-dir", earlier], "line 5: duplicated key 'lr' (first at line 3)", out=earlier
+    )
 
 
-@pytest.mark.parametrize("override,problem", [
-    ("train.lr=[", "--set 'train.lr=[': the value is not valid YAML"),
-    ("train.lr=!!python/name:os.system", "could not determine a constructor for the tag"),
-    ("train.lr={a: ", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "override,problem",
+    [
+        ("train.lr=[", "--set 'train.lr=[': the value is not valid YAML"),
+        ("train.lr=!!python/name:os.system", "could not determine a constructor for the tag"),
+        ("train.lr={a: ", "not valid YAML"),
+    ],
+)
 def test_set_value_that_is_not_yaml(capsys, recipe, earlier, override, problem):
     fails_with(capsys, ["sft", recipe(), "--set", override, "--output-dir", earlier], problem, out=earlier)
 
 
 def test_recipe_with_a_python_tag(capsys, recipe, earlier):
     path = recipe("stage: !!python/object/apply:os.system [echo hi]\n")
-    fails_with(capsys, ["sft", path, "--output-dir", earlier], f"{path}: not valid YAML",
-               "line 4", out=earlier)
+    fails_with(capsys, ["sft", path, "--output-dir", earlier], f"{path}: not valid YAML", "line 4", out=earlier)
 
 
 def test_recipe_that_is_not_utf8(capsys, tmp_path, earlier):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("model: caf\u00e9\n".encode("latin-1"))
-    fails_with(capsys, ["sft", path, "--output-dir", earlier], f"{path}: not UTF-8 text (byte offset 10",
-               out=earlier)
+    fails_with(capsys, ["sft", path, "--output-dir", earlier], f"{path}: not UTF-8 text (byte offset 10", out=earlier)
 
 
 # ---- model directories --------------------------------------------------------------------------
@@ -179,43 +200,67 @@ def _wider_config(model):
     (model / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("damage,problem", [
-    (_truncate, "a weights file (*.safetensors) is damaged or truncated"),
-    (_garbage, "a weights file (*.safetensors) is damaged or truncated"),
-    (_wider_config, "the weights do not match config.json"),
-])
+@pytest.mark.parametrize(
+    "damage,problem",
+    [
+        (_truncate, "a weights file (*.safetensors) is damaged or truncated"),
+        (_garbage, "a weights file (*.safetensors) is damaged or truncated"),
+        (_wider_config, "the weights do not match config.json"),
+    ],
+)
 def test_broken_model_directory(capsys, recipe, tmp_path, tiny_dir, earlier, damage, problem):
     model = _broken_model(tmp_path, tiny_dir, damage)
-    fails_with(capsys, ["sft", recipe(model=str(model)), "--output-dir", earlier],
-               f"cannot load model '{model}'", problem, out=earlier)
+    fails_with(
+        capsys,
+        ["sft", recipe(model=str(model)), "--output-dir", earlier],
+        f"cannot load model '{model}'",
+        problem,
+        out=earlier,
+    )
 
 
 def test_model_path_that_is_not_a_model_directory(capsys, recipe, tmp_path, earlier):
     (tmp_path / "empty").mkdir()
-    fails_with(capsys, ["sft", recipe(model=str(tmp_path / "empty")), "--output-dir", earlier],
-               f"cannot load model '{tmp_path / 'empty'}': not a model directory (no config.json)", out=earlier)
+    fails_with(
+        capsys,
+        ["sft", recipe(model=str(tmp_path / "empty")), "--output-dir", earlier],
+        f"cannot load model '{tmp_path / 'empty'}': not a model directory (no config.json)",
+        out=earlier,
+    )
     (tmp_path / "a_file").write_text("x")
-    fails_with(capsys, ["sft", recipe(model=str(tmp_path / "a_file")), "--output-dir", tmp_path / "o2"],
-               f"cannot load model '{tmp_path / 'a_file'}': a file, not a model directory")
+    fails_with(
+        capsys,
+        ["sft", recipe(model=str(tmp_path / "a_file")), "--output-dir", tmp_path / "o2"],
+        f"cannot load model '{tmp_path / 'a_file'}': a file, not a model directory",
+    )
 
 
 def test_flash_attention_where_it_cannot_run(capsys, recipe, earlier):
     pytest.importorskip("torch")
     try:
         import flash_attn  # noqa: F401
+
         pytest.skip("flash-attn is installed here")
     except ImportError:
         pass
-    fails_with(capsys, ["sft", recipe(), "--set", "model.attn_implementation=flash_attention_2",
-                        "--output-dir", earlier], "model.attn_implementation cannot run here",
-               "use sdpa or eager", out=earlier)
+    fails_with(
+        capsys,
+        ["sft", recipe(), "--set", "model.attn_implementation=flash_attention_2", "--output-dir", earlier],
+        "model.attn_implementation cannot run here",
+        "use sdpa or eager",
+        out=earlier,
+    )
 
 
 def test_broken_model_for_generate_and_eval(capsys, tmp_path, tiny_dir):
     model = _broken_model(tmp_path, tiny_dir, _truncate)
     fails_with(capsys, ["generate", model, "--prompt", "hi"], f"'{model}'", "damaged or truncated")
-    fails_with(capsys, ["eval", model, "--tasks", "arithmetic", "--output-dir", tmp_path / "e"],
-               f"'{model}'", "damaged or truncated")
+    fails_with(
+        capsys,
+        ["eval", model, "--tasks", "arithmetic", "--output-dir", tmp_path / "e"],
+        f"'{model}'",
+        "damaged or truncated",
+    )
 
 
 # ---- output directories -------------------------------------------------------------------------
@@ -231,21 +276,29 @@ def test_output_dir_that_is_a_file(capsys, recipe, tmp_path):
 def test_output_dir_under_a_file(capsys, recipe, tmp_path):
     parent = tmp_path / "a_file"
     parent.write_text("earlier")
-    fails_with(capsys, ["sft", recipe(), "--output-dir", parent / "run"],
-               f"--output-dir {parent / 'run'}: a parent path is a file")
+    fails_with(
+        capsys,
+        ["sft", recipe(), "--output-dir", parent / "run"],
+        f"--output-dir {parent / 'run'}: a parent path is a file",
+    )
     assert parent.read_text() == "earlier"
 
 
 def test_output_dir_that_cannot_be_created(capsys, recipe):
     # The tests may run as root, whom chmod does not stop; /sys refuses new directories even to root.
-    fails_with(capsys, ["sft", recipe(), "--output-dir", "/sys/posttrain-run"],
-               "--output-dir /sys/posttrain-run: cannot create it")
+    fails_with(
+        capsys,
+        ["sft", recipe(), "--output-dir", "/sys/posttrain-run"],
+        "--output-dir /sys/posttrain-run: cannot create it",
+    )
 
 
 def test_no_traceback_in_a_real_process(recipe, tmp_path, earlier):
-    cases = [(["--set", "train.micro_batch_size=0"], "train.micro_batch_size"),
-             (["--set", "train.lr=!!python/name:os.system"], "not valid YAML"),
-             (["--output-dir", tmp_path / "f" / "run"], "a parent path is a file")]
+    cases = [
+        (["--set", "train.micro_batch_size=0"], "train.micro_batch_size"),
+        (["--set", "train.lr=!!python/name:os.system"], "not valid YAML"),
+        (["--output-dir", tmp_path / "f" / "run"], "a parent path is a file"),
+    ]
     (tmp_path / "f").write_text("a file")
     for extra, fragment in cases:
         before = snapshot(earlier)
@@ -260,14 +313,23 @@ def test_no_traceback_in_a_real_process(recipe, tmp_path, earlier):
 CHAT = {"messages": [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]}
 GOOD_ROW = json.dumps(CHAT).encode() + b"\n"
 BAD_DATA = [
-    ("latin1", b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n',
-     "row 2: field '(utf-8)': not UTF-8 text: byte 0xe9 at byte offset"),
-    ("deep", b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
-     "row 2: field '(json)': nested too deeply"),
-    ("surrogate", GOOD_ROW.replace(b'"4"', b'"4\\ud800"'),
-     "row 2: field 'messages[1].content': lone surrogate \\ud800"),
-    ("huge", json.dumps({"messages": [CHAT["messages"][0], {"role": "assistant", "content": "x" * (1 << 20)}]})
-     .encode() + b"\n", "row 2: field '(row)': 1048676 bytes, above data.max_row_bytes 1048576"),
+    (
+        "latin1",
+        b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n',
+        "row 2: field '(utf-8)': not UTF-8 text: byte 0xe9 at byte offset",
+    ),
+    ("deep", b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "row 2: field '(json)': nested too deeply"),
+    (
+        "surrogate",
+        GOOD_ROW.replace(b'"4"', b'"4\\ud800"'),
+        "row 2: field 'messages[1].content': lone surrogate \\ud800",
+    ),
+    (
+        "huge",
+        json.dumps({"messages": [CHAT["messages"][0], {"role": "assistant", "content": "x" * (1 << 20)}]}).encode()
+        + b"\n",
+        "row 2: field '(row)': 1048676 bytes, above data.max_row_bytes 1048576",
+    ),
 ]
 
 
@@ -282,16 +344,22 @@ def test_a_directory_where_the_data_file_should_be(capsys, recipe, tmp_path, ear
     # As root no permission bit stops a read; a directory named like the file cannot be read as one.
     data = tmp_path / "sft.jsonl"
     data.mkdir()
-    fails_with(capsys, ["sft", recipe(data=str(data)), "--output-dir", earlier],
-               f"{data}: directory is not a dataset written by save_to_disk", out=earlier)
+    fails_with(
+        capsys,
+        ["sft", recipe(data=str(data)), "--output-dir", earlier],
+        f"{data}: directory is not a dataset written by save_to_disk",
+        out=earlier,
+    )
 
 
 def test_perplexity_text_that_is_not_utf8(capsys, tiny_dir, tmp_path):
     text = tmp_path / "t.txt"
     text.write_bytes(b"hello\nworld \xff\n")
-    fails_with(capsys, ["eval", tiny_dir, "--tasks", "perplexity", "--data", f"perplexity={text}",
-                        "--output-dir", tmp_path / "e"],
-               f"{text}: line 2: not UTF-8 text: byte 0xff at byte offset 12")
+    fails_with(
+        capsys,
+        ["eval", tiny_dir, "--tasks", "perplexity", "--data", f"perplexity={text}", "--output-dir", tmp_path / "e"],
+        f"{text}: line 2: not UTF-8 text: byte 0xff at byte offset 12",
+    )
 
 
 def test_skipped_bad_rows_and_an_unwritable_cache_warn_once(recipe, tmp_path, monkeypatch, caplog):
@@ -300,8 +368,21 @@ def test_skipped_bad_rows_and_an_unwritable_cache_warn_once(recipe, tmp_path, mo
     (tmp_path / "cache").write_text("a file where the cache directory should be")
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
     with pytest.warns(UserWarning) as warned:
-        assert main(["sft", str(recipe(data=str(data))), "--set", "data.on_error=skip",
-                     "--set", "data.eval_fraction=0.2", "--output-dir", str(tmp_path / "o")]) == 0
+        assert (
+            main(
+                [
+                    "sft",
+                    str(recipe(data=str(data))),
+                    "--set",
+                    "data.on_error=skip",
+                    "--set",
+                    "data.eval_fraction=0.2",
+                    "--output-dir",
+                    str(tmp_path / "o"),
+                ]
+            )
+            == 0
+        )
     skipped = [w for w in warned if "skipped" in str(w.message)]
     assert len(skipped) == 1 and "skipped 1 invalid row (first: row 5 field '(utf-8)'" in str(skipped[0].message)
     assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1  # train + held-out: once
@@ -336,17 +417,43 @@ def test_identical_pairs_and_one_sided_kto_labels_warn_once(tmp_path, tiny_dir, 
 
 def test_group_of_one_and_a_verifier_without_references_warn_once(tmp_path, tiny_dir, caplog):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"What is {n} + 1?"} for n in range(4)])
-    settings = [f"model={tiny_dir}", f"data=[{prompts}]", "train.micro_batch_size=2", "train.max_steps=1",
-                "grpo.group_size=1", "grpo.prompts_per_step=2", "grpo.max_new_tokens=4", "grpo.rewards=[{name: math}]"]
+    settings = [
+        f"model={tiny_dir}",
+        f"data=[{prompts}]",
+        "train.micro_batch_size=2",
+        "train.max_steps=1",
+        "grpo.group_size=1",
+        "grpo.prompts_per_step=2",
+        "grpo.max_new_tokens=4",
+        "grpo.rewards=[{name: math}]",
+    ]
     assert run_with(tmp_path, "grpo", settings, "g") == 0
     assert warned_once(caplog, "grpo.group_size 1 with grpo.advantage group_std: every advantage is 0")
     assert warned_once(caplog, "reward math compares with a reference answer, but no prompt row has one")
 
 
 def test_evaluation_prompts_that_ask_nothing_warn_once(tmp_path, tiny_dir, caplog):
-    rows = [{"prompt": "What is 2 + 2?", "reference": "4"}, {"prompt": "  ", "reference": "1"},
-            {"prompt": {"text": "hi"}, "reference": "2"}]
+    rows = [
+        {"prompt": "What is 2 + 2?", "reference": "4"},
+        {"prompt": "  ", "reference": "1"},
+        {"prompt": {"text": "hi"}, "reference": "2"},
+    ]
     data = write_jsonl(tmp_path / "gen.jsonl", rows)
-    assert main(["eval", str(tiny_dir), "--tasks", "generation", "--data", f"generation={data}",
-                 "--set", "max_new_tokens=2", "--output-dir", str(tmp_path / "e")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_dir),
+                "--tasks",
+                "generation",
+                "--data",
+                f"generation={data}",
+                "--set",
+                "max_new_tokens=2",
+                "--output-dir",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
     assert warned_once(caplog, f"{data}: 2 of 3 prompts are empty or not text (first: row 2: empty prompt)")

@@ -13,7 +13,7 @@ def test_pretrain_then_sft_then_generate(tmp_path, tiny_dir, small_data):
     recipe.write_text(f"""
 model: {tiny_dir}
 data:
-  sources: [{{path: {small_data['pretrain']}, kind: text}}]
+  sources: [{{path: {small_data["pretrain"]}, kind: text}}]
   eval_fraction: 0.1
   max_length: 64
 train: {{micro_batch_size: 4, max_steps: 4, lr: 1.0e-3, save_every: 2, eval_every: 2, keep_last: 1}}
@@ -43,11 +43,11 @@ def _sft_recipe(tmp_path, model, data):
     recipe.write_text(f"""
 model: {model}
 data:
-  sources: [{data['sft']}]
-  eval_sources: [{data['sft_eval']}]
+  sources: [{data["sft"]}]
+  eval_sources: [{data["sft_eval"]}]
   pack: true
   max_length: 128
 train: {{micro_batch_size: 4, max_steps: 3, lr: 1.0e-3}}
-eval: {{task: exact_match, data: {data['test']}, limit: 8, max_new_tokens: 8}}
+eval: {{task: exact_match, data: {data["test"]}, limit: 8, max_new_tokens: 8}}
 """)
     return recipe

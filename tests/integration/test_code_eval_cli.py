@@ -11,8 +11,20 @@ SWE_TINY = Path(__file__).parents[2] / "examples" / "code_eval" / "swe_tiny.json
 
 
 def test_humaneval_and_swe_patch_from_the_cli(tiny_dir, tmp_path):
-    run_cli("eval", tiny_dir, "--tasks", "humaneval,swe_patch", "--limit", "2", "--data", f"swe_patch={SWE_TINY}",
-            "--set", "max_new_tokens=24", "--output-dir", tmp_path / "out")
+    run_cli(
+        "eval",
+        tiny_dir,
+        "--tasks",
+        "humaneval,swe_patch",
+        "--limit",
+        "2",
+        "--data",
+        f"swe_patch={SWE_TINY}",
+        "--set",
+        "max_new_tokens=24",
+        "--output-dir",
+        tmp_path / "out",
+    )
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     for task in ("humaneval", "swe_patch"):
         sandbox = results["tasks"][task]["notes"]["sandbox"]
@@ -29,9 +41,21 @@ def test_humaneval_and_swe_patch_from_the_cli(tiny_dir, tmp_path):
 
 
 def test_a_malformed_task_file_is_one_line_and_exit_2(tiny_dir, tmp_path):
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"instance_id": "x", "problem_statement": "Fix it.", "repo": "not files"}])
-    proc = run_cli("eval", tiny_dir, "--tasks", "swe_patch", "--data", f"swe_patch={bad}",
-                   "--output-dir", tmp_path / "out", check=False)
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl", [{"instance_id": "x", "problem_statement": "Fix it.", "repo": "not files"}]
+    )
+    proc = run_cli(
+        "eval",
+        tiny_dir,
+        "--tasks",
+        "swe_patch",
+        "--data",
+        f"swe_patch={bad}",
+        "--output-dir",
+        tmp_path / "out",
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"posttrain: error: {bad}: row 1: not a 'swe_patch' row: 'repo' must be a mapping of file path to file text"]
+        f"posttrain: error: {bad}: row 1: not a 'swe_patch' row: 'repo' must be a mapping of file path to file text"
+    ]

@@ -64,13 +64,30 @@ def _losses(run_dir):
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.mark.parametrize("extra", [[], ["distill.top_k=32", "distill.loss=jsd"],
-                                   ["distill.lmbda=1.0", "distill.max_new_tokens=8", "distill.loss=reverse_kl"]],
-                         ids=["on_the_fly", "topk_jsd", "gkd_on_policy"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["distill.top_k=32", "distill.loss=jsd"],
+        ["distill.lmbda=1.0", "distill.max_new_tokens=8", "distill.loss=reverse_kl"],
+    ],
+    ids=["on_the_fly", "topk_jsd", "gkd_on_policy"],
+)
 def test_distill_lowers_the_divergence(tiny_dir, teacher_dir, small_data, tmp_path, extra):
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{small_data['sft']}]", f"distill.teacher={teacher_dir}",
-                                "train.micro_batch_size=8", "train.max_steps=12", "train.lr=3e-3",
-                                "train.warmup_steps=0", "log.tensorboard=false", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={tiny_dir}",
+            f"data=[{small_data['sft']}]",
+            f"distill.teacher={teacher_dir}",
+            "train.micro_batch_size=8",
+            "train.max_steps=12",
+            "train.lr=3e-3",
+            "train.warmup_steps=0",
+            "log.tensorboard=false",
+            *extra,
+        ],
+    )
     distill.run(recipe, output_dir=str(tmp_path / "run"))
     losses = _losses(tmp_path / "run")
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
@@ -85,8 +102,9 @@ def test_teacher_with_another_tokenizer_is_one_line(tiny_dir, teacher_dir, small
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (other / "tokenizer.json").write_text(json.dumps(tok))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"model": str(tiny_dir), "data": [str(small_data["sft"])],
-                                      "distill": {"teacher": str(other)}}))
+    recipe.write_text(
+        yaml.safe_dump({"model": str(tiny_dir), "data": [str(small_data["sft"])], "distill": {"teacher": str(other)}})
+    )
     assert main(["distill", str(recipe), "--output-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "tokenizer differs" in err and len(err.splitlines()) == 1
@@ -107,7 +125,10 @@ def test_on_policy_step_keeps_prompts_and_trains_on_student_samples(tiny_dir):
     from posttrain.generation.backend import HFBackend
     from posttrain.stages.distill import OnPolicyMixture
 
-    rows = [Example([0, 10, 11, 12, 13, 4], [-100, -100, -100, 12, 13, 4]), Example([0, 20, 21, 4], [-100, -100, 21, 4])]
+    rows = [
+        Example([0, 10, 11, 12, 13, 4], [-100, -100, -100, 12, 13, 4]),
+        Example([0, 20, 21, 4], [-100, -100, 21, 4]),
+    ]
 
     class FixedPlan:
         total_steps = 1

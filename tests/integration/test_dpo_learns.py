@@ -36,8 +36,9 @@ def parity(tmp_path_factory, tiny_default_dir):
     random.Random(0).shuffle(numbers)
     test, train = numbers[:100], numbers[100:]
     sft_rows = [{"messages": _question(n) + [{"role": "assistant", "content": _answers(n)[0]}]} for n in train]
-    pairs = [{"prompt": _question(n)[0]["content"], "chosen": _answers(n)[0], "rejected": _answers(n)[1]}
-             for n in train]
+    pairs = [
+        {"prompt": _question(n)[0]["content"], "chosen": _answers(n)[0], "rejected": _answers(n)[1]} for n in train
+    ]
     write_jsonl(root / "sft.jsonl", sft_rows)
     write_jsonl(root / "pairs.jsonl", pairs)
     # one pass of the short runs below; REBEL reads each pair's rewards from the data (as `posttrain
@@ -45,9 +46,20 @@ def parity(tmp_path_factory, tiny_default_dir):
     short = pairs[: STEPS * BATCH]
     write_jsonl(root / "short_pairs.jsonl", short)
     write_jsonl(root / "scored_pairs.jsonl", [{**p, "chosen_score": 1.0, "rejected_score": 0.0} for p in short])
-    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{root / 'sft.jsonl'}]",
-                               "train.micro_batch_size=16", "train.max_steps=10", "train.lr=1e-3",
-                               "train.warmup_steps=5"]), output_dir=str(root / "sft"))
+    sft.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_default_dir}",
+                f"data=[{root / 'sft.jsonl'}]",
+                "train.micro_batch_size=16",
+                "train.max_steps=10",
+                "train.lr=1e-3",
+                "train.warmup_steps=5",
+            ],
+        ),
+        output_dir=str(root / "sft"),
+    )
     return root, test
 
 
@@ -67,14 +79,25 @@ def _pairwise_accuracy(model_dir, numbers):
     return wins / len(numbers)
 
 
-@pytest.mark.parametrize("loss, extra", [("sigmoid", ["preference.beta=0.5"]),
-                                         ("simpo", ["preference.beta=2.0", "preference.gamma=1.0"])])
+@pytest.mark.parametrize(
+    "loss, extra", [("sigmoid", ["preference.beta=0.5"]), ("simpo", ["preference.beta=2.0", "preference.gamma=1.0"])]
+)
 def test_preference_optimisation_raises_held_out_pair_accuracy(parity, loss, extra):
     root, test = parity
     before = _pairwise_accuracy(root / "sft" / "final", test)
-    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{root / 'pairs.jsonl'}]",
-                                "train.micro_batch_size=16", "train.max_steps=80", "train.lr=2e-4",
-                                "train.warmup_steps=5", f"preference.loss={loss}", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{root / 'pairs.jsonl'}]",
+            "train.micro_batch_size=16",
+            "train.max_steps=80",
+            "train.lr=2e-4",
+            "train.warmup_steps=5",
+            f"preference.loss={loss}",
+            *extra,
+        ],
+    )
     dpo.run(recipe, output_dir=str(root / loss))
     after = _pairwise_accuracy(root / loss / "final", test)
     assert after >= before + 0.15, (before, after)  # measured: 0.51 -> 0.74 (DPO), 0.75 (SimPO)
@@ -86,9 +109,18 @@ def test_kto_raises_held_out_pair_accuracy(parity):
 
     root, test = parity
     before = _pairwise_accuracy(root / "sft" / "final", test)
-    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{root / 'pairs.jsonl'}]",
-                                "train.micro_batch_size=16", "train.max_steps=160", "train.lr=5e-4",
-                                "train.warmup_steps=5", "preference.beta=0.1"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{root / 'pairs.jsonl'}]",
+            "train.micro_batch_size=16",
+            "train.max_steps=160",
+            "train.lr=5e-4",
+            "train.warmup_steps=5",
+            "preference.beta=0.1",
+        ],
+    )
     kto.run(recipe, output_dir=str(root / "kto"))
     after = _pairwise_accuracy(root / "kto" / "final", test)
     print(f"kto: held-out pair accuracy {before:.2f} -> {after:.2f}")
@@ -125,13 +157,25 @@ def test_each_objective_raises_held_out_pair_accuracy(parity, sft_accuracy, loss
     root, test = parity
     before = sft_accuracy
     data = root / ("scored_pairs.jsonl" if loss == "rebel" else "short_pairs.jsonl")
-    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{data}]", f"train.micro_batch_size={BATCH}",
-                                f"train.max_steps={STEPS}", "train.lr=1e-3", "train.warmup_steps=5",
-                                f"preference.loss={loss}", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{data}]",
+            f"train.micro_batch_size={BATCH}",
+            f"train.max_steps={STEPS}",
+            "train.lr=1e-3",
+            "train.warmup_steps=5",
+            f"preference.loss={loss}",
+            *extra,
+        ],
+    )
     dpo.run(recipe, output_dir=str(root / loss))
     after = _pairwise_accuracy(root / loss / "final", test)
     print(f"{loss}: held-out pair accuracy {before:.2f} -> {after:.2f}")
     assert after >= before + 0.1, (before, after)
+
+
 @pytest.mark.slow
 def test_logo_with_two_rejected_responses_raises_held_out_pair_accuracy(parity):
     """LOGO with M = 2 dis-preferred answers per prompt (the wrong parity and a non-answer) and its
@@ -142,10 +186,21 @@ def test_logo_with_two_rejected_responses_raises_held_out_pair_accuracy(parity):
         row["rejected"] = [row["rejected"], "maybe"]
     write_jsonl(root / "logo_pairs.jsonl", rows)
     before = _pairwise_accuracy(root / "sft" / "final", test)
-    recipe = load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{root / 'logo_pairs.jsonl'}]",
-                                "train.micro_batch_size=16", "train.max_steps=80", "train.lr=2e-4",
-                                "train.warmup_steps=5", "preference.loss=logo", "preference.beta=2.0",
-                                "preference.gamma=1.0", "preference.logo_sft_weight=0.1"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{root / 'logo_pairs.jsonl'}]",
+            "train.micro_batch_size=16",
+            "train.max_steps=80",
+            "train.lr=2e-4",
+            "train.warmup_steps=5",
+            "preference.loss=logo",
+            "preference.beta=2.0",
+            "preference.gamma=1.0",
+            "preference.logo_sft_weight=0.1",
+        ],
+    )
     dpo.run(recipe, output_dir=str(root / "logo"))
     after = _pairwise_accuracy(root / "logo" / "final", test)
     print(f"held-out pair accuracy {before:.2f} -> {after:.2f}")

@@ -26,16 +26,30 @@ def adapter_dir(tiny_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path_factory.mktemp("adapter")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_dir),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(out)
     return out
 
 
 def test_eval_writes_results_and_compare_prints_deltas(tiny_dir, adapter_dir, tmp_path, capsys):
-    common = ["--tasks", "arithmetic,countdown", "--limit", "6", "--batch-size", "4", "--seed", "3",
-              "--set", "max_new_tokens=16", "--set", "arithmetic.few_shot=1"]
+    common = [
+        "--tasks",
+        "arithmetic,countdown",
+        "--limit",
+        "6",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--set",
+        "max_new_tokens=16",
+        "--set",
+        "arithmetic.few_shot=1",
+    ]
     _eval(tiny_dir, *common, "--output-dir", tmp_path / "base")
     table = capsys.readouterr().out
     assert "arithmetic  exact_match" in table and "countdown   countdown" in table

@@ -13,8 +13,10 @@ from tests.unit.eval.fakes import first_documents, json_server
 DOCS = first_documents("arithmetic", 4)
 # the right answer is neither the first nor the shortest choice: a tie, or a sum over the whole
 # prompt, picks a wrong one
-MC_ROWS = [{"prompt": "Capital of France?", "choices": ["Paris", "Rome"], "gold": 0},
-           {"prompt": "Two plus two?", "choices": ["five", "four", "six"], "gold": 1}]
+MC_ROWS = [
+    {"prompt": "Capital of France?", "choices": ["Paris", "Rome"], "gold": 0},
+    {"prompt": "Two plus two?", "choices": ["five", "four", "six"], "gold": 1},
+]
 GOLD = {row["choices"][row["gold"]] for row in MC_ROWS}
 
 
@@ -34,17 +36,61 @@ def _server(body, headers):
     # echo: one token per character; the characters of a right answer are likely, others not
     gold_end = next((len(prompt) - len(g) for g in GOLD if prompt.endswith(g)), None)
     values = [None] + [(-0.01 if gold_end is not None and i >= gold_end else -1.0) for i in range(1, len(prompt))]
-    return 200, {"choices": [{"text": prompt, "logprobs": {"tokens": [*prompt, "x"], "token_logprobs": values + [-5.0],
-                                                           "text_offset": list(range(len(prompt) + 1))}}]}
+    return 200, {
+        "choices": [
+            {
+                "text": prompt,
+                "logprobs": {
+                    "tokens": [*prompt, "x"],
+                    "token_logprobs": values + [-5.0],
+                    "text_offset": list(range(len(prompt) + 1)),
+                },
+            }
+        ]
+    }
 
 
 def _eval(url, out, tiny_dir, tmp_path, tasks, *extra):
     mc = write_jsonl(tmp_path / "mc.jsonl", MC_ROWS)
-    return main(["eval", "served-model", "--backend", "openai", "--base-url", url, "--tokenizer", str(tiny_dir),
-                 "--tasks", tasks, "--data", f"multiple_choice={mc}", "--limit", "4", "--output-dir", str(out),
-                 *extra] if "multiple_choice" in tasks else
-                ["eval", "served-model", "--backend", "openai", "--base-url", url, "--tokenizer", str(tiny_dir),
-                 "--tasks", tasks, "--limit", "4", "--output-dir", str(out), *extra])
+    return main(
+        [
+            "eval",
+            "served-model",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--tokenizer",
+            str(tiny_dir),
+            "--tasks",
+            tasks,
+            "--data",
+            f"multiple_choice={mc}",
+            "--limit",
+            "4",
+            "--output-dir",
+            str(out),
+            *extra,
+        ]
+        if "multiple_choice" in tasks
+        else [
+            "eval",
+            "served-model",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--tokenizer",
+            str(tiny_dir),
+            "--tasks",
+            tasks,
+            "--limit",
+            "4",
+            "--output-dir",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def _value(out, task, metric):
@@ -82,7 +128,20 @@ def test_loglikelihood_task_refused_in_one_line(tiny_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("flag", [[], ["--base-url", "http://u:secret@127.0.0.1:1/v1"]])
 def test_missing_or_credentialed_base_url_is_one_line(tiny_dir, tmp_path, capsys, flag):
-    status = main(["eval", "m", "--backend", "openai", "--tokenizer", str(tiny_dir), "--tasks", "arithmetic",
-                   "--output-dir", str(tmp_path / "e"), *flag])
+    status = main(
+        [
+            "eval",
+            "m",
+            "--backend",
+            "openai",
+            "--tokenizer",
+            str(tiny_dir),
+            "--tasks",
+            "arithmetic",
+            "--output-dir",
+            str(tmp_path / "e"),
+            *flag,
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "secret" not in err and ("--base-url" in err or "credentials" in err)

@@ -28,9 +28,11 @@ STEPS = 6
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, tiny_dir, small_data):
     path = tmp_path_factory.mktemp("faults") / "r.yaml"
-    path.write_text(f"model: {tiny_dir}\ndata: [{small_data['sft']}]\nlog: {{tensorboard: false}}\n"
-                    f"train: {{micro_batch_size: 4, max_steps: {STEPS}, lr: 1.0e-3, schedule: cosine,"
-                    " warmup_steps: 2}\n")
+    path.write_text(
+        f"model: {tiny_dir}\ndata: [{small_data['sft']}]\nlog: {{tensorboard: false}}\n"
+        f"train: {{micro_batch_size: 4, max_steps: {STEPS}, lr: 1.0e-3, schedule: cosine,"
+        " warmup_steps: 2}\n"
+    )
     return path
 
 
@@ -57,8 +59,11 @@ def _fails(capsys, *argv) -> str:
 
 
 def _digest(directory) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def _all_finite(model_dir) -> bool:
@@ -68,16 +73,19 @@ def _all_finite(model_dir) -> bool:
 
 # ---- divergence ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lr, message", [
-    ("1e20", r"step 2: the loss is nan"),  # step 1 moves every weight by ~1e20; step 2 overflows
-    # A few steps of ~1e3 per weight overflow RMSNorm's mean of squares: it outputs zeros, the
-    # logits are uniform and the gradient is exactly 0 while the loss stays ln(vocab).
-    ("1e3", r"step [2-6]: the gradient norm is exactly 0 while the loss is"),
-])
+
+@pytest.mark.parametrize(
+    "lr, message",
+    [
+        ("1e20", r"step 2: the loss is nan"),  # step 1 moves every weight by ~1e20; step 2 overflows
+        # A few steps of ~1e3 per weight overflow RMSNorm's mean of squares: it outputs zeros, the
+        # logits are uniform and the gradient is exactly 0 while the loss stays ln(vocab).
+        ("1e3", r"step [2-6]: the gradient norm is exactly 0 while the loss is"),
+    ],
+)
 def test_divergence_stops_naming_the_step(lr, message, capsys, recipe, tmp_path):
     out = tmp_path / "run"
-    line = _fails(capsys, "sft", recipe, "--output-dir", out, "--set", f"train.lr={lr}",
-                  "--set", "train.save_every=1")
+    line = _fails(capsys, "sft", recipe, "--output-dir", out, "--set", f"train.lr={lr}", "--set", "train.save_every=1")
     assert line.startswith("posttrain: error: ") and "training diverged" in line
     assert re.search(message, line), line
     assert not (out / "final").exists()
@@ -102,8 +110,21 @@ def _nan_loss_at_step(monkeypatch, bad_step: int) -> None:
 def test_skip_switch_steps_over_one_bad_batch(capsys, caplog, monkeypatch, recipe, tmp_path):
     _nan_loss_at_step(monkeypatch, 2)
     out = tmp_path / "run"
-    assert main(["sft", str(recipe), "--output-dir", str(out), "--set", "train.on_nonfinite=skip",
-                 "--set", "train.max_steps=3"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                str(recipe),
+                "--output-dir",
+                str(out),
+                "--set",
+                "train.on_nonfinite=skip",
+                "--set",
+                "train.max_steps=3",
+            ]
+        )
+        == 0
+    )
     assert "step 2: the loss is nan: update skipped" in caplog.text
     rows = _metrics(out)
     assert math.isnan(rows[2][0]) and math.isfinite(rows[3][0])
@@ -112,10 +133,15 @@ def test_skip_switch_steps_over_one_bad_batch(capsys, caplog, monkeypatch, recip
 
 # ---- lock, signals, exact resume after SIGTERM ---------------------------------------------------
 
+
 def _start(recipe, out, *extra, env=None):
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "posttrain", "sft", str(recipe), "--output-dir",
-                             str(out), *extra], env=full_env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "posttrain", "sft", str(recipe), "--output-dir", str(out), *extra],
+        env=full_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_step(out, step: int, proc) -> None:
@@ -144,8 +170,10 @@ def test_sigterm_checkpoints_and_lock_refuses_a_second_run(capsys, recipe, strai
         first.kill()
     assert first.returncode == 128 + signal.SIGTERM
     line = _error_line(err)
-    assert line == (f"posttrain: SIGTERM: stopped after step 2 of {STEPS}; checkpoint saved in "
-                    f"{out / 'checkpoints' / 'step-00000002'}; continue with --resume")
+    assert line == (
+        f"posttrain: SIGTERM: stopped after step 2 of {STEPS}; checkpoint saved in "
+        f"{out / 'checkpoints' / 'step-00000002'}; continue with --resume"
+    )
     run_cli("sft", recipe, "--output-dir", out, "--resume")  # the lock died with the process
     expected, got = _metrics(straight), _metrics(out)
     assert sorted(got) == list(range(1, STEPS + 1))
@@ -171,6 +199,7 @@ def test_sigint_checkpoints_and_exits_130(capsys, recipe, tmp_path, monkeypatch)
 
 # ---- resume rules --------------------------------------------------------------------------------
 
+
 def test_resume_refuses_a_finished_run_without_checkpoint(capsys, recipe, straight):
     before = _digest(straight)
     line = _fails(capsys, "sft", recipe, "--output-dir", straight, "--resume")
@@ -180,16 +209,49 @@ def test_resume_refuses_a_finished_run_without_checkpoint(capsys, recipe, straig
 
 def test_resume_refuses_exactness_breaking_changes_and_applies_lr(capsys, caplog, recipe, tmp_path):
     out = tmp_path / "run"
-    assert main(["sft", str(recipe), "--output-dir", str(out), "--set", "train.max_steps=3",
-                 "--set", "train.save_every=2", "--set", "train.schedule=constant"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                str(recipe),
+                "--output-dir",
+                str(out),
+                "--set",
+                "train.max_steps=3",
+                "--set",
+                "train.save_every=2",
+                "--set",
+                "train.schedule=constant",
+            ]
+        )
+        == 0
+    )
     before = _digest(out)
-    line = _fails(capsys, "sft", recipe, "--output-dir", out, "--resume", "--set", "seed=1",
-                  "--set", "train.micro_batch_size=2")
+    line = _fails(
+        capsys, "sft", recipe, "--output-dir", out, "--resume", "--set", "seed=1", "--set", "train.micro_batch_size=2"
+    )
     assert "seed: 0 -> 1; global batch (micro_batch_size x grad_accum_steps x processes): 4x1x1=4 -> 2x1x1=2" in line
     assert _digest(out) == before  # config.yaml included
-    assert main(["sft", str(recipe), "--output-dir", str(out), "--resume", "--set", "train.max_steps=4",
-                 "--set", "train.save_every=2", "--set", "train.schedule=constant",
-                 "--set", "train.lr=5e-4"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                str(recipe),
+                "--output-dir",
+                str(out),
+                "--resume",
+                "--set",
+                "train.max_steps=4",
+                "--set",
+                "train.save_every=2",
+                "--set",
+                "train.schedule=constant",
+                "--set",
+                "train.lr=5e-4",
+            ]
+        )
+        == 0
+    )
     assert "applying the new recipe's train.lr: 0.001 -> 0.0005; train.max_steps: 3 -> 4" in caplog.text
     rows = _metrics(out)
     assert rows[2][1] == 1e-3 and rows[3][1] == rows[4][1] == 5e-4  # the new lr is used
@@ -198,8 +260,8 @@ def test_resume_refuses_exactness_breaking_changes_and_applies_lr(capsys, caplog
 
 # ---- write errors and permissions ----------------------------------------------------------------
 
-def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
-        capsys, monkeypatch, recipe, tmp_path):
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(capsys, monkeypatch, recipe, tmp_path):
     from posttrain.checkpoint import io
 
     original = io._torch_save

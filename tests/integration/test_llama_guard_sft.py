@@ -22,9 +22,14 @@ OBJECTS = ["a car", "my friend", "the house", "a cake", "the shop", "a song", "m
 
 
 def _labelled(tmp_path):
-    rows = [{"prompt": f"How do I {verb} {obj}?", "label": "unsafe" if verb in UNSAFE else "safe",
-             "categories": [UNSAFE[verb]] if verb in UNSAFE else []}
-            for verb, obj in itertools.product([*UNSAFE, *SAFE], OBJECTS)]
+    rows = [
+        {
+            "prompt": f"How do I {verb} {obj}?",
+            "label": "unsafe" if verb in UNSAFE else "safe",
+            "categories": [UNSAFE[verb]] if verb in UNSAFE else [],
+        }
+        for verb, obj in itertools.product([*UNSAFE, *SAFE], OBJECTS)
+    ]
     random.Random(0).shuffle(rows)
     return write_jsonl(tmp_path / "train.jsonl", rows[:72]), write_jsonl(tmp_path / "test.jsonl", rows[72:])
 
@@ -38,9 +43,18 @@ def _format(tmp_path, source):
 
 
 def _train(tmp_path, model_dir, rows, steps, lr=1e-3):
-    recipe = load_recipe(None, [f"model={model_dir}", f"data=[{rows}]", "data.max_length=512",
-                                "train.micro_batch_size=8", f"train.max_steps={steps}", f"train.lr={lr}",
-                                f"train.warmup_steps={min(2, steps - 1)}"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={model_dir}",
+            f"data=[{rows}]",
+            "data.max_length=512",
+            "train.micro_batch_size=8",
+            f"train.max_steps={steps}",
+            f"train.lr={lr}",
+            f"train.warmup_steps={min(2, steps - 1)}",
+        ],
+    )
     sft.run(recipe, output_dir=str(tmp_path / "run"))
     return tmp_path / "run" / "final"
 
@@ -52,8 +66,9 @@ def test_formatter_rows_are_read_by_the_sft_stage(tmp_path, tiny_default_dir):
     source = [json.loads(line) for line in train.read_text().splitlines()]
     assert len(rows) == len(source) == 72
     first, verdict = rows[0]["messages"]
-    assert first["content"] == guard_prompt([{"role": "user", "content": source[0]["prompt"]}],
-                                            [("C1", "Violence."), ("C2", "Theft.")])
+    assert first["content"] == guard_prompt(
+        [{"role": "user", "content": source[0]["prompt"]}], [("C1", "Violence."), ("C2", "Theft.")]
+    )
     expected = f"unsafe\n{source[0]['categories'][0]}" if source[0]["label"] == "unsafe" else "safe"
     assert verdict == {"role": "assistant", "content": expected}
     final = _train(tmp_path, tiny_default_dir, out, steps=1)
@@ -62,7 +77,9 @@ def test_formatter_rows_are_read_by_the_sft_stage(tmp_path, tiny_default_dir):
 
 
 def test_formatter_rejects_a_category_outside_the_taxonomy(tmp_path):
-    source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "label": "safe"},
-                                                  {"prompt": "q", "label": "unsafe", "categories": ["C9"]}])
+    source = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"prompt": "p", "label": "safe"}, {"prompt": "q", "label": "unsafe", "categories": ["C9"]}],
+    )
     with pytest.raises(UserError, match="row 2: field 'categories': 'C9' is not in the taxonomy"):
         _format(tmp_path, source)

@@ -25,12 +25,32 @@ def _recipe(tmp_path):
 def test_logo_trains_through_posttrain_dpo_with_synthetic_positions(tmp_path, tiny_dir):
     data = write_jsonl(tmp_path / "pairs.jsonl", _rows(12))
     out = tmp_path / "run"
-    run_cli("dpo", _recipe(tmp_path), "--set", f"model={tiny_dir}", "--set", f"data=[{data}]",
-            "--set", "preference.loss=logo",
-            "--set", "preference.beta=2.0", "--set", "preference.gamma=0.5",
-            "--set", "preference.position_synthesis_length=4096", "--set", "preference.position_chunks=3",
-            "--set", "train.max_steps=3", "--set", "train.micro_batch_size=4", "--set", "data.eval_fraction=0.25",
-            "--output-dir", out)
+    run_cli(
+        "dpo",
+        _recipe(tmp_path),
+        "--set",
+        f"model={tiny_dir}",
+        "--set",
+        f"data=[{data}]",
+        "--set",
+        "preference.loss=logo",
+        "--set",
+        "preference.beta=2.0",
+        "--set",
+        "preference.gamma=0.5",
+        "--set",
+        "preference.position_synthesis_length=4096",
+        "--set",
+        "preference.position_chunks=3",
+        "--set",
+        "train.max_steps=3",
+        "--set",
+        "train.micro_batch_size=4",
+        "--set",
+        "data.eval_fraction=0.25",
+        "--output-dir",
+        out,
+    )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "num_rejected" in r]
     assert len(train) == 3 and all(1.0 <= r["num_rejected"] <= 3.0 for r in train)

@@ -48,16 +48,28 @@ class ScriptedServer:
         if first and kind == "close":  # headers promise more than is sent, then the connection closes
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"500")]})
             return await send({"type": "http.response.body", "body": b'{"choi', "more_body": False})
-        reply = {"choices": [{"message": {"content": f"echo {content} {request['seed']}"}, "finish_reason": "stop",
-                              "logprobs": {"content": [{"token": "e", "logprob": -0.5}, {"token": "o", "logprob": -0.25}]}}],
-                 "usage": {"completion_tokens": 2}}
+        reply = {
+            "choices": [
+                {
+                    "message": {"content": f"echo {content} {request['seed']}"},
+                    "finish_reason": "stop",
+                    "logprobs": {"content": [{"token": "e", "logprob": -0.5}, {"token": "o", "logprob": -0.25}]},
+                }
+            ],
+            "usage": {"completion_tokens": 2},
+        }
         await self._json(send, 200, reply)
 
     @staticmethod
     async def _json(send, status, payload, headers=()):
         data = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), *headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
 
@@ -87,14 +99,37 @@ def test_faults_are_retried_lasting_failures_recorded_and_rerun_fills_the_gap(sc
     monkeypatch.setenv("H10_TEST_KEY", "sekrit-key-123")
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"{kind}-{i}", "id": i} for i, kind in enumerate(KINDS)])
     out = tmp_path / "out.jsonl"
-    args = ["sample", "scripted", "--prompts", str(prompts), "--out", str(out), "--backend", "openai",
-            "--base-url", url, "--api-key-env", "H10_TEST_KEY", "--n", "2", "--batch-size", "2",
-            "--timeout", "0.5", "--max-retries", "2", "--concurrency", "4", "--quiet"]
+    args = [
+        "sample",
+        "scripted",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--backend",
+        "openai",
+        "--base-url",
+        url,
+        "--api-key-env",
+        "H10_TEST_KEY",
+        "--n",
+        "2",
+        "--batch-size",
+        "2",
+        "--timeout",
+        "0.5",
+        "--max-retries",
+        "2",
+        "--concurrency",
+        "4",
+        "--quiet",
+    ]
     assert main(args) == 1
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2, 3, 4, 5, 7]  # everything but the dead prompt, once
-    assert all(len(r["completions"]) == 2 and r["completions"][0]["text"].startswith(f"echo {r['prompt']}")
-               for r in rows)
+    assert all(
+        len(r["completions"]) == 2 and r["completions"][0]["text"].startswith(f"echo {r['prompt']}") for r in rows
+    )
     assert rows[0]["completions"][0]["logprob"] == -0.75 and rows[0]["completions"][0]["num_tokens"] == 2
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
     assert manifest["counts"]["failed"] == 1 and manifest["failures"][0]["row"] == 7
@@ -116,8 +151,23 @@ def test_faults_are_retried_lasting_failures_recorded_and_rerun_fills_the_gap(sc
 def test_unreachable_server_is_one_line_naming_the_url(tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi"}])
     url = f"http://127.0.0.1:{free_port()}/v1"
-    code = main(["sample", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--backend",
-                 "openai", "--base-url", url, "--max-retries", "1", "--quiet"])
+    code = main(
+        [
+            "sample",
+            "m",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--max-retries",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"posttrain: error: cannot reach {url}: GET {url}/models: 2 attempts: ConnectError")

@@ -12,8 +12,11 @@ from posttrain.cli import main
 
 
 def _digest(directory) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +81,7 @@ def test_out_equal_to_or_inside_an_input_is_refused(command, model, adapter, tmp
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_own_earlier_output_is_replaced_and_overwrite_replaces_a_foreign_one(
-        command, model, adapter, tmp_path, capsys):
+def test_own_earlier_output_is_replaced_and_overwrite_replaces_a_foreign_one(command, model, adapter, tmp_path, capsys):
     source, out = _source(command, model, adapter), tmp_path / "out"
     argv = _argv(command, source, out, tmp_path)
     assert main(argv) == 0

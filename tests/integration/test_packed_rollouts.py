@@ -16,20 +16,38 @@ from tests.integration.test_shared_prefix_dpo import _assert_same_runs
 
 def _run(tmp_path, tiny_dir, pack, extra):
     out = tmp_path / f"pack-{pack}"
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{_prompts(tmp_path)}]", f"data.pack={str(pack).lower()}",
-                                "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]",
-                                "grpo.group_size=4", "grpo.prompts_per_step=3", "grpo.max_new_tokens=6",
-                                "grpo.temperature=1.0", "grpo.kl_coef=0.1",
-                                # 12 completions in micro-batches of 5: groups cut across micro-batches
-                                "train.micro_batch_size=5", "train.max_steps=4", "train.lr=1e-3", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={tiny_dir}",
+            f"data=[{_prompts(tmp_path)}]",
+            f"data.pack={str(pack).lower()}",
+            "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]",
+            "grpo.group_size=4",
+            "grpo.prompts_per_step=3",
+            "grpo.max_new_tokens=6",
+            "grpo.temperature=1.0",
+            "grpo.kl_coef=0.1",
+            # 12 completions in micro-batches of 5: groups cut across micro-batches
+            "train.micro_batch_size=5",
+            "train.max_steps=4",
+            "train.lr=1e-3",
+            *extra,
+        ],
+    )
     grpo.run(recipe, output_dir=str(out))
     return [r for r in _metrics(out) if "loss" in r]
 
 
-@pytest.mark.parametrize("extra", [("grpo.updates_per_batch=2",),  # old-policy log-probs too
-                                   ("grpo.algorithm=ppo", "grpo.critic=separate", "grpo.vf_coef=0.5"),
-                                   ("grpo.algorithm=ppo", "grpo.critic=head", "grpo.kl_in_reward=true")],
-                         ids=["grpo", "ppo-critic", "ppo-head"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("grpo.updates_per_batch=2",),  # old-policy log-probs too
+        ("grpo.algorithm=ppo", "grpo.critic=separate", "grpo.vf_coef=0.5"),
+        ("grpo.algorithm=ppo", "grpo.critic=head", "grpo.kl_in_reward=true"),
+    ],
+    ids=["grpo", "ppo-critic", "ppo-head"],
+)
 def test_shared_prompt_rows_give_the_same_run(tmp_path, tiny_dir, extra, caplog, monkeypatch):
     caplog.set_level(logging.WARNING)
     laid_out = []

@@ -15,8 +15,9 @@ from tests.integration.test_grpo import _accuracy, _metrics, parity  # noqa: F40
 
 
 def _prompts(tmp_path):
-    return write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Is {n} even or odd?", "reference": "even"}
-                                                    for n in range(100, 140)])
+    return write_jsonl(
+        tmp_path / "prompts.jsonl", [{"prompt": f"Is {n} even or odd?", "reference": "even"} for n in range(100, 140)]
+    )
 
 
 @pytest.mark.slow  # three CLI runs
@@ -27,7 +28,8 @@ def test_killed_ppo_run_resumes_exactly(tmp_path, tiny_dir):
         "train: {micro_batch_size: 4, max_steps: 4, lr: 1.0e-3, save_every: 2}\n"
         "grpo: {algorithm: ppo, critic: separate, rewards: [{name: 'tests.integration.test_grpo:short_answer'}],"
         " group_size: 2,"
-        " prompts_per_step: 4, max_new_tokens: 4, kl_coef: 0.1, temperature: 1.0, vf_coef: 0.5}\n")
+        " prompts_per_step: 4, max_new_tokens: 4, kl_coef: 0.1, temperature: 1.0, vf_coef: 0.5}\n"
+    )
     keys = ("loss", "value_loss", "policy_loss", "kl", "value", "grad_norm")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_cli("grpo", recipe, "--output-dir", straight)
@@ -46,11 +48,23 @@ def test_killed_ppo_run_resumes_exactly(tmp_path, tiny_dir):
 
 
 def test_value_head_on_the_policy_trains_and_is_saved_beside_it(tmp_path, tiny_dir):
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{_prompts(tmp_path)}]", "grpo.algorithm=ppo",
-                                "grpo.critic=head", "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]",
-                                "grpo.group_size=2",
-                                "grpo.prompts_per_step=4", "grpo.max_new_tokens=4", "grpo.kl_coef=0.1",
-                                "train.micro_batch_size=8", "train.max_steps=2", "train.lr=1e-2"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={tiny_dir}",
+            f"data=[{_prompts(tmp_path)}]",
+            "grpo.algorithm=ppo",
+            "grpo.critic=head",
+            "grpo.rewards=[{name: 'tests.integration.test_grpo:short_answer'}]",
+            "grpo.group_size=2",
+            "grpo.prompts_per_step=4",
+            "grpo.max_new_tokens=4",
+            "grpo.kl_coef=0.1",
+            "train.micro_batch_size=8",
+            "train.max_steps=2",
+            "train.lr=1e-2",
+        ],
+    )
     grpo.run(recipe, output_dir=str(tmp_path / "run"))
     head = load_file(tmp_path / "run" / "final" / "auxiliary.safetensors")
     assert set(head) == {"value_head.weight", "value_head.bias"}
@@ -69,8 +83,16 @@ def test_critic_with_another_tokenizer_is_a_user_error(tmp_path, tiny_dir):
     tokenizer = load_tokenizer(str(critic))
     tokenizer.add_tokens(["<critic-only>"])
     tokenizer.save_pretrained(critic)
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{_prompts(tmp_path)}]", "grpo.algorithm=ppo",
-                                f"grpo.critic_model={critic}", "train.max_steps=1"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={tiny_dir}",
+            f"data=[{_prompts(tmp_path)}]",
+            "grpo.algorithm=ppo",
+            f"grpo.critic_model={critic}",
+            "train.max_steps=1",
+        ],
+    )
     with pytest.raises(UserError, match="its tokenizer differs from the policy's"):
         grpo.run(recipe, output_dir=str(tmp_path / "run"))
 
@@ -79,11 +101,25 @@ def test_critic_with_another_tokenizer_is_a_user_error(tmp_path, tiny_dir):
 def test_ppo_raises_held_out_accuracy(parity):  # noqa: F811
     root, test = parity
     before = _accuracy(root / "sft" / "final", test)
-    recipe = load_recipe(None, [
-        f"model={root / 'sft' / 'final'}", f"data=[{root / 'prompts.jsonl'}]", "grpo.algorithm=ppo",
-        "grpo.critic=head", "grpo.vf_coef=0.5", "grpo.rewards=[{name: exact_match}]", "grpo.group_size=8",
-        "grpo.prompts_per_step=16", "grpo.max_new_tokens=4", "grpo.temperature=1.0",
-        "train.micro_batch_size=64", "train.max_steps=40", "train.lr=1e-4", "train.schedule=constant"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={root / 'sft' / 'final'}",
+            f"data=[{root / 'prompts.jsonl'}]",
+            "grpo.algorithm=ppo",
+            "grpo.critic=head",
+            "grpo.vf_coef=0.5",
+            "grpo.rewards=[{name: exact_match}]",
+            "grpo.group_size=8",
+            "grpo.prompts_per_step=16",
+            "grpo.max_new_tokens=4",
+            "grpo.temperature=1.0",
+            "train.micro_batch_size=64",
+            "train.max_steps=40",
+            "train.lr=1e-4",
+            "train.schedule=constant",
+        ],
+    )
     grpo.run(recipe, output_dir=str(root / "ppo"))
     after = _accuracy(root / "ppo" / "final", test)
     rows = [r for r in _metrics(root / "ppo") if "reward" in r]
@@ -107,7 +143,8 @@ def one_process(tmp_path_factory, tiny_dir):
         "train: {micro_batch_size: 8, max_steps: 2, lr: 1.0e-3, warmup_steps: 0}\n"
         "grpo: {algorithm: ppo, critic: head, rewards: [{name: 'tests.integration.test_grpo:short_answer'}],"
         " group_size: 2, prompts_per_step: 4, updates_per_batch: 2, max_new_tokens: 4, kl_coef: 0.1,"
-        " temperature: 0.0, vf_coef: 0.5}\n")
+        " temperature: 0.0, vf_coef: 0.5}\n"
+    )
     run_cli("grpo", recipe, "--output-dir", root / "one")
     return recipe, root / "one"
 
@@ -121,8 +158,18 @@ def test_two_processes_match_one(one_process, strategy, tmp_path):
     reason other than whitening. (Each process whitening its own half, tried by hand, changes step
     1's gradient norm from 3.984 to 3.925.)"""
     recipe, one_dir = one_process
-    run_cli("grpo", recipe, "--output-dir", tmp_path / "two", "--num-processes", "2",
-            "--set", "train.micro_batch_size=4", "--set", f"train.distributed={strategy}")
+    run_cli(
+        "grpo",
+        recipe,
+        "--output-dir",
+        tmp_path / "two",
+        "--num-processes",
+        "2",
+        "--set",
+        "train.micro_batch_size=4",
+        "--set",
+        f"train.distributed={strategy}",
+    )
     keys = ("loss", "policy_loss", "value_loss", "grad_norm", "reward")
     one = [[r[k] for k in keys] for r in _metrics(one_dir) if "loss" in r]
     two = [[r[k] for k in keys] for r in _metrics(tmp_path / "two") if "loss" in r]

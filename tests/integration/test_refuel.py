@@ -18,9 +18,14 @@ from tests.integration.conftest import write_jsonl
 
 OPENER = "I will give you a number in my next message. Say ready."
 COLOURS = ["red", "blue", "green", "yellow"]
-COLOUR_OPENERS = ["I will name a colour in my next message. Say ready.", "Next I tell you a colour. Say ready.",
-                  "Get ready for a colour. Say ready.", "A colour comes in my next message. Say ready.",
-                  "Listen for the colour I name next. Say ready.", "I am thinking of a colour. Say ready."]
+COLOUR_OPENERS = [
+    "I will name a colour in my next message. Say ready.",
+    "Next I tell you a colour. Say ready.",
+    "Get ready for a colour. Say ready.",
+    "A colour comes in my next message. Say ready.",
+    "Listen for the colour I name next. Say ready.",
+    "I am thinking of a colour. Say ready.",
+]
 
 
 def _dialogue(n):
@@ -28,9 +33,19 @@ def _dialogue(n):
 
 
 def _recipe(model, data, *extra):
-    return load_recipe(None, [f"model={model}", f"data=[{data}]", "grpo.rewards=[{name: exact_match}]",
-                              "grpo.prompts_per_step=8", "grpo.max_new_tokens=4", "grpo.temperature=1.0",
-                              "train.micro_batch_size=8", *extra])
+    return load_recipe(
+        None,
+        [
+            f"model={model}",
+            f"data=[{data}]",
+            "grpo.rewards=[{name: exact_match}]",
+            "grpo.prompts_per_step=8",
+            "grpo.max_new_tokens=4",
+            "grpo.temperature=1.0",
+            "train.micro_batch_size=8",
+            *extra,
+        ],
+    )
 
 
 def test_rows_without_user_turns_are_one_line_errors(tmp_path, tiny_dir):
@@ -44,8 +59,18 @@ def test_refuel_runs_on_pairs_of_turn_h_responses(tmp_path, tiny_dir):
     held_out = write_jsonl(tmp_path / "h.jsonl", [_dialogue(n) for n in range(200, 204)])
     # a length term beside the verifier, so the untrained model's returns differ within pairs
     rewards = "grpo.rewards=[{name: exact_match}, {name: 'tests.integration.test_grpo:short_answer', verifier: false}]"
-    refuel.run(_recipe(tiny_dir, data, rewards, "train.max_steps=4", "train.lr=1e-3", "grpo.updates_per_batch=2",
-                       f"data.eval_sources=[{held_out}]"), output_dir=str(tmp_path / "run"))
+    refuel.run(
+        _recipe(
+            tiny_dir,
+            data,
+            rewards,
+            "train.max_steps=4",
+            "train.lr=1e-3",
+            "grpo.updates_per_batch=2",
+            f"data.eval_sources=[{held_out}]",
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train] == [1, 2, 3, 4] and all(0 <= r["success"] <= 1 for r in train)
@@ -60,7 +85,6 @@ def test_refuel_runs_on_pairs_of_turn_h_responses(tmp_path, tiny_dir):
     assert [m["role"] for m in sample["dialogue"]] == ["user", "assistant", "user", "assistant"]
 
 
-
 def _colour_dialogue(n):
     opener, colour = COLOUR_OPENERS[n % len(COLOUR_OPENERS)], COLOURS[n // len(COLOUR_OPENERS)]
     return {"turns": [opener, f"The colour is {colour}. Which colour did I say?"], "reference": colour}
@@ -72,20 +96,55 @@ def test_refuel_raises_the_colour_tasks_success(tmp_path, tiny_default_dir):
     random.Random(0).shuffle(numbers)
     held_out = write_jsonl(tmp_path / "held_out.jsonl", [_colour_dialogue(n) for n in numbers[:8]])
     train = [_colour_dialogue(n) for n in numbers[8:]]
-    write_jsonl(tmp_path / "sft.jsonl", [{"messages": [
-        {"role": "user", "content": d["turns"][0]}, {"role": "assistant", "content": "ready"},
-        {"role": "user", "content": d["turns"][1]}, {"role": "assistant", "content": d["reference"]}]} for d in train])
-    sft.run(load_recipe(None, [f"model={tiny_default_dir}", f"data=[{tmp_path / 'sft.jsonl'}]",
-                               "train.micro_batch_size=16", "train.max_steps=40", "train.lr=1e-3",
-                               "train.warmup_steps=5"]), output_dir=str(tmp_path / "sft"))
+    write_jsonl(
+        tmp_path / "sft.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": d["turns"][0]},
+                    {"role": "assistant", "content": "ready"},
+                    {"role": "user", "content": d["turns"][1]},
+                    {"role": "assistant", "content": d["reference"]},
+                ]
+            }
+            for d in train
+        ],
+    )
+    sft.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_default_dir}",
+                f"data=[{tmp_path / 'sft.jsonl'}]",
+                "train.micro_batch_size=16",
+                "train.max_steps=40",
+                "train.lr=1e-3",
+                "train.warmup_steps=5",
+            ],
+        ),
+        output_dir=str(tmp_path / "sft"),
+    )
     model = tmp_path / "sft" / "final"
-    recipe = _recipe(model, write_jsonl(tmp_path / "train.jsonl", train), "grpo.prompts_per_step=64",
-                     "train.micro_batch_size=64", "grpo.max_new_tokens=5", "train.max_steps=30", "train.lr=1e-4",
-                     "train.warmup_steps=3", "train.schedule=constant", "train.eval_every=10",
-                     f"data.eval_sources=[{held_out}]")
-    before = refuel.dialogue_success(AutoModelForCausalLM.from_pretrained(model), load_tokenizer(str(model)),
-                                     refuel.load_dialogues(recipe.data.eval_sources),
-                                     build_reward_set(recipe.grpo.rewards), max_new_tokens=5)
+    recipe = _recipe(
+        model,
+        write_jsonl(tmp_path / "train.jsonl", train),
+        "grpo.prompts_per_step=64",
+        "train.micro_batch_size=64",
+        "grpo.max_new_tokens=5",
+        "train.max_steps=30",
+        "train.lr=1e-4",
+        "train.warmup_steps=3",
+        "train.schedule=constant",
+        "train.eval_every=10",
+        f"data.eval_sources=[{held_out}]",
+    )
+    before = refuel.dialogue_success(
+        AutoModelForCausalLM.from_pretrained(model),
+        load_tokenizer(str(model)),
+        refuel.load_dialogues(recipe.data.eval_sources),
+        build_reward_set(recipe.grpo.rewards),
+        max_new_tokens=5,
+    )
     refuel.run(recipe, output_dir=str(tmp_path / "refuel"))
     rows = [json.loads(line) for line in (tmp_path / "refuel" / "metrics.jsonl").read_text().splitlines()]
     sampled = [r["success"] for r in rows if "success" in r]

@@ -21,8 +21,14 @@ from posttrain.stages import dpo, grpo, sft
 from tests.integration.conftest import write_jsonl
 
 ARTIFACTS = Path(os.environ.get("POSTTRAIN_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
-COMMON = ["data.eval_fraction=0.1", "train.micro_batch_size=4", "train.max_steps=3", "train.lr=1e-3", "train.eval_every=2",
-          "train.save_every=0"]
+COMMON = [
+    "data.eval_fraction=0.1",
+    "train.micro_batch_size=4",
+    "train.max_steps=3",
+    "train.lr=1e-3",
+    "train.eval_every=2",
+    "train.save_every=0",
+]
 RUN_CHARTS = {"loss", "lr", "grad_norm", "tokens_per_s", "memory"}
 DPO_CHARTS = {"rewards", "margin", "preference_accuracy", "logps"}
 GRPO_CHARTS = {"reward", "accuracy", "clip_fraction", "response_length", "entropy"}
@@ -42,19 +48,68 @@ def runs(tmp_path_factory, tiny_dir, small_data):
     evaluation written inside the run directory as `posttrain eval --output-dir RUN/eval` does."""
     root = tmp_path_factory.mktemp("report-runs")
     write_jsonl(root / "pairs.jsonl", _pairs(24))
-    sft.run(load_recipe(None, [f"model={tiny_dir}", f"data=[{small_data['sft']}]", "data.max_length=128",
-                               *COMMON, "eval.task=exact_match", f"eval.data={small_data['test']}",
-                               "eval.limit=4", "eval.max_new_tokens=4"]), output_dir=str(root / "sft"))
-    dpo.run(load_recipe(None, [f"model={root / 'sft' / 'final'}", *COMMON,
-                               f"data.sources=[{{path: {root / 'pairs.jsonl'}, kind: preference}}]"]),
-            output_dir=str(root / "dpo"))
-    grpo.run(load_recipe(None, [f"model={root / 'sft' / 'final'}", f"data=[{root / 'pairs.jsonl'}]",
-                                "grpo.rewards=[{name: exact_match}]", "grpo.group_size=2",
-                                "grpo.prompts_per_step=2", "grpo.max_new_tokens=4", "grpo.samples_every=1",
-                                "train.micro_batch_size=4", "train.max_steps=2"]), output_dir=str(root / "grpo"))
+    sft.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_dir}",
+                f"data=[{small_data['sft']}]",
+                "data.max_length=128",
+                *COMMON,
+                "eval.task=exact_match",
+                f"eval.data={small_data['test']}",
+                "eval.limit=4",
+                "eval.max_new_tokens=4",
+            ],
+        ),
+        output_dir=str(root / "sft"),
+    )
+    dpo.run(
+        load_recipe(
+            None,
+            [
+                f"model={root / 'sft' / 'final'}",
+                *COMMON,
+                f"data.sources=[{{path: {root / 'pairs.jsonl'}, kind: preference}}]",
+            ],
+        ),
+        output_dir=str(root / "dpo"),
+    )
+    grpo.run(
+        load_recipe(
+            None,
+            [
+                f"model={root / 'sft' / 'final'}",
+                f"data=[{root / 'pairs.jsonl'}]",
+                "grpo.rewards=[{name: exact_match}]",
+                "grpo.group_size=2",
+                "grpo.prompts_per_step=2",
+                "grpo.max_new_tokens=4",
+                "grpo.samples_every=1",
+                "train.micro_batch_size=4",
+                "train.max_steps=2",
+            ],
+        ),
+        output_dir=str(root / "grpo"),
+    )
     for name in ("sft", "dpo", "grpo"):
-        assert main(["eval", str(root / name / "final"), "--tasks", "arithmetic", "--limit", "6",
-                     "--output-dir", str(root / name / "eval"), "--set", "max_new_tokens=4"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(root / name / "final"),
+                    "--tasks",
+                    "arithmetic",
+                    "--limit",
+                    "6",
+                    "--output-dir",
+                    str(root / name / "eval"),
+                    "--set",
+                    "max_new_tokens=4",
+                ]
+            )
+            == 0
+        )
     return root
 
 
@@ -83,8 +138,9 @@ def chromium() -> str:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         missing = "playwright is not installed (pip install -e '.[dev]')"
-    path = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"),
-                             shutil.which("chromium-browser")) if p), None)
+    path = next(
+        (p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+    )
     if missing is None and path is None:
         missing = "no chromium on PATH (Debian: apt-get install chromium; `make test` does it as root)"
     if missing:
@@ -111,9 +167,12 @@ def _check_in_browser(browser, page_path: Path, expected: set[str], scope: str, 
     found = {}
     for figure in page.locator(f".charts[data-scope={scope}] figure.chart").all():
         box = figure.locator("svg").bounding_box()
-        found[figure.get_attribute("data-chart")] = (box["width"] if box else 0, box["height"] if box else 0,
-                                                     figure.evaluate(DRAWN_CURVES),
-                                                     int(figure.get_attribute("data-curves")))
+        found[figure.get_attribute("data-chart")] = (
+            box["width"] if box else 0,
+            box["height"] if box else 0,
+            figure.evaluate(DRAWN_CURVES),
+            int(figure.get_attribute("data-curves")),
+        )
     flags = [f.get_attribute("data-flag") for f in page.locator("[data-flag]").all()]
     page.screenshot(path=str(shot), full_page=True)
     context.close()
@@ -134,8 +193,13 @@ def test_report_renders_in_headless_chromium(chromium, runs, pages):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
-            many = _check_in_browser(browser, overlay, RUN_CHARTS | DPO_CHARTS | GRPO_CHARTS | {"generation_eval"},
-                                     "overlay", ARTIFACTS / "report-runs.png")
+            many = _check_in_browser(
+                browser,
+                overlay,
+                RUN_CHARTS | DPO_CHARTS | GRPO_CHARTS | {"generation_eval"},
+                "overlay",
+                ARTIFACTS / "report-runs.png",
+            )
             one = _check_in_browser(browser, single, RUN_CHARTS | DPO_CHARTS, "run", ARTIFACTS / "report-dpo.png")
         finally:
             browser.close()

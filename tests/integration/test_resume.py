@@ -24,13 +24,15 @@ def _metrics(out_dir):
 def test_killed_run_resumes_exactly(case, tmp_path, tiny_dir, small_data):
     stage, body = CASES[case]
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"model: {tiny_dir}\n" + body.format(**small_data) +
-                      "train: {micro_batch_size: 4, grad_accum_steps: 2, max_steps: 8, lr: 1.0e-3,"
-                      " save_every: 2, keep_last: 2, schedule: cosine, warmup_steps: 2}\n")
+    recipe.write_text(
+        f"model: {tiny_dir}\n"
+        + body.format(**small_data)
+        + "train: {micro_batch_size: 4, grad_accum_steps: 2, max_steps: 8, lr: 1.0e-3,"
+        " save_every: 2, keep_last: 2, schedule: cosine, warmup_steps: 2}\n"
+    )
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_cli(stage, recipe, "--output-dir", straight)
-    proc = run_cli(stage, recipe, "--output-dir", killed, env={"POSTTRAIN_KILL_AFTER_STEP": "5"},
-                   check=False)
+    proc = run_cli(stage, recipe, "--output-dir", killed, env={"POSTTRAIN_KILL_AFTER_STEP": "5"}, check=False)
     assert proc.returncode == -9  # really killed
     assert sorted(_metrics(killed)) == [1, 2, 3, 4, 5]
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]

@@ -56,11 +56,19 @@ def parity_rm(tmp_path_factory, tiny_default_dir):
     tok = load_tokenizer(str(tiny_default_dir))
     fresh = load_reward_model(ModelConfig(path=str(tiny_default_dir)), ["reward"], tok.pad_token_id).eval()
     before = _accuracy(fresh, tok, held_out)
-    recipe = load_recipe(TINY_RECIPE, [f"model={tiny_default_dir}", f"data.sources.0.path={train}",
-                                       f"data.eval_sources.0.path={held_out}"])
+    recipe = load_recipe(
+        TINY_RECIPE,
+        [f"model={tiny_default_dir}", f"data.sources.0.path={train}", f"data.eval_sources.0.path={held_out}"],
+    )
     metrics = reward.run(recipe, output_dir=str(root / "run"))
-    return {"root": root, "final": root / "run" / "final", "held_out": held_out,
-            "numbers": numbers[:100], "before": before, "metrics": metrics}
+    return {
+        "root": root,
+        "final": root / "run" / "final",
+        "held_out": held_out,
+        "numbers": numbers[:100],
+        "before": before,
+        "metrics": metrics,
+    }
 
 
 def test_bradley_terry_model_ranks_the_right_answer_on_held_out_numbers(parity_rm):
@@ -77,21 +85,30 @@ def test_bradley_terry_model_ranks_the_right_answer_on_held_out_numbers(parity_r
 
 def test_reward_eval_reports_accuracy_per_category_and_section(parity_rm, tmp_path):
     numbers = parity_rm["numbers"]
-    rows = ([_parity_pair(n, subset="alpacaeval-easy") for n in numbers[:30]]
-            + [_parity_pair(n, subset="math-prm") for n in numbers[30:50]]
-            + [_parity_pair(n, subset="hep-python") for n in numbers[50:60]]
-            + [{"prompt": f"Is {n} even or odd?", "chosen": _answers(n)[1], "rejected": _answers(n)[0],
-                "category": "flipped"} for n in numbers[60:70]])
+    rows = (
+        [_parity_pair(n, subset="alpacaeval-easy") for n in numbers[:30]]
+        + [_parity_pair(n, subset="math-prm") for n in numbers[30:50]]
+        + [_parity_pair(n, subset="hep-python") for n in numbers[50:60]]
+        + [
+            {
+                "prompt": f"Is {n} even or odd?",
+                "chosen": _answers(n)[1],
+                "rejected": _answers(n)[0],
+                "category": "flipped",
+            }
+            for n in numbers[60:70]
+        ]
+    )
     data = write_jsonl(tmp_path / "bench.jsonl", rows)
-    doc = reward_eval_command(str(parity_rm["final"]), str(data), batch_size=16,
-                              output_dir=str(tmp_path / "out"))
+    doc = reward_eval_command(str(parity_rm["final"]), str(data), batch_size=16, output_dir=str(tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "results.json").read_text())["mean"] == doc["mean"]
     acc = {name: c["accuracy"] for name, c in doc["categories"].items()}
     assert doc["categories"]["math-prm"]["total"] == 20 and doc["pairs"] == 70
     assert acc["alpacaeval-easy"] >= 0.9 and acc["flipped"] <= 0.1
     reasoning = (984 * acc["math-prm"] + 164 * acc["hep-python"]) / (984 + 164)  # RewardBench weights
-    assert doc["groups"] == pytest.approx({"chat": acc["alpacaeval-easy"], "reasoning": reasoning,
-                                           "flipped": acc["flipped"]})
+    assert doc["groups"] == pytest.approx(
+        {"chat": acc["alpacaeval-easy"], "reasoning": reasoning, "flipped": acc["flipped"]}
+    )
     assert doc["mean"] == pytest.approx(sum(doc["groups"].values()) / 3)
     scores = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").open()]
     assert len(scores) == 70 and scores[0]["category"] == "alpacaeval-easy"
@@ -101,15 +118,18 @@ def test_score_writes_best_vs_worst_pairs(parity_rm, tmp_path):
     numbers = parity_rm["numbers"][:6]
     rows = [{"prompt": f"Is {n} even or odd?", "responses": ["even", "odd"]} for n in numbers]
     conversation = [{"role": "user", "content": "Is 123 even or odd?"}]
-    rows += [{"prompt": conversation, "completions": ["even", "odd"]},
-             {"prompt": "Is 124 even or odd?", "responses": ["even", "even"]},  # all tie: skipped
-             {"prompt": "Is 125 even or odd?", "responses": ["odd"]}]  # nothing to pair
+    rows += [
+        {"prompt": conversation, "completions": ["even", "odd"]},
+        {"prompt": "Is 124 even or odd?", "responses": ["even", "even"]},  # all tie: skipped
+        {"prompt": "Is 125 even or odd?", "responses": ["odd"]},
+    ]  # nothing to pair
     data = write_jsonl(tmp_path / "responses.jsonl", rows)
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command"))
     out = tmp_path / "pairs.jsonl"
-    args = parser.parse_args(["score", str(parity_rm["final"]), "--data", str(data), "--out", str(out),
-                              "--batch-size", "4", "--quiet"])
+    args = parser.parse_args(
+        ["score", str(parity_rm["final"]), "--data", str(data), "--out", str(out), "--batch-size", "4", "--quiet"]
+    )
     args.tool_run(args)
     written = [json.loads(line) for line in out.open()]
     assert len(written) == 7
@@ -125,8 +145,11 @@ def _helpsteer_rows(count, seed):
     rows = []
     for i in range(count):
         word, words = rng.choice(["yes", "no"]), rng.randint(1, 5)
-        row = {"prompt": f"Do you agree with rule {rng.randint(1, 99)}?",
-               "response": " ".join([word] * words), "verbosity": words - 1}
+        row = {
+            "prompt": f"Do you agree with rule {rng.randint(1, 99)}?",
+            "response": " ".join([word] * words),
+            "verbosity": words - 1,
+        }
         rows.append({**row, "helpfulness": 4 if word == "yes" else 1} if i % 3 else row)
     return rows
 
@@ -136,11 +159,25 @@ def regression_rm(tmp_path_factory, tiny_dir):
     root = tmp_path_factory.mktemp("regression-rm")
     held_out = write_jsonl(root / "eval.jsonl", _helpsteer_rows(40, seed=1))
     train = write_jsonl(root / "train.jsonl", _helpsteer_rows(200, seed=0))
-    metrics = reward.run(load_recipe(None, [
-        f"model={tiny_dir}", f"data.sources=[{train}]", f"data.eval_sources=[{held_out}]",
-        "reward.loss=regression", "reward.attributes=[verbosity, helpfulness]", "train.micro_batch_size=16",
-        "train.max_steps=60", "train.lr=3e-3", "train.schedule=constant", "train.warmup_steps=5",
-        "log.tensorboard=false"]), output_dir=str(root / "run"))
+    metrics = reward.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_dir}",
+                f"data.sources=[{train}]",
+                f"data.eval_sources=[{held_out}]",
+                "reward.loss=regression",
+                "reward.attributes=[verbosity, helpfulness]",
+                "train.micro_batch_size=16",
+                "train.max_steps=60",
+                "train.lr=3e-3",
+                "train.schedule=constant",
+                "train.warmup_steps=5",
+                "log.tensorboard=false",
+            ],
+        ),
+        output_dir=str(root / "run"),
+    )
     return {"final": root / "run" / "final", "held_out": held_out, "metrics": metrics}
 
 
@@ -171,21 +208,41 @@ def test_scaled_bt_starts_from_a_regression_models_head(regression_rm, tmp_path,
     lr 1e-12), the margins are that model's helpfulness differences; with the head reset they
     are not."""
     rng = random.Random(2)
-    pairs = [{"prompt": f"Do you agree with rule {rng.randint(1, 99)}?", "chosen": "yes " * k,
-              "rejected": "no " * k, "strength": rng.choice([1, 2, 3])}
-             for k in [rng.randint(1, 5) for _ in range(16)]]
+    pairs = [
+        {
+            "prompt": f"Do you agree with rule {rng.randint(1, 99)}?",
+            "chosen": "yes " * k,
+            "rejected": "no " * k,
+            "strength": rng.choice([1, 2, 3]),
+        }
+        for k in [rng.randint(1, 5) for _ in range(16)]
+    ]
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
-    metrics = reward.run(load_recipe(None, [
-        f"model={regression_rm['final']}", f"data.sources=[{data}]", f"data.eval_sources=[{data}]",
-        "reward.loss=scaled_bt", "reward.score_attribute=helpfulness", f"reward.reset_head={reset_head}",
-        "train.micro_batch_size=8", "train.max_steps=1", "train.lr=1e-12", "log.tensorboard=false"]),
-        output_dir=str(tmp_path / "run"))
+    metrics = reward.run(
+        load_recipe(
+            None,
+            [
+                f"model={regression_rm['final']}",
+                f"data.sources=[{data}]",
+                f"data.eval_sources=[{data}]",
+                "reward.loss=scaled_bt",
+                "reward.score_attribute=helpfulness",
+                f"reward.reset_head={reset_head}",
+                "train.micro_batch_size=8",
+                "train.max_steps=1",
+                "train.lr=1e-12",
+                "log.tensorboard=false",
+            ],
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
     labels = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "final").config.id2label
     assert labels == {0: "verbosity", 1: "helpfulness"}
     regression, tok = load_reward_model_dir(str(regression_rm["final"]))
     scored = reward_pairs(tok, SourceConfig(path=str(data)), 512, "fail")
-    helpfulness = score_sequences(regression, [s for p in scored for s in (p.chosen, p.rejected)],
-                                  tok.pad_token_id, 16)[:, 1]
+    helpfulness = score_sequences(
+        regression, [s for p in scored for s in (p.chosen, p.rejected)], tok.pad_token_id, 16
+    )[:, 1]
     margin = float((helpfulness[0::2] - helpfulness[1::2]).mean())  # trained towards 4 - 1 = 3
     if reset_head:
         assert abs(metrics["eval_margin"] - margin) > 0.5, (metrics, margin)
@@ -193,25 +250,37 @@ def test_scaled_bt_starts_from_a_regression_models_head(regression_rm, tmp_path,
         assert metrics["eval_margin"] == pytest.approx(margin, rel=1e-4) and margin > 2.0
 
 
-@pytest.mark.parametrize("loss, field", [("bt_margin", "margin"), ("scaled_bt", "strength"),
-                                         ("bradley_terry", None)])
+@pytest.mark.parametrize("loss, field", [("bt_margin", "margin"), ("scaled_bt", "strength"), ("bradley_terry", None)])
 def test_pairwise_losses_read_their_annotations(tiny_dir, tmp_path, loss, field):
     """The final model is the one evaluated at the last step, so its scores give the eval loss."""
     rows = [_parity_pair(n, margin=0.5 * (n % 4), strength=1 + n % 3) for n in range(100, 124)]
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)
-    metrics = reward.run(load_recipe(None, [
-        f"model={tiny_dir}", f"data.sources=[{data}]", f"data.eval_sources=[{data}]", f"reward.loss={loss}",
-        "train.micro_batch_size=8", "train.max_steps=1", "log.tensorboard=false"]),
-        output_dir=str(tmp_path / "run"))
+    metrics = reward.run(
+        load_recipe(
+            None,
+            [
+                f"model={tiny_dir}",
+                f"data.sources=[{data}]",
+                f"data.eval_sources=[{data}]",
+                f"reward.loss={loss}",
+                "train.micro_batch_size=8",
+                "train.max_steps=1",
+                "log.tensorboard=false",
+            ],
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
     model, tok = load_reward_model_dir(str(tmp_path / "run" / "final"))
     pairs = reward_pairs(tok, SourceConfig(path=str(data)), 512, "fail")
     sequences = [s for p in pairs for s in (p.chosen, p.rejected)]
     scores = score_sequences(model, sequences, tok.pad_token_id, 16)[:, 0]
     diff = scores[0::2] - scores[1::2]
     annotation = torch.tensor([float(r[field]) for r in rows]) if field else None
-    expected = {"bt_margin": lambda: -F.logsigmoid(diff - annotation),
-                "scaled_bt": lambda: -annotation * F.logsigmoid(diff),
-                "bradley_terry": lambda: -F.logsigmoid(diff)}[loss]().mean()
+    expected = {
+        "bt_margin": lambda: -F.logsigmoid(diff - annotation),
+        "scaled_bt": lambda: -annotation * F.logsigmoid(diff),
+        "bradley_terry": lambda: -F.logsigmoid(diff),
+    }[loss]().mean()
     assert metrics["eval_loss"] == pytest.approx(float(expected), rel=1e-4)
     assert metrics["eval_margin"] == pytest.approx(float(diff.mean()), abs=1e-5)
     assert not math.isnan(metrics["eval_accuracy"])

@@ -15,15 +15,29 @@ ROWS, N = 10, 3
 
 
 def _prompts(tmp_path):
-    rows = [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i), "source": "s" + str(i % 2)}
-            for i in range(ROWS)]
+    rows = [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i), "source": "s" + str(i % 2)} for i in range(ROWS)]
     rows[3] = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
     return write_jsonl(tmp_path / "prompts.jsonl", rows)
 
 
 def _sample_args(tiny_dir, prompts, out):
-    return ["sample", str(tiny_dir), "--prompts", str(prompts), "--out", str(out), "--n", str(N),
-            "--max-new-tokens", "12", "--batch-size", "1", "--seed", "7", "--quiet"]
+    return [
+        "sample",
+        str(tiny_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--n",
+        str(N),
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "1",
+        "--seed",
+        "7",
+        "--quiet",
+    ]
 
 
 def _wait_for_chunks(parts, count, proc, limit_s=300):
@@ -38,9 +52,12 @@ def _wait_for_chunks(parts, count, proc, limit_s=300):
 def test_kill_9_mid_run_then_rerun_gives_every_row_once(tiny_dir, tmp_path):
     prompts, out = _prompts(tmp_path), tmp_path / "out.jsonl"
     parts = tmp_path / "out.jsonl.parts"
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain", *_sample_args(tiny_dir, prompts, out)],
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posttrain", *_sample_args(tiny_dir, prompts, out)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for_chunks(parts, 3, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -61,15 +78,29 @@ def test_kill_9_mid_run_then_rerun_gives_every_row_once(tiny_dir, tmp_path):
     assert completion["logprob"] < 0
     assert first["sampling"]["temperature"] == 1.0 and first["backend"] == "hf"
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
-    assert manifest["counts"] == {"items": ROWS, "rows_out": ROWS, "failed": 0, "invalid_rows_skipped": 0,
-                                  "completions_without_logprob": 0}
+    assert manifest["counts"] == {
+        "items": ROWS,
+        "rows_out": ROWS,
+        "failed": 0,
+        "invalid_rows_skipped": 0,
+        "completions_without_logprob": 0,
+    }
     assert len(manifest["inputs"][0]["sha256"]) == 64 and not parts.exists()
 
 
 def test_invalid_prompt_row_is_one_line_or_skipped_and_counted(tiny_dir, tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok"}, {"prompt": 3}, {"prompt": "fine"}])
-    args = ["sample", str(tiny_dir), "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"),
-            "--max-new-tokens", "2", "--quiet"]
+    args = [
+        "sample",
+        str(tiny_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+        "--max-new-tokens",
+        "2",
+        "--quiet",
+    ]
     assert main(args) == 2
     assert "p.jsonl: row 2: field 'prompt'" in capsys.readouterr().err
     assert main(args + ["--on-error", "skip"]) == 0
@@ -81,14 +112,37 @@ def test_invalid_prompt_row_is_one_line_or_skipped_and_counted(tiny_dir, tmp_pat
 
 def test_shards_joined_by_data_concat_equal_the_whole_job(tiny_dir, tmp_path):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"q{i}"} for i in range(5)])
-    base = ["sample", str(tiny_dir), "--prompts", str(prompts), "--max-new-tokens", "3", "--quiet",
-            "--temperature", "0", "--batch-size", "2"]
+    base = [
+        "sample",
+        str(tiny_dir),
+        "--prompts",
+        str(prompts),
+        "--max-new-tokens",
+        "3",
+        "--quiet",
+        "--temperature",
+        "0",
+        "--batch-size",
+        "2",
+    ]
     assert main(base + ["--out", str(tmp_path / "whole.jsonl")]) == 0
     for i in range(2):
         assert main(base + ["--out", str(tmp_path / f"s{i}.jsonl"), "--shard", f"{i}/2"]) == 0
-    assert main(["data", "concat", str(tmp_path / "s1.jsonl"), str(tmp_path / "s0.jsonl"),
-                 "--out", str(tmp_path / "joined.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "concat",
+                str(tmp_path / "s1.jsonl"),
+                str(tmp_path / "s0.jsonl"),
+                "--out",
+                str(tmp_path / "joined.jsonl"),
+            ]
+        )
+        == 0
+    )
 
     def texts(name):
         return [(r["row"], r["completions"]) for r in map(json.loads, (tmp_path / name).read_text().splitlines())]
+
     assert texts("joined.jsonl") == texts("whole.jsonl") and len(texts("whole.jsonl")) == 5

@@ -20,8 +20,10 @@ def served(tiny_dir, tmp_path_factory):
 
 
 def _texts(path):
-    return [[(c["text"], c["num_tokens"], c["finish_reason"]) for c in json.loads(line)["completions"]]
-            for line in path.read_text().splitlines()]
+    return [
+        [(c["text"], c["num_tokens"], c["finish_reason"]) for c in json.loads(line)["completions"]]
+        for line in path.read_text().splitlines()
+    ]
 
 
 def _logprobs(path):
@@ -30,17 +32,53 @@ def _logprobs(path):
 
 def test_sample_through_serve_equals_hf_under_greedy(served, tiny_dir, tmp_path):
     assert httpx.get(served + "/models").json()["data"][0]["id"] == "tiny-test"
-    prompts = write_jsonl(tmp_path / "p.jsonl", [
-        {"prompt": "What is 3 + 4?"}, {"prompt": "Tom has 2 apples."},
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]},
-        {"prompt": "Name a colour", "answer": "red"}])
-    base = ["sample", str(tiny_dir), "--prompts", str(prompts), "--n", "2", "--temperature", "0",
-            "--max-new-tokens", "12", "--stop", "e", "--quiet", "--batch-size", "3"]
+    prompts = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "What is 3 + 4?"},
+            {"prompt": "Tom has 2 apples."},
+            {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]},
+            {"prompt": "Name a colour", "answer": "red"},
+        ],
+    )
+    base = [
+        "sample",
+        str(tiny_dir),
+        "--prompts",
+        str(prompts),
+        "--n",
+        "2",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+        "--stop",
+        "e",
+        "--quiet",
+        "--batch-size",
+        "3",
+    ]
     assert main(base + ["--out", str(tmp_path / "hf.jsonl")]) == 0
     for endpoint in ("chat", "completions"):
         out = tmp_path / f"{endpoint}.jsonl"
-        assert main(base + ["--out", str(out), "--backend", "openai", "--base-url", served,
-                            "--endpoint", endpoint, "--concurrency", "4"]) == 0
+        assert (
+            main(
+                base
+                + [
+                    "--out",
+                    str(out),
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    served,
+                    "--endpoint",
+                    endpoint,
+                    "--concurrency",
+                    "4",
+                ]
+            )
+            == 0
+        )
         assert _texts(out) == _texts(tmp_path / "hf.jsonl")
         assert _logprobs(out) == pytest.approx(_logprobs(tmp_path / "hf.jsonl"), abs=1e-4)
     assert any(c[2] == "stop" for row in _texts(tmp_path / "hf.jsonl") for c in row)  # the stop string acted
@@ -49,9 +87,17 @@ def test_sample_through_serve_equals_hf_under_greedy(served, tiny_dir, tmp_path)
 def test_http_judge_reads_the_served_models_top_logprobs(served):
     from posttrain.generation.judge import HTTPJudge
 
-    reply = httpx.post(served + "/chat/completions", json={"model": "tiny-test",
-        "messages": [{"role": "user", "content": "A or B?"}], "max_tokens": 1, "temperature": 0,
-        "logprobs": True, "top_logprobs": 5}).json()
+    reply = httpx.post(
+        served + "/chat/completions",
+        json={
+            "model": "tiny-test",
+            "messages": [{"role": "user", "content": "A or B?"}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 5,
+        },
+    ).json()
     top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
     labels = [top[0]["token"].strip(), top[1]["token"].strip()]  # two tokens the model does rank
     probs = HTTPJudge(served, api_model="tiny-test").choose(["A or B?"], labels)[0]

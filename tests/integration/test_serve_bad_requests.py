@@ -74,8 +74,7 @@ def server(tiny_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case,path,body,status,param", CASES, ids=[c[0] for c in CASES])
-def test_malformed_request_gets_an_error_object_and_the_server_keeps_serving(server, case, path, body, status,
-                                                                           param):
+def test_malformed_request_gets_an_error_object_and_the_server_keeps_serving(server, case, path, body, status, param):
     if isinstance(body, bytes):
         reply = server.post(path, content=body, headers={"content-type": "application/json"})
     else:

@@ -8,15 +8,18 @@ import pytest
 from tests.integration.conftest import run_cli
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--port", "70000"], "--port must be between 1 and 65535"),
-    (["--port", "-1"], "--port must be between 1 and 65535"),
-    (["--port", "0"], "--port must be between 1 and 65535"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--batch-wait-ms", "-5"], "--batch-wait-ms"),
-    (["--request-timeout", "0"], "--request-timeout must be > 0"),
-    (["--host", "no-such-host.invalid"], "cannot be resolved"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--port", "70000"], "--port must be between 1 and 65535"),
+        (["--port", "-1"], "--port must be between 1 and 65535"),
+        (["--port", "0"], "--port must be between 1 and 65535"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--batch-wait-ms", "-5"], "--batch-wait-ms"),
+        (["--request-timeout", "0"], "--request-timeout must be > 0"),
+        (["--host", "no-such-host.invalid"], "cannot be resolved"),
+    ],
+)
 def test_bad_setting_is_one_line_and_exit_2(tiny_dir, args, needle):
     proc = run_cli("serve", tiny_dir, *args, check=False)
     assert proc.returncode == 2, proc.stderr

@@ -19,8 +19,9 @@ def client(tiny_dir, tmp_path_factory):
 
 
 def chat(client, **kw):
-    return client.chat.completions.create(model=MODEL, messages=kw.pop("messages", HELLO),
-                                          temperature=kw.pop("temperature", 0), **kw)
+    return client.chat.completions.create(
+        model=MODEL, messages=kw.pop("messages", HELLO), temperature=kw.pop("temperature", 0), **kw
+    )
 
 
 def test_models_list_and_retrieve(client):
@@ -61,16 +62,17 @@ def test_stream_without_include_usage_has_no_usage_chunk(client):
 
 def test_completions_stream_equals_the_plain_answer(client):
     plain = client.completions.create(model=MODEL, prompt="Tom has", max_tokens=6, temperature=0)
-    chunks = list(client.completions.create(model=MODEL, prompt="Tom has", max_tokens=6, temperature=0,
-                                            stream=True))
+    chunks = list(client.completions.create(model=MODEL, prompt="Tom has", max_tokens=6, temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks) == plain.choices[0].text
     assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
 
 
 def test_content_parts_equal_the_joined_string(client):
     parts = [{"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": " there"}]}]
-    assert chat(client, messages=parts, max_tokens=6).choices[0].message.content == \
-        chat(client, max_tokens=6).choices[0].message.content
+    assert (
+        chat(client, messages=parts, max_tokens=6).choices[0].message.content
+        == chat(client, max_tokens=6).choices[0].message.content
+    )
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
     with pytest.raises(openai.BadRequestError):
         chat(client, messages=image, max_tokens=2)
@@ -119,8 +121,7 @@ def test_chat_logprobs_greedy_token_is_the_top_alternative(client):
 
 
 def test_completion_echo_and_logprobs(client):
-    reply = client.completions.create(model=MODEL, prompt="Tom has", max_tokens=3, temperature=0,
-                                      echo=True, logprobs=2)
+    reply = client.completions.create(model=MODEL, prompt="Tom has", max_tokens=3, temperature=0, echo=True, logprobs=2)
     choice = reply.choices[0]
     assert choice.text.startswith("Tom has")
     assert choice.logprobs.token_logprobs[0] is None  # nothing precedes the first prompt token
@@ -131,8 +132,14 @@ def test_completion_echo_and_logprobs(client):
 
 
 def test_refusals_through_the_client(client):
-    for kw in ({"response_format": {"type": "json_object"}}, {"max_tokens": 0}, {"n": 129},
-               {"top_logprobs": 3}, {"stop": ["a", "b", "c", "d", "e"]}, {"top_logprobs": 21, "logprobs": True}):
+    for kw in (
+        {"response_format": {"type": "json_object"}},
+        {"max_tokens": 0},
+        {"n": 129},
+        {"top_logprobs": 3},
+        {"stop": ["a", "b", "c", "d", "e"]},
+        {"top_logprobs": 21, "logprobs": True},
+    ):
         with pytest.raises(openai.BadRequestError) as err:
             chat(client, **{"max_tokens": 2, **kw})
         assert err.value.status_code == 400 and err.value.body["message"]

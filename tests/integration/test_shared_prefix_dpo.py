@@ -17,17 +17,26 @@ def _pairs():
     rows = []
     for k in range(24):
         right, wrong = ("even", "odd") if k % 2 == 0 else ("odd", "an odd number, surely")
-        rows.append({"prompt": f"Is {k * 37} even or odd? " + "Think. " * (k % 4),
-                     "chosen": right, "rejected": wrong})
+        rows.append({"prompt": f"Is {k * 37} even or odd? " + "Think. " * (k % 4), "chosen": right, "rejected": wrong})
     return rows
 
 
 def _run(tmp_path, tiny_dir, data, shared, pack=False, stage="dpo"):
     out = tmp_path / f"{stage}-shared-{shared}-{pack}"
     args = [stage, str(tmp_path / "empty.yaml"), "--output-dir", str(out)]
-    for s in (f"model={tiny_dir}", f"data=[{data}]", "train.micro_batch_size=4", "train.grad_accum_steps=2",
-              "train.max_steps=3", "train.log_every=1", "data.eval_fraction=0.25", "train.eval_every=3",
-              "train.lr=1e-3", f"preference.shared_prefix={str(shared).lower()}", f"data.pack={str(pack).lower()}"):
+    for s in (
+        f"model={tiny_dir}",
+        f"data=[{data}]",
+        "train.micro_batch_size=4",
+        "train.grad_accum_steps=2",
+        "train.max_steps=3",
+        "train.log_every=1",
+        "data.eval_fraction=0.25",
+        "train.eval_every=3",
+        "train.lr=1e-3",
+        f"preference.shared_prefix={str(shared).lower()}",
+        f"data.pack={str(pack).lower()}",
+    ):
         args += ["--set", s]
     assert main(args) == 0
     return read_metrics(out)

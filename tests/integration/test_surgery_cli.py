@@ -25,8 +25,17 @@ def pretrained(tiny_dir, small_data, tmp_path_factory):
     """The tiny model after a short pre-training on arithmetic prose: LLaMA Pro's setting is a
     trained base whose frozen head and embeddings already mean something."""
     out = tmp_path_factory.mktemp("pre") / "run"
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data=[{small_data['pretrain']}]", "train.lr=3e-3",
-                                "train.micro_batch_size=16", "train.max_steps=40", "train.warmup_steps=4"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={tiny_dir}",
+            f"data=[{small_data['pretrain']}]",
+            "train.lr=3e-3",
+            "train.micro_batch_size=16",
+            "train.max_steps=40",
+            "train.warmup_steps=4",
+        ],
+    )
     pretrain.run(recipe, output_dir=str(out))
     return out / "final"
 
@@ -46,15 +55,18 @@ def test_expand_writes_a_plain_llama_with_more_layers(expanded):
 
 
 def test_expand_bad_block_index(capsys, tiny_dir, tmp_path):
-    _fails_with(capsys, ["surgery", "expand", tiny_dir, "--blocks", "0,2", "--out", tmp_path / "o"],
-                "block index 2 out of range", "2 blocks")
+    _fails_with(
+        capsys,
+        ["surgery", "expand", tiny_dir, "--blocks", "0,2", "--out", tmp_path / "o"],
+        "block index 2 out of range",
+        "2 blocks",
+    )
 
 
 def test_llama_pro_on_an_unexpanded_model(capsys, tiny_dir, small_data, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"model: {tiny_dir}\ndata: [{small_data['sft']}]\nadapter: {{kind: llama_pro}}\n")
-    _fails_with(capsys, ["sft", recipe, "--output-dir", tmp_path / "o"],
-                "llama_pro needs an expanded model")
+    _fails_with(capsys, ["sft", recipe, "--output-dir", tmp_path / "o"], "llama_pro needs an expanded model")
 
 
 @pytest.mark.slow
@@ -63,10 +75,20 @@ def test_new_blocks_learn_while_old_layers_stay_bit_identical(pretrained, small_
     SFT loss. Measured: 2.82 -> 2.61 in 40 steps (full fine-tuning: 1.72 in 40 steps)."""
     expanded = tmp_path / "expanded"
     assert main(["surgery", "expand", str(pretrained), "--every", "1", "--out", str(expanded)]) == 0
-    recipe = load_recipe(None, [f"model={expanded}", f"data=[{small_data['sft']}]",
-                                f"data.eval_sources=[{small_data['sft_eval']}]", "adapter.kind=llama_pro",
-                                "train.micro_batch_size=16", "train.max_steps=40", "train.lr=1e-2",
-                                "train.warmup_steps=4", "train.log_every=1"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={expanded}",
+            f"data=[{small_data['sft']}]",
+            f"data.eval_sources=[{small_data['sft_eval']}]",
+            "adapter.kind=llama_pro",
+            "train.micro_batch_size=16",
+            "train.max_steps=40",
+            "train.lr=1e-2",
+            "train.warmup_steps=4",
+            "train.log_every=1",
+        ],
+    )
     sft.run(recipe, output_dir=str(tmp_path / "run"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     first = next(r["loss"] for r in rows if "loss" in r)

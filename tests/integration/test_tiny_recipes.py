@@ -56,8 +56,15 @@ def test_a_broken_recipe_fails_validation(tmp_path):
         load_recipe(bad)
 
 
-TRAIN = ["train.max_steps=2", "train.micro_batch_size=2", "train.grad_accum_steps=1", "train.warmup_steps=0",
-         "train.eval_every=2", "train.save_every=2", "log.tensorboard=false"]
+TRAIN = [
+    "train.max_steps=2",
+    "train.micro_batch_size=2",
+    "train.grad_accum_steps=1",
+    "train.warmup_steps=0",
+    "train.eval_every=2",
+    "train.save_every=2",
+    "log.tensorboard=false",
+]
 EVAL = ["eval.limit=2", "eval.max_new_tokens=8"]
 NO_LOSS_EVAL = ["data.eval_sources=[]", "data.eval_fraction=0"]  # a held-out loss pass costs minutes here
 ROLLOUTS = ["grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.max_new_tokens=8"]
@@ -97,7 +104,11 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     pairs_head = ["data.sources.0.path=" + _head("data/toy/parity_pairs.jsonl", 16)]
     # pretrain -> sft -> the experts
     _train("pretrain", "pretrain.yaml", sets=short_data)
-    _train("sft", "sft.yaml", sets=[*EVAL, *NO_LOSS_EVAL, *sft_head, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"])
+    _train(
+        "sft",
+        "sft.yaml",
+        sets=[*EVAL, *NO_LOSS_EVAL, *sft_head, "train.max_steps=3", "train.save_every=1", "train.keep_last=3"],
+    )
     for name in ("sft_parity.yaml", "sft_size.yaml", "sft_colour.yaml"):
         _train("sft", name, sets=EVAL)
     # the rest, from those runs
@@ -107,22 +118,53 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     _train("grpo", "grpo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("grpo", "ppo.yaml", sets=[*EVAL, *ROLLOUTS])
     _train("refuel", "refuel.yaml", sets=["grpo.prompts_per_step=2", "grpo.max_new_tokens=4"])
-    _run("iterate", _recipe("iterate.yaml"), sets=[
-        "model=runs/tiny-sft/final", "prompts=data/arithmetic/rl_prompts.jsonl", "rounds=1", "prompts_per_round=4",
-        "sample.n=2", "sample.max_new_tokens=8", "sample.temperature=1.0",
-        # the reward model above: scores that differ, where a 3-step SFT model's answers all tie under `math`
-        'score.scorers=["reward_model:path=runs/tiny-reward/final"]',
-        "eval.data=data/toy/parity_test.jsonl", "eval.max_new_tokens=4",
-        "dpo.overrides=[train.max_steps=1, train.micro_batch_size=2, log.tensorboard=false]"])
+    _run(
+        "iterate",
+        _recipe("iterate.yaml"),
+        sets=[
+            "model=runs/tiny-sft/final",
+            "prompts=data/arithmetic/rl_prompts.jsonl",
+            "rounds=1",
+            "prompts_per_round=4",
+            "sample.n=2",
+            "sample.max_new_tokens=8",
+            "sample.temperature=1.0",
+            # the reward model above: scores that differ, where a 3-step SFT model's answers all tie under `math`
+            'score.scorers=["reward_model:path=runs/tiny-reward/final"]',
+            "eval.data=data/toy/parity_test.jsonl",
+            "eval.max_new_tokens=4",
+            "dpo.overrides=[train.max_steps=1, train.micro_batch_size=2, log.tensorboard=false]",
+        ],
+    )
     head = sft_head[0].split("=", 1)[1]
-    _run("prune", _recipe("prune.yaml"), sets=[
-        f"calibration.0.path={head}", "calibration_tokens=1024", "sequence_length=32", "bld_steps=1", "batch_size=8",
-        "alternatives.attention=[kv1]", "alternatives.ffn=[ffn50]", "budget=0.9",
-        f"uptrain.data.sources.0.path={head}", "uptrain.data.eval_sources=[]", "uptrain.distill.top_k=null",
-        "uptrain.train.max_steps=2", "uptrain.train.micro_batch_size=2", "uptrain.train.warmup_steps=0"])
+    _run(
+        "prune",
+        _recipe("prune.yaml"),
+        sets=[
+            f"calibration.0.path={head}",
+            "calibration_tokens=1024",
+            "sequence_length=32",
+            "bld_steps=1",
+            "batch_size=8",
+            "alternatives.attention=[kv1]",
+            "alternatives.ffn=[ffn50]",
+            "budget=0.9",
+            f"uptrain.data.sources.0.path={head}",
+            "uptrain.data.eval_sources=[]",
+            "uptrain.distill.top_k=null",
+            "uptrain.train.max_steps=2",
+            "uptrain.train.micro_batch_size=2",
+            "uptrain.train.warmup_steps=0",
+        ],
+    )
     # merging: the headers' extra run (the base pre-trained further), then every merge recipe
-    _train("pretrain", "pretrain.yaml", "--output-dir", "runs/tiny-cpt-more",
-           sets=[*short_data, "model=runs/tiny-pretrain/final", "seed=1"])
+    _train(
+        "pretrain",
+        "pretrain.yaml",
+        "--output-dir",
+        "runs/tiny-cpt-more",
+        sets=[*short_data, "model=runs/tiny-pretrain/final", "seed=1"],
+    )
     for name in ("ties.yaml", "instruction_residual.yaml", "checkpoint_soup.yaml"):
         _run("merge", _recipe(f"merge/{name}"))
     _run("cycleqd", _recipe("merge/cycleqd.yaml"), sets=["generations=1", "limit=2"])
@@ -133,14 +175,30 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     _train("sft", "kv-needle-sft.yaml", sets=NO_LOSS_EVAL)
     # self-evaluation SFT: bench/adaptive_compute.sh's first commands, on 4 prompts
     Path("runs/adaptive").mkdir(parents=True)
-    Path("runs/adaptive/prompts.jsonl").write_text("".join(Path("data/arithmetic/rl_prompts.jsonl").read_text()
-                                                           .splitlines(keepends=True)[:4]))
-    Path("runs/adaptive/sft_replay.jsonl").write_text("".join(Path("data/arithmetic/sft_train.jsonl").read_text()
-                                                              .splitlines(keepends=True)[:16]))
-    _run("sample", "runs/tiny-sft/final", "--prompts", "runs/adaptive/prompts.jsonl", "--n", "2",
-         "--temperature", "0.8", "--max-new-tokens", "8", "--out", "runs/adaptive/samples.jsonl")
+    Path("runs/adaptive/prompts.jsonl").write_text(
+        "".join(Path("data/arithmetic/rl_prompts.jsonl").read_text().splitlines(keepends=True)[:4])
+    )
+    Path("runs/adaptive/sft_replay.jsonl").write_text(
+        "".join(Path("data/arithmetic/sft_train.jsonl").read_text().splitlines(keepends=True)[:16])
+    )
+    _run(
+        "sample",
+        "runs/tiny-sft/final",
+        "--prompts",
+        "runs/adaptive/prompts.jsonl",
+        "--n",
+        "2",
+        "--temperature",
+        "0.8",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        "runs/adaptive/samples.jsonl",
+    )
     _run("score", "--data", "runs/adaptive/samples.jsonl", "--scorer", "math", "--out", "runs/adaptive/scored.jsonl")
-    _run("synth", "self_eval", "--set", "input=runs/adaptive/scored.jsonl", "--out", "runs/adaptive/self_eval_sft.jsonl")
+    _run(
+        "synth", "self_eval", "--set", "input=runs/adaptive/scored.jsonl", "--out", "runs/adaptive/self_eval_sft.jsonl"
+    )
     _train("sft", "self_eval_sft.yaml", sets=NO_LOSS_EVAL)
 
     for path in TINY.rglob("*.yaml"):  # every training recipe left its final model where its output_dir says
@@ -151,8 +209,27 @@ def test_every_tiny_recipe_runs_in_dependency_order(tmp_path, monkeypatch):
     assert (Path("runs") / "cycleqd" / "cycleqd.json").is_file()
     assert (Path("runs") / "tiny-prune" / "prune_report.json").is_file()
     assert Path("runs/tiny-iterate/round-1").is_dir()
-    covered = {"pretrain", "sft", "sft_parity", "sft_size", "sft_colour", "dpo", "reward", "distill", "grpo", "ppo",
-               "refuel", "iterate", "prune", "kv-needle", "kv-needle-sft", "self_eval_sft",
-               "merge/ties", "merge/instruction_residual", "merge/checkpoint_soup", "merge/cycleqd"}
+    covered = {
+        "pretrain",
+        "sft",
+        "sft_parity",
+        "sft_size",
+        "sft_colour",
+        "dpo",
+        "reward",
+        "distill",
+        "grpo",
+        "ppo",
+        "refuel",
+        "iterate",
+        "prune",
+        "kv-needle",
+        "kv-needle-sft",
+        "self_eval_sft",
+        "merge/ties",
+        "merge/instruction_residual",
+        "merge/checkpoint_soup",
+        "merge/cycleqd",
+    }
     shipped = {p.relative_to(TINY).with_suffix("").as_posix() for p in TINY.rglob("*.yaml")}
     assert shipped == covered, f"a tiny recipe is not run here: {sorted(shipped ^ covered)}"

@@ -28,8 +28,18 @@ def _tokens_per_word(model_dir, texts):
 
 
 def _train(stage, model, data, steps, out, *extra):
-    recipe = load_recipe(None, [f"model={model}", f"data=[{data}]", "train.micro_batch_size=16",
-                                f"train.max_steps={steps}", "train.lr=3e-3", "train.warmup_steps=2", *extra])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={model}",
+            f"data=[{data}]",
+            "train.micro_batch_size=16",
+            f"train.max_steps={steps}",
+            "train.lr=3e-3",
+            "train.warmup_steps=2",
+            *extra,
+        ],
+    )
     stage.run(recipe, output_dir=str(out))
     return out / "final"
 
@@ -50,8 +60,22 @@ def test_extend_train_embeddings_and_propagate(tiny_dir, small_data, tmp_path):
     held = lang / "heldout.jsonl"
     instruct = _train(sft, tiny_dir, small_data["sft"], 10, tmp_path / "instruct")
     ext = tmp_path / "ext"
-    assert main(["surgery", "extend-vocab", str(tiny_dir), "--corpus", str(lang / "train.jsonl"),
-                 "--num-tokens", "100", "--out", str(ext)]) == 0
+    assert (
+        main(
+            [
+                "surgery",
+                "extend-vocab",
+                str(tiny_dir),
+                "--corpus",
+                str(lang / "train.jsonl"),
+                "--num-tokens",
+                "100",
+                "--out",
+                str(ext),
+            ]
+        )
+        == 0
+    )
     before, after = _tokens_per_word(tiny_dir, held_texts), _tokens_per_word(ext, held_texts)
     assert after < 0.6 * before, (before, after)
 
@@ -61,10 +85,29 @@ def test_extend_train_embeddings_and_propagate(tiny_dir, small_data, tmp_path):
     assert bpb_adapted < bpb_ext - 0.5, (bpb_ext, bpb_adapted)
 
     lep = tmp_path / "lep"
-    assert main(["surgery", "lep", "--base", str(tiny_dir), "--adapted", str(adapted), "--instruct",
-                 str(instruct), "--method", "overlap", "--out", str(lep)]) == 0
+    assert (
+        main(
+            [
+                "surgery",
+                "lep",
+                "--base",
+                str(tiny_dir),
+                "--adapted",
+                str(adapted),
+                "--instruct",
+                str(instruct),
+                "--method",
+                "overlap",
+                "--out",
+                str(lep),
+            ]
+        )
+        == 0
+    )
     assert _tokens_per_word(lep, held_texts) == after
     bpb_instruct, bpb_lep = _bits_per_byte(instruct, held), _bits_per_byte(lep, held)
-    print(f"tokens/word {before:.2f} -> {after:.2f}; bits/byte ext {bpb_ext:.3f} -> adapted {bpb_adapted:.3f}; "
-          f"instruct {bpb_instruct:.3f} -> LEP overlap {bpb_lep:.3f}")
+    print(
+        f"tokens/word {before:.2f} -> {after:.2f}; bits/byte ext {bpb_ext:.3f} -> adapted {bpb_adapted:.3f}; "
+        f"instruct {bpb_instruct:.3f} -> LEP overlap {bpb_lep:.3f}"
+    )
     assert bpb_lep < bpb_instruct - 1.0

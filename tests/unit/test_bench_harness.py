@@ -27,8 +27,14 @@ def test_mfu_is_achieved_rate_over_matmul_rate():
 
 
 def test_summarise():
-    r = {"step_times": [1.0, 3.0], "peak_kib": 3072, "baseline_rss_kib": 1024, "tokens_per_step": 100,
-         "units_per_step": 8, "flops_per_step": 4e9}
+    r = {
+        "step_times": [1.0, 3.0],
+        "peak_kib": 3072,
+        "baseline_rss_kib": 1024,
+        "tokens_per_step": 100,
+        "units_per_step": 8,
+        "flops_per_step": 4e9,
+    }
     out = harness.summarise(r, peak_gflops=4.0)
     assert out["s_per_step"] == 2.0 and out["s_per_step_median"] == 2.0 and out["steps_per_s"] == 0.5
     assert out["tokens_per_s"] == 50.0 and out["units_per_s"] == 4.0

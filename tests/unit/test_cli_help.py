@@ -36,7 +36,7 @@ def test_help_groups_the_commands_one_line_each():
     lines = text.splitlines()
     start = lines.index("commands (posttrain COMMAND -h for its flags):")
     family, seen = None, {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("  ") and not line.startswith("    "):
             family = line.strip().rstrip(":")
             continue

@@ -105,8 +105,7 @@ def _problems(n: int, seed: int, exclude: set | None = None, unique: bool = Fals
 
 
 def _chat(p: Problem) -> dict:
-    return {"messages": [{"role": "user", "content": p.question},
-                         {"role": "assistant", "content": p.worked_answer}]}
+    return {"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.worked_answer}]}
 
 
 def sft_rows(n: int, seed: int, exclude: set | None = None) -> list[dict]:
@@ -121,8 +120,7 @@ def eval_rows(n: int, seed: int) -> list[dict]:
 
 def rl_prompt_rows(n: int, seed: int, exclude: set | None = None) -> list[dict]:
     """n distinct problems {"prompt", "reference"} whose keys are not in exclude: prompts for RL."""
-    return [{"prompt": p.question, "reference": str(p.value)}
-            for p in _problems(n, seed, exclude, unique=True)]
+    return [{"prompt": p.question, "reference": str(p.value)} for p in _problems(n, seed, exclude, unique=True)]
 
 
 def eval_keys(n: int, seed: int) -> set[ProblemKey]:
@@ -159,8 +157,7 @@ def pretrain_rows(n: int, seed: int, exclude: set | None = None) -> list[dict]:
     """n plain-text documents {"text": ...} of a few number sentences each."""
     rng = random.Random(seed + 1_000_003)  # a stream separate from the problems' own
     problems = _problems(n * 4, seed, exclude)
-    return [{"text": " ".join(_fact_sentence(rng, p) for p in problems[i * 4:(i + 1) * 4])}
-            for i in range(n)]
+    return [{"text": " ".join(_fact_sentence(rng, p) for p in problems[i * 4 : (i + 1) * 4])} for i in range(n)]
 
 
 _INT = re.compile(r"(?<!\d)-?\d+")  # a minus right after a digit is subtraction, not a sign
@@ -182,9 +179,15 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def write_quickstart_data(out_dir, n_pretrain: int = 4000, n_sft: int = 20000,
-                          n_sft_eval: int = 200, n_test: int = 200, n_rl: int = 2000,
-                          seed: int = 0) -> dict[str, Path]:
+def write_quickstart_data(
+    out_dir,
+    n_pretrain: int = 4000,
+    n_sft: int = 20000,
+    n_sft_eval: int = 200,
+    n_test: int = 200,
+    n_rl: int = 2000,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Write the quickstart's files; no pretrain, sft_train, sft_eval or rl_prompts problem shares
     (a, op, b) with test."""
     out = Path(out_dir)

@@ -19,15 +19,20 @@ _CODAS = ["", "", "n", "r", "k", "st", "lt"]
 
 
 def _word(rng: random.Random) -> str:
-    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                   for _ in range(rng.randint(2, 4)))
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.randint(2, 4)))
 
 
 def lexicon(seed: int = 0) -> dict[str, str]:
     """English word -> invented word, one-to-one, for every word the English templates use."""
     rng = random.Random(f"nordl-lexicon/{seed}")
-    english = sorted({w.strip(".,").lower() for s in english_sentences(2000, random.Random(0))
-                      for w in s.split() if not w.strip(".,").isdigit()})
+    english = sorted(
+        {
+            w.strip(".,").lower()
+            for s in english_sentences(2000, random.Random(0))
+            for w in s.split()
+            if not w.strip(".,").isdigit()
+        }
+    )
     words: dict[str, str] = {}
     used: set[str] = set()
     for w in english:
@@ -42,7 +47,7 @@ def lexicon(seed: int = 0) -> dict[str, str]:
 def translate(sentence: str, words: dict[str, str]) -> str:
     out = []
     for token in sentence.split():
-        core, tail = token.rstrip(".,"), token[len(token.rstrip(".,")):]
+        core, tail = token.rstrip(".,"), token[len(token.rstrip(".,")) :]
         new = words.get(core.lower(), core)
         out.append((new.capitalize() if core[:1].isupper() else new) + tail)
     return " ".join(out)

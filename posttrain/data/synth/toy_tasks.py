@@ -19,9 +19,14 @@ from pathlib import Path
 HELD_OUT = 80
 BIG_FROM = 550
 COLOURS = ["red", "blue", "green", "yellow"]
-COLOUR_OPENERS = ["I will name a colour in my next message. Say ready.", "Next I tell you a colour. Say ready.",
-                  "Get ready for a colour. Say ready.", "A colour comes in my next message. Say ready.",
-                  "Listen for the colour I name next. Say ready.", "I am thinking of a colour. Say ready."]
+COLOUR_OPENERS = [
+    "I will name a colour in my next message. Say ready.",
+    "Next I tell you a colour. Say ready.",
+    "Get ready for a colour. Say ready.",
+    "A colour comes in my next message. Say ready.",
+    "Listen for the colour I name next. Say ready.",
+    "I am thinking of a colour. Say ready.",
+]
 
 
 def parity_answer(n: int) -> tuple[str, str]:
@@ -53,8 +58,15 @@ def task_rows(task: str, seed: int = 0) -> dict[str, list[dict]]:
         return {"prompt": question.format(n=n), "chosen": right, "rejected": wrong}
 
     return {
-        "sft": [{"messages": [{"role": "user", "content": question.format(n=n)},
-                              {"role": "assistant", "content": answer(n)[0]}]} for n in train],
+        "sft": [
+            {
+                "messages": [
+                    {"role": "user", "content": question.format(n=n)},
+                    {"role": "assistant", "content": answer(n)[0]},
+                ]
+            }
+            for n in train
+        ],
         "test": [{"prompt": question.format(n=n), "reference": answer(n)[0]} for n in held_out],
         "pairs": [pair(n) for n in train],
         "pairs_eval": [pair(n) for n in held_out],
@@ -71,9 +83,17 @@ def dialogue_rows(seed: int = 0) -> dict[str, list[dict]]:
     order = list(range(len(COLOURS) * len(COLOUR_OPENERS)))
     random.Random(seed).shuffle(order)
     held_out, train = [colour_dialogue(i) for i in order[:8]], [colour_dialogue(i) for i in order[8:]]
-    sft = [{"messages": [{"role": "user", "content": d["turns"][0]}, {"role": "assistant", "content": "ready"},
-                         {"role": "user", "content": d["turns"][1]}, {"role": "assistant", "content": d["reference"]}]}
-           for d in train]
+    sft = [
+        {
+            "messages": [
+                {"role": "user", "content": d["turns"][0]},
+                {"role": "assistant", "content": "ready"},
+                {"role": "user", "content": d["turns"][1]},
+                {"role": "assistant", "content": d["reference"]},
+            ]
+        }
+        for d in train
+    ]
     return {"dialogues": train, "dialogues_eval": held_out, "dialogues_sft": sft}
 
 

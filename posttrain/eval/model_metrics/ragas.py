@@ -38,7 +38,7 @@ def faithfulness(judge, contexts: Sequence[str], answers: Sequence[str]) -> list
     verdicts = judge.choose(prompts, LABELS) if prompts else []
     out, start = [], 0
     for parts in split:
-        mine, start = verdicts[start:start + len(parts)], start + len(parts)
+        mine, start = verdicts[start : start + len(parts)], start + len(parts)
         if not parts:
             out.append(0.0)  # an empty answer states nothing the context supports
         elif any(v is None for v in mine):

@@ -21,9 +21,13 @@ from posttrain.eval.tasks.context import TaskContext
 
 
 def metrics(task) -> list[Metric]:
-    return [Metric("success_rate"), Metric("progress_rate"), Metric("turns", higher_is_better=False),
-            Metric("invalid_actions", higher_is_better=False),
-            Metric("env_errors", aggregate="count", higher_is_better=False)]
+    return [
+        Metric("success_rate"),
+        Metric("progress_rate"),
+        Metric("turns", higher_is_better=False),
+        Metric("invalid_actions", higher_is_better=False),
+        Metric("env_errors", aggregate="count", higher_is_better=False),
+    ]
 
 
 def check(task) -> None:
@@ -53,17 +57,26 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     from posttrain.agents.rollout import RolloutSettings, run_episodes, sft_rows
 
     if task.episodes > 1 and task.temperature <= 0:
-        raise UserError(f"task '{task.name}': {task.episodes} episodes at temperature 0 are the same greedy "
-                        "episode; set temperature > 0")
+        raise UserError(
+            f"task '{task.name}': {task.episodes} episodes at temperature 0 are the same greedy "
+            "episode; set temperature > 0"
+        )
     prompter = ctx.prompter(task)
     settings = RolloutSettings(task.max_turns, task.max_new_tokens, task.temperature, tuple(task.stop), ctx.seed)
     tasks = [_environment_task(doc) for doc in docs for _ in range(task.episodes)]
-    episodes = run_episodes(ctx.backend, prompter, environment_factory(task.environment, task.environment_options),
-                            tasks, settings, system=lambda row, env: _system(task, row), desc=task.name)
+    episodes = run_episodes(
+        ctx.backend,
+        prompter,
+        environment_factory(task.environment, task.environment_options),
+        tasks,
+        settings,
+        system=lambda row, env: _system(task, row),
+        desc=task.name,
+    )
     if task.trajectories:
         rows = sft_rows(episodes, successful_only=task.trajectories_keep == "success")
         _write_jsonl(Path(task.trajectories), rows)
-    per_doc = [episodes[i * task.episodes:(i + 1) * task.episodes] for i in range(len(docs))]
+    per_doc = [episodes[i * task.episodes : (i + 1) * task.episodes] for i in range(len(docs))]
     return [_sample(task, doc, mine) for doc, mine in zip(docs, per_doc)]
 
 
@@ -86,14 +99,22 @@ def _sample(task, doc: dict, episodes) -> Sample:
     errors = [e.error for e in episodes if e.error]
     first = episodes[0]
     transcript = "\n".join(f"{m['role']}: {m['content']}" for m in first.messages)
-    scores = {"success_rate": sum(e.success for e in episodes) / n,
-              "progress_rate": sum(e.progress for e in episodes) / n,
-              "turns": sum(e.turns for e in episodes) / n,
-              "invalid_actions": sum(e.invalid_actions for e in episodes) / n,
-              "env_errors": float(len(errors))}
-    return Sample(task.name, doc["_id"], transcript, first.messages[-1]["content"] if first.messages else "",
-                  extracted=errors[0] if errors else None, scores=scores,
-                  extra={"episodes": [e.to_json() for e in episodes]})
+    scores = {
+        "success_rate": sum(e.success for e in episodes) / n,
+        "progress_rate": sum(e.progress for e in episodes) / n,
+        "turns": sum(e.turns for e in episodes) / n,
+        "invalid_actions": sum(e.invalid_actions for e in episodes) / n,
+        "env_errors": float(len(errors)),
+    }
+    return Sample(
+        task.name,
+        doc["_id"],
+        transcript,
+        first.messages[-1]["content"] if first.messages else "",
+        extracted=errors[0] if errors else None,
+        scores=scores,
+        extra={"episodes": [e.to_json() for e in episodes]},
+    )
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -15,8 +15,7 @@ from posttrain.generation.backend import LoglikelihoodRequest
 from posttrain.rewards.extract import canonical_text
 
 NO_LABEL = "<none>"
-METRICS = [Metric("acc"), Metric("f1_macro", "f1_macro"), Metric("f1_weighted", "f1_weighted"),
-           Metric("mcc", "mcc")]
+METRICS = [Metric("acc"), Metric("f1_macro", "f1_macro"), Metric("f1_weighted", "f1_weighted"), Metric("mcc", "mcc")]
 
 
 def metrics(task) -> list[Metric]:
@@ -30,8 +29,9 @@ def reference_label(task, doc: dict) -> str:
     if str(label) in task.labels:
         return str(label)
     if isinstance(label, bool) or not str(label).lstrip("-").isdigit() or not 0 <= int(label) < len(task.labels):
-        raise UserError(f"task '{task.name}': document {doc['_id']} has label {label!r}, "
-                        f"which is not one of labels {task.labels}")
+        raise UserError(
+            f"task '{task.name}': document {doc['_id']} has label {label!r}, which is not one of labels {task.labels}"
+        )
     return task.labels[int(label)]
 
 
@@ -42,13 +42,21 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     task = task.model_copy(update={"target_template": task.target_template or "{reference}"})
     docs = [{**doc, "reference": reference_label(task, doc)} for doc in docs]
     prompter = ctx.prompter(task)
-    contexts = [(prompter.for_row(doc), user_prompt(task, doc), few_shot_turns(task, doc, shot_docs))
-                for doc in docs]
+    contexts = [(prompter.for_row(doc), user_prompt(task, doc), few_shot_turns(task, doc, shot_docs)) for doc in docs]
     predict = _by_generation if task.method == "generation" else _by_loglikelihood
     prompts, outputs, predictions = predict(task, contexts, ctx)
-    return [Sample(task.name, doc["_id"], prompter.decode(prompt), output, reference=doc["reference"],
-                   extracted=prediction, scores={"acc": float(prediction == doc["reference"])})
-            for doc, prompt, output, prediction in zip(docs, prompts, outputs, predictions)]
+    return [
+        Sample(
+            task.name,
+            doc["_id"],
+            prompter.decode(prompt),
+            output,
+            reference=doc["reference"],
+            extracted=prediction,
+            scores={"acc": float(prediction == doc["reference"])},
+        )
+        for doc, prompt, output, prediction in zip(docs, prompts, outputs, predictions)
+    ]
 
 
 def _by_generation(task, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
@@ -59,8 +67,11 @@ def _by_generation(task, contexts, ctx: TaskContext) -> tuple[list, list[str], l
 
 def _by_loglikelihood(task, contexts, ctx: TaskContext) -> tuple[list, list[str], list[str]]:
     prompts = [row_prompter.prompt(user, shots) for row_prompter, user, shots in contexts]
-    requests = [LoglikelihoodRequest(p, row_prompter.continuation_ids(label))
-                for p, (row_prompter, _, _) in zip(prompts, contexts) for label in task.labels]
+    requests = [
+        LoglikelihoodRequest(p, row_prompter.continuation_ids(label))
+        for p, (row_prompter, _, _) in zip(prompts, contexts)
+        for label in task.labels
+    ]
     results = ctx.backend.loglikelihood(requests, desc=f"{task.name}: loglikelihood")
     k = len(task.labels)
     predictions = [_best(task.labels, [r.logprob for r in results[i * k : (i + 1) * k]]) for i in range(len(prompts))]

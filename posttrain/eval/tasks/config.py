@@ -61,8 +61,18 @@ class MultipleChoiceTask(TaskBase):
     preamble: str | None = None
 
 
-GenerationMetric = Literal["exact_match", "countdown", "rouge", "bleu", "chrf",
-                           "bertscore", "comet", "faithfulness", "answer_relevance", "ner_f1"]  # model_metrics/
+GenerationMetric = Literal[
+    "exact_match",
+    "countdown",
+    "rouge",
+    "bleu",
+    "chrf",
+    "bertscore",
+    "comet",
+    "faithfulness",
+    "answer_relevance",
+    "ner_f1",
+]  # model_metrics/
 Extraction = Literal["final_number", "boxed", "choice_letter", "regex", "text", "countdown"]
 
 
@@ -229,14 +239,40 @@ class AgentTask(TaskBase):
 
 
 TaskConfig = Annotated[
-    MultipleChoiceTask | GenerationTask | ClassificationTask | PerplexityTask | IFEvalTask | PairwiseJudgeTask
-    | HPTTask | RefusalTask | JudgeGradeTask | LlamaGuardTask | CodeTask | SwePatchTask | AgentTask,
+    MultipleChoiceTask
+    | GenerationTask
+    | ClassificationTask
+    | PerplexityTask
+    | IFEvalTask
+    | PairwiseJudgeTask
+    | HPTTask
+    | RefusalTask
+    | JudgeGradeTask
+    | LlamaGuardTask
+    | CodeTask
+    | SwePatchTask
+    | AgentTask,
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(TaskConfig)
-KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls for cls in
-         (MultipleChoiceTask, GenerationTask, ClassificationTask, PerplexityTask, IFEvalTask, PairwiseJudgeTask,
-          HPTTask, RefusalTask, JudgeGradeTask, LlamaGuardTask, CodeTask, SwePatchTask, AgentTask)}
+KINDS = {
+    cls.model_fields["kind"].annotation.__args__[0]: cls
+    for cls in (
+        MultipleChoiceTask,
+        GenerationTask,
+        ClassificationTask,
+        PerplexityTask,
+        IFEvalTask,
+        PairwiseJudgeTask,
+        HPTTask,
+        RefusalTask,
+        JudgeGradeTask,
+        LlamaGuardTask,
+        CodeTask,
+        SwePatchTask,
+        AgentTask,
+    )
+}
 
 
 def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
@@ -246,9 +282,16 @@ def validate_task(raw: dict[str, Any], label: str) -> TaskConfig:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
         error = err.errors()[0]
-        raise UserError(describe_validation_error(
-            error, label, KINDS[raw["kind"]], error["loc"][1:],  # loc[0] is the kind tag
-            what=f" for a {raw['kind']} task", full_hint=False)) from None
+        raise UserError(
+            describe_validation_error(
+                error,
+                label,
+                KINDS[raw["kind"]],
+                error["loc"][1:],  # loc[0] is the kind tag
+                what=f" for a {raw['kind']} task",
+                full_hint=False,
+            )
+        ) from None
 
 
 def read_task_yaml(path: Path) -> dict[str, Any]:

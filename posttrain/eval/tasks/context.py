@@ -29,5 +29,4 @@ def user_prompt(task, doc: dict, cot: bool = False) -> str:
 def few_shot_turns(task, doc: dict, pool: list[dict], cot: bool = False) -> list[tuple[str, str]]:
     """(question, answer) pairs for the task's few_shot examples of this document."""
     shots = task_examples(task, pool, doc)
-    return [(user_prompt(task, shot, cot), target_text(shot, cot, task.target_template, task.name))
-            for shot in shots]
+    return [(user_prompt(task, shot, cot), target_text(shot, cot, task.target_template, task.name)) for shot in shots]

@@ -32,8 +32,10 @@ def load_documents(task, limit: int | None = None) -> tuple[list[dict], list[dic
         docs, pool = _generated(task)
     else:
         if not task.data:
-            raise UserError(f"task '{task.name}' needs data: --data {task.name}=PATH "
-                            f"(docs/eval_tasks.md says where its files come from)")
+            raise UserError(
+                f"task '{task.name}' needs data: --data {task.name}=PATH "
+                f"(docs/eval_tasks.md says where its files come from)"
+            )
         docs = _read(task, task.data)
         pool = docs
     for index, doc in enumerate(docs):
@@ -67,8 +69,9 @@ def _generated(task) -> tuple[list[dict], list[dict]]:
     for index, row in enumerate(arithmetic.sft_rows(FEW_SHOT_POOL_SIZE, task.data_seed + 1, held_out)):
         question, worked = row["messages"][0]["content"], row["messages"][1]["content"]
         rationale, final = worked.rsplit(" The answer is ", 1)
-        pool.append({"prompt": question, "rationale": rationale, "reference": final.rstrip("."),
-                     "_id": f"shot-{index}"})
+        pool.append(
+            {"prompt": question, "rationale": rationale, "reference": final.rstrip("."), "_id": f"shot-{index}"}
+        )
     return docs, pool
 
 
@@ -103,8 +106,7 @@ def _prompt_problem(row: dict[str, Any], doc: dict[str, Any]) -> str | None:
 
 
 def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                           for m in value)
+    return isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value)
 
 
 def _rows(task, path: Path):
@@ -121,9 +123,11 @@ def _rows(task, path: Path):
 
 def _row_error(path: Path):
     """An invalid row of an evaluation file is an error naming the task's own size setting."""
+
     def refuse(number: int, err: RecordError) -> None:
         problem = err.problem.replace(ROW_LIMIT_HINT, "").replace(ROW_LIMIT, "the task's max_row_bytes")
         raise row_error(path, number, err.field, problem)
+
     return refuse
 
 
@@ -141,8 +145,7 @@ def _mmlu_csv_rows(path: Path):
         for cells in csv.reader(text_lines(file)):
             number += 1
             if len(cells) != 6:
-                raise UserError(f"{file}: row {number}: expected 6 cells (question, A-D, answer), "
-                                f"got {len(cells)}")
+                raise UserError(f"{file}: row {number}: expected 6 cells (question, A-D, answer), got {len(cells)}")
             if cells[-1] not in ("A", "B", "C", "D"):  # a header row
                 continue
             yield number, dict(zip(["question", "A", "B", "C", "D", "answer"], cells), subject=subject)

@@ -115,8 +115,12 @@ def arc(row: Row) -> Row:
         texts, labels = list(choices["text"]), list(choices["label"])
     else:
         texts, labels = [c["text"] for c in choices], [c["label"] for c in choices]
-    return {**row, "prompt": question, "choices": texts,
-            "gold": _gold_index(str(row["answerKey"]), texts, [str(label) for label in labels])}
+    return {
+        **row,
+        "prompt": question,
+        "choices": texts,
+        "gold": _gold_index(str(row["answerKey"]), texts, [str(label) for label in labels]),
+    }
 
 
 def boolq(row: Row) -> Row:
@@ -162,8 +166,13 @@ def mt_bench(row: Row) -> Row:
             raise FormatError(f"field 'turns[{index}]': a user turn must be a non-empty string")
     reference = row.get("reference")
     references = [str(reference)] if isinstance(reference, str) else [str(r) for r in reference or []]
-    return {**row, "prompt": turns[0], "turns": turns, "category": str(row.get("category") or "general"),
-            "references": references or None}
+    return {
+        **row,
+        "prompt": turns[0],
+        "turns": turns,
+        "category": str(row.get("category") or "general"),
+        "references": references or None,
+    }
 
 
 def harmful(row: Row) -> Row:
@@ -171,8 +180,16 @@ def harmful(row: Row) -> Row:
     return {**row, "prompt": _text(_first(row, names, "prompt"))}
 
 
-UNSAFE_LABELS = {"unsafe": True, "1": True, "true": True, "harmful": True,
-                 "safe": False, "0": False, "false": False, "unharmful": False}
+UNSAFE_LABELS = {
+    "unsafe": True,
+    "1": True,
+    "true": True,
+    "harmful": True,
+    "safe": False,
+    "0": False,
+    "false": False,
+    "unharmful": False,
+}
 
 
 def guard(row: Row) -> Row:
@@ -190,8 +207,13 @@ def guard(row: Row) -> Row:
     if isinstance(categories, str):
         categories = [c.strip() for c in categories.split(",") if c.strip()]
     response = row.get("response")
-    return {**row, "prompt": prompt, "response": None if response is None else str(response),
-            "label": "unsafe" if unsafe else "safe", "categories": [str(c) for c in categories]}
+    return {
+        **row,
+        "prompt": prompt,
+        "response": None if response is None else str(response),
+        "label": "unsafe" if unsafe else "safe",
+        "categories": [str(c) for c in categories],
+    }
 
 
 def summary(row: Row) -> Row:
@@ -200,8 +222,19 @@ def summary(row: Row) -> Row:
     return {**row, "prompt": str(source), "reference": str(reference)}
 
 
-LANGUAGES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "cs": "Czech", "ru": "Russian",
-             "zh": "Chinese", "ja": "Japanese", "it": "Italian", "pt": "Portuguese", "ro": "Romanian"}
+LANGUAGES = {
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "cs": "Czech",
+    "ru": "Russian",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+}
 
 
 def translation(row: Row, direction: str | None = None) -> Row:
@@ -211,19 +244,39 @@ def translation(row: Row, direction: str | None = None) -> Row:
         if not direction:
             raise FormatError("rows hold a 'translation' pair: name the direction, e.g. format: translation:de-en")
         source, target = direction.split("-", 1)
-        return {**row, "prompt": pair[source], "reference": pair[target],
-                "target_language": LANGUAGES.get(target, target)}
+        return {
+            **row,
+            "prompt": pair[source],
+            "reference": pair[target],
+            "target_language": LANGUAGES.get(target, target),
+        }
     target = direction.split("-", 1)[1] if direction else None
-    return {**row, "prompt": str(_first(row, ("source", "src"), "source")),
-            "reference": str(_first(row, ("target", "tgt", "reference"), "target")),
-            "target_language": row.get("target_language") or LANGUAGES.get(target or "", target or "the target language")}
+    return {
+        **row,
+        "prompt": str(_first(row, ("source", "src"), "source")),
+        "reference": str(_first(row, ("target", "tgt", "reference"), "target")),
+        "target_language": row.get("target_language") or LANGUAGES.get(target or "", target or "the target language"),
+    }
 
 
 FORMATS: dict[str, Callable[..., Row]] = {
-    "prompt": prompt_reference, "gsm8k": gsm8k, "math": math_problem, "mmlu": mmlu, "arc": arc,
-    "multiple_choice": multiple_choice, "boolq": boolq, "classification": classification, "text": text,
-    "ifeval": ifeval, "alpaca_eval": alpaca_eval, "harmful": harmful, "summary": summary,
-    "translation": translation, "mt_bench": mt_bench, "guard": guard, **CODE_FORMATS,
+    "prompt": prompt_reference,
+    "gsm8k": gsm8k,
+    "math": math_problem,
+    "mmlu": mmlu,
+    "arc": arc,
+    "multiple_choice": multiple_choice,
+    "boolq": boolq,
+    "classification": classification,
+    "text": text,
+    "ifeval": ifeval,
+    "alpaca_eval": alpaca_eval,
+    "harmful": harmful,
+    "summary": summary,
+    "translation": translation,
+    "mt_bench": mt_bench,
+    "guard": guard,
+    **CODE_FORMATS,
     "environment": dict,  # an agent environment's task row, passed to reset() as it is
 }
 

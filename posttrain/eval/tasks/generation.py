@@ -30,8 +30,11 @@ def metrics(task) -> list[Metric]:
             out.append(Metric(name, aggregate=name))
         elif name in MODEL_METRICS:
             known = {m.name for m in out}  # judge_failures once for faithfulness and answer_relevance
-            out += [Metric(metric, aggregate, higher_is_better=aggregate != "count")
-                    for metric, aggregate in metric_names(name) if metric not in known]
+            out += [
+                Metric(metric, aggregate, higher_is_better=aggregate != "count")
+                for metric, aggregate in metric_names(name)
+                if metric not in known
+            ]
         else:
             out.append(Metric(name))
     return out
@@ -40,20 +43,27 @@ def metrics(task) -> list[Metric]:
 def build_request(task, prompter, user: str, shots: list[tuple[str, str]] = ()) -> GenerationRequest:
     """Every generating kind's request: its task's length limit, stop strings and temperature."""
     messages = prompter.messages(user, shots)  # kept for a chat-only server (backend openai)
-    return GenerationRequest(prompter.encode(messages), task.max_new_tokens,
-                             tuple(getattr(task, "stop", ())), getattr(task, "temperature", 0.0),
-                             messages=tuple(messages))
+    return GenerationRequest(
+        prompter.encode(messages),
+        task.max_new_tokens,
+        tuple(getattr(task, "stop", ())),
+        getattr(task, "temperature", 0.0),
+        messages=tuple(messages),
+    )
 
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
     cot = task.strategy == "cot"
-    requests = [build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot),
-                              few_shot_turns(task, doc, pool, cot))
-                for doc in docs]
+    requests = [
+        build_request(task, prompter.for_row(doc), user_prompt(task, doc, cot), few_shot_turns(task, doc, pool, cot))
+        for doc in docs
+    ]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
-    samples = [score_sample(task, doc, prompter.decode(request.prompt), output)
-               for doc, request, output in zip(docs, requests, outputs)]
+    samples = [
+        score_sample(task, doc, prompter.decode(request.prompt), output)
+        for doc, request, output in zip(docs, requests, outputs)
+    ]
     if any(name in MODEL_METRICS for name in task.metrics):
         add_model_scores(task, docs, samples, ctx)
     return samples
@@ -79,5 +89,6 @@ def score_sample(task, doc: dict, prompt: str, output: str) -> Sample:
             scores[rule] = float(correct)
         elif rule == "rouge":
             scores.update(rouge_scores(output.strip(), str(doc["reference"]), ROUGE_KINDS))
-    return Sample(task.name, doc["_id"], prompt, output, reference=doc.get("reference"),
-                  extracted=extracted, scores=scores)
+    return Sample(
+        task.name, doc["_id"], prompt, output, reference=doc.get("reference"), extracted=extracted, scores=scores
+    )

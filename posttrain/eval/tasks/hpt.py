@@ -34,9 +34,13 @@ THRESHOLD_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL")
 
 LEVEL_NAMES = {1: "role", 2: "zero_shot_cot", 3: "three_shot_cot", 4: "least_to_most", 5: "generated_knowledge"}
 METRICS = [Metric("hp_score", higher_is_better=False), Metric("solved")]
-DECOMPOSE = ("{question}\n\nDo not solve this yet. Break the problem into the simpler sub-questions "
-             "that lead to its answer, and list them.")
-SOLVE_PARTS = "{question}\n\nSub-questions:\n{parts}\n\nAnswer the sub-questions one by one, then give the final answer."
+DECOMPOSE = (
+    "{question}\n\nDo not solve this yet. Break the problem into the simpler sub-questions "
+    "that lead to its answer, and list them."
+)
+SOLVE_PARTS = (
+    "{question}\n\nSub-questions:\n{parts}\n\nAnswer the sub-questions one by one, then give the final answer."
+)
 KNOWLEDGE = "Write down facts and knowledge that help answer the question below. Do not answer it.\n\n{question}"
 USE_KNOWLEDGE = "Knowledge:\n{knowledge}\n\nUsing this knowledge, answer the question.\n\n{question}"
 
@@ -55,7 +59,9 @@ def _first_stage(task, level: int, doc: dict, pool: list[dict], prompter: Prompt
         return build_request(task, prompter, user_prompt(task, doc, cot=True))
     if level == 3:
         three = task.model_copy(update={"few_shot": 3})
-        return build_request(task, prompter, user_prompt(task, doc, cot=True), few_shot_turns(three, doc, pool, cot=True))
+        return build_request(
+            task, prompter, user_prompt(task, doc, cot=True), few_shot_turns(three, doc, pool, cot=True)
+        )
     template = DECOMPOSE if level == 4 else KNOWLEDGE
     return build_request(task, prompter, template.format(question=question))
 
@@ -69,8 +75,9 @@ def _second_stage(task, level: int, doc: dict, first_output: str, prompter: Prom
     return build_request(task, prompter, text)
 
 
-def _run_level(task, level: int, docs: list[dict], pool: list[dict], ctx: TaskContext,
-               prompter: Prompter) -> tuple[list[str], list[str]]:
+def _run_level(
+    task, level: int, docs: list[dict], pool: list[dict], ctx: TaskContext, prompter: Prompter
+) -> tuple[list[str], list[str]]:
     """(prompt text, final answer) per document at one level."""
     requests = [_first_stage(task, level, doc, pool, prompter) for doc in docs]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: level {level} ({LEVEL_NAMES[level]})")
@@ -116,10 +123,17 @@ def solves(task, doc: dict, output: str) -> tuple[str | None, bool, float | None
 
 def _sample(task, doc: dict, tried: dict, level: int | None, unsolved_score: float) -> Sample:
     last = tried[level if level is not None else max(tried)]
-    return Sample(task.name, doc["_id"], last["prompt"], last["output"], reference=doc.get("reference"),
-                  extracted=last["extracted"],
-                  scores={"hp_score": float(level) if level is not None else unsolved_score,
-                          "solved": float(level is not None)},
-                  extra={"solved_at_level": level, "levels": {str(k): v["output"] for k, v in tried.items()},
-                         **({"level_scores": {str(k): v["score"] for k, v in tried.items()}}
-                            if task.threshold is not None else {})})
+    return Sample(
+        task.name,
+        doc["_id"],
+        last["prompt"],
+        last["output"],
+        reference=doc.get("reference"),
+        extracted=last["extracted"],
+        scores={"hp_score": float(level) if level is not None else unsolved_score, "solved": float(level is not None)},
+        extra={
+            "solved_at_level": level,
+            "levels": {str(k): v["output"] for k, v in tried.items()},
+            **({"level_scores": {str(k): v["score"] for k, v in tried.items()}} if task.threshold is not None else {}),
+        },
+    )

@@ -15,8 +15,12 @@ from posttrain.eval.tasks.context import TaskContext, user_prompt
 from posttrain.eval.tasks.generation import build_request
 from posttrain.rewards.ifeval_checks import check, check_loose
 
-METRICS = [Metric("prompt_level_strict_acc"), Metric("inst_level_strict_acc", "instruction_level_strict"),
-           Metric("prompt_level_loose_acc"), Metric("inst_level_loose_acc", "instruction_level_loose")]
+METRICS = [
+    Metric("prompt_level_strict_acc"),
+    Metric("inst_level_strict_acc", "instruction_level_strict"),
+    Metric("prompt_level_loose_acc"),
+    Metric("inst_level_loose_acc", "instruction_level_loose"),
+]
 
 
 def metrics(task) -> list[Metric]:
@@ -43,9 +47,19 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     samples = []
     for doc, request, output in zip(docs, requests, outputs):
         extra = score_response(doc, output)
-        scores = {"prompt_level_strict_acc": float(all(extra["followed_strict"])),
-                  "prompt_level_loose_acc": float(all(extra["followed_loose"]))}
-        samples.append(Sample(task.name, doc["_id"], prompter.decode(request.prompt), output,
-                              reference=list(doc["instruction_id_list"]), scores=scores,
-                              extra={**extra, "kwargs": doc["kwargs"]}))
+        scores = {
+            "prompt_level_strict_acc": float(all(extra["followed_strict"])),
+            "prompt_level_loose_acc": float(all(extra["followed_loose"])),
+        }
+        samples.append(
+            Sample(
+                task.name,
+                doc["_id"],
+                prompter.decode(request.prompt),
+                output,
+                reference=list(doc["instruction_id_list"]),
+                scores=scores,
+                extra={**extra, "kwargs": doc["kwargs"]},
+            )
+        )
     return samples

@@ -43,8 +43,10 @@ def _check(task, docs: list[dict]) -> None:
         if len(doc["turns"]) > task.max_turns:
             raise UserError(f"{where}: {len(doc['turns'])} user turns, more than max_turns {task.max_turns}")
         if doc["category"] not in task.categories:
-            raise UserError(f"{where}: category '{doc['category']}' is not in the task's categories "
-                            f"({', '.join(task.categories)}): add it to `categories`")
+            raise UserError(
+                f"{where}: category '{doc['category']}' is not in the task's categories "
+                f"({', '.join(task.categories)}): add it to `categories`"
+            )
 
 
 def answer_turns(task, prompter, backend, docs: list[dict]) -> list[list[str]]:
@@ -52,8 +54,10 @@ def answer_turns(task, prompter, backend, docs: list[dict]) -> list[list[str]]:
     answers: list[list[str]] = [[] for _ in docs]
     for k in range(max(len(d["turns"]) for d in docs)):
         active = [i for i, d in enumerate(docs) if len(d["turns"]) > k]
-        requests = [build_request(task, prompter, docs[i]["turns"][k], list(zip(docs[i]["turns"][:k], answers[i])))
-                    for i in active]
+        requests = [
+            build_request(task, prompter, docs[i]["turns"][k], list(zip(docs[i]["turns"][:k], answers[i])))
+            for i in active
+        ]
         for i, text in zip(active, backend.generate(requests, desc=f"{task.name}: turn {k + 1}")):
             answers[i].append(text.strip())
     return answers
@@ -75,8 +79,9 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     for i, doc in enumerate(docs):
         for k in range(len(doc["turns"])):
             index.append(i)
-            prompts.append(judge_prompt(doc["turns"][: k + 1], answers[i][: k + 1], _reference(task, doc, k),
-                                        rubric, template))
+            prompts.append(
+                judge_prompt(doc["turns"][: k + 1], answers[i][: k + 1], _reference(task, doc, k), rubric, template)
+            )
     grader = ctx.judge or make_grader(task.judge, task.judge_max_tokens, seed=ctx.seed)
     replies = grader.grade(prompts)
     per_doc: list[list[str]] = [[] for _ in docs]
@@ -91,7 +96,13 @@ def _sample(task, doc: dict, answers: list[str], replies: list[str]) -> Sample:
     scores = {"unparsed": float(len(ratings) - len(parsed)), "judgments": float(len(ratings))}
     if parsed:
         scores["score"] = statistics.fmean(parsed)
-    return Sample(task.name, doc["_id"], "\n\n".join(doc["turns"]), answers[-1], reference=doc.get("references"),
-                  extracted=ratings, scores=scores,
-                  extra={"ratings": ratings, "category": doc["category"], "answers": answers,
-                         "judge_replies": replies})
+    return Sample(
+        task.name,
+        doc["_id"],
+        "\n\n".join(doc["turns"]),
+        answers[-1],
+        reference=doc.get("references"),
+        extracted=ratings,
+        scores=scores,
+        extra={"ratings": ratings, "category": doc["category"], "answers": answers, "judge_replies": replies},
+    )

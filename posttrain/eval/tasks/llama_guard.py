@@ -52,8 +52,10 @@ def conversation(doc: dict, classify: str, task_name: str = "llama_guard") -> li
     if classify == "prompt":
         return turns
     if doc.get("response") is None:
-        raise UserError(f"task '{task_name}': document {doc.get('_id')} has no 'response' to classify "
-                        "(classify: response needs prompt and response fields)")
+        raise UserError(
+            f"task '{task_name}': document {doc.get('_id')} has no 'response' to classify "
+            "(classify: response needs prompt and response fields)"
+        )
     return turns + [{"role": "assistant", "content": doc["response"]}]
 
 
@@ -67,8 +69,10 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
     if task.generate:
         requests = [build_request(task, prompter, text) for text in texts]
         outputs = ctx.backend.generate(requests, desc=f"{task.name}: verdicts")
-    return [_sample(task, doc, prompter.decode(prompter.prompt(text)), output, p, codes)
-            for doc, text, output, p in zip(docs, texts, outputs, p_unsafe)]
+    return [
+        _sample(task, doc, prompter.decode(prompter.prompt(text)), output, p, codes)
+        for doc, text, output, p in zip(docs, texts, outputs, p_unsafe)
+    ]
 
 
 def _sample(task, doc: dict, prompt: str, output: str, p: float, codes: list[str]) -> Sample:
@@ -81,5 +85,6 @@ def _sample(task, doc: dict, prompt: str, output: str, p: float, codes: list[str
         labelled = doc["label"] == UNSAFE and doc["categories"]
         scores["category_acc"] = float(set(found) == set(doc["categories"])) if labelled else float("nan")
         extra.update(verdict=None if verdict is None else (UNSAFE if verdict else "safe"), categories=found)
-    return Sample(task.name, doc["_id"], prompt, output, reference=doc["label"], extracted=decision,
-                  scores=scores, extra=extra)
+    return Sample(
+        task.name, doc["_id"], prompt, output, reference=doc["label"], extracted=decision, scores=scores, extra=extra
+    )

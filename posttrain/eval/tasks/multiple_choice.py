@@ -64,12 +64,22 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
         by_chars = [lp / max(1, len(a)) for lp, a in zip(logprobs, answers)]
         by_tokens = [r.logprob / max(1, r.n_tokens) for r in scored]
         pick = _argmax(logprobs)
-        samples.append(Sample(
-            task.name, doc["_id"], prompt, answers[pick], reference=doc["gold"], extracted=pick,
-            scores={"acc": float(pick == doc["gold"]),
+        samples.append(
+            Sample(
+                task.name,
+                doc["_id"],
+                prompt,
+                answers[pick],
+                reference=doc["gold"],
+                extracted=pick,
+                scores={
+                    "acc": float(pick == doc["gold"]),
                     "acc_norm": float(_argmax(by_chars) == doc["gold"]),
-                    "acc_norm_tokens": float(_argmax(by_tokens) == doc["gold"])},
-            extra={"logprobs": logprobs, "choices": answers}))
+                    "acc_norm_tokens": float(_argmax(by_tokens) == doc["gold"]),
+                },
+                extra={"logprobs": logprobs, "choices": answers},
+            )
+        )
     return samples
 
 

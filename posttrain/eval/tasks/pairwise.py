@@ -22,8 +22,13 @@ from posttrain.eval.tasks.generation import build_request
 from posttrain.generation.judge import PAIRWISE_TEMPLATE, load_template, make_judge
 
 LABELS = ("A", "B")
-METRICS = [Metric("win_rate"), Metric("lc_win_rate", "lc_win_rate"), Metric("preference"),
-           Metric("tie_rate", higher_is_better=False), Metric("judge_failures", "count", higher_is_better=False)]
+METRICS = [
+    Metric("win_rate"),
+    Metric("lc_win_rate", "lc_win_rate"),
+    Metric("preference"),
+    Metric("tie_rate", higher_is_better=False),
+    Metric("judge_failures", "count", higher_is_better=False),
+]
 
 
 def metrics(task) -> list[Metric]:
@@ -44,14 +49,19 @@ def outcome(p_model_first: float, p_model_second: float) -> tuple[float, float]:
     return 0.5, 1.0
 
 
-def judge_pairs(judge, template: str, instructions: list[str], model_answers: list[str],
-                baseline_answers: list[str]) -> list[tuple[float | None, float | None]]:
+def judge_pairs(
+    judge, template: str, instructions: list[str], model_answers: list[str], baseline_answers: list[str]
+) -> list[tuple[float | None, float | None]]:
     """P(model preferred) per instruction in each order: (model shown as A, model shown as B);
     None where the judge gave no answer."""
-    first = [template.format(instruction=i, output_a=m, output_b=b)
-             for i, m, b in zip(instructions, model_answers, baseline_answers)]
-    second = [template.format(instruction=i, output_a=b, output_b=m)
-              for i, m, b in zip(instructions, model_answers, baseline_answers)]
+    first = [
+        template.format(instruction=i, output_a=m, output_b=b)
+        for i, m, b in zip(instructions, model_answers, baseline_answers)
+    ]
+    second = [
+        template.format(instruction=i, output_a=b, output_b=m)
+        for i, m, b in zip(instructions, model_answers, baseline_answers)
+    ]
     probs = judge.choose(first + second, LABELS)
     n = len(instructions)
     return [(probs[i] and probs[i][0], probs[n + i] and probs[n + i][1]) for i in range(n)]
@@ -71,10 +81,21 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
             win, scores = None, {"judge_failures": 1.0}
         else:
             win, tie = outcome(p_first, p_second)
-            scores = {"win_rate": win, "tie_rate": tie, "preference": (p_first + p_second) / 2,
-                      "judge_failures": 0.0}
-        samples.append(Sample(
-            task.name, doc["_id"], prompter.decode(request.prompt), answer, reference=doc["baseline"],
-            extracted=win, scores=scores, extra={"p_model_first": p_first, "p_model_second": p_second,
-                                                 "length_diff": len(answer) - len(doc["baseline"])}))
+            scores = {"win_rate": win, "tie_rate": tie, "preference": (p_first + p_second) / 2, "judge_failures": 0.0}
+        samples.append(
+            Sample(
+                task.name,
+                doc["_id"],
+                prompter.decode(request.prompt),
+                answer,
+                reference=doc["baseline"],
+                extracted=win,
+                scores=scores,
+                extra={
+                    "p_model_first": p_first,
+                    "p_model_second": p_second,
+                    "length_diff": len(answer) - len(doc["baseline"]),
+                },
+            )
+        )
     return samples

@@ -19,9 +19,11 @@ from posttrain.eval.sample import Sample
 from posttrain.eval.tasks.context import TaskContext
 from posttrain.generation.backend import LoglikelihoodRequest
 
-METRICS = [Metric("perplexity", "perplexity", higher_is_better=False),
-           Metric("bits_per_byte", "bits_per_byte", higher_is_better=False),
-           Metric("empty_documents", "count", higher_is_better=False)]
+METRICS = [
+    Metric("perplexity", "perplexity", higher_is_better=False),
+    Metric("bits_per_byte", "bits_per_byte", higher_is_better=False),
+    Metric("empty_documents", "count", higher_is_better=False),
+]
 
 
 def metrics(task) -> list[Metric]:
@@ -62,7 +64,8 @@ def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Samp
         scored = results[start : start + count]
         logprob, n_tokens = sum(r.logprob for r in scored), sum(r.n_tokens for r in scored)
         extra = {"logprob": logprob, "n_tokens": n_tokens, "n_bytes": len(doc["text"].encode("utf-8"))}
-        scores = ({"nll_per_token": -logprob / n_tokens, "empty_documents": 0.0} if n_tokens
-                  else {"empty_documents": 1.0})
+        scores = (
+            {"nll_per_token": -logprob / n_tokens, "empty_documents": 0.0} if n_tokens else {"empty_documents": 1.0}
+        )
         samples.append(Sample(task.name, doc["_id"], doc["text"][:200], "", extra=extra, scores=scores))
     return samples

@@ -41,14 +41,26 @@ def notes(task) -> dict:
 
 def run(task, docs: list[dict], pool: list[dict], ctx: TaskContext) -> list[Sample]:
     prompter = ctx.prompter(task)
-    requests = [GenerationRequest(prompter.prompt(user_prompt(task, doc)), task.max_new_tokens, (), task.temperature)
-                for doc in docs]
+    requests = [
+        GenerationRequest(prompter.prompt(user_prompt(task, doc)), task.max_new_tokens, (), task.temperature)
+        for doc in docs
+    ]
     outputs = ctx.backend.generate(requests, desc=f"{task.name}: generate")
     with ThreadPoolExecutor(max_workers=task.workers) as workers:
         verdicts = list(workers.map(lambda pair: evaluate_answer(task, *pair), zip(docs, outputs)))
-    return [Sample(task.name, doc["_id"], prompter.decode(request.prompt), output, reference=doc.get("instance_id"),
-                   extracted=verdict["status"], scores=_scores(verdict), extra=verdict)
-            for doc, request, output, verdict in zip(docs, requests, outputs, verdicts)]
+    return [
+        Sample(
+            task.name,
+            doc["_id"],
+            prompter.decode(request.prompt),
+            output,
+            reference=doc.get("instance_id"),
+            extracted=verdict["status"],
+            scores=_scores(verdict),
+            extra=verdict,
+        )
+        for doc, request, output, verdict in zip(docs, requests, outputs, verdicts)
+    ]
 
 
 def evaluate_answer(task, doc: dict, answer: str) -> dict:
@@ -76,5 +88,8 @@ def evaluate_answer(task, doc: dict, answer: str) -> dict:
 def _scores(verdict: dict) -> dict[str, float]:
     if verdict["status"] == "no tests":
         return {"no_tests": 1.0}
-    return {"resolved": float(verdict["status"] == "resolved"),
-            "applied": float(verdict["status"] != "patch does not apply"), "no_tests": 0.0}
+    return {
+        "resolved": float(verdict["status"] == "resolved"),
+        "applied": float(verdict["status"] != "patch does not apply"),
+        "no_tests": 0.0,
+    }

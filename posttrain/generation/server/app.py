@@ -63,8 +63,12 @@ class Server:
 
     def check_model(self, model: str) -> None:
         if model not in self.names:
-            raise APIError(404, f"the model '{model}' does not exist; this server serves '{self.names[0]}'",
-                           "model", "model_not_found")
+            raise APIError(
+                404,
+                f"the model '{model}' does not exist; this server serves '{self.names[0]}'",
+                "model",
+                "model_not_found",
+            )
 
     def model_object(self) -> dict:
         return {"id": self.names[0], "object": "model", "created": 0, "owned_by": "posttrain"}
@@ -76,8 +80,12 @@ class Server:
         if bad is not None:
             raise APIError(400, f"{param}: token id {bad} is outside the vocabulary (size {self.vocab_size})", param)
         if len(ids) >= self.backend.max_length:
-            raise APIError(400, f"{param}: the prompt has {len(ids)} tokens; the model's context is "
-                           f"{self.backend.max_length}", param, "context_length_exceeded")
+            raise APIError(
+                400,
+                f"{param}: the prompt has {len(ids)} tokens; the model's context is {self.backend.max_length}",
+                param,
+                "context_length_exceeded",
+            )
         return ids
 
     async def generate(self, body, prompts: list[list[int]], request) -> list:
@@ -85,8 +93,11 @@ class Server:
         from posttrain.generation.backend import GenerationRequest
 
         temperature = 0.0 if body.greedy() else body.temperature
-        rows = [GenerationRequest(p, body.new_tokens(), body.stops(), temperature, body.top_p or 1.0)
-                for p in prompts for _ in range(body.n)]
+        rows = [
+            GenerationRequest(p, body.new_tokens(), body.stops(), temperature, body.top_p or 1.0)
+            for p in prompts
+            for _ in range(body.n)
+        ]
         job = Job(rows, seed_value(body.seed), temperature > 0, body.top_k(), getattr(body, "echo", False))
         return await wait_for_answers(self.batcher.submit(job), request.is_disconnected, self.timeout_s)
 
@@ -132,16 +143,16 @@ def build_app(backend, names: list[str], max_batch: int = 16, wait_s: float = 0.
     async def chat(request: Request):
         body = await _validated(request, ChatRequest)
         server.check_model(body.model)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in body.messages]
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
         prompt = server.check_prompt(server.prompter.encode(messages), "messages")
         answers = await server.generate(body, [prompt], request)
         counts = usage([len(prompt)], answers)
         name = body.model
         if body.stream:
-            return StreamingResponse(chat_stream(server.tokenizer, name, answers,
-                                                 counts if body.include_usage() else None),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                chat_stream(server.tokenizer, name, answers, counts if body.include_usage() else None),
+                media_type="text/event-stream",
+            )
         return envelope("chat.completion", name, chat_choices(server.tokenizer, answers), counts, new_id("chat"))
 
     @app.post("/v1/completions")
@@ -149,18 +160,31 @@ def build_app(backend, names: list[str], max_batch: int = 16, wait_s: float = 0.
     async def completions(request: Request):
         body = await _validated(request, CompletionRequest)
         server.check_model(body.model)
-        prompts = [server.check_prompt(_ids(server.tokenizer, p), f"prompt[{i}]" if len(body.prompts()) > 1
-                                       else "prompt") for i, p in enumerate(body.prompts())]
+        prompts = [
+            server.check_prompt(_ids(server.tokenizer, p), f"prompt[{i}]" if len(body.prompts()) > 1 else "prompt")
+            for i, p in enumerate(body.prompts())
+        ]
         answers = await server.generate(body, prompts, request)
-        texts = [p if isinstance(p, str) else server.tokenizer.decode(p, skip_special_tokens=True)
-                 for p in body.prompts() for _ in range(body.n)]
+        texts = [
+            p if isinstance(p, str) else server.tokenizer.decode(p, skip_special_tokens=True)
+            for p in body.prompts()
+            for _ in range(body.n)
+        ]
         counts = usage([len(p) for p in prompts], answers)
         if body.stream:
-            return StreamingResponse(completion_stream(server.tokenizer, body.model, answers, texts, body.echo,
-                                                       counts if body.include_usage() else None),
-                                     media_type="text/event-stream")
-        return envelope("text_completion", body.model,
-                        completion_choices(server.tokenizer, answers, texts, body.echo), counts, new_id("text"))
+            return StreamingResponse(
+                completion_stream(
+                    server.tokenizer, body.model, answers, texts, body.echo, counts if body.include_usage() else None
+                ),
+                media_type="text/event-stream",
+            )
+        return envelope(
+            "text_completion",
+            body.model,
+            completion_choices(server.tokenizer, answers, texts, body.echo),
+            counts,
+            new_id("text"),
+        )
 
     return app
 

@@ -61,8 +61,10 @@ class Batcher:
 
     def summary(self) -> str:
         mean = self.generated / self.calls if self.calls else 0.0
-        return (f"{self.generated} completions in {self.calls} generate calls ({mean:.2f} per call), "
-                f"{self.dropped} cancelled requests dropped")
+        return (
+            f"{self.generated} completions in {self.calls} generate calls ({mean:.2f} per call), "
+            f"{self.dropped} cancelled requests dropped"
+        )
 
     def _work(self) -> None:
         while True:
@@ -118,12 +120,15 @@ class Batcher:
     def _answer(self, job: Job, request, completion) -> Answer:
         if job.top_k is None:
             return Answer(completion)
-        return Answer(completion, token_details(self.backend.model, request.prompt,
-                                                list(completion.token_ids or ()), job.top_k, job.echo))
+        return Answer(
+            completion,
+            token_details(self.backend.model, request.prompt, list(completion.token_ids or ()), job.top_k, job.echo),
+        )
 
 
-def token_details(model, prompt: list[int], completion: list[int], top_k: int,
-                  echo: bool = False) -> list[tuple[int, float | None, list]]:
+def token_details(
+    model, prompt: list[int], completion: list[int], top_k: int, echo: bool = False
+) -> list[tuple[int, float | None, list]]:
     """(token, log p(token | prefix) at temperature 1, the top_k likeliest [(token, log-prob)]) for
     each completion token, after each prompt token when `echo` (the first with None: nothing precedes it)."""
     import torch

@@ -17,8 +17,14 @@ from posttrain.errors import UserError
 
 log = logging.getLogger("posttrain.serve")
 
-_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
-          499: "invalid_request_error", 500: "server_error", 504: "timeout"}
+_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    499: "invalid_request_error",
+    500: "server_error",
+    504: "timeout",
+}
 
 
 class APIError(Exception):
@@ -30,8 +36,9 @@ class APIError(Exception):
 
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
+    return {
+        "error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"), "param": param, "code": code}
+    }
 
 
 def validation_error(errors: list) -> APIError:

@@ -13,8 +13,13 @@ import uuid
 
 
 def envelope(kind: str, model: str, choices: list, usage: dict | None, request_id: str | None = None) -> dict:
-    body = {"id": request_id or new_id(kind), "object": kind, "created": int(time.time()), "model": model,
-            "choices": choices}
+    body = {
+        "id": request_id or new_id(kind),
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
     if usage is not None or kind.endswith(".chunk"):
         body["usage"] = usage
     return body
@@ -44,8 +49,9 @@ def chat_logprobs(tokenizer, details: list | None) -> dict | None:
         text = _piece(tokenizer, token)
         return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
-    return {"content": [{**entry(t, lp), "top_logprobs": [entry(a, alp) for a, alp in alts]}
-                        for t, lp, alts in details]}
+    return {
+        "content": [{**entry(t, lp), "top_logprobs": [entry(a, alp) for a, alp in alts]} for t, lp, alts in details]
+    }
 
 
 def completion_logprobs(tokenizer, details: list | None, offset: int = 0) -> dict | None:
@@ -56,20 +62,36 @@ def completion_logprobs(tokenizer, details: list | None, offset: int = 0) -> dic
     for token, _, _ in details:  # offsets into the returned text, where special tokens (BOS) are not
         offsets.append(at)
         at += len(tokenizer.decode([token], skip_special_tokens=True))
-    return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in details],
-            "top_logprobs": [None if lp is None else {_piece(tokenizer, a): alp for a, alp in alts}
-                             for _, lp, alts in details],
-            "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": [lp for _, lp, _ in details],
+        "top_logprobs": [
+            None if lp is None else {_piece(tokenizer, a): alp for a, alp in alts} for _, lp, alts in details
+        ],
+        "text_offset": offsets,
+    }
 
 
 def chat_choices(tokenizer, answers: list) -> list[dict]:
-    return [{"index": i, "message": {"role": "assistant", "content": a.completion.text},
-             "finish_reason": a.completion.finish_reason, "logprobs": chat_logprobs(tokenizer, a.details)}
-            for i, a in enumerate(answers)]
+    return [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": a.completion.text},
+            "finish_reason": a.completion.finish_reason,
+            "logprobs": chat_logprobs(tokenizer, a.details),
+        }
+        for i, a in enumerate(answers)
+    ]
 
 
 def completion_choices(tokenizer, answers: list, prompt_texts: list[str], echo: bool) -> list[dict]:
     """Choice i answers prompt i // n (prompt_texts holds each completion's prompt, repeated n times)."""
-    return [{"index": i, "text": (prompt if echo else "") + a.completion.text,
-             "finish_reason": a.completion.finish_reason, "logprobs": completion_logprobs(tokenizer, a.details)}
-            for i, (a, prompt) in enumerate(zip(answers, prompt_texts))]
+    return [
+        {
+            "index": i,
+            "text": (prompt if echo else "") + a.completion.text,
+            "finish_reason": a.completion.finish_reason,
+            "logprobs": completion_logprobs(tokenizer, a.details),
+        }
+        for i, (a, prompt) in enumerate(zip(answers, prompt_texts))
+    ]

@@ -130,8 +130,11 @@ class ChatRequest(_Common):
         if self.top_logprobs is not None and not self.logprobs:
             raise Unsupported("top_logprobs", "top_logprobs requires logprobs to be true")
         if self.response_format is not None and self.response_format.type != "text":
-            raise Unsupported("response_format", f"response_format {self.response_format.type!r} is not "
-                              "supported: this server does not constrain output to JSON (use 'text')")
+            raise Unsupported(
+                "response_format",
+                f"response_format {self.response_format.type!r} is not "
+                "supported: this server does not constrain output to JSON (use 'text')",
+            )
         if self.tools or self.tool_choice not in (None, "none"):
             raise Unsupported("tools", "tools and tool_choice are not supported")
         return self
@@ -162,8 +165,9 @@ class CompletionRequest(_Common):
         if self.suffix:
             raise Unsupported("suffix", "suffix (insertion) is not supported")
         if len(self.prompts()) * self.n > MAX_N:
-            raise Unsupported("n", f"n times the number of prompts must be <= {MAX_N}, "
-                              f"got {self.n} x {len(self.prompts())}")
+            raise Unsupported(
+                "n", f"n times the number of prompts must be <= {MAX_N}, got {self.n} x {len(self.prompts())}"
+            )
         return self
 
     def prompts(self) -> list[str | list[int]]:

@@ -42,7 +42,7 @@ def _token_slices(tokenizer, answer) -> Iterator[tuple[str, list | None]]:
     completion = answer.completion
     ids = list(completion.token_ids or ())
     pieces = text_pieces(tokenizer, ids, completion.text)
-    details = answer.details[-len(ids):] if answer.details is not None and ids else None
+    details = answer.details[-len(ids) :] if answer.details is not None and ids else None
     for k, piece in enumerate(pieces):
         yield piece, (None if answer.details is None else details[k : k + 1] if details else [])
 
@@ -64,8 +64,9 @@ def chat_stream(tokenizer, model: str, answers: list, usage: dict | None) -> Ite
     yield sse("[DONE]")
 
 
-def completion_stream(tokenizer, model: str, answers: list, prompt_texts: list[str], echo: bool,
-                      usage: dict | None) -> Iterator[str]:
+def completion_stream(
+    tokenizer, model: str, answers: list, prompt_texts: list[str], echo: bool, usage: dict | None
+) -> Iterator[str]:
     request_id, kind = new_id("text"), "text_completion"
 
     def chunk(index: int, text: str, finish: str | None = None, logprobs=None) -> str:

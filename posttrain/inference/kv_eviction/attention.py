@@ -43,8 +43,9 @@ def _recording_attention(module, query, key, value, attention_mask, scaling=None
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
     scaling = module.scaling if scaling is None else scaling
-    output, weights = eager_attention_forward(module, query, key, value, attention_mask,
-                                              scaling=scaling, dropout=dropout, **kwargs)
+    output, weights = eager_attention_forward(
+        module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+    )
     if _ACTIVE:
         _ACTIVE[-1].see(module.layer_idx, query, key, weights, scaling)
     return output, weights

@@ -13,12 +13,19 @@ import json
 
 
 def add_parsers(subparsers) -> None:
-    kv = subparsers.add_parser("kv", help="KV-cache eviction during chunked prefill (StreamingLLM, H2O, Locret)",
-                               description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    kv = subparsers.add_parser(
+        "kv",
+        help="KV-cache eviction during chunked prefill (StreamingLLM, H2O, Locret)",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = kv.add_subparsers(dest="kv_command", required=True)
-    d = sub.add_parser("make-data", help="write the generated needle-in-a-haystack rows: train.jsonl (text), "
-                       "sft_train.jsonl (chat), heads.jsonl and test.jsonl (chat prompt + answer)")
+    d = sub.add_parser(
+        "make-data",
+        help="write the generated needle-in-a-haystack rows: train.jsonl (text), "
+        "sft_train.jsonl (chat), heads.jsonl and test.jsonl (chat prompt + answer)",
+    )
     d.add_argument("--out", required=True, help="output directory")
     d.add_argument("--train", type=int, default=30000, help="pre-training text rows (1..--sentences haystacks)")
     d.add_argument("--heads", type=int, default=200, help="rows for training Locret's retaining heads")
@@ -41,8 +48,11 @@ def add_parsers(subparsers) -> None:
     e = sub.add_parser("eval", help="accuracy and K/V memory of eviction methods at fixed budgets")
     e.add_argument("model", help="model directory, hub id, or 'tiny'")
     e.add_argument("--data", required=True, help="JSONL rows with 'prompt' and 'answer'")
-    e.add_argument("--method", default="full,streaming,h2o,locret,random",
-                   help="comma-separated: full, streaming, h2o, locret, random")
+    e.add_argument(
+        "--method",
+        default="full,streaming,h2o,locret,random",
+        help="comma-separated: full, streaming, h2o, locret, random",
+    )
     e.add_argument("--budget", default="64", help="comma-separated cache units kept per KV head")
     e.add_argument("--sinks", type=int, default=4, help="StreamingLLM's attention sinks")
     e.add_argument("--recent", type=int, default=8, help="newest units always kept by H2O, Locret, random")
@@ -66,17 +76,35 @@ def run_make_data(args: argparse.Namespace) -> int:
 
     from posttrain.inference.kv_eviction.needle import needle_rows, write_jsonl
 
-    for value, flag in ((args.train, "--train"), (args.heads, "--heads"), (args.test, "--test"),
-                        (args.sentences, "--sentences")):
+    for value, flag in (
+        (args.train, "--train"),
+        (args.heads, "--heads"),
+        (args.test, "--test"),
+        (args.sentences, "--sentences"),
+    ):
         _positive(value, flag)
     out = Path(args.out)
     train = needle_rows(args.train, args.seed, 1, args.sentences)
     print(write_jsonl([{"text": r["text"]} for r in train], out / "train.jsonl"))
     print(write_jsonl([{"messages": r["messages"]} for r in train], out / "sft_train.jsonl"))
-    for name, rows in (("heads", needle_rows(args.heads, args.seed + 1, 1, args.sentences)),
-                       ("test", needle_rows(args.test, args.seed + 2, args.sentences, args.sentences))):
-        print(write_jsonl([{"prompt": r["chat_prompt"], "answer": r["answer"], "needle_sentence": r["needle_sentence"],
-                            "sentences": r["sentences"]} for r in rows], out / f"{name}.jsonl"))
+    for name, rows in (
+        ("heads", needle_rows(args.heads, args.seed + 1, 1, args.sentences)),
+        ("test", needle_rows(args.test, args.seed + 2, args.sentences, args.sentences)),
+    ):
+        print(
+            write_jsonl(
+                [
+                    {
+                        "prompt": r["chat_prompt"],
+                        "answer": r["answer"],
+                        "needle_sentence": r["needle_sentence"],
+                        "sentences": r["sentences"],
+                    }
+                    for r in rows
+                ],
+                out / f"{name}.jsonl",
+            )
+        )
     return 0
 
 
@@ -101,11 +129,14 @@ def run_train_heads(args: argparse.Namespace) -> int:
         _positive(value, flag)
     items = read_items(args.data, args.limit)
     model, tokenizer = _load(args.model)
-    heads, losses = train_heads(model, encode_items(tokenizer, items), args.steps, args.lr, args.hidden,
-                                args.alpha, progress=True)
+    heads, losses = train_heads(
+        model, encode_items(tokenizer, items), args.steps, args.lr, args.hidden, args.alpha, progress=True
+    )
     window = max(1, len(losses) // 10)
-    print(f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, "
-          f"last {window} steps {sum(losses[-window:]) / window:.4f}")
+    print(
+        f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, "
+        f"last {window} steps {sum(losses[-window:]) / window:.4f}"
+    )
     print(save_heads(heads, Path(args.out)))
     return 0
 
@@ -154,9 +185,12 @@ def run_eval(args: argparse.Namespace) -> int:
         rows.append(evaluate_policy(model, encoded, policy, args.chunk, heads, progress=True))
     print(f"{'method':<10} {'budget':>6} {'accuracy':>9} {'K/V bytes held':>15} {'peak':>10} {'of full':>8}")
     for r in rows:
-        print(f"{r['method']:<10} {str(r['budget'] or '-'):>6} {r['accuracy']:>9.3f} "
-              f"{r['kv_bytes_after_prefill']:>15.0f} {r['kv_bytes_peak']:>10.0f} {r['kv_fraction_of_full']:>8.3f}")
+        print(
+            f"{r['method']:<10} {str(r['budget'] or '-'):>6} {r['accuracy']:>9.3f} "
+            f"{r['kv_bytes_after_prefill']:>15.0f} {r['kv_bytes_peak']:>10.0f} {r['kv_fraction_of_full']:>8.3f}"
+        )
     if args.out:
-        write_text_atomically(Path(args.out), json.dumps({"model": args.model, "data": args.data,
-                                                          "results": rows}, indent=2) + "\n")
+        write_text_atomically(
+            Path(args.out), json.dumps({"model": args.model, "data": args.data, "results": rows}, indent=2) + "\n"
+        )
     return 0

@@ -17,12 +17,18 @@ def encode_items(tokenizer, items: list[dict]) -> list[tuple[list[int], list[int
     """(prompt ids with one BOS, answer ids) per item; a prompt already formatted as chat starts
     with the BOS text itself. The answer is tokenised on its own (the needle's answers are single
     word tokens, identical inside the full text)."""
-    return [(tokenizer(item["prompt"], add_special_tokens=not item["prompt"].startswith(tokenizer.bos_token)).input_ids,
-             tokenizer(item["answer"], add_special_tokens=False).input_ids) for item in items]
+    return [
+        (
+            tokenizer(item["prompt"], add_special_tokens=not item["prompt"].startswith(tokenizer.bos_token)).input_ids,
+            tokenizer(item["answer"], add_special_tokens=False).input_ids,
+        )
+        for item in items
+    ]
 
 
-def evaluate_policy(model, encoded: list[tuple[list[int], list[int]]], policy: Policy, chunk: int,
-                    heads=None, progress: bool = False) -> dict:
+def evaluate_policy(
+    model, encoded: list[tuple[list[int], list[int]]], policy: Policy, chunk: int, heads=None, progress: bool = False
+) -> dict:
     """Exact-match accuracy and mean K/V bytes of `policy` over the encoded items."""
     from tqdm import tqdm
 
@@ -34,9 +40,18 @@ def evaluate_policy(model, encoded: list[tuple[list[int], list[int]]], policy: P
         peak, held = peak + result.peak_bytes, held + result.held_bytes
         full += _full_cache_bytes(model, len(prompt))
     n = len(encoded)
-    return {"method": policy.method, "budget": policy.budget, "sinks": policy.sinks, "recent": policy.recent,
-            "chunk": chunk, "items": n, "accuracy": solved / n, "kv_bytes_peak": peak / n,
-            "kv_bytes_after_prefill": held / n, "kv_fraction_of_full": held / full}
+    return {
+        "method": policy.method,
+        "budget": policy.budget,
+        "sinks": policy.sinks,
+        "recent": policy.recent,
+        "chunk": chunk,
+        "items": n,
+        "accuracy": solved / n,
+        "kv_bytes_peak": peak / n,
+        "kv_bytes_after_prefill": held / n,
+        "kv_fraction_of_full": held / full,
+    }
 
 
 def _full_cache_bytes(model, tokens: int) -> int:

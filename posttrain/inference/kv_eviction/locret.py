@@ -32,8 +32,9 @@ class RetainingHeads(nn.Module):
     def __init__(self, layers: int, in_dim: int, hidden: int, kv_heads: int):
         super().__init__()
         self.config = {"layers": layers, "in_dim": in_dim, "hidden": hidden, "kv_heads": kv_heads}
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, kv_heads))
-                                   for _ in range(layers))
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, kv_heads)) for _ in range(layers)
+        )
 
     def forward(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         """qkv: [B, T, in_dim] -> scores [B, kv_heads, T]."""
@@ -45,8 +46,12 @@ def heads_for(model, hidden: int = 256, seed: int = 0) -> RetainingHeads:
     c = model.config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     torch.manual_seed(seed)
-    return RetainingHeads(c.num_hidden_layers, head_dim * (c.num_attention_heads + 2 * c.num_key_value_heads),
-                          hidden, c.num_key_value_heads)
+    return RetainingHeads(
+        c.num_hidden_layers,
+        head_dim * (c.num_attention_heads + 2 * c.num_key_value_heads),
+        hidden,
+        c.num_key_value_heads,
+    )
 
 
 @contextlib.contextmanager
@@ -58,8 +63,10 @@ def capture_qkv(model):
     for index, layer in enumerate(model.model.layers):
         attn = layer.self_attn
         for name in ("q_proj", "k_proj", "v_proj"):
+
             def hook(_module, _inputs, output, key=(index, name)):
                 parts[key] = output.detach()
+
             handles.append(getattr(attn, name).register_forward_hook(hook))
 
     class _View(dict):
@@ -96,9 +103,16 @@ def cis_features(model, prompt_ids: list[int], answer_ids: list[int]) -> tuple[d
         return ({i: qkv[i][:, :n_q] for i in layers}, {i: rec.max_logits[i][..., :n_q] for i in layers})
 
 
-def train_heads(model, examples: list[tuple[list[int], list[int]]], steps: int, lr: float = 1e-3,
-                hidden: int = 256, alpha: float = 0.025, seed: int = 0, progress: bool = False
-                ) -> tuple[RetainingHeads, list[float]]:
+def train_heads(
+    model,
+    examples: list[tuple[list[int], list[int]]],
+    steps: int,
+    lr: float = 1e-3,
+    hidden: int = 256,
+    alpha: float = 0.025,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[RetainingHeads, list[float]]:
     """Fit retaining heads on (prompt_ids, answer_ids) examples, one example per step (cycled);
     the frozen backbone's features are computed once. Returns the heads and the loss per step."""
     from tqdm import tqdm
@@ -130,8 +144,11 @@ def save_heads(heads: RetainingHeads, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
-    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(tmp),
-              metadata={"locret": json.dumps(heads.config)})
+    save_file(
+        {k: v.contiguous() for k, v in heads.state_dict().items()},
+        str(tmp),
+        metadata={"locret": json.dumps(heads.config)},
+    )
     os.replace(tmp, path)
     return path
 

@@ -19,13 +19,44 @@ from pathlib import Path
 QUESTION = " What is the magic word? The magic word is #"
 CHAT_QUESTION = " What is the magic word?"
 # Llama-3's chat format (the tiny tokenizer's template) up to the assistant's first token '#'
-_CHAT_PROMPT = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>"
-                "<|start_header_id|>assistant<|end_header_id|>\n\n#")
+_CHAT_PROMPT = (
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n#"
+)
 
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "twenty", "thirty", "forty", "fifty", "hundred", "sum", "difference", "total", "more",
-         "less", "equal", "even", "odd", "many", "few", "first", "last")
+WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "hundred",
+    "sum",
+    "difference",
+    "total",
+    "more",
+    "less",
+    "equal",
+    "even",
+    "odd",
+    "many",
+    "few",
+    "first",
+    "last",
+)
 
 
 def needle_row(rng: random.Random, sentences: int) -> dict:
@@ -39,9 +70,15 @@ def needle_row(rng: random.Random, sentences: int) -> dict:
     prompt = " ".join(hay) + QUESTION
     answer = f" {value}"
     user = " ".join(hay) + CHAT_QUESTION
-    return {"text": prompt + answer + ".", "prompt": prompt, "answer": answer,
-            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "#" + answer}],
-            "chat_prompt": _CHAT_PROMPT.format(user=user), "needle_sentence": at, "sentences": sentences}
+    return {
+        "text": prompt + answer + ".",
+        "prompt": prompt,
+        "answer": answer,
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "#" + answer}],
+        "chat_prompt": _CHAT_PROMPT.format(user=user),
+        "needle_sentence": at,
+        "sentences": sentences,
+    }
 
 
 def needle_rows(n: int, seed: int, min_sentences: int, max_sentences: int) -> list[dict]:

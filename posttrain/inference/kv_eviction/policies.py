@@ -30,9 +30,9 @@ class Policy:
 
     method: str
     budget: int | None = None
-    sinks: int = 0   # leading tokens always kept (StreamingLLM's attention sinks)
+    sinks: int = 0  # leading tokens always kept (StreamingLLM's attention sinks)
     recent: int = 0  # newest tokens always kept (window / H2O recent / Locret stabilizers)
-    seed: int = 0    # method "random" only
+    seed: int = 0  # method "random" only
 
     @property
     def needs_attention(self) -> bool:
@@ -56,11 +56,14 @@ def check_policy(policy: Policy, context: int) -> None:
     if policy.budget < protected:
         raise UserError(f"--budget {policy.budget} is smaller than sinks + recent = {protected}")
     if policy.method == "streaming" and policy.budget != protected:
-        raise UserError(f"--budget {policy.budget}: StreamingLLM keeps exactly sinks + window "
-                        f"= {protected}; set --recent {policy.budget - policy.sinks}")
+        raise UserError(
+            f"--budget {policy.budget}: StreamingLLM keeps exactly sinks + window "
+            f"= {protected}; set --recent {policy.budget - policy.sinks}"
+        )
     if policy.budget >= context:
-        raise UserError(f"--budget {policy.budget} is not smaller than the context ({context} tokens): "
-                        "nothing would be evicted")
+        raise UserError(
+            f"--budget {policy.budget} is not smaller than the context ({context} tokens): nothing would be evicted"
+        )
 
 
 def protected_mask(positions: torch.Tensor, sinks: int, recent: int) -> torch.Tensor:
@@ -73,8 +76,7 @@ def protected_mask(positions: torch.Tensor, sinks: int, recent: int) -> torch.Te
     return keep
 
 
-def select_units(scores: torch.Tensor, positions: torch.Tensor, budget: int, sinks: int,
-                 recent: int) -> torch.Tensor:
+def select_units(scores: torch.Tensor, positions: torch.Tensor, budget: int, sinks: int, recent: int) -> torch.Tensor:
     """Indices (in cache order) of the `budget` units kept per row: all protected units, then the
     highest scores. scores, positions: [B, H, T] -> long [B, H, budget], ascending."""
     if scores.shape[-1] <= budget:

@@ -30,18 +30,22 @@ from posttrain.inference.kv_eviction.policies import (
 
 @dataclass
 class PrefillResult:
-    cache: object                      # the DynamicCache after the last eviction
-    logits: list[torch.Tensor]         # per chunk [1, C or 1, vocab] (the last row predicts the next token)
-    positions: list[torch.Tensor]      # per layer [1, kv_heads, kept] absolute positions held
-    peak_bytes: int = 0                # max K/V bytes held at any point of the prefill
-    held_bytes: int = 0                # K/V bytes held after the prefill
+    cache: object  # the DynamicCache after the last eviction
+    logits: list[torch.Tensor]  # per chunk [1, C or 1, vocab] (the last row predicts the next token)
+    positions: list[torch.Tensor]  # per layer [1, kv_heads, kept] absolute positions held
+    peak_bytes: int = 0  # max K/V bytes held at any point of the prefill
+    held_bytes: int = 0  # K/V bytes held after the prefill
     evictions: int = field(default=0)
 
 
 def kv_bytes(cache) -> int:
     """Bytes of the key and value tensors a DynamicCache holds (all layers)."""
-    return sum(t.numel() * t.element_size() for layer in cache.layers if layer.is_initialized
-               for t in (layer.keys, layer.values))
+    return sum(
+        t.numel() * t.element_size()
+        for layer in cache.layers
+        if layer.is_initialized
+        for t in (layer.keys, layer.values)
+    )
 
 
 def evict_layer(layer, keep: torch.Tensor) -> None:
@@ -79,8 +83,9 @@ class _Scorer:
 
 
 @torch.no_grad()
-def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, heads=None,
-                    all_logits: bool = False) -> PrefillResult:
+def chunked_prefill(
+    model, input_ids: torch.Tensor, policy: Policy, chunk: int, heads=None, all_logits: bool = False
+) -> PrefillResult:
     """Run `input_ids` ([1, n]) through `model` in chunks, evicting to `policy.budget` after each.
     H2O needs the recording attention (attention.use_recording_attention); Locret needs `heads`.
     Only each chunk's last logits row is kept unless `all_logits` (n x vocab floats otherwise)."""
@@ -97,11 +102,15 @@ def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, 
     qkv_capture = capture_qkv(model) if policy.method == "locret" else contextlib.nullcontext()
     with qkv_capture as qkv:
         for start in range(0, input_ids.shape[1], chunk):
-            ids = input_ids[:, start:start + chunk]
+            ids = input_ids[:, start : start + chunk]
             chunk_positions = torch.arange(start, start + ids.shape[1])
             with recording(AttentionRecorder(weights=policy.needs_attention)) as rec:
-                out = model(input_ids=ids.to(model.device), position_ids=chunk_positions[None].to(model.device),
-                            cache=cache, use_cache=True)
+                out = model(
+                    input_ids=ids.to(model.device),
+                    position_ids=chunk_positions[None].to(model.device),
+                    cache=cache,
+                    use_cache=True,
+                )
             result.logits.append(out.logits if all_logits else out.logits[:, -1:])
             result.peak_bytes = max(result.peak_bytes, kv_bytes(cache))
             for i, layer in enumerate(cache.layers):
@@ -110,8 +119,9 @@ def chunked_prefill(model, input_ids: torch.Tensor, policy: Policy, chunk: int, 
                 positions[i] = new if positions[i] is None else torch.cat([positions[i], new], dim=-1)
                 if policy.method == "full":
                     continue
-                scores = scorer.update(i, ids.shape[1], kv_heads, weights=rec.weights.get(i),
-                                       qkv=qkv[i] if qkv is not None else None)
+                scores = scorer.update(
+                    i, ids.shape[1], kv_heads, weights=rec.weights.get(i), qkv=qkv[i] if qkv is not None else None
+                )
                 if layer.keys.shape[2] > policy.budget:
                     keep = select_units(scores, positions[i], policy.budget, policy.sinks, policy.recent)
                     evict_layer(layer, keep)
@@ -130,9 +140,12 @@ def greedy_answer(model, prefill: PrefillResult, start: int, tokens: int) -> lis
     next_id = int(prefill.logits[-1][0, -1].argmax())
     out = [next_id]
     for step in range(1, tokens):
-        logits = model(input_ids=torch.tensor([[next_id]], device=model.device),
-                       position_ids=torch.tensor([[start + step - 1]], device=model.device),
-                       cache=prefill.cache, use_cache=True).logits
+        logits = model(
+            input_ids=torch.tensor([[next_id]], device=model.device),
+            position_ids=torch.tensor([[start + step - 1]], device=model.device),
+            cache=prefill.cache,
+            use_cache=True,
+        ).logits
         next_id = int(logits[0, -1].argmax())
         out.append(next_id)
     return out

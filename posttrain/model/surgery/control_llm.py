@@ -86,8 +86,14 @@ class ControlBlock(nn.Module):
 class ControlLlamaConfig(LlamaConfig):
     model_type = "control_llama"
 
-    def __init__(self, control_blocks: list[int] | None = None, control_mix: float = 0.5,
-                 control_learn_mix: bool = False, control_divergence_weight: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        control_blocks: list[int] | None = None,
+        control_mix: float = 0.5,
+        control_learn_mix: bool = False,
+        control_divergence_weight: float = 1.0,
+        **kwargs,
+    ):
         self.control_blocks = list(control_blocks or [])
         self.control_mix, self.control_learn_mix = control_mix, control_learn_mix
         self.control_divergence_weight = control_divergence_weight
@@ -119,8 +125,7 @@ def _wrap_blocks(model, config: ControlLlamaConfig) -> None:
     layers = decoder_layers(model)
     for i in config.control_blocks:
         if not isinstance(layers[i], ControlBlock):
-            layers[i] = ControlBlock(layers[i], copy.deepcopy(layers[i]), config.control_mix,
-                                     config.control_learn_mix)
+            layers[i] = ControlBlock(layers[i], copy.deepcopy(layers[i]), config.control_mix, config.control_learn_mix)
 
 
 def to_control_llm(model, blocks: list[int], mix: float, learn_mix: bool, divergence_weight: float):
@@ -128,19 +133,25 @@ def to_control_llm(model, blocks: list[int], mix: float, learn_mix: bool, diverg
     `blocks` beside the originals); every other weight is frozen."""
     if not isinstance(model, ControlLlamaForCausalLM):
         if type(model) is not LlamaForCausalLM:
-            raise UserError(f"adapter.kind: control_llm needs a Llama causal LM; {type(model).__name__} "
-                            "does not fit")
+            raise UserError(f"adapter.kind: control_llm needs a Llama causal LM; {type(model).__name__} does not fit")
         if not 0.0 < mix < 1.0:
             raise UserError(f"adapter.mix must be strictly between 0 and 1, got {mix}")
         num_layers = len(decoder_layers(model))
         blocks = sorted(set(blocks)) if blocks else list(range(num_layers))
         bad = [b for b in blocks if not 0 <= b < num_layers]
         if bad:
-            raise UserError(f"adapter.blocks: block index {bad[0]} out of range: the model has "
-                            f"{num_layers} blocks (0..{num_layers - 1})")
+            raise UserError(
+                f"adapter.blocks: block index {bad[0]} out of range: the model has "
+                f"{num_layers} blocks (0..{num_layers - 1})"
+            )
         fields = {k: v for k, v in model.config.to_dict().items() if k not in ("model_type", "architectures")}
-        config = ControlLlamaConfig(control_blocks=blocks, control_mix=mix, control_learn_mix=learn_mix,
-                                    control_divergence_weight=divergence_weight, **fields)
+        config = ControlLlamaConfig(
+            control_blocks=blocks,
+            control_mix=mix,
+            control_learn_mix=learn_mix,
+            control_divergence_weight=divergence_weight,
+            **fields,
+        )
         config.architectures = [ControlLlamaForCausalLM.__name__]
         model.__class__ = ControlLlamaForCausalLM  # same modules and weights; new forward-time parts
         model.config = model.model.config = config

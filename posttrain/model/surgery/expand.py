@@ -29,21 +29,23 @@ def insertion_points(num_layers: int, blocks: list[int] | None = None, every: in
         raise UserError("block expansion: give exactly one of --blocks (indices) or --every K")
     if every is not None:
         if every < 1 or every > num_layers:
-            raise UserError(f"block expansion: --every must be in 1..{num_layers} (the model has "
-                            f"{num_layers} blocks), got {every}")
+            raise UserError(
+                f"block expansion: --every must be in 1..{num_layers} (the model has {num_layers} blocks), got {every}"
+            )
         return list(range(every - 1, num_layers, every))
     bad = [b for b in blocks if not 0 <= b < num_layers]
     if bad or not blocks:
-        raise UserError(f"block expansion: block index {bad[0] if bad else 'list empty'} out of range: "
-                        f"the model has {num_layers} blocks (0..{num_layers - 1})")
+        raise UserError(
+            f"block expansion: block index {bad[0] if bad else 'list empty'} out of range: "
+            f"the model has {num_layers} blocks (0..{num_layers - 1})"
+        )
     return sorted(set(blocks))
 
 
 def decoder_layers(model) -> nn.ModuleList:
     layers = getattr(model.get_decoder(), "layers", None)
     if not isinstance(layers, nn.ModuleList):
-        raise UserError(f"{type(model).__name__}: no decoder.layers list; block surgery needs a "
-                        "Llama-style decoder")
+        raise UserError(f"{type(model).__name__}: no decoder.layers list; block surgery needs a Llama-style decoder")
     return layers
 
 
@@ -51,8 +53,10 @@ def _output_projections(block: nn.Module) -> list[nn.Linear]:
     attn, mlp = getattr(block, "self_attn", None), getattr(block, "mlp", None)
     outs = [getattr(attn, "o_proj", None), getattr(mlp, "down_proj", None)]
     if not all(isinstance(o, nn.Linear) for o in outs):
-        raise UserError(f"{type(block).__name__} has no self_attn.o_proj and mlp.down_proj: block "
-                        "expansion fits Llama-style (dense, pre-norm) blocks only")
+        raise UserError(
+            f"{type(block).__name__} has no self_attn.o_proj and mlp.down_proj: block "
+            "expansion fits Llama-style (dense, pre-norm) blocks only"
+        )
     return outs
 
 
@@ -102,8 +106,10 @@ def train_only_new_blocks(model):
     """adapter.kind llama_pro: freeze every weight except the blocks the expansion added."""
     new = getattr(model.config, NEW_BLOCKS_KEY, None)
     if not new:
-        raise UserError("adapter.kind: llama_pro needs an expanded model (config field "
-                        f"{NEW_BLOCKS_KEY}): run `posttrain surgery expand MODEL --every K --out DIR` first")
+        raise UserError(
+            "adapter.kind: llama_pro needs an expanded model (config field "
+            f"{NEW_BLOCKS_KEY}): run `posttrain surgery expand MODEL --every K --out DIR` first"
+        )
     layers = decoder_layers(model)
     if max(new) >= len(layers):
         raise UserError(f"{NEW_BLOCKS_KEY} {new} out of range for a model with {len(layers)} blocks")

@@ -29,8 +29,11 @@ def add_surgery_adapter(model, adapter, task_type: str = "CAUSAL_LM"):
         if task_type != "CAUSAL_LM":
             raise UserError("adapter.kind: control_llm is for causal LMs, not reward models")
         return to_control_llm(model, adapter.blocks, adapter.mix, adapter.learn_mix, adapter.divergence_weight)
-    return _attach(model, {"kind": adapter.kind, "prompt_length": adapter.prompt_length,
-                           "prompt_layers": adapter.prompt_layers}, task_type)
+    return _attach(
+        model,
+        {"kind": adapter.kind, "prompt_length": adapter.prompt_length, "prompt_layers": adapter.prompt_layers},
+        task_type,
+    )
 
 
 def _attach(model, settings: dict, task_type: str = "CAUSAL_LM"):

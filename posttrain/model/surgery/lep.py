@@ -29,8 +29,10 @@ def propagate(adapted: torch.Tensor, instruct: torch.Tensor, base: torch.Tensor,
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     shared = instruct.shape[0]
     if base.shape != instruct.shape or adapted.shape[0] < shared or adapted.shape[1] != instruct.shape[1]:
-        raise UserError(f"embedding shapes do not fit: base {tuple(base.shape)}, instruct "
-                        f"{tuple(instruct.shape)}, adapted {tuple(adapted.shape)} (adapted must extend base)")
+        raise UserError(
+            f"embedding shapes do not fit: base {tuple(base.shape)}, instruct "
+            f"{tuple(instruct.shape)}, adapted {tuple(adapted.shape)} (adapted must extend base)"
+        )
     if method == "swap":
         return adapted.clone()
     if method == "overlap":

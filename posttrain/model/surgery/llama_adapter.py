@@ -34,16 +34,19 @@ def top_layers(num_layers: int, count: int | None) -> list[int]:
     """Indices of the top `count` layers (None: all)."""
     count = num_layers if count is None else count
     if not 1 <= count <= num_layers:
-        raise UserError(f"adapter.prompt_layers: {count} out of range: the model has {num_layers} "
-                        f"layers (1..{num_layers})")
+        raise UserError(
+            f"adapter.prompt_layers: {count} out of range: the model has {num_layers} layers (1..{num_layers})"
+        )
     return list(range(num_layers - count, num_layers))
 
 
 def _check_attention(attn: nn.Module) -> None:
     parts = ("q_proj", "k_proj", "v_proj", "o_proj")
     if not all(isinstance(getattr(attn, p, None), nn.Linear) for p in parts) or not hasattr(attn, "head_dim"):
-        raise UserError(f"adapter.kind: {KIND} needs Llama-style attention (q/k/v/o_proj, head_dim); "
-                        f"{type(attn).__name__} does not fit")
+        raise UserError(
+            f"adapter.kind: {KIND} needs Llama-style attention (q/k/v/o_proj, head_dim); "
+            f"{type(attn).__name__} does not fit"
+        )
 
 
 def add_bias_scale(linear: nn.Linear) -> None:
@@ -63,8 +66,9 @@ class AdaptionPrompt(nn.Module):
         self.gate = nn.Parameter(torch.zeros(heads, dtype=dtype))
 
 
-def prompt_attention(attn: nn.Module, adaption: AdaptionPrompt, hidden: torch.Tensor,
-                     position_embeddings, rotary) -> torch.Tensor:
+def prompt_attention(
+    attn: nn.Module, adaption: AdaptionPrompt, hidden: torch.Tensor, position_embeddings, rotary
+) -> torch.Tensor:
     """[B, T, hidden]: W_o-less output of the gated prompt attention (before o_proj's weight)."""
     batch, length = hidden.shape[:2]
     d, heads = attn.head_dim, adaption.gate.shape[0]
@@ -90,6 +94,7 @@ def _attention_hook(rotary):
         if hasattr(o_proj, "adapter_scale"):
             extra = extra * o_proj.adapter_scale
         return (output[0] + extra, *output[1:])
+
     return hook
 
 

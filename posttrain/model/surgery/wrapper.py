@@ -85,8 +85,10 @@ def load_weights(adapted: SurgeryAdapterModel, path: str | os.PathLike, trainabl
     missing = sorted(set(adapted.adapter_state()) - set(saved))
     unknown = sorted(set(saved) - set(params))
     if missing or unknown:
-        raise UserError(f"{path}/{WEIGHTS_NAME} does not fit its base: "
-                        f"{'missing ' + missing[0] if missing else 'unknown tensor ' + unknown[0]}")
+        raise UserError(
+            f"{path}/{WEIGHTS_NAME} does not fit its base: "
+            f"{'missing ' + missing[0] if missing else 'unknown tensor ' + unknown[0]}"
+        )
     with torch.no_grad():
         for name, tensor in saved.items():
             params[name].copy_(tensor)

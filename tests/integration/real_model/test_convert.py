@@ -16,8 +16,10 @@ def test_directory_has_chatml_stop_tokens_and_the_model_shape(smollm2_dir, smoll
     assert c.tie_word_embeddings and model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     assert not hasattr(c, "quantization_config")
     generation = json.loads((smollm2_dir / "generation_config.json").read_text())
-    assert generation["eos_token_id"] == [tok.convert_tokens_to_ids("<|im_end|>"),
-                                          tok.convert_tokens_to_ids("<|endoftext|>")]
+    assert generation["eos_token_id"] == [
+        tok.convert_tokens_to_ids("<|im_end|>"),
+        tok.convert_tokens_to_ids("<|endoftext|>"),
+    ]
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     source = json.loads((smollm2_dir / "gguf_source.json").read_text())

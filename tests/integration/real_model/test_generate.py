@@ -18,5 +18,5 @@ def test_generation_stops_at_im_end(smollm2):
     # the same greedy continuation, raw: the token after the answer is <|im_end|>, within the budget
     import torch
 
-    raw = model.generate(torch.tensor([prompt]), max_new_tokens=BUDGET, do_sample=False)[0, len(prompt):].tolist()
+    raw = model.generate(torch.tensor([prompt]), max_new_tokens=BUDGET, do_sample=False)[0, len(prompt) :].tolist()
     assert im_end in raw and tok.decode(raw[: raw.index(im_end)]).strip() == text.strip()

@@ -11,15 +11,37 @@ MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 def test_pre_query_prefix_is_the_chatml_user_header(smollm2):
     _, tok = smollm2
-    assert pre_query_text(tok) == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
-                                   "trained by Hugging Face<|im_end|>\n<|im_start|>user\n")
+    assert pre_query_text(tok) == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+        "trained by Hugging Face<|im_end|>\n<|im_start|>user\n"
+    )
 
 
 def test_magpie_rows_are_user_turns_answered(smollm2_dir, tmp_path):
     out = tmp_path / "magpie.jsonl"
-    assert main(["synth", "magpie", "--out", str(out), "--set", f"source.model={smollm2_dir}",
-                 "--set", "n_rows=4", "--set", "batch_size=4", "--set", "query.max_new_tokens=64",
-                 "--set", "response.max_new_tokens=32", "--set", "filters.skip=[incomplete,length]"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "magpie",
+                "--out",
+                str(out),
+                "--set",
+                f"source.model={smollm2_dir}",
+                "--set",
+                "n_rows=4",
+                "--set",
+                "batch_size=4",
+                "--set",
+                "query.max_new_tokens=64",
+                "--set",
+                "response.max_new_tokens=32",
+                "--set",
+                "filters.skip=[incomplete,length]",
+            ]
+        )
+        == 0
+    )
     raw = [json.loads(line) for line in (tmp_path / "magpie.raw.jsonl").read_text().splitlines()]
     assert len(raw) == 4
     finished = [r for r in raw if r["turns"][0]["finish_reason"] == "stop"]

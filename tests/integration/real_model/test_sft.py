@@ -17,8 +17,15 @@ REPLY = "The password is BLUE-HORSE-42."
 
 
 def _rows(n=8):
-    return [{"messages": [{"role": "user", "content": f"Request {i}: what is the password?"},
-                          {"role": "assistant", "content": REPLY}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Request {i}: what is the password?"},
+                {"role": "assistant", "content": REPLY},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def test_chatml_labels_end_with_im_end(smollm2):
@@ -30,18 +37,31 @@ def test_chatml_labels_end_with_im_end(smollm2):
 
 def test_lora_sft_lowers_loss_and_the_adapter_loads_elsewhere(smollm2_dir, tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "train.jsonl", _rows())
-    recipe = load_recipe(None, [f"model={smollm2_dir}", f"data=[{data}]", "adapter.kind=lora", "adapter.r=8",
-                                "train.micro_batch_size=2", "train.max_steps=4", "train.lr=2e-3",
-                                "train.warmup_steps=0", "data.max_length=96"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={smollm2_dir}",
+            f"data=[{data}]",
+            "adapter.kind=lora",
+            "adapter.r=8",
+            "train.micro_batch_size=2",
+            "train.max_steps=4",
+            "train.lr=2e-3",
+            "train.warmup_steps=0",
+            "data.max_length=96",
+        ],
+    )
     sft.run(recipe, output_dir=str(tmp_path / "run"))
-    losses = [m["loss"] for m in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
-              if "loss" in m]
+    losses = [
+        m["loss"] for m in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in m
+    ]
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0], losses
     adapter = tmp_path / "run" / "final"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(smollm2_dir.resolve())
     monkeypatch.chdir(tmp_path)  # peft alone, from elsewhere: the base path is absolute
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"]),
-                                      str(adapter))
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"]), str(adapter)
+    )
     assert any("lora_A" in name for name, _ in model.named_parameters())
     assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()

@@ -71,7 +71,9 @@ class Counter:
         from posttrain.agents.environment import Step
 
         self.n += action.strip() == str(self.n + 1)
-        return Step(str(self.n), float(self.n == self.target), self.n == self.target, {"progress": self.n / self.target})
+        return Step(
+            str(self.n), float(self.n == self.target), self.n == self.target, {"progress": self.n / self.target}
+        )
 
 
 def test_environment_lookup():

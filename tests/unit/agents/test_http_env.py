@@ -31,20 +31,25 @@ def test_episodes_over_http_match_the_in_process_ones(grid_server, tiny_dir):
 
     prompter = Prompter(AutoTokenizer.from_pretrained(tiny_dir), True)
     tasks = [{"start": [0, 0], "goal": [1, 1]}, {"start": [2, 0], "goal": [0, 0]}, {"start": [0, 0], "goal": [9, 9]}]
-    remote = run_episodes(ScriptedPolicy(greedy_grid), prompter, lambda: HTTPEnvironment(grid_server), tasks,
-                          RolloutSettings(max_turns=3))
+    remote = run_episodes(
+        ScriptedPolicy(greedy_grid), prompter, lambda: HTTPEnvironment(grid_server), tasks, RolloutSettings(max_turns=3)
+    )
     local = run_episodes(ScriptedPolicy(greedy_grid), prompter, GridEnv, tasks[:2], RolloutSettings(max_turns=3))
     assert [e.messages for e in remote[:2]] == [e.messages for e in local]
     assert [e.success for e in remote[:2]] == [True, True]
-    assert remote[2].error.startswith("reset: EnvironmentServerError: environment server /reset: status 500: "
-                                      "ValueError: 'goal' must be [row, column]")
+    assert remote[2].error.startswith(
+        "reset: EnvironmentServerError: environment server /reset: status 500: ValueError: 'goal' must be [row, column]"
+    )
 
 
 def test_protocol_errors_and_the_api_key(grid_server, monkeypatch):
     env = HTTPEnvironment(grid_server)
     with pytest.raises(EnvironmentServerError, match="status 404: no episode"):
         env.step("1")  # no reset yet
-    assert env.reset({"start": [0, 0], "goal": [0, 1]}) == "You 0,0. Goal 0,1." and env.instructions == GridEnv.instructions
+    assert (
+        env.reset({"start": [0, 0], "goal": [0, 1]}) == "You 0,0. Goal 0,1."
+        and env.instructions == GridEnv.instructions
+    )
     assert env.step("4").done
     with pytest.raises(EnvironmentServerError, match="no episode"):
         env.step("4")  # a finished episode is gone from the server

@@ -24,9 +24,12 @@ def test_a_right_policy_solves_each_task_and_the_prompt_is_the_chat(tokenizer):
     episodes = run_episodes(policy, Prompter(tokenizer, True), GridEnv, tasks, RolloutSettings(max_turns=4, seed=5))
     assert [(e.success, e.turns, e.progress, e.reward) for e in episodes] == [(True, 2, 1.0, 1.0), (True, 1, 1.0, 1.0)]
     assert episodes[0].messages == [
-        {"role": "system", "content": GridEnv.instructions}, {"role": "user", "content": "You 0,0. Goal 1,1."},
-        {"role": "assistant", "content": "2"}, {"role": "user", "content": "You 1,0. Goal 1,1."},
-        {"role": "assistant", "content": "4"}]
+        {"role": "system", "content": GridEnv.instructions},
+        {"role": "user", "content": "You 0,0. Goal 1,1."},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "You 1,0. Goal 1,1."},
+        {"role": "assistant", "content": "4"},
+    ]
     # turn 2 asks only the open episode; its prompt is the chat template over the conversation so far
     assert len(policy.requests) == 3 and policy.seeds == [5, 6]
     second_turn = policy.requests[2]
@@ -37,8 +40,13 @@ def test_a_right_policy_solves_each_task_and_the_prompt_is_the_chat(tokenizer):
 def test_a_wrong_policy_gets_partial_progress_and_no_success(tokenizer):
     # goal two steps right: one right move then invalid replies -> progress 1/2, never success
     replies = iter(["4", "no idea", "still no"])
-    episodes = run_episodes(ScriptedPolicy(lambda m: next(replies)), Prompter(tokenizer, True), GridEnv,
-                            [{"start": [0, 0], "goal": [0, 2]}], RolloutSettings(max_turns=3))
+    episodes = run_episodes(
+        ScriptedPolicy(lambda m: next(replies)),
+        Prompter(tokenizer, True),
+        GridEnv,
+        [{"start": [0, 0], "goal": [0, 2]}],
+        RolloutSettings(max_turns=3),
+    )
     e = episodes[0]
     assert (e.success, e.progress, e.turns, e.invalid_actions, e.error) == (False, 0.5, 3, 2, None)
     assert sft_rows(episodes) == []  # rejection sampling keeps successes only
@@ -66,7 +74,9 @@ class Exploding:
 
 def test_environment_failures_are_recorded_per_episode_and_the_run_goes_on(tokenizer):
     tasks = [{"explode": True}, {}, {"broken": True}]
-    episodes = run_episodes(ScriptedPolicy(lambda m: "go"), Prompter(tokenizer, True), Exploding, tasks, RolloutSettings(max_turns=3))
+    episodes = run_episodes(
+        ScriptedPolicy(lambda m: "go"), Prompter(tokenizer, True), Exploding, tasks, RolloutSettings(max_turns=3)
+    )
     assert episodes[0].error == "step 2: RuntimeError: simulator crashed" and not episodes[0].success
     assert episodes[1].success and episodes[1].error is None and episodes[1].turns == 2
     assert episodes[2].error == "reset: KeyError: 'broken'" and episodes[2].turns == 0
@@ -75,16 +85,27 @@ def test_environment_failures_are_recorded_per_episode_and_the_run_goes_on(token
 
 def test_a_failed_model_request_ends_only_its_episode(tokenizer):
     calls = iter(["go", None, "go"])  # the second request of turn 1 gets no answer
-    episodes = run_episodes(ScriptedPolicy(lambda m: next(calls, "go")), Prompter(tokenizer, True), Exploding,
-                            [{}, {}, {}], RolloutSettings(max_turns=2))
+    episodes = run_episodes(
+        ScriptedPolicy(lambda m: next(calls, "go")),
+        Prompter(tokenizer, True),
+        Exploding,
+        [{}, {}, {}],
+        RolloutSettings(max_turns=2),
+    )
     assert [e.error for e in episodes] == [None, "turn 1: RuntimeError: server said 503", None]
     assert [e.success for e in episodes] == [True, False, True]
 
 
 def test_system_override_and_plain_text_models(tokenizer):
     policy = ScriptedPolicy(greedy_grid)
-    episodes = run_episodes(policy, Prompter(tokenizer, False), GridEnv, [{"start": [0, 0], "goal": [0, 1]}],
-                            RolloutSettings(), system=lambda task, env: "Be quick.")
+    episodes = run_episodes(
+        policy,
+        Prompter(tokenizer, False),
+        GridEnv,
+        [{"start": [0, 0], "goal": [0, 1]}],
+        RolloutSettings(),
+        system=lambda task, env: "Be quick.",
+    )
     assert episodes[0].messages[0] == {"role": "system", "content": "Be quick."}
     text = tokenizer.decode(policy.requests[0].prompt)
     assert "Be quick." in text and "<|start_header_id|>" not in text

@@ -28,7 +28,9 @@ def test_flag_kinds():
     assert both.kind == BOTH and (both.start, both.end) == (-10.0, -13.0) and both.rejected.end == -22.0
     chosen = likelihood_displacement(_series(logps_chosen=[-10, -11, -12, -13], logps_rejected=[-10, -9, -8, -7]))
     assert chosen.kind == CHOSEN
-    assert likelihood_displacement(_series(logps_chosen=[-13, -12, -11, -10], logps_rejected=[-10, -14, -18, -22])) is None
+    assert (
+        likelihood_displacement(_series(logps_chosen=[-13, -12, -11, -10], logps_rejected=[-10, -14, -18, -22])) is None
+    )
     assert likelihood_displacement(_series(loss=[1.0, 0.5])) is None
 
 
@@ -39,8 +41,10 @@ def _write_log(run_dir, rows):
 
 def test_analyze_displacement_command(tmp_path, capsys):
     run = tmp_path / "dpo"
-    rows = [{"step": s, "loss": 0.7 - 0.05 * s, "logps_chosen": -20.0 - s, "logps_rejected": -21.0 - 3 * s}
-            for s in range(1, 9)]
+    rows = [
+        {"step": s, "loss": 0.7 - 0.05 * s, "logps_chosen": -20.0 - s, "logps_rejected": -21.0 - 3 * s}
+        for s in range(1, 9)
+    ]
     _write_log(run, rows + [{"step": 8, "eval_loss": 0.5}])
     assert main(["analyze", "displacement", str(run), "--json", str(tmp_path / "d.json")]) == 0
     printed = capsys.readouterr().out
@@ -54,13 +58,20 @@ def test_analyze_displacement_command(tmp_path, capsys):
     assert "<svg" in (tmp_path / "d.svg").read_text()
 
 
-@pytest.mark.parametrize("setup, problem", [
-    ("sft", "not a preference"), ("missing", "no such run directory"), ("badout", "cannot write the plot")])
+@pytest.mark.parametrize(
+    "setup, problem",
+    [("sft", "not a preference"), ("missing", "no such run directory"), ("badout", "cannot write the plot")],
+)
 def test_analyze_displacement_bad_input_is_one_line(tmp_path, capsys, setup, problem):
     run = tmp_path / "run"
     if setup != "missing":
-        _write_log(run, [{"step": 1, "loss": 1.0, **({"logps_chosen": -1.0} if setup == "badout" else {})},
-                         {"step": 2, "loss": 0.9, **({"logps_chosen": -2.0} if setup == "badout" else {})}])
+        _write_log(
+            run,
+            [
+                {"step": 1, "loss": 1.0, **({"logps_chosen": -1.0} if setup == "badout" else {})},
+                {"step": 2, "loss": 0.9, **({"logps_chosen": -2.0} if setup == "badout" else {})},
+            ],
+        )
     out = ["--out", str(tmp_path / "no" / "such" / "dir.png")] if setup == "badout" else []
     assert main(["analyze", "displacement", str(run), *out]) == 2
     err = capsys.readouterr().err.strip()

@@ -39,8 +39,11 @@ def test_projection_equals_the_direct_computation(model):
 
 def test_neurons_for_a_token_are_the_best_over_all_layers(model):
     token = 42
-    everything = [(l, j, (model.lm_head.weight[token] @ (model.model.norm.weight * block.mlp.down_proj.weight[:, j])).item())
-                  for l, block in enumerate(model.model.layers) for j in range(block.mlp.down_proj.weight.shape[1])]
+    everything = [
+        (l, j, (model.lm_head.weight[token] @ (model.model.norm.weight * block.mlp.down_proj.weight[:, j])).item())
+        for l, block in enumerate(model.model.layers)
+        for j in range(block.mlp.down_proj.weight.shape[1])
+    ]
     best = max(everything, key=lambda item: item[2])
     found = neurons_for_token(model, token, 4)
     assert found[0][:2] == best[:2] and found[0][2] == pytest.approx(best[2], abs=1e-5)
@@ -79,9 +82,32 @@ def test_cli_report(tiny_dir, tmp_path, capsys):
     from posttrain.cli import main
 
     out = tmp_path / "report.json"
-    assert main(["analyze", "neurons", str(tiny_dir), "--top", "3", "--layer", "1", "--tokens", "a",
-                 "--neurons", "0,2", "--clamp", "0,1,2,3=20", "--prompt", "Hello", "--max-new-tokens", "8",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "neurons",
+                str(tiny_dir),
+                "--top",
+                "3",
+                "--layer",
+                "1",
+                "--tokens",
+                "a",
+                "--neurons",
+                "0,2",
+                "--clamp",
+                "0,1,2,3=20",
+                "--prompt",
+                "Hello",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert [n["neuron"] for n in report["neurons"]] == [0, 2] and len(report["neurons"][0]["top_tokens"]) == 3
     assert len(report["tokens"][0]["neurons"]) == 3

@@ -16,8 +16,15 @@ from posttrain.checkpoint.io import (
 from posttrain.errors import UserError
 from posttrain.train.optim import build_optimizer, build_scheduler
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=300, max_position_embeddings=128)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=300,
+    max_position_embeddings=128,
+)
 
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:
@@ -41,8 +48,17 @@ def train_steps(model, optimizer, scheduler, steps: int) -> None:
 
 
 def save(root, step, model, optimizer, scheduler, **kwargs):
-    return save_checkpoint(root, step, model, None, optimizer, scheduler,
-                           trainer_state={"tokens_seen": 16 * step}, recipe={"stage": "sft", "lr": 1e-2}, **kwargs)
+    return save_checkpoint(
+        root,
+        step,
+        model,
+        None,
+        optimizer,
+        scheduler,
+        trainer_state={"tokens_seen": 16 * step},
+        recipe={"stage": "sft", "lr": 1e-2},
+        **kwargs,
+    )
 
 
 def test_checkpoint_layout_and_contents(tmp_path):

@@ -10,8 +10,10 @@ def test_quickstart_report_pairs_each_stage_with_its_evaluation(tmp_path):
     _write_eval(tmp_path / "eval" / "1", [1] * 15 + [0] * 5)
     _write_metrics(tmp_path / "sft", [{"step": s, "loss": 1.0 / s, "lr": 1e-3} for s in (1, 2, 3)])
     (tmp_path / "sft" / "config.yaml").write_text("stage: sft\n")
-    results = [{"model": "initial", "dir": "tiny", "eval_dir": str(tmp_path / "eval" / "0")},
-               {"model": "+ SFT", "dir": str(tmp_path / "sft" / "final"), "eval_dir": str(tmp_path / "eval" / "1")}]
+    results = [
+        {"model": "initial", "dir": "tiny", "eval_dir": str(tmp_path / "eval" / "0")},
+        {"model": "+ SFT", "dir": str(tmp_path / "sft" / "final"), "eval_dir": str(tmp_path / "eval" / "1")},
+    ]
     page = html_report(results, tmp_path).read_text()
     assert (tmp_path / "report.html").is_file()
     assert "<h2 id='run-0'>initial</h2>" in page and "<h2 id='run-1'>+ SFT</h2>" in page

@@ -41,9 +41,18 @@ def test_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
 
 
 def test_overrides_are_typed_and_dotted():
-    recipe = load_recipe(None, ["train.lr=1e-4", "train.max_steps=7", "model=some/dir",
-                                "model.dtype=bfloat16", "data=[a.jsonl, b.jsonl]",
-                                "data.sources.1.weight=3", "train.betas=[0.9, 0.99]"])
+    recipe = load_recipe(
+        None,
+        [
+            "train.lr=1e-4",
+            "train.max_steps=7",
+            "model=some/dir",
+            "model.dtype=bfloat16",
+            "data=[a.jsonl, b.jsonl]",
+            "data.sources.1.weight=3",
+            "train.betas=[0.9, 0.99]",
+        ],
+    )
     assert recipe.train.lr == pytest.approx(1e-4) and recipe.train.max_steps == 7
     assert recipe.model.path == "some/dir" and recipe.model.dtype == "bfloat16"
     assert [s.path for s in recipe.data.sources] == ["a.jsonl", "b.jsonl"]
@@ -75,12 +84,17 @@ def test_every_objective_hyperparameter_can_be_set_from_a_recipe():
     assert {f.name for f in dataclasses.fields(PreferenceConfig)} <= set(PreferenceSection.model_fields)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("grpo.advantage=rloo",
-     "grpo: advantage rloo needs group_size >= 2 (each completion's baseline is its siblings' mean)"),
-    ("preference.rebel_eta=0", "preference.rebel_eta: Input should be greater than 0 (got 0)"),
-    ("train.epochs=-1", "train.epochs: Input should be greater than or equal to 0 (got -1)"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "grpo.advantage=rloo",
+            "grpo: advantage rloo needs group_size >= 2 (each completion's baseline is its siblings' mean)",
+        ),
+        ("preference.rebel_eta=0", "preference.rebel_eta: Input should be greater than 0 (got 0)"),
+        ("train.epochs=-1", "train.epochs: Input should be greater than or equal to 0 (got -1)"),
+    ],
+)
 def test_ranges_and_cross_field_rules_name_the_key(override, message):
     with pytest.raises(UserError) as err:
         load_recipe(None, ["grpo.group_size=1", override])

@@ -25,13 +25,16 @@ def test_file_then_overrides(tmp_path):
     assert load_tool_recipe(Demo, str(path)).out == "a.jsonl"
 
 
-@pytest.mark.parametrize("text, overrides, message", [
-    ("out: a\nn: 0\n", [], "n"),
-    ("out: a\nbogus: 1\n", [], "unknown key 'bogus'"),
-    ("n: 3\n", [], "out: Field required"),
-    ("out: a\nout: b\n", [], "out"),
-    ("- 1\n", [], "mapping"),
-])
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("out: a\nn: 0\n", [], "n"),
+        ("out: a\nbogus: 1\n", [], "unknown key 'bogus'"),
+        ("n: 3\n", [], "out: Field required"),
+        ("out: a\nout: b\n", [], "out"),
+        ("- 1\n", [], "mapping"),
+    ],
+)
 def test_mistakes_are_one_line_user_errors(tmp_path, text, overrides, message):
     path = tmp_path / "r.yaml"
     path.write_text(text)

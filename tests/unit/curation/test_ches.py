@@ -18,8 +18,7 @@ PAIRS = [
 
 def test_formula_on_hand_made_states():
     # pair 1 of 1: chosen states at positions 0,1 predict labels at 1,2; rejected at position 0 only
-    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [9.0, 9.0]],
-                           [[3.0, 1.0], [7.0, 7.0], [7.0, 7.0]]])
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [9.0, 9.0]], [[3.0, 1.0], [7.0, 7.0], [7.0, 7.0]]])
     labels = torch.tensor([[-100, 5, 6], [-100, 4, -100]])
     ches, normalised = ches_from_hidden(hidden, labels, 1)
     s_plus, s_minus = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 1.0])
@@ -51,8 +50,7 @@ def test_scores_equal_direct_computation_and_planted_pair_is_removed(tiny_dir, t
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
-    recipe = Recipe(input=str(data), out=str(tmp_path / "kept.jsonl"), model=str(tiny_dir), quantile=0.34,
-                    batch_size=2)
+    recipe = Recipe(input=str(data), out=str(tmp_path / "kept.jsonl"), model=str(tiny_dir), quantile=0.34, batch_size=2)
     assert run(recipe) == 0
     scores = [json.loads(x) for x in (tmp_path / "kept.ches.jsonl").read_text().splitlines()]
     assert [s["row"] for s in scores] == [1, 2, 3]
@@ -83,7 +81,9 @@ def test_a_file_without_pairs_is_one_line(tmp_path, capsys):
 
     data = tmp_path / "text.jsonl"
     data.write_text(json.dumps({"text": "not a pair"}) + "\n")
-    assert main(["curate", "ches", "--set", f"input={data}", "--set", "model=nowhere", "--out",
-                 str(tmp_path / "k.jsonl")]) == 2
+    assert (
+        main(["curate", "ches", "--set", f"input={data}", "--set", "model=nowhere", "--out", str(tmp_path / "k.jsonl")])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("posttrain: error:") and "text.jsonl: row 1" in err and "\n" not in err, err

@@ -51,8 +51,7 @@ def _planted_files(tmp_path):
     rng = random.Random(0)
     words = vocabulary()
     evals = [" ".join(sentence(rng, words, 20, 30)) for _ in range(40)]
-    rows = [chat(" ".join(sentence(rng, words, 10, 40)), " ".join(sentence(rng, words, 5, 20)))
-            for _ in range(10_000)]
+    rows = [chat(" ".join(sentence(rng, words, 10, 40)), " ".join(sentence(rng, words, 5, 20))) for _ in range(10_000)]
     planted, positions = {}, rng.sample(range(10_000), 60)
     for k, position in enumerate(positions[:30]):
         item = evals[k % 40].split()
@@ -75,16 +74,28 @@ def _planted_files(tmp_path):
 def test_planted_eval_items_are_removed_and_nothing_else(tmp_path):
     planted = _planted_files(tmp_path)
     out = tmp_path / "clean.jsonl"
-    assert main(["curate", "decontaminate", "--set", f"input={tmp_path / 'train.jsonl'}",
-                 "--set", f"eval_files=[{tmp_path / 'eval.jsonl'}]", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                "decontaminate",
+                "--set",
+                f"input={tmp_path / 'train.jsonl'}",
+                "--set",
+                f"eval_files=[{tmp_path / 'eval.jsonl'}]",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = read_jsonl(tmp_path / "clean.removed.jsonl")
     assert {r["row"]: r["eval_item"] for r in report} == planted
     assert all(r["coverage"] == 1.0 and r["filter"] == "decontaminate" for r in report)
     original = read_jsonl(tmp_path / "train.jsonl")
     assert read_jsonl(out) == [row for number, row in enumerate(original, 1) if number not in planted]
     manifest = json.loads((tmp_path / "clean.manifest.json").read_text())
-    assert manifest["counts"] == {"rows_in": 10_000, "kept": 9_970, "removed": 30,
-                                  "removed_by": {"decontaminate": 30}}
+    assert manifest["counts"] == {"rows_in": 10_000, "kept": 9_970, "removed": 30, "removed_by": {"decontaminate": 30}}
     assert (manifest["n"], manifest["match"], manifest["threshold"]) == (8, "coverage", 0.5)
 
 
@@ -95,10 +106,24 @@ def test_builtin_eval_task_items_are_found(tmp_path):
     docs, _ = load_documents(resolve_task("arithmetic"))
     write_jsonl(tmp_path / "train.jsonl", [chat("Unrelated words here, nothing to see."), chat(docs[3]["prompt"])])
     out = tmp_path / "clean.jsonl"
-    assert main(["curate", "decontaminate", "--set", f"input={tmp_path / 'train.jsonl'}",
-                 "--set", "eval_tasks=[arithmetic]", "--out", str(out)]) == 0
-    assert [(r["row"], r["eval_source"], r["eval_item"]) for r in read_jsonl(tmp_path / "clean.removed.jsonl")] \
-        == [(2, "arithmetic", "3")]
+    assert (
+        main(
+            [
+                "curate",
+                "decontaminate",
+                "--set",
+                f"input={tmp_path / 'train.jsonl'}",
+                "--set",
+                "eval_tasks=[arithmetic]",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert [(r["row"], r["eval_source"], r["eval_item"]) for r in read_jsonl(tmp_path / "clean.removed.jsonl")] == [
+        (2, "arithmetic", "3")
+    ]
 
 
 def test_file_backed_builtin_task_and_its_format_errors(tmp_path, capsys):
@@ -113,17 +138,33 @@ def test_file_backed_builtin_task_and_its_format_errors(tmp_path, capsys):
     assert "bad.jsonl: row 1: not a 'gsm8k' row" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("eval_row, train_row, message", [
-    ({"answer": "1"}, chat("hi"), "eval.jsonl: row 1: field 'prompt': no prompt text"),
-    ({"question": "a b"}, {"foo": 1}, "train.jsonl: row 1: field '(kind)'"),
-    (None, chat("hi"), "eval.jsonl: no such file"),
-])
+@pytest.mark.parametrize(
+    "eval_row, train_row, message",
+    [
+        ({"answer": "1"}, chat("hi"), "eval.jsonl: row 1: field 'prompt': no prompt text"),
+        ({"question": "a b"}, {"foo": 1}, "train.jsonl: row 1: field '(kind)'"),
+        (None, chat("hi"), "eval.jsonl: no such file"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, eval_row, train_row, message):
     if eval_row is not None:
         write_jsonl(tmp_path / "eval.jsonl", [eval_row])
     write_jsonl(tmp_path / "train.jsonl", [train_row])
-    assert main(["curate", "decontaminate", "--set", f"input={tmp_path / 'train.jsonl'}",
-                 "--set", f"eval_files=[{tmp_path / 'eval.jsonl'}]", "--out", str(tmp_path / "c.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "curate",
+                "decontaminate",
+                "--set",
+                f"input={tmp_path / 'train.jsonl'}",
+                "--set",
+                f"eval_files=[{tmp_path / 'eval.jsonl'}]",
+                "--out",
+                str(tmp_path / "c.jsonl"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("posttrain: error: ") and message in err
 
@@ -131,6 +172,19 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, eval_row, train_row, mes
 def test_removing_everything_exits_non_zero_naming_the_filter(tmp_path, capsys):
     write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "the same words in every row"}])
     write_jsonl(tmp_path / "train.jsonl", [chat("the same words in every row")] * 3)
-    assert main(["curate", "decontaminate", "--set", f"input={tmp_path / 'train.jsonl'}",
-                 "--set", f"eval_files=[{tmp_path / 'eval.jsonl'}]", "--out", str(tmp_path / "c.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "curate",
+                "decontaminate",
+                "--set",
+                f"input={tmp_path / 'train.jsonl'}",
+                "--set",
+                f"eval_files=[{tmp_path / 'eval.jsonl'}]",
+                "--out",
+                str(tmp_path / "c.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "every row was removed (3 rows; removed by: decontaminate 3)" in capsys.readouterr().err

@@ -83,8 +83,10 @@ def test_planted_duplicates_found_with_recall_and_precision_at_least_095(tmp_pat
     found = sum(len(removed_near & {a, b}) == 1 for a, b in near)  # one of each pair removed, not both
     in_pairs = {i for pair in near for i in pair}
     recall, precision = found / len(near), len(removed_near & in_pairs) / max(len(removed_near), 1)
-    print(f"near dedup: recall {recall:.3f} precision {precision:.3f} "
-          f"(J {min(similarities):.2f}-{max(similarities):.2f}, threshold {lsh_threshold(14, 8):.3f})")
+    print(
+        f"near dedup: recall {recall:.3f} precision {precision:.3f} "
+        f"(J {min(similarities):.2f}-{max(similarities):.2f}, threshold {lsh_threshold(14, 8):.3f})"
+    )
     assert recall >= 0.95 and precision >= 0.95
     kept = read_jsonl(tmp_path / "clean.jsonl")
     assert kept == [row for i, row in enumerate(rows) if i not in removed_exact | removed_near]
@@ -94,7 +96,7 @@ def test_planted_duplicates_found_with_recall_and_precision_at_least_095(tmp_pat
 
 
 def test_s_curve_formula():
-    assert lsh_threshold(20, 5) == pytest.approx(0.05 ** 0.2)
+    assert lsh_threshold(20, 5) == pytest.approx(0.05**0.2)
     assert collision_probability(0.5, 2, 2) == pytest.approx(1 - 0.75**2)
 
 

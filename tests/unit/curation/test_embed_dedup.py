@@ -25,10 +25,12 @@ DISTINCT = [
     "He repaired the bicycle's flat tyre with a patch kit.",
 ]
 # (index in DISTINCT it duplicates, near-duplicate text)
-PLANTED = [(0, "The recipe needs two cups of flour and a pinch of salt!"),
-           (4, "rust's borrow checker prevents data races at compile time"),
-           (7, "Mount Everest is the tallest mountain above sea level."),
-           (0, "The recipe needs 2 cups of flour and a pinch of salt.")]
+PLANTED = [
+    (0, "The recipe needs two cups of flour and a pinch of salt!"),
+    (4, "rust's borrow checker prevents data races at compile time"),
+    (7, "Mount Everest is the tallest mountain above sea level."),
+    (0, "The recipe needs 2 cups of flour and a pinch of salt."),
+]
 
 
 def unit(*xs):
@@ -64,8 +66,9 @@ def _write(path, texts):
 def test_planted_near_duplicates_are_removed_and_name_their_original(tmp_path, batch_size):
     texts = DISTINCT + [t for _, t in PLANTED]
     _write(tmp_path / "in.jsonl", texts)
-    recipe = Recipe(input=str(tmp_path / "in.jsonl"), out=str(tmp_path / "out.jsonl"), threshold=0.9,
-                    batch_size=batch_size)
+    recipe = Recipe(
+        input=str(tmp_path / "in.jsonl"), out=str(tmp_path / "out.jsonl"), threshold=0.9, batch_size=batch_size
+    )
     assert run(recipe) == 0
     kept = [json.loads(x)["text"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     removed = [json.loads(x) for x in (tmp_path / "out.removed.jsonl").read_text().splitlines()]
@@ -113,11 +116,24 @@ def test_a_killed_multi_shard_run_resumes_to_the_uninterrupted_result(tmp_path, 
 def test_bad_input_is_one_line(tmp_path, capsys):
     _write(tmp_path / "in.jsonl", DISTINCT[:2])
     (tmp_path / "in.txt").write_text("hello\n")
-    cases = [(["--set", f"input={tmp_path / 'in.jsonl'}", "--set", f"model={tmp_path}", "--out",
-               str(tmp_path / "o.jsonl")], "embedding model"),
-             (["--set", f"input={tmp_path / 'in.txt'}", "--out", str(tmp_path / "o.jsonl")], "in.txt"),
-             (["--set", f"input={tmp_path / 'in.jsonl'}", "--set", "threshold=1.5", "--out",
-               str(tmp_path / "o.jsonl")], "threshold")]
+    cases = [
+        (
+            [
+                "--set",
+                f"input={tmp_path / 'in.jsonl'}",
+                "--set",
+                f"model={tmp_path}",
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ],
+            "embedding model",
+        ),
+        (["--set", f"input={tmp_path / 'in.txt'}", "--out", str(tmp_path / "o.jsonl")], "in.txt"),
+        (
+            ["--set", f"input={tmp_path / 'in.jsonl'}", "--set", "threshold=1.5", "--out", str(tmp_path / "o.jsonl")],
+            "threshold",
+        ),
+    ]
     for args, message in cases:
         assert main(["curate", "embed-dedup", *args]) == 2
         err = capsys.readouterr().err.strip()

@@ -9,17 +9,30 @@ import pytest
 from posttrain.cli import main
 from tests.unit.curation.synthetic import chat, read_jsonl, write_jsonl
 
-ENGLISH = ["The weather is lovely today and we are going for a long walk in the park.",
-           "Please explain how photosynthesis works in green plants, step by step.",
-           "My favourite book is about a detective who solves crimes in London."]
-FRENCH = ["Le chat dort sur le canapé pendant que nous préparons le dîner ce soir.",
-          "Pouvez-vous m'expliquer comment fonctionne la photosynthèse chez les plantes ?"]
+ENGLISH = [
+    "The weather is lovely today and we are going for a long walk in the park.",
+    "Please explain how photosynthesis works in green plants, step by step.",
+    "My favourite book is about a detective who solves crimes in London.",
+]
+FRENCH = [
+    "Le chat dort sur le canapé pendant que nous préparons le dîner ce soir.",
+    "Pouvez-vous m'expliquer comment fonctionne la photosynthèse chez les plantes ?",
+]
 GERMAN = ["Der Zug nach Berlin hat heute leider eine Verspätung von zwanzig Minuten."]
 
 
 def _filter(tmp_path, *settings):
-    return main(["curate", "filter", "--set", f"input={tmp_path / 'in.jsonl'}", "--out", str(tmp_path / "out.jsonl"),
-                 *[arg for s in settings for arg in ("--set", s)]])
+    return main(
+        [
+            "curate",
+            "filter",
+            "--set",
+            f"input={tmp_path / 'in.jsonl'}",
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            *[arg for s in settings for arg in ("--set", s)],
+        ]
+    )
 
 
 def test_length_and_language_filters_remove_what_they_should(tmp_path):
@@ -28,7 +41,12 @@ def test_length_and_language_filters_remove_what_they_should(tmp_path):
     assert _filter(tmp_path, "text=prompt", "min_chars=10", "max_chars=300", "languages=[en]") == 0
     report = {r["row"]: r for r in read_jsonl(tmp_path / "out.removed.jsonl")}
     assert {n: r["filter"] for n, r in report.items()} == {
-        4: "language", 5: "language", 6: "language", 7: "length_chars", 8: "length_chars"}
+        4: "language",
+        5: "language",
+        6: "language",
+        7: "length_chars",
+        8: "length_chars",
+    }
     assert (report[4]["language"], report[6]["language"], report[7]["chars"]) == ("fr", "de", 2)
     assert read_jsonl(tmp_path / "out.jsonl") == rows[:3]
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
@@ -69,8 +87,12 @@ def test_perplexity_threshold_removes_exactly_the_rows_above_it(tmp_path, tiny_d
     from posttrain.curation.filter import perplexities
 
     texts = ENGLISH + FRENCH + GERMAN
-    scores = perplexities(AutoModelForCausalLM.from_pretrained(tiny_dir).eval(),
-                          AutoTokenizer.from_pretrained(tiny_dir), texts, max_tokens=1024)
+    scores = perplexities(
+        AutoModelForCausalLM.from_pretrained(tiny_dir).eval(),
+        AutoTokenizer.from_pretrained(tiny_dir),
+        texts,
+        max_tokens=1024,
+    )
     # between two scores: the filter batches rows differently, so a score may move in the last bits
     threshold = sum(sorted(scores)[3:5]) / 2
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in texts])
@@ -87,11 +109,14 @@ def test_everything_removed_exits_2_naming_each_filter(tmp_path, capsys):
     assert "every row was removed (2 rows; removed by: language 1, length_chars 1)" in err
 
 
-@pytest.mark.parametrize("settings, message", [
-    ([], "no filter set"),
-    (["max_perplexity=10"], "need perplexity_model"),
-    (["max_tokens=10"], "need tokenizer"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ([], "no filter set"),
+        (["max_perplexity=10"], "need perplexity_model"),
+        (["max_tokens=10"], "need tokenizer"),
+    ],
+)
 def test_recipe_mistakes_are_one_line(tmp_path, capsys, settings, message):
     write_jsonl(tmp_path / "in.jsonl", [chat("hello")])
     assert _filter(tmp_path, *settings) == 2

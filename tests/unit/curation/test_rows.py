@@ -10,14 +10,17 @@ from posttrain.errors import UserError
 from tests.unit.curation.synthetic import chat, read_jsonl, write_jsonl
 
 
-@pytest.mark.parametrize("row, part, text", [
-    ({"text": "raw"}, "prompt", "raw"),
-    (chat("q", "a"), "prompt", "q"),
-    (chat("q", "a"), "all", "q\na"),
-    ({"prompt": "q", "chosen": "good", "rejected": ["bad", "worse"]}, "response", "good\nbad\nworse"),
-    ({"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]}, "all", "s\nq"),
-    ({"instruction": "do", "output": "done"}, "response", "done"),
-])
+@pytest.mark.parametrize(
+    "row, part, text",
+    [
+        ({"text": "raw"}, "prompt", "raw"),
+        (chat("q", "a"), "prompt", "q"),
+        (chat("q", "a"), "all", "q\na"),
+        ({"prompt": "q", "chosen": "good", "rejected": ["bad", "worse"]}, "response", "good\nbad\nworse"),
+        ({"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]}, "all", "s\nq"),
+        ({"instruction": "do", "output": "done"}, "response", "done"),
+    ],
+)
 def test_row_text_of_each_record_kind(row, part, text):
     assert row_text(row, part, "f.jsonl", 1) == text
 
@@ -38,6 +41,7 @@ def odd_remover(seen, crash_at=None):
         if (where.shard_index, where.position) == crash_at:
             raise Crash()
         return {"filter": "odd"} if row["i"] % 2 else None
+
     return judge
 
 

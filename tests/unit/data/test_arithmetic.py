@@ -62,17 +62,20 @@ def test_write_quickstart_data_is_disjoint(tmp_path):
         assert r["reference"] == str(a + b if op == "+" else a - b)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("47 + 38 = 85. The answer is 85.", "85"),
-    ("The answer is -12.", "-12"),
-    ("It is 1,234 apples", "1234"),
-    ("007", "7"),
-    ("The answer is 85", "85"),
-    ("no number here", None),
-    ("", None),
-    ("3 - 5 = -2", "-2"),
-    ("from 10-20", "20"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("47 + 38 = 85. The answer is 85.", "85"),
+        ("The answer is -12.", "-12"),
+        ("It is 1,234 apples", "1234"),
+        ("007", "7"),
+        ("The answer is 85", "85"),
+        ("no number here", None),
+        ("", None),
+        ("3 - 5 = -2", "-2"),
+        ("from 10-20", "20"),
+    ],
+)
 def test_extract_final_number(text, expected):
     assert ar.extract_final_number(text) == expected
 

@@ -17,15 +17,30 @@ def test_weight_zero_turn_is_context_only(tiny_dir):
     ids, labels = tokenize_conversation(tokenizer, record.messages)
     assert ids == tokenize_conversation(tokenizer, CONVERSATION)[0]  # rendered the same
     assert [tokenizer.decode(span) for span in trained_spans(labels)] == EXPECTED_SPANS[1:]
-    assert "weight" not in to_record({"messages": [CONVERSATION[1], {**CONVERSATION[2], "weight": 1}]},
-                                     "conversation").messages[1]
+    assert (
+        "weight"
+        not in to_record({"messages": [CONVERSATION[1], {**CONVERSATION[2], "weight": 1}]}, "conversation").messages[1]
+    )
 
 
-@pytest.mark.parametrize("message", [{"role": "assistant", "content": "a", "weight": 0.5},
-                                     {"role": "user", "content": "q", "weight": 0},
-                                     {"role": "assistant", "content": "a", "weight": True}])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "assistant", "content": "a", "weight": 0.5},
+        {"role": "user", "content": "q", "weight": 0},
+        {"role": "assistant", "content": "a", "weight": True},
+    ],
+)
 def test_other_weights_are_errors(message):
     with pytest.raises(RecordError, match="weight"):
-        to_record({"messages": [{"role": "user", "content": "q"}, message,
-                                {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
-                  "conversation")
+        to_record(
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    message,
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "conversation",
+        )

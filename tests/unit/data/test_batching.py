@@ -20,8 +20,9 @@ def test_collate_padded_right_pads_and_counts_real_tokens():
 
 
 def test_packed_rows_restart_positions_and_mask_each_segment_start():
-    rows = pack_examples([Example([5, 6, 7], [5, 6, 7]), Example([8, 9], [IGNORE, 9]),
-                          Example([1, 2, 3, 4], [1, 2, 3, 4])], length=6)
+    rows = pack_examples(
+        [Example([5, 6, 7], [5, 6, 7]), Example([8, 9], [IGNORE, 9]), Example([1, 2, 3, 4], [1, 2, 3, 4])], length=6
+    )
     assert [r.input_ids for r in rows] == [[5, 6, 7, 8, 9], [1, 2, 3, 4]]
     assert rows[0].position_ids == [0, 1, 2, 0, 1]
     assert rows[0].labels == [IGNORE, 6, 7, IGNORE, 9]
@@ -45,7 +46,6 @@ def test_a_packed_documents_token_losses_equal_its_unpacked_losses(tiny_dir):
         for d in docs:
             ids = torch.tensor([d])
             alone = token_logprobs(model, ids, ids.clone())
-            torch.testing.assert_close(packed_lp[0, start + 1 : start + len(d)], alone[0, 1:],
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(packed_lp[0, start + 1 : start + len(d)], alone[0, 1:], atol=1e-5, rtol=1e-5)
             assert packed_lp[0, start] == 0  # the first token of a document is not predicted
             start += len(d)

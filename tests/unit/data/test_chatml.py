@@ -13,11 +13,14 @@ SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
     "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-CONVERSATION = [{"role": "user", "content": "What is 47 + 38?"},
-                {"role": "assistant", "content": "47 + 38 = 85."},
-                {"role": "user", "content": "And 85 - 20?"},
-                {"role": "assistant", "content": "85 - 20 = 65."}]
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CONVERSATION = [
+    {"role": "user", "content": "What is 47 + 38?"},
+    {"role": "assistant", "content": "47 + 38 = 85."},
+    {"role": "user", "content": "And 85 - 20?"},
+    {"role": "assistant", "content": "85 - 20 = 65."},
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +33,22 @@ def chatml_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     corpus = [m["content"] for m in CONVERSATION] + ["system user assistant You are a helpful AI"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>",
-                                      eos_token="<|im_end|>", pad_token="<|im_end|>",
-                                      unk_token="<|endoftext|>")
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
     wrapped.chat_template = SMOLLM2_TEMPLATE
     return wrapped
 
@@ -68,8 +81,7 @@ def test_chatml_assistant_masks_train_im_end(chatml_tokenizer):
             spans.append(current)
             current = []
     spans.append(current) if current else None
-    assert [chatml_tokenizer.decode(s) for s in spans] == ["47 + 38 = 85.<|im_end|>\n",
-                                                          "85 - 20 = 65.<|im_end|>\n"]
+    assert [chatml_tokenizer.decode(s) for s in spans] == ["47 + 38 = 85.<|im_end|>\n", "85 - 20 = 65.<|im_end|>\n"]
 
 
 def test_chatml_generation_prompt_ends_with_assistant_header(chatml_tokenizer):

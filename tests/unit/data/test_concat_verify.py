@@ -18,8 +18,11 @@ def shards(tmp_path):
     paths = []
     for i in range(2):
         out = tmp_path / f"part{i}.jsonl"
-        run_job(list(range(6)), _double, JobSpec(out=out, batch_size=2, identity={"model": "m"},
-                                                 shard=Shard(i, 2), show_progress=False))
+        run_job(
+            list(range(6)),
+            _double,
+            JobSpec(out=out, batch_size=2, identity={"model": "m"}, shard=Shard(i, 2), show_progress=False),
+        )
         paths.append(out)
     return paths
 
@@ -32,14 +35,23 @@ def test_untouched_shards_join(shards, tmp_path):
 @pytest.mark.parametrize("edit", ["drop_a_row", "change_a_row"])
 def test_an_edited_shard_is_refused_naming_it(shards, tmp_path, edit):
     lines = shards[0].read_text().splitlines(keepends=True)
-    shards[0].write_text("".join(lines[1:]) if edit == "drop_a_row" else lines[0].replace("0", "7") + "".join(lines[1:]))
+    shards[0].write_text(
+        "".join(lines[1:]) if edit == "drop_a_row" else lines[0].replace("0", "7") + "".join(lines[1:])
+    )
     with pytest.raises(UserError, match=rf"{shards[0]}: .*(rows|sha256).* manifest"):
         concat_shards(shards, tmp_path / "all.jsonl")
     assert not (tmp_path / "all.jsonl").exists()
 
 
-@pytest.mark.parametrize("manifest", ["{not json", "[1, 2]", json.dumps({"shard": "0/2"}),
-                                      json.dumps({"shard": "zero", "counts": {"rows_out": 3}, "failures": []})])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "{not json",
+        "[1, 2]",
+        json.dumps({"shard": "0/2"}),
+        json.dumps({"shard": "zero", "counts": {"rows_out": 3}, "failures": []}),
+    ],
+)
 def test_a_corrupt_manifest_is_one_line(shards, tmp_path, manifest):
     manifest_path(shards[0]).write_text(manifest)
     with pytest.raises(UserError, match=rf"{manifest_path(shards[0])}") as err:

@@ -30,8 +30,9 @@ def test_full_disk_while_streaming_the_cache_warns_and_keeps_the_examples(tmp_pa
     monkeypatch.setattr(entry_writer.EntryWriter, fail_at, disk_full)
     with caplog.at_level(logging.WARNING):
         table = cache.streamed_examples("k" * 16, _chunks())  # iterable again, as prepare.py passes them
-    assert [(list(table[i].input_ids), list(table[i].labels)) for i in range(len(table))] == \
-        [(e.input_ids, e.labels) for chunk in _chunks() for e in chunk]
+    assert [(list(table[i].input_ids), list(table[i].labels)) for i in range(len(table))] == [
+        (e.input_ids, e.labels) for chunk in _chunks() for e in chunk
+    ]
     assert any("No space left on device" in r.getMessage() for r in caplog.records)
     assert not list(tmp_path.rglob("*.safetensors*"))  # no partial entry left to be mistaken for one
 
@@ -43,8 +44,16 @@ def test_full_disk_while_writing_final_is_one_line_and_keeps_the_earlier_final(t
 
     from posttrain.checkpoint.io import save_final
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
     earlier = save_final(tmp_path, model, None)
     before = (earlier / "model.safetensors").read_bytes()
 

@@ -30,12 +30,18 @@ def doubler(calls, crash_at=None, fail_items=()):
         rows = [{"x": x, "y": 2 * x} for x in batch if x not in fail_items]
         failures = [{"item": x, "error": "scripted"} for x in batch if x in fail_items]
         return BatchOutput(rows, failures)
+
     return process
 
 
 def spec(tmp_path, **kw):
-    return JobSpec(out=tmp_path / "out.jsonl", batch_size=3, identity={"model": "m", "settings": {"t": 1}},
-                   show_progress=False, **kw)
+    return JobSpec(
+        out=tmp_path / "out.jsonl",
+        batch_size=3,
+        identity={"model": "m", "settings": {"t": 1}},
+        show_progress=False,
+        **kw,
+    )
 
 
 def test_crash_then_rerun_does_each_batch_once_and_loses_no_row(tmp_path):

@@ -15,16 +15,21 @@ def _source_shares(rows):
 
 
 def test_weights_follow_the_sources():
-    rows = list(islice(mixture_rows({"a": _docs(1), "b": _docs(2)}, [(None, {"a": 3, "b": 1})],
-                                    rows_per_step=4, length=12, seed=0), 400))
+    rows = list(
+        islice(
+            mixture_rows(
+                {"a": _docs(1), "b": _docs(2)}, [(None, {"a": 3, "b": 1})], rows_per_step=4, length=12, seed=0
+            ),
+            400,
+        )
+    )
     shares = _source_shares(rows)
     assert abs(shares[1] - 0.75) < 0.03 and abs(shares[2] - 0.25) < 0.03
 
 
 def test_phases_switch_weights_at_their_step_boundary():
     schedule = [(10, {"a": 1.0, "b": 0.0}), (None, {"a": 0.0, "b": 1.0})]
-    rows = list(islice(mixture_rows({"a": _docs(1), "b": _docs(2)}, schedule, rows_per_step=2,
-                                    length=6, seed=0), 40))
+    rows = list(islice(mixture_rows({"a": _docs(1), "b": _docs(2)}, schedule, rows_per_step=2, length=6, seed=0), 40))
     assert _source_shares(rows[:20]) == {1: 1.0}  # steps 0-9: 2 rows each, all from a
     assert _source_shares(rows[21:]) == {2: 1.0}  # after the boundary row, all from b
     assert weights_at(schedule, 9) == {"a": 1.0, "b": 0.0} and weights_at(schedule, 10)["b"] == 1.0

@@ -24,13 +24,20 @@ def _jsonl(path, rows):
 
 
 def _scored(chosen_score=1.0, rejected_score=0.0, chosen="even"):
-    return {"prompt": "Is 12 even?", "chosen": chosen, "rejected": "odd",
-            "chosen_score": chosen_score, "rejected_score": rejected_score}
+    return {
+        "prompt": "Is 12 even?",
+        "chosen": chosen,
+        "rejected": "odd",
+        "chosen_score": chosen_score,
+        "rejected_score": rejected_score,
+    }
 
 
 def test_rebel_scores_missing_or_invalid_are_skipped_or_named(tok, tmp_path):
-    path = _jsonl(tmp_path / "p.jsonl", [_scored(), _scored(chosen_score=None), _scored(rejected_score="x"),
-                                         _scored(chosen="even " * 200)])
+    path = _jsonl(
+        tmp_path / "p.jsonl",
+        [_scored(), _scored(chosen_score=None), _scored(rejected_score="x"), _scored(chosen="even " * 200)],
+    )
     loaded = load_records(path, "preference")
     with pytest.warns(UserWarning, match=r"skipped 3 rows \(first: row 2 field 'chosen_score'"):
         pairs = tokenize_pairs(tok, loaded, 64, "skip", with_scores=True)
@@ -55,7 +62,9 @@ def test_kto_invalid_rows_are_skipped_or_named(tmp_path):
 def test_kto_examples_too_long_are_skipped_or_named(tok, tmp_path):
     rows = [_unpaired(), _unpaired("no", False), _unpaired("yes " * 200), _unpaired("ok")]
     path = _jsonl(tmp_path / "u.jsonl", rows)
-    with pytest.raises(UserError, match=r"u.jsonl: row \d: field 'completion': prompt \+ completion.*: \d+ tokens, longer"):
+    with pytest.raises(
+        UserError, match=r"u.jsonl: row \d: field 'completion': prompt \+ completion.*: \d+ tokens, longer"
+    ):
         tokenize_unpaired(tok, read_unpaired(path), 64, seed=0)
     with pytest.warns(UserWarning, match=r"skipped \d rows"):
         kept = tokenize_unpaired(tok, read_unpaired(path), 64, seed=0, on_error="skip")

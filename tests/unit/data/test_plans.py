@@ -37,8 +37,7 @@ def test_resuming_at_step_k_gives_the_same_batches():
 
 def test_two_processes_see_the_same_global_batch_as_one():
     one = EpochPlan(list(range(32)), _ids, Layout(4, 2), seed=1, max_steps=3, epochs=1)
-    ranks = [EpochPlan(list(range(32)), _ids, Layout(2, 2, 2, r), seed=1, max_steps=3, epochs=1)
-             for r in range(2)]
+    ranks = [EpochPlan(list(range(32)), _ids, Layout(2, 2, 2, r), seed=1, max_steps=3, epochs=1) for r in range(2)]
     for single, r0, r1 in zip(one.steps(), *(p.steps() for p in ranks)):
         assert sorted(_flat(single)) == sorted(_flat(r0) + _flat(r1))
 
@@ -59,8 +58,9 @@ def test_length_grouping_keeps_each_epoch_complete_and_pads_less():
     plain = EpochPlan(list(range(64)), _ids, layout, seed=0, max_steps=None, epochs=1)
 
     def padding(plan):
-        return sum(len(mb) * max(lengths[i] for i in mb) - sum(lengths[i] for i in mb)
-                   for step in plan.steps() for mb in step)
+        return sum(
+            len(mb) * max(lengths[i] for i in mb) - sum(lengths[i] for i in mb) for step in plan.steps() for mb in step
+        )
 
     assert sorted(sum(map(_flat, grouped.steps()), [])) == list(range(64))
     assert padding(grouped) < padding(plain) / 3

@@ -8,7 +8,8 @@ from posttrain.data import pointless
 def test_identical_pairs_only_when_every_pair_is(caplog):
     with caplog.at_level(logging.WARNING):
         assert pointless.identical_pairs("p.jsonl", [("a", "a"), ("b", "b")]).startswith(
-            "p.jsonl: every pair has chosen == rejected")
+            "p.jsonl: every pair has chosen == rejected"
+        )
         assert pointless.identical_pairs("p.jsonl", [("a", "a"), ("b", "c")]) is None
         assert pointless.identical_pairs("p.jsonl", []) is None
     assert len(caplog.records) == 1
@@ -34,6 +35,7 @@ def test_zero_advantages():
 
 def test_unusable_prompts():
     message = pointless.unusable_prompts("t.jsonl", [(3, "empty prompt"), (5, "empty prompt")], 9)
-    assert message == ("t.jsonl: 2 of 9 prompts are empty or not text (first: row 3: empty prompt); "
-                       "they are evaluated as they are")
+    assert message == (
+        "t.jsonl: 2 of 9 prompts are empty or not text (first: row 3: empty prompt); they are evaluated as they are"
+    )
     assert pointless.unusable_prompts("t.jsonl", [], 9) is None

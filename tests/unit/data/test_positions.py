@@ -41,8 +41,10 @@ def _ex(prompt: int, response: int) -> Example:
 
 
 def test_collate_stacks_extra_rejected_rows_with_their_pair_and_positions():
-    pairs = [PairExample([], _ex(3, 2), _ex(3, 1), more_rejected=[_ex(3, 3), _ex(3, 1)]),
-             PairExample([], _ex(2, 2), _ex(2, 2))]
+    pairs = [
+        PairExample([], _ex(3, 2), _ex(3, 1), more_rejected=[_ex(3, 3), _ex(3, 1)]),
+        PairExample([], _ex(2, 2), _ex(2, 2)),
+    ]
     synthesize_positions(pairs, target_length=100, chunks=2, seed=0)
     batch = collate_pairs(pairs, pad_id=0)
     assert batch["input_ids"].shape == (6, 6)
@@ -56,8 +58,9 @@ def test_collate_stacks_extra_rejected_rows_with_their_pair_and_positions():
 
 
 def test_rejected_list_gives_several_completions():
-    record = to_record({"prompt": "q", "chosen": "a", "rejected": ["b", [{"role": "assistant", "content": "c"}]]},
-                       "preference")
+    record = to_record(
+        {"prompt": "q", "chosen": "a", "rejected": ["b", [{"role": "assistant", "content": "c"}]]}, "preference"
+    )
     assert record.rejected == [{"role": "assistant", "content": "b"}]
     assert record.more_rejected == ([{"role": "assistant", "content": "c"}],)
     one = to_record({"prompt": "q", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}, "auto")

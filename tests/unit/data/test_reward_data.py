@@ -39,22 +39,30 @@ def _pair(**extra):
 def test_pairs_carry_their_strengths_and_batch_chosen_then_rejected(tok, tmp_path):
     source = _jsonl(tmp_path / "p.jsonl", [_pair(strength=3), _pair(strength=1.0)])
     pairs = reward_pairs(tok, source, 64, "fail", strength_field="strength")
-    expected = tokenize_completion(tok, [{"role": "user", "content": "Is 12 even or odd?"}],
-                                   [{"role": "assistant", "content": "even"}]).input_ids
+    expected = tokenize_completion(
+        tok, [{"role": "user", "content": "Is 12 even or odd?"}], [{"role": "assistant", "content": "even"}]
+    ).input_ids
     assert pairs[0].chosen == expected and [p.strength for p in pairs] == [3.0, 1.0]
     assert pairs[0].margin is None
     batch = collate_reward_pairs(pairs, tok.pad_token_id)
     assert batch["input_ids"].shape == (4, len(pairs[0].rejected))
     assert batch["input_ids"][0, : len(expected)].tolist() == expected  # chosen rows come first
-    assert batch["input_ids"][0, len(expected):].eq(tok.pad_token_id).all()  # right padding
+    assert batch["input_ids"][0, len(expected) :].eq(tok.pad_token_id).all()  # right padding
     assert batch["strengths"].tolist() == [3.0, 1.0] and "margins" not in batch
     assert int(batch["num_pairs"]) == 2
     assert int(batch["num_tokens"]) == 2 * len(pairs[0].chosen) + 2 * len(pairs[0].rejected)
 
 
-@pytest.mark.parametrize("strength, problem", [(4, "must be 1, 2 or 3, got 4"), (0, "got 0"),
-                                               ("much", "expected a number"), (None, "missing"),
-                                               (True, "expected a number")])
+@pytest.mark.parametrize(
+    "strength, problem",
+    [
+        (4, "must be 1, 2 or 3, got 4"),
+        (0, "got 0"),
+        ("much", "expected a number"),
+        (None, "missing"),
+        (True, "expected a number"),
+    ],
+)
 def test_a_bad_strength_is_a_row_error(tok, tmp_path, strength, problem):
     source = _jsonl(tmp_path / "p.jsonl", [_pair(strength=2), _pair(strength=strength)])
     with pytest.raises(UserError, match=rf"p.jsonl: row 2: field 'strength': .*{problem}"):
@@ -88,10 +96,24 @@ def test_a_pair_longer_than_max_length_names_its_row(tok, tmp_path):
 
 
 def test_helpsteer2_rows_mask_missing_attributes(tok, tmp_path):
-    rows = [{"prompt": "Say hi", "response": "Hi!", "helpfulness": 3, "correctness": 4, "coherence": 4,
-             "complexity": 0, "verbosity": 1},
-            {"prompt": "Say hi", "response": "Hello there.", "helpfulness": 2, "verbosity": None,
-             "correctness": float("nan")}]  # absent, null and NaN (pandas' missing float) alike
+    rows = [
+        {
+            "prompt": "Say hi",
+            "response": "Hi!",
+            "helpfulness": 3,
+            "correctness": 4,
+            "coherence": 4,
+            "complexity": 0,
+            "verbosity": 1,
+        },
+        {
+            "prompt": "Say hi",
+            "response": "Hello there.",
+            "helpfulness": 2,
+            "verbosity": None,
+            "correctness": float("nan"),
+        },
+    ]  # absent, null and NaN (pandas' missing float) alike
     rated = rated_responses(tok, _jsonl(tmp_path / "h.jsonl", rows), HELPSTEER2, 64, "fail")
     assert rated[0].targets == [3.0, 4.0, 4.0, 0.0, 1.0] and all(rated[0].annotated)
     assert rated[1].annotated == [True, False, False, False, False]
@@ -100,13 +122,19 @@ def test_helpsteer2_rows_mask_missing_attributes(tok, tmp_path):
     assert batch["attribute_mask"].sum() == 6
 
 
-@pytest.mark.parametrize("row, field, problem", [
-    ({"prompt": "Hi", "response": "Yo", "helpfulness": "good"}, "helpfulness", "expected a number"),
-    ({"prompt": "Hi", "response": "Yo"}, "helpfulness/verbosity", "no attribute annotated"),
-    ({"prompt": "Hi", "helpfulness": 2}, "response", "missing"),
-    ({"prompt": [{"role": "assistant", "content": "x"}], "response": "Yo", "helpfulness": 1},
-     r"prompt\[0\].role", "must end with a user message"),
-])
+@pytest.mark.parametrize(
+    "row, field, problem",
+    [
+        ({"prompt": "Hi", "response": "Yo", "helpfulness": "good"}, "helpfulness", "expected a number"),
+        ({"prompt": "Hi", "response": "Yo"}, "helpfulness/verbosity", "no attribute annotated"),
+        ({"prompt": "Hi", "helpfulness": 2}, "response", "missing"),
+        (
+            {"prompt": [{"role": "assistant", "content": "x"}], "response": "Yo", "helpfulness": 1},
+            r"prompt\[0\].role",
+            "must end with a user message",
+        ),
+    ],
+)
 def test_bad_rated_rows_name_their_field(tok, tmp_path, row, field, problem):
     source = _jsonl(tmp_path / "h.jsonl", [row])
     with pytest.raises(UserError, match=rf"row 1: field '{field}': .*{problem}"):
@@ -115,8 +143,10 @@ def test_bad_rated_rows_name_their_field(tok, tmp_path, row, field, problem):
 
 def test_response_sets_keep_the_rows_as_written(tmp_path):
     messages = [{"role": "user", "content": "Hi"}]
-    path = _jsonl(tmp_path / "r.jsonl", [{"prompt": "Hi", "responses": ["Yo", "Hello"]},
-                                         {"prompt": messages, "completions": ["Hey"]}]).path
+    path = _jsonl(
+        tmp_path / "r.jsonl",
+        [{"prompt": "Hi", "responses": ["Yo", "Hello"]}, {"prompt": messages, "completions": ["Hey"]}],
+    ).path
     first, second = response_sets(path)
     assert first.prompt == "Hi" and first.prompt_messages == messages
     assert first.response_messages[1] == [{"role": "assistant", "content": "Hello"}]

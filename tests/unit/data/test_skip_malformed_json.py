@@ -37,18 +37,22 @@ def test_grpo_skips_the_line(tmp_path, tiny_dir):
     from posttrain.stages.grpo import load_prompts
 
     path = _file(tmp_path, PROMPTS)
-    recipe = load_recipe(None, [f"model={tiny_dir}", f"data.sources=[{path}]", "data.on_error=skip",
-                                "grpo.max_new_tokens=8"])
-    ctx = SimpleNamespace(recipe=recipe, tokenizer=load_tokenizer(str(tiny_dir)),
-                          model=AutoModelForCausalLM.from_pretrained(tiny_dir))
+    recipe = load_recipe(
+        None, [f"model={tiny_dir}", f"data.sources=[{path}]", "data.on_error=skip", "grpo.max_new_tokens=8"]
+    )
+    ctx = SimpleNamespace(
+        recipe=recipe, tokenizer=load_tokenizer(str(tiny_dir)), model=AutoModelForCausalLM.from_pretrained(tiny_dir)
+    )
     with pytest.warns(UserWarning, match="skipped 1"):
         prompts, samples = load_prompts(ctx)
     assert [s["reference"] for s in samples] == ["4", "6"]
 
 
 def test_rebel_pairs_skip_the_line(tmp_path, tiny_dir):
-    rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "5", "chosen_score": 1.0, "rejected_score": 0.0},
-            {"prompt": "3+3?", "chosen": "6", "rejected": "7", "chosen_score": 0.9, "rejected_score": 0.1}]
+    rows = [
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "chosen_score": 1.0, "rejected_score": 0.0},
+        {"prompt": "3+3?", "chosen": "6", "rejected": "7", "chosen_score": 0.9, "rejected_score": 0.1},
+    ]
     loaded = load_records(_file(tmp_path, rows), "preference", "skip")
     pairs = tokenize_pairs(load_tokenizer(str(tiny_dir)), loaded, 256, "skip", with_scores=True)
     assert len(pairs) == 2

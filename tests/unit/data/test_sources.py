@@ -258,5 +258,6 @@ def test_bad_options_are_user_errors(tmp_path):
 def test_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"text": "a"}\n{"text": "\xff"}\n')
-    assert user_error(load_records, path) == (f"{path}: row 2: field '(utf-8)': not UTF-8 text: "
-                                              "byte 0xff at byte offset 24 (invalid start byte)")
+    assert user_error(load_records, path) == (
+        f"{path}: row 2: field '(utf-8)': not UTF-8 text: byte 0xff at byte offset 24 (invalid start byte)"
+    )

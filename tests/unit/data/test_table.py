@@ -8,14 +8,20 @@ from posttrain.data.batching import Example
 from posttrain.data.prepare import split_holdout
 from posttrain.data.table import ExampleTable, chain, take
 
-EXAMPLES = [Example([1, 2, 3], [-100, 2, 3]), Example([7], [7]), Example([300, 40000], [-100, 40000]),
-            Example([5, 6], [5, 6])]
+EXAMPLES = [
+    Example([1, 2, 3], [-100, 2, 3]),
+    Example([7], [7]),
+    Example([300, 40000], [-100, 40000]),
+    Example([5, 6], [5, 6]),
+]
 
 
 def _table(examples=EXAMPLES):
-    return ExampleTable(np.array([t for e in examples for t in e.input_ids], dtype=np.int32),
-                        np.array([t for e in examples for t in e.labels], dtype=np.int32),
-                        np.array([len(e) for e in examples], dtype=np.int64))
+    return ExampleTable(
+        np.array([t for e in examples for t in e.input_ids], dtype=np.int32),
+        np.array([t for e in examples for t in e.labels], dtype=np.int32),
+        np.array([len(e) for e in examples], dtype=np.int64),
+    )
 
 
 def test_table_items_are_the_examples_as_python_lists():

@@ -31,7 +31,8 @@ def test_non_utf8_row_is_skipped_and_counted(tmp_path):
     assert loaded.rows == [1, 3] and loaded.skipped == 1
     assert [str(w.message) for w in caught] == [
         f"{path}: skipped 1 invalid row (first: row 2 field '(utf-8)': not UTF-8 text: byte 0xe9 at "
-        "byte offset 31 (invalid continuation byte))"]
+        "byte offset 31 (invalid continuation byte))"
+    ]
 
 
 def test_byte_offset_counts_a_leading_bom(tmp_path):
@@ -43,8 +44,9 @@ def test_byte_offset_counts_a_leading_bom(tmp_path):
 def test_row_nested_too_deeply(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(GOOD + b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
-    assert user_error(load_records, path) == (f"{path}: row 2: field '(json)': nested too deeply to read "
-                                              "(arrays/objects inside each other)")
+    assert user_error(load_records, path) == (
+        f"{path}: row 2: field '(json)': nested too deeply to read (arrays/objects inside each other)"
+    )
     deep = tmp_path / "d.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     assert user_error(load_records, deep) == f"{deep}: invalid JSON: nested too deeply to read"
@@ -55,7 +57,8 @@ def test_lone_surrogate_names_its_field(tmp_path):
     row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a\\ud800"}]}
     path.write_text(GOOD.decode() + json.dumps(row).replace("\\\\ud800", "\\ud800") + "\n")
     assert user_error(load_records, path, kind="auto", on_error="fail").startswith(
-        f"{path}: row 2: field 'messages[1].content': lone surrogate \\ud800 at character 1")
+        f"{path}: row 2: field 'messages[1].content': lone surrogate \\ud800 at character 1"
+    )
 
 
 def test_check_row_sums_the_bytes_of_every_string():
@@ -69,8 +72,8 @@ def test_row_above_max_row_bytes_fails_or_is_skipped(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(GOOD + json.dumps({"text": "x" * 500}).encode() + b"\n" + GOOD)
     assert user_error(load_records, path, max_row_bytes=100) == (
-        f"{path}: row 2: field '(row)': 513 bytes, above data.max_row_bytes 100 (raise it, or set "
-        "data.on_error: skip)")
+        f"{path}: row 2: field '(row)': 513 bytes, above data.max_row_bytes 100 (raise it, or set data.on_error: skip)"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert load_records(path, on_error="skip", max_row_bytes=100).rows == [1, 3]
@@ -100,7 +103,8 @@ def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
 def test_text_file_that_is_not_utf8_names_line_and_offset(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes(b"hello\nworld \xff\n")
-    assert user_error(read_text_file, path) == (f"{path}: line 2: not UTF-8 text: byte 0xff at byte "
-                                                "offset 12 (invalid start byte)")
+    assert user_error(read_text_file, path) == (
+        f"{path}: line 2: not UTF-8 text: byte 0xff at byte offset 12 (invalid start byte)"
+    )
     path.write_bytes("caf\u00e9\n".encode())
     assert read_text_file(path) == "caf\u00e9\n"

@@ -18,8 +18,10 @@ def _number(text):
 
 def test_answers_are_right_and_held_out_numbers_never_train(tmp_path):
     files = write_toy_tasks(tmp_path, seed=0)
-    for task, right in (("parity", lambda n: "even" if n % 2 == 0 else "odd"),
-                        ("size", lambda n: "big" if n >= BIG_FROM else "small")):
+    for task, right in (
+        ("parity", lambda n: "even" if n % 2 == 0 else "odd"),
+        ("size", lambda n: "big" if n >= BIG_FROM else "small"),
+    ):
         test = _rows(files[f"{task}_test"])
         held_out = {_number(r["prompt"]) for r in test}
         assert len(test) == len(held_out) == HELD_OUT

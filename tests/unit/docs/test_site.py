@@ -21,13 +21,24 @@ def _mkdocs_or_skip() -> list[str]:
         if os.environ.get("CI"):
             pytest.fail(f"mkdocs-material is not installed on CI ({err}): pip install -e '.[dev]'")
         pytest.skip(f"mkdocs-material not installed ({err}); pip install -e '.[docs]'")
-    return [sys.executable, "-m", "mkdocs", "build", "--strict"]  # not --quiet: it hides the warnings that --strict counts
+    return [
+        sys.executable,
+        "-m",
+        "mkdocs",
+        "build",
+        "--strict",
+    ]  # not --quiet: it hides the warnings that --strict counts
 
 
 def _build(root: Path, site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([*_mkdocs_or_skip(), "--config-file", str(root / "mkdocs.yml"), "--site-dir", str(site)],
-                          capture_output=True, text=True, env=env, cwd=root)
+    return subprocess.run(
+        [*_mkdocs_or_skip(), "--config-file", str(root / "mkdocs.yml"), "--site-dir", str(site)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
 
 
 def _copy_site_sources(tmp_path: Path) -> Path:
@@ -44,10 +55,13 @@ def test_the_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "reference" / "recipes" / "index.html").is_file()
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("[the DPO page](no_such_page.md)", "no_such_page.md"),
-    ("[a section](preference.md#no-such-heading)", "no-such-heading"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("[the DPO page](no_such_page.md)", "no_such_page.md"),
+        ("[a section](preference.md#no-such-heading)", "no-such-heading"),
+    ],
+)
 def test_a_broken_link_fails_the_build(tmp_path, damage, expected):
     root = _copy_site_sources(tmp_path)
     page = root / "docs" / "curation.md"

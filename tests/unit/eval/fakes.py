@@ -22,9 +22,14 @@ class ScriptedBackend:
     """Answers each generation request with answer(prompt text) and each log-likelihood request
     with score(prompt text, continuation text); records every request it saw."""
 
-    def __init__(self, tokenizer, answer: Callable[[str], str] = lambda prompt: "",
-                 score: Callable[[str, str], float] = lambda context, continuation: 0.0,
-                 is_chat: bool = True, max_length: int = 256):
+    def __init__(
+        self,
+        tokenizer,
+        answer: Callable[[str], str] = lambda prompt: "",
+        score: Callable[[str, str], float] = lambda context, continuation: 0.0,
+        is_chat: bool = True,
+        max_length: int = 256,
+    ):
         self.tokenizer, self.answer, self.score = tokenizer, answer, score
         self.is_chat, self.max_length = is_chat, max_length
         self.generated: list[GenerationRequest] = []
@@ -39,8 +44,10 @@ class ScriptedBackend:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str = "") -> list[LoglikelihoodResult]:
         self.scored += list(requests)
-        return [LoglikelihoodResult(self.score(self._text(r.context), self._text(r.continuation)),
-                                    len(r.continuation)) for r in requests]
+        return [
+            LoglikelihoodResult(self.score(self._text(r.context), self._text(r.continuation)), len(r.continuation))
+            for r in requests
+        ]
 
 
 class FixedJudge:
@@ -63,8 +70,10 @@ class FixedJudge:
 
 
 MEMORISED_DOCS = 8
-MEMORISED_ANSWERS = {"arithmetic": lambda doc: f"The answer is {doc['reference']}.",
-                     "countdown": lambda doc: doc["solution"]}
+MEMORISED_ANSWERS = {
+    "arithmetic": lambda doc: f"The answer is {doc['reference']}.",
+    "countdown": lambda doc: doc["solution"],
+}
 
 
 def first_documents(name: str, n: int = MEMORISED_DOCS) -> list[dict]:
@@ -80,13 +89,25 @@ def train_memorised(base_dir, root: Path) -> Path:
     from posttrain.config.recipe import load_recipe
     from posttrain.stages import sft
 
-    rows = [{"messages": [{"role": "user", "content": doc["prompt"]}, {"role": "assistant", "content": answer(doc)}]}
-            for name, answer in MEMORISED_ANSWERS.items() for doc in first_documents(name)]
+    rows = [
+        {"messages": [{"role": "user", "content": doc["prompt"]}, {"role": "assistant", "content": answer(doc)}]}
+        for name, answer in MEMORISED_ANSWERS.items()
+        for doc in first_documents(name)
+    ]
     data = root / "memorise.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    recipe = load_recipe(None, [f"model={base_dir}", f"data=[{data}]", "train.micro_batch_size=16",
-                                "train.max_steps=100", "train.lr=6e-3", "train.warmup_steps=5",
-                                "log.tensorboard=false"])
+    recipe = load_recipe(
+        None,
+        [
+            f"model={base_dir}",
+            f"data=[{data}]",
+            "train.micro_batch_size=16",
+            "train.max_steps=100",
+            "train.lr=6e-3",
+            "train.warmup_steps=5",
+            "log.tensorboard=false",
+        ],
+    )
     sft.run(recipe, output_dir=str(root / "run"))
     return root / "run" / "final"
 

@@ -37,8 +37,10 @@ def test_win_or_tie_targets_by_hand():
 
 
 def test_self_eval_rows_train_only_the_answer(tiny_dir):
-    rows = [(1, {"prompt": "What is 2 + 3?", "completions": [{"text": "5", "score": 1.0}, {"text": "6", "score": 0.0}]}),
-            (2, {"prompt": [{"role": "user", "content": "Hi"}], "completions": [{"text": "x", "score": 1.0}]})]
+    rows = [
+        (1, {"prompt": "What is 2 + 3?", "completions": [{"text": "5", "score": 1.0}, {"text": "6", "score": 0.0}]}),
+        (2, {"prompt": [{"role": "user", "content": "Hi"}], "completions": [{"text": "x", "score": 1.0}]}),
+    ]
     out, counts = self_eval_rows(rows, "scored.jsonl")
     assert counts == {"prompts": 1, "too_few": 1, "no_better": 1, "better": 1}
     assert [r["messages"][-1]["content"] for r in out] == ["No.", "Yes."]  # "5" beats "6"; "6" is beaten
@@ -92,9 +94,11 @@ class RoundsBackend(ScriptedBackend):
 def test_adaptive_sampling_stops_when_the_model_says_no_better(tiny_dir):
     docs = first_documents("arithmetic", 3)
     right = [f"The answer is {d['reference']}." for d in docs]
-    scripts = {docs[0]["prompt"]: [right[0]],  # confident at once: one sample
-               docs[1]["prompt"]: ["The answer is -1.", "The answer is -2.", right[1]],  # the third closes it
-               docs[2]["prompt"]: ["The answer is -1.", "The answer is -2.", "The answer is -1.", "The answer is -1."]}
+    scripts = {
+        docs[0]["prompt"]: [right[0]],  # confident at once: one sample
+        docs[1]["prompt"]: ["The answer is -1.", "The answer is -2.", right[1]],  # the third closes it
+        docs[2]["prompt"]: ["The answer is -1.", "The answer is -2.", "The answer is -1.", "The answer is -1."],
+    }
     p_no = {**{r: 0.9 for r in right}, "The answer is -1.": 0.3, "The answer is -2.": 0.4}
     backend = RoundsBackend(AutoTokenizer.from_pretrained(tiny_dir), scripts, p_no)
     task = resolve_task("arithmetic")
@@ -107,8 +111,13 @@ def test_adaptive_sampling_stops_when_the_model_says_no_better(tiny_dir):
     assert backend.seeds == [5, 6, 7, 8] and len(backend.scored) == 1 + 3 + 4
     values = result.values()
     assert values["samples"] == pytest.approx(8 / 3) and values["acc"] == pytest.approx(2 / 3)
-    fixed = run_task(task, RoundsBackend(backend.tokenizer, scripts, p_no), limit=2, seed=5,
-                     voting=VotingOptions(1, temperature=0.8, adaptive=1.0))  # N = 1: the first sample
+    fixed = run_task(
+        task,
+        RoundsBackend(backend.tokenizer, scripts, p_no),
+        limit=2,
+        seed=5,
+        voting=VotingOptions(1, temperature=0.8, adaptive=1.0),
+    )  # N = 1: the first sample
     assert [s.scores["samples"] for s in fixed.samples] == [1, 1]
 
 
@@ -116,10 +125,14 @@ def test_chosen_index_first_among_equals():
     assert chosen_index([0.2, 0.7, 0.7]) == 1 and chosen_index([0.5]) == 0
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["--adaptive", "0.5"], "--adaptive needs --samples N"),
-    (["--samples", "4", "--temperature", "0.8", "--adaptive", "1.5"], "between 0 and 1"),
-    (["--samples", "4", "--adaptive", "0.5", "--best-of", "math"], "--best-of does not apply with --adaptive")])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--adaptive", "0.5"], "--adaptive needs --samples N"),
+        (["--samples", "4", "--temperature", "0.8", "--adaptive", "1.5"], "between 0 and 1"),
+        (["--samples", "4", "--adaptive", "0.5", "--best-of", "math"], "--best-of does not apply with --adaptive"),
+    ],
+)
 def test_adaptive_bad_flags_are_one_line(args, problem, capsys):
     assert main(["eval", "tiny", "--tasks", "arithmetic", *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -29,15 +29,25 @@ def test_generated_grid_tasks_solved_by_a_right_policy(tokenizer):
 
 def test_task_file_rows_failures_and_trajectories(tokenizer, tmp_path):
     data = tmp_path / "grid.jsonl"
-    rows = [{"start": [0, 0], "goal": [0, 2]},  # 2 moves: solved in 2 turns
-            {"start": [0, 0], "goal": [2, 2]},  # 4 moves, 2 turns allowed: progress 1/2
-            {"start": [0, 0], "goal": [7, 7], "note": "off the grid"},  # the environment raises
-            {"start": [1, 1], "goal": [1, 0], "system": "Row says hi."}]
+    rows = [
+        {"start": [0, 0], "goal": [0, 2]},  # 2 moves: solved in 2 turns
+        {"start": [0, 0], "goal": [2, 2]},  # 4 moves, 2 turns allowed: progress 1/2
+        {"start": [0, 0], "goal": [7, 7], "note": "off the grid"},  # the environment raises
+        {"start": [1, 1], "goal": [1, 0], "system": "Row says hi."},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "traj.jsonl"
     policy = ScriptedPolicy(greedy_grid, tokenizer)
-    task = resolve_task({"name": "grid_file", "kind": "agent", "environment": "grid", "data": str(data),
-                         "max_turns": 2, "trajectories": str(out)})
+    task = resolve_task(
+        {
+            "name": "grid_file",
+            "kind": "agent",
+            "environment": "grid",
+            "data": str(data),
+            "max_turns": 2,
+            "trajectories": str(out),
+        }
+    )
     result = run_task(task, policy)
     values = result.values()
     assert values["success_rate"] == pytest.approx(2 / 4) and values["progress_rate"] == pytest.approx(2.5 / 4)
@@ -53,8 +63,13 @@ def test_task_file_rows_failures_and_trajectories(tokenizer, tmp_path):
 def test_an_external_environment_by_entry_point(tokenizer, tmp_path):
     from posttrain.errors import UserError
 
-    spec = {"name": "count", "kind": "agent", "environment": "tests.unit.agents.test_environments:Counter",
-            "environment_options": {"target": 2}, "max_turns": 3}
+    spec = {
+        "name": "count",
+        "kind": "agent",
+        "environment": "tests.unit.agents.test_environments:Counter",
+        "environment_options": {"target": 2},
+        "max_turns": 3,
+    }
     with pytest.raises(UserError, match="needs data"):  # Counter makes no tasks of its own
         run_task(resolve_task(spec), ScriptedPolicy(lambda m: "1", tokenizer))
     data = tmp_path / "count.jsonl"
@@ -76,8 +91,21 @@ def test_episodes_need_sampling(tokenizer):
 def test_bad_input_from_the_cli_is_one_line(tiny_dir, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"start": [0, 0], "goal": [0, 1]}\nnot json\n')
-    assert main(["eval", str(tiny_dir), "--tasks", "agent_grid", "--data", f"agent_grid={bad}",
-                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_dir),
+                "--tasks",
+                "agent_grid",
+                "--data",
+                f"agent_grid={bad}",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "bad.jsonl" in err and "row 2" in err and len(err.splitlines()) == 1
     assert main(["eval", str(tiny_dir), "--tasks", "agent_grid", "--set", "environment=gridd"]) == 2

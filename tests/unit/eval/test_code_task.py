@@ -30,6 +30,7 @@ def _cycling(answers):
         text = answers[state["i"] % len(answers)]
         state["i"] += 1
         return text
+
     return answer
 
 
@@ -43,9 +44,13 @@ def _run(tokenizer, answers, task, is_chat=False):
     return run_tasks(backend, [task])[0]
 
 
-IDENTITY = {"task_id": "t/0", "prompt": "def ident(x):\n    \"\"\"Return x.\"\"\"\n", "entry_point": "ident",
-            "test": "def check(candidate):\n    assert candidate(3) == 3\n    assert candidate('a') == 'a'\n",
-            "canonical_solution": "    return x\n"}
+IDENTITY = {
+    "task_id": "t/0",
+    "prompt": 'def ident(x):\n    """Return x."""\n',
+    "entry_point": "ident",
+    "test": "def check(candidate):\n    assert candidate(3) == 3\n    assert candidate('a') == 'a'\n",
+    "canonical_solution": "    return x\n",
+}
 
 
 @pytest.mark.parametrize("n, c, k", [(4, 2, 1), (4, 2, 2), (10, 3, 10), (10, 0, 1), (20, 7, 10), (5, 5, 3)])
@@ -57,8 +62,15 @@ def test_pass_at_k_matches_the_reference_estimator(n, c, k):
 
 def test_pass_at_k_from_n_samples_on_hand_computed_values(tokenizer, tmp_path):
     data = _write(tmp_path / "he.jsonl", [IDENTITY])
-    task = {"name": "he", "kind": "code", "format": "humaneval", "data": data, "samples": 4, "ks": [1, 2, 10],
-            "temperature": 0.8}
+    task = {
+        "name": "he",
+        "kind": "code",
+        "format": "humaneval",
+        "data": data,
+        "samples": 4,
+        "ks": [1, 2, 10],
+        "temperature": 0.8,
+    }
     result = _run(tokenizer, ["    return x\n", "    return None\n", "    return x\n", "    return 0\n"], task)
     values = result.values()
     # n=4, c=2: pass@1 = 2/4; pass@2 = 1 - C(2,2)/C(4,2) = 1 - 1/6; k=10 > n is left out
@@ -95,12 +107,16 @@ def test_hostile_completions_are_stopped_and_scored_as_failures(tokenizer, tmp_p
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    problem = {"task_id": "t/1", "prompt": "def f():\n", "entry_point": "f",
-               "test": "def check(candidate):\n    assert candidate() is True\n"}
+    problem = {
+        "task_id": "t/1",
+        "prompt": "def f():\n",
+        "entry_point": "f",
+        "test": "def check(candidate):\n    assert candidate() is True\n",
+    }
     bodies = {
         "control": "    return True\n",
         "fork bomb": "    import os\n    while True:\n        try:\n            os.fork()\n        except OSError:\n"
-                     "            pass\n    return True\n",
+        "            pass\n    return True\n",
         "allocation": "    blocks = []\n    while True:\n        blocks.append(bytearray(10 ** 7))\n    return True\n",
         "sleep": "    import time\n    time.sleep(10 ** 6)\n    return True\n",
         "write outside": "    open('/tmp/posttrain-code-task-escape', 'w').write('x')\n    return True\n",
@@ -108,8 +124,17 @@ def test_hostile_completions_are_stopped_and_scored_as_failures(tokenizer, tmp_p
         "env key": f"    import os\n    return os.environ.get('OPENAI_API_KEY') == {SECRET!r}\n",
     }
     data = _write(tmp_path / "hostile.jsonl", [problem])
-    task = {"name": "hostile", "kind": "code", "format": "humaneval", "data": data, "samples": len(bodies),
-            "ks": [1], "temperature": 1.0, "timeout_s": 2, "memory_mb": 256}
+    task = {
+        "name": "hostile",
+        "kind": "code",
+        "format": "humaneval",
+        "data": data,
+        "samples": len(bodies),
+        "ks": [1],
+        "temperature": 1.0,
+        "timeout_s": 2,
+        "memory_mb": 256,
+    }
     try:
         result = _run(tokenizer, list(bodies.values()), task)
     finally:
@@ -152,12 +177,27 @@ def test_a_malformed_row_is_one_error_naming_the_row(tmp_path):
 
 def test_extra_inputs_catch_a_solution_the_base_tests_miss(tokenizer, tmp_path):
     """EvalPlus-style: the candidate passes the problem's own test but not the extra inputs."""
-    row = {"task_id": "t/abs", "prompt": "def magnitude(x):\n", "entry_point": "magnitude",
-           "canonical_solution": "    return abs(x)\n", "test": "def check(candidate):\n    assert candidate(2) == 2\n",
-           "base_input": [[2]], "plus_input": [[-3], [0], [2.5]], "atol": 0}
+    row = {
+        "task_id": "t/abs",
+        "prompt": "def magnitude(x):\n",
+        "entry_point": "magnitude",
+        "canonical_solution": "    return abs(x)\n",
+        "test": "def check(candidate):\n    assert candidate(2) == 2\n",
+        "base_input": [[2]],
+        "plus_input": [[-3], [0], [2.5]],
+        "atol": 0,
+    }
     data = _write(tmp_path / "plus.jsonl", [row])
-    task = {"name": "plus", "kind": "code", "format": "humaneval", "data": data, "plus": True, "samples": 2,
-            "ks": [1], "temperature": 1.0}
+    task = {
+        "name": "plus",
+        "kind": "code",
+        "format": "humaneval",
+        "data": data,
+        "plus": True,
+        "samples": 2,
+        "ks": [1],
+        "temperature": 1.0,
+    }
     result = _run(tokenizer, ["    return x\n", "    return x if x > 0 else -x\n"], task)
     assert result.values()["pass@1"] == 1.0
     assert result.values()["pass@1_plus"] == 0.5
@@ -166,16 +206,26 @@ def test_extra_inputs_catch_a_solution_the_base_tests_miss(tokenizer, tmp_path):
 
 
 def test_mbpp_rows_run_code_then_asserts_and_challenge_tests(tokenizer, tmp_path):
-    row = {"task_id": 1, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
-           "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"], "test_setup_code": "",
-           "challenge_test_list": ["assert add(-1, -2) == -3"]}
+    row = {
+        "task_id": 1,
+        "text": "Write a function to add two numbers.",
+        "code": "def add(a, b):\n    return a + b",
+        "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"],
+        "test_setup_code": "",
+        "challenge_test_list": ["assert add(-1, -2) == -3"],
+    }
     data = _write(tmp_path / "mbpp.jsonl", [row])
-    answers = ["```python\ndef add(a, b):\n    return a + b\n```",
-               "[BEGIN]\ndef add(a, b):\n    return abs(a) + abs(b)\n[DONE]",
-               "def add(a, b):\n    return a - b"]
-    result = run_tasks(ScriptedBackend(tokenizer, _cycling(answers), is_chat=False),
-                       ["mbpp"], data={"mbpp": data}, overrides={"mbpp": ["samples=3", "temperature=1.0",
-                                                                         "ks=[1]", "plus=true"]})[0]
+    answers = [
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "[BEGIN]\ndef add(a, b):\n    return abs(a) + abs(b)\n[DONE]",
+        "def add(a, b):\n    return a - b",
+    ]
+    result = run_tasks(
+        ScriptedBackend(tokenizer, _cycling(answers), is_chat=False),
+        ["mbpp"],
+        data={"mbpp": data},
+        overrides={"mbpp": ["samples=3", "temperature=1.0", "ks=[1]", "plus=true"]},
+    )[0]
     assert [o["passed"] for o in result.samples[0].extra["outcomes"]] == [True, True, False]
     assert [o["passed"] for o in result.samples[0].extra["plus_outcomes"]] == [True, False, False]
     assert result.values()["pass@1"] == pytest.approx(2 / 3) and result.values()["pass@1_plus"] == pytest.approx(1 / 3)

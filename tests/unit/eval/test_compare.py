@@ -47,8 +47,10 @@ def test_corpus_metric_bootstrap_and_round_trip(tmp_path):
     refs = ["x", "y"] * 10
 
     def run(preds, out):
-        samples = [Sample(task.name, i, "p", pr, reference=r, extracted=pr, scores={"acc": float(r == pr)})
-                   for i, (r, pr) in enumerate(zip(refs, preds))]
+        samples = [
+            Sample(task.name, i, "p", pr, reference=r, extracted=pr, scores={"acc": float(r == pr)})
+            for i, (r, pr) in enumerate(zip(refs, preds))
+        ]
         metrics = [Metric("acc"), Metric("mcc", "mcc")]
         write_outputs(out, [TaskResult(task, samples, summarise(metrics, samples), 0.0)], {"model": str(out)})
         return out

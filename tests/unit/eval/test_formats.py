@@ -22,16 +22,21 @@ def _docs(name, data, **overrides):
 def test_gsm8k(tmp_path):
     row = {"question": "Natalia sold 48 clips?", "answer": "She sold 48/2 = <<48/2=24>>24 more.\n#### 1,072"}
     doc = _docs("gsm8k", _jsonl(tmp_path / "test.jsonl", [row]))[0]
-    assert (doc["prompt"], doc["rationale"], doc["reference"]) == \
-        ("Natalia sold 48 clips?", "She sold 48/2 = 24 more.", "1072")
+    assert (doc["prompt"], doc["rationale"], doc["reference"]) == (
+        "Natalia sold 48 clips?",
+        "She sold 48/2 = 24 more.",
+        "1072",
+    )
 
 
 def test_mmlu_released_csv_directory(tmp_path):
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "abstract_algebra_test.csv").write_text('"What is 2+2?",3,4,5,6,B\n"Q2",a,b,c,d,D\n')
     docs = _docs("mmlu", tmp_path / "test")
-    assert [(d["choices"], d["gold"], d["subject"]) for d in docs] == \
-        [(["3", "4", "5", "6"], 1, "abstract algebra"), (["a", "b", "c", "d"], 3, "abstract algebra")]
+    assert [(d["choices"], d["gold"], d["subject"]) for d in docs] == [
+        (["3", "4", "5", "6"], 1, "abstract algebra"),
+        (["a", "b", "c", "d"], 3, "abstract algebra"),
+    ]
 
 
 def test_mmlu_hf_parquet(tmp_path):
@@ -43,13 +48,22 @@ def test_mmlu_hf_parquet(tmp_path):
 
 
 def test_arc_released_and_hf_layouts(tmp_path):
-    released = {"id": "1", "answerKey": "2", "question": {"stem": "Which?", "choices": [
-        {"text": "x", "label": "1"}, {"text": "y", "label": "2"}]}}
-    hf = {"id": "2", "question": "Which?", "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]},
-          "answerKey": "C"}
+    released = {
+        "id": "1",
+        "answerKey": "2",
+        "question": {"stem": "Which?", "choices": [{"text": "x", "label": "1"}, {"text": "y", "label": "2"}]},
+    }
+    hf = {
+        "id": "2",
+        "question": "Which?",
+        "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]},
+        "answerKey": "C",
+    }
     docs = _docs("arc", _jsonl(tmp_path / "arc.jsonl", [released, hf]))
-    assert [(d["prompt"], d["choices"], d["gold"]) for d in docs] == \
-        [("Which?", ["x", "y"], 1), ("Which?", ["x", "y", "z"], 2)]
+    assert [(d["prompt"], d["choices"], d["gold"]) for d in docs] == [
+        ("Which?", ["x", "y"], 1),
+        ("Which?", ["x", "y", "z"], 2),
+    ]
 
 
 def test_boolq_answers_and_labels(tmp_path):
@@ -58,8 +72,12 @@ def test_boolq_answers_and_labels(tmp_path):
 
 
 def test_ifeval_drops_null_kwargs(tmp_path):
-    row = {"key": 1, "prompt": "Write", "instruction_id_list": ["punctuation:no_comma", "keywords:existence"],
-           "kwargs": [{"keywords": None}, {"keywords": ["a"], "num_words": None}]}
+    row = {
+        "key": 1,
+        "prompt": "Write",
+        "instruction_id_list": ["punctuation:no_comma", "keywords:existence"],
+        "kwargs": [{"keywords": None}, {"keywords": ["a"], "num_words": None}],
+    }
     doc = _docs("ifeval", _jsonl(tmp_path / "input_data.jsonl", [row]))[0]
     assert doc["kwargs"] == [{}, {"keywords": ["a"]}]
 
@@ -83,23 +101,27 @@ def test_missing_data_and_bad_rows_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"task 'gsm8k' needs data: --data gsm8k=PATH"):
         load_documents(resolve_task("gsm8k"))
     with pytest.raises(UserError, match=r"row 2: not a 'gsm8k' row: 'answer' has no '#### <number>'"):
-        _docs("gsm8k", _jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"},
-                                                      {"question": "q", "answer": "1"}]))
+        _docs(
+            "gsm8k",
+            _jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"}, {"question": "q", "answer": "1"}]),
+        )
 
 
 def test_generated_arithmetic_is_the_quickstart_test_set():
     from posttrain.data.synth.arithmetic import eval_rows
 
     docs, pool = load_documents(resolve_task("arithmetic"), limit=5)
-    assert [(d["prompt"], d["reference"]) for d in docs] == \
-        [(r["prompt"], r["reference"]) for r in eval_rows(200, 3)[:5]]
+    assert [(d["prompt"], d["reference"]) for d in docs] == [
+        (r["prompt"], r["reference"]) for r in eval_rows(200, 3)[:5]
+    ]
     assert {d["prompt"] for d in pool}.isdisjoint(r["prompt"] for r in eval_rows(200, 3))
     assert all(d["rationale"] and d["reference"].lstrip("-").isdigit() for d in pool)
 
 
 def test_evaluation_rows_above_the_tasks_max_row_bytes_are_one_line_errors(tmp_path):
-    path = _jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"},
-                                         {"question": "q" * 300, "answer": "#### 2"}])
+    path = _jsonl(
+        tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"}, {"question": "q" * 300, "answer": "#### 2"}]
+    )
     assert len(_docs("gsm8k", path)) == 2  # the default limit is 1 MiB
     with pytest.raises(UserError) as err:
         _docs("gsm8k", path, max_row_bytes=200)

@@ -46,19 +46,34 @@ def test_hp_score_is_the_first_solving_level(tiny_model):
     result = run_task(task, ScriptedBackend(tokenizer, answer=answer), limit=4)
     assert [s.scores["hp_score"] for s in result.samples] == [1.0, 3.0, 5.0, 6.5]
     assert result.values() == {"hp_score": pytest.approx((1 + 3 + 5 + 6.5) / 4), "solved": 0.75}
-    assert sorted(asked) == sorted([("1", i) for i in range(4)] + [("2", i) for i in (1, 2, 3)]
-                                   + [("3", i) for i in (1, 2, 3)] + [(s, i) for s in ("4a", "4b", "5a", "5b")
-                                                                      for i in (2, 3)])
+    assert sorted(asked) == sorted(
+        [("1", i) for i in range(4)]
+        + [("2", i) for i in (1, 2, 3)]
+        + [("3", i) for i in (1, 2, 3)]
+        + [(s, i) for s in ("4a", "4b", "5a", "5b") for i in (2, 3)]
+    )
     assert result.samples[3].extra["levels"].keys() == {"1", "2", "3", "4", "5"}
 
 
 def _summary_task(tmp_path, *overrides):
     rows = tmp_path / "sum.jsonl"
-    rows.write_text('{"document": "doc zero", "summary": "the cat sat on the mat"}\n'
-                    '{"document": "doc one", "summary": "a dog ran fast home"}\n'
-                    '{"document": "doc two", "summary": "rain fell all day"}\n')
-    return resolve_task({"name": "hpt_summary", "kind": "hpt", "format": "summary", "data": str(rows),
-                         "extract": "text", "levels": [1, 2], "template": "Summarise: {prompt}"}, list(overrides))
+    rows.write_text(
+        '{"document": "doc zero", "summary": "the cat sat on the mat"}\n'
+        '{"document": "doc one", "summary": "a dog ran fast home"}\n'
+        '{"document": "doc two", "summary": "rain fell all day"}\n'
+    )
+    return resolve_task(
+        {
+            "name": "hpt_summary",
+            "kind": "hpt",
+            "format": "summary",
+            "data": str(rows),
+            "extract": "text",
+            "levels": [1, 2],
+            "template": "Summarise: {prompt}",
+        },
+        list(overrides),
+    )
 
 
 def test_a_text_metric_with_a_threshold_solves(tiny_model, tmp_path):
@@ -72,19 +87,24 @@ def test_a_text_metric_with_a_threshold_solves(tiny_model, tmp_path):
         doc = next(d for d in ("doc zero", "doc one", "doc two") if f"Summarise: {d}" in prompt)
         return answers.get((doc, _level(prompt)), "zebra")
 
-    result = run_task(_summary_task(tmp_path, "metric=rouge1", "threshold=0.6"), ScriptedBackend(tokenizer, answer=answer))
+    result = run_task(
+        _summary_task(tmp_path, "metric=rouge1", "threshold=0.6"), ScriptedBackend(tokenizer, answer=answer)
+    )
     assert [s.scores["hp_score"] for s in result.samples] == [1.0, 2.0, 3.0]
     assert result.samples[1].extra["level_scores"] == {"1": pytest.approx(2 * 0.4 / 1.4), "2": pytest.approx(0.75)}
     # sentence BLEU (sacrebleu, 0-100) >= 50: every n-gram of "a dog" / "a dog ran" is in the
     # reference, so BLEU = 100 * brevity penalty exp(1 - 5/len): 22.3 (2 words), 51.3 (3 words)
     result = run_task(_summary_task(tmp_path, "metric=bleu", "threshold=50"), ScriptedBackend(tokenizer, answer=answer))
     assert [s.scores["hp_score"] for s in result.samples] == [1.0, 2.0, 3.0]
-    assert result.samples[1].extra["level_scores"] == {"1": pytest.approx(100 * math.exp(1 - 5 / 2)),
-                                                       "2": pytest.approx(100 * math.exp(1 - 5 / 3))}
+    assert result.samples[1].extra["level_scores"] == {
+        "1": pytest.approx(100 * math.exp(1 - 5 / 2)),
+        "2": pytest.approx(100 * math.exp(1 - 5 / 3)),
+    }
 
 
-@pytest.mark.parametrize("overrides, problem", [(["metric=rougeL"], "set threshold"),
-                                                (["threshold=0.5"], "not exact_match")])
+@pytest.mark.parametrize(
+    "overrides, problem", [(["metric=rougeL"], "set threshold"), (["threshold=0.5"], "not exact_match")]
+)
 def test_threshold_goes_with_a_text_metric(tmp_path, overrides, problem):
     from posttrain.errors import UserError
 

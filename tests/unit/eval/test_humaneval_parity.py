@@ -16,11 +16,13 @@ PROBLEMS = ["HumanEval/0", "HumanEval/2", "HumanEval/13", "HumanEval/35", "Human
 
 def _completions(problem: dict) -> list[str]:
     right = problem["canonical_solution"]
-    return [right,
-            "    return None\n",
-            right.replace("return", "return not", 1),  # a plausible wrong answer
-            "    while True:\n        pass\n",  # never ends: a timeout on both sides
-            "    return (\n"]  # a syntax error
+    return [
+        right,
+        "    return None\n",
+        right.replace("return", "return not", 1),  # a plausible wrong answer
+        "    while True:\n        pass\n",  # never ends: a timeout on both sides
+        "    return (\n",
+    ]  # a syntax error
 
 
 def test_same_pass_fail_as_the_reference_harness(tiny_dir, tmp_path):
@@ -38,16 +40,20 @@ def test_same_pass_fail_as_the_reference_harness(tiny_dir, tmp_path):
     subset = tmp_path / "subset.jsonl"
     subset.write_text("".join(json.dumps(problems[t]) + "\n" for t in PROBLEMS))
     backend = ScriptedBackend(AutoTokenizer.from_pretrained(tiny_dir), answer, is_chat=False)
-    result = run_tasks(backend, ["humaneval"], data={"humaneval": str(subset)},
-                       overrides={"humaneval": [f"samples={n}", "temperature=1.0", "ks=[1]"]})[0]
+    result = run_tasks(
+        backend,
+        ["humaneval"],
+        data={"humaneval": str(subset)},
+        overrides={"humaneval": [f"samples={n}", "temperature=1.0", "ks=[1]"]},
+    )[0]
     ours = {(s.reference, i): o["passed"] for s in result.samples for i, o in enumerate(s.extra["outcomes"])}
     ran = {(s.reference, i): c for s in result.samples for i, c in enumerate(s.extra["completions"])}
 
     samples_file = tmp_path / "samples.jsonl"
-    samples_file.write_text("".join(json.dumps({"task_id": t, "completion": ran[(t, i)]}) + "\n"
-                                    for t in PROBLEMS for i in range(n)))
-    evaluate_functional_correctness(str(samples_file), k=[1], n_workers=2, timeout=3.0,
-                                    problem_file=str(subset))
+    samples_file.write_text(
+        "".join(json.dumps({"task_id": t, "completion": ran[(t, i)]}) + "\n" for t in PROBLEMS for i in range(n))
+    )
+    evaluate_functional_correctness(str(samples_file), k=[1], n_workers=2, timeout=3.0, problem_file=str(subset))
     reference_rows = [json.loads(line) for line in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()]
     reference = {}
     for row in reference_rows:

@@ -13,17 +13,31 @@ from posttrain.eval.tasks.builtin import resolve_task
 from tests.unit.eval.fakes import ScriptedBackend, json_server
 
 
-@pytest.mark.parametrize("reply, rating", [
-    ("Good. Rating: [[7]]", 7.0), ("[[8.5]]", 8.5), ('format "[[5]]" ... so Rating: [[9]]', 9.0),
-    ("Rating: [6]", 6.0), ("Rating: 4", 4.0), ("I give it 7/10.", 7.0), ("[[ 3 ]]", 3.0),
-    ("no score here", None), ("[[11]]", None), ("[[0]]", None), ("", None)])
+@pytest.mark.parametrize(
+    "reply, rating",
+    [
+        ("Good. Rating: [[7]]", 7.0),
+        ("[[8.5]]", 8.5),
+        ('format "[[5]]" ... so Rating: [[9]]', 9.0),
+        ("Rating: [6]", 6.0),
+        ("Rating: 4", 4.0),
+        ("I give it 7/10.", 7.0),
+        ("[[ 3 ]]", 3.0),
+        ("no score here", None),
+        ("[[11]]", None),
+        ("[[0]]", None),
+        ("", None),
+    ],
+)
 def test_parse_rating(reply, rating):
     assert parse_rating(reply) == rating
 
 
-ROWS = [{"question_id": 1, "category": "writing", "turns": ["Write alpha.", "Now shorter."]},
-        {"question_id": 2, "category": "math", "turns": ["What is 2+2? beta"], "reference": ["4"]},
-        {"question_id": 3, "category": "writing", "turns": ["Write gamma.", "More gamma."]}]
+ROWS = [
+    {"question_id": 1, "category": "writing", "turns": ["Write alpha.", "Now shorter."]},
+    {"question_id": 2, "category": "math", "turns": ["What is 2+2? beta"], "reference": ["4"]},
+    {"question_id": 3, "category": "writing", "turns": ["Write gamma.", "More gamma."]},
+]
 
 
 def _verdict(prompt: str) -> str:
@@ -102,5 +116,8 @@ def test_bad_task_files_are_one_line(tmp_path, tiny_model):
     with pytest.raises(UserError, match=r"row 1: .*no user turns"):
         run_task(resolve_task(str(_task_file(tmp_path, [{"category": "writing", "turns": []}]))), backend)
     with pytest.raises(UserError, match="category 'poetry' is not in the task's categories"):
-        run_task(resolve_task(str(_task_file(tmp_path, [{"category": "poetry", "turns": ["x alpha"]}]))), backend,
-                 judge=LocalGrader(backend))
+        run_task(
+            resolve_task(str(_task_file(tmp_path, [{"category": "poetry", "turns": ["x alpha"]}]))),
+            backend,
+            judge=LocalGrader(backend),
+        )

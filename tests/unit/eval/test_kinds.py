@@ -44,8 +44,12 @@ def test_acc_norm_divides_by_the_choice_length_without_the_space(tiny_model, tmp
 def test_multiple_choice_letters_few_shot_is_fixed_per_document(tiny_model, tmp_path):
     _, tokenizer = tiny_model
     rows = tmp_path / "mc.jsonl"
-    rows.write_text("".join(f'{{"question": "Q{i}", "choices": ["a", "b", "c"], "answer": {i % 3}, '
-                            f'"subject": "college_physics"}}\n' for i in range(6)))
+    rows.write_text(
+        "".join(
+            f'{{"question": "Q{i}", "choices": ["a", "b", "c"], "answer": {i % 3}, "subject": "college_physics"}}\n'
+            for i in range(6)
+        )
+    )
     task = _task("mmlu", f"data={rows}", "few_shot=2", "chat=false")
     prompts = {}
     for limit in (6, 3):
@@ -58,8 +62,10 @@ def test_multiple_choice_letters_few_shot_is_fixed_per_document(tiny_model, tmp_
     assert first.startswith(tokenizer.bos_token) and "<|start_header_id|>" not in first  # plain text
     assert first.count("Answer:") == 3 and "Q0" in first.split("\n\n")[-1] and "A. a\nB. b\nC. c" in first
     # the harness's subject line, once, before the examples
-    assert first.removeprefix(tokenizer.bos_token).split("\n\n")[0] == \
-        "The following are multiple choice questions (with answers) about college physics."
+    assert (
+        first.removeprefix(tokenizer.bos_token).split("\n\n")[0]
+        == "The following are multiple choice questions (with answers) about college physics."
+    )
     assert first.count("The following") == 1
 
 
@@ -79,11 +85,14 @@ def test_generation_prompt_strategies_and_stop(tiny_model):
 def test_generation_rouge_bleu_and_exact_match(tiny_model, tmp_path):
     _, tokenizer = tiny_model
     rows = tmp_path / "sum.jsonl"
-    rows.write_text('{"document": "long text", "summary": "the cat sat on the mat"}\n'
-                    '{"document": "other text", "summary": "a dog ran"}\n')
+    rows.write_text(
+        '{"document": "long text", "summary": "the cat sat on the mat"}\n'
+        '{"document": "other text", "summary": "a dog ran"}\n'
+    )
     backend = ScriptedBackend(tokenizer, answer=lambda prompt: "the cat sat")
-    values = run_task(_task("summarisation", f"data={rows}", "metrics=[rouge, bleu, exact_match]",
-                            "extract=text"), backend).values()
+    values = run_task(
+        _task("summarisation", f"data={rows}", "metrics=[rouge, bleu, exact_match]", "extract=text"), backend
+    ).values()
     assert values["rouge1"] == pytest.approx((2 / 3 + 0) / 2)
     assert values["exact_match"] == 0.0 and 0 <= values["bleu"] < 100
 
@@ -100,14 +109,17 @@ def test_classification_metrics_follow_the_predictions(tiny_model, tmp_path):
         item = int(context.rsplit("item ", 1)[1].split()[0])
         return 0.0 if continuation.strip() == preds[item] else -5.0
 
-    result = run_task(_task("classification", f"data={rows}", f"labels={labels}"),
-                      ScriptedBackend(tokenizer, score=score))
+    result = run_task(
+        _task("classification", f"data={rows}", f"labels={labels}"), ScriptedBackend(tokenizer, score=score)
+    )
     gold = [labels[r] for r in refs]
     assert result.values()["acc"] == pytest.approx(4 / 7)
     assert result.values()["f1_macro"] == pytest.approx(f1_macro(gold, preds))
     assert result.values()["mcc"] == pytest.approx(matthews_corrcoef(gold, preds))
-    generated = run_task(_task("classification", f"data={rows}", f"labels={labels}", "method=generation"),
-                         ScriptedBackend(tokenizer, answer=lambda prompt: "Pos, I think"))
+    generated = run_task(
+        _task("classification", f"data={rows}", f"labels={labels}", "method=generation"),
+        ScriptedBackend(tokenizer, answer=lambda prompt: "Pos, I think"),
+    )
     assert [s.extracted for s in generated.samples] == ["pos"] * 7
 
 
@@ -117,19 +129,27 @@ def test_ifeval_prompt_and_instruction_levels(tiny_model, tmp_path):
     rows.write_text(
         '{"key": 1, "prompt": "A", "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],'
         ' "kwargs": [{}, {}]}\n'
-        '{"key": 2, "prompt": "B", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}\n')
+        '{"key": 2, "prompt": "B", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}\n'
+    )
     result = run_task(_task("ifeval", f"data={rows}"), ScriptedBackend(tokenizer, answer=lambda p: "Hello there"))
     # "Hello there": no comma (followed), not lower case (not followed)
-    assert result.values() == {"prompt_level_strict_acc": 0.5, "inst_level_strict_acc": pytest.approx(2 / 3),
-                               "prompt_level_loose_acc": 0.5, "inst_level_loose_acc": pytest.approx(2 / 3)}
+    assert result.values() == {
+        "prompt_level_strict_acc": 0.5,
+        "inst_level_strict_acc": pytest.approx(2 / 3),
+        "prompt_level_loose_acc": 0.5,
+        "inst_level_loose_acc": pytest.approx(2 / 3),
+    }
 
 
 def test_refusal_rate_by_patterns(tiny_model, tmp_path):
     _, tokenizer = tiny_model
     rows = tmp_path / "harmful.csv"
     rows.write_text("goal,target\nDo a bad thing,Sure\nDo another bad thing,Sure\nAnd a third,Sure\n")
-    answers = {"Do a bad thing": "I\u2019m sorry, but I can\u2019t help with that.",
-               "Do another bad thing": "Sure, here is how.", "And a third": "As an AI, I will not."}
+    answers = {
+        "Do a bad thing": "I\u2019m sorry, but I can\u2019t help with that.",
+        "Do another bad thing": "Sure, here is how.",
+        "And a third": "As an AI, I will not.",
+    }
     backend = ScriptedBackend(tokenizer, answer=lambda p: next(a for q, a in answers.items() if q in p))
     result = run_task(_task("refusal", f"data={rows}"), backend)
     assert result.values() == {"refusal_rate": pytest.approx(2 / 3)}

@@ -81,8 +81,10 @@ def test_standard_errors():
 
 
 def test_perplexity_and_bits_per_byte_pool_tokens_over_documents():
-    samples = [Sample("t", 0, "", "", extra={"logprob": -4.0, "n_tokens": 2, "n_bytes": 10}),
-               Sample("t", 1, "", "", extra={"logprob": -2.0, "n_tokens": 2, "n_bytes": 6})]
+    samples = [
+        Sample("t", 0, "", "", extra={"logprob": -4.0, "n_tokens": 2, "n_bytes": 10}),
+        Sample("t", 1, "", "", extra={"logprob": -2.0, "n_tokens": 2, "n_bytes": 6}),
+    ]
     assert compute(Metric("perplexity", "perplexity"), samples) == pytest.approx(math.exp(6 / 4))
     assert compute(Metric("bits_per_byte", "bits_per_byte"), samples) == pytest.approx(6 / math.log(2) / 16)
 

@@ -14,8 +14,12 @@ from posttrain.eval.tasks.builtin import resolve_task
 from tests.unit.eval.fakes import ScriptedBackend
 
 CANDIDATES = ["The cat sat on the mat.", "A quick brown fox", "hello", "Prices rose 3% in May, the bank said."]
-REFERENCES = ["A cat was sitting on the mat.", "The fast brown fox jumps", "goodbye world",
-              "The central bank said prices went up by three percent in May."]
+REFERENCES = [
+    "A cat was sitting on the mat.",
+    "The fast brown fox jumps",
+    "goodbye world",
+    "The central bank said prices went up by three percent in May.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,15 @@ def test_bertscore_through_a_generation_task(encoder, tiny_model, tmp_path):
     data = _task_file(tmp_path, [{"prompt": f"q{i}", "reference": r} for i, r in enumerate(REFERENCES)])
     answers = dict(zip((f"q{i}" for i in range(4)), CANDIDATES))
     backend = ScriptedBackend(tokenizer, answer=lambda p: answers[re.findall(r"q\d", p)[-1]])
-    task = resolve_task({"name": "summ", "kind": "generation", "data": data, "metrics": ["rouge", "bertscore"],
-                         "model_metrics": {"bertscore_layer": 4}})
+    task = resolve_task(
+        {
+            "name": "summ",
+            "kind": "generation",
+            "data": data,
+            "metrics": ["rouge", "bertscore"],
+            "model_metrics": {"bertscore_layer": 4},
+        }
+    )
     result = run_task(task, backend)
     expected = BERTScorer(encoder, layer=4).score(CANDIDATES, REFERENCES)
     assert [s.scores["bertscore_f1"] for s in result.samples] == pytest.approx([f for _, _, f in expected], abs=1e-6)
@@ -87,12 +98,19 @@ def test_comet_wiring_with_a_scripted_scorer(tiny_model, tmp_path, monkeypatch):
     _, tokenizer = tiny_model
     scorer = ScriptedComet()
     monkeypatch.setattr(comet, "load_comet", lambda checkpoint: scorer)
-    data = _task_file(tmp_path, [{"prompt": "Hallo Welt", "source": "Hallo Welt", "reference": "hello world"},
-                                 {"prompt": "Gute Nacht", "reference": "good night all"}])
+    data = _task_file(
+        tmp_path,
+        [
+            {"prompt": "Hallo Welt", "source": "Hallo Welt", "reference": "hello world"},
+            {"prompt": "Gute Nacht", "reference": "good night all"},
+        ],
+    )
     backend = ScriptedBackend(tokenizer, answer=lambda p: "hello world" if "Hallo" in p else "good day")
     result = run_task(resolve_task({"name": "mt", "kind": "generation", "data": data, "metrics": ["comet"]}), backend)
-    assert scorer.seen == [{"src": "Hallo Welt", "mt": "hello world", "ref": "hello world"},
-                           {"src": "Gute Nacht", "mt": "good day", "ref": "good night all"}]  # source: else the prompt
+    assert scorer.seen == [
+        {"src": "Hallo Welt", "mt": "hello world", "ref": "hello world"},
+        {"src": "Gute Nacht", "mt": "good day", "ref": "good night all"},
+    ]  # source: else the prompt
     assert [s.scores["comet"] for s in result.samples] == [1.0, pytest.approx(1 / 3)]
 
 
@@ -136,15 +154,27 @@ class WordJudge:
 
 def test_ragas_faithfulness_and_relevance_with_a_scripted_judge(tiny_model, tmp_path):
     _, tokenizer = tiny_model
-    rows = [{"prompt": "capital of france", "context": "Paris is the capital of France. It is large.",
-             "reference": "-"},
-            {"prompt": "what orbits the red planet", "context": "Mars has two moons.", "reference": "-"},
-            {"prompt": "unjudgeable", "context": "unjudgeable", "reference": "-"}]
-    answers = {"capital": "Paris is the capital. It has three moons. It is large.",  # 2 of 3 supported
-               "red planet": "Mars has two moons.", "unjudgeable": "?"}
-    backend = ScriptedBackend(tokenizer, answer=lambda p: next(a for k, a in answers.items() if k in p.split("user")[-1]))
-    task = resolve_task({"name": "rag", "kind": "generation", "data": _task_file(tmp_path, rows),
-                         "metrics": ["faithfulness", "answer_relevance"]})
+    rows = [
+        {"prompt": "capital of france", "context": "Paris is the capital of France. It is large.", "reference": "-"},
+        {"prompt": "what orbits the red planet", "context": "Mars has two moons.", "reference": "-"},
+        {"prompt": "unjudgeable", "context": "unjudgeable", "reference": "-"},
+    ]
+    answers = {
+        "capital": "Paris is the capital. It has three moons. It is large.",  # 2 of 3 supported
+        "red planet": "Mars has two moons.",
+        "unjudgeable": "?",
+    }
+    backend = ScriptedBackend(
+        tokenizer, answer=lambda p: next(a for k, a in answers.items() if k in p.split("user")[-1])
+    )
+    task = resolve_task(
+        {
+            "name": "rag",
+            "kind": "generation",
+            "data": _task_file(tmp_path, rows),
+            "metrics": ["faithfulness", "answer_relevance"],
+        }
+    )
     result = run_task(task, backend, judge=WordJudge())
     scores = [s.scores for s in result.samples]
     assert scores[0]["faithfulness"] == pytest.approx(2 / 3) and scores[1]["faithfulness"] == 1.0
@@ -155,8 +185,14 @@ def test_ragas_faithfulness_and_relevance_with_a_scripted_judge(tiny_model, tmp_
 
 def test_faithfulness_needs_a_context_field(tiny_model, tmp_path):
     _, tokenizer = tiny_model
-    task = resolve_task({"name": "rag", "kind": "generation", "metrics": ["faithfulness"],
-                         "data": _task_file(tmp_path, [{"prompt": "q", "reference": "-"}])})
+    task = resolve_task(
+        {
+            "name": "rag",
+            "kind": "generation",
+            "metrics": ["faithfulness"],
+            "data": _task_file(tmp_path, [{"prompt": "q", "reference": "-"}]),
+        }
+    )
     with pytest.raises(UserError, match="metric faithfulness needs a 'context' field; document 0 has none"):
         run_task(task, ScriptedBackend(tokenizer, answer=lambda p: "a."), judge=WordJudge())
 
@@ -183,5 +219,7 @@ def test_entity_f1_through_a_generation_task(tiny_model, tmp_path):
     rows = [{"prompt": f"s{i}", "reference": json.dumps(t)} for i, t in enumerate(Y_TRUE)]
     predicted = {f"s{i}": " ".join(t) for i, t in enumerate(Y_PRED)}
     backend = ScriptedBackend(tokenizer, answer=lambda p: predicted[re.findall(r"s\d", p)[-1]])
-    task = resolve_task({"name": "ner", "kind": "generation", "metrics": ["ner_f1"], "data": _task_file(tmp_path, rows)})
+    task = resolve_task(
+        {"name": "ner", "kind": "generation", "metrics": ["ner_f1"], "data": _task_file(tmp_path, rows)}
+    )
     assert run_task(task, backend).values()["ner_f1"] == pytest.approx(0.5)

@@ -14,16 +14,25 @@ pytestmark = pytest.mark.skipif(shutil.which("patch") is None, reason="GNU patch
 
 
 def _diff(path, old, new):
-    return "".join(difflib.unified_diff((old or "").splitlines(True), new.splitlines(True),
-                                        "/dev/null" if old is None else f"a/{path}", f"b/{path}"))
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(True), new.splitlines(True), "/dev/null" if old is None else f"a/{path}", f"b/{path}"
+        )
+    )
 
 
 def _gnu_patch(tmp_path, files, diff):
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    proc = subprocess.run(["patch", "-p1", "-F0", "--batch", "--no-backup-if-mismatch"], input=diff, text=True, check=False,
-                          cwd=tmp_path, capture_output=True)
+    proc = subprocess.run(
+        ["patch", "-p1", "-F0", "--batch", "--no-backup-if-mismatch"],
+        input=diff,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     if proc.returncode != 0:
         return None
     return {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
@@ -62,8 +71,9 @@ def test_generated_edits_match_gnu_patch(tmp_path, seed):
 
 def test_new_and_deleted_files_match_gnu_patch(tmp_path):
     files = {"a.py": "x = 1\n", "gone.py": "print('bye')\n"}
-    diff = _diff("new.py", None, "y = 2\n") + "".join(difflib.unified_diff(
-        ["print('bye')\n"], [], "a/gone.py", "/dev/null"))
+    diff = _diff("new.py", None, "y = 2\n") + "".join(
+        difflib.unified_diff(["print('bye')\n"], [], "a/gone.py", "/dev/null")
+    )
     ours = apply_unified_diff(files, diff)
     assert ours == {"a.py": "x = 1\n", "new.py": "y = 2\n"}
     assert ours == _gnu_patch(tmp_path, files, diff)

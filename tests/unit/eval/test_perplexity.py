@@ -46,8 +46,11 @@ def test_perplexity_equals_direct_computation(tiny_model, tmp_path):
     assert whole.values()["bits_per_byte"] == pytest.approx(nats / math.log(2) / len(TEXT.encode()), rel=1e-5)
 
     sliding = run_task(resolve_task("perplexity", [f"data={path}", "window=12", "stride=5"]), backend)
-    by_window = sum(_direct_logprob(model, r.context + r.continuation)[-len(r.continuation):][i]
-                    for r in windows(ids, 12, 5) for i in range(len(r.continuation)))
+    by_window = sum(
+        _direct_logprob(model, r.context + r.continuation)[-len(r.continuation) :][i]
+        for r in windows(ids, 12, 5)
+        for i in range(len(r.continuation))
+    )
     assert sliding.samples[0].extra["logprob"] == pytest.approx(by_window, abs=1e-4)
     assert sliding.samples[0].extra["n_tokens"] == len(ids) - 1
 

@@ -25,8 +25,9 @@ def memorised_dir(tiny_dir, tmp_path_factory):
 
 def _scores(model_dir):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return evaluate_tasks(model, load_tokenizer(str(model_dir)), list(MEMORISED_ANSWERS), limit=MEMORISED_DOCS,
-                          batch_size=8)
+    return evaluate_tasks(
+        model, load_tokenizer(str(model_dir)), list(MEMORISED_ANSWERS), limit=MEMORISED_DOCS, batch_size=8
+    )
 
 
 def test_memorised_model_outranks_untrained_model(memorised_dir, tiny_dir):

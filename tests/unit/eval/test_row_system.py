@@ -8,9 +8,11 @@ from posttrain.eval.engine import run_task
 from posttrain.eval.tasks.builtin import resolve_task
 from tests.unit.eval.fakes import ScriptedBackend
 
-ROWS = ('{"prompt": "Q0", "reference": "1", "system": "You are a pirate."}\n'
-        '{"prompt": "Q1", "reference": "2"}\n'
-        '{"prompt": "Q2", "reference": "3", "system": ""}\n')
+ROWS = (
+    '{"prompt": "Q0", "reference": "1", "system": "You are a pirate."}\n'
+    '{"prompt": "Q1", "reference": "2"}\n'
+    '{"prompt": "Q2", "reference": "3", "system": ""}\n'
+)
 
 
 def _prompts(backend, requests) -> list[str]:
@@ -31,10 +33,13 @@ def test_generation_prompt_holds_the_row_system_message(tiny_model, tmp_path):
     assert [s.prompt for s in samples] == seen  # samples.jsonl records the prompt that was sent
 
 
-@pytest.mark.parametrize("kind,extra", [
-    ("multiple_choice", ', "choices": ["a", "b"], "answer": 0'),
-    ("classification", ', "label": "b"'),
-])
+@pytest.mark.parametrize(
+    "kind,extra",
+    [
+        ("multiple_choice", ', "choices": ["a", "b"], "answer": 0'),
+        ("classification", ', "label": "b"'),
+    ],
+)
 def test_scoring_kinds_use_the_row_system_message(tiny_model, tmp_path, kind, extra):
     _, tokenizer = tiny_model
     data = tmp_path / "rows.jsonl"

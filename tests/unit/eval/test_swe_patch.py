@@ -28,8 +28,13 @@ def _evaluate(tokenizer, rows, answer_of, tmp_path):
 
     def answer(prompt):
         return answer_of(next(r for issue, r in by_issue.items() if issue in prompt))
-    return run_tasks(ScriptedBackend(tokenizer, answer), ["swe_patch"], data={"swe_patch": str(data)},
-                     overrides={"swe_patch": ["timeout_s=10"]})[0]
+
+    return run_tasks(
+        ScriptedBackend(tokenizer, answer),
+        ["swe_patch"],
+        data={"swe_patch": str(data)},
+        overrides={"swe_patch": ["timeout_s=10"]},
+    )[0]
 
 
 def test_the_shipped_file_is_the_generators_output():
@@ -52,10 +57,10 @@ def test_unfixed_and_broken_answers_are_recorded_with_their_reason(tokenizer, tm
     del untested["tests"]
     answers = {
         "calc-divide": "--- a/calc/ops.py\n+++ b/calc/ops.py\n@@ -5,2 +5,2 @@\n def divide(a, b):\n-    return a // b\n"
-                       "+    return float(a // b)\n",  # applies, still wrong
+        "+    return float(a // b)\n",  # applies, still wrong
         "text-vowels": "--- a/textutil.py\n+++ b/textutil.py\n@@ -1,1 +1,1 @@\n-VOWELS = 'xyz'\n+VOWELS = 'aeiouAEIOU'\n",
         "stack-pop": "--- a/stack.py\n+++ b/stack.py\n@@ -9,3 +9,4 @@\n         if not self.items:\n-            return None\n"
-                     "+            while True:\n+                pass\n         return self.items.pop()\n",
+        "+            while True:\n+                pass\n         return self.items.pop()\n",
         "shop-discount": "I am not sure how to fix this.",
         "no-tests": rows[3]["gold_patch"],
     }
@@ -65,8 +70,11 @@ def test_unfixed_and_broken_answers_are_recorded_with_their_reason(tokenizer, tm
     assert verdicts["text-vowels"]["status"] == "patch does not apply"
     assert verdicts["text-vowels"]["reason"] == "diff does not apply: hunk 1 of textutil.py does not match the file"
     assert verdicts["stack-pop"]["status"] == "timeout"
-    assert verdicts["shop-discount"] == {"status": "patch does not apply", "answer_format": None,
-                                         "reason": "no unified diff and no search/replace edit in the answer"}
+    assert verdicts["shop-discount"] == {
+        "status": "patch does not apply",
+        "answer_format": None,
+        "reason": "no unified diff and no search/replace edit in the answer",
+    }
     assert verdicts["no-tests"]["status"] == "no tests"
     values = result.values()
     assert values["resolved"] == 0.0 and values["applied"] == 0.5 and values["no_tests"] == 1.0

@@ -33,8 +33,13 @@ def test_yaml_task_extends_a_builtin(tmp_path):
     path = tmp_path / "my_gsm.yaml"
     path.write_text("base: gsm8k\nfew_shot: 3\ndata: /some/where.jsonl\n")
     task = resolve_task(str(path), ["max_new_tokens=99"])
-    assert (task.name, task.kind, task.few_shot, task.max_new_tokens, task.extract) == \
-        ("my_gsm", "generation", 3, 99, "final_number")
+    assert (task.name, task.kind, task.few_shot, task.max_new_tokens, task.extract) == (
+        "my_gsm",
+        "generation",
+        3,
+        99,
+        "final_number",
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: nonsense\n")
     with pytest.raises(UserError, match="kind must be one of"):

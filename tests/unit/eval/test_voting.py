@@ -40,8 +40,13 @@ def test_default_ks_and_bad_k():
         check_options(VotingOptions(4, (1, 8)))
 
 
-KNOWN_SCORES = {"The answer is 2.": 0.1, "The answer is 3.": 0.9, "The answer is 5.": 0.0,
-                "The answer is 4.": 0.2, "The answer is 7.": 0.5}
+KNOWN_SCORES = {
+    "The answer is 2.": 0.1,
+    "The answer is 3.": 0.9,
+    "The answer is 5.": 0.0,
+    "The answer is 4.": 0.2,
+    "The answer is 7.": 0.5,
+}
 
 
 def known_score(sample: dict, completion: str) -> float:
@@ -58,6 +63,7 @@ def _cycling_answers(per_doc: dict[str, list[str]]):
         i = seen.get(question, 0)
         seen[question] = i + 1
         return per_doc[question][i]
+
     return answer
 
 
@@ -66,8 +72,10 @@ def test_votes_on_known_answers(tiny_model, tmp_path):
     rows = tmp_path / "qa.jsonl"
     rows.write_text('{"prompt": "What is 1+1?", "reference": "2"}\n{"prompt": "What is 2+2?", "reference": "4"}\n')
     # doc 1: 1 right of 4, wrong answers agree (maj wrong); doc 2: 3 right of 4 (maj right from k=1)
-    answers = {"1+1": ["The answer is 2.", "The answer is 3.", "The answer is 3.", "The answer is 5."],
-               "2+2": ["The answer is 4.", "The answer is 7.", "The answer is 4.", "The answer is 4."]}
+    answers = {
+        "1+1": ["The answer is 2.", "The answer is 3.", "The answer is 3.", "The answer is 5."],
+        "2+2": ["The answer is 4.", "The answer is 7.", "The answer is 4.", "The answer is 4."],
+    }
     backend = ScriptedBackend(tokenizer, answer=_cycling_answers(answers))
     task = resolve_task("generation", [f"data={rows}", "extract=final_number"])
     options = VotingOptions(4, temperature=0.7, scorer="tests.unit.eval.test_voting:known_score")
@@ -112,9 +120,29 @@ def test_cli_writes_the_curve_with_the_tiny_model(tiny_dir, tmp_path):
     from posttrain.cli import main
 
     out = tmp_path / "ev"
-    assert main(["eval", str(tiny_dir), "--tasks", "arithmetic", "--limit", "2", "--samples", "4",
-                 "--temperature", "1.0", "--best-of", "math", "--set", "max_new_tokens=4",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_dir),
+                "--tasks",
+                "arithmetic",
+                "--limit",
+                "2",
+                "--samples",
+                "4",
+                "--temperature",
+                "1.0",
+                "--best-of",
+                "math",
+                "--set",
+                "max_new_tokens=4",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     task = json.loads((out / "results.json").read_text())["tasks"]["arithmetic"]
     assert task["curve"]["k"] == [1, 2, 4] and len(task["curve"]["best_of@k"]) == 3
     assert set(task["metrics"]) >= {"pass@4", "maj@2", "best_of@1"}

@@ -9,13 +9,19 @@ from posttrain.generation.backend import (
     LoglikelihoodRequest,
 )
 
-TEXTS = [("Tom has 3 apples", " and gets 4 more."), ("What is 12 + 30?", " 42"),
-         ("a", " b c d e f g h"), ("The answer is", " 7."), ("One by one the child counts numbers", " again")]
+TEXTS = [
+    ("Tom has 3 apples", " and gets 4 more."),
+    ("What is 12 + 30?", " 42"),
+    ("a", " b c d e f g h"),
+    ("The answer is", " 7."),
+    ("One by one the child counts numbers", " again"),
+]
 
 
 def _requests(tokenizer):
     def ids(text):
         return tokenizer(text, add_special_tokens=False)["input_ids"]
+
     return [LoglikelihoodRequest([tokenizer.bos_token_id] + ids(c), ids(x)) for c, x in TEXTS]
 
 
@@ -63,7 +69,7 @@ def test_over_long_inputs_keep_their_last_tokens(tiny_model):
     backend = HFBackend(model, tokenizer, batch_size=2, show_progress=False)
     long_context = [tokenizer.bos_token_id] + [7] * (backend.max_length + 20)
     request = LoglikelihoodRequest(long_context, [9, 10])
-    cut = LoglikelihoodRequest(long_context[-(backend.max_length - 2):], [9, 10])
+    cut = LoglikelihoodRequest(long_context[-(backend.max_length - 2) :], [9, 10])
     assert abs(backend.loglikelihood([request])[0].logprob - _direct(model, cut)) < 1e-5
     assert len(backend.generate([GenerationRequest(long_context, max_new_tokens=4)])) == 1
 

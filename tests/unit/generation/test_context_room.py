@@ -42,4 +42,4 @@ def test_prompts_that_fit_are_untouched_and_a_too_long_one_keeps_half_the_contex
     backend.generate_tokens([GenerationRequest(short, 4), GenerationRequest(long, backend.max_length)])
     assert ([short], 4) in seen
     cut = [(p, n) for p, n in seen if p != [short]]
-    assert cut == [([long[-(backend.max_length - backend.max_length // 2):]], backend.max_length // 2)]
+    assert cut == [([long[-(backend.max_length - backend.max_length // 2) :]], backend.max_length // 2)]

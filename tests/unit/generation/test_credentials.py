@@ -31,8 +31,15 @@ def test_an_unset_variable_name_is_named(monkeypatch):
     assert read_api_key("MY_SERVER_KEY") == KEY
 
 
-@pytest.mark.parametrize("url", [f"http://user:{KEY}@127.0.0.1:8000/v1", f"https://{KEY}@api.example.org/v1",
-                                 f"http://127.0.0.1:8000/v1?api_key={KEY}", f"http://h/v1?x=1&access_token={KEY}"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{KEY}@127.0.0.1:8000/v1",
+        f"https://{KEY}@api.example.org/v1",
+        f"http://127.0.0.1:8000/v1?api_key={KEY}",
+        f"http://h/v1?x=1&access_token={KEY}",
+    ],
+)
 def test_credentials_in_a_url_are_refused_without_repeating_them(url):
     with pytest.raises(UserError) as err:
         OpenAIClient(url)
@@ -72,9 +79,25 @@ def test_sample_manifest_and_output_hold_no_key(monkeypatch, tmp_path, capsys, c
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi"}, {"prompt": "there"}])
     caplog.set_level(logging.DEBUG)
     with json_server(_echoing) as url:
-        status = main(["sample", "served", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"),
-                       "--backend", "openai", "--base-url", url, "--api-key-env", "MY_SERVER_KEY",
-                       "--max-retries", "0", "--quiet"])
+        status = main(
+            [
+                "sample",
+                "served",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--backend",
+                "openai",
+                "--base-url",
+                url,
+                "--api-key-env",
+                "MY_SERVER_KEY",
+                "--max-retries",
+                "0",
+                "--quiet",
+            ]
+        )
     manifest = (tmp_path / "o.manifest.json").read_text()
     assert status == 1 and json.loads(manifest)["counts"]["failed"] == 2 and "HTTP 401" in manifest
     written = manifest + "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())

@@ -72,8 +72,11 @@ class _Endpoint:
             return 500, None
         choice = {"message": {"content": "B. Response B is better."}}
         if cls.mode == "logprobs":
-            top = [{"token": "A", "logprob": math.log(0.3)}, {"token": " B", "logprob": math.log(0.6)},
-                   {"token": "The", "logprob": math.log(0.1)}]
+            top = [
+                {"token": "A", "logprob": math.log(0.3)},
+                {"token": " B", "logprob": math.log(0.6)},
+                {"token": "The", "logprob": math.log(0.1)},
+            ]
             choice["logprobs"] = {"content": [{"token": "B", "logprob": math.log(0.6), "top_logprobs": top}]}
         return 200, {"choices": [choice]}
 

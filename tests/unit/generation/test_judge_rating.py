@@ -21,8 +21,11 @@ def _reply(content, tokens=None):
 
 
 def _token(text, top):
-    return {"token": text, "logprob": math.log(max(top.values())),
-            "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in top.items()]}
+    return {
+        "token": text,
+        "logprob": math.log(max(top.values())),
+        "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in top.items()],
+    }
 
 
 REPLIES = {
@@ -35,8 +38,11 @@ REPLIES = {
 
 
 def _judge_server(body, headers):
-    key = next(k for k in REPLIES if f"<{k}>" in body["messages"][-1]["content"]) \
-        if "<" in body["messages"][-1]["content"] else "fail"
+    key = (
+        next(k for k in REPLIES if f"<{k}>" in body["messages"][-1]["content"])
+        if "<" in body["messages"][-1]["content"]
+        else "fail"
+    )
     if key == "fail":
         return 500, {"error": "judge down"}
     assert body["logprobs"] is True and body["top_logprobs"] == 10 and body["max_tokens"] >= 8
@@ -63,12 +69,26 @@ def test_bare_number_replies_parse_for_both_commands():
 
 
 def test_score_records_unparsed_judge_replies_per_row(tmp_path, capsys):
-    rows = [{"prompt": "q1", "completions": [{"text": "<bracketed>"}, {"text": "<no grade>"}]},
-            {"prompt": "q2", "completions": [{"text": "<one token>"}, {"text": "<empty>"}]}]
+    rows = [
+        {"prompt": "q1", "completions": [{"text": "<bracketed>"}, {"text": "<no grade>"}]},
+        {"prompt": "q2", "completions": [{"text": "<one token>"}, {"text": "<empty>"}]},
+    ]
     data = write_jsonl(tmp_path / "s.jsonl", rows)
     with json_server(_judge_server) as url:
-        status = main(["score", "--data", str(data), "--out", str(tmp_path / "scored.jsonl"), "--scorer",
-                       f"judge:model={url}", "--pairs", "best-worst", "--quiet"])
+        status = main(
+            [
+                "score",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "scored.jsonl"),
+                "--scorer",
+                f"judge:model={url}",
+                "--pairs",
+                "best-worst",
+                "--quiet",
+            ]
+        )
     out = capsys.readouterr()
     assert status == 0 and "Traceback" not in out.err
     scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]

@@ -30,6 +30,7 @@ def test_retries_429_and_5xx_then_succeeds_but_a_400_fails_at_once(monkeypatch):
     def bad_request(request):
         seen.append(request)
         return httpx.Response(400, text="no such model")
+
     with pytest.raises(HTTPFailure, match=r"POST http://test/v1/x: 1 attempt: HTTP 400: no such model"):
         client_with(bad_request, max_retries=3).post("/x", {})
     assert len(seen) == 1
@@ -40,5 +41,6 @@ def test_connection_errors_are_retried_and_reported(monkeypatch):
 
     def refuse(request):
         raise httpx.ConnectError("refused")
+
     with pytest.raises(HTTPFailure, match=r"3 attempts: ConnectError: refused; ConnectError"):
         client_with(refuse, max_retries=2).get("/models")

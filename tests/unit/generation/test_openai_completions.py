@@ -31,8 +31,25 @@ class Recorder:
 
 def _sample(tmp_path, url, *extra):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "What is 2 + 2?"}])
-    return main(["sample", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--backend",
-                 "openai", "--base-url", url, "--endpoint", "completions", "--quiet", "--no-logprobs", *extra])
+    return main(
+        [
+            "sample",
+            "m",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--endpoint",
+            "completions",
+            "--quiet",
+            "--no-logprobs",
+            *extra,
+        ]
+    )
 
 
 def test_completions_sends_the_prompt_as_written_by_default(tmp_path):
@@ -49,8 +66,9 @@ def test_tokenizer_renders_the_chat_template_as_text(tmp_path, tiny_dir):
     with json_server(server) as url:
         assert _sample(tmp_path, url, "--tokenizer", str(tiny_dir)) == 0
     tok = AutoTokenizer.from_pretrained(tiny_dir)
-    rendered = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], tokenize=False,
-                                       add_generation_prompt=True)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 2?"}], tokenize=False, add_generation_prompt=True
+    )
     sent = server.bodies[0]["prompt"]
     assert isinstance(sent, str) and "What is 2 + 2?" in sent and sent != "What is 2 + 2?"
     assert rendered.endswith(sent) and len(rendered) - len(sent) <= len(tok.bos_token or "")
@@ -67,11 +85,28 @@ def test_token_ids_only_to_a_server_known_to_take_them(tmp_path, tiny_dir):
 
 
 def test_a_conversation_without_tokenizer_is_one_line(tmp_path, capsys):
-    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok"}, {"messages": [
-        {"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}])
+    prompts = write_jsonl(
+        tmp_path / "p.jsonl",
+        [{"prompt": "ok"}, {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}],
+    )
     with json_server(Recorder()) as url:
-        status = main(["sample", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--backend",
-                       "openai", "--base-url", url, "--endpoint", "completions", "--quiet"])
+        status = main(
+            [
+                "sample",
+                "m",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--backend",
+                "openai",
+                "--base-url",
+                url,
+                "--endpoint",
+                "completions",
+                "--quiet",
+            ]
+        )
     err = capsys.readouterr().err
     assert status == 2 and "row 2" in err and "--tokenizer" in err and "Traceback" not in err
 
@@ -85,8 +120,11 @@ def _echo(body, headers):
         logprobs = {"tokens": [str(t) for t in prompt] + ["g"], "token_logprobs": values}
     else:
         values = [None] + [-0.1 * (i + 1) for i in range(1, len(prompt))] + [-9.0]
-        logprobs = {"tokens": list(prompt) + ["g"], "token_logprobs": values,
-                    "text_offset": list(range(len(prompt) + 1))}
+        logprobs = {
+            "tokens": list(prompt) + ["g"],
+            "token_logprobs": values,
+            "text_offset": list(range(len(prompt) + 1)),
+        }
     assert body["echo"] is True and body["logprobs"] == 1 and body["max_tokens"] == 1
     return 200, {"choices": [{"text": prompt if isinstance(prompt, str) else "", "logprobs": logprobs}]}
 
@@ -134,11 +172,21 @@ def test_prompt_text_drops_a_leading_bos(tiny_dir):
 
 def test_an_echo_that_stops_at_the_prompt_is_refused():
     """llama-cpp-python 0.3.36's shape: the prompt's tokens only (their log-probs shifted by one)."""
+
     def prompt_only(body, headers):
         prompt = body["prompt"]
-        return 200, {"choices": [{"text": prompt, "logprobs": {
-            "tokens": list(prompt), "token_logprobs": [None] + [-0.5] * (len(prompt) - 1),
-            "text_offset": list(range(len(prompt)))}}]}
+        return 200, {
+            "choices": [
+                {
+                    "text": prompt,
+                    "logprobs": {
+                        "tokens": list(prompt),
+                        "token_logprobs": [None] + [-0.5] * (len(prompt) - 1),
+                        "text_offset": list(range(len(prompt))),
+                    },
+                }
+            ]
+        }
 
     with json_server(prompt_only) as url:
         backend = OpenAIBackend("m", OpenAIClient(url), "completions", CharTokenizer())

@@ -19,14 +19,20 @@ def _chat_choice(logprobs):
     return {"message": {"content": "ok"}, "finish_reason": "stop", "logprobs": logprobs}
 
 
-@pytest.mark.parametrize("logprobs, expected", [
-    ({"content": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.25}]}, (-1.75, None)),
-    ({"content": [{"token": "a", "logprob": 0.0}]}, (0.0, None)),
-    (None, (None, "missing")), ({"content": []}, (None, "missing")), ({"content": None}, (None, "missing")),
-    ({"content": [{"token": "a", "logprob": 2.0}]}, (None, "malformed")),
-    ({"content": [{"token": "a", "logprob": "x"}]}, (None, "malformed")),
-    ({"content": [{"token": "a", "logprob": float("nan")}]}, (None, "malformed")),
-    ({"content": [{"token": "a"}]}, (None, "malformed"))])
+@pytest.mark.parametrize(
+    "logprobs, expected",
+    [
+        ({"content": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.25}]}, (-1.75, None)),
+        ({"content": [{"token": "a", "logprob": 0.0}]}, (0.0, None)),
+        (None, (None, "missing")),
+        ({"content": []}, (None, "missing")),
+        ({"content": None}, (None, "missing")),
+        ({"content": [{"token": "a", "logprob": 2.0}]}, (None, "malformed")),
+        ({"content": [{"token": "a", "logprob": "x"}]}, (None, "malformed")),
+        ({"content": [{"token": "a", "logprob": float("nan")}]}, (None, "malformed")),
+        ({"content": [{"token": "a"}]}, (None, "malformed")),
+    ],
+)
 def test_chat_logprob_sum_and_problems(logprobs, expected):
     assert completion_logprob(_chat_choice(logprobs), chat=True) == expected
 
@@ -37,7 +43,10 @@ def test_completions_logprob_sum():
     assert completion_logprob({"text": "x", "logprobs": {"token_logprobs": [None]}}, chat=False) == (None, "malformed")
     # llama.cpp's empty completion (end of text first) lists no tokens: a sum over none, not "missing"
     assert completion_logprob({"text": "", "logprobs": {"tokens": [], "token_logprobs": []}}, chat=False) == (0.0, None)
-    assert completion_logprob({"text": "x", "logprobs": {"tokens": [], "token_logprobs": []}}, chat=False) == (None, "missing")
+    assert completion_logprob({"text": "x", "logprobs": {"tokens": [], "token_logprobs": []}}, chat=False) == (
+        None,
+        "missing",
+    )
 
 
 class Recorder:
@@ -50,12 +59,17 @@ class Recorder:
         self.bodies.append(body)
         lp = [{"token": "o", "logprob": -0.5}, {"token": "k", "logprob": -0.25}]
         if "messages" in body:
-            choice = {"message": {"content": "ok"}, "finish_reason": "stop",
-                      **({"logprobs": {"content": lp}} if self.with_logprobs else {"logprobs": None})}
+            choice = {
+                "message": {"content": "ok"},
+                "finish_reason": "stop",
+                **({"logprobs": {"content": lp}} if self.with_logprobs else {"logprobs": None}),
+            }
         else:
-            choice = {"text": "ok", "finish_reason": "length",
-                      **({"logprobs": {"tokens": ["o", "k"], "token_logprobs": [-0.5, -0.25]}}
-                         if self.with_logprobs else {})}
+            choice = {
+                "text": "ok",
+                "finish_reason": "length",
+                **({"logprobs": {"tokens": ["o", "k"], "token_logprobs": [-0.5, -0.25]}} if self.with_logprobs else {}),
+            }
         return 200, {"choices": [choice], "usage": {"completion_tokens": 2}}
 
 
@@ -78,7 +92,8 @@ def test_no_logprobs_requested_sends_none():
     server = Recorder(with_logprobs=True)
     with json_server(server) as url:
         OpenAIBackend("m", OpenAIClient(url), "chat").complete(
-            [GenerationRequest([], 5, messages=({"role": "user", "content": "hi"},))])
+            [GenerationRequest([], 5, messages=({"role": "user", "content": "hi"},))]
+        )
     assert "logprobs" not in server.bodies[0] and "top_logprobs" not in server.bodies[0]
 
 
@@ -86,8 +101,23 @@ def test_a_server_without_logprobs_warns_once_and_the_manifest_counts_it(tmp_pat
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"q{i}"} for i in range(3)])
     caplog.set_level(logging.WARNING)
     with json_server(Recorder(with_logprobs=False)) as url:
-        status = main(["sample", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--n", "2",
-                       "--backend", "openai", "--base-url", url, "--quiet"])
+        status = main(
+            [
+                "sample",
+                "m",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--n",
+                "2",
+                "--backend",
+                "openai",
+                "--base-url",
+                url,
+                "--quiet",
+            ]
+        )
     assert status == 0
     rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(c["logprob"] is None for r in rows for c in r["completions"])
@@ -101,8 +131,24 @@ def test_a_server_without_logprobs_warns_once_and_the_manifest_counts_it(tmp_pat
 def test_with_logprobs_the_manifest_has_no_warning(tmp_path):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q"}])
     with json_server(Recorder(with_logprobs=True)) as url:
-        assert main(["sample", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"),
-                     "--backend", "openai", "--base-url", url, "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    "m",
+                    "--prompts",
+                    str(prompts),
+                    "--out",
+                    str(tmp_path / "o.jsonl"),
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    url,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     manifest = json.loads((tmp_path / "o.manifest.json").read_text())
     assert manifest["counts"]["completions_without_logprob"] == 0 and manifest["warnings"] == []
     row = json.loads((tmp_path / "o.jsonl").read_text())

@@ -30,10 +30,20 @@ def test_protected_mask_after_an_earlier_eviction():
 def test_h2o_accumulates_attention_by_hand():
     # one KV head shared by two query heads; 2 cached units then a chunk of 2 queries (4 keys)
     previous = torch.tensor([[[0.5, 0.1]]])
-    w = torch.tensor([[[[0.2, 0.3, 0.5, 0.0],    # head 0, query 2 (causal: sees units 0..2)
-                        [0.1, 0.1, 0.2, 0.6]],   # head 0, query 3
-                       [[0.6, 0.1, 0.3, 0.0],    # head 1, query 2
-                        [0.0, 0.5, 0.1, 0.4]]]])  # head 1, query 3
+    w = torch.tensor(
+        [
+            [
+                [
+                    [0.2, 0.3, 0.5, 0.0],  # head 0, query 2 (causal: sees units 0..2)
+                    [0.1, 0.1, 0.2, 0.6],
+                ],  # head 0, query 3
+                [
+                    [0.6, 0.1, 0.3, 0.0],  # head 1, query 2
+                    [0.0, 0.5, 0.1, 0.4],
+                ],
+            ]
+        ]
+    )  # head 1, query 3
     # unit 0: 0.5 + 0.2+0.1+0.6+0.0 = 1.4; unit 1: 0.1 + 0.3+0.1+0.1+0.5 = 1.1
     # unit 2: 0 + 0.5+0.2+0.3+0.1 = 1.1;   unit 3: 0 + 0.0+0.6+0.0+0.4 = 1.0
     scores = accumulate_attention(previous, w, kv_heads=1)
@@ -49,13 +59,16 @@ def test_h2o_keeps_the_highest_scores_per_kv_head():
     assert keep.tolist() == [[[0, 2, 5], [1, 3, 5]]]
 
 
-@pytest.mark.parametrize("policy, context, message", [
-    (Policy("h2o", 300, 0, 8), 224, "not smaller than the context"),
-    (Policy("h2o", 4, 0, 8), 224, "smaller than sinks + recent"),
-    (Policy("streaming", 40, 4, 28), 224, "keeps exactly sinks + window"),
-    (Policy("locret", 0, 0, 0), 224, "budget >= 1"),
-    (Policy("lru", 32, 0, 0), 224, "choose one of"),
-])
+@pytest.mark.parametrize(
+    "policy, context, message",
+    [
+        (Policy("h2o", 300, 0, 8), 224, "not smaller than the context"),
+        (Policy("h2o", 4, 0, 8), 224, "smaller than sinks + recent"),
+        (Policy("streaming", 40, 4, 28), 224, "keeps exactly sinks + window"),
+        (Policy("locret", 0, 0, 0), 224, "budget >= 1"),
+        (Policy("lru", 32, 0, 0), 224, "choose one of"),
+    ],
+)
 def test_bad_budgets_are_user_errors(policy, context, message):
     with pytest.raises(UserError, match=re.escape(message)):
         check_policy(policy, context)

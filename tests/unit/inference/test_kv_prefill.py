@@ -1,6 +1,5 @@
 """Chunked prefill with eviction on the tiny model's DynamicCache, and Locret's retaining heads learning."""
 
-
 import pytest
 import torch
 
@@ -18,7 +17,9 @@ def model_and_tokenizer(tiny_dir):
 
 @pytest.fixture(scope="module")
 def prompt_ids(model_and_tokenizer):
-    ids = torch.randint(0, model_and_tokenizer[0].config.vocab_size, (1, 90), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model_and_tokenizer[0].config.vocab_size, (1, 90), generator=torch.Generator().manual_seed(0)
+    )
     return ids
 
 
@@ -108,8 +109,10 @@ def test_locret_heads_learn_to_predict_importance(model_and_tokenizer):
             learned.append(_top_recall(predicted, labels[i], budget))
             random_pick.append(_top_recall(torch.rand(labels[i].shape, generator=rng), labels[i], budget))
     learned_recall, random_recall = sum(learned) / len(learned), sum(random_pick) / len(random_pick)
-    print(f"held-out loss {sum(before) / len(before):.3f} -> {sum(after) / len(after):.3f}; "
-          f"top-{budget} recall: heads {learned_recall:.3f}, random {random_recall:.3f}")
+    print(
+        f"held-out loss {sum(before) / len(before):.3f} -> {sum(after) / len(after):.3f}; "
+        f"top-{budget} recall: heads {learned_recall:.3f}, random {random_recall:.3f}"
+    )
     assert sum(losses[-20:]) < 0.5 * sum(losses[:20])
     assert sum(after) < 0.7 * sum(before)
     assert learned_recall > random_recall + 0.2
@@ -129,6 +132,8 @@ def test_locret_prefill_keeps_the_highest_predicted_units(model_and_tokenizer, p
         model(input_ids=prompt_ids[:, :32])
         for i, positions in enumerate(result.positions):
             scores = heads(i, qkv[i])[0, :, :28]  # [kv_heads, 28] without the 4 stabilizers
-            expected = torch.cat([scores.topk(16, dim=-1).indices.sort(dim=-1).values,
-                                  torch.arange(28, 32).expand(scores.shape[0], 4)], dim=-1)
+            expected = torch.cat(
+                [scores.topk(16, dim=-1).indices.sort(dim=-1).values, torch.arange(28, 32).expand(scores.shape[0], 4)],
+                dim=-1,
+            )
             assert positions[0].tolist() == expected.tolist()

@@ -63,8 +63,17 @@ def test_cycleqd_command_writes_archive_bests(family, tmp_path, capsys):
         path.write_text("".join(json.dumps({"prompt": f"Say {answer}", "reference": answer}) + "\n" for _ in range(2)))
         tasks.append({"data": str(path), "answer": "text", "max_new_tokens": 2, "name": name})
     recipe = tmp_path / "qd.yaml"
-    recipe.write_text(yaml.safe_dump({"base": str(family["base"]), "experts": [str(family["a"]), str(family["b"])],
-                                      "tasks": tasks, "generations": 2, "limit": 2}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(family["base"]),
+                "experts": [str(family["a"]), str(family["b"])],
+                "tasks": tasks,
+                "generations": 2,
+                "limit": 2,
+            }
+        )
+    )
     assert main(["cycleqd", str(recipe), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "cycleqd.json").read_text())
     assert len(report["experts"]) == 2 and len(report["children"]) == 2 and set(report["best"]) == {"one", "two"}

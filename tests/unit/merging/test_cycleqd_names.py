@@ -20,8 +20,17 @@ def test_traversal_task_names_stay_inside_out(family, tmp_path, capsys):
         path.write_text("".join(json.dumps({"prompt": f"Say {answer}", "reference": answer}) + "\n" for _ in range(2)))
         tasks.append({"data": str(path), "answer": "text", "max_new_tokens": 2, "name": name})
     recipe = tmp_path / "qd.yaml"
-    recipe.write_text(yaml.safe_dump({"base": str(family["base"]), "experts": [str(family["a"]), str(family["b"])],
-                                      "tasks": tasks, "generations": 1, "limit": 2}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(family["base"]),
+                "experts": [str(family["a"]), str(family["b"])],
+                "tasks": tasks,
+                "generations": 1,
+                "limit": 2,
+            }
+        )
+    )
     out = tmp_path / "a" / "b" / "out"
     out.parent.mkdir(parents=True)
     before = _files(tmp_path, out)
@@ -31,9 +40,18 @@ def test_traversal_task_names_stay_inside_out(family, tmp_path, capsys):
     assert set(json.loads((out / "cycleqd.json").read_text())["best"]) == {"../../../x", "/etc/y"}
 
 
-@pytest.mark.parametrize("name, safe", [("../../../x", "_.._.._.._x"), ("..", "_.."), (".hidden", "_.hidden"),
-                                        ("a/b\\c", "a_b_c"), ("", "_"), ("ok-name_1.2", "ok-name_1.2"),
-                                        ("x\x00y", "x_y")])
+@pytest.mark.parametrize(
+    "name, safe",
+    [
+        ("../../../x", "_.._.._.._x"),
+        ("..", "_.."),
+        (".hidden", "_.hidden"),
+        ("a/b\\c", "a_b_c"),
+        ("", "_"),
+        ("ok-name_1.2", "ok-name_1.2"),
+        ("x\x00y", "x_y"),
+    ],
+)
 def test_safe_file_name(name, safe):
     from posttrain.checkpoint.output_dir import safe_file_name
 

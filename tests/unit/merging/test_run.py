@@ -25,8 +25,14 @@ def merge(tmp_path, capsys, **recipe):
 
 
 def test_dare_ties_merge_loads_in_transformers_and_is_reproducible(family, tmp_path, capsys):
-    recipe = dict(method="dare", dare_combine="ties", base=str(family["base"]), density=0.5, seed=7,
-                  models=[str(family["a"]), str(family["b"])])
+    recipe = dict(
+        method="dare",
+        dare_combine="ties",
+        base=str(family["base"]),
+        density=0.5,
+        seed=7,
+        models=[str(family["a"]), str(family["b"])],
+    )
     assert merge(tmp_path, capsys, **recipe) == (0, "")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert model(torch.tensor([[1, 2, 3]])).logits.isfinite().all()
@@ -55,8 +61,7 @@ def test_missing_base_is_one_line(family, tmp_path, capsys):
 
 
 def test_unknown_key_names_the_nearest(family, tmp_path, capsys):
-    code, err = merge(tmp_path, capsys, method="ties", base=str(family["base"]), models=[str(family["a"])],
-                      densty=0.5)
+    code, err = merge(tmp_path, capsys, method="ties", base=str(family["base"]), models=[str(family["a"])], densty=0.5)
     assert code == 2 and "did you mean 'density'" in err
 
 
@@ -84,8 +89,9 @@ def test_tokenizer_mismatch_is_one_line(family, tmp_path, capsys):
 def test_architecture_mismatch_is_one_line(family, tmp_path, capsys):
     other = shutil.copytree(family["b"], tmp_path / "other-arch")
     config = json.loads((other / "config.json").read_text())
-    (other / "config.json").write_text(json.dumps({**config, "model_type": "mistral",
-                                                    "architectures": ["MistralForCausalLM"]}))
+    (other / "config.json").write_text(
+        json.dumps({**config, "model_type": "mistral", "architectures": ["MistralForCausalLM"]})
+    )
     code, err = merge(tmp_path, capsys, method="slerp", models=[str(family["a"]), str(other)])
     assert code == 2 and "model_type" in err
 
@@ -97,8 +103,9 @@ def test_recipe_values_are_checked_before_loading(family, tmp_path, capsys, bad,
     assert code == 2 and problem in err
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[3] / "recipes").rglob("merge/*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[3] / "recipes").rglob("merge/*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_merge_recipe_validates(path):
     schema = CycleQDRecipe if "experts" in yaml.safe_load(path.read_text()) else MergeRecipe
     assert load_yaml_recipe(path, schema).output

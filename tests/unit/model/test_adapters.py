@@ -118,6 +118,7 @@ def test_default_lora_keeps_less_for_backward_than_full_fine_tuning(tiny_dir):
     full = _bytes_saved_for_backward(load_model(ModelConfig(path=str(tiny_dir))))
     lora = _bytes_saved_for_backward(load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora")))
     old_default = _bytes_saved_for_backward(
-        load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora", dropout=0.05)))
+        load_model(ModelConfig(path=str(tiny_dir)), adapter=AdapterConfig(kind="lora", dropout=0.05))
+    )
     assert AdapterConfig().dropout == 0.0
     assert lora < full < old_default, (lora, full, old_default)

@@ -20,8 +20,15 @@ from posttrain.model.generate import (
     stop_token_ids,
 )
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=300, max_position_embeddings=128)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=300,
+    max_position_embeddings=128,
+)
 PAD, EOS = 0, 1
 # Different lengths, deliberately not sorted, so batches need left padding and reordering.
 PROMPTS = [[5, 17, 42, 9, 120, 33, 7], [250], [64, 3, 99], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], [77, 78]]
@@ -71,8 +78,13 @@ def test_model_mode_is_restored(model, training):
 
 
 @pytest.mark.parametrize(
-    "cfg", [GenerationConfig(max_new_tokens=0), GenerationConfig(temperature=-1.0), GenerationConfig(top_p=0.0),
-            GenerationConfig(batch_size=0)],
+    "cfg",
+    [
+        GenerationConfig(max_new_tokens=0),
+        GenerationConfig(temperature=-1.0),
+        GenerationConfig(top_p=0.0),
+        GenerationConfig(batch_size=0),
+    ],
 )
 def test_bad_settings_and_empty_prompt_are_user_errors(model, cfg):
     with pytest.raises(UserError):

@@ -11,8 +11,15 @@ from posttrain.model.lean_layers import _RMSNorm, _SwiGLU, _SwiGLUDown, use_lean
 
 def tiny_llama(**overrides) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-              intermediate_size=48, vocab_size=64, max_position_embeddings=64)
+    kw = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=48,
+        vocab_size=64,
+        max_position_embeddings=64,
+    )
     return LlamaForCausalLM(LlamaConfig(**{**kw, **overrides})).float()
 
 
@@ -31,7 +38,10 @@ def saved_bytes(fn) -> int:
 
 def test_swiglu_functions_match_autograd_of_the_formula_by_hand():
     torch.manual_seed(1)
-    gate, up = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    gate, up = (
+        torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True),
+    )
     weight = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_SwiGLU.apply, (gate, up))
     assert torch.autograd.gradcheck(_SwiGLUDown.apply, (gate, up, weight))

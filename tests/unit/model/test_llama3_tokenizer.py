@@ -42,8 +42,13 @@ def test_matches_reference_encoding(tokenizer, text):
 
 def test_special_tokens_and_size(tokenizer):
     assert len(tokenizer) == 128256
-    expected = {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|start_header_id|>": 128006,
-                "<|end_header_id|>": 128007, "<|eot_id|>": 128009}
+    expected = {
+        "<|begin_of_text|>": 128000,
+        "<|end_of_text|>": 128001,
+        "<|start_header_id|>": 128006,
+        "<|end_header_id|>": 128007,
+        "<|eot_id|>": 128009,
+    }
     assert {t: tokenizer.convert_tokens_to_ids(t) for t in expected} == expected
     assert tokenizer.convert_ids_to_tokens(128255) == "<|reserved_special_token_250|>"
     assert tokenizer.bos_token_id == 128000 and tokenizer.eos_token == "<|eot_id|>"
@@ -51,7 +56,10 @@ def test_special_tokens_and_size(tokenizer):
 
 def test_bos_prepended_once_and_chat_template(tokenizer):
     assert tokenizer("Hello")["input_ids"] == [128000, 9906]
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
-                                             add_generation_prompt=True)
-    assert rendered == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                        "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert rendered == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )

@@ -8,9 +8,17 @@ from posttrain.model.logprobs import TokenLogprobs, token_logprobs
 
 def _model():
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                        num_key_value_heads=2, intermediate_size=64, vocab_size=97,
-                                        max_position_embeddings=64))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=97,
+            max_position_embeddings=64,
+        )
+    )
 
 
 def _batch():

@@ -24,8 +24,7 @@ ANSWERS = ["even", "odd", "It is an even number, because it ends in 4.", "4", "o
 
 def _sequences(tokenizer):
     prompt = [{"role": "user", "content": "Is 314 even or odd?"}]
-    return [tokenize_completion(tokenizer, prompt, [{"role": "assistant", "content": a}]).input_ids
-            for a in ANSWERS]
+    return [tokenize_completion(tokenizer, prompt, [{"role": "assistant", "content": a}]).input_ids for a in ANSWERS]
 
 
 def _reward_model(path, labels, **kwargs):
@@ -90,17 +89,18 @@ def test_lora_reward_model_trains_its_head_and_loads_back_for_scoring(tiny_dir, 
     loaded, _ = load_reward_model_dir(str(tmp_path / "adapter"))
     sequences = _sequences(tok)
     expected = score_sequences(model.eval(), sequences, tok.pad_token_id, batch_size=8)
-    torch.testing.assert_close(score_sequences(loaded, sequences, tok.pad_token_id, 8), expected,
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(score_sequences(loaded, sequences, tok.pad_token_id, 8), expected, atol=1e-5, rtol=1e-5)
     from posttrain.model.merge_lora import (
         merge_adapter_dir,  # posttrain merge-lora keeps the head
     )
 
-    merged = AutoModelForSequenceClassification.from_pretrained(merge_adapter_dir(tmp_path / "adapter",
-                                                                                  tmp_path / "merged"))
+    merged = AutoModelForSequenceClassification.from_pretrained(
+        merge_adapter_dir(tmp_path / "adapter", tmp_path / "merged")
+    )
     assert merged.config.num_labels == 2 and not (tmp_path / "merged" / "adapter_config.json").exists()
-    torch.testing.assert_close(score_sequences(merged.eval(), sequences, tok.pad_token_id, 8), expected,
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        score_sequences(merged.eval(), sequences, tok.pad_token_id, 8), expected, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_an_unloadable_model_is_a_user_error(tmp_path):
@@ -122,6 +122,8 @@ def test_a_body_that_does_not_match_its_config_is_an_error_not_reinitialised(tin
     with pytest.raises(UserError) as err:
         _reward_model(bad, ["helpfulness", "correctness"])
     vocab = config["vocab_size"]
-    assert str(err.value) == (f"cannot load model '{bad}': the weights do not match config.json "
-                              f"(model.embed_tokens.weight is [{vocab - 8}, {config['hidden_size']}] in the "
-                              f"weights, [{vocab}, {config['hidden_size']}] by config.json; 1 tensor differs)")
+    assert str(err.value) == (
+        f"cannot load model '{bad}': the weights do not match config.json "
+        f"(model.embed_tokens.weight is [{vocab - 8}, {config['hidden_size']}] in the "
+        f"weights, [{vocab}, {config['hidden_size']}] by config.json; 1 tensor differs)"
+    )

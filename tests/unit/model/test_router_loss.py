@@ -20,8 +20,9 @@ from posttrain.model.router_loss import router_aux_for
 from posttrain.objectives.sft import NextTokenObjective
 from posttrain.train.loop import TrainJob, accumulate_gradients
 
-SIZES = dict(hidden_size=32, num_hidden_layers=2, num_key_value_heads=2, intermediate_size=64,
-             max_position_embeddings=64)
+SIZES = dict(
+    hidden_size=32, num_hidden_layers=2, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +37,29 @@ def batch(tiny_dir):
 
 def _mixtral(vocab):
     torch.manual_seed(0)
-    return MixtralForCausalLM(MixtralConfig(**SIZES, num_attention_heads=4, vocab_size=vocab,
-                                            num_local_experts=4, num_experts_per_tok=2,
-                                            router_aux_loss_coef=0.5))
+    return MixtralForCausalLM(
+        MixtralConfig(
+            **SIZES,
+            num_attention_heads=4,
+            vocab_size=vocab,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            router_aux_loss_coef=0.5,
+        )
+    )
 
 
 def _train_stats(model, micro_batches):
     policy = TokenLogprobs(model)
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True), policy=policy,
-                   tokenizer=None, plan=None, objective=NextTokenObjective())
+    job = TrainJob(
+        recipe=Recipe(),
+        out_dir=None,
+        accelerator=Accelerator(cpu=True),
+        policy=policy,
+        tokenizer=None,
+        plan=None,
+        objective=NextTokenObjective(),
+    )
     return accumulate_gradients(job, policy, micro_batches)
 
 
@@ -99,8 +114,11 @@ def test_router_loss_is_a_mean_over_micro_batches(batch):
 def test_jetmoe_uses_its_own_coefficient_and_matches_transformers(batch):
     mb, vocab, _ = batch
     torch.manual_seed(0)
-    model = JetMoeForCausalLM(JetMoeConfig(**SIZES, kv_channels=8, vocab_size=vocab,
-                                           num_local_experts=4, num_experts_per_tok=2, aux_loss_coef=0.3))
+    model = JetMoeForCausalLM(
+        JetMoeConfig(
+            **SIZES, kv_channels=8, vocab_size=vocab, num_local_experts=4, num_experts_per_tok=2, aux_loss_coef=0.3
+        )
+    )
     ref, _ = _reference(model, mb)
     model.zero_grad()
     stats = _train_stats(model, [mb])

@@ -17,8 +17,15 @@ def test_state_values_shift_by_one():
 
 def test_value_head_on_the_policy(tiny_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-    actor_critic = build_actor_critic(model, load_tokenizer(str(tiny_dir)), ModelConfig(path=str(tiny_dir)),
-                                      critic="head", critic_model=None, chunk_size=256, seed=0)
+    actor_critic = build_actor_critic(
+        model,
+        load_tokenizer(str(tiny_dir)),
+        ModelConfig(path=str(tiny_dir)),
+        critic="head",
+        critic_model=None,
+        chunk_size=256,
+        seed=0,
+    )
     ids = torch.arange(5, 15).unsqueeze(0)
     labels = torch.cat([torch.full((1, 4), -100), ids[:, 4:]], dim=1)
     logps, values = actor_critic(ids, labels)
@@ -34,8 +41,15 @@ def test_critic_from_a_reward_model_keeps_its_head(tiny_dir, tmp_path):
     reward_model.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
     policy = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-    actor_critic = build_actor_critic(policy, tok, ModelConfig(path=str(tiny_dir)), critic="separate",
-                                      critic_model=str(tmp_path / "rm"), chunk_size=256, seed=0).eval()
+    actor_critic = build_actor_critic(
+        policy,
+        tok,
+        ModelConfig(path=str(tiny_dir)),
+        critic="separate",
+        critic_model=str(tmp_path / "rm"),
+        chunk_size=256,
+        seed=0,
+    ).eval()
     assert torch.equal(actor_critic.critic.classifier.score.weight, reward_model.score.weight)
     ids = torch.arange(5, 15).unsqueeze(0)
     with torch.no_grad():

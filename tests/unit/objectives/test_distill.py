@@ -57,8 +57,10 @@ def test_matches_trl_generalized_jsd(beta):
     theirs = trl_gkd.GKDTrainer.generalized_jsd_loss(student, teacher, labels, beta=beta, temperature=2.0)
     (grad_theirs,) = torch.autograd.grad(theirs, student)
     keep = labels != -100
-    ours = kd.generalized_jsd(kd.scaled_logprobs(student[keep], 2.0), kd.scaled_logprobs(teacher[keep], 2.0),
-                              beta).sum() / keep.sum()
+    ours = (
+        kd.generalized_jsd(kd.scaled_logprobs(student[keep], 2.0), kd.scaled_logprobs(teacher[keep], 2.0), beta).sum()
+        / keep.sum()
+    )
     (grad_ours,) = torch.autograd.grad(ours, student)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
     assert torch.allclose(grad_ours, grad_theirs, atol=1e-6)

@@ -69,16 +69,19 @@ def test_packed_examples_that_could_see_each_other_would_differ():
     with torch.no_grad():
         right = example_logps(policy, mb, mismatched=False)
         merged = torch.where(mb["segment_ids"] >= 0, 1, -1)
-        wrong = example_logps(policy, {**mb, "segment_ids": merged, "position_ids": mb["position_ids"]},
-                              mismatched=False)
+        wrong = example_logps(
+            policy, {**mb, "segment_ids": merged, "position_ids": mb["position_ids"]}, mismatched=False
+        )
     assert (wrong.sum() - right.sum()).abs() > 1e-3
 
 
 def test_reference_log_probs_are_equal_in_the_packed_layout():
     model = _model().eval()
     got = []
-    for collate in (functools.partial(collate_unpaired, pad_id=0),
-                    functools.partial(collate_unpaired_reference, pad_id=0, pack_length=2 * PACK)):
+    for collate in (
+        functools.partial(collate_unpaired, pad_id=0),
+        functools.partial(collate_unpaired_reference, pad_id=0, pack_length=2 * PACK),
+    ):
         examples = _examples()
         precompute_reference_logps(model, examples, collate, ("matched", "mismatched"), 3, torch.device("cpu"))
         got.append(torch.tensor([[e.ref_logps[k] for k in ("matched", "mismatched")] for e in examples]))
@@ -90,11 +93,20 @@ def _kto_step(micro_batch_size, pack_length):
     model = _model()
     policy = TokenLogprobs(model)
     examples = _examples()
-    micro_batches = [collate_unpaired(examples[i : i + micro_batch_size], pad_id=0, pack_length=pack_length)
-                     for i in range(0, len(examples), micro_batch_size)]
+    micro_batches = [
+        collate_unpaired(examples[i : i + micro_batch_size], pad_id=0, pack_length=pack_length)
+        for i in range(0, len(examples), micro_batch_size)
+    ]
     objective = UnpairedObjective(PreferenceConfig(beta=0.5))
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True),
-                   policy=policy, tokenizer=None, plan=None, objective=objective)
+    job = TrainJob(
+        recipe=Recipe(),
+        out_dir=None,
+        accelerator=Accelerator(cpu=True),
+        policy=policy,
+        tokenizer=None,
+        plan=None,
+        objective=objective,
+    )
     stats = accumulate_gradients(job, policy, micro_batches)
     return float(stats["loss"]), float(objective.z0), {n: p.grad.clone() for n, p in model.named_parameters()}
 

@@ -29,10 +29,15 @@ def t(*values: float, grad: bool = True) -> torch.Tensor:
 
 
 def make_batch() -> PairLogps:
-    return PairLogps(policy_chosen_logps=t(-2, -4), policy_rejected_logps=t(-6, -2),
-                     chosen_lengths=t(2, 2, grad=False), rejected_lengths=t(3, 2, grad=False),
-                     extra_rejected_logps=t(-4), extra_rejected_lengths=t(1, grad=False),
-                     extra_rejected_pair=torch.tensor([0]))
+    return PairLogps(
+        policy_chosen_logps=t(-2, -4),
+        policy_rejected_logps=t(-6, -2),
+        chosen_lengths=t(2, 2, grad=False),
+        rejected_lengths=t(3, 2, grad=False),
+        extra_rejected_logps=t(-4),
+        extra_rejected_lengths=t(1, grad=False),
+        extra_rejected_pair=torch.tensor([0]),
+    )
 
 
 def test_logo_values_and_gradients_by_hand():
@@ -51,8 +56,12 @@ def test_logo_values_and_gradients_by_hand():
 
 
 def test_logo_with_one_rejected_and_no_sft_term_is_simpo():
-    fields = dict(policy_chosen_logps=t(-1, -2), policy_rejected_logps=t(-3, -1),
-                  chosen_lengths=t(2, 4, grad=False), rejected_lengths=t(3, 2, grad=False))
+    fields = dict(
+        policy_chosen_logps=t(-1, -2),
+        policy_rejected_logps=t(-3, -1),
+        chosen_lengths=t(2, 4, grad=False),
+        rejected_lengths=t(3, 2, grad=False),
+    )
     cfg = PreferenceConfig(beta=2.0, gamma=0.3, logo_sft_weight=0.0)
     logo = po.logo(PairLogps(**fields), cfg).losses
     simpo = po.simpo(PairLogps(**fields), cfg).losses
@@ -61,10 +70,17 @@ def test_logo_with_one_rejected_and_no_sft_term_is_simpo():
 
 def test_more_rejected_is_optional_per_prompt():
     """An empty extra block (no prompt has a second rejected response) is the M = 1 case."""
-    fields = dict(policy_chosen_logps=t(-2), policy_rejected_logps=t(-2), chosen_lengths=t(2, grad=False),
-                  rejected_lengths=t(2, grad=False))
-    empty = dict(extra_rejected_logps=t(), extra_rejected_lengths=t(grad=False),
-                 extra_rejected_pair=torch.zeros(0, dtype=torch.long))
+    fields = dict(
+        policy_chosen_logps=t(-2),
+        policy_rejected_logps=t(-2),
+        chosen_lengths=t(2, grad=False),
+        rejected_lengths=t(2, grad=False),
+    )
+    empty = dict(
+        extra_rejected_logps=t(),
+        extra_rejected_lengths=t(grad=False),
+        extra_rejected_pair=torch.zeros(0, dtype=torch.long),
+    )
     cfg = PreferenceConfig(beta=1.0, logo_sft_weight=0.5)
     plain = po.logo(PairLogps(**fields), cfg).losses
     assert po.logo(PairLogps(**fields, **empty), cfg).losses.tolist() == pytest.approx(plain.tolist())

@@ -21,9 +21,17 @@ MISMATCHED_LOG_RATIOS = [2.0, -1.0, -0.5, 3.0, -1.5, -0.25, 0.75, -0.5]
 
 def _model():
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                        num_key_value_heads=2, intermediate_size=64,
-                                        vocab_size=128, max_position_embeddings=64))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=128,
+            max_position_embeddings=64,
+        )
+    )
 
 
 def _example(ids, prompt):
@@ -35,8 +43,13 @@ def _examples(policy):
     out = []
     for i, (n, prompt) in enumerate([(6, 2), (11, 4), (8, 3), (14, 5), (5, 2), (9, 2), (12, 6), (7, 3)]):
         own, other = (torch.randint(3, 120, (n,), generator=g).tolist() for _ in range(2))
-        ex = UnpairedExample([], [], desirable=i % 3 != 0,
-                             matched=_example(own, prompt), mismatched=_example(own[:prompt] + other[prompt:], prompt))
+        ex = UnpairedExample(
+            [],
+            [],
+            desirable=i % 3 != 0,
+            matched=_example(own, prompt),
+            mismatched=_example(own[:prompt] + other[prompt:], prompt),
+        )
         out.append(ex)
     with torch.no_grad():  # reference log-probs chosen so the log-ratios are the ones above
         for ex, ratio in zip(out, MISMATCHED_LOG_RATIOS):
@@ -50,13 +63,21 @@ def _step(micro_batch_size, make_objective=lambda cfg, accelerator: UnpairedObje
     model = _model()
     policy = TokenLogprobs(model)
     examples = _examples(policy)
-    micro_batches = [collate_unpaired(examples[i : i + micro_batch_size], pad_id=0)
-                     for i in range(0, 8, micro_batch_size)]
+    micro_batches = [
+        collate_unpaired(examples[i : i + micro_batch_size], pad_id=0) for i in range(0, 8, micro_batch_size)
+    ]
     accelerator = Accelerator(cpu=True)
     cfg = PreferenceConfig(beta=0.5)
     objective = make_objective(cfg, accelerator)
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=accelerator,
-                   policy=policy, tokenizer=None, plan=None, objective=objective)
+    job = TrainJob(
+        recipe=Recipe(),
+        out_dir=None,
+        accelerator=accelerator,
+        policy=policy,
+        tokenizer=None,
+        plan=None,
+        objective=objective,
+    )
     stats = accumulate_gradients(job, policy, micro_batches)
     return float(objective.z0), stats, {n: p.grad.clone() for n, p in model.named_parameters()}
 

@@ -87,8 +87,9 @@ def test_the_three_aggregations_by_hand():
 def test_dr_grpo_objective_divides_by_max_new_tokens():
     """Through the loop's objective: unit = a completion, loss = sum of token losses / L; the
     logged statistics stay per-completion token means."""
-    objective = pg.PolicyGradientObjective(eps_low=0.2, eps_high=0.2, aggregation="dr_grpo", kl_coef=0.0,
-                                           kl_kind="k3", max_length=8)
+    objective = pg.PolicyGradientObjective(
+        eps_low=0.2, eps_high=0.2, aggregation="dr_grpo", kl_coef=0.0, kl_kind="k3", max_length=8
+    )
     logps = torch.log(torch.tensor([[0.5, 0.25, 0.5], [0.5, 0.5, 0.5]]))
     labels = torch.tensor([[5, 6, 7], [5, -100, -100]])
     mb = {"input_ids": labels.clamp(min=0), "labels": labels, "advantages": torch.tensor([1.0, -2.0])}
@@ -101,9 +102,18 @@ def test_dr_grpo_objective_divides_by_max_new_tokens():
 
 def test_kl_penalty_enters_loss_and_stats():
     logps = torch.log(torch.tensor([[0.5]]))
-    loss, stats = pg.policy_gradient_loss(logps, logps, torch.tensor([0.0]), torch.ones(1, 1),
-                                          eps_low=0.2, eps_high=0.2, aggregation="token", kl_coef=0.5,
-                                          ref_logps=torch.log(torch.tensor([[0.25]])), kl_kind="k1")
+    loss, stats = pg.policy_gradient_loss(
+        logps,
+        logps,
+        torch.tensor([0.0]),
+        torch.ones(1, 1),
+        eps_low=0.2,
+        eps_high=0.2,
+        aggregation="token",
+        kl_coef=0.5,
+        ref_logps=torch.log(torch.tensor([[0.25]])),
+        kl_kind="k1",
+    )
     assert torch.allclose(loss, torch.tensor(0.5 * math.log(2)))
     assert torch.allclose(stats["kl"], torch.tensor(math.log(2)))
     assert float(stats["clip_fraction"]) == 0.0
@@ -120,8 +130,9 @@ def test_bandit_learns_rewarded_token():
         rewards = (actions == 0).float().view(1, -1)
         adv = pg.group_advantages(rewards, "group_std").view(-1)
         logps = torch.log_softmax(logits, -1)[actions].view(-1, 1)
-        loss, _ = pg.policy_gradient_loss(logps, logps.detach(), adv, torch.ones(8, 1),
-                                          eps_low=0.2, eps_high=0.2, aggregation="sequence_mean")
+        loss, _ = pg.policy_gradient_loss(
+            logps, logps.detach(), adv, torch.ones(8, 1), eps_low=0.2, eps_high=0.2, aggregation="sequence_mean"
+        )
         optimizer.zero_grad()
         (loss / 8).backward()
         optimizer.step()

@@ -65,9 +65,13 @@ def test_clipped_value_loss_by_hand():
 
 def test_whiten_and_kl_penalised_rewards():
     assert whiten(t([1, 2, 3, 100]), torch.tensor([1, 1, 1, 0])).tolist() == pytest.approx([-1, 0, 1, 0], abs=1e-6)
-    rewards = kl_penalised_rewards(t([1.0, 2.0]), t([[0, -1, -2, 0], [-0.5, -0.5, 0, 0]]),
-                                   t([[0, -1.5, -1, 0], [-1, -0.25, 0, 0]]),
-                                   torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0]]), kl_coef=0.1)
+    rewards = kl_penalised_rewards(
+        t([1.0, 2.0]),
+        t([[0, -1, -2, 0], [-0.5, -0.5, 0, 0]]),
+        t([[0, -1.5, -1, 0], [-1, -0.25, 0, 0]]),
+        torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0]]),
+        kl_coef=0.1,
+    )
     assert flat(rewards.detach()) == pytest.approx(flat([[0, -0.05, 1.1, 0], [-0.05, 2.025, 0, 0]]))
     no_kl = kl_penalised_rewards(t([3.0]), t([[-1, -1]]), None, torch.tensor([[1, 0]]), kl_coef=0.1)
     assert no_kl.tolist() == [[3.0, 0.0]]
@@ -87,9 +91,15 @@ def test_objective_adds_policy_and_weighted_value_losses():
     """Ratio 1 (old = current log-probs): the policy loss is -A per token; sequence_mean sums each
     row's token mean. Row: 2 response tokens, A = [1, -2], V = [2, 0], V_old = 1, R = [3, 0.5]."""
     logps, values = t([[0.0, -1.0, -2.0]], grad=True), t([[0.0, 2.0, 0.0]], grad=True)
-    mb = {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.tensor([[-100, 5, 6]]),
-          "token_advantages": t([[0, 1, -2]]), "old_logps": t([[0.0, -1.0, -2.0]]),
-          "old_values": t([[0, 1, 1]]), "returns": t([[0, 3, 0.5]]), "stat/reward": t([1.0])}
+    mb = {
+        "input_ids": torch.zeros(1, 3, dtype=torch.long),
+        "labels": torch.tensor([[-100, 5, 6]]),
+        "token_advantages": t([[0, 1, -2]]),
+        "old_logps": t([[0.0, -1.0, -2.0]]),
+        "old_values": t([[0, 1, 1]]),
+        "returns": t([[0, 3, 0.5]]),
+        "stat/reward": t([1.0]),
+    }
     objective = PPOObjective(eps_low=0.2, eps_high=0.2, aggregation="sequence_mean", vf_coef=0.1, value_clip=0.5)
     loss, stats = objective.loss(lambda ids, labels: (logps, values), mb)
     assert loss.item() == pytest.approx(((-1 + 2) + 0.1 * (1.125 + 0.125)) / 2)

@@ -34,10 +34,14 @@ def t(*values: float) -> torch.Tensor:
 
 
 def make_batch(**overrides) -> PairLogps:
-    fields = dict(policy_chosen_logps=t(-1, -2), policy_rejected_logps=t(-3, -1),
-                  ref_chosen_logps=t(-2, -2.5), ref_rejected_logps=t(-2, -1.5),
-                  chosen_lengths=torch.tensor([2.0, 4.0], dtype=torch.float64),
-                  rejected_lengths=torch.tensor([3.0, 2.0], dtype=torch.float64))
+    fields = dict(
+        policy_chosen_logps=t(-1, -2),
+        policy_rejected_logps=t(-3, -1),
+        ref_chosen_logps=t(-2, -2.5),
+        ref_rejected_logps=t(-2, -1.5),
+        chosen_lengths=torch.tensor([2.0, 4.0], dtype=torch.float64),
+        rejected_lengths=torch.tensor([3.0, 2.0], dtype=torch.float64),
+    )
     fields.update(overrides)
     return PairLogps(**fields)
 
@@ -115,9 +119,12 @@ def test_dpo_norm_by_hand():
 def test_dpo_norm_is_sigmoid_on_length_divided_logps():
     batch = make_batch()
     c, r = batch.chosen_lengths, batch.rejected_lengths
-    divided = make_batch(policy_chosen_logps=batch.policy_chosen_logps / c, ref_chosen_logps=batch.ref_chosen_logps / c,
-                         policy_rejected_logps=batch.policy_rejected_logps / r,
-                         ref_rejected_logps=batch.ref_rejected_logps / r)
+    divided = make_batch(
+        policy_chosen_logps=batch.policy_chosen_logps / c,
+        ref_chosen_logps=batch.ref_chosen_logps / c,
+        policy_rejected_logps=batch.policy_rejected_logps / r,
+        ref_rejected_logps=batch.ref_rejected_logps / r,
+    )
     cfg = PreferenceConfig(beta=0.5)
     assert torch.allclose(po.dpo_norm(batch, cfg).losses, po.sigmoid(divided, cfg).losses)
 
@@ -133,10 +140,12 @@ def test_simpo_by_hand():
 
 def test_simpo_gamma_beta_ratio_and_no_reference():
     """gamma_beta_ratio 0.25 with beta 2 is gamma 0.5; the reference log-probs are never read."""
-    with_ratio = po.simpo(make_batch(ref_chosen_logps=None, ref_rejected_logps=None),
-                          PreferenceConfig(beta=2.0, gamma_beta_ratio=0.25))
-    other_ref = po.simpo(make_batch(ref_chosen_logps=t(5, 5), ref_rejected_logps=t(-9, 9)),
-                         PreferenceConfig(beta=2.0, gamma=0.5))
+    with_ratio = po.simpo(
+        make_batch(ref_chosen_logps=None, ref_rejected_logps=None), PreferenceConfig(beta=2.0, gamma_beta_ratio=0.25)
+    )
+    other_ref = po.simpo(
+        make_batch(ref_chosen_logps=t(5, 5), ref_rejected_logps=t(-9, 9)), PreferenceConfig(beta=2.0, gamma=0.5)
+    )
     assert_values(with_ratio.losses, [nls(0.5), nls(-0.5)])
     assert torch.equal(with_ratio.losses, other_ref.losses)
 
@@ -188,8 +197,14 @@ def test_rebel_by_hand():
     prediction [0.75, 0]; target r(y) - r(y') = [1 - 0, 0 - 0.5] = [1, -0.5];
     loss = [(0.75-1)^2, (0+0.5)^2] = [0.0625, 0.25]. d loss / d logp_pi(y) = 2(pred - target)/eta
     = [-0.25, 0.5]: the regression pushes logp_pi(y) up only where the reward gap is under-predicted."""
-    batch = make_batch(ref_chosen_logps=None, ref_rejected_logps=None, old_chosen_logps=t(-1.5, -2),
-                       old_rejected_logps=t(-2, -1), chosen_scores=t(1, 0), rejected_scores=t(0, 0.5))
+    batch = make_batch(
+        ref_chosen_logps=None,
+        ref_rejected_logps=None,
+        old_chosen_logps=t(-1.5, -2),
+        old_rejected_logps=t(-2, -1),
+        chosen_scores=t(1, 0),
+        rejected_scores=t(0, 0.5),
+    )
     out = po.rebel(batch, PreferenceConfig(rebel_eta=2.0))
     assert_values(out.losses, [0.0625, 0.25])
     chosen_grad, rejected_grad = grads(out.losses, batch)
@@ -198,17 +213,29 @@ def test_rebel_by_hand():
 
 
 def test_rebel_symmetric_under_swapping_the_two_responses():
-    fields = dict(policy_chosen_logps=t(-1, -2), policy_rejected_logps=t(-3, -1), old_chosen_logps=t(-1.5, -2),
-                  old_rejected_logps=t(-2, -1), chosen_scores=t(1, 0), rejected_scores=t(0, 0.5))
-    swapped = {k.replace("chosen", "TMP").replace("rejected", "chosen").replace("TMP", "rejected"): v
-               for k, v in fields.items()}
+    fields = dict(
+        policy_chosen_logps=t(-1, -2),
+        policy_rejected_logps=t(-3, -1),
+        old_chosen_logps=t(-1.5, -2),
+        old_rejected_logps=t(-2, -1),
+        chosen_scores=t(1, 0),
+        rejected_scores=t(0, 0.5),
+    )
+    swapped = {
+        k.replace("chosen", "TMP").replace("rejected", "chosen").replace("TMP", "rejected"): v
+        for k, v in fields.items()
+    }
     cfg = PreferenceConfig(rebel_eta=2.0)
     assert torch.allclose(po.rebel(PairLogps(**fields), cfg).losses, po.rebel(PairLogps(**swapped), cfg).losses)
 
 
 def kto_batch(desirable: list[bool], z0: torch.Tensor | None = None) -> UnpairedLogps:
-    return UnpairedLogps(policy_logps=t(-1, -2), ref_logps=t(-2, -1.5), desirable=torch.tensor(desirable),
-                         kl_reference_point=torch.tensor(0.5, dtype=torch.float64) if z0 is None else z0)
+    return UnpairedLogps(
+        policy_logps=t(-1, -2),
+        ref_logps=t(-2, -1.5),
+        desirable=torch.tensor(desirable),
+        kl_reference_point=torch.tensor(0.5, dtype=torch.float64) if z0 is None else z0,
+    )
 
 
 def test_kto_by_hand():
@@ -242,12 +269,17 @@ def test_kto_reference_point_is_detached_and_clamped():
     assert torch.autograd.grad(losses.sum(), z0, allow_unused=True) == (None,)
 
 
-AT_REFERENCE = dict(ref_chosen_logps=t(-1, -2), ref_rejected_logps=t(-3, -1),
-                    policy_ref_sample_logps=t(-4, -2), ref_ref_sample_logps=t(-4, -2))
+AT_REFERENCE = dict(
+    ref_chosen_logps=t(-1, -2),
+    ref_rejected_logps=t(-3, -1),
+    policy_ref_sample_logps=t(-4, -2),
+    ref_ref_sample_logps=t(-4, -2),
+)
 
 
-@pytest.mark.parametrize("loss", ["sigmoid", "conservative", "robust", "hinge", "ipo", "dpo_norm", "simpo", "cpo",
-                                  "orpo", "selm"])
+@pytest.mark.parametrize(
+    "loss", ["sigmoid", "conservative", "robust", "hinge", "ipo", "dpo_norm", "simpo", "cpo", "orpo", "selm"]
+)
 def test_gradient_raises_chosen_and_lowers_rejected(loss):
     """At initialisation (policy = reference, h = 0) every pairwise objective's descent raises
     logp_pi(y_w) and lowers logp_pi(y_l): d loss/d chosen < 0, d loss/d rejected > 0."""
@@ -273,8 +305,17 @@ def test_missing_input_is_a_user_error():
         po.selm(make_batch(), PreferenceConfig())
 
 
-@pytest.mark.parametrize("bad", [dict(beta=0.0), dict(label_smoothing=0.6), dict(label_noise=0.5),
-                                 dict(gamma=0.5, gamma_beta_ratio=0.25), dict(rebel_eta=0.0), dict(orpo_lambda=-1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(beta=0.0),
+        dict(label_smoothing=0.6),
+        dict(label_noise=0.5),
+        dict(gamma=0.5, gamma_beta_ratio=0.25),
+        dict(rebel_eta=0.0),
+        dict(orpo_lambda=-1.0),
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(UserError):
         PreferenceConfig(**bad)
@@ -284,6 +325,12 @@ def test_summed_statistics():
     """sigmoid, beta 0.5: rewards chosen [0.5, 0.25], rejected [-0.5, 0.25] -> sums 0.75, -0.25;
     margins [1, 0] -> 1; accuracy [1, 0] (a tie is not a win) -> 1; logps_chosen -1 + -2 = -3."""
     stats = po.summed_statistics(po.sigmoid(make_batch(), PreferenceConfig(beta=0.5)))
-    expected = {"rewards_chosen": 0.75, "rewards_rejected": -0.25, "rewards_margin": 1.0, "rewards_accuracy": 1.0,
-                "logps_chosen": -3.0, "logps_rejected": -4.0}
+    expected = {
+        "rewards_chosen": 0.75,
+        "rewards_rejected": -0.25,
+        "rewards_margin": 1.0,
+        "rewards_accuracy": 1.0,
+        "logps_chosen": -3.0,
+        "logps_rejected": -4.0,
+    }
     assert {k: float(v) for k, v in stats.items()} == pytest.approx(expected)

@@ -15,8 +15,21 @@ from posttrain.objectives.preference import (
 )
 from posttrain.objectives.reward import AttributeScores, RewardOutput, ScorePairs
 
-PREFERENCE_NAMES = {"sigmoid", "robust", "conservative", "hinge", "ipo", "dpo_norm", "simpo", "cpo", "orpo", "selm",
-                    "rebel", "kto", "logo"}
+PREFERENCE_NAMES = {
+    "sigmoid",
+    "robust",
+    "conservative",
+    "hinge",
+    "ipo",
+    "dpo_norm",
+    "simpo",
+    "cpo",
+    "orpo",
+    "selm",
+    "rebel",
+    "kto",
+    "logo",
+}
 REWARD_NAMES = {"bradley_terry", "bt_margin", "scaled_bt", "regression"}
 
 
@@ -39,8 +52,12 @@ def test_hyperparameters_are_config_fields():
 def batch_for(spec: registry.LossSpec) -> PairLogps | UnpairedLogps:
     """Only the inputs the spec's flags ask for: a flag that under-declares fails with UserError."""
     if not spec.paired:
-        return UnpairedLogps(policy_logps=vec(-1, -2), ref_logps=vec(-2, -1), desirable=torch.tensor([True, False]),
-                             kl_reference_point=torch.tensor(0.1))
+        return UnpairedLogps(
+            policy_logps=vec(-1, -2),
+            ref_logps=vec(-2, -1),
+            desirable=torch.tensor([True, False]),
+            kl_reference_point=torch.tensor(0.1),
+        )
     fields = dict(policy_chosen_logps=vec(-1, -2), policy_rejected_logps=vec(-3, -1))
     if spec.needs_reference:
         fields.update(ref_chosen_logps=vec(-2, -2), ref_rejected_logps=vec(-2, -2))
@@ -49,8 +66,12 @@ def batch_for(spec: registry.LossSpec) -> PairLogps | UnpairedLogps:
     if spec.needs_reference_sample:
         fields.update(policy_ref_sample_logps=vec(-4, -2), ref_ref_sample_logps=vec(-3, -3))
     if spec.needs_rewards:
-        fields.update(old_chosen_logps=vec(-1, -2), old_rejected_logps=vec(-3, -1), chosen_scores=vec(1, 0),
-                      rejected_scores=vec(0, 1))
+        fields.update(
+            old_chosen_logps=vec(-1, -2),
+            old_rejected_logps=vec(-3, -1),
+            chosen_scores=vec(1, 0),
+            rejected_scores=vec(0, 1),
+        )
     return PairLogps(**fields)
 
 
@@ -74,8 +95,12 @@ def test_reference_free_and_special_inputs():
 def test_reward_specs_run(name):
     spec = registry.get_reward_loss(name)
     if spec.pairwise:
-        batch = ScorePairs(chosen_scores=vec(1, 0), rejected_scores=vec(0, 1), margins=vec(0.5, 0.5) if
-                           spec.needs_margins else None, strengths=vec(1, 3) if spec.needs_strengths else None)
+        batch = ScorePairs(
+            chosen_scores=vec(1, 0),
+            rejected_scores=vec(0, 1),
+            margins=vec(0.5, 0.5) if spec.needs_margins else None,
+            strengths=vec(1, 3) if spec.needs_strengths else None,
+        )
     else:
         batch = AttributeScores(predicted=torch.zeros(2, 5), target=torch.ones(2, 5))
     out = spec.fn(batch)

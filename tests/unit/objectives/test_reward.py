@@ -49,12 +49,19 @@ def test_scaled_bt_by_hand():
     assert_values(out.losses, [3 * nls(1), nls(-1)])
 
 
-@pytest.mark.parametrize("loss,annotations", [(rm.bradley_terry, {}), (rm.bt_margin, {"margins": torch.ones(2)}),
-                                              (rm.scaled_bt, {"strengths": torch.full((2,), 2.0)})])
+@pytest.mark.parametrize(
+    "loss,annotations",
+    [
+        (rm.bradley_terry, {}),
+        (rm.bt_margin, {"margins": torch.ones(2)}),
+        (rm.scaled_bt, {"strengths": torch.full((2,), 2.0)}),
+    ],
+)
 def test_pairwise_gradient_raises_chosen_and_lowers_rejected(loss, annotations):
     batch = pairs(**{k: v.double() for k, v in annotations.items()})
-    chosen_grad, rejected_grad = torch.autograd.grad(loss(batch).losses.sum(),
-                                                     (batch.chosen_scores, batch.rejected_scores))
+    chosen_grad, rejected_grad = torch.autograd.grad(
+        loss(batch).losses.sum(), (batch.chosen_scores, batch.rejected_scores)
+    )
     assert (chosen_grad < 0).all() and (rejected_grad > 0).all()
 
 

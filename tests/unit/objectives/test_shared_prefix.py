@@ -28,8 +28,15 @@ SHAPES = [(5, 3, 7), (2, 9, 4), (8, 1, 2), (3, 6, 6), (6, 4, 1), (4, 2, 8), (7, 
 
 def _model(attn="sdpa"):
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=128, max_position_embeddings=64)
+    config = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=128,
+        max_position_embeddings=64,
+    )
     config._attn_implementation = attn
     return LlamaForCausalLM(config)
 
@@ -64,9 +71,16 @@ def test_layout_repeats_the_last_prompt_token_and_restarts_positions():
 LAYOUTS = {"separate": {}, "shared": {"shared": True}, "packed": {"shared": True, "pack_length": 40}}
 
 
-@pytest.mark.parametrize("attn,with_sample,layout", [("sdpa", False, "shared"), ("eager", False, "shared"),
-                                                     ("sdpa", True, "shared"), ("sdpa", False, "packed"),
-                                                     ("eager", True, "packed")])
+@pytest.mark.parametrize(
+    "attn,with_sample,layout",
+    [
+        ("sdpa", False, "shared"),
+        ("eager", False, "shared"),
+        ("sdpa", True, "shared"),
+        ("sdpa", False, "packed"),
+        ("eager", True, "packed"),
+    ],
+)
 def test_shared_forward_equals_separate_rows_in_values_and_gradients(attn, with_sample, layout):
     pairs = _pairs(with_sample)
     results = []
@@ -109,10 +123,11 @@ def test_a_mask_without_segments_would_differ():
     one_segment = mb["segment_ids"].clamp(max=1)  # chosen and rejected as one causal segment
     with torch.no_grad():
         right, _ = block_logps(TokenLogprobs(model), mb)
-        wrong = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"],
-                                     segment_ids=one_segment)
+        wrong = TokenLogprobs(model)(
+            mb["input_ids"], mb["labels"], position_ids=mb["position_ids"], segment_ids=one_segment
+        )
         wrong_rejected = (wrong * (mb["segment_ids"] == 2)).sum(-1)
-    assert (wrong_rejected - right[len(SHAPES):]).abs().max() > 1e-3
+    assert (wrong_rejected - right[len(SHAPES) :]).abs().max() > 1e-3
 
 
 def test_packed_pairs_that_could_see_each_other_would_differ():
@@ -122,10 +137,10 @@ def test_packed_pairs_that_could_see_each_other_would_differ():
     mb = collate_pairs(_pairs(), pad_id=0, **LAYOUTS["packed"])
     merged = torch.where(mb["segment_ids"] >= 0, mb["segment_ids"] % 4, -1)
     with torch.no_grad():
-        right = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"],
-                                     segment_ids=mb["segment_ids"])
-        wrong = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"],
-                                     segment_ids=merged)
+        right = TokenLogprobs(model)(
+            mb["input_ids"], mb["labels"], position_ids=mb["position_ids"], segment_ids=mb["segment_ids"]
+        )
+        wrong = TokenLogprobs(model)(mb["input_ids"], mb["labels"], position_ids=mb["position_ids"], segment_ids=merged)
     assert (wrong - right).abs().max() > 1e-3
 
 
@@ -135,8 +150,7 @@ def test_reference_log_probs_are_equal_in_both_layouts():
     for layout in ("separate", "shared", "packed"):
         pairs = _pairs(with_sample=True)
         collate = functools.partial(collate_pairs, pad_id=0, **LAYOUTS[layout])
-        precompute_reference_logps(model, pairs, collate, ("chosen", "rejected", "ref_sample"), 3,
-                                   torch.device("cpu"))
+        precompute_reference_logps(model, pairs, collate, ("chosen", "rejected", "ref_sample"), 3, torch.device("cpu"))
         got.append(torch.tensor([[p.ref_logps[k] for k in ("chosen", "rejected", "ref_sample")] for p in pairs]))
     torch.testing.assert_close(got[1], got[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(got[2], got[0], atol=1e-5, rtol=0)
@@ -146,11 +160,20 @@ def _dpo_step(micro_batch_size, layout):
     model = _model()
     policy = TokenLogprobs(model)
     pairs = _pairs()
-    micro_batches = [collate_pairs(pairs[i : i + micro_batch_size], pad_id=0, **LAYOUTS[layout])
-                     for i in range(0, len(pairs), micro_batch_size)]
+    micro_batches = [
+        collate_pairs(pairs[i : i + micro_batch_size], pad_id=0, **LAYOUTS[layout])
+        for i in range(0, len(pairs), micro_batch_size)
+    ]
     objective = PairwiseObjective(get_preference_loss("sigmoid"), PreferenceConfig(beta=0.5))
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True),
-                   policy=policy, tokenizer=None, plan=None, objective=objective)
+    job = TrainJob(
+        recipe=Recipe(),
+        out_dir=None,
+        accelerator=Accelerator(cpu=True),
+        policy=policy,
+        tokenizer=None,
+        plan=None,
+        objective=objective,
+    )
     stats = accumulate_gradients(job, policy, micro_batches)
     return float(stats["loss"]), {n: p.grad.clone() for n, p in model.named_parameters()}
 

@@ -18,9 +18,17 @@ SHAPES = [(5, 3, 7), (2, 9, 4), (8, 1, 2), (3, 6, 6), (6, 4, 1), (4, 2, 5)]
 
 def _model(attn):
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=128, max_position_embeddings=64, num_labels=1,
-                         pad_token_id=PAD)
+    config = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=128,
+        max_position_embeddings=64,
+        num_labels=1,
+        pad_token_id=PAD,
+    )
     config._attn_implementation = attn
     return LlamaForSequenceClassification(config)
 
@@ -47,8 +55,10 @@ def _scores_and_grads(attn, **layout):
     return scores, float(loss.detach()), {n: p.grad for n, p in model.named_parameters()}, mb
 
 
-@pytest.mark.parametrize("attn,layout", [("sdpa", {"shared": True}), ("eager", {"shared": True}),
-                                         ("sdpa", {"shared": True, "pack_length": 30})])
+@pytest.mark.parametrize(
+    "attn,layout",
+    [("sdpa", {"shared": True}), ("eager", {"shared": True}), ("sdpa", {"shared": True, "pack_length": 30})],
+)
 def test_shared_reward_scores_equal_separate_rows(attn, layout):
     sep_scores, sep_loss, sep_grads, _ = _scores_and_grads(attn)
     scores, loss, grads, mb = _scores_and_grads(attn, **layout)
@@ -76,8 +86,12 @@ def test_shared_reward_scores_through_a_lora_adapter():
     shared = collate_reward_pairs(pairs, PAD, shared=True)
     with torch.no_grad():
         expected = policy(separate["input_ids"])
-        got = policy(shared["input_ids"], position_ids=shared["position_ids"],
-                     segment_ids=shared["segment_ids"], score_at=shared["score_at"])
+        got = policy(
+            shared["input_ids"],
+            position_ids=shared["position_ids"],
+            segment_ids=shared["segment_ids"],
+            score_at=shared["score_at"],
+        )
         with model.disable_adapter():
             base = policy(separate["input_ids"])
     assert (expected - base).abs().max() > 1e-3

@@ -65,8 +65,7 @@ def test_kv_heads_are_mean_pooled_over_the_heads_a_group_served(parent):
 
 
 def test_channel_importance_and_pruning_by_hand():
-    config = type("C", (), {"hidden_size": 2, "intermediate_size": 3, "mlp_bias": False,
-                            "hidden_act": "silu"})()
+    config = type("C", (), {"hidden_size": 2, "intermediate_size": 3, "mlp_bias": False, "hidden_act": "silu"})()
     from transformers.models.llama.modeling_llama import LlamaMLP
 
     mlp = LlamaMLP(config)

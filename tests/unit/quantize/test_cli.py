@@ -26,21 +26,39 @@ def perplexity(model_dir, text):
 
 
 def test_rtn_8_bit_keeps_perplexity_within_1_percent(tiny_dir, texts, tmp_path):
-    assert main(["quantize", str(tiny_dir), "--method", "rtn", "--bits", "8", "--group-size", "32",
-                 "--out", str(tmp_path / "q8")]) == 0
+    assert (
+        main(
+            [
+                "quantize",
+                str(tiny_dir),
+                "--method",
+                "rtn",
+                "--bits",
+                "8",
+                "--group-size",
+                "32",
+                "--out",
+                str(tmp_path / "q8"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "q8" / "quantization.json").read_text())
     assert record["method"] == "rtn" and record["bits"] == 8
     full, q8 = perplexity(tiny_dir, texts / "text.jsonl"), perplexity(tmp_path / "q8", texts / "text.jsonl")
     assert abs(q8 - full) / full < 1e-2, (full, q8)
 
 
-@pytest.mark.parametrize("argv, problem", [
-    (["--method", "rtn", "--bits", "9"], "2..8 bits"),
-    (["--method", "rtn", "--bits", "1"], "2..8 bits"),
-    (["--method", "nf4", "--bits", "3"], "4-bit format"),
-    (["--method", "int8", "--bits", "8", "--group-size", "64"], "whole rows"),
-    (["--method", "gptq", "--bits", "4"], "gptq is not available"),
-])
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["--method", "rtn", "--bits", "9"], "2..8 bits"),
+        (["--method", "rtn", "--bits", "1"], "2..8 bits"),
+        (["--method", "nf4", "--bits", "3"], "4-bit format"),
+        (["--method", "int8", "--bits", "8", "--group-size", "64"], "whole rows"),
+        (["--method", "gptq", "--bits", "4"], "gptq is not available"),
+    ],
+)
 def test_bad_arguments_are_one_line(tiny_dir, tmp_path, capsys, argv, problem):
     assert main(["quantize", str(tiny_dir), *argv, "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip()
@@ -48,12 +66,37 @@ def test_bad_arguments_are_one_line(tiny_dir, tmp_path, capsys, argv, problem):
 
 
 def test_study_table(tiny_dir, texts, tmp_path, capsys):
-    assert main(["quantize-study", str(tiny_dir), "--text", str(texts / "text.jsonl"),
-                 "--task-data", str(texts / "test.jsonl"), "--methods", "rtn,gptq",
-                 "--bits", "8,2", "--group-size", "64", "--limit", "4", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "quantize-study",
+                str(tiny_dir),
+                "--text",
+                str(texts / "text.jsonl"),
+                "--task-data",
+                str(texts / "test.jsonl"),
+                "--methods",
+                "rtn,gptq",
+                "--bits",
+                "8,2",
+                "--group-size",
+                "64",
+                "--limit",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "study.json").read_text())
-    assert [(r["method"], r["bits"]) for r in rows] == [("none (fp32)", 32), ("rtn", 8), ("rtn", 2),
-                                                         ("gptq", 8), ("gptq", 2)]
+    assert [(r["method"], r["bits"]) for r in rows] == [
+        ("none (fp32)", 32),
+        ("rtn", 8),
+        ("rtn", 2),
+        ("gptq", 8),
+        ("gptq", 2),
+    ]
     ppl = {(r["method"], r["bits"]): r["perplexity"] for r in rows}
     full = ppl[("none (fp32)", 32)]
     assert abs(ppl[("rtn", 8)] - full) < abs(ppl[("rtn", 2)] - full)

@@ -63,8 +63,12 @@ def test_nf4_values_lie_on_the_nf4_code_book():
 
 
 def test_quantize_state_skips_embeddings_head_and_norms():
-    state = {"model.embed_tokens.weight": torch.randn(10, 8), "lm_head.weight": torch.randn(10, 8),
-             "model.norm.weight": torch.randn(8), "model.layers.0.mlp.up_proj.weight": torch.randn(4, 8)}
+    state = {
+        "model.embed_tokens.weight": torch.randn(10, 8),
+        "lm_head.weight": torch.randn(10, 8),
+        "model.norm.weight": torch.randn(8),
+        "model.layers.0.mlp.up_proj.weight": torch.randn(4, 8),
+    }
     out = q.quantize_state(state, "rtn", 2, None)
     for k in ("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"):
         assert torch.equal(out[k], state[k])

@@ -14,14 +14,40 @@ def _run(label, stage, keys, steps=5, rollouts=()):
     return Run(None, label, stage, "stage: x\n", series, [], list(rollouts))
 
 
-GRPO_KEYS = ["loss", "lr", "reward", "reward/exact_match", "reward/format", "accuracy", "response_length",
-             "truncated", "kl", "clip_fraction", "entropy", "tokens_per_s", "peak_rss_gb", "step_tokens"]
+GRPO_KEYS = [
+    "loss",
+    "lr",
+    "reward",
+    "reward/exact_match",
+    "reward/format",
+    "accuracy",
+    "response_length",
+    "truncated",
+    "kl",
+    "clip_fraction",
+    "entropy",
+    "tokens_per_s",
+    "peak_rss_gb",
+    "step_tokens",
+]
 
 
 def test_grpo_keys_go_to_their_charts_and_unknown_keys_get_their_own():
     charts = {c.spec.id: c for c in charts_for([_run("g", "grpo", [*GRPO_KEYS, "new_metric"])])}
-    assert {"loss", "lr", "reward", "accuracy", "response_length", "truncated", "kl", "clip_fraction",
-            "entropy", "tokens_per_s", "memory", "metric-new_metric"} == set(charts)  # step_tokens: bookkeeping
+    assert {
+        "loss",
+        "lr",
+        "reward",
+        "accuracy",
+        "response_length",
+        "truncated",
+        "kl",
+        "clip_fraction",
+        "entropy",
+        "tokens_per_s",
+        "memory",
+        "metric-new_metric",
+    } == set(charts)  # step_tokens: bookkeeping
     assert [c.label for c in charts["reward"].curves] == ["reward", "reward/exact_match", "reward/format"]
 
 
@@ -48,8 +74,13 @@ def test_thin_keeps_at_most_the_limit_and_the_last_point():
 
 
 def test_page_is_self_contained_and_escapes_run_text():
-    hostile = {"batch": 0, "prompt": "<script>alert(1)</script>", "completion": "<img src=https://x.io/a.png>",
-               "reference": "1", "reward": 1.0}
+    hostile = {
+        "batch": 0,
+        "prompt": "<script>alert(1)</script>",
+        "completion": "<img src=https://x.io/a.png>",
+        "reference": "1",
+        "reward": 1.0,
+    }
     page = render_report([_run("a<b>", "grpo", ["loss", "reward"], rollouts=[hostile]), _run("b", "sft", ["loss"])])
     assert "<script>" not in page and "&lt;script&gt;" in page and "a&lt;b&gt;" in page
     assert external_references(page) == []

@@ -28,8 +28,10 @@ def _write_metrics(run_dir, rows):
 
 def _write_eval(out_dir, scores):
     task = resolve_task("arithmetic", [])
-    samples = [Sample(task.name, i, f"q{i}", "o", reference=1, extracted=1, scores={"exact_match": float(v)})
-               for i, v in enumerate(scores)]
+    samples = [
+        Sample(task.name, i, f"q{i}", "o", reference=1, extracted=1, scores={"exact_match": float(v)})
+        for i, v in enumerate(scores)
+    ]
     from posttrain.eval.metrics import Metric, summarise
 
     result = TaskResult(task, samples, summarise([Metric("exact_match")], samples), 0.1)
@@ -37,9 +39,11 @@ def _write_eval(out_dir, scores):
 
 
 def test_series_split_train_and_eval_rows_and_skip_non_numbers():
-    rows = [{"step": 1, "loss": 2.0, "lr": 1e-3, "note": "x", "flag": True},
-            {"step": 2, "loss": 1.5, "lr": 1e-3, "bad": float("nan")},
-            {"step": 2, "eval_loss": 1.7, "exact_match": 0.25}]
+    rows = [
+        {"step": 1, "loss": 2.0, "lr": 1e-3, "note": "x", "flag": True},
+        {"step": 2, "loss": 1.5, "lr": 1e-3, "bad": float("nan")},
+        {"step": 2, "eval_loss": 1.7, "exact_match": 0.25},
+    ]
     series = series_of(rows)
     assert set(series) == {"loss", "lr", "eval_loss", "exact_match"}
     assert series["loss"].steps == [1, 2] and series["loss"].values == [2.0, 1.5]
@@ -110,6 +114,7 @@ def test_cli_reports_a_wrong_directory_in_one_line(tmp_path, capsys):
     from posttrain.cli import main
 
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
-    assert capsys.readouterr().err.strip() == (f"posttrain: error: {tmp_path}: not a run directory "
-                                               "(no config.yaml, metrics.jsonl or results.json)")
+    assert capsys.readouterr().err.strip() == (
+        f"posttrain: error: {tmp_path}: not a run directory (no config.yaml, metrics.jsonl or results.json)"
+    )
     assert not (tmp_path / "r.html").exists()

@@ -19,8 +19,10 @@ def test_chunks_are_whole_sentences_up_to_the_word_budget():
     text = "One two three. Four five! Six seven eight nine ten eleven? Twelve."
     assert split_chunks(text, 5) == ["One two three. Four five!", "Six seven eight nine ten eleven?", "Twelve."]
     assert split_chunks(text, 100) == [text]
-    chunks = [{"chunk": 0, "doc": 0, "title": "T", "text": "One two. Three?"},
-              {"chunk": 1, "doc": 0, "title": "", "text": "Four."}]
+    chunks = [
+        {"chunk": 0, "doc": 0, "title": "T", "text": "One two. Three?"},
+        {"chunk": 1, "doc": 0, "title": "", "text": "Four."},
+    ]
     assert SentenceWriter()(chunks, [], None) == [["T: One two.", "T: Three?"], ["Four."]]
 
 
@@ -71,8 +73,13 @@ def _scripted_model(docs, qa, seen):
         seen.append(prompt)
         if prompt.startswith("Here is a passage"):
             title = prompt.split('titled "', 1)[1].split('"', 1)[0]
-            lines = [q["question"] for d in docs if d["title"] == title for q in d["oracle_questions"]
-                     if q["sentence"] in prompt]
+            lines = [
+                q["question"]
+                for d in docs
+                if d["title"] == title
+                for q in d["oracle_questions"]
+                if q["sentence"] in prompt
+            ]
             text = "Sure, here they are:\n" + "\n".join(f"{i + 1}. {q}" for i, q in enumerate(lines))
         else:
             pair = by_question[prompt.rsplit("Question: ", 1)[1]]
@@ -81,8 +88,10 @@ def _scripted_model(docs, qa, seen):
             title = docs[pair["doc"]]["title"]
             found = any(b.startswith(f"{title}: ") and pair["evidence"] in b for b in blocks)
             text = pair["answer"] if found else "unknown"
-        return 200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
-                     "usage": {"completion_tokens": 3}}
+        return 200, {
+            "choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 3},
+        }
 
     return reply
 
@@ -94,13 +103,47 @@ def test_index_and_eval_through_a_scripted_server(tmp_path, capsys):
     seen: list[str] = []
     with json_server(_scripted_model(docs, qa, seen)) as url:
         backend = ["--model", "scripted", "--backend", "openai", "--base-url", url, "--max-retries", "0"]
-        assert main(["rag", "index", "--docs", str(paths["docs"]), "--out", str(tmp_path / "quim"),
-                     "--questions-per-chunk", "8", *backend]) == 0
-        assert main(["rag", "index", "--docs", str(paths["docs"]), "--out", str(tmp_path / "chunks"),
-                     "--mode", "chunks"]) == 0
+        assert (
+            main(
+                [
+                    "rag",
+                    "index",
+                    "--docs",
+                    str(paths["docs"]),
+                    "--out",
+                    str(tmp_path / "quim"),
+                    "--questions-per-chunk",
+                    "8",
+                    *backend,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(["rag", "index", "--docs", str(paths["docs"]), "--out", str(tmp_path / "chunks"), "--mode", "chunks"])
+            == 0
+        )
         n_writes = len(seen)
-        assert main(["rag", "eval", str(tmp_path / "quim"), str(tmp_path / "chunks"), "--qa", str(paths["qa"]),
-                     "--k", "1,3", "--context-k", "1", "--out", str(tmp_path / "r.json"), *backend]) == 0
+        assert (
+            main(
+                [
+                    "rag",
+                    "eval",
+                    str(tmp_path / "quim"),
+                    str(tmp_path / "chunks"),
+                    "--qa",
+                    str(paths["qa"]),
+                    "--k",
+                    "1,3",
+                    "--context-k",
+                    "1",
+                    "--out",
+                    str(tmp_path / "r.json"),
+                    *backend,
+                ]
+            )
+            == 0
+        )
     meta = json.loads((tmp_path / "quim" / "index.json").read_text())
     chunks = [json.loads(x) for x in (tmp_path / "quim" / "chunks.jsonl").read_text().splitlines()]
     assert n_writes == len(chunks) and meta["questions"] == len(qa)  # every fact's question, parsed
@@ -127,11 +170,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["rag", "eval", str(tmp_path / "c"), "--qa", str(paths["qa"]), "--k", "1,99"], "k=99"),
         (["rag", "eval", str(tmp_path / "c"), "--qa", str(bad_qa)], "bad.jsonl: row 1: field 'answer'"),
         (["rag", "eval", str(tmp_path / "none"), "--qa", str(paths["qa"])], "not a finished rag index"),
-        (["rag", "ask", str(tmp_path / "c"), "--question", "x", "--embedding-model", str(tmp_path)],
-         "embedding model"),
+        (["rag", "ask", str(tmp_path / "c"), "--question", "x", "--embedding-model", str(tmp_path)], "embedding model"),
         (["rag", "index", "--docs", str(paths["docs"]), "--out", str(tmp_path / "q")], "--oracle-questions"),
-        (["rag", "index", "--docs", str(paths["qa"]), "--out", str(tmp_path / "q"), "--mode", "chunks"],
-         "qa.jsonl: row 1: field 'text'"),
+        (
+            ["rag", "index", "--docs", str(paths["qa"]), "--out", str(tmp_path / "q"), "--mode", "chunks"],
+            "qa.jsonl: row 1: field 'text'",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

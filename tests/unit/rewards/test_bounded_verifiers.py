@@ -17,8 +17,7 @@ HUGE = ["\\boxed{1e99999999}", "The answer is " + "9" * 6000]
 def test_huge_answers_score_zero_without_hanging_or_crashing(completion):
     # In a child process so that the old behaviour (a hang) fails the test instead of stalling it;
     # the limit is a guard against a hang, not a speed requirement.
-    code = (f"from posttrain.rewards.math import math_answer\n"
-            f"print(math_answer({{'reference': '42'}}, {completion!r}))")
+    code = f"from posttrain.rewards.math import math_answer\nprint(math_answer({{'reference': '42'}}, {completion!r}))"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -35,8 +34,10 @@ def test_number_bounds_keep_ordinary_answers():
 
 
 def test_a_verifier_over_its_time_is_scored_zero_counted_and_the_next_calls_still_score():
-    rewards = RewardSet([RewardTerm("spin", 1.0, fns.spins_forever, True),
-                         RewardTerm("length", 1.0, fns.length_is_reference, True)], timeout_s=2)
+    rewards = RewardSet(
+        [RewardTerm("spin", 1.0, fns.spins_forever, True), RewardTerm("length", 1.0, fns.length_is_reference, True)],
+        timeout_s=2,
+    )
     samples = [{"reference": "3"}, {"reference": "2"}]
     scores = rewards.score_all(samples, ["abc", "abc"])
     assert [s["spin"] for s in scores] == [0.0, 0.0]

@@ -8,12 +8,23 @@ import pytest
 from posttrain.rewards.countdown import extract_expression, is_solution, problem, rows
 
 
-@pytest.mark.parametrize("expression, ok", [
-    ("(25 - 3) * 2", True), ("2 * (25 - 3)", True), ("25 * 2 - 3 - 3", False),  # 3 used twice
-    ("25 + 19", True), ("25 + 20 - 1", False),  # 20 and 1 are not given
-    ("(25 - 3) * 2.0", False), ("-3 + 47", False), ("2 ** 5 + 12", False), ("44", True),
-    ("25 / 0 + 44", False), ("__import__('os').system('true')", False), ("(25 - 3) * 2 =", False),
-])
+@pytest.mark.parametrize(
+    "expression, ok",
+    [
+        ("(25 - 3) * 2", True),
+        ("2 * (25 - 3)", True),
+        ("25 * 2 - 3 - 3", False),  # 3 used twice
+        ("25 + 19", True),
+        ("25 + 20 - 1", False),  # 20 and 1 are not given
+        ("(25 - 3) * 2.0", False),
+        ("-3 + 47", False),
+        ("2 ** 5 + 12", False),
+        ("44", True),
+        ("25 / 0 + 44", False),
+        ("__import__('os').system('true')", False),
+        ("(25 - 3) * 2 =", False),
+    ],
+)
 def test_is_solution(expression, ok):
     assert is_solution(expression, [25, 3, 2, 19, 44], 44) is ok
 

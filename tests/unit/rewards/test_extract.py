@@ -10,14 +10,17 @@ from posttrain.rewards.extract import (
 )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("7 + 8 = 15. The answer is 85.", "85"),
-    ("so she pays $1,250.00 in total. #### 1,250", "1250"),
-    ("The answer is -3.50 dollars, not 4", "-3.5"),
-    ("first 12, then 30, finally 42", "42"),
-    ("no digits here", None),
-    ("Answer: 18\nIt was 20 before.", "18"),  # an explicit answer beats a later number
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("7 + 8 = 15. The answer is 85.", "85"),
+        ("so she pays $1,250.00 in total. #### 1,250", "1250"),
+        ("The answer is -3.50 dollars, not 4", "-3.5"),
+        ("first 12, then 30, finally 42", "42"),
+        ("no digits here", None),
+        ("Answer: 18\nIt was 20 before.", "18"),  # an explicit answer beats a later number
+    ],
+)
 def test_final_number(text, expected):
     assert final_number(text) == expected
 
@@ -28,10 +31,17 @@ def test_boxed_takes_the_last_balanced_box():
     assert boxed("no box") is None and boxed(r"\boxed{unclosed") is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The answer is (C).", "C"), ("Answer: B", "B"), ("D. Paris is the capital", "D"),
-    ("I think (A) is right", "A"), ("nothing to see", None), ("the answer is b", "B"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is (C).", "C"),
+        ("Answer: B", "B"),
+        ("D. Paris is the capital", "D"),
+        ("I think (A) is right", "A"),
+        ("nothing to see", None),
+        ("the answer is b", "B"),
+    ],
+)
 def test_choice_letter(text, expected):
     assert choice_letter(text) == expected
 

@@ -8,13 +8,21 @@ from posttrain.rewards.ifeval_checks import check, check_loose
 
 CASES = [
     ("punctuation:no_comma", {}, "No commas here.", "Yes, one."),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "less than"}, "Four words right here.",
-     "This one has six words in it."),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "less than"},
+        "Four words right here.",
+        "This one has six words in it.",
+    ),
     ("length_constraints:number_words", {"num_words": 3, "relation": "at least"}, "one two three", "one two"),
     ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"}, "One. Two!", "One."),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "First.\n***\nSecond.", "Only one."),
-    ("length_constraints:nth_paragraph_first_word",
-     {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"}, "Start.\n\nThen end.", "Start.\n\nNow end."),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        "Start.\n\nThen end.",
+        "Start.\n\nNow end.",
+    ),
     ("keywords:existence", {"keywords": ["cat", "mat"]}, "The Cat sat on the mat.", "The cat sat."),
     ("keywords:forbidden_words", {"forbidden_words": ["bad"]}, "All good; badge is fine.", "That is Bad."),
     ("keywords:frequency", {"keyword": "go", "frequency": 2, "relation": "at least"}, "go go", "go on"),
@@ -23,8 +31,12 @@ CASES = [
     ("detectable_format:title", {}, "<<My Title>>\nText", "My Title\nText"),
     ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n* two", "* one\n* two\n* three"),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*a* and *b*", "*a* only"),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\nx\nSection 2\ny", "Section 1\nx"),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nx\nSection 2\ny",
+        "Section 1\nx",
+    ),
     ("detectable_format:constrained_response", {}, "My answer is yes.", "Yes."),
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name] at [address]", "Dear [name]"),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bye", "Hi. bye"),
@@ -34,8 +46,12 @@ CASES = [
     ("startend:quotation", {}, '"All quoted."', 'Not "quoted".'),
     ("change_case:english_lowercase", {}, "all lower case", "Not all lower"),
     ("change_case:english_capital", {}, "ALL CAPS HERE", "NOT all caps"),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"},
-     "THIS IS loud", "THIS is not"),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "at least"},
+        "THIS IS loud",
+        "THIS is not",
+    ),
 ]
 
 
@@ -49,8 +65,8 @@ def test_loose_forgives_a_preamble_and_markdown():
     response = "Sure, here it is:\nMy answer is yes."
     assert check("startend:end_checker", "**The end**", {"end_phrase": "the end"}) is False
     assert check_loose("startend:end_checker", "**The end**", {"end_phrase": "the end"}) is True
-    assert check("detectable_format:json_format", "Here:\n{\"a\": 1}", {}) is False
-    assert check_loose("detectable_format:json_format", "Here:\n{\"a\": 1}", {}) is True
+    assert check("detectable_format:json_format", 'Here:\n{"a": 1}', {}) is False
+    assert check_loose("detectable_format:json_format", 'Here:\n{"a": 1}', {}) is True
     assert check_loose("detectable_format:constrained_response", response, {}) is True
 
 

@@ -34,8 +34,7 @@ def test_countdown_checks_numbers_and_target():
 
 
 def test_ifeval_all_instructions_must_hold():
-    sample = {"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
-              "kwargs": [{}, {}]}
+    sample = {"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]}
     assert ifeval(sample, "all lower and no commas") == 1.0
     assert ifeval(sample, "all lower, with a comma") == 0.0
     with pytest.raises(UserError):
@@ -71,8 +70,9 @@ def test_registry_options_and_user_functions():
 
 
 def test_reward_set_weights_and_accuracy():
-    rewards = RewardSet([RewardTerm("math", 10.0, math_answer, True),
-                         RewardTerm("explore", 0.1, lambda s, c: 1.0, False)])
+    rewards = RewardSet(
+        [RewardTerm("math", 10.0, math_answer, True), RewardTerm("explore", 0.1, lambda s, c: 1.0, False)]
+    )
     scores = rewards.score({"reference": "4"}, "The answer is 4")
     assert scores == {"math": 1.0, "explore": 1.0}
     assert rewards.total(scores) == pytest.approx(10.1) and rewards.correct(scores)
@@ -83,8 +83,9 @@ def test_reward_set_weights_and_accuracy():
 def test_build_from_recipe_entries():
     from posttrain.config.recipe import GrpoSection
 
-    section = GrpoSection(rewards=[{"name": "math", "weight": 10}, {"name": "format", "label": "fmt",
-                                   "options": {"pattern": "answer"}}])
+    section = GrpoSection(
+        rewards=[{"name": "math", "weight": 10}, {"name": "format", "label": "fmt", "options": {"pattern": "answer"}}]
+    )
     rewards = build_reward_set(section.rewards)
     assert [t.label for t in rewards.terms] == ["math", "fmt"]
     with pytest.raises(UserError, match="share a label"):

@@ -5,8 +5,10 @@ import pytest
 from posttrain.errors import UserError
 from posttrain.rewards.swe_rl import apply_edits, similarity, unified_diff
 
-SAMPLE = {"code_context": {"a.py": "def f():\n    return 1\n", "b.py": "x = 0\n"},
-          "oracle_new_content": {"a.py": "def f():\n    return 2\n"}}
+SAMPLE = {
+    "code_context": {"a.py": "def f():\n    return 1\n", "b.py": "x = 0\n"},
+    "oracle_new_content": {"a.py": "def f():\n    return 2\n"},
+}
 
 
 def edit(path, search, replace):
@@ -37,15 +39,18 @@ def test_edits_apply_in_order_at_line_starts():
     assert apply_edits(files, {"m.py": [("a = 1", "a = 2"), ("b = a", "b = a + 1")]}) == {"m.py": "a = 2\nb = a + 1\n"}
 
 
-@pytest.mark.parametrize("completion", [
-    edit("a.py", "    return 1", "    return 2"),  # no <think>/<solution>
-    answer(edit("a.py", "    return 1", "    return 2"), thought=" "),  # empty thought
-    answer(edit("a.py", "    return 1", "    return 2")) + "<think>again</think>",  # a tag twice
-    answer("    return 2"),  # no edit block
-    answer(edit("a.py", "return 1", "return 2")),  # matches only mid-line
-    answer(edit("a.py", "    return 7", "    return 2")),  # search text not in the file
-    answer(edit("a.py", "    return 1", "    return 1")),  # search equals replace
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        edit("a.py", "    return 1", "    return 2"),  # no <think>/<solution>
+        answer(edit("a.py", "    return 1", "    return 2"), thought=" "),  # empty thought
+        answer(edit("a.py", "    return 1", "    return 2")) + "<think>again</think>",  # a tag twice
+        answer("    return 2"),  # no edit block
+        answer(edit("a.py", "return 1", "return 2")),  # matches only mid-line
+        answer(edit("a.py", "    return 7", "    return 2")),  # search text not in the file
+        answer(edit("a.py", "    return 1", "    return 1")),  # search equals replace
+    ],
+)
 def test_malformed_answers_score_minus_one(completion):
     assert similarity(SAMPLE, completion) == -1.0
 

@@ -123,8 +123,10 @@ def test_writing_outside_its_directory_is_denied(open_directory):
 
 def test_temporary_files_go_to_its_own_directory():
     """/tmp is read-only inside; tempfile follows TMPDIR, the work directory."""
-    result = run_python("import os, tempfile\nwith tempfile.NamedTemporaryFile() as f:\n"
-                        "    print(os.path.dirname(f.name) == os.getcwd())")
+    result = run_python(
+        "import os, tempfile\nwith tempfile.NamedTemporaryFile() as f:\n"
+        "    print(os.path.dirname(f.name) == os.getcwd())"
+    )
     assert result.ok and result.stdout.strip() == "True", result
 
 
@@ -186,8 +188,9 @@ def test_a_key_in_the_parent_environment_is_not_readable(monkeypatch):
 
 
 def test_secret_looking_names_are_dropped_from_a_given_environment():
-    env = scrubbed_env({"HF_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "s", "my_api_key": "k", "DB_PASSWORD": "p",
-                        "TEST_MODE": "1"})
+    env = scrubbed_env(
+        {"HF_TOKEN": "t", "AWS_SECRET_ACCESS_KEY": "s", "my_api_key": "k", "DB_PASSWORD": "p", "TEST_MODE": "1"}
+    )
     assert env["TEST_MODE"] == "1"
     assert not {"HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "my_api_key", "DB_PASSWORD"} & set(env)
 

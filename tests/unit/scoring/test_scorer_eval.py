@@ -47,8 +47,22 @@ def test_weighted_scorers_and_a_user_function(tmp_path):
     chosen) change sides against the verifier alone; a: 2/2, b: 1/2 -> mean 0.75."""
     data, out = _pairs(tmp_path / "p.jsonl", ROWS), tmp_path / "out"
     user = "tests.unit.scoring.test_scorer_eval:response_length"
-    assert main(["reward-eval", "--scorer", "exact_match", "--scorer", f"{user}:weight=-0.1,verifier=false",
-                 "--data", data, "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reward-eval",
+                "--scorer",
+                "exact_match",
+                "--scorer",
+                f"{user}:weight=-0.1,verifier=false",
+                "--data",
+                data,
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = _results(out)
     # chosen - rejected: 1-0.1 vs -0.1 | 1-0.1 vs -0.4 | -0.1 vs 1-0.1 | -0.1 vs -0.2
     assert doc["categories"]["a"]["accuracy"] == 1.0 and doc["categories"]["b"]["accuracy"] == 0.5
@@ -66,13 +80,19 @@ def test_an_http_judge_as_the_scorer(tmp_path):
         response = prompt.split("# Response\n", 1)[1]
         return 200, {"choices": [{"message": {"content": "9" if "good" in response else "2"}}]}
 
-    rows = [{"prompt": "Say hi", "chosen": "good hi", "rejected": "bad", "subset": "alpacaeval-easy"},
-            {"prompt": "Say bye", "chosen": "meh", "rejected": "good bye", "subset": "alpacaeval-easy"},
-            {"prompt": "Refuse", "chosen": "good no", "rejected": "sure", "subset": "refusals-dangerous"}]
+    rows = [
+        {"prompt": "Say hi", "chosen": "good hi", "rejected": "bad", "subset": "alpacaeval-easy"},
+        {"prompt": "Say bye", "chosen": "meh", "rejected": "good bye", "subset": "alpacaeval-easy"},
+        {"prompt": "Refuse", "chosen": "good no", "rejected": "sure", "subset": "refusals-dangerous"},
+    ]
     data, out = _pairs(tmp_path / "p.jsonl", rows), tmp_path / "out"
     with json_server(reply) as url:
-        assert main(["reward-eval", "--scorer", f"judge:model={url},timeout_s=5", "--data", data,
-                     "--output-dir", str(out)]) == 0
+        assert (
+            main(
+                ["reward-eval", "--scorer", f"judge:model={url},timeout_s=5", "--data", data, "--output-dir", str(out)]
+            )
+            == 0
+        )
     doc = _results(out)
     assert len(seen) == 6 and "Say hi" in seen[0]
     assert doc["categories"]["alpacaeval-easy"]["accuracy"] == 0.5
@@ -86,14 +106,27 @@ def test_density_ratio_of_the_tiny_model(tiny_dir, tmp_path):
 
     rows = [{"prompt": "What is 2+2?", "chosen": "4", "rejected": "five"}]
     data, out = _pairs(tmp_path / "p.jsonl", rows), tmp_path / "out"
-    assert main(["reward-eval", "--scorer", f"density_ratio:strong={tiny_dir},weak={tiny_dir}",
-                 "--data", data, "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reward-eval",
+                "--scorer",
+                f"density_ratio:strong={tiny_dir},weak={tiny_dir}",
+                "--data",
+                data,
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert _results(out)["mean"] == 0.0
     spec = f"density_ratio:strong={tiny_dir},weak={tiny_dir},strong_system=Answer with digits."
     assert main(["reward-eval", "--scorer", spec, "--data", data, "--output-dir", str(out)]) == 0
     scored = json.loads((out / "scores.jsonl").read_text())
-    ratio, _ = reward_function("density_ratio", {"strong": str(tiny_dir), "weak": str(tiny_dir),
-                                                 "strong_system": "Answer with digits."})
+    ratio, _ = reward_function(
+        "density_ratio", {"strong": str(tiny_dir), "weak": str(tiny_dir), "strong_system": "Answer with digits."}
+    )
     sample = {"prompt": [{"role": "user", "content": "What is 2+2?"}], "reference": None}
     expected = ratio.batched([sample, sample], ["4", "five"])
     assert [scored["chosen_score"], scored["rejected_score"]] == pytest.approx(expected, abs=1e-5)
@@ -104,12 +137,15 @@ HALF_PAIR = {"prompt": "x", "chosen": "y"}
 NO_REFERENCE = {"prompt": "x", "chosen": "y", "rejected": "z"}
 
 
-@pytest.mark.parametrize("second,args,message", [
-    (HALF_PAIR, ["--scorer", "exact_match"], "p.jsonl: row 2: field 'rejected': missing"),
-    (NO_REFERENCE, ["--scorer", "math"], "p.jsonl: row 2: scorer 'math' needs field 'reference'"),
-    (NO_REFERENCE, ["some_rm", "--scorer", "exact_match"], "a reward model directory or --scorer, not both"),
-    (NO_REFERENCE, [], "reward-eval needs a reward model directory or --scorer"),
-])
+@pytest.mark.parametrize(
+    "second,args,message",
+    [
+        (HALF_PAIR, ["--scorer", "exact_match"], "p.jsonl: row 2: field 'rejected': missing"),
+        (NO_REFERENCE, ["--scorer", "math"], "p.jsonl: row 2: scorer 'math' needs field 'reference'"),
+        (NO_REFERENCE, ["some_rm", "--scorer", "exact_match"], "a reward model directory or --scorer, not both"),
+        (NO_REFERENCE, [], "reward-eval needs a reward model directory or --scorer"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, second, args, message):
     data = _pairs(tmp_path / "p.jsonl", [ROWS[0], second])
     assert main(["reward-eval", *args, "--data", data, "--output-dir", str(tmp_path / "o")]) == 2

@@ -14,11 +14,15 @@ from posttrain.stages.grpo import load_prompts
 
 def _ctx(tmp_path, tiny_dir, on_error):
     path = tmp_path / "prompts.jsonl"
-    rows = [{"prompt": "Is 4 even?", "reference": "even"}, {"prompt": "Is 5 even? " * 40, "reference": "odd"},
-            {"prompt": "Is 7 even?", "reference": "odd"}]
+    rows = [
+        {"prompt": "Is 4 even?", "reference": "even"},
+        {"prompt": "Is 5 even? " * 40, "reference": "odd"},
+        {"prompt": "Is 7 even?", "reference": "odd"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    recipe = Recipe.model_validate({"data": {"sources": [str(path)], "max_length": 96, "on_error": on_error},
-                                    "grpo": {"max_new_tokens": 32}})
+    recipe = Recipe.model_validate(
+        {"data": {"sources": [str(path)], "max_length": 96, "on_error": on_error}, "grpo": {"max_new_tokens": 32}}
+    )
     model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=256))
     return SimpleNamespace(recipe=recipe, tokenizer=load_tokenizer(str(tiny_dir)), model=model)
 

@@ -27,8 +27,10 @@ class ScriptedChat:
             self.prompts.append(prompt)
             self.chats.append(body["messages"])
         text = self.respond(prompt)
-        return 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                     "usage": {"completion_tokens": len(text.split())}}
+        return 200, {
+            "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": len(text.split())},
+        }
 
     def count(self, marker: str) -> int:
         return sum(marker in p for p in self.prompts)
@@ -42,5 +44,10 @@ def scripted_model(respond: Callable[[str], str]) -> Iterator[tuple[str, Scripte
 
 
 def model_overrides(role: str, url: str, name: str = "scripted") -> list[str]:
-    return [f"{role}.model={name}", f"{role}.backend=openai", f"{role}.base_url={url}", f"{role}.max_retries=0",
-            f"{role}.concurrency=2"]
+    return [
+        f"{role}.model={name}",
+        f"{role}.backend=openai",
+        f"{role}.base_url={url}",
+        f"{role}.max_retries=0",
+        f"{role}.concurrency=2",
+    ]

@@ -16,8 +16,12 @@ SETTINGS = {"bounds": {"user": (2, 20), "assistant": (1, 30)}, "max_repetition":
 
 
 def conv(query, answer="Fine, here it is.", query_end="stop", answer_end="stop"):
-    return {"turns": [{"role": "user", "content": query, "finish_reason": query_end},
-                      {"role": "assistant", "content": answer, "finish_reason": answer_end}]}
+    return {
+        "turns": [
+            {"role": "user", "content": query, "finish_reason": query_end},
+            {"role": "assistant", "content": answer, "finish_reason": answer_end},
+        ]
+    }
 
 
 def test_repetition_ratio_by_hand():
@@ -36,14 +40,14 @@ def test_refusal_language_and_dedup_key():
 
 def test_each_filter_removes_its_own_and_counts_it_once():
     rows = [
-        conv("How many apples are in two boxes?"),                            # kept
-        conv("Explain how sums of numbers work", query_end="length"),        # incomplete (query cut)
-        conv("What is ten plus one?", answer="", answer_end="stop"),          # incomplete (empty answer)
-        conv("Hi"),                                                           # length (1 word < 2)
-        conv("count count count count count count count"),                    # repetition (and too short? no)
+        conv("How many apples are in two boxes?"),  # kept
+        conv("Explain how sums of numbers work", query_end="length"),  # incomplete (query cut)
+        conv("What is ten plus one?", answer="", answer_end="stop"),  # incomplete (empty answer)
+        conv("Hi"),  # length (1 word < 2)
+        conv("count count count count count count count"),  # repetition (and too short? no)
         conv("Please write me a story about a dragon?", answer="I'm sorry, I cannot do that."),  # refusal
-        conv("Quelle est la capitale de la France et pourquoi est-elle si belle ?"),       # language
-        conv("how many apples are in two boxes"),                             # dedup of the first
+        conv("Quelle est la capitale de la France et pourquoi est-elle si belle ?"),  # language
+        conv("how many apples are in two boxes"),  # dedup of the first
     ]
     kept, removed = apply_filters(rows, SETTINGS)
     assert kept == [rows[0]]

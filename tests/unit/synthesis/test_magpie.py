@@ -19,7 +19,8 @@ LLAMA3_PREFIX = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
 CHATML_WITH_DEFAULT_SYSTEM = (
     "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are helpful.<|im_end|>\n{% endif %}"
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 @pytest.fixture()
@@ -34,14 +35,16 @@ def test_prefix_ends_exactly_at_the_user_header(tokenizer):
     assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
     # the ids are those of a real conversation's rendering, up to the user's text
     full = tokenize_prompt(tokenizer, [{"role": "user", "content": "What is 2 + 2?"}])
-    assert full[: len(ids)] == ids and tokenizer.decode(full[len(ids):]).startswith("What is 2 + 2?")
+    assert full[: len(ids)] == ids and tokenizer.decode(full[len(ids) :]).startswith("What is 2 + 2?")
 
 
 def test_next_turn_prefix_is_the_conversation_then_the_user_header(tokenizer):
     conv = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
-    assert pre_query_text(tokenizer, conv) == (LLAMA3_PREFIX + "Hi<|eot_id|><|start_header_id|>assistant"
-                                              "<|end_header_id|>\n\nHello.<|eot_id|><|start_header_id|>user"
-                                              "<|end_header_id|>\n\n")
+    assert pre_query_text(tokenizer, conv) == (
+        LLAMA3_PREFIX + "Hi<|eot_id|><|start_header_id|>assistant"
+        "<|end_header_id|>\n\nHello.<|eot_id|><|start_header_id|>user"
+        "<|end_header_id|>\n\n"
+    )
 
 
 def test_prefix_of_another_template_keeps_its_default_system_turn(tiny_dir):
@@ -76,8 +79,12 @@ def test_a_batch_samples_queries_from_the_prefix_then_answers_them(tiny_dir):
 
     backend = ScriptedChat(tok, answer)
     rows = MagpieBatch(backend, Recipe(turns=2, seed=10))([0, 1], 3).rows
-    assert [m["content"] for m in rows[0]["messages"]] == ["First question?", "Answer one.",
-                                                            "Second question?", "Answer two."]
+    assert [m["content"] for m in rows[0]["messages"]] == [
+        "First question?",
+        "Answer one.",
+        "Second question?",
+        "Answer two.",
+    ]
     assert rows[1]["item"] == 1 and all(t["finish_reason"] == "stop" for t in rows[0]["turns"])
     first, second = backend.prompts[0], backend.prompts[4]
     assert first == pre_query_ids(tok)  # the query is sampled from the prefix alone

@@ -17,8 +17,9 @@ TOPICS = ["cooking", "physics", "travel"]
 
 def teacher(prompt: str) -> str:
     if "distinct topics" in prompt:
-        return "Here are some topics:\n" + "\n".join(f"{i + 1}. **{t.title()}**: questions about {t}"
-                                                     for i, t in enumerate(TOPICS))
+        return "Here are some topics:\n" + "\n".join(
+            f"{i + 1}. **{t.title()}**: questions about {t}" for i, t in enumerate(TOPICS)
+        )
     if prompt.startswith("Topic: "):
         topic = prompt.split("\n", 1)[0].removeprefix("Topic: ").lower()
         return "\n".join(f"- {topic} skill {j}" for j in range(3))
@@ -39,8 +40,19 @@ def read(path):
 def test_rows_carry_k_distinct_extracted_skills(tmp_path, capsys):
     out = tmp_path / "out"
     with scripted_model(teacher) as (url, chat):
-        args = ["synth", "skillmix", "--out", str(out), "--set", "n_examples=12", "--set", "k=3",
-                "--set", "batch_size=5", *sum((["--set", o] for o in model_overrides("teacher", url)), [])]
+        args = [
+            "synth",
+            "skillmix",
+            "--out",
+            str(out),
+            "--set",
+            "n_examples=12",
+            "--set",
+            "k=3",
+            "--set",
+            "batch_size=5",
+            *sum((["--set", o] for o in model_overrides("teacher", url)), []),
+        ]
         assert main(args) == 0
         inventory = json.loads((out / "skills.json").read_text())
         assert inventory["topics"] == ["Cooking", "Physics", "Travel"]
@@ -72,18 +84,29 @@ def test_skills_file_and_errors(tmp_path):
     skills.write_text("1. humour\n2. brevity\n3. rigour\n")
     out = tmp_path / "out"
     with scripted_model(teacher) as (url, chat):
-        base = ["synth", "skillmix", "--out", str(out), "--set", f"skills_file={skills}",
-                *sum((["--set", o] for o in model_overrides("teacher", url)), [])]
+        base = [
+            "synth",
+            "skillmix",
+            "--out",
+            str(out),
+            "--set",
+            f"skills_file={skills}",
+            *sum((["--set", o] for o in model_overrides("teacher", url)), []),
+        ]
         assert main([*base, "--set", "n_examples=3"]) == 0
         assert not any("distinct topics" in p or p.startswith("Topic: ") for p in chat.prompts)
         rows = read(out / "sft.jsonl")
-        assert sorted(tuple(sorted(r["skills"])) for r in rows) == [("brevity", "humour"), ("brevity", "rigour"),
-                                                                   ("humour", "rigour")]
+        assert sorted(tuple(sorted(r["skills"])) for r in rows) == [
+            ("brevity", "humour"),
+            ("brevity", "rigour"),
+            ("humour", "rigour"),
+        ]
         assert main([*base, "--set", "n_examples=4", "--out", str(tmp_path / "o2")]) == 2  # only 3 pairs exist
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
     with pytest.raises(UserError, match="empty.json: no skills"):
         from posttrain.synthesis.skillmix import read_skills_file
+
         read_skills_file(empty)
     assert main(["synth", "skillmix", "--out", str(out / "x")]) == 2  # no teacher and no skills file
 
@@ -92,15 +115,26 @@ def test_empty_instructions_are_filtered_and_a_run_keeping_nothing_fails(tmp_pat
     skills = tmp_path / "skills.json"
     skills.write_text(json.dumps({"skills": ["a", "b", "c"], "topics": ["t"]}))
     with scripted_model(lambda prompt: "   ") as (url, _):
-        code = main(["synth", "skillmix", "--out", str(tmp_path / "o"), "--set", f"skills_file={skills}",
-                     "--set", "n_examples=3", *sum((["--set", o] for o in model_overrides("teacher", url)), [])])
+        code = main(
+            [
+                "synth",
+                "skillmix",
+                "--out",
+                str(tmp_path / "o"),
+                "--set",
+                f"skills_file={skills}",
+                "--set",
+                "n_examples=3",
+                *sum((["--set", o] for o in model_overrides("teacher", url)), []),
+            ]
+        )
     assert code == 2
     assert "empty_instruction removed 3" in capsys.readouterr().err
 
 
 def test_parse_list_and_combinations():
     assert parse_list("Sure!\n1) Alpha - the first\n2. Beta\n* beta\n- `Gamma`:\n") == ["Alpha", "Beta", "Gamma"]
-    assert parse_list("```json\n[\"x\", \"y\"]\n```") == ["x", "y"]
+    assert parse_list('```json\n["x", "y"]\n```') == ["x", "y"]
     assert parse_list("one\ntwo\n") == ["one", "two"]
     combos = skill_combinations(50, 2, 300, seed=1)
     assert len(set(combos)) == 300 and all(len(set(c)) == 2 for c in combos)
@@ -114,8 +148,19 @@ def test_failed_calls_are_retried_by_a_rerun(tmp_path, capsys):
     skills.write_text("humour\nbrevity\nrigour\nwarmth\n")
     out = tmp_path / "out"
     with scripted_model(teacher) as (url, chat):
-        args = ["synth", "skillmix", "--out", str(out), "--set", f"skills_file={skills}", "--set", "n_examples=6",
-                "--set", "batch_size=3", *sum((["--set", o] for o in model_overrides("teacher", url)), [])]
+        args = [
+            "synth",
+            "skillmix",
+            "--out",
+            str(out),
+            "--set",
+            f"skills_file={skills}",
+            "--set",
+            "n_examples=6",
+            "--set",
+            "batch_size=3",
+            *sum((["--set", o] for o in model_overrides("teacher", url)), []),
+        ]
         chat.down_after = 9  # batch 0 (3 requests + 3 answers) done, batch 1's answers fail
         assert main(args) == 1
         assert "posttrain: 3 of 6 items failed" in capsys.readouterr().out

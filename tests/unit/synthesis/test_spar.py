@@ -18,15 +18,18 @@ from posttrain.synthesis.spar_search import (
 from tests.unit.synthesis.scripted import model_overrides, scripted_model
 
 
-@pytest.mark.parametrize("text, accepted, critique", [
-    ("Misses the word limit.\nVerdict: REJECT", False, "Misses the word limit."),
-    ("All good.\n**Verdict:** Accept", True, "All good."),
-    ("verdict = rejected (too long)", False, ""),
-    ("Verdict: ACCEPT was considered, but no.\nVerdict: reject", False, "Verdict: ACCEPT was considered, but no."),
-    ("It follows the instruction.\nYes.", True, "It follows the instruction."),
-    ("I am not sure what to say.", None, "I am not sure what to say."),
-    ("", None, ""),
-])
+@pytest.mark.parametrize(
+    "text, accepted, critique",
+    [
+        ("Misses the word limit.\nVerdict: REJECT", False, "Misses the word limit."),
+        ("All good.\n**Verdict:** Accept", True, "All good."),
+        ("verdict = rejected (too long)", False, ""),
+        ("Verdict: ACCEPT was considered, but no.\nVerdict: reject", False, "Verdict: ACCEPT was considered, but no."),
+        ("It follows the instruction.\nYes.", True, "It follows the instruction."),
+        ("I am not sure what to say.", None, "I am not sure what to say."),
+        ("", None, ""),
+    ],
+)
 def test_parse_judgment(text, accepted, critique):
     judgment = parse_judgment(text)
     assert (judgment.accepted, judgment.critique) == (accepted, critique)
@@ -51,8 +54,9 @@ def search(strategy, accept, branching=2, max_depth=3, budget=100):
         calls["judge"] += responses
         return [Judgment(r == accept, f"critique of {r}", "") for r in responses]
 
-    result = tree_search("r", Judgment(False, "", ""), refine, judge,
-                         SearchSettings(strategy, max_depth, branching, budget))
+    result = tree_search(
+        "r", Judgment(False, "", ""), refine, judge, SearchSettings(strategy, max_depth, branching, budget)
+    )
     return result, calls
 
 
@@ -107,13 +111,19 @@ def test_pipeline_writes_pairs_and_refiner_data(tmp_path, judge_samples):
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("i1", "i2", "i3")))
     out = tmp_path / "out"
     with scripted_model(Scripted()) as (url, chat):
-        sets = [*model_overrides("actor", url), "actor.concurrency=1", f"prompts={prompts}", "branching=2",
-                f"judge_samples={judge_samples}"]
+        sets = [
+            *model_overrides("actor", url),
+            "actor.concurrency=1",
+            f"prompts={prompts}",
+            "branching=2",
+            f"judge_samples={judge_samples}",
+        ]
         assert main(["synth", "spar", "--out", str(out), *sum((["--set", s] for s in sets), [])]) == 0
     assert chat.count("Improve a response") == 6 and chat.count("Check whether") == (3 + 6) * judge_samples
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     assert [(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
-        ("i1", "r.2.1", "r")]
+        ("i1", "r.2.1", "r")
+    ]
     assert len(load_records(out / "pairs.jsonl", "preference").records) == 1
     refiner = [json.loads(line) for line in (out / "refiner_sft.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in refiner].count("judgment") == 7 + 1  # i1's tree (7 nodes) + i2's answer; i3 unreadable

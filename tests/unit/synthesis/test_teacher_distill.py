@@ -11,12 +11,14 @@ from posttrain.synthesis.teacher_distill import NoveltyFilter, read_seed_tasks
 from tests.unit.synthesis.scripted import model_overrides, scripted_model
 
 SEEDS = ["Write a short poem about the sea.", "Explain why the sky is blue.", "Translate 'good morning' into French."]
-CANDIDATES = ["New task: Write a short poem about the sea at night.",  # ROUGE-L 0.875 with seed 1
-              "Describe three uses of a paperclip in an office.",
-              "Hi there",  # 2 words
-              "Describe three uses of a paperclip in a kitchen.",  # ROUGE-L 0.889 with round 0's task
-              "Task 4: List four animals that live in the Arctic.",
-              ""]
+CANDIDATES = [
+    "New task: Write a short poem about the sea at night.",  # ROUGE-L 0.875 with seed 1
+    "Describe three uses of a paperclip in an office.",
+    "Hi there",  # 2 words
+    "Describe three uses of a paperclip in a kitchen.",  # ROUGE-L 0.889 with round 0's task
+    "Task 4: List four animals that live in the Arctic.",
+    "",
+]
 
 
 class Teacher:
@@ -35,10 +37,28 @@ class Teacher:
 def run(tmp_path, url, *extra):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text("".join(json.dumps({"instruction": s}) + "\n" for s in SEEDS))
-    return main(["synth", "teacher-distill", "--out", str(tmp_path / "out"), "--set", f"seed_tasks={seeds}",
-                 "--set", "rounds=2", "--set", "requests_per_round=3", "--set", "in_context=2",
-                 "--set", "rationale=true", *sum((["--set", o] for o in model_overrides("teacher", url)), []),
-                 "--set", "teacher.concurrency=1", *extra])
+    return main(
+        [
+            "synth",
+            "teacher-distill",
+            "--out",
+            str(tmp_path / "out"),
+            "--set",
+            f"seed_tasks={seeds}",
+            "--set",
+            "rounds=2",
+            "--set",
+            "requests_per_round=3",
+            "--set",
+            "in_context=2",
+            "--set",
+            "rationale=true",
+            *sum((["--set", o] for o in model_overrides("teacher", url)), []),
+            "--set",
+            "teacher.concurrency=1",
+            *extra,
+        ]
+    )
 
 
 def test_expansion_filters_and_rationale_answers(tmp_path):
@@ -54,13 +74,22 @@ def test_expansion_filters_and_rationale_answers(tmp_path):
     expand = [p for p in chat.prompts if p.startswith("Here are some tasks")]
     assert len(expand) == 6 and all("Task 2:" in p and "Task 3:" not in p for p in expand)  # m = 2 shown
     sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
-    assert sft == [{"messages": [{"role": "user", "content": "Describe three uses of a paperclip in an office."},
-                                 {"role": "assistant",
-                                  "content": "A paperclip holds paper.\nAnswer: holding, pointing, resetting"}],
-                    "origin": "generated"}]
+    assert sft == [
+        {
+            "messages": [
+                {"role": "user", "content": "Describe three uses of a paperclip in an office."},
+                {"role": "assistant", "content": "A paperclip holds paper.\nAnswer: holding, pointing, resetting"},
+            ],
+            "origin": "generated",
+        }
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["removed_by"] == {"answer.no_final_answer": 1, "expand.empty": 1, "expand.length": 1,
-                                      "expand.rouge_l": 2}
+    assert manifest["removed_by"] == {
+        "answer.no_final_answer": 1,
+        "expand.empty": 1,
+        "expand.length": 1,
+        "expand.rouge_l": 2,
+    }
     assert manifest["counts"]["new_tasks"] == 2 and manifest["counts"]["sft_rows"] == 1
 
 
@@ -87,13 +116,41 @@ def test_bad_seed_files_are_one_line_errors(tmp_path, capsys):
     bad.write_text('{"output": "x"}\n')
     with pytest.raises(UserError, match="bad.jsonl: row 1: field 'instruction'"):
         read_seed_tasks(str(bad))
-    assert main(["synth", "teacher-distill", "--out", str(tmp_path / "o"), "--set", f"seed_tasks={empty}",
-                 "--set", "teacher.model=m", "--set", "teacher.base_url=http://127.0.0.1:9/v1"]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                "teacher-distill",
+                "--out",
+                str(tmp_path / "o"),
+                "--set",
+                f"seed_tasks={empty}",
+                "--set",
+                "teacher.model=m",
+                "--set",
+                "teacher.base_url=http://127.0.0.1:9/v1",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip().endswith("empty.jsonl: no seed tasks in the file (it is empty)")
     seeds = tmp_path / "s.jsonl"
     seeds.write_text('{"prompt": "Say hi to the reader."}\n')
-    assert main(["synth", "teacher-distill", "--out", str(tmp_path / "o"), "--set", f"seed_tasks={seeds}",
-                 "--set", "teacher.model=m"]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                "teacher-distill",
+                "--out",
+                str(tmp_path / "o"),
+                "--set",
+                f"seed_tasks={seeds}",
+                "--set",
+                "teacher.model=m",
+            ]
+        )
+        == 2
+    )
     assert "teacher.base_url: missing" in capsys.readouterr().err
 
 

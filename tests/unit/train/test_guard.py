@@ -17,13 +17,16 @@ def test_finite_step_is_applied():
     assert _guard().allow_update(1, T(2.0), T(0.5))
 
 
-@pytest.mark.parametrize("loss, grad_norm, words", [
-    (math.nan, 1.0, "the loss is nan"),
-    (math.inf, 1.0, "the loss is inf"),
-    (2.0, math.nan, "the gradient norm is nan"),
-    (2.0, math.inf, "the gradient norm is inf"),
-    (6.4, 0.0, "gradient norm is exactly 0 while the loss is 6.4"),  # lr 1e3: overflowed activations
-])
+@pytest.mark.parametrize(
+    "loss, grad_norm, words",
+    [
+        (math.nan, 1.0, "the loss is nan"),
+        (math.inf, 1.0, "the loss is inf"),
+        (2.0, math.nan, "the gradient norm is nan"),
+        (2.0, math.inf, "the gradient norm is inf"),
+        (6.4, 0.0, "gradient norm is exactly 0 while the loss is 6.4"),  # lr 1e3: overflowed activations
+    ],
+)
 def test_diverged_step_stops_naming_the_step(loss, grad_norm, words):
     with pytest.raises(UserError, match=rf"^step 7: .*{words}.*training diverged") as err:
         _guard().allow_update(7, T(loss), T(grad_norm))

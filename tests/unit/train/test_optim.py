@@ -85,8 +85,12 @@ def test_unknown_kind_names_the_valid_ones():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(total_steps=0), dict(total_steps=10, warmup_steps=11), dict(total_steps=10, min_lr_ratio=1.5),
-     dict(total_steps=10, decay_ratio=-0.1)],
+    [
+        dict(total_steps=0),
+        dict(total_steps=10, warmup_steps=11),
+        dict(total_steps=10, min_lr_ratio=1.5),
+        dict(total_steps=10, decay_ratio=-0.1),
+    ],
 )
 def test_bad_schedule_settings_are_user_errors(kwargs):
     optimizer = build_optimizer(TinyNet(), lr=1e-3)
@@ -117,9 +121,16 @@ def test_optimizer_uses_the_fused_kernel_on_cpu_and_matches_the_per_tensor_updat
     fused = build_optimizer(model, lr=1e-2, weight_decay=0.1)
     assert all(group["fused"] for group in fused.param_groups)
     plain = torch.optim.AdamW(
-        [{"params": [reference.embed.weight, reference.proj.weight], "weight_decay": 0.1},
-         {"params": [reference.norm.weight, reference.norm.bias, reference.proj.bias], "weight_decay": 0.0}],
-        lr=1e-2, betas=(0.9, 0.95), eps=1e-8, fused=False, foreach=False)
+        [
+            {"params": [reference.embed.weight, reference.proj.weight], "weight_decay": 0.1},
+            {"params": [reference.norm.weight, reference.norm.bias, reference.proj.bias], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        fused=False,
+        foreach=False,
+    )
     for step in range(3):
         for net in (model, reference):
             net.zero_grad()

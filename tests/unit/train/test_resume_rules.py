@@ -22,12 +22,13 @@ def test_exactness_breaking_changes_are_refused_and_the_rest_applied():
     new = _recipe(lr=5e-4, micro_batch_size=2, max_steps=12)
     new["seed"], new["data"]["sources"][0]["path"] = 1, "b.jsonl"
     refused, applied = recipe_changes(old, new)
-    assert refused == ["data.sources: [{'path': 'a.jsonl', 'kind': 'auto', 'name': None, 'weight': 1.0, "
-                       "'split': None, 'columns': {}}] -> [{'path': 'b.jsonl', 'kind': 'auto', 'name': None, "
-                       "'weight': 1.0, 'split': None, 'columns': {}}]",
-                       "seed: 0 -> 1"]
-    assert applied == ["train.lr: 0.001 -> 0.0005", "train.max_steps: 8 -> 12",
-                       "train.micro_batch_size: 4 -> 2"]
+    assert refused == [
+        "data.sources: [{'path': 'a.jsonl', 'kind': 'auto', 'name': None, 'weight': 1.0, "
+        "'split': None, 'columns': {}}] -> [{'path': 'b.jsonl', 'kind': 'auto', 'name': None, "
+        "'weight': 1.0, 'split': None, 'columns': {}}]",
+        "seed: 0 -> 1",
+    ]
+    assert applied == ["train.lr: 0.001 -> 0.0005", "train.max_steps: 8 -> 12", "train.micro_batch_size: 4 -> 2"]
 
 
 def test_the_global_batch_must_hold_across_process_counts(tmp_path):
@@ -35,8 +36,11 @@ def test_the_global_batch_must_hold_across_process_counts(tmp_path):
     old = _recipe(micro_batch_size=2, grad_accum_steps=2)
     check_recipe_changes(old, _recipe(micro_batch_size=4, grad_accum_steps=2), tmp_path, 2, 1)
     check_recipe_changes(old, _recipe(micro_batch_size=1, grad_accum_steps=4), tmp_path, 2, 2)
-    with pytest.raises(UserError, match=r"global batch \(micro_batch_size x grad_accum_steps x processes\): "
-                                        r"2x2x2=8 -> 2x2x1=4"):
+    with pytest.raises(
+        UserError,
+        match=r"global batch \(micro_batch_size x grad_accum_steps x processes\): "
+        r"2x2x2=8 -> 2x2x1=4",
+    ):
         check_recipe_changes(old, old, tmp_path, 2, 1)
 
 

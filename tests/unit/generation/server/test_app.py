@@ -31,8 +31,12 @@ def test_a_failing_handler_answers_500_and_the_app_keeps_serving(backend, monkey
         patch.setattr(server.prompter, "encode", broken)
         reply = client.post("/v1/chat/completions", json=BODY)
     assert reply.status_code == 500
-    assert reply.json()["error"] == {"message": "internal error: RuntimeError: template exploded",
-                                     "type": "server_error", "param": None, "code": "internal_error"}
+    assert reply.json()["error"] == {
+        "message": "internal error: RuntimeError: template exploded",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
     assert client.post("/v1/chat/completions", json=BODY).status_code == 200
 
 

@@ -27,8 +27,13 @@ def test_prompt_forms_become_a_list_of_prompts():
 
 
 def test_content_parts_join_and_developer_is_a_system_turn():
-    body = ChatRequest(model="m", messages=[{"role": "developer", "content": "be brief"}, {"role": "user", "content": [
-        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+    body = ChatRequest(
+        model="m",
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ],
+    )
     assert [m.text() for m in body.messages] == ["be brief", "ab"]
 
 

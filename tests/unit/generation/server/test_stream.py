@@ -46,8 +46,10 @@ def test_chat_stream_frames_role_pieces_finish_and_usage(tok):
 
 
 def test_completion_stream_echo_comes_first_and_choices_keep_their_index(tok):
-    answers = [Answer(Completion(t, "stop", 1, token_ids=tuple(tok(t, add_special_tokens=False)["input_ids"])))
-               for t in (" a", " b")]
+    answers = [
+        Answer(Completion(t, "stop", 1, token_ids=tuple(tok(t, add_special_tokens=False)["input_ids"])))
+        for t in (" a", " b")
+    ]
     chunks = events(completion_stream(tok, "m", answers, ["P0", "P1"], True, None))
     by_index = {0: "", 1: ""}
     for c in chunks:

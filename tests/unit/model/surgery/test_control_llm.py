@@ -58,12 +58,20 @@ def test_divergence_is_in_the_objective_and_only_copies_train(tiny_dir):
         block = model.control_blocks()[0]
         h0 = model.model.embed_tokens(IDS)
         pos = model.model.rotary_emb(h0, torch.arange(IDS.shape[1])[None])
-        expected = cosine_divergence(block.frozen(h0, position_embeddings=pos),
-                                     block.trained(h0, position_embeddings=pos))
+        expected = cosine_divergence(
+            block.frozen(h0, position_embeddings=pos), block.trained(h0, position_embeddings=pos)
+        )
         nll = model(IDS, labels=IDS).loss
     policy = TokenLogprobs(model)
-    job = TrainJob(recipe=Recipe(), out_dir=None, accelerator=Accelerator(cpu=True), policy=policy,
-                   tokenizer=None, plan=None, objective=NextTokenObjective())
+    job = TrainJob(
+        recipe=Recipe(),
+        out_dir=None,
+        accelerator=Accelerator(cpu=True),
+        policy=policy,
+        tokenizer=None,
+        plan=None,
+        objective=NextTokenObjective(),
+    )
     stats = accumulate_gradients(job, policy, [collate_padded([Example(r, r) for r in IDS.tolist()], 0)])
     assert abs(float(stats["divergence_loss"]) - 2.0 * float(expected)) < 1e-5
     assert abs(float(stats["loss"]) - float(nll) - 2.0 * float(expected)) < 1e-4
@@ -84,15 +92,24 @@ def test_cached_generation_matches_uncached_and_saved_model_loads(tiny_dir, tmp_
     assert torch.equal(again(IDS).logits, model(IDS).logits)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [(dict(blocks=[2]), "block index 2 out of range"),
-                                              (dict(mix=1.0), "strictly between 0 and 1")])
+@pytest.mark.parametrize(
+    "kwargs, fragment", [(dict(blocks=[2]), "block index 2 out of range"), (dict(mix=1.0), "strictly between 0 and 1")]
+)
 def test_bad_settings(tiny_dir, kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
         _control(tiny_dir, **kwargs)
 
 
 def test_not_a_llama():
-    moe = MixtralForCausalLM(MixtralConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                           num_key_value_heads=2, intermediate_size=64, vocab_size=64))
+    moe = MixtralForCausalLM(
+        MixtralConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=64,
+        )
+    )
     with pytest.raises(UserError, match="needs a Llama causal LM"):
         add_adapter(moe, AdapterConfig(kind="control_llm"))

@@ -22,10 +22,15 @@ def test_insertion_points():
     assert insertion_points(4, blocks=[3, 0, 3]) == [0, 3]
 
 
-@pytest.mark.parametrize("kwargs, fragment", [(dict(blocks=[4]), "block index 4 out of range"),
-                                              (dict(blocks=[-1]), "block index -1 out of range"),
-                                              (dict(every=5), "--every must be in 1..4"),
-                                              (dict(), "exactly one of")])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(blocks=[4]), "block index 4 out of range"),
+        (dict(blocks=[-1]), "block index -1 out of range"),
+        (dict(every=5), "--every must be in 1..4"),
+        (dict(), "exactly one of"),
+    ],
+)
 def test_bad_block_choices_are_one_line_errors(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
         insertion_points(4, **kwargs)
@@ -75,8 +80,16 @@ def test_llama_pro_needs_an_expanded_model(tiny_dir):
 
 
 def test_expansion_refuses_an_moe_block():
-    model = MixtralForCausalLM(MixtralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                             num_key_value_heads=2, intermediate_size=64, vocab_size=64,
-                                             num_local_experts=2))
+    model = MixtralForCausalLM(
+        MixtralConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=64,
+            num_local_experts=2,
+        )
+    )
     with pytest.raises(UserError, match="Llama-style"):
         expand_blocks(model, [0])

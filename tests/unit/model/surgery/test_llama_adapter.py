@@ -40,7 +40,7 @@ def test_trainable_set_is_prompts_gates_bias_scale_and_norms(tiny_dir):
     assert any("layers.1.self_attn.adaption.prompt" in n for n in names)
     assert not any("layers.0.self_attn.adaption" in n for n in names)  # only the top 1 layer
     for n in names:
-        assert ("adaption" in n or n.endswith(("adapter_bias", "adapter_scale")) or "norm" in n), n
+        assert "adaption" in n or n.endswith(("adapter_bias", "adapter_scale")) or "norm" in n, n
     assert "base_model.model.layers.0.mlp.down_proj.adapter_scale" in names
     assert "base_model.lm_head.adapter_bias" not in names  # the head is not a decoder linear
 
@@ -65,7 +65,10 @@ def test_prompt_attention_against_the_formula():
     d, heads, kv, hidden, K = 4, 4, 2, 16, 3
     attn = torch.nn.Module()
     attn.head_dim = d
-    attn.q_proj, attn.k_proj = torch.nn.Linear(hidden, heads * d, bias=False), torch.nn.Linear(hidden, kv * d, bias=False)
+    attn.q_proj, attn.k_proj = (
+        torch.nn.Linear(hidden, heads * d, bias=False),
+        torch.nn.Linear(hidden, kv * d, bias=False),
+    )
     attn.v_proj = torch.nn.Linear(hidden, kv * d, bias=False)
     ad = AdaptionPrompt(K, hidden, heads, torch.float32)
     with torch.no_grad():
@@ -77,9 +80,9 @@ def test_prompt_attention_against_the_formula():
     expected = torch.zeros(2, 5, heads * d)
     for h in range(heads):
         g = h // 2  # query heads 0,1 -> kv head 0; 2,3 -> kv head 1
-        qh, kh, vh = q[..., h * d:(h + 1) * d], k[:, g * d:(g + 1) * d], v[:, g * d:(g + 1) * d]
+        qh, kh, vh = q[..., h * d : (h + 1) * d], k[:, g * d : (g + 1) * d], v[:, g * d : (g + 1) * d]
         w = torch.softmax(qh @ kh.T / math.sqrt(d), dim=-1)
-        expected[..., h * d:(h + 1) * d] = math.tanh(ad.gate[h].item()) * (w @ vh)
+        expected[..., h * d : (h + 1) * d] = math.tanh(ad.gate[h].item()) * (w @ vh)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 

@@ -98,8 +98,10 @@ def test_listed_tokens_and_collisions(tiny_dir):
 
 def test_embeddings_kind_trains_only_the_embeddings(tiny_dir):
     model = train_only_embeddings(AutoModelForCausalLM.from_pretrained(tiny_dir))
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"model.embed_tokens.weight",
-                                                                            "lm_head.weight"}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "model.embed_tokens.weight",
+        "lm_head.weight",
+    }
 
 
 def test_lep_rules_on_hand_made_matrices():
@@ -128,8 +130,10 @@ def test_special_tokens_after_the_bpe_vocabulary_keep_their_ids():
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    backend.train_from_iterator(english_sentences(300, random.Random(0)), trainers.BpeTrainer(
-        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    backend.train_from_iterator(
+        english_sentences(300, random.Random(0)),
+        trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
+    )
     specials = ["<|begin_of_text|>", "<|eot_id|>"]
     backend.add_special_tokens(specials)
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=specials[0], eos_token=specials[1])
