@@ -58,7 +58,11 @@ class Scripted:
 @pytest.fixture()
 def server(tiny_dir):
     scripted = Scripted(AutoTokenizer.from_pretrained(tiny_dir))
-    with json_server(scripted.reply) as scripted.url:
+    # owned_by vllm: a server known to take token-id prompts, so magpie's pre-query prefix is sent
+    # as ids (a server not known to is sent the rendered text: tests/unit/generation/test_openai_completions.py)
+    with json_server(
+        scripted.reply, models=[{"id": "scripted", "object": "model", "owned_by": "vllm"}]
+    ) as scripted.url:
         yield scripted
 
 
