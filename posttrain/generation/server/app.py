@@ -38,7 +38,9 @@ async def wait_for_answers(future, is_disconnected, timeout_s: float, poll_s: fl
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        done, _ = await asyncio.wait({waiter}, timeout=poll_s)
+        # never wait past the deadline: a poll longer than the time left would let a late answer
+        # through (and made the timeout as coarse as the poll)
+        done, _ = await asyncio.wait({waiter}, timeout=max(0.0, min(poll_s, deadline - loop.time())))
         if done:
             return waiter.result()
         if await is_disconnected():
