@@ -60,3 +60,9 @@ def tiny_backend(tiny_model):
 
     model, tokenizer = tiny_model
     return HFBackend(model, tokenizer, batch_size=4, show_progress=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow learning tests first (a stable sort): under pytest-xdist the longest tests then run
+    side by side at the start instead of one worker finishing them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
