@@ -9,7 +9,7 @@ _SUBJECTS = ["the child", "my friend", "a teacher", "the farmer", "our class", "
 _VERBS = ["counts", "adds", "writes", "reads", "finds", "needs", "wants", "shares", "sorts", "keeps"]
 _OBJECTS = ["numbers", "apples", "books", "coins", "answers", "questions", "problems", "pages", "boxes"]
 _TAILS = ["every day", "in the morning", "after school", "at home", "with care", "one by one", "again"]
-_NUMBER_WORDS = [
+NUMBER_WORDS = [
     "zero",
     "one",
     "two",
@@ -47,7 +47,7 @@ def english_sentences(n: int, rng: random.Random) -> list[str]:
     """Simple English sentences about numbers, so the vocabulary has ordinary words too."""
 
     def sentence() -> str:
-        word = rng.choice(_NUMBER_WORDS)
+        word = rng.choice(NUMBER_WORDS)
         return (
             f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} "
             f"{rng.choice(_TAILS)}. The word {word} is about numbers, "

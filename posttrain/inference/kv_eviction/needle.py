@@ -16,6 +16,8 @@ import json
 import random
 from pathlib import Path
 
+from posttrain.data.synth.english import NUMBER_WORDS
+
 QUESTION = " What is the magic word? The magic word is #"
 CHAT_QUESTION = " What is the magic word?"
 # Llama-3's chat format (the tiny tokenizer's template) up to the assistant's first token '#'
@@ -25,45 +27,11 @@ _CHAT_PROMPT = (
 )
 
 
-WORDS = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "twenty",
-    "thirty",
-    "forty",
-    "fifty",
-    "hundred",
-    "sum",
-    "difference",
-    "total",
-    "more",
-    "less",
-    "equal",
-    "even",
-    "odd",
-    "many",
-    "few",
-    "first",
-    "last",
-)
-
-
 def needle_row(rng: random.Random, sentences: int) -> dict:
     """One item: `sentences` haystack sentences with the needle inserted at a random place."""
     from posttrain.data.synth.english import english_sentences
 
-    value = rng.choice(WORDS)
+    value = rng.choice(NUMBER_WORDS)
     hay = english_sentences(sentences, rng)
     at = rng.randint(0, sentences)
     hay.insert(at, f"The magic word is # {value}.")
